@@ -1,0 +1,371 @@
+"""The one config tree of a run: data, model, method, training.
+
+Every entry point builds a `RunConfig`: the CLI from a preset YAML plus ``--set`` overrides, the UI from its
+form, the tests in code. Values are validated when the object is built (pydantic dataclasses: types,
+ranges, allowed values, unknown keys), cross-field rules live in ``__post_init__``, and every problem is
+raised as a `ConfigError` naming the dotted field. Presets in ``presets/`` are saved RunConfigs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+
+from studio.errors import ConfigError
+
+CONFIG_VERSION = 1
+"""Bumped when a preset written by this version would not mean the same to an older one."""
+
+_STRICT = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _f(default: Any = dataclasses.MISSING, help: str = "", **constraints: Any) -> Any:
+    """A field with its help text (shown by the CLI and the UI) and pydantic constraints."""
+    if callable(default) and isinstance(default, type):
+        return Field(default_factory=default, description=help, **constraints)
+    return Field(default=default, description=help, **constraints)
+
+
+@dataclass(config=_STRICT)
+class BalanceConfig:
+    """A balanced subset: `num_labels` classes, `num_samples` rows in total, num_samples/num_labels each.
+
+    The GoEmotions study's "2/4/8/16 labels x 800/1600/2400 samples" are totals (its 800-sample runs have
+    80 validation rows = 10%), so `num_samples` is the total before the train/validation/test split.
+    """
+
+    num_labels: int = _f(2, "How many classes to keep.", ge=2)
+    num_samples: int = _f(800, "Rows in total (all splits), drawn equally from each kept class.", ge=2)
+    labels: Literal["most_frequent"] | list[str] = _f(
+        "most_frequent", "Which classes: the most frequent ones, or a list of label names."
+    )
+
+    def __post_init__(self) -> None:
+        if self.num_samples < self.num_labels:
+            raise ConfigError("data.balance.num_samples", f"must be at least num_labels ({self.num_labels})")
+        if isinstance(self.labels, list) and len(self.labels) != self.num_labels:
+            raise ConfigError(
+                "data.balance.labels",
+                f"lists {len(self.labels)} labels but num_labels is {self.num_labels}; make them agree",
+            )
+
+    @property
+    def per_label(self) -> int:
+        return self.num_samples // self.num_labels
+
+
+@dataclass(config=_STRICT)
+class DataConfig:
+    """Where the texts and labels come from and how they are split and tokenized."""
+
+    source: str = _f(
+        "imdb-sample",
+        "A shipped sample (imdb-sample, goemotions), a local CSV/TSV/JSONL/Parquet file or folder, "
+        "or a Hugging Face Hub dataset id.",
+        min_length=1,
+    )
+    hub_config: str | None = _f(None, "Config (subset) name of a Hub dataset, e.g. 'simplified'.")
+    text_column: str | None = _f(None, "Column holding the text; empty = detect (text, review, sentence, ...).")
+    label_column: str | None = _f(None, "Column holding the label; empty = detect (label, labels, sentiment, ...).")
+    label_names: list[str] | None = _f(None, "Names for integer labels 0..n-1, when the data has none.")
+    label_separator: str | None = _f(
+        None, "Labels given as one string with several values (e.g. '3,27') are split on this."
+    )
+    multi_label: Literal["drop", "first"] = _f(
+        "drop", "Rows with several labels: drop them (single-label subset) or keep the first label."
+    )
+    splits: Literal["auto", "ratio"] = _f(
+        "auto",
+        "auto: keep the dataset's own train/validation/test splits and carve the missing ones from train; "
+        "ratio: pool every row and split by split_ratios (stratified).",
+    )
+    split_ratios: list[float] = _f([0.8, 0.1, 0.1], "train, validation, test shares; must sum to 1.")
+    max_samples: int | None = _f(None, "Use at most this many rows of the pooled data (stratified sample).", ge=10)
+    max_train_samples: int | None = _f(None, "Cap the training split (stratified sample).", ge=2)
+    balance: BalanceConfig | None = _f(None, "Balanced subset of k labels x n samples (drawn before splitting).")
+    max_length: int = _f(256, "Longest input in tokens; longer texts are truncated.", ge=8, le=32768)
+
+    def __post_init__(self) -> None:
+        r = self.split_ratios
+        if len(r) != 3:
+            raise ConfigError("data.split_ratios", f"needs 3 values (train, validation, test), got {len(r)}")
+        if any(x <= 0 for x in r):
+            raise ConfigError("data.split_ratios", f"every share must be > 0, got {r}")
+        if abs(sum(r) - 1.0) > 1e-6:
+            raise ConfigError("data.split_ratios", f"must sum to 1, got {r} (sum {sum(r):g}); e.g. [0.8, 0.1, 0.1]")
+        if self.label_separator == "":
+            raise ConfigError("data.label_separator", "must not be empty; use null for single labels")
+
+
+@dataclass(config=_STRICT)
+class ModelConfig:
+    """Which pretrained model to start from."""
+
+    name: str = _f(
+        "minilm-l6",
+        "A studio alias (minilm-l6, bert-base, distilbert, roberta-base, deberta-v3-base, ...), "
+        "a local folder, or a Hugging Face Hub model id.",
+        min_length=1,
+    )
+    revision: str | None = _f(None, "Hub revision (branch, tag or commit) to pin.")
+    trust_remote_code: bool = _f(False, "Run code shipped with a Hub model. Off unless you trust the source.")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] | None = _f(
+        None, "Attention kernel; empty = the library's default (sdpa where supported)."
+    )
+
+
+Placement = Literal["auto", "qv", "attention", "attention+ffn", "all-linear", "custom"]
+
+
+@dataclass(config=_STRICT)
+class MethodConfig:
+    """How the model is adapted: full fine-tuning, LoRA, QLoRA (LoRA on a 4/8-bit base) or IA3."""
+
+    name: Literal["full", "lora", "qlora", "ia3"] = _f("lora", "full | lora | qlora | ia3")
+    bits: Literal[4, 8] = _f(4, "QLoRA: quantize the frozen base to 4 or 8 bits.")
+    quant_type: Literal["nf4", "fp4"] = _f("nf4", "QLoRA 4-bit data type.")
+    double_quant: bool = _f(True, "QLoRA 4-bit: quantize the quantization constants too (~0.4 bit/param saved).")
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = _f(
+        "auto", "QLoRA: dtype of the matmuls; auto = bf16 where the GPU has it, else fp16, fp32 on CPU."
+    )
+    r: int = _f(16, "LoRA rank.", ge=1, le=1024)
+    alpha: float = _f(32.0, "LoRA alpha (scale = alpha / r).", gt=0)
+    dropout: float = _f(0.1, "LoRA dropout.", ge=0.0, lt=1.0)
+    placement: Placement = _f(
+        "auto",
+        "Adapter placement: qv (query+value), attention, attention+ffn, all-linear, or custom "
+        "(target_modules). auto = qv for LoRA, attention+ffn for IA3.",
+    )
+    target_modules: list[str] | None = _f(None, "Module names for placement=custom.")
+
+    def __post_init__(self) -> None:
+        if self.placement == "custom" and not self.target_modules:
+            raise ConfigError("method.target_modules", "placement 'custom' needs a non-empty list of module names")
+        if self.target_modules and self.placement != "custom":
+            raise ConfigError("method.placement", "set placement: custom to use method.target_modules")
+        if self.name == "full" and self.placement != "auto":
+            raise ConfigError("method.placement", "full fine-tuning trains every weight; leave placement at auto")
+
+    @property
+    def quantized(self) -> bool:
+        return self.name == "qlora"
+
+    @property
+    def adapter(self) -> Literal["lora", "ia3"] | None:
+        return {"lora": "lora", "qlora": "lora", "ia3": "ia3"}.get(self.name)  # type: ignore[return-value]
+
+    def resolved_placement(self) -> str:
+        if self.placement != "auto":
+            return self.placement
+        return "attention+ffn" if self.name == "ia3" else "qv"
+
+
+Optimizer = Literal[
+    "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_bnb_8bit", "paged_adamw_32bit", "adafactor", "sgd"
+]
+BNB_OPTIMIZERS = frozenset({"paged_adamw_8bit", "adamw_bnb_8bit", "paged_adamw_32bit"})
+
+
+@dataclass(config=_STRICT)
+class TrainConfig:
+    """The Trainer's knobs (names follow the seed studies, mapped to TrainingArguments in training.py)."""
+
+    epochs: float = _f(3.0, "Passes over the training split.", gt=0)
+    max_steps: int | None = _f(None, "Stop after this many optimizer steps (overrides epochs).", ge=1)
+    batch_size: int = _f(16, "Per-device training batch size.", ge=1, le=65536)
+    eval_batch_size: int | None = _f(None, "Per-device evaluation batch size; empty = 2 x batch_size.", ge=1)
+    grad_accum: int = _f(1, "Gradient accumulation steps (effective batch = batch_size x grad_accum).", ge=1)
+    learning_rate: float = _f(2e-4, "Peak learning rate.", gt=0, le=1)
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"] = (
+        _f("linear", "Learning-rate schedule after warm-up.")
+    )
+    warmup_ratio: float = _f(0.0, "Share of the steps spent warming up.", ge=0, lt=1)
+    weight_decay: float = _f(0.0, "AdamW weight decay.", ge=0)
+    optimizer: Optimizer = _f("adamw_torch", "Optimizer (8-bit and paged ones need bitsandbytes).")
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 = off).", ge=0)
+    label_smoothing: float = _f(0.0, "Label smoothing factor.", ge=0, lt=1)
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = _f(
+        "auto", "Mixed precision; auto = bf16 on GPUs that have it, else fp16; fp32 on CPU."
+    )
+    gradient_checkpointing: bool = _f(False, "Recompute activations in backward: less memory, ~30% slower.")
+    eval_strategy: Literal["epoch", "steps", "no"] = _f("epoch", "When to evaluate on the validation split.")
+    eval_steps: int | None = _f(None, "Evaluate every N steps (eval_strategy: steps).", ge=1)
+    logging_steps: int = _f(10, "Log the training loss every N steps.", ge=1)
+    early_stopping_patience: int | None = _f(
+        None, "Stop after this many evaluations without improvement of metric_for_best.", ge=1
+    )
+    metric_for_best: Literal["accuracy", "f1_macro", "f1_weighted", "loss"] = _f(
+        "accuracy", "Validation metric that picks the best checkpoint and drives early stopping."
+    )
+    load_best_at_end: bool = _f(True, "Finish with the best checkpoint's weights rather than the last.")
+    report_to: list[Literal["tensorboard", "wandb"]] = _f(
+        [], "Extra experiment trackers; a missing package or login falls back to local logs."
+    )
+    dataloader_workers: int = _f(0, "Worker processes feeding batches.", ge=0, le=64)
+
+    def __post_init__(self) -> None:
+        if self.eval_strategy == "steps" and self.eval_steps is None:
+            raise ConfigError("train.eval_steps", "is required when eval_strategy is 'steps'")
+        if self.early_stopping_patience is not None and self.eval_strategy == "no":
+            raise ConfigError("train.early_stopping_patience", "needs evaluations: set eval_strategy to epoch or steps")
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size * self.grad_accum
+
+
+@dataclass(config=_STRICT)
+class RunConfig:
+    """One training run. Presets are YAML files of this (see presets/)."""
+
+    version: int = _f(CONFIG_VERSION, "Config format version.", ge=1)
+    name: str = _f("run", "Short name used in the run id.", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    description: str = _f("", "Free text: what this run or preset is for.")
+    seed: int = _f(42, "Seed for splits, sampling, initialisation and data order.", ge=0)
+    data: DataConfig = _f(DataConfig, "Dataset.")
+    model: ModelConfig = _f(ModelConfig, "Base model.")
+    method: MethodConfig = _f(MethodConfig, "Fine-tuning method.")
+    train: TrainConfig = _f(TrainConfig, "Training loop.")
+
+    def __post_init__(self) -> None:
+        _check_version(self.version)
+
+    # ---- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return _ADAPTER.dump_python(self, mode="json")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunConfig:
+        """Build and validate; every problem becomes a ConfigError naming the field."""
+        if not isinstance(data, dict):
+            raise ConfigError("", f"a run config must be a mapping of sections, got {type(data).__name__}")
+        version = data.get("version", CONFIG_VERSION)
+        if isinstance(version, int):  # first: a newer format may also bring keys this version doesn't know
+            _check_version(version)
+        try:
+            return cls(**data)
+        except ValidationError as e:
+            raise _to_config_error(e) from None
+
+    def to_yaml(self, path: str | Path | None = None, header: str = "") -> str:
+        body = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=110)
+        text = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines()) + body
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError("", f"preset file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError("", f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if data is None:
+            raise ConfigError("", f"{path} is empty; a preset needs at least one section (data, model, ...)")
+        return cls.from_dict(data)
+
+    def with_overrides(self, assignments: list[str]) -> RunConfig:
+        """Apply ``key.path=value`` assignments (values parsed as YAML: 1, 2e-4, true, [a, b])."""
+        data = self.to_dict()
+        for item in assignments:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError("", f"override '{item}' must look like section.field=value")
+            node, parts = data, key.strip().split(".")
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {} if node.get(part) is None else node[part]
+                    if not isinstance(node[part], dict):
+                        raise ConfigError(key, "is not a section; cannot set a field inside it")
+                node = node[part]
+            node[parts[-1]] = _parse_value(raw)
+        return RunConfig.from_dict(data)
+
+    def config_hash(self) -> str:
+        """Identity of what is trained: everything but the name and description."""
+        d = self.to_dict()
+        d.pop("name", None)
+        d.pop("description", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_ADAPTER = TypeAdapter(RunConfig)
+_SECTIONS: dict[str, type] = {
+    "": RunConfig,
+    "data": DataConfig,
+    "data.balance": BalanceConfig,
+    "model": ModelConfig,
+    "method": MethodConfig,
+    "train": TrainConfig,
+}
+
+
+def _check_version(version: int) -> None:
+    if version > CONFIG_VERSION:
+        raise ConfigError(
+            "version",
+            f"this preset is format {version}, made by a newer Fine-Tune Studio (this one reads up to "
+            f"{CONFIG_VERSION}); upgrade the studio",
+        )
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        return raw
+
+
+def _to_config_error(e: ValidationError) -> ConfigError:
+    """Turn pydantic's report into one line per problem, each naming its dotted field."""
+    messages, first_field = [], ""
+    for err in e.errors():
+        path: list[str] = []
+        for part in err["loc"]:
+            section = ".".join(path)
+            cls = _SECTIONS.get(section)
+            if isinstance(part, str) and (cls is None or part in {f.name for f in dataclasses.fields(cls)}):
+                path.append(part)
+            elif isinstance(part, str) and err["type"] == "unexpected_keyword_argument":
+                path.append(part)
+            else:
+                break
+        field = ".".join(path)
+        if err["type"] == "unexpected_keyword_argument":
+            section = ".".join(path[:-1])
+            allowed = ", ".join(f.name for f in dataclasses.fields(_SECTIONS.get(section, RunConfig)))
+            msg = f"unknown key; {section or 'the top level'} takes: {allowed}"
+        elif err["type"] in ("value_error", "assertion_error") and "ctx" in err:
+            inner = err["ctx"].get("error")
+            if isinstance(inner, ConfigError):
+                field, msg = inner.field, str(inner).removeprefix(f"{inner.field}: ")
+            else:
+                msg = str(inner)
+        else:
+            msg = f"{err['msg']} (got {err.get('input')!r})"
+        first_field = first_field or field
+        line = f"{field}: {msg}" if field else msg
+        if line not in messages:
+            messages.append(line)
+    error = ConfigError(first_field, "")
+    error.args = ("; ".join(messages),)
+    return error
+
+
+def field_help(section: type, name: str) -> str:
+    """The help text of a config field (for the CLI and the UI)."""
+    for f in dataclasses.fields(section):
+        if f.name == name:
+            return getattr(f.default, "description", "") or ""
+    raise KeyError(name)
+
