@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
@@ -334,12 +334,10 @@ def _to_config_error(e: ValidationError) -> ConfigError:
         for part in err["loc"]:
             section = ".".join(path)
             cls = _SECTIONS.get(section)
-            if isinstance(part, str) and (cls is None or part in {f.name for f in dataclasses.fields(cls)}):
-                path.append(part)
-            elif isinstance(part, str) and err["type"] == "unexpected_keyword_argument":
-                path.append(part)
-            else:
+            known = cls is None or part in {f.name for f in dataclasses.fields(cls)}
+            if not isinstance(part, str) or not (known or err["type"] == "unexpected_keyword_argument"):
                 break
+            path.append(part)
         field = ".".join(path)
         if err["type"] == "unexpected_keyword_argument":
             section = ".".join(path[:-1])

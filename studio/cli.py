@@ -1,0 +1,242 @@
+"""Command line: the same engine calls as the UI.
+
+    python -m studio train presets/quick_demo.yaml [--set train.epochs=1 ...]
+    python -m studio validate presets/*.yaml
+    python -m studio runs | show RUN_ID | predict RUN_ID "a text" | predict RUN_ID --file reviews.csv
+    python -m studio presets
+
+Bad input exits with status 2 and one line `error: <field or file>: <what to do>`; a run that fails while
+training exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from studio.config import RunConfig
+from studio.errors import StudioError
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("STUDIO_RUNS_DIR", "runs"))
+
+
+def resolve_preset(name: str) -> Path:
+    """A path, or the name of a file in presets/ (with or without .yaml)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (PRESETS_DIR / name, PRESETS_DIR / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    available = ", ".join(p.stem for p in sorted(PRESETS_DIR.glob("*.yaml")))
+    raise StudioError(f"preset not found: {name} (presets: {available})")
+
+
+def load_config(preset: str, overrides: list[str] | None) -> RunConfig:
+    config = RunConfig.from_yaml(resolve_preset(preset))
+    return config.with_overrides(overrides) if overrides else config
+
+
+# ---- commands ------------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from studio.registry import Registry
+    from studio.training import Run
+
+    config = load_config(args.preset, args.set)
+    if args.name:
+        config = config.with_overrides([f"name={args.name}"])
+    registry = Registry(args.runs_dir)
+    _quiet_libraries()
+    run = Run(config, registry, progress_bar=not args.quiet)
+    print(f"training {config.model.name} ({config.method.name}) on {config.data.source}", flush=True)
+    previous = signal.signal(signal.SIGINT, lambda *_: run.stop())  # Ctrl-C: stop cleanly, keep what trained
+    try:
+        run.start()
+        while run.is_alive() or not run.events.empty():
+            _print_event(run, args.quiet)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    result = run.wait()
+    assert result is not None
+    if result.run_id is None:  # bad input found before training: nothing was written
+        if result.status == "failed":
+            print(f"error: {result.message}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(result.message)
+        return 0
+    if result.status == "failed":
+        print(f"error: run {result.run_id} failed: {result.message}", file=sys.stderr)
+        return EXIT_FAILED
+    _print_summary(result.run_id, result.status, result.summary, registry)
+    return 0
+
+
+def _print_event(run: Any, quiet: bool) -> None:
+    import queue
+
+    try:
+        event = run.events.get(timeout=0.2)
+    except queue.Empty:
+        return
+    if event.kind == "note" or (event.kind == "status" and not quiet):
+        print(f"  {event.data.get('message', '')}", flush=True)
+    elif event.kind == "eval" and "split" not in event.data and not quiet:
+        d = event.data
+        print(
+            f"  eval @ step {d['step']} (epoch {d['epoch']:.2f}): loss {d.get('loss', float('nan')):.4f} "
+            f"accuracy {d.get('accuracy', float('nan')):.4f} f1_macro {d.get('f1_macro', float('nan')):.4f}",
+            flush=True,
+        )
+
+
+def _print_summary(run_id: str, status: str, summary: dict[str, Any], registry: Any) -> None:
+    test, eff = summary["test"], summary["efficiency"]
+    print(f"run {run_id} {status}")
+    print(
+        f"  test accuracy {test['accuracy']:.4f}  f1_weighted {test['f1_weighted']:.4f}  "
+        f"f1_macro {test['f1_macro']:.4f}  (n={test['n']})"
+    )
+    print(
+        f"  trained {eff['steps']} steps in {eff['train_seconds']:.1f} s ({eff['total_seconds']:.1f} s in all), "
+        f"{eff['trainable_params']:,} of {eff['total_params']:,} parameters trainable, "
+        f"peak memory {eff['peak_memory_mb']:.0f} MB ({eff['peak_memory_kind']})"
+    )
+    print(f"  saved in {registry.run_dir(run_id)}")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    for preset in args.presets:
+        config = load_config(preset, args.set)
+        print(f"ok  {preset}: {config.name} ({config.model.name}, {config.method.name}, {config.data.source})")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from studio.registry import Registry
+
+    records = Registry(args.runs_dir).list(status=args.status)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in records], indent=2))
+        return 0
+    if not records:
+        print(f"no runs in {Path(args.runs_dir).resolve()}")
+        return 0
+    print(f"{'run id':42} {'status':11} {'model':16} {'method':24} {'accuracy':>8} {'f1_macro':>8}")
+    for r in records:
+        acc = f"{r.accuracy:.4f}" if r.accuracy is not None else "-"
+        f1 = f"{r.f1_macro:.4f}" if r.f1_macro is not None else "-"
+        print(f"{r.id:42} {r.status:11} {r.model[-16:]:16} {r.method[:24]:24} {acc:>8} {f1:>8}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from studio.registry import Registry
+
+    registry = Registry(args.runs_dir)
+    record = registry.get(args.run_id)
+    print(json.dumps({"run": record.__dict__, **registry.summary(args.run_id)}, indent=2, default=str))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from studio.inference import Predictor
+    from studio.registry import Registry
+
+    if not args.texts and not args.file:
+        raise StudioError("predict needs texts or --file FILE")
+    registry = Registry(args.runs_dir)
+    registry.get(args.run_id)  # a clear error before loading any library
+    _quiet_libraries()
+    predictor = Predictor.from_run(registry, args.run_id)
+    if args.file:
+        frame = predictor.predict_file(args.file, text_column=args.text_column)
+        out = args.out or str(Path(args.file).with_suffix("")) + ".predictions.csv"
+        frame.to_csv(out, index=False)
+        print(f"{len(frame)} predictions written to {out}")
+        return 0
+    for p in predictor.predict(args.texts):
+        probs = "  ".join(f"{k} {v:.3f}" for k, v in sorted(p.probs.items(), key=lambda kv: -kv[1])[:5])
+        print(f"{p.label}\t{p.score:.3f}\t{probs}\t{p.text[:60]}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for path in sorted(PRESETS_DIR.glob("*.yaml")):
+        try:
+            description = RunConfig.from_yaml(path).description.strip().splitlines()[0]
+        except (StudioError, IndexError):
+            description = ""
+        print(f"{path.stem:28} {description}")
+    return 0
+
+
+def _quiet_libraries() -> None:
+    """Library chatter (load reports, weight-loading bars) would drown the run's own progress."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# ---- parser --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="studio", description="Fine-Tune Studio: fine-tune text classifiers.")
+    parser.add_argument("--runs-dir", default=default_runs_dir(), help="runs folder (env STUDIO_RUNS_DIR)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a run from a preset")
+    p.add_argument("preset", help="preset file, or a name from presets/ (e.g. quick_demo)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. train.epochs=1")
+    p.add_argument("--name", help="run name (part of the run id)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-evaluation lines")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("validate", help="check presets without training")
+    p.add_argument("presets", nargs="+")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("runs", help="list runs")
+    p.add_argument("--status", choices=["running", "completed", "stopped", "failed", "interrupted"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("show", help="a run's metrics, efficiency and reproducibility record")
+    p.add_argument("run_id")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("predict", help="predict with a finished run")
+    p.add_argument("run_id")
+    p.add_argument("texts", nargs="*")
+    p.add_argument("--file", help="CSV/TSV/JSONL/Parquet file of texts")
+    p.add_argument("--text-column", help="column of the file holding the texts (default: detect)")
+    p.add_argument("--out", help="where to write the predictions CSV")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("presets", help="list the presets")
+    p.set_defaults(func=cmd_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Predict with a finished run: label and class probabilities for texts or a file, batched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.config import RunConfig
+from studio.errors import DataError, StudioError
+from studio.registry import Registry
+
+
+@dataclass(frozen=True)
+class Prediction:
+    text: str
+    label: str
+    score: float
+    """Probability of the predicted label."""
+    probs: dict[str, float]
+
+
+class Predictor:
+    """A run's model in eval mode. Load once, then call `predict` as often as needed (thread-safe)."""
+
+    def __init__(self, model: Any, tokenizer: Any, label_names: list[str], max_length: int, run_id: str = ""):
+        self.model, self.tokenizer = model, tokenizer
+        self.label_names, self.max_length, self.run_id = label_names, max_length, run_id
+
+    @classmethod
+    def from_run(cls, registry: Registry, run_id: str) -> Predictor:
+        from studio.models import load_for_inference, read_label_map
+
+        record = registry.get(run_id)  # raises RunNotFoundError with a hint
+        run_dir = registry.run_dir(run_id)
+        if not (run_dir / "label_map.json").is_file():
+            raise StudioError(f"run {run_id} has no saved model (status: {record.status}); pick a finished run")
+        config = RunConfig.from_yaml(run_dir / "config.yaml")
+        labels = read_label_map(run_dir)
+        model, tokenizer = load_for_inference(run_dir, config, labels)
+        return cls(model, tokenizer, labels, config.data.max_length, run_id)
+
+    def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
+        """Predictions in input order. Texts are sorted by length inside so batches carry little padding."""
+        import torch
+
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = [t if isinstance(t, str) else "" for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        probs: list[Any] = [None] * len(texts)
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                enc = self.tokenizer(
+                    [texts[i] for i in idx],
+                    truncation=True,
+                    max_length=self.max_length,
+                    padding=True,
+                    return_tensors="pt",
+                ).to(device)
+                logits = self.model(**enc).logits.float()
+                for i, p in zip(idx, torch.softmax(logits, dim=-1).cpu().tolist(), strict=True):
+                    probs[i] = p
+        out = []
+        for text, p in zip(texts, probs, strict=True):
+            best = max(range(len(p)), key=p.__getitem__)
+            out.append(Prediction(text, self.label_names[best], p[best], dict(zip(self.label_names, p, strict=True))))
+        return out
+
+    def predict_file(self, path: str | Path, text_column: str | None = None, batch_size: int = 32) -> Any:
+        """A table (pandas) of the file's rows plus `predicted_label`, `score` and one `prob_<label>` per class."""
+        import pandas as pd
+
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"file not found: {path}")
+        readers = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"), ".jsonl": _read_jsonl}
+        readers[".parquet"] = pd.read_parquet
+        suffix = path.suffix.lower()
+        if suffix not in readers:
+            raise DataError(f"{path.name}: unsupported file type '{suffix}'; use {', '.join(readers)}")
+        try:
+            frame = readers[suffix](path)
+        except UnicodeDecodeError:
+            raise DataError(f"{path.name} is not UTF-8 text; re-save it as UTF-8") from None
+        except Exception as e:
+            raise DataError(f"{path.name} could not be read: {str(e).splitlines()[0]}") from None
+        column = text_column or _guess_text_column(list(frame.columns))
+        if column not in frame.columns:
+            found = ", ".join(map(str, frame.columns))
+            raise DataError(f"text column '{column}' not found in {path.name}; it has columns: {found}")
+        preds = self.predict(frame[column].fillna("").astype(str).tolist(), batch_size=batch_size)
+        frame = frame.copy()
+        frame["predicted_label"] = [p.label for p in preds]
+        frame["score"] = [round(p.score, 6) for p in preds]
+        for name in self.label_names:
+            frame[f"prob_{name}"] = [round(p.probs[name], 6) for p in preds]
+        return frame
+
+
+def _read_jsonl(path: Path) -> Any:
+    import pandas as pd
+
+    return pd.read_json(path, lines=True)
+
+
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "comment", "document")
+
+
+def _guess_text_column(columns: list[str]) -> str:
+    for name in TEXT_COLUMNS:
+        if name in columns:
+            return name
+    return columns[0] if len(columns) == 1 else "text"

@@ -1,0 +1,92 @@
+"""Classification metrics (scikit-learn) and efficiency figures of a run."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def classification_metrics(labels: np.ndarray, preds: np.ndarray, label_names: list[str]) -> dict[str, float]:
+    """Accuracy, macro/weighted F1 and the F1 of each class (keys ``f1/<label>``)."""
+    ids = list(range(len(label_names)))
+    out = {
+        "accuracy": float(accuracy_score(labels, preds)),
+        "f1_macro": float(f1_score(labels, preds, labels=ids, average="macro", zero_division=0)),
+        "f1_weighted": float(f1_score(labels, preds, labels=ids, average="weighted", zero_division=0)),
+    }
+    per_class = f1_score(labels, preds, labels=ids, average=None, zero_division=0)
+    out.update({f"f1/{name}": float(v) for name, v in zip(label_names, per_class, strict=True)})
+    return out
+
+
+def make_compute_metrics(label_names: list[str]):
+    """The Trainer's compute_metrics for validation during training."""
+
+    def compute(eval_pred: Any) -> dict[str, float]:
+        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        return classification_metrics(np.asarray(eval_pred.label_ids), np.argmax(logits, axis=-1), label_names)
+
+    return compute
+
+
+def full_report(labels: np.ndarray, logits: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+    """Test-set report: the metrics above, confusion matrix (rows = true) and per-class precision/recall."""
+    preds = np.argmax(logits, axis=-1)
+    ids = list(range(len(label_names)))
+    precision, recall, f1, support = precision_recall_fscore_support(labels, preds, labels=ids, zero_division=0)
+    return {
+        **{k: v for k, v in classification_metrics(labels, preds, label_names).items() if not k.startswith("f1/")},
+        "n": int(len(labels)),
+        "confusion_matrix": confusion_matrix(labels, preds, labels=ids).tolist(),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(label_names, precision, recall, f1, support, strict=True)
+        },
+    }
+
+
+class PeakMemory:
+    """Peak memory of training: CUDA's own counter on a GPU, else the process RSS sampled on each step.
+
+    RSS has no resettable peak counter (ru_maxrss covers the whole process life), hence the sampling.
+    """
+
+    def __init__(self) -> None:
+        import psutil
+        import torch
+
+        self._cuda = torch.cuda.is_available()
+        self._proc = psutil.Process(os.getpid())
+        self._lock = threading.Lock()
+        self.peak_rss = 0
+        if self._cuda:
+            torch.cuda.reset_peak_memory_stats()
+        self.sample()
+
+    def sample(self) -> None:
+        rss = self._proc.memory_info().rss
+        with self._lock:
+            self.peak_rss = max(self.peak_rss, rss)
+
+    def result(self) -> dict[str, Any]:
+        import torch
+
+        self.sample()
+        out: dict[str, Any] = {"peak_rss_mb": round(self.peak_rss / 2**20, 1)}
+        if self._cuda:
+            out["peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+            out["peak_reserved_mb"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
+            out["peak_memory_mb"], out["peak_memory_kind"] = out["peak_allocated_mb"], "cuda_allocated"
+        else:
+            out["peak_memory_mb"], out["peak_memory_kind"] = out["peak_rss_mb"], "process_rss"
+        return out

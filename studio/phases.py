@@ -1,0 +1,348 @@
+"""What each phase of a `Run` does: data, model, Trainer, evaluation, saving, cleanup.
+
+Imported only when a run executes (it pulls in transformers).
+
+Kept apart from `training.Run` (the thread, events and registry bookkeeping) so that each phase is a small
+function of (run, config, state) that can be read and tested on its own.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.metadata
+import importlib.util
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from transformers import TrainerCallback
+
+from studio.config import RunConfig
+from studio.errors import StudioError
+from studio.metrics import PeakMemory, full_report, make_compute_metrics
+
+if TYPE_CHECKING:
+    from studio.training import Run
+
+PROGRESS_EVERY_S = 1.0
+
+
+# ---- data and model ------------------------------------------------------------------------------------
+def setup_data(run: Run, config: RunConfig) -> Any:
+    from studio import data
+
+    prepared = data.prepare(config.data, config.seed)
+    counts = {name: len(split) for name, split in prepared.splits.items()}
+    run.emit(
+        "note",
+        message=f"data: {counts['train']} train / {counts['validation']} validation / {counts['test']} test rows, "
+        f"{len(prepared.label_names)} labels ({', '.join(prepared.label_names[:8])}"
+        f"{', ...' if len(prepared.label_names) > 8 else ''})",
+    )
+    for note in prepared.report.get("notes", []):
+        run.emit("note", message=note)
+    return prepared
+
+
+def setup_model(run: Run, config: RunConfig, prepared: Any) -> tuple[Any, Any]:
+    """Model bundle and tokenized splits (tokenization needs the model's tokenizer; it is cached)."""
+    from studio import data
+    from studio.models import build_model, require_bitsandbytes
+    from studio.training import needs_bitsandbytes
+
+    for field_name, what in needs_bitsandbytes(config):
+        require_bitsandbytes(field_name, what)
+    bundle = build_model(config, prepared.label_names)
+    pct = 100 * bundle.trainable_params / max(bundle.total_params, 1)
+    run.emit(
+        "note",
+        message=f"model: {bundle.total_params / 1e6:.1f}M parameters, {bundle.trainable_params / 1e6:.3f}M "
+        f"trainable ({pct:.2f}%)",
+        trainable_params=bundle.trainable_params,
+        total_params=bundle.total_params,
+    )
+    cache_dir = run.registry.runs_dir / ".cache"
+    tokenized, hit = data.tokenize(prepared, bundle.tokenizer, config.data.max_length, cache_dir)
+    run.emit("note", message="tokenized data loaded from cache" if hit else "data tokenized (and cached)")
+    stats = data.dataset_stats(prepared, bundle.tokenizer, config.data.max_length)
+    run.emit("data", stats=stats, label_names=prepared.label_names, fingerprint=prepared.fingerprint)
+    return bundle, tokenized
+
+
+# ---- the Trainer ---------------------------------------------------------------------------------------
+def resolve_precision(requested: str) -> tuple[str, str | None]:
+    """(fp32 | fp16 | bf16, note): what the hardware supports, closest to what was asked."""
+    import torch
+
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        if requested == "auto":
+            return ("bf16" if bf16 else "fp16"), None
+        if requested == "bf16" and not bf16:
+            return "fp16", "this GPU has no bf16: training in fp16"
+        return requested, None
+    if requested == "fp16":
+        return "fp32", "fp16 mixed precision needs a CUDA GPU: training in fp32 on the CPU"
+    return ("fp32" if requested == "auto" else requested), None
+
+
+def resolve_report_to(wanted: list[str]) -> tuple[list[str], list[str]]:
+    """Trackers that can actually log; the others are dropped with a note (local logs always exist)."""
+    ok, notes = [], []
+    for name in wanted:
+        if name == "tensorboard" and not (
+            importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
+        ):
+            notes.append("tensorboard is not installed (pip install tensorboard): logging locally only")
+            continue
+        if name == "wandb":
+            reason = _wandb_unusable()
+            if reason:
+                notes.append(f"Weights & Biases unavailable ({reason}): logging locally only")
+                continue
+        ok.append(name)
+    return ok, notes
+
+
+def _wandb_unusable() -> str | None:
+    if importlib.util.find_spec("wandb") is None:
+        return "pip install wandb"
+    try:
+        import wandb
+
+        if not wandb.api.api_key:
+            return "not logged in: run `wandb login` or set WANDB_API_KEY"
+    except Exception as e:  # wandb raises many kinds of errors when misconfigured
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
+    import torch
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
+
+    t = config.train
+    bundle, tokenized, prepared = state["bundle"], state["tokenized"], state["data"]
+    precision, note = resolve_precision(t.precision)
+    report_to, notes = resolve_report_to(list(t.report_to))
+    for n in ([note] if note else []) + notes:
+        run.emit("note", message=n)
+    evaluating = t.eval_strategy != "no"
+    load_best = t.load_best_at_end and evaluating
+    metric = "eval_loss" if t.metric_for_best == "loss" else f"eval_{t.metric_for_best}"
+    args = TrainingArguments(
+        output_dir=str(run.dir / "checkpoints"),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size or 2 * t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+        weight_decay=t.weight_decay,
+        optim=t.optimizer,
+        max_grad_norm=t.max_grad_norm,
+        label_smoothing_factor=t.label_smoothing,
+        fp16=precision == "fp16",
+        bf16=precision == "bf16",
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        eval_strategy=t.eval_strategy,
+        eval_steps=t.eval_steps,
+        save_strategy=t.eval_strategy if load_best else "no",
+        save_steps=t.eval_steps,
+        save_total_limit=2,
+        save_only_model=True,
+        load_best_model_at_end=load_best,
+        metric_for_best_model=metric if evaluating else None,
+        greater_is_better=t.metric_for_best != "loss",
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        report_to=report_to or "none",
+        run_name=run.id,
+        seed=config.seed,
+        data_seed=config.seed,
+        dataloader_num_workers=t.dataloader_workers,
+        label_names=["labels"],
+        disable_tqdm=not run.progress_bar,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    callbacks: list[Any] = [StudioCallback(run, state)]
+    if t.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+    return Trainer(
+        model=bundle.model,
+        args=args,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"] if evaluating else None,
+        data_collator=DataCollatorWithPadding(bundle.tokenizer, pad_to_multiple_of=8 if precision != "fp32" else None),
+        processing_class=bundle.tokenizer,
+        compute_metrics=make_compute_metrics(prepared.label_names),
+        callbacks=callbacks,
+    )
+
+
+class StudioCallback(TrainerCallback):
+    """Turns the Trainer's hooks into run events, samples memory, and honours the stop flag."""
+
+    def __init__(self, run: Run, state: dict[str, Any]):
+        self.run = run
+        self.memory = PeakMemory()
+        state["memory"] = self.memory
+        self._t0 = time.time()
+        self._last = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._t0 = time.time()
+        self.run.emit("progress", step=0, max_steps=state.max_steps, epoch=0.0, elapsed=0.0, eta=None)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.memory.sample()
+        now = time.time()
+        if now - self._last >= PROGRESS_EVERY_S or state.global_step >= state.max_steps:
+            self._last = now
+            elapsed = now - self._t0
+            eta = elapsed / state.global_step * (state.max_steps - state.global_step) if state.global_step else None
+            self.run.emit(
+                "progress",
+                step=state.global_step,
+                max_steps=state.max_steps,
+                epoch=round(state.epoch or 0.0, 4),
+                elapsed=round(elapsed, 2),
+                eta=round(eta, 1) if eta is not None else None,
+            )
+        if self.run.stop_requested:
+            control.should_training_stop = True
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and not any(k.startswith("eval_") for k in logs) and "train_runtime" not in logs:
+            self.run.emit("log", step=state.global_step, epoch=round(state.epoch or 0.0, 4), **logs)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if metrics:
+            values = {k.removeprefix("eval_"): v for k, v in metrics.items()}
+            self.run.emit("eval", step=state.global_step, epoch=round(state.epoch or 0.0, 4), **values)
+        if self.run.stop_requested:
+            control.should_training_stop = True
+
+
+# ---- evaluate, save, clean up --------------------------------------------------------------------------
+def evaluate(run: Run, config: RunConfig, state: dict[str, Any], train_out: Any, t0: float) -> dict[str, Any]:
+    trainer, tokenized, prepared, bundle = state["trainer"], state["tokenized"], state["data"], state["bundle"]
+    names = prepared.label_names
+    test_pred = trainer.predict(tokenized["test"], metric_key_prefix="test")
+    test = full_report(test_pred.label_ids, test_pred.predictions, names)
+    validation = {}
+    if config.train.eval_strategy != "no":
+        val_pred = trainer.predict(tokenized["validation"], metric_key_prefix="val")
+        validation = full_report(val_pred.label_ids, val_pred.predictions, names)
+    tm = train_out.metrics
+    efficiency = {
+        "trainable_params": bundle.trainable_params,
+        "total_params": bundle.total_params,
+        "trainable_percent": round(100 * bundle.trainable_params / max(bundle.total_params, 1), 4),
+        "train_seconds": round(tm.get("train_runtime", 0.0), 2),
+        "train_samples_per_second": tm.get("train_samples_per_second"),
+        "total_seconds": round(time.time() - t0, 2),
+        "steps": trainer.state.global_step,
+        "epochs": round(trainer.state.epoch or 0.0, 4),
+        **state["memory"].result(),
+    }
+    run.emit("eval", split="test", **{k: v for k, v in test.items() if isinstance(v, float)})
+    return {
+        "run_id": run.id,
+        "test": test,
+        "validation": validation,
+        "best_checkpoint_step": _best_step(trainer),
+        "efficiency": efficiency,
+        "data": {**prepared.report, "fingerprint": prepared.fingerprint, "label_names": names},
+        "reproducibility": reproducibility(config, prepared.fingerprint, run.dir),
+    }
+
+
+def _best_step(trainer: Any) -> int | None:
+    ckpt = trainer.state.best_model_checkpoint
+    return int(ckpt.rsplit("-", 1)[-1]) if ckpt else None
+
+
+def reproducibility(config: RunConfig, data_fingerprint: str, run_dir: Path) -> dict[str, Any]:
+    import torch
+
+    versions = {}
+    for pkg in ("fine-tune-studio", "torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes"):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    from studio import __version__
+
+    versions["studio"] = __version__
+    if torch.cuda.is_available():
+        device = {"kind": "cuda", "name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count()}
+    else:
+        device = {"kind": "cpu", "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    return {
+        "config_hash": config.config_hash(),
+        "seed": config.seed,
+        "data_fingerprint": data_fingerprint,
+        "versions": versions,
+        "device": device,
+        "python": platform.python_version(),
+        "command": f"python -m studio train {run_dir / 'config.yaml'}",
+    }
+
+
+def save(run: Run, state: dict[str, Any]) -> None:
+    """Model (adapter or full weights, safetensors), tokenizer, label map: each renamed into place whole."""
+    from studio.registry import write_json_atomic
+
+    trainer, bundle, names = state["trainer"], state["bundle"], state["data"].label_names
+    kind = "adapter" if hasattr(trainer.model, "peft_config") else "model"
+    for name, writer in ((kind, trainer.model.save_pretrained), ("tokenizer", bundle.tokenizer.save_pretrained)):
+        tmp = run.dir / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        writer(str(tmp))
+        tmp.rename(run.dir / name)
+    write_json_atomic(
+        run.dir / "label_map.json",
+        {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}},
+    )
+
+
+def cleanup(run: Run, state: dict[str, Any]) -> None:
+    """Free memory and drop checkpoints (the final model is saved on its own)."""
+    shutil.rmtree(run.dir / "checkpoints", ignore_errors=True)
+    state.clear()
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def explain_failure(e: BaseException, config: RunConfig) -> str:
+    """One readable line for an unexpected crash, with a way forward where there is one."""
+    import torch
+
+    if isinstance(e, torch.OutOfMemoryError | MemoryError):
+        t = config.train
+        tips = [f"lower train.batch_size (now {t.batch_size}) and raise train.grad_accum"]
+        if not t.gradient_checkpointing:
+            tips.append("turn on train.gradient_checkpointing")
+        if config.method.name in ("full", "lora"):
+            tips.append("use method qlora")
+        tips.append(f"shorten data.max_length (now {config.data.max_length})")
+        where = "GPU" if isinstance(e, torch.OutOfMemoryError) else "CPU"
+        return f"out of {where} memory during training; try: " + "; ".join(tips)
+    if isinstance(e, StudioError):
+        return str(e)
+    first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first} (details in log.txt)"

@@ -1,0 +1,199 @@
+"""The run registry: one folder per run plus an SQLite index for listing and querying.
+
+Layout of ``<runs_dir>/<run_id>/``: ``config.yaml`` (the exact RunConfig), ``metrics.jsonl`` (the durable
+event log: one JSON object per event), ``log.txt``, then, when training ends, ``adapter/`` (peft) or
+``model/`` (full fine-tuning) in safetensors, ``tokenizer/``, ``label_map.json`` and finally ``eval.json``.
+Artifacts are written under a temporary name and renamed, and ``eval.json`` is written last, so a folder
+either holds a finished run or is visibly unfinished. The SQLite file (WAL mode, one short connection per
+call, safe across threads and processes) indexes the folders; the folders are the truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.config import RunConfig
+from studio.errors import RunNotFoundError, StudioError
+
+STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
+_COLUMNS = (
+    "id", "name", "status", "created", "finished", "pid", "host", "model", "method", "dataset", "config_hash",
+    "seed", "accuracy", "f1_macro", "f1_weighted", "peak_memory_mb", "train_seconds", "trainable_params",
+    "total_params", "message",
+)  # fmt: skip
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, name TEXT, status TEXT NOT NULL, created REAL, finished REAL, pid INTEGER, host TEXT,
+    model TEXT, method TEXT, dataset TEXT, config_hash TEXT, seed INTEGER, accuracy REAL, f1_macro REAL,
+    f1_weighted REAL, peak_memory_mb REAL, train_seconds REAL, trainable_params INTEGER, total_params INTEGER,
+    message TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_created ON runs(created);
+PRAGMA user_version = {1};
+"""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    name: str
+    status: str
+    created: float
+    finished: float | None
+    pid: int | None
+    host: str | None
+    model: str
+    method: str
+    dataset: str
+    config_hash: str
+    seed: int
+    accuracy: float | None
+    f1_macro: float | None
+    f1_weighted: float | None
+    peak_memory_mb: float | None
+    train_seconds: float | None
+    trainable_params: int | None
+    total_params: int | None
+    message: str | None
+
+
+class Registry:
+    def __init__(self, runs_dir: str | Path):
+        self.runs_dir = Path(runs_dir).expanduser().resolve()
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StudioError(f"runs directory {self.runs_dir} cannot be created: {e.strerror}") from None
+        self.db_path = self.runs_dir / "registry.sqlite"
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            db.row_factory = sqlite3.Row
+            yield db
+        finally:
+            db.close()
+
+    # ---- writing -------------------------------------------------------------------------------------
+    def create(self, config: RunConfig) -> RunRecord:
+        """A new run: its folder with config.yaml, and a `running` row owned by this process."""
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}-{secrets.token_hex(2)}"
+        folder = self.runs_dir / run_id
+        folder.mkdir()
+        config.to_yaml(folder / "config.yaml", header=f"Run {run_id}. Rerun: python -m studio train <this file>")
+        row = {
+            "id": run_id, "name": config.name, "status": "running", "created": time.time(), "pid": os.getpid(),
+            "host": socket.gethostname(), "model": config.model.name, "method": _method_label(config),
+            "dataset": config.data.source, "config_hash": config.config_hash(), "seed": config.seed,
+        }  # fmt: skip
+        with self._connect() as db:
+            db.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+        return self.get(run_id)
+
+    def update(self, run_id: str, **fields: Any) -> None:
+        unknown = set(fields) - set(_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown registry columns: {sorted(unknown)}")
+        if fields.get("status") not in (None, *STATUSES):
+            raise ValueError(f"unknown status {fields['status']!r}")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self._connect() as db:
+            cur = db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+        if cur.rowcount == 0:
+            raise RunNotFoundError(f"no run '{run_id}' in {self.runs_dir}")
+
+    def delete(self, run_id: str) -> None:
+        """Remove the folder and the row together (the row last, so a failure leaves it listed)."""
+        record = self.get(run_id)
+        if record.status == "running" and _alive(record):
+            raise StudioError(f"run {run_id} is still training; stop it before deleting it")
+        folder = self.run_dir(run_id)
+        if folder.exists():
+            trash = folder.with_name(f".deleting-{run_id}")
+            folder.rename(trash)
+            shutil.rmtree(trash)
+        with self._connect() as db:
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    # ---- reading -------------------------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of a run id, refusing ids that would lead outside the runs directory."""
+        folder = (self.runs_dir / run_id).resolve()
+        if folder.parent != self.runs_dir or run_id in ("", ".", ".."):
+            raise RunNotFoundError(f"'{run_id}' is not a run id")
+        return folder
+
+    def get(self, run_id: str) -> RunRecord:
+        self.run_dir(run_id)
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFoundError(f"no run '{run_id}' in {self.runs_dir}; `python -m studio runs` lists them")
+        return self._reconcile(RunRecord(**dict(row)))
+
+    def list(self, status: str | None = None) -> list[RunRecord]:
+        query, args = "SELECT * FROM runs", ()
+        if status:
+            query, args = query + " WHERE status = ?", (status,)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY created DESC", args).fetchall()
+        return [self._reconcile(RunRecord(**dict(r))) for r in rows]
+
+    def summary(self, run_id: str) -> dict[str, Any]:
+        """The run's eval.json (metrics, efficiency, reproducibility), or {} while it has none."""
+        path = self.run_dir(run_id) / "eval.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    def _reconcile(self, record: RunRecord) -> RunRecord:
+        """A `running` row whose process is gone was interrupted (killed, crashed, machine restarted)."""
+        if record.status != "running" or _alive(record):
+            return record
+        message = "the process training it ended without finishing (killed or crashed)"
+        self.update(record.id, status="interrupted", message=message)
+        return RunRecord(**{**record.__dict__, "status": "interrupted", "message": message})
+
+
+def _alive(record: RunRecord) -> bool:
+    if record.host != socket.gethostname() or record.pid is None:
+        return True  # another machine's run (shared storage): trust the row
+    try:
+        os.kill(record.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _method_label(config: RunConfig) -> str:
+    m = config.method
+    if m.name == "full":
+        return "full"
+    label = f"{m.name} {m.resolved_placement()}"
+    if m.adapter == "lora":
+        label += f" r{m.r}"
+    if m.quantized:
+        label = f"{label} {m.bits}-bit" + (f" {m.quant_type}" if m.bits == 4 else "")
+    return label
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,217 @@
+"""A training run: the HF Trainer in a background thread, talking to the outside through events.
+
+`Run` has clear phases (setup data -> setup model -> train -> evaluate -> save -> cleanup). It publishes
+`Event`s on a queue for in-process listeners and appends each to the run's ``metrics.jsonl``, the durable
+log a reloaded page or another process re-reads. `stop()` sets a flag that a TrainerCallback turns into
+``control.should_training_stop``: the run then evaluates and saves what it has and ends as `stopped`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import shutil
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from studio.config import BNB_OPTIMIZERS, RunConfig
+from studio.errors import StudioError
+from studio.registry import Registry, RunRecord, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["status", "progress", "log", "eval", "note", "data", "done"]
+
+
+@dataclass
+class Event:
+    kind: EventKind
+    data: dict[str, Any]
+    time: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "time": round(self.time, 3), **self.data}, default=float)
+
+
+@dataclass
+class RunResult:
+    run_id: str | None
+    """None when the run ended before training began (nothing was written)."""
+    status: Literal["completed", "stopped", "failed"]
+    message: str
+    summary: dict[str, Any]
+    """eval.json's content: test/validation metrics, efficiency, reproducibility."""
+
+
+class Run:
+    """One training run. `start()` trains in a background thread; `execute()` trains in this one."""
+
+    def __init__(self, config: RunConfig, registry: Registry, *, progress_bar: bool = False):
+        self.config = config
+        self.registry = registry
+        self.progress_bar = progress_bar
+        self.events: queue.Queue[Event] = queue.Queue()
+        # The run gets its folder and registry row once data and model are ready: bad input (a missing
+        # column, an unknown model) fails before anything is written. Earlier events wait in _pending.
+        self.record: RunRecord | None = None
+        self.dir: Path | None = None
+        self._pending: list[Event] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._result: RunResult | None = None
+        self._log_lock = threading.Lock()
+        self._last_progress = 0.0
+
+    @property
+    def id(self) -> str | None:
+        return self.record.id if self.record else None
+
+    def _create_record(self) -> None:
+        if self.record is not None:
+            return
+        self.record = self.registry.create(self.config)
+        self.dir = self.registry.run_dir(self.record.id)
+        with self._log_lock:
+            pending, self._pending = self._pending, []
+            for event in pending:
+                self._append(event)
+
+    # ---- control -------------------------------------------------------------------------------------
+    def start(self) -> Run:
+        self._thread = threading.Thread(target=self.execute, name=f"run-{self.id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current step; it still evaluates and saves what it trained."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self.emit("note", message="stop requested: finishing the current step, then evaluating and saving")
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> RunResult | None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self._result
+
+    def emit(self, kind: EventKind, **data: Any) -> None:
+        event = Event(kind, data)
+        self.events.put(event)
+        with self._log_lock:
+            if self.dir is None:
+                self._pending.append(event)
+            else:
+                self._append(event)
+
+    def _append(self, event: Event) -> None:
+        assert self.dir is not None
+        with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(event.to_json() + "\n")
+        if event.kind in ("status", "note", "done"):
+            line = event.data.get("message") or event.data.get("status", "")
+            stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
+            with open(self.dir / "log.txt", "a", encoding="utf-8") as f:
+                f.write(f"{stamp} {event.kind}: {line}\n")
+
+    # ---- phases --------------------------------------------------------------------------------------
+    def execute(self) -> RunResult:
+        """Run every phase here; any failure ends the run as `failed` with a readable message."""
+        t0 = time.time()
+        state: dict[str, Any] = {}
+        try:
+            outcome = self._phases(state, t0)
+        except StudioError as e:
+            outcome = ("failed", str(e), {})
+        except Exception as e:  # any crash becomes a readable `failed` run; the traceback goes to log.txt
+            self._create_record()  # a crash is a bug report: keep its folder even before training began
+            assert self.dir is not None
+            with open(self.dir / "log.txt", "a", encoding="utf-8") as f:
+                f.write(traceback.format_exc())
+            from studio.phases import explain_failure
+
+            outcome = ("failed", explain_failure(e, self.config), {})
+        finally:
+            if state:
+                from studio.phases import cleanup
+
+                cleanup(self, state)
+        return self._finish(*outcome, t0)
+
+    def _phases(self, state: dict[str, Any], t0: float) -> tuple[str, str, dict[str, Any]]:
+        from studio import phases
+
+        not_started = ("stopped", "stopped before training began", {})
+        self.emit("status", status="preparing data", message=f"loading {self.config.data.source}")
+        state["data"] = phases.setup_data(self, self.config)
+        if self._stop.is_set():
+            return not_started
+        self.emit("status", status="loading model", message=f"loading {self.config.model.name}")
+        state["bundle"], state["tokenized"] = phases.setup_model(self, self.config, state["data"])
+        if self._stop.is_set():
+            return not_started
+        self._create_record()
+        state["trainer"] = phases.build_trainer(self, self.config, state)
+        self.emit("status", status="training", message="training")
+        train_out = state["trainer"].train()
+        stopped = self._stop.is_set()
+        self.emit("status", status="evaluating", message="evaluating on the test split")
+        summary = phases.evaluate(self, self.config, state, train_out, t0)
+        self.emit("status", status="saving", message="saving the model")
+        phases.save(self, state)
+        accuracy = summary["test"]["accuracy"]
+        if stopped:
+            return "stopped", f"stopped early; test accuracy {accuracy:.4f}", summary
+        return "completed", f"test accuracy {accuracy:.4f}", summary
+
+    def _finish(self, status: str, message: str, summary: dict[str, Any], t0: float) -> RunResult:
+        if self.record is None:  # ended before training began (bad input, or stopped): nothing was written
+            self.emit("done", status=status, message=message, seconds=round(time.time() - t0, 1))
+            self._result = RunResult(None, status, message, {})  # type: ignore[arg-type]
+            return self._result
+        assert self.dir is not None
+        if summary:
+            summary["status"] = status
+            write_json_atomic(self.dir / "eval.json", summary)  # written last: the run is complete
+        test = summary.get("test", {})
+        eff = summary.get("efficiency", {})
+        self.registry.update(
+            self.id,
+            status=status,
+            message=message,
+            finished=time.time(),
+            accuracy=test.get("accuracy"),
+            f1_macro=test.get("f1_macro"),
+            f1_weighted=test.get("f1_weighted"),
+            peak_memory_mb=eff.get("peak_memory_mb"),
+            train_seconds=eff.get("train_seconds"),
+            trainable_params=eff.get("trainable_params"),
+            total_params=eff.get("total_params"),
+        )
+        self.emit("done", status=status, message=message, seconds=round(time.time() - t0, 1))
+        self._result = RunResult(self.id, status, message, summary)  # type: ignore[arg-type]
+        return self._result
+
+
+def needs_bitsandbytes(config: RunConfig) -> list[tuple[str, str]]:
+    """(field, what) pairs of the config that need bitsandbytes."""
+    out = []
+    if config.method.quantized:
+        out.append(("method.name", f"QLoRA ({config.method.bits}-bit)"))
+    if config.train.optimizer in BNB_OPTIMIZERS:
+        out.append(("train.optimizer", f"the {config.train.optimizer} optimizer"))
+    return out
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
