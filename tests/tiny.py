@@ -51,7 +51,10 @@ def _configs() -> dict[str, tuple[object, str]]:
             ),
             "bert-base-uncased",
         ),
-        "gpt2": (GPT2Config(vocab_size=gpt2_vocab, n_embd=32, n_layer=2, n_head=2, n_positions=512, pad_token_id=None), "gpt2"),
+        "gpt2": (
+            GPT2Config(vocab_size=gpt2_vocab, n_embd=32, n_layer=2, n_head=2, n_positions=512, pad_token_id=None),
+            "gpt2",
+        ),
         "qwen2": (Qwen2Config(**decoder, **decoder_tokens), "gpt2"),
         "llama": (LlamaConfig(**decoder, **decoder_tokens), "gpt2"),
         "gemma3": (Gemma3TextConfig(**decoder, head_dim=16, **decoder_tokens), "gpt2"),

@@ -1,0 +1,210 @@
+"""Model loading and adapter placement for every family x method, on tiny random models."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import torch
+from tiny import FAMILIES
+from torch import nn
+
+from studio.config import RunConfig
+from studio.errors import ModelError
+from studio.models import build_model
+
+LABELS = ["neg", "neu", "pos"]
+
+
+def config_for(folder, method="lora", **method_kw) -> RunConfig:
+    return RunConfig.from_dict(
+        {"model": {"name": str(folder)}, "method": {"name": method, **method_kw}, "data": {"max_length": 64}}
+    )
+
+
+def trained_module_names(model) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("method", ["full", "lora", "qlora", "ia3"])
+def test_every_family_and_method_builds_and_backpropagates(tiny_model_dir, family, method):
+    bundle = build_model(config_for(tiny_model_dir(family), method), LABELS)
+    model, tok = bundle.model, bundle.tokenizer
+    enc = tok(["a short one", "a somewhat longer text to force padding here"], padding=True, return_tensors="pt")
+    out = model(**enc, labels=torch.tensor([0, 2]))
+    assert out.logits.shape == (2, 3)
+    out.loss.backward()
+    trained = trained_module_names(model)
+    assert trained and all(model.get_parameter(n).grad is not None for n in trained)
+    if method == "full":
+        assert bundle.trainable_params == bundle.total_params
+        return
+    assert bundle.trainable_params < bundle.total_params / 20
+    head_params = [n for n in trained if "modules_to_save" in n]
+    assert head_params, "the classification head must train"
+    if method == "qlora":
+        import bitsandbytes as bnb
+
+        quantized = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+        assert quantized, "the base must be 4-bit"
+        for name, module in model.named_modules():  # the head stays a float nn.Linear
+            if "modules_to_save" in name and isinstance(module, nn.Linear):
+                assert not isinstance(module, bnb.nn.Linear4bit) and module.weight.dtype == torch.float32
+
+
+def lora_wrapped(model) -> set[str]:
+    return {n.split(".")[-1] if "." in n else n for n, m in model.named_modules() if hasattr(m, "lora_A")}
+
+
+def test_lora_placements_target_the_family_modules(tiny_model_dir):
+    folder = tiny_model_dir("bert")
+    qv = build_model(config_for(folder, placement="qv"), LABELS).model
+    assert lora_wrapped(qv) == {"query", "value"}
+    attention = build_model(config_for(folder, placement="attention"), LABELS).model
+    assert lora_wrapped(attention) == {"query", "key", "value", "dense"}
+    full_names = {n for n, m in attention.named_modules() if hasattr(m, "lora_A")}
+    assert not any("intermediate" in n for n in full_names), "attention placement must leave the FFN alone"
+    ffn = build_model(config_for(folder, placement="attention+ffn"), LABELS).model
+    assert any("intermediate.dense" in n for n, m in ffn.named_modules() if hasattr(m, "lora_A"))
+    all_linear = build_model(config_for(folder, placement="all-linear"), LABELS).model
+    wrapped = {n for n, m in all_linear.named_modules() if hasattr(m, "lora_A")}
+    assert not any("classifier" in n for n in wrapped), "all-linear must not wrap the head"
+    assert any("intermediate.dense" in n for n in wrapped) and any("attention.self.key" in n for n in wrapped)
+    custom = build_model(config_for(folder, placement="custom", target_modules=["key"]), LABELS).model
+    assert lora_wrapped(custom) == {"key"}
+
+
+def test_lora_rank_sets_the_adapter_size(tiny_model_dir):
+    folder = tiny_model_dir("bert")
+    small = build_model(config_for(folder, r=2), LABELS).trainable_params
+    large = build_model(config_for(folder, r=8), LABELS).trainable_params
+    # hidden 32, 2 layers x (query + value) x (A + B) = 2*2*2*32 = 256 parameters per rank step
+    assert large - small == 6 * 256
+
+
+def test_ia3_placements(tiny_model_dir):
+    folder = tiny_model_dir("bert")
+    attn = build_model(config_for(folder, "ia3", placement="attention"), LABELS).model
+    ffn = build_model(config_for(folder, "ia3", placement="attention+ffn"), LABELS).model
+    scaled = lambda m: {n for n, mod in m.named_modules() if hasattr(mod, "ia3_l")}  # noqa: E731
+    assert all(n.endswith(("key", "value")) for n in scaled(attn))
+    extra = scaled(ffn) - scaled(attn)
+    assert extra and all(n.endswith("output.dense") and "attention" not in n for n in extra)
+    assert ffn.peft_config["default"].feedforward_modules
+
+
+def test_new_modules_train_even_when_the_family_does_not_list_them(tiny_model_dir):
+    # DeBERTa's pooler and DistilBERT's pre_classifier are new on top of the checkpoint: they must train.
+    for family, module in (("deberta-v2", "pooler"), ("distilbert", "pre_classifier")):
+        model = build_model(config_for(tiny_model_dir(family)), LABELS).model
+        assert any(module in n and "modules_to_save" in n for n in trained_module_names(model))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_padding_does_not_change_a_text_s_logits(tiny_model_dir, family):
+    bundle = build_model(config_for(tiny_model_dir(family), "full"), LABELS)
+    model, tok = bundle.model.eval(), bundle.tokenizer
+    texts = ["short", "this text is quite a bit longer than the other one"]
+    with torch.no_grad():
+        batch = model(**tok(texts, padding=True, return_tensors="pt")).logits
+        alone = model(**tok(texts[:1], return_tensors="pt")).logits
+    assert tok.padding_side == "right" and tok.pad_token is not None
+    torch.testing.assert_close(batch[0], alone[0], atol=1e-5, rtol=1e-4)
+
+
+# ---- bad input -----------------------------------------------------------------------------------------
+def test_missing_and_invalid_model_folders(tmp_path):
+    with pytest.raises(ModelError, match="model.name: folder not found"):
+        build_model(config_for("./no/such/model"), LABELS)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="no config.json"):
+        build_model(config_for(tmp_path / "empty"), LABELS)
+    file = tmp_path / "weights.bin"
+    file.write_bytes(b"x")
+    with pytest.raises(ModelError, match="is a file"):
+        build_model(config_for(file), LABELS)
+
+
+def test_pickle_only_weights_are_refused(tiny_model_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_model_dir("bert"), folder)
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    with pytest.raises(ModelError, match="only safetensors"):
+        build_model(config_for(folder), LABELS)
+
+
+def test_unknown_architecture(tmp_path):
+    from tiny import ASSETS
+    from transformers import AutoModel, AutoTokenizer, ElectraConfig
+
+    folder = tmp_path / "electra"
+    AutoModel.from_config(
+        ElectraConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            embedding_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(ASSETS / "bert-base-uncased").save_pretrained(folder)
+    with pytest.raises(ModelError, match="architecture 'electra' is not in the studio's registry"):
+        build_model(config_for(folder, "lora"), LABELS)
+    assert build_model(config_for(folder, "full"), LABELS).trainable_params > 0  # full FT needs no registry
+    custom = build_model(config_for(folder, "lora", placement="custom", target_modules=["query"]), LABELS)
+    assert custom.trainable_params < custom.total_params
+
+
+def test_bitsandbytes_missing_is_explained(tiny_model_dir, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "bitsandbytes" else real(n, *a))
+    with pytest.raises(ModelError, match=r"method.name: QLoRA \(4-bit\) needs bitsandbytes.*pip install"):
+        build_model(config_for(tiny_model_dir("bert"), "qlora"), LABELS)
+
+
+def test_max_length_beyond_the_model(tiny_model_dir):
+    cfg = config_for(tiny_model_dir("bert")).with_overrides(["data.max_length=1024"])
+    with pytest.raises(ModelError, match="data.max_length: 1024 is longer than this model's limit of 512"):
+        build_model(cfg, LABELS)
+
+
+def test_tokenizer_that_does_not_belong_to_the_model(tmp_path):
+    from tiny import ASSETS
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path / "small-vocab"
+    BertModel(
+        BertConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    ).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(ASSETS / "bert-base-uncased").save_pretrained(folder)
+    with pytest.raises(ModelError, match="30522 tokens but the model's embedding only 1000"):
+        build_model(config_for(folder, "full"), LABELS)
+
+
+def test_aliases_resolve_to_the_catalogue():
+    from studio.architectures import CATALOGUE, family_for
+    from studio.models import resolve_source
+
+    assert resolve_source(RunConfig().model).endswith("model")  # minilm-l6 comes from its PyPI package
+    assert json.loads((__import__("pathlib").Path(resolve_source(RunConfig().model)) / "config.json").read_text())
+    for choice in CATALOGUE:
+        assert (
+            family_for(
+                {
+                    "bert": "bert",
+                    "distilbert": "distilbert",
+                    "roberta": "roberta",
+                    "deberta-v2": "deberta-v2",
+                    "gpt2": "gpt2",
+                    "qwen2": "qwen2",
+                    "llama": "llama",
+                    "gemma3": "gemma3_text",
+                }[choice.family]
+            ).name
+            == choice.family
+        )
