@@ -1,0 +1,85 @@
+"""The run registry: rows and folders, statuses, interrupted runs, reopening, safe ids."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+
+import pytest
+
+from studio.config import RunConfig
+from studio.errors import RunNotFoundError, StudioError
+from studio.registry import Registry
+
+
+def test_create_lists_and_survives_reopening(runs_dir):
+    registry = Registry(runs_dir)
+    record = registry.create(RunConfig.from_dict({"name": "first", "method": {"name": "qlora"}}))
+    folder = registry.run_dir(record.id)
+    assert (folder / "config.yaml").is_file() and record.status == "running"
+    assert RunConfig.from_yaml(folder / "config.yaml") == RunConfig.from_dict(
+        {"name": "first", "method": {"name": "qlora"}}
+    )
+    assert record.method == "qlora qv r16 4-bit nf4" and record.pid == os.getpid()
+    registry.update(record.id, status="completed", accuracy=0.9)
+    reopened = Registry(runs_dir)
+    assert [r.id for r in reopened.list()] == [record.id]
+    assert reopened.get(record.id).status == "completed" and reopened.get(record.id).accuracy == 0.9
+    with sqlite3.connect(runs_dir / "registry.sqlite") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_running_row_whose_process_is_gone_is_interrupted(runs_dir):
+    registry = Registry(runs_dir)
+    record = registry.create(RunConfig())
+    registry.update(record.id, pid=2**22 + 12345)  # no such process
+    assert registry.get(record.id).status == "interrupted"
+    assert registry.list(status="interrupted")[0].id == record.id
+
+
+def test_unknown_and_hostile_run_ids(runs_dir):
+    registry = Registry(runs_dir)
+    with pytest.raises(RunNotFoundError, match="no run 'nope'.*studio runs"):
+        registry.get("nope")
+    for bad in ("../etc", "..", "a/../../b", "/etc/passwd"):
+        with pytest.raises(RunNotFoundError):
+            registry.get(bad)
+
+
+def test_delete_removes_folder_and_row_but_not_a_live_run(runs_dir):
+    registry = Registry(runs_dir)
+    live = registry.create(RunConfig.from_dict({"name": "live"}))
+    with pytest.raises(StudioError, match="still training"):
+        registry.delete(live.id)
+    registry.update(live.id, status="completed")
+    registry.delete(live.id)
+    assert not registry.run_dir(live.id).exists() and registry.list() == []
+
+
+def test_concurrent_writers_and_readers(runs_dir):
+    registry = Registry(runs_dir)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            rec = registry.create(RunConfig.from_dict({"name": f"r{i}"}))
+            for _ in range(5):
+                registry.update(rec.id, accuracy=0.5)
+                registry.list()
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(registry.list()) == 8
+
+
+def test_unwritable_runs_dir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StudioError, match="cannot be created"):
+        Registry(blocker / "runs")
