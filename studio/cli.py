@@ -182,8 +182,10 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def _quiet_libraries() -> None:
     """Library chatter (load reports, weight-loading bars) would drown the run's own progress."""
+    import datasets
     import transformers
 
+    datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

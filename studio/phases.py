@@ -148,8 +148,7 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
         label_smoothing_factor=t.label_smoothing,
         fp16=precision == "fp16",
         bf16=precision == "bf16",
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        **_checkpointing_args(t.gradient_checkpointing),
         eval_strategy=t.eval_strategy,
         eval_steps=t.eval_steps,
         save_strategy=t.eval_strategy if load_best else "no",
@@ -184,6 +183,17 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
         compute_metrics=make_compute_metrics(prepared.label_names),
         callbacks=callbacks,
     )
+
+
+def _checkpointing_args(on: bool) -> dict[str, Any]:
+    """transformers 5.2x renamed gradient_checkpointing to activation_checkpointing; older 5.x lack the new name."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    prefix = "activation" if "activation_checkpointing" in names else "gradient"
+    return {f"{prefix}_checkpointing": on, f"{prefix}_checkpointing_kwargs": {"use_reentrant": False} if on else None}
 
 
 class StudioCallback(TrainerCallback):
@@ -221,11 +231,12 @@ class StudioCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and not any(k.startswith("eval_") for k in logs) and "train_runtime" not in logs:
-            self.run.emit("log", step=state.global_step, epoch=round(state.epoch or 0.0, 4), **logs)
+            values = {k: v for k, v in logs.items() if k not in ("step", "epoch")}
+            self.run.emit("log", step=state.global_step, epoch=round(state.epoch or 0.0, 4), **values)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if metrics:
-            values = {k.removeprefix("eval_"): v for k, v in metrics.items()}
+            values = {k.removeprefix("eval_"): v for k, v in metrics.items() if k not in ("step", "epoch")}
             self.run.emit("eval", step=state.global_step, epoch=round(state.epoch or 0.0, 4), **values)
         if self.run.stop_requested:
             control.should_training_stop = True

@@ -25,8 +25,10 @@ def _seed():
 
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_transformers():
+    import datasets
     import transformers
 
+    datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
@@ -50,3 +52,17 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture
 def runs_dir(tmp_path) -> Path:
     return tmp_path / "runs"
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer():
+    """The real bert-base-uncased WordPiece tokenizer, loaded offline from tests/assets."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(Path(__file__).parent / "assets" / "tokenizers" / "bert-base-uncased")
+
+
+@pytest.fixture
+def cache_dir(tmp_path) -> Path:
+    """An empty cache folder (tokenized datasets land in cache_dir/tokenized/)."""
+    return tmp_path / "cache"

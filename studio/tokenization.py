@@ -1,0 +1,114 @@
+"""Token ids for training, and statistics of prepared data (rows, labels, token lengths).
+
+Tokenized splits are cached on disk, keyed by the data's fingerprint, ``max_length`` and the tokenizer's
+identity, so a second run on the same data and model skips tokenization (see `tokenize`). No padding here:
+``transformers.DataCollatorWithPadding`` pads each batch to its own longest row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from studio.data import PreparedData
+
+
+def _column(dataset: Any, name: str) -> list:
+    """A column as a Python list (fast: iterating a Dataset column formats row by row)."""
+    return dataset.with_format("arrow")[name].to_pylist()
+
+
+def tokenizer_identity(tokenizer: Any) -> str:
+    """A hash that changes whenever the tokenizer would produce other ids for the same text."""
+    if getattr(tokenizer, "is_fast", False) and hasattr(tokenizer, "backend_tokenizer"):
+        state = json.loads(tokenizer.backend_tokenizer.to_str())
+        for per_call in ("truncation", "padding"):  # set by each call, so not part of the identity
+            state.pop(per_call, None)
+        body = json.dumps(state, sort_keys=True)
+    else:
+        init = getattr(tokenizer, "init_kwargs", {})
+        body = json.dumps([sorted(tokenizer.get_vocab().items()), {k: repr(v) for k, v in sorted(init.items())}])
+    extra = json.dumps([type(tokenizer).__name__, list(tokenizer.all_special_tokens)])
+    return hashlib.sha256((body + extra).encode()).hexdigest()[:16]
+
+
+def tokenize(data: PreparedData, tokenizer: Any, max_length: int, cache_dir: str | Path | None) -> tuple[Any, bool]:
+    """Token ids of every split, unpadded (the collator pads each batch), truncated at `max_length`.
+
+    Returns:
+        (DatasetDict with input_ids, attention_mask, token_type_ids when the tokenizer makes them, and
+        labels; whether it came from the cache). The cache key covers the data's fingerprint, `max_length`
+        and the tokenizer's identity; entries live in ``cache_dir/tokenized/<key>`` and are written to a
+        temporary folder first, then renamed, so a reader never sees half an entry.
+    """
+    from datasets import DatasetDict, load_from_disk
+
+    key = hashlib.sha256(f"{data.fingerprint}|{max_length}|{tokenizer_identity(tokenizer)}".encode()).hexdigest()
+    target = Path(cache_dir) / "tokenized" / key[:32] if cache_dir is not None else None
+    if target is not None and (target / "dataset_dict.json").is_file():
+        return load_from_disk(str(target)), True
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        encoded = dict(tokenizer(batch["text"], truncation=True, max_length=max_length))
+        encoded["labels"] = batch["label"]
+        return encoded
+
+    out = DatasetDict({
+        name: split.map(encode, batched=True, remove_columns=["text", "label"], new_fingerprint=f"{key[:32]}-{name}")
+        for name, split in data.splits.items()
+    })  # fmt: skip
+    if target is not None:
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        out.save_to_disk(str(tmp))
+        try:
+            tmp.rename(target)  # atomic on one filesystem
+        except OSError:  # another process finished the same entry first: theirs is as good as ours
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out, False
+
+
+def token_lengths(texts: list[str], tokenizer: Any, sample: int = 2000, seed: int = 0) -> list[int]:
+    """Untruncated token counts (special tokens included) of up to `sample` texts, drawn seeded."""
+    texts = list(texts)
+    if len(texts) > sample:
+        texts = random.Random(seed).sample(texts, sample)
+    if not texts:
+        return []
+    return [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
+
+
+def length_stats(lengths: list[int], max_length: int) -> dict[str, float]:
+    """Percentiles, max and mean of token lengths, and the share of texts longer than `max_length`."""
+    arr = np.asarray(lengths, dtype=float)
+    if arr.size == 0:
+        return {"count": 0, "max_length": max_length, "truncated_share": 0.0}
+    p10, p50, p90, p95, p99 = (float(x) for x in np.percentile(arr, [10, 50, 90, 95, 99]))
+    return {"count": int(arr.size), "p10": p10, "p50": p50, "p90": p90, "p95": p95, "p99": p99,
+            "max": int(arr.max()), "mean": float(arr.mean()), "max_length": max_length,
+            "truncated_share": float((arr > max_length).mean())}  # fmt: skip
+
+
+def dataset_stats(data: PreparedData, tokenizer: Any = None, max_length: int | None = None) -> dict[str, Any]:
+    """Rows and label counts per split; token-length statistics of train when a tokenizer is given.
+
+    Without `max_length`, the truncated share is measured against the tokenizer's ``model_max_length``.
+    """
+    stats: dict[str, Any] = {"rows": {}, "labels": {}}
+    for name, split in data.splits.items():
+        counts = np.bincount(np.asarray(_column(split, "label"), dtype=int), minlength=len(data.label_names))
+        stats["rows"][name] = len(split)
+        stats["labels"][name] = {label: int(c) for label, c in zip(data.label_names, counts, strict=True)}
+    if tokenizer is not None:
+        limit = max_length or int(min(getattr(tokenizer, "model_max_length", 512), 1_000_000))
+        lengths = token_lengths(_column(data.splits["train"], "text"), tokenizer)
+        stats["token_lengths"] = length_stats(lengths, limit)
+    return stats
