@@ -358,7 +358,7 @@ def _balance(pooled: Any, names: list[str], cfg: DataConfig, seed: int, report: 
     rng = np.random.default_rng(seed)
     chosen = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == i), bal.per_label, replace=False)
                                      for i in kept]))  # fmt: skip
-    new_names = [names[i] for i in kept]
+    new_names = sorted(names[i] for i in kept)
     remap = {i: new_names.index(names[i]) for i in kept}
     report["dropped_other_labels"] = int(len(pooled) - counts[kept].sum())
     report["notes"].append(f"balanced: {bal.per_label} rows of each of {', '.join(new_names)} "
