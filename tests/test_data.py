@@ -137,6 +137,13 @@ def test_save_to_disk_folders_with_classlabel_names(tmp_path):
     assert prepared.label_names == ["neg", "pos"]  # from the ClassLabel feature
     assert prepared.report["rows_loaded"] == 40 and prepared.report["text_column"] == "sentence"
     assert any("unsupervised" in note for note in prepared.report["notes"])
+    datasets.DatasetDict({"train": ds, "test": unlabelled}).save_to_disk(tmp_path / "hub_like")
+    carved = data.prepare(cfg(tmp_path / "hub_like"), seed=0)  # -1 = no label: the test split is carved instead
+    assert carved.report["dropped_missing_label"] == 2 and carved.report["rows"] == {
+        "train": 24,
+        "validation": 3,
+        "test": 3,
+    }
     ds.save_to_disk(tmp_path / "single")  # a plain Dataset folder becomes train
     assert list(data.load_raw(cfg(tmp_path / "single"))) == ["train"]
 
