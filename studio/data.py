@@ -363,6 +363,9 @@ def _balance(pooled: Any, names: list[str], cfg: DataConfig, seed: int, report: 
     report["dropped_other_labels"] = int(len(pooled) - counts[kept].sum())
     report["notes"].append(f"balanced: {bal.per_label} rows of each of {', '.join(new_names)} "
                            f"({bal.per_label * len(kept)} in total, before the split)")  # fmt: skip
+    if bal.num_samples % bal.num_labels:
+        report["notes"].append(f"balance.num_samples {bal.num_samples} is not a multiple of {bal.num_labels}: "
+                               f"{bal.per_label * bal.num_labels} rows used")  # fmt: skip
     if cfg.max_samples:
         report["notes"].append("max_samples ignored: balance.num_samples sets the size")
     subset = pooled.select(chosen)
