@@ -231,6 +231,22 @@ def test_multi_label_drop_and_first_on_goemotions(goemotions_raw, goemotions_sin
     assert labels_of(first.splits["validation"])[1] == "approval"  # ["approval", "neutral"] -> first
 
 
+def test_multi_label_classlabel_lists_like_the_hub_goemotions(tmp_path):
+    names = ["anger", "joy", "neutral"]
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "labels": datasets.List(datasets.ClassLabel(names=names))}
+    )
+    rows = {"text": [f"t{i}" for i in range(40)], "labels": [[1], [2], [0], [1, 2]] * 10}
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(tmp_path / "go")
+    prepared = data.prepare(cfg(tmp_path / "go", multi_label="first"), seed=0)
+    assert prepared.label_names == names and prepared.report["multi_label_first"] == 10
+    assert Counter(lab for s in prepared.splits.values() for lab in labels_of(s)) == {
+        "joy": 20,
+        "neutral": 10,
+        "anger": 10,
+    }
+
+
 def test_separator_multi_label_strings(tmp_path):
     rows = [{"text": f"t{i}", "label": ["a", "b", "a,b", "b, a"][i % 4]} for i in range(40)]
     source = write(tmp_path / "d.csv", rows)
@@ -337,8 +353,10 @@ def test_balance_goemotions_4_labels_800_samples(goemotions_single):
     assert overall == dict.fromkeys(top4, 200)
     assert Counter(labels_of(prepared.splits["validation"])) == dict.fromkeys(top4, 20)
     assert prepared.report["dropped_other_labels"] == sum(single.values()) - sum(single[n] for n in top4)
-    named = BalanceConfig(num_labels=2, num_samples=100, labels=["joy", "anger"])
-    assert data.prepare(DataConfig(source="goemotions", balance=named), seed=0).label_names == ["anger", "joy"]
+    named = BalanceConfig(num_labels=3, num_samples=100, labels=["joy", "anger", "fear"])
+    uneven = data.prepare(DataConfig(source="goemotions", balance=named), seed=0)
+    assert uneven.label_names == ["anger", "fear", "joy"] and sum(uneven.report["rows"].values()) == 99
+    assert any("not a multiple of 3: 99 rows used" in note for note in uneven.report["notes"])
 
 
 def test_balance_errors(goemotions_single):
