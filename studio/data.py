@@ -345,6 +345,10 @@ def _balance(pooled: Any, names: list[str], cfg: DataConfig, seed: int, report: 
             raise DataError(f"data.balance.num_labels: asks for {bal.num_labels} labels; the data has {len(ranked)}")
         kept = ranked[: bal.num_labels]
     else:
+        repeated = sorted({n for n in bal.labels if bal.labels.count(n) > 1})
+        if repeated:
+            raise DataError(f"data.balance.labels: lists {', '.join(repeated)} more than once; name "
+                            f"{bal.num_labels} different labels")  # fmt: skip
         unknown = [n for n in bal.labels if n not in names]
         if unknown:
             raise DataError(f"data.balance.labels: unknown label(s) {', '.join(unknown)}; the labels are: "
