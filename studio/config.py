@@ -366,4 +366,3 @@ def field_help(section: type, name: str) -> str:
         if f.name == name:
             return getattr(f.default, "description", "") or ""
     raise KeyError(name)
-

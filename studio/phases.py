@@ -173,7 +173,7 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
     callbacks: list[Any] = [StudioCallback(run, state)]
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
-    return Trainer(
+    trainer = Trainer(
         model=bundle.model,
         args=args,
         train_dataset=tokenized["train"],
@@ -183,6 +183,11 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
         compute_metrics=make_compute_metrics(prepared.label_names),
         callbacks=callbacks,
     )
+    if not run.progress_bar:  # the run's own events carry the logs; don't also print them
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def _checkpointing_args(on: bool) -> dict[str, Any]:
@@ -248,10 +253,12 @@ def evaluate(run: Run, config: RunConfig, state: dict[str, Any], train_out: Any,
     names = prepared.label_names
     test_pred = trainer.predict(tokenized["test"], metric_key_prefix="test")
     test = full_report(test_pred.label_ids, test_pred.predictions, names)
+    state["predictions"] = {"test": test_pred}
     validation = {}
     if config.train.eval_strategy != "no":
         val_pred = trainer.predict(tokenized["validation"], metric_key_prefix="val")
         validation = full_report(val_pred.label_ids, val_pred.predictions, names)
+        state["predictions"]["validation"] = val_pred
     tm = train_out.metrics
     efficiency = {
         "trainable_params": bundle.trainable_params,
@@ -319,10 +326,38 @@ def save(run: Run, state: dict[str, Any]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         writer(str(tmp))
         tmp.rename(run.dir / name)
+    _save_predictions(run.dir / "predictions.parquet", state)
     write_json_atomic(
         run.dir / "label_map.json",
         {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}},
     )
+
+
+def _save_predictions(path: Path, state: dict[str, Any]) -> None:
+    """Validation and test predictions with class probabilities (the playground browses the mistakes)."""
+    import numpy as np
+    import pandas as pd
+
+    from studio.metrics import softmax
+
+    frames = []
+    for split, pred in state.get("predictions", {}).items():
+        probs = softmax(np.asarray(pred.predictions, dtype=np.float64))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "split": split,
+                    "text": state["data"].splits[split]["text"],
+                    "label": pred.label_ids.astype(int),
+                    "predicted": probs.argmax(axis=-1),
+                    "probs": list(probs.astype(np.float32)),
+                }
+            )
+        )
+    if frames:
+        tmp = path.with_name(f".{path.name}.tmp")
+        pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
+        tmp.replace(path)
 
 
 def cleanup(run: Run, state: dict[str, Any]) -> None:

@@ -1,0 +1,192 @@
+"""Training runs end to end on tiny models: round trip, QLoRA on CPU, early stopping, stop, failures."""
+
+from __future__ import annotations
+
+import json
+import queue
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from studio.config import RunConfig
+from studio.errors import RunNotFoundError
+from studio.inference import Predictor
+from studio.registry import Registry
+from studio.training import Run
+
+
+def tiny_config(model_dir, method="lora", **train) -> RunConfig:
+    return RunConfig.from_dict(
+        {
+            "name": f"tiny-{method}",
+            "data": {"source": "imdb-sample", "max_samples": 240, "max_length": 32},
+            "model": {"name": str(model_dir)},
+            "method": {"name": method, "r": 4},
+            "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "logging_steps": 2, **train},
+        }
+    )
+
+
+def events_of(registry: Registry, run_id: str) -> list[dict]:
+    lines = (registry.run_dir(run_id) / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def assert_reload_reproduces_saved_predictions(registry: Registry, run_id: str) -> Predictor:
+    """Reload the saved model and check it gives exactly the probabilities the run measured on test."""
+    saved = pd.read_parquet(registry.run_dir(run_id) / "predictions.parquet")
+    test = saved[saved["split"] == "test"]
+    predictor = Predictor.from_run(registry, run_id)
+    preds = predictor.predict(test["text"].tolist(), batch_size=7)  # other batching than training used
+    got = np.array([[p.probs[n] for n in predictor.label_names] for p in preds])
+    np.testing.assert_allclose(got, np.stack(test["probs"].to_numpy()), atol=2e-5)
+    summary = registry.summary(run_id)
+    assert summary["test"]["accuracy"] == pytest.approx((got.argmax(1) == test["label"].to_numpy()).mean())
+    return predictor
+
+
+def test_train_evaluate_save_reload_predict_round_trip(tiny_model_dir, runs_dir):
+    registry = Registry(runs_dir)
+    result = Run(tiny_config(tiny_model_dir("bert")), registry).execute()
+    assert result.status == "completed", result.message
+    folder = registry.run_dir(result.run_id)
+    for name in ("config.yaml", "adapter/adapter_model.safetensors", "tokenizer", "label_map.json", "eval.json",
+                 "metrics.jsonl", "log.txt", "predictions.parquet"):  # fmt: skip
+        assert (folder / name).exists(), name
+    assert not (folder / "checkpoints").exists() and not list(folder.glob(".*tmp"))
+    summary = result.summary
+    assert summary["test"]["n"] == 24 and len(summary["test"]["confusion_matrix"]) == 2
+    assert summary["efficiency"]["trainable_params"] < summary["efficiency"]["total_params"]
+    assert summary["efficiency"]["peak_memory_mb"] > 0 and summary["efficiency"]["steps"] == 12
+    repro = summary["reproducibility"]
+    assert repro["config_hash"] == RunConfig.from_yaml(folder / "config.yaml").config_hash()
+    assert repro["data_fingerprint"] and repro["versions"]["transformers"] and "studio train" in repro["command"]
+    record = registry.get(result.run_id)
+    assert record.status == "completed" and record.accuracy == summary["test"]["accuracy"]
+    kinds = [e["kind"] for e in events_of(registry, result.run_id)]
+    assert {"status", "progress", "log", "eval", "data", "note"} <= set(kinds) and kinds[-1] == "done"
+    predictor = assert_reload_reproduces_saved_predictions(registry, result.run_id)
+    assert predictor.label_names == ["negative", "positive"]
+
+
+def test_qlora_4bit_with_paged_8bit_adamw_trains_on_cpu(tiny_model_dir, runs_dir):
+    registry = Registry(runs_dir)
+    config = tiny_config(tiny_model_dir("bert"), "qlora", optimizer="paged_adamw_8bit", max_steps=4)
+    result = Run(config, registry).execute()
+    assert result.status == "completed", result.message
+    losses = [e["loss"] for e in events_of(registry, result.run_id) if e["kind"] == "log" and "loss" in e]
+    assert losses and all(np.isfinite(losses))
+    assert_reload_reproduces_saved_predictions(registry, result.run_id)
+
+
+def test_full_fine_tune_saves_the_whole_model(tiny_model_dir, runs_dir):
+    registry = Registry(runs_dir)
+    result = Run(tiny_config(tiny_model_dir("distilbert"), "full", max_steps=3), registry).execute()
+    assert result.status == "completed", result.message
+    assert (registry.run_dir(result.run_id) / "model" / "model.safetensors").is_file()
+    assert_reload_reproduces_saved_predictions(registry, result.run_id)
+
+
+def test_early_stopping_stops(tiny_model_dir, runs_dir):
+    # A learning rate this small cannot move the accuracy: after `patience` evaluations without
+    # improvement the run must stop instead of running all 60 steps.
+    config = tiny_config(tiny_model_dir("bert"), learning_rate=1e-12, max_steps=60, eval_strategy="steps",
+                         eval_steps=2, early_stopping_patience=2)  # fmt: skip
+    registry = Registry(runs_dir)
+    result = Run(config, registry).execute()
+    assert result.status == "completed"
+    evals = [e for e in events_of(registry, result.run_id) if e["kind"] == "eval" and "split" not in e]
+    assert len(evals) == 3 and result.summary["efficiency"]["steps"] == 6
+
+
+def test_stop_mid_run_keeps_a_loadable_stopped_run(tiny_model_dir, runs_dir):
+    registry = Registry(runs_dir)
+    run = Run(tiny_config(tiny_model_dir("bert"), max_steps=500, logging_steps=1), registry).start()
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            event = run.events.get(timeout=1)
+        except queue.Empty:
+            continue
+        if event.kind == "log" and event.data["step"] >= 2:
+            break
+    run.stop()
+    result = run.wait(timeout=120)
+    assert result is not None and result.status == "stopped", result
+    assert result.summary["efficiency"]["steps"] < 500
+    assert registry.get(result.run_id).status == "stopped"
+    assert_reload_reproduces_saved_predictions(registry, result.run_id)
+
+
+def test_bad_data_fails_before_anything_is_written(tiny_model_dir, runs_dir):
+    config = tiny_config(tiny_model_dir("bert")).with_overrides(["data.text_column=body"])
+    registry = Registry(runs_dir)
+    result = Run(config, registry).execute()
+    assert result.status == "failed" and result.run_id is None
+    assert result.message.startswith("data.text_column:") and "'body' not found" in result.message
+    assert "review, sentiment" in result.message
+    leftovers = [p.name for p in runs_dir.iterdir() if not p.name.startswith(("registry", "."))]
+    assert registry.list() == [] and leftovers == []
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        ("oom", ["out of GPU memory", "train.batch_size", "gradient_checkpointing", "qlora", "data.max_length"]),
+        ("memory", ["out of CPU memory", "train.batch_size"]),
+        ("crash", ["RuntimeError: boom", "log.txt"]),
+    ],
+)
+def test_a_crash_becomes_a_readable_failed_run(tiny_model_dir, runs_dir, monkeypatch, error, words):
+    import torch
+
+    from studio import phases
+
+    def explode(*args, **kwargs):
+        raise {"oom": torch.OutOfMemoryError("CUDA out of memory"), "memory": MemoryError(),
+               "crash": RuntimeError("boom")}[error]  # fmt: skip
+
+    monkeypatch.setattr(phases, "build_trainer", explode)
+    registry = Registry(runs_dir)
+    result = Run(tiny_config(tiny_model_dir("bert")), registry).execute()
+    assert result.status == "failed"
+    for word in words:
+        assert word in result.message
+    assert registry.get(result.run_id).status == "failed"
+    assert "Traceback" in (registry.run_dir(result.run_id) / "log.txt").read_text()
+
+
+def test_cpu_precision_and_trackers_fall_back_with_notes(monkeypatch):
+    import importlib.util
+
+    from studio.phases import resolve_precision, resolve_report_to
+
+    assert resolve_precision("fp16") == ("fp32", "fp16 mixed precision needs a CUDA GPU: training in fp32 on the CPU")
+    assert resolve_precision("auto") == ("fp32", None)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n in ("wandb", "tensorboard",
+                        "tensorboardX") else real(n, *a))  # fmt: skip
+    kept, notes = resolve_report_to(["tensorboard", "wandb"])
+    assert kept == [] and "pip install tensorboard" in notes[0] and "pip install wandb" in notes[1]
+
+
+def test_predict_with_an_unknown_run(runs_dir):
+    with pytest.raises(RunNotFoundError, match="no run 'missing'"):
+        Predictor.from_run(Registry(runs_dir), "missing")
+
+
+def test_predict_file_adds_label_and_probabilities(tiny_model_dir, runs_dir, tmp_path):
+    registry = Registry(runs_dir)
+    result = Run(tiny_config(tiny_model_dir("bert"), max_steps=2), registry).execute()
+    predictor = Predictor.from_run(registry, result.run_id)
+    file = tmp_path / "texts.csv"
+    pd.DataFrame({"id": [1, 2, 3], "review": ["great film", "awful", None]}).to_csv(file, index=False)
+    out = predictor.predict_file(file)
+    assert list(out.columns) == ["id", "review", "predicted_label", "score", "prob_negative", "prob_positive"]
+    np.testing.assert_allclose(out["prob_negative"] + out["prob_positive"], 1.0, atol=1e-5)
+    from studio.errors import DataError
+
+    with pytest.raises(DataError, match="text column 'body' not found.*id, review"):
+        predictor.predict_file(file, text_column="body")
