@@ -1,0 +1,73 @@
+"""The command line: train, runs, show, predict, validate, presets; one-line errors with exit codes."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from studio.cli import EXIT_BAD_INPUT, main
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def trained(tiny_model_dir, runs_dir, capsys):
+    code, out, err = run_cli(
+        capsys, "--runs-dir", runs_dir, "train", "quick_demo", "--quiet", "--name", "cli",
+        "--set", f"model.name={tiny_model_dir('bert')}", "--set", "method.name=lora", "--set", "train.max_steps=2",
+        "--set", "data.max_samples=200", "--set", "data.max_length=32",
+    )  # fmt: skip
+    assert code == 0, err
+    run_id = next(line.split()[1] for line in out.splitlines() if line.startswith("run "))
+    return run_id, out
+
+
+def test_train_runs_show_predict(trained, runs_dir, capsys, tmp_path):
+    run_id, out = trained
+    assert "-cli-" in run_id and "test accuracy" in out and "saved in" in out
+    code, out, _ = run_cli(capsys, "--runs-dir", runs_dir, "runs")
+    assert code == 0 and run_id in out and "completed" in out
+    code, out, _ = run_cli(capsys, "--runs-dir", runs_dir, "show", run_id)
+    assert code == 0 and '"reproducibility"' in out and '"confusion_matrix"' in out
+    code, out, _ = run_cli(capsys, "--runs-dir", runs_dir, "predict", run_id, "a fine film", "a dull film")
+    assert code == 0 and len(out.strip().splitlines()) == 2
+    assert all(line.split("\t")[0] in ("negative", "positive") for line in out.strip().splitlines())
+    file = tmp_path / "texts.csv"
+    pd.DataFrame({"text": ["good", "bad"]}).to_csv(file, index=False)
+    code, out, _ = run_cli(capsys, "--runs-dir", runs_dir, "predict", run_id, "--file", file)
+    assert code == 0 and "2 predictions written" in out
+    assert list(pd.read_csv(tmp_path / "texts.predictions.csv").columns)[:3] == ["text", "predicted_label", "score"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["train", "no_such_preset"], ["preset not found", "quick_demo"]),
+        (["train", "quick_demo", "--set", "train.batch_size=0"], ["train.batch_size"]),
+        (["train", "quick_demo", "--set", "train.bogus=1"], ["train.bogus: unknown key"]),
+        (["train", "quick_demo", "--set", "data.source=missing.csv"], ["file not found: missing.csv"]),
+        (["train", "quick_demo", "--set", "data.label_column=stars"], ["data.label_column", "review, sentiment"]),
+        (["predict", "20990101-000000-nope-0000", "text"], ["no run '20990101-000000-nope-0000'"]),
+        (["predict", "../../etc", "text"], ["not a run id"]),
+        (["show", "nope"], ["no run 'nope'"]),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(runs_dir, capsys, argv, words):
+    code, out, err = run_cli(capsys, "--runs-dir", runs_dir, *argv)
+    assert code == EXIT_BAD_INPUT
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    for word in words:
+        assert word in lines[0]
+    assert not any(p.is_dir() and not p.name.startswith(".") for p in runs_dir.glob("*")), "nothing written"
+
+
+def test_validate_and_presets_list(capsys):
+    code, out, _ = run_cli(capsys, "validate", "quick_demo", "imdb_bert_qlora")
+    assert code == 0 and out.count("ok  ") == 2
+    code, out, _ = run_cli(capsys, "presets")
+    assert code == 0 and "quick_demo" in out and "imdb_bert_qlora" in out
