@@ -50,6 +50,8 @@ class BalanceConfig:
     def __post_init__(self) -> None:
         if self.num_samples < self.num_labels:
             raise ConfigError("data.balance.num_samples", f"must be at least num_labels ({self.num_labels})")
+        if isinstance(self.labels, list) and len(set(self.labels)) != len(self.labels):
+            raise ConfigError("data.balance.labels", f"lists a label twice: {self.labels}")
         if isinstance(self.labels, list) and len(self.labels) != self.num_labels:
             raise ConfigError(
                 "data.balance.labels",
@@ -74,7 +76,9 @@ class DataConfig:
     hub_config: str | None = _f(None, "Config (subset) name of a Hub dataset, e.g. 'simplified'.")
     text_column: str | None = _f(None, "Column holding the text; empty = detect (text, review, sentence, ...).")
     label_column: str | None = _f(None, "Column holding the label; empty = detect (label, labels, sentiment, ...).")
-    label_names: list[str] | None = _f(None, "Names for integer labels 0..n-1, when the data has none.")
+    label_names: list[str] | None = _f(
+        None, "Names for integer labels 0..n-1 when the data has none; for string labels, their id order."
+    )
     label_separator: str | None = _f(
         None, "Labels given as one string with several values (e.g. '3,27') are split on this."
     )
@@ -89,7 +93,11 @@ class DataConfig:
     split_ratios: list[float] = _f([0.8, 0.1, 0.1], "train, validation, test shares; must sum to 1.")
     max_samples: int | None = _f(None, "Use at most this many rows of the pooled data (stratified sample).", ge=10)
     max_train_samples: int | None = _f(None, "Cap the training split (stratified sample).", ge=2)
-    balance: BalanceConfig | None = _f(None, "Balanced subset of k labels x n samples (drawn before splitting).")
+    balance: BalanceConfig | None = _f(
+        None,
+        "Balanced subset of k labels x n samples in total: drawn from all splits pooled, then split by "
+        "split_ratios (the source's own splits are not kept).",
+    )
     max_length: int = _f(256, "Longest input in tokens; longer texts are truncated.", ge=8, le=32768)
 
     def __post_init__(self) -> None:
@@ -100,6 +108,8 @@ class DataConfig:
             raise ConfigError("data.split_ratios", f"every share must be > 0, got {r}")
         if abs(sum(r) - 1.0) > 1e-6:
             raise ConfigError("data.split_ratios", f"must sum to 1, got {r} (sum {sum(r):g}); e.g. [0.8, 0.1, 0.1]")
+        if self.balance is not None and self.max_samples is not None:
+            raise ConfigError("data.max_samples", "does not apply with data.balance (its num_samples sets the size)")
         if self.label_separator == "":
             raise ConfigError("data.label_separator", "must not be empty; use null for single labels")
 

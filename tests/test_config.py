@@ -43,6 +43,8 @@ def test_defaults_are_valid_and_round_trip_through_yaml(tmp_path):
         ({"data": {"split_ratios": [1.0, 0.0, 0.0]}}, "data.split_ratios", ["> 0"]),
         ({"data": {"balance": {"num_labels": 4, "num_samples": 3}}}, "data.balance.num_samples", ["at least"]),
         ({"data": {"balance": {"num_labels": 2, "labels": ["joy"]}}}, "data.balance.labels", ["1 labels"]),
+        ({"data": {"balance": {"labels": ["joy", "joy"]}}}, "data.balance.labels", ["twice"]),
+        ({"data": {"balance": {}, "max_samples": 100}}, "data.max_samples", ["balance"]),
         ({"method": {"placement": "custom"}}, "method.target_modules", ["non-empty"]),
         ({"method": {"target_modules": ["query"]}}, "method.placement", ["custom"]),
         ({"method": {"name": "full", "placement": "qv"}}, "method.placement", ["full fine-tuning"]),

