@@ -70,47 +70,27 @@ class Predictor:
         return out
 
     def predict_file(self, path: str | Path, text_column: str | None = None, batch_size: int = 32) -> Any:
-        """A table (pandas) of the file's rows plus `predicted_label`, `score` and one `prob_<label>` per class."""
-        import pandas as pd
+        """A table (pandas) of the file's rows plus `predicted_label`, `score` and one `prob_<label>` per class.
+
+        The file is read by the data layer, so it takes the same formats and gives the same errors.
+        """
+        from studio.config import DataConfig
+        from studio.data import TEXT_COLUMNS, load_raw
 
         path = Path(path)
         if not path.is_file():
             raise DataError(f"file not found: {path}")
-        readers = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"), ".jsonl": _read_jsonl}
-        readers[".parquet"] = pd.read_parquet
-        suffix = path.suffix.lower()
-        if suffix not in readers:
-            raise DataError(f"{path.name}: unsupported file type '{suffix}'; use {', '.join(readers)}")
-        try:
-            frame = readers[suffix](path)
-        except UnicodeDecodeError:
-            raise DataError(f"{path.name} is not UTF-8 text; re-save it as UTF-8") from None
-        except Exception as e:
-            raise DataError(f"{path.name} could not be read: {str(e).splitlines()[0]}") from None
-        column = text_column or _guess_text_column(list(frame.columns))
-        if column not in frame.columns:
-            found = ", ".join(map(str, frame.columns))
-            raise DataError(f"text column '{column}' not found in {path.name}; it has columns: {found}")
+        raw = load_raw(DataConfig(source=str(path)))
+        frame = next(iter(raw.values())).to_pandas()
+        columns = list(map(str, frame.columns))
+        column = text_column or next(
+            (c for c in TEXT_COLUMNS if c in columns), columns[0] if len(columns) == 1 else "text"
+        )
+        if column not in columns:
+            raise DataError(f"text column '{column}' not found in {path.name}; it has columns: {', '.join(columns)}")
         preds = self.predict(frame[column].fillna("").astype(str).tolist(), batch_size=batch_size)
-        frame = frame.copy()
         frame["predicted_label"] = [p.label for p in preds]
         frame["score"] = [round(p.score, 6) for p in preds]
         for name in self.label_names:
             frame[f"prob_{name}"] = [round(p.probs[name], 6) for p in preds]
         return frame
-
-
-def _read_jsonl(path: Path) -> Any:
-    import pandas as pd
-
-    return pd.read_json(path, lines=True)
-
-
-TEXT_COLUMNS = ("text", "sentence", "review", "content", "comment", "document")
-
-
-def _guess_text_column(columns: list[str]) -> str:
-    for name in TEXT_COLUMNS:
-        if name in columns:
-            return name
-    return columns[0] if len(columns) == 1 else "text"
