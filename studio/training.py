@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import shutil
 import threading
 import time
 import traceback
@@ -65,7 +64,6 @@ class Run:
         self._thread: threading.Thread | None = None
         self._result: RunResult | None = None
         self._log_lock = threading.Lock()
-        self._last_progress = 0.0
 
     @property
     def id(self) -> str | None:
@@ -211,7 +209,3 @@ def needs_bitsandbytes(config: RunConfig) -> list[tuple[str, str]]:
     if config.train.optimizer in BNB_OPTIMIZERS:
         out.append(("train.optimizer", f"the {config.train.optimizer} optimizer"))
     return out
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
