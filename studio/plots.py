@@ -1,0 +1,408 @@
+"""Every plotly figure of the studio, as pure functions of plain data: lists and dicts in, a Figure out.
+
+The UI (``gr.Plot``) and the reports call these; nothing here imports torch, gradio or pandas. When there
+is nothing to draw a function returns `empty(message)` instead of raising, so a page can show its plots
+before the first number arrives. Colours are fixed per method and per split (`METHOD_COLORS`,
+`SPLIT_COLORS`), so a LoRA run or the validation split looks the same on every page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import plotly.graph_objects as go
+
+Figure = go.Figure
+
+HEIGHT = 320
+METHOD_COLORS = {"full": "#E45756", "lora": "#4C78A8", "qlora": "#54A24B", "ia3": "#B279A2"}
+SPLIT_COLORS = {"train": "#4C78A8", "validation": "#F58518", "test": "#72B7B2"}
+MEMORY_PARTS = ("weights", "adapters", "gradients", "optimizer", "activations", "overhead")
+_PART_COLORS = dict(zip(MEMORY_PARTS, ("#4C78A8", "#B279A2", "#F58518", "#E45756", "#54A24B", "#BAB0AC"), strict=True))
+_EXTRA_COLORS = ("#9D755D", "#EECA3B", "#FF9DA6", "#72B7B2", "#BAB0AC", "#F58518")
+_GOOD, _BAD, _MUTED, _ACCENT, _INK = "#2E7D32", "#C62828", "#9E9E9E", "#4C78A8", "#37474F"
+_TOO_MANY_CLASSES = 8  # metric_curves: beyond this many per-class F1 lines start hidden (legend-only)
+_HORIZONTAL_LABELS = 30  # label_distribution: beyond this many labels the bars turn horizontal
+
+
+def _layout(
+    fig: Figure, title: str = "", *, height: int = HEIGHT, x_title: str = "", y_title: str = "", **layout: Any
+) -> Figure:
+    """The shared look: white template, compact margins, title top left, legend above the plot."""
+    margin = dict(l=56, r=24, t=64 if title else 36, b=44) | layout.pop("margin", {})
+    # a row of legend above the plot; past 6 entries it would wrap up into the title, so a scrolling column
+    legend = dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom")
+    if len(fig.data) > 6:
+        legend = dict(orientation="v", x=1.02, xanchor="left", y=1, yanchor="top")
+    fig.update_layout(
+        template="plotly_white",
+        height=height,
+        margin=margin,
+        legend=legend | dict(title_text=""),
+        hoverlabel=dict(namelength=-1),
+        font=dict(size=12),
+        **layout,
+    )
+    if title:
+        fig.update_layout(title=dict(text=title, x=0.01, xanchor="left", y=0.98, yanchor="top", font_size=15))
+    if x_title:
+        fig.update_xaxes(title_text=x_title)
+    if y_title:
+        fig.update_yaxes(title_text=y_title)
+    return fig
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _xy(points: Iterable[Any]) -> tuple[list[float], list[float]]:
+    """(xs, ys) of (x, y) pairs, dropping pairs with a missing or non-finite number."""
+    xs, ys = [], []
+    for point in points or ():
+        if len(point) >= 2 and _finite(point[0]) and _finite(point[1]):
+            xs.append(point[0])
+            ys.append(point[1])
+    return xs, ys
+
+
+def _ordered(keys: Iterable[str], preferred: Iterable[str]) -> list[str]:
+    """`keys` with the `preferred` ones first, in that order, then the rest as they came."""
+    keys = list(keys)
+    return [k for k in preferred if k in keys] + [k for k in keys if k not in preferred]
+
+
+def _color(name: str, table: Mapping[str, str]) -> str:
+    """The fixed colour of a known method/split; an unknown name gets a stable colour from its letters."""
+    return table.get(str(name).lower()) or _EXTRA_COLORS[sum(map(ord, str(name))) % len(_EXTRA_COLORS)]
+
+
+def _mem_unit(largest_mb: float) -> tuple[str, float]:
+    """("GB", 1024) once numbers pass 2048 MB (four-digit MB ticks read worse than 2.5 GB), else MB."""
+    return ("GB", 1024.0) if largest_mb > 2048 else ("MB", 1.0)
+
+
+def _mem(mb: float) -> str:
+    return f"{mb / 1024:.1f} GB" if mb > 2048 else f"{mb:.0f} MB"
+
+
+def _percent(share: float) -> str:
+    """43% / 4.2% / <0.1%: whole percents once large, a decimal when small, never a misleading 0%."""
+    if 0 < share < 0.001:
+        return "<0.1%"
+    return f"{share:.0%}" if share == 0 or share >= 0.1 else f"{share:.1%}"
+
+
+def empty(message: str, height: int = HEIGHT) -> Figure:
+    """A figure with no traces and `message` centred in it (what every function shows when it has no data)."""
+    fig = go.Figure()
+    fig.add_annotation(
+        text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font=dict(size=14, color=_MUTED)
+    )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, height=height)
+
+
+def label_distribution(counts: dict[str, dict[str, int]]) -> Figure:
+    """Rows per label, grouped bars with one colour per split.
+
+    Args:
+        counts: ``counts[split][label] = rows``, splits usually train / validation / test. Above 30
+            labels the bars turn horizontal, sorted by train count (largest on top).
+    """
+    splits = [s for s in _ordered(counts or {}, SPLIT_COLORS) if counts[s]]
+    labels = list(dict.fromkeys(str(label) for s in splits for label in counts[s]))
+    if not labels:
+        return empty("No data loaded yet")
+    horizontal = len(labels) > _HORIZONTAL_LABELS
+    if horizontal:
+        ranking = counts.get("train") or counts[splits[0]]
+        labels.sort(key=lambda label: -ranking.get(label, 0))  # stable: ties keep their order
+    fig = go.Figure()
+    for split in splits:
+        rows = [int(counts[split].get(label, 0)) for label in labels]
+        shares = [r / (sum(rows) or 1) for r in rows]
+        axis = "y" if horizontal else "x"
+        value = "x" if horizontal else "y"
+        hover = f"%{{{axis}}}<br>{split}: %{{{value}:,}} rows (%{{customdata:.1%}})<extra></extra>"
+        style = dict(marker_color=_color(split, SPLIT_COLORS), orientation="h" if horizontal else "v")
+        fig.add_bar(name=split, **{axis: labels, value: rows}, customdata=shares, hovertemplate=hover, **style)
+    if horizontal:
+        fig.update_yaxes(type="category", autorange="reversed")
+        return _layout(fig, "Rows per label", height=min(2400, 120 + 16 * len(labels)), x_title="rows", barmode="group")
+    fig.update_xaxes(type="category")  # labels such as "0", "1" stay names, not numbers
+    return _layout(fig, "Rows per label", y_title="rows", barmode="group")
+
+
+def token_lengths(lengths: list[int], max_length: int, truncated_share: float | None = None) -> Figure:
+    """Histogram of token counts per text, with a dashed line at `max_length` naming the truncated share.
+
+    Args:
+        lengths: untruncated token counts (`studio.tokenization.token_lengths`).
+        max_length: where tokenization cuts; texts longer than it count as truncated.
+        truncated_share: 0..1; measured from `lengths` when not given.
+    """
+    values = [v for v in lengths or () if _finite(v)]
+    if not values:
+        return empty("No token lengths yet")
+    if truncated_share is None:
+        truncated_share = sum(v > max_length for v in values) / len(values)
+    hover = "%{x} tokens: %{y:,} texts<extra></extra>"
+    fig = go.Figure(go.Histogram(x=values, nbinsx=60, marker_color=SPLIT_COLORS["train"], hovertemplate=hover))
+    line = dict(dash="dash", width=2, color=_BAD if truncated_share > 0 else _INK)
+    label = f"max_length {max_length} — {_percent(truncated_share)} truncated"
+    fig.add_vline(x=max_length, line=line, annotation_text=label, annotation_position="top right")
+    title = f"Token lengths ({len(values):,} texts)"
+    return _layout(fig, title, x_title="tokens per text", y_title="texts", showlegend=False, bargap=0.05)
+
+
+def memory_breakdown(parts: dict[str, float], available_mb: float | None, device_name: str) -> Figure:
+    """One stacked horizontal bar of estimated memory by part, and a line at the device's memory.
+
+    Args:
+        parts: MB per part; weights, adapters, gradients, optimizer, activations, overhead come first in
+            that order, other keys after them; parts of 0 MB are left out.
+        available_mb: the device's memory; None (or 0) draws no line and no fits/does-not-fit verdict.
+        device_name: names the line and the title ("NVIDIA H100", "CPU").
+    """
+    items = [(k, float(parts[k])) for k in _ordered(parts or {}, MEMORY_PARTS) if _finite(parts[k]) and parts[k] > 0]
+    if not items:
+        return empty("No memory estimate yet")
+    total = sum(mb for _, mb in items)
+    available = available_mb if _finite(available_mb) and available_mb > 0 else None
+    unit, scale = _mem_unit(max(total, available or 0))  # the bar and the line share one axis, so one unit
+    fig = go.Figure()
+    for name, mb in items:
+        hover = f"{name}: {_mem(mb)} ({mb / total:.0%})<extra></extra>"
+        fig.add_bar(name=name, x=[mb / scale], y=["estimate"], orientation="h", hovertemplate=hover,
+                    marker_color=_color(name, _PART_COLORS))  # fmt: skip
+    verdict, colour = "", _INK
+    if available is not None:
+        fits = total <= available
+        verdict, colour = (" — fits", _GOOD) if fits else (" — does not fit", _BAD)
+        label = f"{device_name}: {_mem(available)}"
+        line = dict(dash="dot", width=2, color=_INK)
+        fig.add_vline(x=available / scale, line=line, annotation_text=label, annotation_position="top left")
+    text = f"total {_mem(total)}{verdict}"
+    fig.add_annotation(x=total / scale, y="estimate", xanchor="left", showarrow=False, text=text,
+                       font=dict(color=colour, size=13), bgcolor="rgba(255,255,255,0.8)")  # fmt: skip
+    fig.update_xaxes(range=[0, max(total, available or 0) / scale * 1.3], rangemode="tozero")
+    fig.update_yaxes(showticklabels=False)
+    return _layout(fig, f"Estimated memory on {device_name}", height=240, x_title=unit, barmode="stack", bargap=0.45)
+
+
+def loss_curves(train: list[tuple[int, float]], evals: list[tuple[int, float]]) -> Figure:
+    """Training loss (line) and validation loss (markers and line) against the step; each a list of (step, loss)."""
+    train_x, train_y = _xy(train)
+    eval_x, eval_y = _xy(evals)
+    if not train_x and not eval_x:
+        return empty("No losses logged yet")
+    fig = go.Figure()
+    if train_x:
+        line = dict(color=SPLIT_COLORS["train"], width=2)
+        fig.add_scatter(x=train_x, y=train_y, name="train loss", mode="lines", line=line, hovertemplate="%{y:.4f}")
+    if eval_x:
+        line = dict(color=SPLIT_COLORS["validation"], width=2)
+        fig.add_scatter(x=eval_x, y=eval_y, name="validation loss", mode="lines+markers", line=line, marker_size=7,
+                        hovertemplate="%{y:.4f}")  # fmt: skip
+    return _layout(fig, "Loss", x_title="step", y_title="loss", hovermode="x unified")
+
+
+def metric_curves(evals: list[dict]) -> Figure:
+    """Validation metrics against the step: accuracy and macro F1 bold, weighted F1 dashed, per-class F1 dotted.
+
+    Args:
+        evals: one dict per evaluation with "step" and any of "accuracy", "f1_macro", "f1_weighted" and
+            "f1/<label>" (0..1). Above 8 classes the per-class lines start hidden (click the legend).
+    """
+    rows = [e for e in evals or () if isinstance(e, Mapping) and _finite(e.get("step"))]
+    classes = list(dict.fromkeys(k for e in rows for k in e if isinstance(k, str) and k.startswith("f1/")))
+    lines = [
+        ("accuracy", "accuracy", dict(width=3.5, color="#4C78A8")),
+        ("f1_macro", "macro F1", dict(width=3.5, color="#F58518")),
+        ("f1_weighted", "weighted F1", dict(width=1.5, color="#54A24B", dash="dash")),
+    ]
+    lines += [(key, f"F1 {key[3:]}", dict(width=1, dash="dot")) for key in classes]
+    fig = go.Figure()
+    for key, name, line in lines:
+        xs, ys = _xy((e["step"], e.get(key)) for e in rows)
+        if xs:
+            per_class = key.startswith("f1/")
+            visible = "legendonly" if per_class and len(classes) > _TOO_MANY_CLASSES else True
+            fig.add_scatter(x=xs, y=ys, name=name, mode="lines+markers", line=line, marker_size=4 if per_class else 7,
+                            visible=visible, hovertemplate="%{y:.1%}")  # fmt: skip
+    if not fig.data:
+        return empty("No evaluations yet")
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")  # 1.02: a line at 100% is not cut in half
+    return _layout(fig, "Validation metrics", x_title="step", hovermode="x unified")
+
+
+def lr_curve(points: list[tuple[int, float]]) -> Figure:
+    """Learning rate against the step, from a list of (step, learning_rate)."""
+    xs, ys = _xy(points)
+    if not xs:
+        return empty("No learning rates logged yet")
+    hover = "step %{x}<br>learning rate %{y:.3e}<extra></extra>"
+    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=_ACCENT, width=2), hovertemplate=hover))
+    fig.update_yaxes(tickformat=".1e", rangemode="tozero")
+    return _layout(fig, "Learning rate", x_title="step", y_title="learning rate", showlegend=False)
+
+
+def confusion_matrix(matrix: list[list[int]], labels: list[str], normalize: bool = True) -> Figure:
+    """Heat map of predictions: rows are true labels, columns predicted, the diagonal top left to bottom right.
+
+    Args:
+        matrix: ``matrix[true][predicted]`` = count, square, in the order of `labels`.
+        normalize: colour by each row's share (recall per cell) instead of raw counts. Cells always show
+            the count and its row percentage.
+    """
+    n = len(labels or ())
+    if not matrix or not n:
+        return empty("No confusion matrix yet")
+    if len(matrix) != n or any(len(row) != n for row in matrix):
+        return empty(f"Confusion matrix is not {n} x {n} like its labels")
+    names = [str(label) for label in labels]
+    shares = [[c / (sum(row) or 1) for c in row] for row in matrix]
+    text = [[f"{c:,}<br>{c / (sum(row) or 1):.0%}" for c in row] for row in matrix]
+    fig = go.Figure(go.Heatmap(
+        z=shares if normalize else matrix, x=names, y=names, text=text, colorscale="Blues", zmin=0,
+        zmax=1 if normalize else None, colorbar=dict(title="row share" if normalize else "count", thickness=12),
+        texttemplate="%{text}" if n <= 15 else None,  # beyond 15 classes cell text is unreadable: hover only
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
+    ))  # fmt: skip
+    fig.update_xaxes(type="category", tickangle=-45 if n > 8 else 0)
+    fig.update_yaxes(type="category", autorange="reversed")
+    return _layout(
+        fig, "Confusion matrix", height=min(900, max(HEIGHT, 140 + 26 * n)), x_title="predicted", y_title="true"
+    )
+
+
+def probabilities(probs: dict[str, float], top: int = 10) -> Figure:
+    """Horizontal bars of the `top` most probable classes, largest first and highlighted; probs are 0..1."""
+    items = sorted(((str(k), v) for k, v in (probs or {}).items() if _finite(v)), key=lambda kv: -kv[1])
+    shown = items[: max(1, top)]
+    if not shown:
+        return empty("No prediction yet")
+    names = [name for name, _ in shown]
+    values = [p for _, p in shown]
+    colors = [_ACCENT] + [_MUTED] * (len(shown) - 1)  # the best class stands out
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", text=[f"{p:.1%}" for p in values], marker_color=colors,
+                           textposition="auto", hovertemplate="%{y}: %{x:.2%}<extra></extra>"))  # fmt: skip
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(type="category", autorange="reversed")
+    title = f"Top {len(shown)} of {len(items)} classes" if len(shown) < len(items) else "Class probabilities"
+    return _layout(fig, title, height=max(HEIGHT, 100 + 26 * len(shown)), x_title="probability", showlegend=False)
+
+
+def runs_overlay(series: dict[str, list[tuple[float, float]]], metric: str, x_label: str = "step") -> Figure:
+    """One line per run of `metric` against `x_label`, to compare runs; ``series[run] = [(x, value), ...]``."""
+    fig = go.Figure()
+    hover = f"%{{fullData.name}}<br>{x_label} %{{x}}<br>{metric} %{{y:.4g}}<extra></extra>"
+    for run, points in (series or {}).items():
+        xs, ys = _xy(points)
+        if xs:
+            mode = "lines+markers" if len(xs) <= 30 else "lines"
+            fig.add_scatter(x=xs, y=ys, name=str(run), mode=mode, hovertemplate=hover)
+    if not fig.data:
+        return empty(f"No {metric} curves to compare")
+    if metric == "accuracy" or metric.startswith(("f1", "precision", "recall")):  # 0..1 shares read as percents
+        fig.update_yaxes(tickformat=".0%")
+    return _layout(fig, f"{metric} by run", x_title=x_label, y_title=metric)
+
+
+def _dominates(a: Mapping, b: Mapping) -> bool:
+    """a is at least as good on both counts and better on one (more accurate or lighter)."""
+    at_least = a["peak_memory_mb"] <= b["peak_memory_mb"] and a["accuracy"] >= b["accuracy"]
+    return at_least and (a["peak_memory_mb"] < b["peak_memory_mb"] or a["accuracy"] > b["accuracy"])
+
+
+def pareto_front(points: list[dict]) -> list[dict]:
+    """The runs no other run beats on both accuracy (higher) and peak memory (lower), lightest first.
+
+    Runs equal on both counts are all on the front (neither beats the other); runs missing either number
+    are ignored.
+    """
+    usable = [p for p in points or () if _finite(p.get("accuracy")) and _finite(p.get("peak_memory_mb"))]
+    front = [p for p in usable if not any(_dominates(q, p) for q in usable)]
+    return sorted(front, key=lambda p: (p["peak_memory_mb"], -p["accuracy"]))
+
+
+def _run_hover(p: Mapping) -> str:
+    lines = [f"<b>{p.get('run', '?')}</b>", f"method: {p.get('method', '?')}", f"accuracy: {p['accuracy']:.2%}",
+             f"peak memory: {_mem(p['peak_memory_mb'])}"]  # fmt: skip
+    if _finite(p.get("train_seconds")):
+        lines.append(f"train time: {p['train_seconds']:,.0f} s")
+    if _finite(p.get("trainable_params")):
+        lines.append(f"trainable params: {p['trainable_params']:,.0f}")
+    known = {"run", "method", "accuracy", "peak_memory_mb", "train_seconds", "trainable_params"}
+    lines += [f"{k}: {v}" for k, v in p.items() if k not in known and isinstance(v, str | int | float)]
+    return "<br>".join(lines)
+
+
+def pareto(points: list[dict]) -> Figure:
+    """Accuracy against peak memory, one colour per method, the Pareto front joined by a step line.
+
+    Args:
+        points: one dict per run with "run", "accuracy" (0..1), "peak_memory_mb", "method" (full / lora /
+            qlora / ia3 or any label) and optionally "train_seconds", "trainable_params"; every field
+            shows on hover. Runs missing accuracy or memory are skipped.
+    """
+    usable = [p for p in points or () if _finite(p.get("accuracy")) and _finite(p.get("peak_memory_mb"))]
+    if not usable:
+        return empty("No finished runs with accuracy and peak memory yet")
+    unit, scale = _mem_unit(max(p["peak_memory_mb"] for p in usable))
+    fig = go.Figure()
+    for method in _ordered(dict.fromkeys(str(p.get("method", "?")) for p in usable), METHOD_COLORS):
+        group = [p for p in usable if str(p.get("method", "?")) == method]
+        marker = dict(size=11, color=_color(method, METHOD_COLORS), line=dict(width=1, color="white"))
+        xs, ys = [p["peak_memory_mb"] / scale for p in group], [p["accuracy"] for p in group]
+        hover = [_run_hover(p) for p in group]
+        fig.add_scatter(x=xs, y=ys, name=method, mode="markers", marker=marker, hovertext=hover, hoverinfo="text")
+    front = pareto_front(usable)  # the step line ("hv"): the best accuracy reachable within each memory budget
+    line = dict(shape="hv", dash="dash", color=_INK, width=1.5)
+    fig.add_scatter(x=[p["peak_memory_mb"] / scale for p in front], y=[p["accuracy"] for p in front], line=line,
+                    mode="lines+text", name="Pareto front", text=[str(p.get("run", "")) for p in front],
+                    textposition="top left", hoverinfo="skip")  # fmt: skip
+    fig.update_yaxes(tickformat=".1%")
+    return _layout(
+        fig, "Accuracy vs peak memory", x_title=f"peak memory ({unit})", y_title="accuracy", hovermode="closest"
+    )
+
+
+def usage_history(samples: list[dict]) -> Figure:
+    """Live hardware monitor: utilisation (%, left axis) and memory used (right axis) against time.
+
+    Args:
+        samples: dicts with "time" (seconds since start) and "gpu_util_pct" + "gpu_mem_used_mb" on a GPU,
+            or "cpu_pct" + "ram_used_mb" on CPU; a series missing from every sample is not drawn.
+    """
+    rows = [s for s in samples or () if isinstance(s, Mapping) and _finite(s.get("time"))]
+    memory_max = max((s[k] for s in rows for k in ("gpu_mem_used_mb", "ram_used_mb") if _finite(s.get(k))), default=0)
+    unit, scale = _mem_unit(memory_max)
+    series = [
+        ("gpu_util_pct", "GPU utilisation", "y", 1, "#4C78A8", None),
+        ("cpu_pct", "CPU", "y", 1, "#54A24B", None),
+        ("gpu_mem_used_mb", "GPU memory", "y2", scale, "#E45756", "dot"),
+        ("ram_used_mb", "RAM", "y2", scale, "#B279A2", "dot"),
+    ]
+    fig = go.Figure()
+    percent_max = 100.0
+    for key, name, axis, div, colour, dash in series:
+        xs, ys = _xy((s["time"], s.get(key)) for s in rows)
+        if xs:
+            ys = [y / div for y in ys]
+            if axis == "y":
+                percent_max = max(percent_max, *ys)  # a process's CPU % can pass 100 on several cores
+            fmt = "%{y:.0f}%" if axis == "y" else f"%{{y:.{1 if unit == 'GB' else 0}f}} {unit}"
+            line = dict(color=colour, width=2, dash=dash)
+            fig.add_scatter(x=xs, y=ys, name=name, yaxis=axis, mode="lines", line=line, hovertemplate=fmt)
+    if not fig.data:
+        return empty("No hardware samples yet")
+    fig.update_layout(
+        yaxis=dict(title_text="utilisation (%)", range=[0, percent_max * 1.02]),
+        yaxis2=dict(title_text=f"memory ({unit})", overlaying="y", side="right", rangemode="tozero", showgrid=False),
+    )
+    return _layout(fig, "Hardware", x_title="seconds since start", hovermode="x unified", margin=dict(r=64))
