@@ -94,3 +94,64 @@ class Predictor:
         for name in self.label_names:
             frame[f"prob_{name}"] = [round(p.probs[name], 6) for p in preds]
         return frame
+
+
+class PredictorCache:
+    """The last few runs' predictors, loaded once each (loading a model takes seconds; predicting, ms).
+
+    Thread-safe: two pages asking for the same run wait for one load.
+    """
+
+    def __init__(self, registry: Registry, size: int = 3):
+        import threading
+
+        self.registry, self.size = registry, size
+        self._items: dict[str, Predictor] = {}
+        self._lock = threading.Lock()
+
+    def get(self, run_id: str | None) -> Predictor:
+        if not run_id:
+            raise StudioError("pick a run first: choose a completed run in the list")
+        with self._lock:
+            if run_id in self._items:
+                self._items[run_id] = self._items.pop(run_id)  # most recently used last
+                return self._items[run_id]
+            predictor = Predictor.from_run(self.registry, run_id)
+            self._items[run_id] = predictor
+            while len(self._items) > self.size:
+                self._items.pop(next(iter(self._items)))
+            return predictor
+
+    def forget(self, run_id: str) -> None:
+        with self._lock:
+            self._items.pop(run_id, None)
+
+
+def mistakes(registry: Registry, run_id: str, split: str = "test", limit: int = 200) -> Any:
+    """The `split` texts the run got wrong, most confident mistakes first (pandas DataFrame).
+
+    Columns: text, label (true), predicted, confidence (probability of the predicted label), p_true.
+    Read from the run's saved predictions, so no model is loaded.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from studio.models import read_label_map
+
+    path = registry.run_dir(run_id) / "predictions.parquet"
+    if not path.is_file():
+        status = registry.get(run_id).status
+        raise StudioError(f"run {run_id} saved no predictions (status: {status}); pick a finished run")
+    names = read_label_map(registry.run_dir(run_id))
+    frame = pd.read_parquet(path)
+    frame = frame[(frame["split"] == split) & (frame["label"] != frame["predicted"])]
+    probs = np.stack(frame["probs"].to_numpy()) if len(frame) else np.zeros((0, len(names)))
+    rows = np.arange(len(frame))
+    out = pd.DataFrame({
+        "text": frame["text"].to_numpy(),
+        "label": [names[i] for i in frame["label"]],
+        "predicted": [names[i] for i in frame["predicted"]],
+        "confidence": probs[rows, frame["predicted"].to_numpy()].round(4) if len(frame) else [],
+        "p_true": probs[rows, frame["label"].to_numpy()].round(4) if len(frame) else [],
+    })  # fmt: skip
+    return out.sort_values("confidence", ascending=False, kind="stable").head(limit).reset_index(drop=True)

@@ -1,0 +1,83 @@
+"""What the Data tab shows about a dataset before training: columns, preview, splits, labels, token lengths.
+
+It runs the same `prepare` a run will run (same columns, label rules, splits and balance), so the numbers on
+the page are the numbers training gets. Token lengths are counted with the chosen model's tokenizer on a
+seeded sample of the train split; when that tokenizer cannot be loaded (a Hub model while offline) the
+overview still shows everything else and says why the histogram is missing.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from studio.config import ModelConfig, RunConfig
+from studio.errors import StudioError
+
+
+@dataclass
+class DataOverview:
+    columns: list[str]
+    text_column: str
+    label_column: str
+    preview: Any
+    """pandas DataFrame: the first raw rows, every column."""
+    rows: dict[str, int]
+    label_names: list[str]
+    label_counts: dict[str, dict[str, int]]
+    """split -> label -> rows."""
+    lengths: list[int] = field(default_factory=list)
+    """Untruncated token counts of up to `sample` train texts; empty when no tokenizer could be loaded."""
+    notes: list[str] = field(default_factory=list)
+
+    def truncated_share(self, max_length: int) -> float:
+        return sum(n > max_length for n in self.lengths) / len(self.lengths) if self.lengths else 0.0
+
+
+def overview(config: RunConfig, preview_rows: int = 20, sample: int = 2000) -> DataOverview:
+    """Prepare `config.data` exactly as a run would and describe it.
+
+    Raises:
+        DataError / ConfigError: the source cannot be loaded or does not fit the config.
+    """
+    from studio.data import dataset_stats, load_raw, prepare, token_lengths
+
+    raw = load_raw(config.data)
+    first = raw["train"] if "train" in raw else next(iter(raw.values()))
+    prepared = prepare(config.data, config.seed)
+    stats = dataset_stats(prepared)
+    notes = list(prepared.report.get("notes", []))
+    lengths: list[int] = []
+    try:
+        tokenizer = tokenizer_for(config.model)
+        lengths = token_lengths(prepared.splits["train"]["text"], tokenizer, sample=sample, seed=config.seed)
+    except StudioError as e:
+        notes.append(f"token lengths unavailable: {e}")
+    return DataOverview(
+        columns=list(first.column_names),
+        text_column=prepared.report["text_column"],
+        label_column=prepared.report["label_column"],
+        preview=first.select(range(min(preview_rows, len(first)))).to_pandas(),
+        rows=stats["rows"],
+        label_names=prepared.label_names,
+        label_counts=stats["labels"],
+        lengths=lengths,
+        notes=notes,
+    )
+
+
+def tokenizer_for(model: ModelConfig) -> Any:
+    """The tokenizer a run of `model` uses (cached: the Data tab asks again on every change)."""
+    return _tokenizer(model.name, model.revision, model.trust_remote_code)
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(name: str, revision: str | None, trust_remote_code: bool) -> Any:
+    from studio.architectures import family_for
+    from studio.models import load_config, load_tokenizer, resolve_source
+
+    model = ModelConfig(name=name, revision=revision, trust_remote_code=trust_remote_code)
+    source = resolve_source(model)
+    family = family_for(load_config(model, source).model_type)
+    return load_tokenizer(model, source, family)

@@ -1,0 +1,128 @@
+"""One training at a time, independent of any page: the app's job slot.
+
+`Jobs` owns the single in-process training `Run` (one GPU trains one run; a second Start is refused with a
+message naming the run that trains). The run lives in its own thread, not in a web request, so closing
+the tab, reloading or a dropped connection changes nothing; a page asks `view()` for what to draw and gets
+it from the run's durable ``metrics.jsonl`` (or, in the seconds before the run has a folder, from the
+events the run has published so far).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from studio.config import RunConfig
+from studio.errors import RunNotFoundError, StudioError
+from studio.registry import Registry
+from studio.runlog import LogFollower, RunView
+from studio.training import Run
+
+
+@dataclass
+class Job:
+    """A run started by this process. `key` names it before the run has an id (data and model loading)."""
+
+    key: str
+    run: Run
+    started: float = field(default_factory=time.time)
+    early: RunView = field(default_factory=RunView)
+    """Events seen on the run's queue: the view before the run has a folder and a metrics.jsonl."""
+
+    @property
+    def run_id(self) -> str | None:
+        return self.run.id
+
+    def alive(self) -> bool:
+        return self.run.is_alive()
+
+
+class Jobs:
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        self._lock = threading.Lock()
+        self._current: Job | None = None
+        self._followers: dict[str, LogFollower] = {}
+
+    # ---- control -------------------------------------------------------------------------------------
+    def start(self, config: RunConfig) -> Job:
+        """Start training `config` in a background thread, or raise StudioError when one already trains."""
+        with self._lock:
+            busy = self._busy_message()
+            if busy:
+                raise StudioError(busy)
+            run = Run(config, self.registry)
+            job = Job(uuid.uuid4().hex[:12], run)
+            self._current = job
+            run.start()
+            threading.Thread(target=self._drain, args=(job,), name=f"events-{job.key}", daemon=True).start()
+            return job
+
+    def _busy_message(self) -> str | None:
+        job = self._current
+        if job is not None and job.alive():
+            return (f"a run is already training ({job.run_id or job.run.config.name}); one run trains at a time: "
+                    "stop it or wait for it to finish")  # fmt: skip
+        for record in self.registry.list(status="running"):  # e.g. the CLI training in another process
+            return f"run {record.id} is training in another process (pid {record.pid}); wait for it or stop it there"
+        return None
+
+    def stop(self) -> str:
+        """Ask the current run to stop; it evaluates and saves what it trained. Raises when nothing trains."""
+        job = self._current
+        if job is None or not job.alive():
+            raise StudioError("nothing is training: there is no run to stop")
+        if job.run.stop_requested:
+            return "stop already requested: the run is finishing its step, then evaluates and saves"
+        job.run.stop()
+        return "stopping: the run finishes its step, then evaluates on the test split and saves what it trained"
+
+    def current(self) -> Job | None:
+        """The job started last by this process (alive or finished), if any."""
+        return self._current
+
+    def active(self) -> Job | None:
+        job = self._current
+        return job if job is not None and job.alive() else None
+
+    # ---- what a page draws -----------------------------------------------------------------------------
+    def view(self, ref: str) -> RunView:
+        """The view of a job key or a run id: from the run's metrics.jsonl once it has a folder."""
+        job = self._current
+        run_id = ref
+        if job is not None and ref in (job.key, job.run_id):
+            if job.run_id is None:
+                return job.early
+            run_id = job.run_id
+        with self._lock:
+            follower = self._followers.get(run_id)
+            if follower is None:
+                follower = self._followers[run_id] = LogFollower(self.registry.run_dir(run_id) / "metrics.jsonl")
+                if len(self._followers) > 32:  # keep memory bounded on a long-lived server
+                    self._followers.pop(next(iter(self._followers)))
+        view = follower.refresh()
+        if not view.finished and view.events and not (job and job.run_id == run_id and job.alive()):
+            # The log of a run that is not training here: trust the registry for how it ended.
+            try:
+                record = self.registry.get(run_id)
+            except RunNotFoundError:
+                return view
+            if record.status not in ("running",):
+                view.finished, view.status, view.message = True, record.status, record.message or ""
+        return view
+
+    def _drain(self, job: Job) -> None:
+        """Mirror the run's queue into `job.early` until the run ends (the queue is read by nobody else)."""
+        while True:
+            try:
+                event = job.run.events.get(timeout=0.5)
+            except queue.Empty:
+                if not job.alive():
+                    return
+                continue
+            job.early.apply({"kind": event.kind, "time": event.time, **event.data})
+            if event.kind == "done":
+                return

@@ -1,0 +1,139 @@
+"""Reading a run's durable event log (``metrics.jsonl``) into what a page shows: progress, curves, log.
+
+The log is the source of truth for a run's curves, so a page that was closed, reloaded or lost its
+connection re-attaches by reading it again; a run trained by the CLI in another process shows the same
+way. `LogFollower` reads only the bytes appended since its last call, so following a live run every
+second or two costs next to nothing however long the run is.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Keys of a `log` event that are not curves of their own.
+_LOG_META = ("step", "epoch", "kind", "time")
+
+
+@dataclass
+class RunView:
+    """Everything a page shows of one run, built by applying its events in order."""
+
+    status: str = "waiting"
+    """The latest phase: preparing data, loading model, training, evaluating, saving, or the final status."""
+    message: str = ""
+    finished: bool = False
+    step: int = 0
+    max_steps: int = 0
+    epoch: float = 0.0
+    elapsed: float = 0.0
+    eta: float | None = None
+    train_loss: list[tuple[int, float]] = field(default_factory=list)
+    learning_rate: list[tuple[int, float]] = field(default_factory=list)
+    grad_norm: list[tuple[int, float]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    """Validation evaluations during training: step, epoch, loss, accuracy, f1_macro, f1/<label>, ..."""
+    test: dict[str, float] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    """The `data` event: split stats, label names, fingerprint."""
+    log: list[str] = field(default_factory=list)
+    """Human-readable lines: phases, notes, evaluations, the end."""
+    started: float | None = None
+    events: int = 0
+
+    def apply(self, event: dict[str, Any]) -> None:
+        kind, t = event.get("kind"), event.get("time", time.time())
+        self.events += 1
+        self.started = self.started or t
+        if kind == "status":
+            self.status = event.get("status", self.status)
+            self._line(t, event.get("message") or self.status)
+        elif kind == "note":
+            self._line(t, event.get("message", ""))
+        elif kind == "progress":
+            self.step = int(event.get("step") or 0)
+            self.max_steps = int(event.get("max_steps") or self.max_steps)
+            self.epoch = float(event.get("epoch") or 0.0)
+            self.elapsed = float(event.get("elapsed") or 0.0)
+            self.eta = event.get("eta")
+        elif kind == "log":
+            step = int(event.get("step") or 0)
+            for key, series in (("loss", self.train_loss), ("learning_rate", self.learning_rate),
+                                ("grad_norm", self.grad_norm)):  # fmt: skip
+                if isinstance(event.get(key), (int, float)):
+                    series.append((step, float(event[key])))
+        elif kind == "eval":
+            values = {k: v for k, v in event.items() if k not in ("kind", "time", "split")}
+            if event.get("split") == "test":
+                self.test = values
+                self._line(t, "test: " + _metric_line(values))
+            else:
+                self.evals.append(values)
+                self._line(t, f"evaluation at step {values.get('step')}: " + _metric_line(values))
+        elif kind == "data":
+            self.data = {k: v for k, v in event.items() if k not in ("kind", "time")}
+        elif kind == "done":
+            self.finished = True
+            self.status = event.get("status", "done")
+            self.message = event.get("message", "")
+            self._line(t, f"{self.status}: {self.message}")
+
+    def _line(self, t: float, text: str) -> None:
+        if text:
+            self.log.append(f"{time.strftime('%H:%M:%S', time.localtime(t))}  {text}")
+
+    @property
+    def fraction(self) -> float:
+        return min(self.step / self.max_steps, 1.0) if self.max_steps else 0.0
+
+    def latest_eval(self) -> dict[str, Any]:
+        return self.evals[-1] if self.evals else {}
+
+
+def _metric_line(values: dict[str, Any]) -> str:
+    parts = [f"{k} {values[k]:.4f}" for k in ("accuracy", "f1_macro", "f1_weighted", "loss") if k in values]
+    return ", ".join(parts) or "(no metrics)"
+
+
+def view_of(events: list[dict[str, Any]]) -> RunView:
+    view = RunView()
+    for event in events:
+        view.apply(event)
+    return view
+
+
+class LogFollower:
+    """Follows one ``metrics.jsonl``: each `refresh()` applies only the lines appended since the last one.
+
+    A line being written while we read (no newline yet) is left for the next refresh. Thread-safe: several
+    pages may follow the same run through one follower.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.view = RunView()
+        self._offset = 0
+        self._lock = threading.Lock()
+
+    def refresh(self) -> RunView:
+        with self._lock:
+            try:
+                with open(self.path, "rb") as f:
+                    f.seek(self._offset)
+                    chunk = f.read()
+            except FileNotFoundError:
+                return self.view
+            end = chunk.rfind(b"\n") + 1
+            for raw in chunk[:end].splitlines():
+                try:
+                    event = json.loads(raw)
+                except ValueError:  # a damaged line (disk full, killed mid-write) must not hide the rest
+                    continue
+                if isinstance(event, dict):
+                    self.view.apply(event)
+            self._offset += end
+            return self.view
