@@ -1,12 +1,13 @@
 """Fine-Tune Studio: `python app.py` (also the Hugging Face Space entry point).
 
-Host and port come from Gradio's own variables (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT); runs are kept
-in STUDIO_RUNS_DIR (default ./runs).
+Environment: STUDIO_RUNS_DIR (default ./runs), STUDIO_PRESET (the preset the form starts from, default
+quick_demo), STUDIO_USERNAME + STUDIO_PASSWORD (require a login), GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
 """
 
 import os
 
-from studio.ui import build_app
+from studio.ui import build_app, launch_options
 
 if __name__ == "__main__":
-    build_app(os.environ.get("STUDIO_RUNS_DIR", "runs")).queue().launch()
+    app = build_app(os.environ.get("STUDIO_RUNS_DIR", "runs"), os.environ.get("STUDIO_PRESET"))
+    app.queue(default_concurrency_limit=4).launch(**launch_options())

@@ -1,18 +1,31 @@
-"""The UI layer stays light (no torch at import) and reads the registry."""
+"""The UI layer: light imports, a form bound to the config tree, launch settings. (Live app: test_ui_live.py.)"""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
+from pathlib import Path
+
+import gradio as gr
+import pytest
 
 from studio.config import RunConfig
+from studio.errors import ConfigError
 from studio.registry import Registry
-from studio.ui import build_app, runs_table
+from studio.ui import build_app, launch_options
+from studio.ui.context import PRESETS_DIR, Context
+from studio.ui.form import get_path
+from studio.ui.model_tab import command_for
+from studio.ui.runs_tab import runs_table
+
+PRESETS = sorted(PRESETS_DIR.glob("*.yaml"))
 
 
 def test_ui_and_engine_config_import_no_heavy_libraries():
     code = (
-        "import sys, studio.ui, studio.config, studio.registry, studio.training, studio.cli; "
+        "import sys, studio.ui, studio.config, studio.registry, studio.training, studio.cli, studio.jobs; "
+        "from studio.ui import data_tab, model_tab, train_tab, runs_tab, playground_tab; "
         "heavy = {'torch', 'transformers', 'peft', 'bitsandbytes', 'datasets'} & set(sys.modules); "
         "assert not heavy, heavy"
     )
@@ -22,15 +35,111 @@ def test_ui_and_engine_config_import_no_heavy_libraries():
 def test_engine_never_imports_gradio():
     code = (
         "import sys, studio.config, studio.data, studio.models, studio.training, studio.phases, studio.inference, "
-        "studio.cli; assert 'gradio' not in sys.modules"
+        "studio.cli, studio.jobs, studio.runlog, studio.dataview, studio.plots; assert 'gradio' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_runs_table_and_app_build(runs_dir):
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    return build_app(tmp_path_factory.mktemp("runs"))
+
+
+def form_values(ctx: Context, config: RunConfig) -> dict:
+    return {c: u["value"] for c, u in ctx.form.updates(config).items()}
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_every_preset_survives_the_form(app, preset):
+    """Shown in the form and read back, a preset is the same config: no field is lost or bent."""
+    ctx: Context = app.studio
+    config = RunConfig.from_yaml(preset)
+    values = form_values(ctx, config)
+    assert ctx.form.read(config.to_dict(), values) == config
+    # Every bound field comes from the form, not from the base: a form over the defaults gives the preset's values.
+    from_defaults = ctx.form.read(RunConfig().to_dict(), values).to_dict()
+    for b in ctx.form.bindings:
+        assert get_path(from_defaults, b.path) == get_path(config.to_dict(), b.path), b.path
+
+
+def test_form_binds_the_knobs_of_every_section(app):
+    paths = {b.path for b in app.studio.form.bindings}
+    must = {"data.source", "data.text_column", "data.label_column", "data.splits", "data.split_ratios", "data.balance",
+            "data.max_length", "model.name", "method.name", "method.bits", "method.quant_type", "method.double_quant",
+            "method.compute_dtype", "method.r", "method.alpha", "method.dropout", "method.placement",
+            "method.target_modules", "train.epochs", "train.batch_size", "train.grad_accum", "train.learning_rate",
+            "train.scheduler", "train.warmup_ratio", "train.weight_decay", "train.optimizer", "train.precision",
+            "train.gradient_checkpointing", "train.early_stopping_patience", "name", "seed"}  # fmt: skip
+    assert must <= paths, must - paths
+    dropdowns = {b.path: b.components[0] for b in app.studio.form.bindings}
+    assert [c[1] for c in dropdowns["train.optimizer"].choices][:2] == ["adamw_torch", "adamw_torch_fused"]
+
+
+def test_form_bad_values_name_their_field(app):
+    ctx: Context = app.studio
+    comps = {b.path: b.components for b in ctx.form.bindings}
+    values = form_values(ctx, RunConfig())
+    for path, value, words in [
+        ("data.split_ratios", "0.8, 0.1", "data.split_ratios: needs 3 values"),
+        ("data.split_ratios", "0.8, x, 0.1", "data.split_ratios: '0.8, x, 0.1' is not a list of numbers"),
+        ("train.learning_rate", 0, "train.learning_rate"),
+        ("train.batch_size", None, "train.batch_size"),
+        ("data.source", "  ", "data.source"),
+    ]:
+        bad = {**values, comps[path][0]: value}
+        with pytest.raises(ConfigError, match=words):
+            ctx.form.read(None, bad)
+    k, n = comps["data.balance"][1:]
+    on = {**values, comps["data.balance"][0]: True, k: 4, n: 2}
+    with pytest.raises(ConfigError, match="data.balance.num_samples"):
+        ctx.form.read(None, on)
+    assert ctx.form.read(None, {**on, n: 1600}).data.balance.per_label == 400
+
+
+def test_cli_command_reproduces_the_form(app):
+    config = RunConfig.from_yaml(PRESETS_DIR / "quick_demo.yaml").with_overrides(
+        ["train.epochs=2", "method.name=lora", "method.target_modules=[query, key]", "method.placement=custom"]
+    )
+    command = command_for(config, "quick_demo")
+    assert command.startswith("python -m studio train quick_demo")
+    tokens = shlex.split(command.replace("\\\n", " "))
+    sets = [tokens[i + 1] for i, token in enumerate(tokens) if token == "--set"]
+    assert len(sets) == 4
+    assert RunConfig.from_yaml(PRESETS_DIR / "quick_demo.yaml").with_overrides(sets) == config
+    assert "save the form" in command_for(config, None)
+
+
+def test_runs_table_lists_the_registry(app, runs_dir):
     registry = Registry(runs_dir)
     record = registry.create(RunConfig())
     registry.update(record.id, status="completed", accuracy=0.81234, train_seconds=12.34)
-    rows = runs_table(runs_dir)
+    ctx = Context.create(runs_dir)
+    rows = runs_table(ctx)
     assert rows[0][:2] == [record.id, "completed"] and rows[0][5] == 0.8123
-    assert build_app(runs_dir) is not None
+
+
+def test_launch_options_login_from_the_environment():
+    assert "auth" not in launch_options({})
+    assert launch_options({"STUDIO_USERNAME": "ana", "STUDIO_PASSWORD": "s3cret"})["auth"] == ("ana", "s3cret")
+    with pytest.raises(SystemExit, match="both"):
+        launch_options({"STUDIO_USERNAME": "ana"})
+
+
+def test_uploads_are_kept_outside_gradios_temporary_cache(tmp_path):
+    ctx = Context.create(tmp_path / "runs")
+    upload = tmp_path / "gradio-tmp" / "reviews.csv"
+    upload.parent.mkdir()
+    upload.write_text("text,label\nfine,1\n")
+    kept = ctx.keep_upload(upload)
+    assert kept.parent == ctx.uploads_dir and kept.read_text() == upload.read_text()
+    assert ctx.keep_upload(upload) == kept  # same content: one copy
+    upload.unlink()
+    assert Path(kept).is_file()
+
+
+def test_app_builds_with_a_preset_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    RunConfig(name="mine").to_yaml(path)
+    app = build_app(tmp_path / "runs", preset=path)
+    assert isinstance(app, gr.Blocks) and app.studio.preset_name is None
+    assert app.studio.form.initial["name"] == "mine"

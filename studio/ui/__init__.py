@@ -1,40 +1,89 @@
-"""The Gradio UI: builds components and calls the engine; no training logic here.
+"""The Gradio studio: one module per tab; each builds components and calls the engine, nothing more.
 
-For now one page lists the runs and shows how to train from the CLI; the full studio (data, model &
-method, training, runs and playground tabs) is issue 4.
+`build_app(runs_dir)` makes the Blocks; `launch_options()` reads the hosting settings from the environment
+(login, theme, CSS). Heavy libraries (torch, transformers, datasets) are imported by the handlers that need
+them, so the page is up in seconds.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
-from studio.registry import Registry
-
-COLUMNS = ["run", "status", "model", "method", "dataset", "accuracy", "f1_macro", "peak MB", "train s"]
-
-
-def runs_table(runs_dir: str | Path) -> list[list]:
-    """One row per run, newest first (what the Runs table shows)."""
-    rows = []
-    for r in Registry(runs_dir).list():
-        rows.append([r.id, r.status, r.model, r.method, r.dataset,
-                     None if r.accuracy is None else round(r.accuracy, 4),
-                     None if r.f1_macro is None else round(r.f1_macro, 4),
-                     None if r.peak_memory_mb is None else round(r.peak_memory_mb),
-                     None if r.train_seconds is None else round(r.train_seconds, 1)])  # fmt: skip
-    return rows
+CSS = """
+.studio-progress { display:flex; flex-direction:column; gap:4px; font-size:0.9rem; }
+.studio-bar { height:12px; border-radius:6px; background:var(--neutral-200); overflow:hidden; }
+.studio-bar > div { height:100%; background:var(--color-accent); transition:width 0.6s ease; }
+#run-status p { font-size:1.05rem; }
+"""
 
 
-def build_app(runs_dir: str | Path):
+def build_app(runs_dir: str | Path, preset: str | Path | None = None) -> Any:
+    """The studio over `runs_dir`; the form starts from `preset` (a presets/ name or a YAML path)."""
     import gradio as gr
 
+    from studio.ui import data_tab, model_tab, playground_tab, runs_tab, train_tab
+    from studio.ui.context import Context
+
+    for name, value in (
+        ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
+        ("TRANSFORMERS_VERBOSITY", "error"),
+        ("TOKENIZERS_PARALLELISM", "false"),
+    ):
+        os.environ.setdefault(name, value)
+    ctx = Context.create(runs_dir, preset)
     with gr.Blocks(title="Fine-Tune Studio") as app:
         gr.Markdown(
-            "# Fine-Tune Studio\nFine-tune text classifiers with full fine-tuning, LoRA, QLoRA or IA3.\n\n"
-            "Train the embedded default (MiniLM-L6 on the shipped IMDb sample, ~4 min on a laptop CPU):\n"
-            "```\npython -m studio train quick_demo\n```\n"
-            'Then predict: `python -m studio predict RUN_ID "what a wonderful film"`.'
+            "# Fine-Tune Studio\nFine-tune a text classifier with full fine-tuning, LoRA, QLoRA or IA3. "
+            "The defaults train **MiniLM-L6 on the shipped IMDb sample**: press *Start training* in the "
+            "**Train** tab for a real sentiment model in a few minutes, even on a laptop CPU."
         )
-        table = gr.Dataframe(headers=COLUMNS, value=lambda: runs_table(runs_dir), label="Runs", interactive=False)
-        gr.Button("Refresh").click(lambda: runs_table(runs_dir), outputs=table)
+        session = {
+            "base": gr.State(ctx.form.initial),  # the preset or run config the form edits
+            "preset_name": gr.State(ctx.preset_name),
+            "num_labels": gr.State(2),
+        }
+        with gr.Tabs():
+            with gr.Tab("1 · Data", id="data"):
+                data = data_tab.build(ctx, session)
+            session["source"] = data["source"]
+            with gr.Tab("2 · Model & method", id="model"):
+                model = model_tab.build(ctx, session)
+            with gr.Tab("3 · Train", id="train"):
+                train = train_tab.build(ctx, session)
+            with gr.Tab("4 · Runs", id="runs") as runs_page:
+                runs = runs_tab.build(ctx, session)
+            with gr.Tab("5 · Playground", id="playground") as playground_page:
+                play = playground_tab.build(ctx, session)
+
+        app.load(train["attach"], None, [train["ref"], train["seen"]])
+        app.load(*data["on_load"], show_progress="hidden")
+        app.load(
+            model["estimate"],
+            {session["base"], session["num_labels"], *ctx.form.components},
+            model["estimate_outputs"],
+            show_progress="hidden",
+        )
+        runs_page.select(
+            runs["refreshed"], [runs["compare"], runs["selected"]], [runs["table"], runs["compare"], runs["selected"]]
+        )
+        playground_page.select(play["refreshed"], None, [play["run_a"], play["run_b"]])
+    app.studio = ctx  # for tests and scripts: the engine objects behind this app
     return app
+
+
+def launch_options(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for `launch()`: CSS, and a login when STUDIO_USERNAME and STUDIO_PASSWORD are set.
+
+    Host and port come from Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (a Space sets them).
+    """
+    env = os.environ if environ is None else environ
+    options: dict[str, Any] = {"css": CSS}
+    user, password = env.get("STUDIO_USERNAME"), env.get("STUDIO_PASSWORD")
+    if bool(user) != bool(password):
+        raise SystemExit("set both STUDIO_USERNAME and STUDIO_PASSWORD to require a login, or neither")
+    if user:
+        options["auth"] = (user, password)
+        options["auth_message"] = "Fine-Tune Studio: log in with the account the host configured."
+    return options

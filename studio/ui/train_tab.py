@@ -1,0 +1,202 @@
+"""Train tab: Start / Stop, and a live view of the run that keeps working across reloads.
+
+Start hands the form's config to the app's job slot (`studio.jobs.Jobs`), which trains in its own thread;
+this tab never trains. A timer re-reads the run's durable event log every ~1.5 s and redraws only what
+changed, so a reloaded page, a second browser, or a page that lost its connection shows the same run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gradio as gr
+
+from studio.errors import StudioError
+from studio.runlog import RunView
+from studio.ui.context import Context
+from studio.ui.feedback import guard
+
+TICK_S = 1.5
+USAGE_SAMPLES = 240  # ~6 minutes of the live monitor at one sample per tick
+
+
+def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
+    form = ctx.form
+    with gr.Row(equal_height=True):
+        name = form.field("name", gr.Textbox, label="Run name", info="Part of the run id.", scale=2)
+        start = gr.Button("▶ Start training", variant="primary", scale=1, elem_id="start")
+        stop = gr.Button("■ Stop", variant="stop", scale=1, elem_id="stop")
+    status = gr.Markdown(
+        "No run yet: press **Start training** (the Data and Model tabs set what it trains).", elem_id="run-status"
+    )
+    progress = gr.HTML(_progress_html(RunView()), elem_id="run-progress")
+    with gr.Row():
+        loss_plot = gr.Plot(label="Loss")
+        metric_plot = gr.Plot(label="Validation accuracy and F1")
+        lr_plot = gr.Plot(label="Learning rate")
+    with gr.Row():
+        with gr.Column(scale=2):
+            usage_plot = gr.Plot(label="Hardware")
+        with gr.Column(scale=3):
+            log = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False, elem_id="run-log")
+    with gr.Row():
+        results = gr.Markdown(elem_id="run-results")
+        confusion = gr.Plot(label="Confusion matrix (test)")
+    ref = gr.State(None)  # the job key or run id this page shows
+    seen = gr.State(-1)  # events already drawn: skip redrawing when nothing changed
+    usage = gr.State([])
+    timer = gr.Timer(TICK_S)
+
+    @guard
+    def start_run(values: dict) -> tuple:
+        if not str(values[session["source"]] or "").strip():
+            raise StudioError(
+                "choose a dataset first: pick a shipped sample, a Hub id or upload a file in the Data tab"
+            )
+        config = form.read(values[session["base"]], values)
+        job = ctx.jobs.start(config)
+        gr.Info(f"Training {config.model.name} ({config.method.name}) on {config.data.source}")
+        return job.key, -1
+
+    start.click(start_run, {session["base"], *form.components}, [ref, seen], api_name="start")
+
+    @guard
+    def stop_run() -> None:
+        gr.Info(ctx.jobs.stop())
+
+    stop.click(stop_run, None, None, api_name="stop")
+
+    def tick(current: str | None, drawn: int, samples: list) -> tuple:
+        from studio import plots
+        from studio.hardware import usage as hardware_usage
+
+        samples = (samples + [_usage_sample(hardware_usage())])[-USAGE_SAMPLES:]
+        usage_fig = plots.usage_history([{**s, "time": s["time"] - samples[0]["time"]} for s in samples])
+        if current is None:
+            return (gr.skip(),) * 9 + (usage_fig, samples)
+        try:
+            view = ctx.jobs.view(current)
+        except StudioError:  # the run was deleted meanwhile
+            return (None, -1, "That run no longer exists.") + (gr.skip(),) * 6 + (usage_fig, samples)
+        if view.events == drawn:
+            return (
+                (gr.skip(), gr.skip(), _status_md(ctx, current, view), _progress_html(view))
+                + (gr.skip(),) * 5
+                + (usage_fig, samples)
+            )
+        summary = _summary(ctx, current, view)
+        return (
+            current,
+            view.events,
+            _status_md(ctx, current, view),
+            _progress_html(view),
+            plots.loss_curves(view.train_loss, [(e["step"], e["loss"]) for e in view.evals if "loss" in e]),
+            plots.metric_curves(view.evals),
+            plots.lr_curve(view.learning_rate),
+            "\n".join(view.log[-200:]),
+            results_md(summary) if summary else gr.skip(),
+            usage_fig,
+            samples,
+        )
+
+    outputs = [ref, seen, status, progress, loss_plot, metric_plot, lr_plot, log, results, usage_plot, usage]
+    timer.tick(tick, [ref, seen, usage], outputs, show_progress="hidden", api_name="tick")
+
+    def confusion_for(current: str | None, drawn: int) -> Any:
+        from studio import plots
+
+        if current is None:
+            return plots.empty("the test confusion matrix appears when a run ends")
+        try:
+            summary = _summary(ctx, current, ctx.jobs.view(current))
+        except StudioError:
+            return gr.skip()
+        test = summary.get("test", {})
+        if "confusion_matrix" not in test:
+            return plots.empty("the test confusion matrix appears when a run ends")
+        return plots.confusion_matrix(test["confusion_matrix"], summary["data"]["label_names"])
+
+    seen.change(confusion_for, [ref, seen], confusion, show_progress="hidden")
+
+    def attach() -> tuple:
+        """A (re)loaded page shows the run training now, else the newest run."""
+        job = ctx.jobs.active()
+        if job is not None:
+            return job.key, -1
+        runs = ctx.registry.list()
+        return (runs[0].id if runs else None), -1
+
+    return {"start": start, "stop": stop, "status": status, "ref": ref, "seen": seen, "attach": attach, "name": name}
+
+
+def _summary(ctx: Context, current: str, view: RunView) -> dict:
+    if not view.finished:
+        return {}
+    job = ctx.jobs.current()
+    run_id = job.run_id if job is not None and current == job.key else current
+    return ctx.registry.summary(run_id) if run_id else {}
+
+
+def _status_md(ctx: Context, current: str, view: RunView) -> str:
+    job = ctx.jobs.current()
+    run_id = job.run_id if job is not None and current == job.key else current
+    title = f"**Run** `{run_id}`" if run_id else "**Run** (starting)"
+    state = view.status if not view.finished else f"{view.status} — {view.message}"
+    return f"{title} · **{state}**"
+
+
+def _progress_html(view: RunView) -> str:
+    pct = view.fraction * 100
+    eta = "—" if view.eta is None or view.finished else _duration(view.eta)
+    parts = [
+        f"step {view.step:,} / {view.max_steps:,}" if view.max_steps else "waiting for the first step",
+        f"epoch {view.epoch:.2f}",
+        f"elapsed {_duration(view.elapsed)}",
+        f"ETA {eta}",
+    ]
+    return (
+        f'<div class="studio-progress"><div class="studio-bar"><div style="width:{pct:.1f}%"></div></div>'
+        f"<span>{pct:.0f}% · {' · '.join(parts)}</span></div>"
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
+
+
+def _usage_sample(u: dict) -> dict:
+    sample = {"time": time.time(), "cpu_pct": u.get("cpu_pct"), "ram_used_mb": u.get("ram_used_mb")}
+    if u.get("gpu"):
+        g = u["gpu"][0]
+        sample.update(gpu_util_pct=g["util_pct"], gpu_mem_used_mb=g["mem_used_mb"])
+    return sample
+
+
+def results_md(summary: dict) -> str:
+    """Test metrics and efficiency of a finished run (eval.json)."""
+    test, eff = summary.get("test", {}), summary.get("efficiency", {})
+    if not test:
+        return ""
+    lines = [
+        f"### Test accuracy {test['accuracy']:.2%} · macro F1 {test['f1_macro']:.3f} · weighted F1 "
+        f"{test['f1_weighted']:.3f}",
+        f"{test.get('n', 0):,} test texts; status **{summary.get('status', '')}**",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    for label, m in list(test.get("per_class", {}).items())[:30]:
+        lines.append(f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    if eff:
+        lines += [
+            "",
+            f"**Efficiency:** {eff.get('trainable_params', 0):,} trainable of {eff.get('total_params', 0):,} "
+            f"parameters ({eff.get('trainable_percent', 0):.2f}%) · peak memory {eff.get('peak_memory_mb', 0):,.0f} MB "
+            f"({eff.get('peak_memory_kind', '')}) · training {eff.get('train_seconds', 0):,.0f} s for "
+            f"{eff.get('steps', 0)} steps ({eff.get('total_seconds', 0):,.0f} s in all)",
+        ]
+    return "\n".join(lines)

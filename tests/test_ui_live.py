@@ -1,0 +1,142 @@
+"""The studio as a user meets it: a live app on localhost, driven through gradio_client.
+
+The app starts from a tiny preset (a tiny random BERT, 240 IMDb reviews at 32 tokens) so a run takes
+seconds; everything else is the real app: the real handlers, job slot, registry and event log.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from studio.config import RunConfig
+from studio.ui import build_app
+
+
+def tiny_preset(folder: Path, model_dir: Path) -> Path:
+    config = RunConfig.from_dict({
+        "name": "tiny-ui",
+        "data": {"source": "imdb-sample", "max_samples": 240, "max_length": 32},
+        "model": {"name": str(model_dir)},
+        "method": {"name": "lora", "r": 4},
+        "train": {"epochs": 1, "max_steps": 400, "batch_size": 8, "learning_rate": 1e-3, "logging_steps": 1,
+                  "eval_strategy": "steps", "eval_steps": 4},
+    })  # fmt: skip
+    path = folder / "tiny-ui.yaml"
+    config.to_yaml(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, tiny_model_dir):
+    root = tmp_path_factory.mktemp("live")
+    app = build_app(root / "runs", preset=tiny_preset(root, tiny_model_dir("bert")))
+    app.queue().launch(prevent_thread_lock=True, quiet=True)
+    client = Client(app.local_url, verbose=False)
+    yield app, client
+    job = app.studio.jobs.active()
+    if job:
+        job.run.stop()
+        job.run.wait(60)
+    app.close()
+
+
+def form(app, api_name: str, **changes) -> dict:
+    """Every form input of an endpoint at the preset's value (what a fresh page sends), with `changes` by path."""
+    fn = next(f for f in app.fns.values() if f.api_name == api_name)
+    by_path = {b.components[0]: b.path for b in app.studio.form.bindings}
+    args = {}
+    for i, component in enumerate(fn.inputs):
+        if component.__class__.__name__ != "State":
+            path = by_path.get(component, "")
+            args[f"param_{i}"] = changes.get(path.replace(".", "__"), component.value)
+    return args
+
+
+def tick_until(client: Client, predicate, timeout: float = 120) -> tuple:
+    """Poll the Train tab's timer handler: (status, progress, loss, metrics, lr, log, results, hardware)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        out = client.predict(api_name="/tick")
+        if predicate(out):
+            return out
+        time.sleep(0.5)
+    raise AssertionError(f"timed out; last status: {out[0]}")
+
+
+def _step(progress_html: str) -> int:
+    return int(progress_html.split("step ")[1].split(" /")[0].replace(",", "")) if "step " in progress_html else 0
+
+
+def test_inspect_data_and_estimate_memory(live):
+    app, client = live
+    summary, labels, lengths, preview, *_ = client.predict(api_name="/inspect_data", **form(app, "inspect_data"))
+    assert "240 rows" in summary and "2 labels" in summary and "longer than 32" in summary
+    assert preview["headers"] == ["review", "sentiment"] and len(preview["data"]) == 20
+    device, plot, text = client.predict(api_name="/estimate", **form(app, "estimate"))
+    assert "CPU only" in device and "GB estimated" in text and "Trainable parameters" in text
+    # A knob moves the estimate: a bigger batch needs more memory.
+    bigger = client.predict(api_name="/estimate", **form(app, "estimate", train__batch_size=512))
+    gb = [float(t.split(" GB")[0].split()[-1]) for t in (text, bigger[2])]
+    assert gb[1] > gb[0]
+
+
+def test_train_watch_stop_and_predict(live):
+    app, client = live
+    with pytest.raises(AppError, match="nothing is training"):
+        client.predict(api_name="/stop")
+    client.predict(api_name="/start", **form(app, "start"))
+    with pytest.raises(AppError, match="already training"):
+        client.predict(api_name="/start", **form(app, "start"))  # one run at a time
+    out = tick_until(client, lambda o: "training" in o[0] and _step(o[1]) >= 10)
+    assert "ETA" in out[1] and "train loss" in out[2]["plot"] and "accuracy" in out[3]["plot"]
+    client.predict(api_name="/stop")
+    out = tick_until(client, lambda o: "stopped" in o[0])
+    assert out[5].count("\n") > 3 and "stop requested" in out[5]  # the log pane
+    assert "Test accuracy" in out[6]
+    record = app.studio.registry.get(app.studio.jobs.current().run_id)
+    assert record.status == "stopped" and record.accuracy is not None
+    # A fresh page (a new client session) re-attaches to the same run.
+    fresh = Client(app.local_url, verbose=False)
+    fresh.predict(api_name="/attach")
+    assert "stopped" in fresh.predict(api_name="/tick")[0] and record.id in fresh.predict(api_name="/tick")[0]
+    # The playground predicts with it (after listing the runs, as opening the tab does).
+    client.predict(api_name="/playground_runs")
+    label = client.predict(record.id, None, "What a wonderful, moving film.", api_name="/predict")[0]
+    assert {c["label"] for c in label["confidences"]} == {"negative", "positive"}
+    mistakes = client.predict(record.id, "test", api_name="/mistakes")
+    assert mistakes["headers"] == ["text", "label", "predicted", "confidence", "p_true"]
+
+
+def test_bad_input_gets_a_message_and_the_app_stays_up(live, tmp_path):
+    app, client = live
+    with pytest.raises(AppError, match="pick a run first"):
+        client.predict(None, None, "some text", api_name="/predict")
+    with pytest.raises(AppError, match="choose a dataset first"):
+        client.predict(api_name="/start", **form(app, "start", data__source=""))
+    with pytest.raises(AppError, match="text_column"):
+        client.predict(api_name="/inspect_data", **form(app, "inspect_data", data__text_column="body"))
+    bad = tmp_path / "notes.xlsx"
+    bad.write_bytes(b"PK\x03\x04 not really a spreadsheet")
+    run_id = app.studio.registry.list()[0].id
+    from gradio_client import handle_file
+
+    client.predict(api_name="/playground_runs")
+    with pytest.raises(AppError, match="Invalid file type"):
+        client.predict(run_id, handle_file(str(bad)), "", api_name="/label_file")
+    no_text = tmp_path / "scores.csv"
+    no_text.write_text("id,score\n1,0.5\n2,0.7\n")
+    with pytest.raises(AppError, match="text column 'text' not found in scores.csv; it has columns: id, score"):
+        client.predict(run_id, handle_file(str(no_text)), "", api_name="/label_file")
+    texts = tmp_path / "texts.csv"
+    texts.write_text("text\nloved it\nhated it\n")
+    out = client.predict(run_id, handle_file(str(texts)), "", api_name="/label_file")
+    labelled = Path(out).read_text().splitlines()
+    assert labelled[0] == "text,predicted_label,score,prob_negative,prob_positive" and len(labelled) == 3
+    with pytest.raises(AppError, match="pick a run first"):
+        client.predict(None, "test", api_name="/mistakes")
+    assert client.predict(api_name="/runs", chosen=[], one=None)[0]["data"]  # still up and answering
