@@ -4,6 +4,7 @@
     python -m studio validate presets/*.yaml
     python -m studio runs | show RUN_ID | predict RUN_ID "a text" | predict RUN_ID --file reviews.csv
     python -m studio presets
+    python -m studio export RUN_ID [--out DIR] | merge RUN_ID | push RUN_ID OWNER/NAME [--merged] [--public]
 
 Bad input exits with status 2 and one line `error: <field or file>: <what to do>`; a run that fails while
 training exits with 1.
@@ -180,6 +181,34 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from studio.export import export_zip
+    from studio.registry import Registry
+
+    print(export_zip(Registry(args.runs_dir), args.run_id, Path(args.out) if args.out else None))
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from studio.export import merge_adapter
+    from studio.registry import Registry
+
+    _quiet_libraries()
+    print(merge_adapter(Registry(args.runs_dir), args.run_id))
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from studio.export import push_to_hub
+    from studio.registry import Registry
+
+    _quiet_libraries()
+    token = os.environ.get("HF_TOKEN")
+    registry = Registry(args.runs_dir)
+    print(push_to_hub(registry, args.run_id, args.repo_id, token, private=not args.public, merged=args.merged))
+    return 0
+
+
 def _quiet_libraries() -> None:
     """Library chatter (load reports, weight-loading bars) would drown the run's own progress."""
     import datasets
@@ -225,6 +254,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", help="column of the file holding the texts (default: detect)")
     p.add_argument("--out", help="where to write the predictions CSV")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="zip a finished run with a model card (prints the zip's path)")
+    p.add_argument("run_id")
+    p.add_argument("--out", help="folder for <run_id>.zip (default: <runs-dir>/exports)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("merge", help="merge a LoRA/QLoRA/IA3 adapter into its base (prints <run>/merged)")
+    p.add_argument("run_id")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("push", help="upload a finished run to the Hugging Face Hub (token: env HF_TOKEN)")
+    p.add_argument("run_id")
+    p.add_argument("repo_id", help="owner/name of the model repo (created if missing)")
+    p.add_argument("--merged", action="store_true", help="push the merged model instead of the adapter")
+    p.add_argument("--public", action="store_true", help="make a new repo public (default: private)")
+    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)

@@ -71,3 +71,90 @@ def test_validate_and_presets_list(capsys):
     assert code == 0 and out.count("ok  ") == 2
     code, out, _ = run_cli(capsys, "presets")
     assert code == 0 and "quick_demo" in out and "imdb_bert_qlora" in out
+
+
+# ---- export, merge, push -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def finished(tiny_model_dir, tmp_path_factory):
+    """(runs dir, {method: run id}): a tiny LoRA run and a tiny full fine-tune, shared by this module's tests."""
+    from studio.registry import Registry
+
+    runs = tmp_path_factory.mktemp("cli-export") / "runs"
+    for method in ("lora", "full"):
+        code = main([
+            "--runs-dir", str(runs), "train", "quick_demo", "--quiet", "--name", f"cli-{method}",
+            "--set", f"model.name={tiny_model_dir('bert')}", "--set", f"method.name={method}",
+            "--set", "train.max_steps=2", "--set", "data.max_samples=200", "--set", "data.max_length=32",
+        ])  # fmt: skip
+        assert code == 0
+    return runs, {r.name.removeprefix("cli-"): r.id for r in Registry(runs).list()}
+
+
+class RecordingHfApi:
+    """Stands in for huggingface_hub.HfApi: records the calls and the uploaded file names (no network)."""
+
+    calls: list[tuple] = []
+
+    def __init__(self, token=None):
+        RecordingHfApi.calls.append(("init", token))
+
+    def create_repo(self, repo_id, **kwargs):
+        RecordingHfApi.calls.append(("create_repo", repo_id, kwargs))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        from pathlib import Path
+
+        files = sorted(p.name for p in Path(folder_path).rglob("*") if p.is_file())
+        RecordingHfApi.calls.append(("upload_folder", repo_id, files))
+
+
+def test_export_merge_push(finished, capsys, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    runs, ids = finished
+    run_id = ids["lora"]
+    code, out, err = run_cli(capsys, "--runs-dir", runs, "export", run_id)
+    assert code == 0, err
+    assert out.strip() == str(runs.resolve() / "exports" / f"{run_id}.zip")
+    code, out, _ = run_cli(capsys, "--runs-dir", runs, "export", run_id, "--out", tmp_path / "zips")
+    assert code == 0 and out.strip() == str(tmp_path / "zips" / f"{run_id}.zip") and (tmp_path / "zips").is_dir()
+    code, out, _ = run_cli(capsys, "--runs-dir", runs, "merge", run_id)
+    assert code == 0 and out.strip() == str(runs.resolve() / run_id / "merged")
+    assert run_cli(capsys, "--runs-dir", runs, "merge", run_id)[1] == out  # a second merge finds the first
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingHfApi)
+    monkeypatch.setenv("HF_TOKEN", "hf_cli_token")
+    RecordingHfApi.calls = []
+    code, out, err = run_cli(capsys, "--runs-dir", runs, "push", run_id, "alice/imdb-tiny", "--merged", "--public")
+    assert code == 0, err
+    assert out.strip() == "https://huggingface.co/alice/imdb-tiny"
+    init, create, upload = RecordingHfApi.calls
+    assert init == ("init", "hf_cli_token") and create[2]["private"] is False
+    assert "model.safetensors" in upload[2] and "README.md" in upload[2] and "adapter_config.json" not in upload[2]
+    RecordingHfApi.calls = []
+    code, _, _ = run_cli(capsys, "--runs-dir", runs, "push", ids["full"], "alice/imdb-full")
+    assert code == 0 and RecordingHfApi.calls[1][2]["private"] is True
+
+
+@pytest.mark.parametrize(
+    ("argv", "token", "words"),
+    [
+        (["export", "20990101-000000-nope-0000"], None, ["no run '20990101-000000-nope-0000'"]),
+        (["merge", "../../etc"], None, ["not a run id"]),
+        (["merge", "{full}"], None, ["is a full fine-tune: its model/ folder is already a plain model"]),
+        (["push", "{lora}", "alice/imdb"], None, ["token with write access is needed", "HF_TOKEN"]),
+        (["push", "{lora}", "imdb-tiny"], "hf_x", ["repo id 'imdb-tiny' must look like owner/name"]),
+        (["push", "nope", "alice/imdb"], "hf_x", ["no run 'nope'"]),
+    ],
+)
+def test_export_bad_input_exits_2_with_one_line(finished, capsys, monkeypatch, argv, token, words):
+    runs, ids = finished
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    if token:
+        monkeypatch.setenv("HF_TOKEN", token)
+    code, _, err = run_cli(capsys, "--runs-dir", runs, *[a.format(**ids) for a in argv])
+    assert code == EXIT_BAD_INPUT
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    for word in words:
+        assert word in lines[0]
