@@ -8,6 +8,7 @@ them, so the page is up in seconds.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ def build_app(runs_dir: str | Path, preset: str | Path | None = None) -> Any:
 
     from studio.ui import data_tab, model_tab, playground_tab, runs_tab, train_tab
     from studio.ui.context import Context
+    from studio.ui.feedback import import_engine_libraries
 
     for name, value in (
         ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
@@ -33,6 +35,8 @@ def build_app(runs_dir: str | Path, preset: str | Path | None = None) -> Any:
     ):
         os.environ.setdefault(name, value)
     ctx = Context.create(runs_dir, preset)
+    # Import the engine's heavy libraries while the page loads, so the first click does not wait for them.
+    threading.Thread(target=import_engine_libraries, name="warm-imports", daemon=True).start()
     with gr.Blocks(title="Fine-Tune Studio") as app:
         gr.Markdown(
             "# Fine-Tune Studio\nFine-tune a text classifier with full fine-tuning, LoRA, QLoRA or IA3. "

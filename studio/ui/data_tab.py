@@ -70,9 +70,9 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         with gr.Column(scale=4):
             summary = gr.Markdown("Press **Inspect data** to load the source.")
             with gr.Row():
-                labels_plot = gr.Plot(label="Labels per split")
-                lengths_plot = gr.Plot(label="Token lengths")
-    preview = gr.Dataframe(label="First rows (raw)", interactive=False, max_height=320, wrap=True)
+                labels_plot = gr.Plot(label="Labels per split", show_label=False)
+                lengths_plot = gr.Plot(label="Token lengths", show_label=False)
+    preview = gr.Dataframe(label="First rows (raw)", interactive=False, max_height=320, wrap=True, max_chars=160)
     lengths = gr.State([])
 
     # A new source has new columns: the user's picks reset to "detect" (a loaded preset keeps its own).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -17,12 +18,41 @@ import gradio as gr
 from studio.errors import StudioError
 
 log = logging.getLogger("studio.ui")
+_IMPORTS = threading.Lock()
+
+
+def import_engine_libraries() -> None:
+    """Import torch, transformers, datasets and peft once, in one thread at a time.
+
+    The UI imports them lazily so the page is up in seconds, but transformers' lazy module is not
+    thread-safe: two handlers importing it at once (the Data tab's inspection and the memory estimate both
+    run on page load) can see a half-initialised module ("has no attribute PreTrainedTokenizerBase").
+    Every handler that reaches the engine's heavy parts goes through this lock first; after the first
+    call it costs nothing.
+    """
+    with _IMPORTS:
+        import datasets  # noqa: F401
+        import peft  # noqa: F401
+        import torch  # noqa: F401
+        import transformers
+
+        for name in (
+            "PreTrainedTokenizerBase",
+            "AutoConfig",
+            "AutoTokenizer",
+            "AutoModelForSequenceClassification",
+            "Trainer",
+            "TrainingArguments",
+            "TrainerCallback",
+        ):
+            getattr(transformers, name)
 
 
 def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            import_engine_libraries()
             return fn(*args, **kwargs)
         except gr.Error:
             raise

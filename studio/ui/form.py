@@ -113,10 +113,14 @@ class ConfigForm:
         info = kwargs.pop("info", field_help(cls, f.name))
         if choices and kind in (gr.Dropdown, gr.Radio) and "choices" not in kwargs:
             kwargs["choices"] = choices
-        if kind is gr.Number and _optional(tp):
-            kwargs.setdefault("placeholder", "empty = off")
         if kind is gr.Number and (tp is int or int in typing.get_args(tp)):
             kwargs.setdefault("precision", 0)
+        if kind is gr.Number and _optional(tp):
+            # A number box cannot be left empty in the browser (it shows 0), so 0 means "off" here.
+            kwargs["minimum"] = 0
+            info = f"{info} 0 = off." if info else "0 = off."
+            to_config = to_config or (lambda v: None if v in (None, 0, "") else v)
+            to_ui = to_ui or (lambda v: 0 if v is None else v)
         to_ui = to_ui or (_none_to_blank if kind is gr.Textbox else lambda v: v)
         component = kind(label=label, info=info, value=to_ui(get_path(self.initial, path)), **kwargs)
         return self.bind(path, component, to_config=to_config, to_ui=to_ui)

@@ -19,7 +19,7 @@ from studio.architectures import CATALOGUE
 from studio.config import RunConfig
 from studio.errors import StudioError
 from studio.ui.context import PRESETS_DIR, Context, preset_names
-from studio.ui.feedback import guard
+from studio.ui.feedback import guard, import_engine_libraries
 from studio.ui.form import comma_list, joined
 
 ADAPTER_METHODS = ("lora", "qlora", "ia3")
@@ -49,20 +49,24 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
                     scale=2,
                     info="full: every weight; LoRA / IA3: small adapters; QLoRA: LoRA on a 4/8-bit base.",
                 )
-            with gr.Group(visible=False) as quant_group:
+            initial = ctx.form.initial["method"]["name"]
+            with gr.Group(visible=initial == "qlora") as quant_group:
                 gr.Markdown("**Quantization** (QLoRA, bitsandbytes)")
                 with gr.Row():
                     form.field("method.bits", gr.Radio, label="bits")
                     form.field("method.quant_type", gr.Radio, label="4-bit type")
                     form.field("method.double_quant", gr.Checkbox, label="double quantization")
                     form.field("method.compute_dtype", gr.Dropdown, label="compute dtype")
-            with gr.Group() as adapter_group:
+            with gr.Group(visible=initial in ADAPTER_METHODS) as adapter_group:
                 gr.Markdown("**Adapter**")
                 with gr.Row():
-                    rank = form.field("method.r", gr.Slider, minimum=1, maximum=256, step=1, label="LoRA rank r")
-                    alpha = form.field("method.alpha", gr.Number, label="LoRA alpha", minimum=0.01)
+                    lora = {"visible": initial in ("lora", "qlora")}
+                    rank = form.field(
+                        "method.r", gr.Slider, minimum=1, maximum=256, step=1, label="LoRA rank r", **lora
+                    )
+                    alpha = form.field("method.alpha", gr.Number, label="LoRA alpha", minimum=0.01, **lora)
                     dropout = form.field(
-                        "method.dropout", gr.Slider, minimum=0, maximum=0.5, step=0.01, label="LoRA dropout"
+                        "method.dropout", gr.Slider, minimum=0, maximum=0.5, step=0.01, label="LoRA dropout", **lora
                     )
                 with gr.Row():
                     form.field("method.placement", gr.Dropdown, label="placement")
@@ -97,19 +101,19 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
                     form.field("seed", gr.Number, minimum=0)
         with gr.Column(scale=2):
             device_line = gr.Markdown(elem_id="device-line")
-            memory_plot = gr.Plot(label="Memory estimate")
+            memory_plot = gr.Plot(label="Memory estimate", show_label=False)
             memory_text = gr.Markdown(elem_id="memory-text")
-            with gr.Group():
-                gr.Markdown("**Presets**")
+            with gr.Accordion("Presets", open=True):
+                preset = gr.Dropdown(
+                    preset_names(), value=ctx.preset_name, label="Preset", info="Saved configs in presets/."
+                )
                 with gr.Row():
-                    preset = gr.Dropdown(preset_names(), value=ctx.preset_name, label="Preset", scale=3)
-                    load = gr.Button("Load preset", scale=1)
-                preset_file = gr.File(label="…or load a preset YAML", file_types=[".yaml", ".yml"], height=90)
-                with gr.Row():
+                    load = gr.Button("Load preset", size="sm")
                     save = gr.Button("Save as preset YAML", size="sm")
                     cli = gr.Button("CLI command", size="sm")
-                saved = gr.File(label="Preset YAML", interactive=False, height=70, visible=False)
+                saved = gr.File(label="Preset YAML", interactive=False, visible=False)
                 command = gr.Code(language="shell", label="Run it from a terminal", visible=False, lines=3)
+                preset_file = gr.File(label="Load a preset YAML", file_types=[".yaml", ".yml"], height=100)
 
     # ---- visibility follows the method -------------------------------------------------------------------
     def show_for(name: str) -> tuple:
@@ -130,6 +134,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         from studio.hardware import describe, detect
         from studio.memory import estimate as memory_estimate
 
+        import_engine_libraries()
         device = detect()
         try:
             config = form.read(values[session["base"]], values)
@@ -230,7 +235,7 @@ def _yaml_value(value: Any) -> str:
 def _estimate_text(e: Any, config: RunConfig) -> str:
     gb = e.total_mb / 1024
     where = e.device.name if e.device.kind == "cuda" else "system RAM (CPU only)"
-    verdict = "✅ fits" if e.fits else "❌ does not fit"
+    verdict = "fits" if e.fits else "does NOT fit"
     lines = [
         f"### {gb:.2f} GB estimated — {verdict} in {where} ({e.device.free_mb / 1024:.1f} GB free)",
         f"**Trainable parameters:** {e.trainable_params:,} of {e.total_params:,} "

@@ -75,8 +75,8 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
                 label="Compare runs", multiselect=True, choices=run_choices(ctx), info="Overlay their curves."
             )
             curve = gr.Radio(list(CURVES), value="validation accuracy", label="Curve")
-            overlay = gr.Plot(label="Curves")
-        pareto = gr.Plot(label="Accuracy vs peak memory (all finished runs)")
+            overlay = gr.Plot(label="Curves", show_label=False)
+        pareto = gr.Plot(label="Accuracy vs peak memory (all finished runs)", show_label=False)
     gr.Markdown("### One run")
     with gr.Row():
         selected = gr.Dropdown(label="Run", choices=run_choices(ctx), scale=3, elem_id="run-select")

@@ -32,17 +32,17 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
     )
     progress = gr.HTML(_progress_html(RunView()), elem_id="run-progress")
     with gr.Row():
-        loss_plot = gr.Plot(label="Loss")
-        metric_plot = gr.Plot(label="Validation accuracy and F1")
-        lr_plot = gr.Plot(label="Learning rate")
+        loss_plot = gr.Plot(label="Loss", show_label=False)
+        metric_plot = gr.Plot(label="Validation accuracy and F1", show_label=False)
+        lr_plot = gr.Plot(label="Learning rate", show_label=False)
     with gr.Row():
         with gr.Column(scale=2):
-            usage_plot = gr.Plot(label="Hardware")
+            usage_plot = gr.Plot(label="Hardware", show_label=False)
         with gr.Column(scale=3):
             log = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False, elem_id="run-log")
     with gr.Row():
         results = gr.Markdown(elem_id="run-results")
-        confusion = gr.Plot(label="Confusion matrix (test)")
+        confusion = gr.Plot(label="Confusion matrix (test)", show_label=False)
     ref = gr.State(None)  # the job key or run id this page shows
     seen = gr.State(-1)  # events already drawn: skip redrawing when nothing changed
     usage = gr.State([])
