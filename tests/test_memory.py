@@ -1,0 +1,180 @@
+"""Memory estimate: parameter counts equal the real build's, every knob moves the right part, fits and the
+largest batch agree with the device, every catalogue alias estimates offline, the model facts are cached."""
+
+from __future__ import annotations
+
+import pytest
+
+from studio import memory
+from studio.architectures import CATALOGUE
+from studio.config import RunConfig
+from studio.errors import ModelError
+from studio.hardware import Device
+from studio.memory import PARTS, estimate, format_estimate
+from studio.models import build_model
+
+LABELS = ["neg", "neu", "pos"]
+H100 = Device(kind="cuda", name="NVIDIA H100 80GB HBM3", total_mb=81559.0, free_mb=80000.0, count=1)
+
+
+def config_for(model, method="lora", max_length=64, **method_kw) -> RunConfig:
+    return RunConfig.from_dict(
+        {"model": {"name": str(model)}, "method": {"name": method, **method_kw}, "data": {"max_length": max_length}}
+    )
+
+
+# ---- parameter counts: the key test ------------------------------------------------------------------------
+COMBOS = [("full", {})] + [
+    (method, {"placement": placement, "r": 4})
+    for method in ("lora", "qlora", "ia3")
+    for placement in ("qv", "attention+ffn", "all-linear")
+]
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
+def test_parameter_counts_equal_the_real_build(tiny_model_dir, family):
+    folder = tiny_model_dir(family)
+    for method, kw in COMBOS:
+        config = config_for(folder, method, **kw)
+        real = build_model(config, LABELS)
+        est = estimate(config, num_labels=len(LABELS), device=H100)
+        assert (est.trainable_params, est.total_params) == (real.trainable_params, real.total_params), (method, kw)
+
+
+@pytest.mark.parametrize("family", ["distilbert", "roberta", "deberta-v2"])
+def test_heads_and_new_modules_count_like_the_real_build(tiny_model_dir, family):
+    # DistilBERT's pre_classifier, DeBERTa's pooler, RoBERTa's two-layer head: all-linear must leave them out
+    # of the adapters and train them whole.
+    config = config_for(tiny_model_dir(family), "lora", placement="all-linear", r=2)
+    real = build_model(config, LABELS)
+    est = estimate(config, num_labels=len(LABELS), device=H100)
+    assert (est.trainable_params, est.total_params) == (real.trainable_params, real.total_params)
+
+
+def test_custom_targets_and_unsupported_methods_behave_like_the_build(tiny_model_dir):
+    folder = tiny_model_dir("bert")
+    custom = config_for(folder, placement="custom", target_modules=["key", "intermediate.dense"])
+    assert estimate(custom, 3, H100).trainable_params == build_model(custom, LABELS).trainable_params
+    with pytest.raises(ModelError, match="folder not found"):
+        estimate(config_for("./no/such/model"), 3, H100)
+    with pytest.raises(ModelError, match="could not place lora adapters"):
+        estimate(config_for(folder, placement="custom", target_modules=["no_such_layer"]), 3, H100)
+
+
+# ---- every knob moves the estimate the right way ---------------------------------------------------------
+def bert(**sections) -> RunConfig:
+    """bert-base (the catalogue's dimensions offline) with section overrides, e.g. train={'batch_size': 8}."""
+    data = {"model": {"name": "bert-base"}, "method": {"name": "lora"}, **sections}
+    return RunConfig.from_dict(data)
+
+
+def parts(config: RunConfig, device: Device = H100) -> dict[str, float]:
+    return estimate(config, device=device).parts
+
+
+def test_parts_are_in_order_and_add_up():
+    e = estimate(bert(), device=H100)
+    assert tuple(e.parts) == PARTS and all(v >= 0 for v in e.parts.values())
+    assert e.total_mb == pytest.approx(sum(e.parts.values()))
+    assert e.fits and e.largest_batch and e.largest_batch > 16
+    text = format_estimate(e)
+    assert "fits in NVIDIA H100" in text and "trainable of" in text and "activations for batch 16 x 256" in text
+
+
+def test_sizes_raise_the_estimate():
+    base = estimate(bert(), device=H100).total_mb
+    assert estimate(bert(train={"batch_size": 32}), device=H100).total_mb > base
+    assert estimate(bert(data={"max_length": 512}), device=H100).total_mb > base
+    assert parts(bert(method={"name": "lora", "r": 64}))["adapters"] > parts(bert())["adapters"]
+    assert parts(bert(method={"name": "lora", "placement": "all-linear"}))["adapters"] > parts(bert())["adapters"]
+    # a large evaluation batch can need more than training does
+    assert parts(bert(train={"eval_batch_size": 4096}))["activations"] > parts(bert())["activations"]
+
+
+def test_memory_savers_lower_their_part():
+    assert parts(bert(train={"gradient_checkpointing": True}))["activations"] < parts(bert())["activations"]
+    full = {"name": "full"}
+    adam = parts(bert(method=full))["optimizer"]
+    assert parts(bert(method=full, train={"optimizer": "paged_adamw_8bit"}))["optimizer"] == pytest.approx(adam / 4)
+    assert parts(bert(method=full, train={"optimizer": "adafactor"}))["optimizer"] < adam / 50
+    assert parts(bert(method=full, train={"optimizer": "sgd"}))["optimizer"] == 0
+
+
+def test_quantization_shrinks_the_weights():
+    lora = parts(bert())["weights"]
+    four = parts(bert(method={"name": "qlora"}))["weights"]
+    eight = parts(bert(method={"name": "qlora", "bits": 8}))["weights"]
+    no_dq = parts(bert(method={"name": "qlora", "double_quant": False}))["weights"]
+    assert four < eight < lora
+    assert four < no_dq < four * 1.05  # double quantization saves ~0.37 bit of ~4.5 on the linear layers only
+
+
+def test_precision_and_compute_dtype_set_the_activation_size():
+    bf16 = parts(bert(train={"precision": "bf16"}))["activations"]
+    assert parts(bert(train={"precision": "fp32"}))["activations"] > 1.5 * bf16
+    qlora32 = bert(method={"name": "qlora", "compute_dtype": "float32"}, train={"precision": "fp32"})
+    qlora16 = bert(method={"name": "qlora", "compute_dtype": "bfloat16"}, train={"precision": "fp32"})
+    assert parts(qlora32)["activations"] > parts(qlora16)["activations"]
+    cpu = Device(kind="cpu", name="CPU", total_mb=32000, free_mb=16000, count=0)
+    e = estimate(bert(train={"precision": "fp16"}), device=cpu)
+    assert any("fp16 runs as fp32 on the CPU" in n for n in e.notes)
+    assert e.parts["activations"] == pytest.approx(parts(bert(train={"precision": "fp32"}), cpu)["activations"])
+
+
+# ---- fits and the largest batch ------------------------------------------------------------------------
+def test_fits_and_largest_batch_on_a_small_gpu():
+    small = Device(kind="cuda", name="small GPU", total_mb=2048, free_mb=1500, count=1)
+    full = estimate(bert(method={"name": "full"}), device=small)  # 110M x (4 + 4 + 8) bytes > 1.5 GB
+    assert not full.fits and full.largest_batch is None
+
+    qlora = bert(method={"name": "qlora"}, train={"batch_size": 64, "eval_batch_size": 8})
+    e = estimate(qlora, device=small)
+    assert e.largest_batch is not None and 1 < e.largest_batch < 64 and not e.fits
+
+    def total_at(batch: int) -> float:
+        return estimate(qlora.with_overrides([f"train.batch_size={batch}"]), device=small).total_mb
+
+    assert total_at(e.largest_batch) <= small.free_mb < total_at(e.largest_batch + 1)
+
+
+# ---- the catalogue, offline ------------------------------------------------------------------------------
+@pytest.mark.parametrize("choice", CATALOGUE, ids=lambda c: c.alias)
+def test_every_catalogue_model_estimates_offline(choice):
+    e = estimate(RunConfig.from_dict({"model": {"name": choice.alias}, "method": {"name": "lora"}}), device=H100)
+    full = estimate(RunConfig.from_dict({"model": {"name": choice.alias}, "method": {"name": "full"}}), device=H100)
+    assert full.total_params / 1e6 == pytest.approx(choice.params_m, rel=0.02)
+    assert 0 < e.trainable_params < full.total_params / 50 and e.total_mb < full.total_mb
+
+
+def test_catalogue_dims_match_the_real_config_where_it_is_shipped():
+    # minilm-l6's real config ships with the studio: its dims must build the same model
+    from transformers import AutoConfig
+
+    from studio.architectures import model_choice
+    from studio.config import ModelConfig
+    from studio.models import load_config, resolve_source
+
+    choice = model_choice("minilm-l6")
+    real = load_config(ModelConfig(), resolve_source(ModelConfig()))
+    dims = dict(choice.dims)
+    from_dims = AutoConfig.for_model(dims.pop("model_type"), **dims)
+    count = lambda c: sum(p.numel() for p in memory._build_meta_model(c, 2, False).parameters())  # noqa: E731
+    assert count(from_dims) == count(real)
+
+
+# ---- caching -----------------------------------------------------------------------------------------------
+def test_the_model_is_built_once_per_model(monkeypatch):
+    calls = []
+    real_build = memory._build_meta_model
+
+    def counting(*args):
+        calls.append(args)
+        return real_build(*args)
+
+    monkeypatch.setattr(memory, "_build_meta_model", counting)
+    memory._facts_for.cache_clear()
+    estimate(bert(), device=H100)
+    estimate(bert(train={"batch_size": 8}, method={"name": "qlora", "r": 4}), device=H100)
+    assert len(calls) == 1
+    estimate(bert(), num_labels=5, device=H100)  # another head: another model
+    assert len(calls) == 2
