@@ -31,6 +31,23 @@ COMBOS = [("full", {})] + [
 ]
 
 
+@pytest.fixture
+def tokenizer_once(monkeypatch):
+    """Reading tokenizer.json is most of a tiny build: load each folder's tokenizer once per test."""
+    from studio import models
+
+    loaded: dict[str, object] = {}
+    real = models.load_tokenizer
+
+    def load(cfg, source, family):
+        if source not in loaded:
+            loaded[source] = real(cfg, source, family)
+        return loaded[source]
+
+    monkeypatch.setattr(models, "load_tokenizer", load)
+
+
+@pytest.mark.usefixtures("tokenizer_once")
 @pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
 def test_parameter_counts_equal_the_real_build(tiny_model_dir, family):
     folder = tiny_model_dir(family)
