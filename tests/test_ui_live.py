@@ -140,3 +140,25 @@ def test_bad_input_gets_a_message_and_the_app_stays_up(live, tmp_path):
     with pytest.raises(AppError, match="pick a run first"):
         client.predict(None, "test", api_name="/mistakes")
     assert client.predict(api_name="/runs", chosen=[], one=None)[0]["data"]  # still up and answering
+
+
+def test_runs_tab_compares_opens_and_deletes(live):
+    app, client = live
+    registry = app.studio.registry
+    run_id = registry.list()[0].id
+    table, compare, selected = client.predict([], None, api_name="/runs")  # what opening the tab does
+    assert table["data"][0][0] == run_id and table["headers"][:3] == ["run", "status", "model"]
+    overlay, pareto = client.predict([run_id], "training loss", api_name="/draw_compare")
+    assert run_id in overlay["plot"] and "Accuracy vs peak memory" in pareto["plot"]
+    details, config_text = client.predict(run_id, api_name="/show")
+    assert run_id in details and "Test accuracy" in details and "name: tiny-ui" in config_text
+    client.predict(run_id, api_name="/open_run")  # fills the form from the run's config (session state)
+    zip_path = client.predict(run_id, api_name="/zip_run")
+    assert Path(zip_path).suffix == ".zip" and Path(zip_path).stat().st_size > 1000
+    with pytest.raises(AppError, match="token"):
+        client.predict(run_id, "me/tiny", "", True, False, api_name="/push_run")
+    client.predict(run_id, api_name="/ask_delete")
+    client.predict(run_id, [run_id], api_name="/delete_run")
+    assert run_id not in [r.id for r in registry.list()] and not registry.run_dir(run_id).exists()
+    with pytest.raises(AppError, match="pick a run"):
+        client.predict(None, [], api_name="/delete_run")

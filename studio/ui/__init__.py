@@ -30,6 +30,7 @@ def build_app(runs_dir: str | Path, preset: str | Path | None = None) -> Any:
 
     for name, value in (
         ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),  # transformers' weight loading/saving bars follow this one
         ("TRANSFORMERS_VERBOSITY", "error"),
         ("TOKENIZERS_PARALLELISM", "false"),
     ):

@@ -87,7 +87,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         confirm = gr.Button("Yes, delete it and its files", variant="stop")
         cancel = gr.Button("Cancel")
     with gr.Row():
-        details = gr.Markdown()
+        details = gr.Markdown(elem_id="run-details")
         config_view = gr.Code(language="yaml", label="config.yaml", lines=12)
     with gr.Accordion("Export: download, merge, push to the Hub", open=False):
         with gr.Row():

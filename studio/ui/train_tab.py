@@ -23,7 +23,7 @@ USAGE_SAMPLES = 240  # ~6 minutes of the live monitor at one sample per tick
 
 def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
     form = ctx.form
-    with gr.Row(equal_height=True):
+    with gr.Row():
         name = form.field("name", gr.Textbox, label="Run name", info="Part of the run id.", scale=2)
         start = gr.Button("▶ Start training", variant="primary", scale=1, elem_id="start")
         stop = gr.Button("■ Stop", variant="stop", scale=1, elem_id="stop")

@@ -1,0 +1,132 @@
+"""The studio in a real headless Chromium: every tab, a training started and stopped, a prediction.
+
+Uses Debian's chromium (no browser download) through playwright. Screenshots of each step go to
+$STUDIO_SCREENSHOTS (default: the test's temporary folder) so a person can look at them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from test_ui_live import tiny_preset
+
+from studio.ui import build_app
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt install chromium)")
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory, tiny_model_dir):
+    from playwright.sync_api import sync_playwright
+
+    root = tmp_path_factory.mktemp("browser")
+    app = build_app(root / "runs", preset=tiny_preset(root, tiny_model_dir("bert")))
+    app.queue().launch(prevent_thread_lock=True, quiet=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(app.local_url)
+        page.get_by_text("Fine-Tune Studio").first.wait_for()
+        page.app = app
+        yield page
+        browser.close()
+    job = app.studio.jobs.active()
+    if job:
+        job.run.stop()
+        job.run.wait(60)
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("STUDIO_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def test_data_tab_inspects_on_load(page, shots):
+    page.get_by_text("240 rows").first.wait_for()  # hydrated, and the source was inspected on load
+    assert "2 labels" in page.locator("body").inner_text()
+    page.screenshot(path=shots / "1-data.png", full_page=True)
+
+
+def test_model_tab_estimates_and_follows_the_method(page, shots):
+    tab(page, "2 · Model & method")
+    page.get_by_text("GB estimated").first.wait_for()
+    assert page.get_by_label("LoRA rank r").first.is_visible()
+    page.get_by_label("qlora", exact=True).check()
+    page.get_by_text("Quantization").first.wait_for()  # QLoRA settings appear
+    page.get_by_label("full", exact=True).check()
+    page.get_by_text("Quantization").first.wait_for(state="hidden")
+    assert not page.get_by_label("LoRA rank r").first.is_visible()
+    page.get_by_label("lora", exact=True).check()
+    page.get_by_role("button", name="CLI command").click()
+    page.get_by_text("python -m studio train").first.wait_for()
+    page.screenshot(path=shots / "2-model.png", full_page=True)
+
+
+def test_train_tab_streams_then_stops_cleanly(page, shots):
+    tab(page, "3 · Train")
+    page.locator("#stop").click()
+    page.get_by_text("nothing is training").first.wait_for()  # stop with nothing running: a message
+    page.locator("#start").click()
+    page.locator("#run-status").get_by_text("training").wait_for()
+    deadline = time.time() + 120
+    while (
+        "step 0 " in page.locator("#run-progress").inner_text()
+        or "waiting" in page.locator("#run-progress").inner_text()
+    ):
+        assert time.time() < deadline, "no progress streamed"
+        time.sleep(0.5)
+    page.locator("#start").click()
+    page.get_by_text("already training").first.wait_for()  # a second run is refused
+    time.sleep(3)  # a few curve points
+    page.screenshot(path=shots / "3-train-running.png", full_page=True)
+    page.locator("#stop").click()
+    page.locator("#run-status").get_by_text("stopped").wait_for(timeout=120_000)
+    page.locator("#run-results").get_by_role("heading", name="Test accuracy").wait_for()
+    assert "stop requested" in page.locator("#run-log textarea").input_value()
+    page.screenshot(path=shots / "3-train-stopped.png", full_page=True)
+
+
+def test_a_reloaded_page_shows_the_run(page, shots):
+    page.reload()
+    page.get_by_text("Fine-Tune Studio").first.wait_for()
+    tab(page, "3 · Train")
+    page.locator("#run-status").get_by_text("stopped").wait_for()
+    run_id = page.app.studio.registry.list()[0].id
+    assert run_id in page.locator("#run-status").inner_text()
+
+
+def test_runs_tab_lists_and_shows_the_run(page, shots):
+    tab(page, "4 · Runs")
+    table = page.locator("#runs-table")
+    table.get_by_text("stopped").first.wait_for(state="attached")  # Gradio's cells report "hidden" to playwright
+    page.locator("#run-select input").click()
+    page.get_by_role("option").first.click()
+    page.locator("#run-details").get_by_role("heading", name="Test accuracy").wait_for()
+    run_id = page.app.studio.registry.list()[0].id
+    assert run_id in page.locator("#run-details").inner_text()
+    page.screenshot(path=shots / "4-runs.png", full_page=True)
+
+
+def test_playground_predicts(page, shots):
+    tab(page, "5 · Playground")
+    page.locator("#predict").click()
+    page.get_by_text("pick a run first").first.wait_for()  # predicting with no run: a message
+    page.locator("#run-a input").click()
+    page.get_by_role("option").first.click()
+    page.locator("#play-text textarea").fill("What a wonderful, moving film.")
+    page.locator("#predict").click()
+    page.locator("#label-a").get_by_text("positive").first.wait_for()
+    page.screenshot(path=shots / "5-playground.png", full_page=True)
