@@ -366,7 +366,9 @@ def pareto(points: list[dict]) -> Figure:
     fig.add_scatter(x=[p["peak_memory_mb"] / scale for p in front], y=[p["accuracy"] for p in front], line=line,
                     mode="lines+text", name="Pareto front", text=[str(p.get("run", "")) for p in front],
                     textposition="top left", hoverinfo="skip")  # fmt: skip
-    fig.update_yaxes(tickformat=".1%")
+    low, high = min(p["accuracy"] for p in usable), max(p["accuracy"] for p in usable)
+    pad = max(0.02, (high - low) * 0.15)  # accuracy lives in 0..1: never let autorange show -50% or 150%
+    fig.update_yaxes(tickformat=".1%", range=[max(0.0, low - pad), min(1.0, high + pad) + 0.01])
     return _layout(
         fig, "Accuracy vs peak memory", x_title=f"peak memory ({unit})", y_title="accuracy", hovermode="closest"
     )

@@ -267,3 +267,12 @@ def test_plots_imports_nothing_heavy():
     # the UI imports plots lazily, but a page should still not pay for torch or pandas to draw a chart
     code = "import sys, studio.plots; assert not {'torch', 'gradio', 'pandas', 'numpy'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_pareto_accuracy_axis_stays_within_0_and_100_percent():
+    fig = plots.pareto([{"run": "only", "accuracy": 0.5, "peak_memory_mb": 873.5, "method": "lora"}])
+    low, high = fig.layout.yaxis.range
+    assert 0.0 <= low < 0.5 < high <= 1.01
+    fig = plots.pareto([{"run": "a", "accuracy": 0.99, "peak_memory_mb": 10, "method": "lora"},
+                        {"run": "b", "accuracy": 0.01, "peak_memory_mb": 20, "method": "full"}])  # fmt: skip
+    assert tuple(fig.layout.yaxis.range) == (0.0, 1.01)
