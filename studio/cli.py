@@ -122,6 +122,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from studio.memory import estimate, format_estimate
+
+    config = load_config(args.preset, args.set)
+    print(format_estimate(estimate(config, num_labels=args.labels)))
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from studio.registry import Registry
 
@@ -237,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("presets", nargs="+")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("estimate", help="estimate a preset's training memory on this machine's GPU (or RAM)")
+    p.add_argument("preset")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--labels", type=int, default=2, help="number of classes (default 2)")
+    p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--status", choices=["running", "completed", "stopped", "failed", "interrupted"])

@@ -158,3 +158,12 @@ def test_export_bad_input_exits_2_with_one_line(finished, capsys, monkeypatch, a
     assert len(lines) == 1 and lines[0].startswith("error: ")
     for word in words:
         assert word in lines[0]
+
+
+def test_estimate_prints_the_breakdown_and_the_verdict(capsys):
+    assert main(["estimate", "quick_demo", "--set", "train.batch_size=32"]) == 0
+    out = capsys.readouterr().out
+    assert "Peak training memory" in out and "CPU RAM" in out and "activations" in out
+    assert "22,713,986 trainable" in out
+    assert main(["estimate", "quick_demo", "--set", "train.batch_size=0"]) == 2
+    assert "train.batch_size" in capsys.readouterr().err

@@ -106,6 +106,13 @@ def test_a_reloaded_page_shows_the_run(page, shots):
     page.locator("#run-status").get_by_text("stopped").wait_for()
     run_id = page.app.studio.registry.list()[0].id
     assert run_id in page.locator("#run-status").inner_text()
+    # Restart after the stop: a new run trains, shows its validation metrics, and stops again.
+    page.locator("#start").click()
+    page.locator("#run-status").get_by_text("training").wait_for()
+    page.locator("#run-results").get_by_text("Validation at step").wait_for()
+    page.locator("#stop").click()
+    page.locator("#run-status").get_by_text("stopped").wait_for(timeout=120_000)
+    assert page.app.studio.registry.list()[0].id != run_id
 
 
 def test_runs_tab_lists_and_shows_the_run(page, shots):

@@ -88,7 +88,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         cancel = gr.Button("Cancel")
     with gr.Row():
         details = gr.Markdown(elem_id="run-details")
-        config_view = gr.Code(language="yaml", label="config.yaml", lines=12)
+        config_view = gr.Code(language="yaml", label="config.yaml", lines=12, max_lines=30)
     with gr.Accordion("Export: download, merge, push to the Hub", open=False):
         with gr.Row():
             download = gr.Button("Zip the adapter / model for download")
