@@ -52,8 +52,13 @@ def setup_model(run: Run, config: RunConfig, prepared: Any) -> tuple[Any, Any]:
     from studio.models import build_model, require_bitsandbytes
     from studio.training import needs_bitsandbytes
 
+    from transformers import set_seed
+
     for field_name, what in needs_bitsandbytes(config):
         require_bitsandbytes(field_name, what)
+    # The new head (and adapter weights) are initialised from the global RNG: seed it here, or the result
+    # depends on what the process did before (the studio's UI process and a fresh CLI process differed).
+    set_seed(config.seed)
     bundle = build_model(config, prepared.label_names)
     pct = 100 * bundle.trainable_params / max(bundle.total_params, 1)
     run.emit(

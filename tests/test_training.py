@@ -190,3 +190,16 @@ def test_predict_file_adds_label_and_probabilities(tiny_model_dir, runs_dir, tmp
 
     with pytest.raises(DataError, match="text column 'body' not found.*id, review"):
         predictor.predict_file(file, text_column="body")
+
+
+def test_same_config_same_result_whatever_the_process_did_before(tiny_model_dir, runs_dir):
+    """The head's initialisation is seeded: the RNG state left by earlier work must not change a run."""
+    import torch
+
+    registry = Registry(runs_dir)
+    config = tiny_config(tiny_model_dir("bert"), max_steps=3)
+    first = Run(config, registry).execute()
+    torch.rand(12345)  # what a UI process does between two runs: anything that draws random numbers
+    second = Run(config, registry).execute()
+    a, b = (pd.read_parquet(registry.run_dir(r.run_id) / "predictions.parquet") for r in (first, second))
+    np.testing.assert_array_equal(np.stack(a["probs"].to_numpy()), np.stack(b["probs"].to_numpy()))
