@@ -48,11 +48,11 @@ def setup_data(run: Run, config: RunConfig) -> Any:
 
 def setup_model(run: Run, config: RunConfig, prepared: Any) -> tuple[Any, Any]:
     """Model bundle and tokenized splits (tokenization needs the model's tokenizer; it is cached)."""
+    from transformers import set_seed
+
     from studio import data
     from studio.models import build_model, require_bitsandbytes
     from studio.training import needs_bitsandbytes
-
-    from transformers import set_seed
 
     for field_name, what in needs_bitsandbytes(config):
         require_bitsandbytes(field_name, what)
