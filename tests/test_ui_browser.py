@@ -54,6 +54,12 @@ def tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
+def pick_first(page, dropdown: str) -> None:
+    """Choose the first option of a dropdown (the newest run)."""
+    page.locator(f"{dropdown} input").click()
+    page.get_by_role("option").first.click()
+
+
 def test_data_tab_inspects_on_load(page, shots):
     page.get_by_text("240 rows").first.wait_for()  # hydrated, and the source was inspected on load
     assert "2 labels" in page.locator("body").inner_text()
@@ -119,8 +125,7 @@ def test_runs_tab_lists_and_shows_the_run(page, shots):
     tab(page, "4 · Runs")
     table = page.locator("#runs-table")
     table.get_by_text("stopped").first.wait_for(state="attached")  # Gradio's cells report "hidden" to playwright
-    page.locator("#run-select input").click()
-    page.get_by_role("option").first.click()
+    pick_first(page, "#run-select")
     page.locator("#run-details").get_by_role("heading", name="Test accuracy").wait_for()
     run_id = page.app.studio.registry.list()[0].id
     assert run_id in page.locator("#run-details").inner_text()
@@ -131,8 +136,7 @@ def test_playground_predicts(page, shots):
     tab(page, "5 · Playground")
     page.locator("#predict").click()
     page.get_by_text("pick a run first").first.wait_for()  # predicting with no run: a message
-    page.locator("#run-a input").click()
-    page.get_by_role("option").first.click()
+    pick_first(page, "#run-a")
     page.locator("#play-text textarea").fill("What a wonderful, moving film.")
     page.locator("#predict").click()
     page.locator("#label-a").get_by_text("positive").first.wait_for()
