@@ -16,9 +16,11 @@ import pytest
 import yaml
 
 from studio import export
+from studio import model_card as card_module
 from studio.config import ModelConfig, RunConfig
 from studio.errors import RunNotFoundError, StudioError
 from studio.inference import Predictor
+from studio.model_card import model_card
 from studio.registry import Registry
 from studio.training import Run
 
@@ -84,7 +86,7 @@ def run_usage_snippet(card: str, **replace: str) -> str:
 def test_model_card_front_matter_and_body(runs):
     registry, get = runs
     run_id = get("qlora")
-    card = export.model_card(registry, run_id)
+    card = model_card(registry, run_id)
     meta = front_matter(card)
     summary = registry.summary(run_id)
     assert meta["library_name"] == "peft" and meta["pipeline_tag"] == "text-classification"
@@ -107,9 +109,9 @@ def test_model_card_front_matter_and_body(runs):
 
 def test_model_card_names_hub_base_and_dataset(runs, monkeypatch):
     registry, get = runs
-    monkeypatch.setattr(export, "base_model_id", lambda cfg: "google-bert/bert-base-uncased")
-    monkeypatch.setattr(export, "_hub_dataset_id", lambda source: "stanfordnlp/imdb")
-    card = export.model_card(registry, get("full"), repo_id="alice/imdb-full")
+    monkeypatch.setattr(card_module, "base_model_id", lambda cfg: "google-bert/bert-base-uncased")
+    monkeypatch.setattr(card_module, "_hub_dataset_id", lambda source: "stanfordnlp/imdb")
+    card = model_card(registry, get("full"), repo_id="alice/imdb-full")
     meta = front_matter(card)
     assert meta["library_name"] == "transformers" and meta["base_model"] == "google-bert/bert-base-uncased"
     assert meta["datasets"] == ["stanfordnlp/imdb"] and meta["model-index"][0]["name"] == "imdb-full"
@@ -167,7 +169,8 @@ def test_export_zip_of_a_full_fine_tune_to_a_chosen_folder(runs, tmp_path):
 
 def test_export_rewrites_the_adapter_base_to_its_hub_id(runs, monkeypatch):
     registry, get = runs
-    monkeypatch.setattr(export, "base_model_id", lambda cfg: "google-bert/bert-base-uncased")
+    for module in (export, card_module):  # the zip's adapter config and its card
+        monkeypatch.setattr(module, "base_model_id", lambda cfg: "google-bert/bert-base-uncased")
     run_id = get("lora")
     with zipfile.ZipFile(export.export_zip(registry, run_id)) as zf:
         adapter_cfg = json.loads(zf.read(f"{run_id}/adapter/adapter_config.json"))
@@ -289,7 +292,7 @@ def unfinished(runs):
 @pytest.mark.parametrize(
     "call",
     [
-        lambda r, i: export.model_card(r, i),
+        lambda r, i: model_card(r, i),
         lambda r, i: export.export_zip(r, i),
         lambda r, i: export.merge_adapter(r, i),
         lambda r, i: export.push_to_hub(r, i, "alice/model", "hf_x", api_factory=FakeHfApi),
