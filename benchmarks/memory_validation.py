@@ -1,0 +1,202 @@
+"""Measure real peak training memory on a GPU beside the studio's estimate, for a grid of configurations.
+
+    python benchmarks/memory_validation.py --out DIR [--only N,M,...]
+
+For each case it builds a random-weight model of a real architecture (catalogue dims: bert-base, distilbert,
+roberta-base, deberta-v3-base, Qwen2.5-1.5B, Llama-3.2-1B; saved once to a local folder in the checkpoint's
+dtype), trains it for 3 steps through the studio's own `Run` on texts long enough that every batch is padded
+to max_length, and records the run's measured peak (`torch.cuda.max_memory_allocated` / reserved, NVML
+process memory) next to `studio.memory.estimate` for the same config and GPU. Writes
+``memory_validation.csv`` (one row per case) and ``environment.json`` (GPU, versions, date) to --out.
+
+Runs on the GPU machine (see shared/gpu/README.md); ~40 cases take a few minutes on an H100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import json
+import random
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ENCODERS = ("bert-base", "distilbert", "roberta-base", "deberta-v3-base")
+DECODERS = ("qwen2.5-1.5b", "llama-3.2-1b")
+METHODS = ("full", "lora", "qlora", "ia3")
+
+
+def grid() -> list[dict]:
+    """~40 cases: every model x method at one shape, then batch, length, checkpointing and optimizer sweeps."""
+    cases = [dict(model=m, method=k, batch=16, seq=256, ckpt=False) for m in ENCODERS + DECODERS for k in METHODS]
+    for method in ("full", "lora", "qlora"):
+        cases += [dict(model="bert-base", method=method, batch=8, seq=512, ckpt=False),
+                  dict(model="bert-base", method=method, batch=64, seq=128, ckpt=False)]  # fmt: skip
+    cases += [dict(model="bert-base", method=m, batch=16, seq=256, ckpt=True) for m in ("full", "qlora")]
+    cases += [dict(model="qwen2.5-1.5b", method=m, batch=16, seq=256, ckpt=True) for m in ("lora", "qlora")]
+    cases += [dict(model="llama-3.2-1b", method="qlora", batch=4, seq=512, ckpt=False),
+              dict(model="llama-3.2-1b", method="qlora", batch=32, seq=128, ckpt=False),
+              dict(model="deberta-v3-base", method="lora", batch=16, seq=256, ckpt=True),
+              dict(model="distilbert", method="lora", batch=64, seq=512, ckpt=False),
+              dict(model="bert-base", method="full", batch=16, seq=256, ckpt=False, optimizer="paged_adamw_8bit"),
+              dict(model="bert-base", method="full", batch=16, seq=256, ckpt=False, optimizer="adamw_torch_fused"),
+              dict(model="bert-base", method="lora", batch=16, seq=256, ckpt=False, placement="attention+ffn"),
+              dict(model="qwen2.5-1.5b", method="qlora", batch=16, seq=256, ckpt=False, r=64),
+              dict(model="bert-base", method="qlora", batch=16, seq=256, ckpt=False, bits=8)]  # fmt: skip
+    return cases
+
+
+def model_folder(alias: str, root: Path) -> Path:
+    """A local folder with random weights of `alias`'s real architecture and a tokenizer of its kind."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    from studio.architectures import model_choice
+
+    folder = root / alias
+    if (folder / "config.json").is_file():
+        return folder
+    dims = dict(model_choice(alias).dims)
+    model_type, dtype = dims.pop("model_type"), dims.pop("dtype", "float32")
+    config = AutoConfig.for_model(model_type, **dims)
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = AutoModel.from_config(config, dtype=getattr(torch, dtype))
+    model.save_pretrained(folder)
+    del model
+    torch.cuda.empty_cache()
+    kind = "bert-base-uncased" if alias in ("bert-base", "distilbert", "deberta-v3-base") else "gpt2"
+    for f in (ROOT / "tests" / "assets" / "tokenizers" / kind).iterdir():
+        shutil.copy(f, folder / f.name)
+    return folder
+
+
+def data_file(root: Path) -> Path:
+    """80 labelled texts of ~900 words: every batch is padded to max_length (the longest batch)."""
+    words = (ROOT / "tests" / "assets" / "tokenizers" / "bert-base-uncased" / "vocab.txt").read_text().split()[2000:]
+    rng = random.Random(0)
+    path = root / "long_texts.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i in range(80):
+            w.writerow([" ".join(rng.choices(words, k=900)), ["neg", "pos"][i % 2]])
+    return path
+
+
+def config_for(case: dict, folder: Path, data: Path):
+    from studio.config import RunConfig
+
+    r = case.get("r", 16)
+    method = {"name": case["method"], "r": r, "alpha": 2 * r, "bits": case.get("bits", 4)}
+    if case.get("placement"):
+        method["placement"] = case["placement"]
+    return RunConfig.from_dict({
+        "name": "mem",
+        "data": {"source": str(data), "splits": "ratio", "max_length": case["seq"]},
+        "model": {"name": str(folder)},
+        "method": method,
+        "train": {"max_steps": 3, "batch_size": case["batch"], "eval_batch_size": case["batch"],
+                  "eval_strategy": "no", "gradient_checkpointing": case["ckpt"],
+                  "optimizer": case.get("optimizer", "adamw_torch"), "logging_steps": 1, "learning_rate": 1e-4},
+    })  # fmt: skip
+
+
+def nvml_process_mb() -> float | None:
+    import os
+
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if p.pid == os.getpid() and p.usedGpuMemory:
+                return p.usedGpuMemory / 2**20
+    except Exception:
+        return None
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--only", help="comma-separated case numbers")
+    args = parser.parse_args()
+    import peft
+    import torch
+    import transformers
+
+    from studio.hardware import detect
+    from studio.memory import estimate
+    from studio.registry import Registry
+    from studio.training import Run
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="memval-"))
+    data = data_file(work)
+    device = detect()
+    try:
+        import bitsandbytes
+
+        bnb = bitsandbytes.__version__
+    except ImportError:
+        bnb = None
+    env = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda,
+           "transformers": transformers.__version__, "peft": peft.__version__, "bitsandbytes": bnb,
+           "date": time.strftime("%Y-%m-%d"), "device_total_mb": device.total_mb}  # fmt: skip
+    (out / "environment.json").write_text(json.dumps(env, indent=2))
+    print(env, flush=True)
+    cases = grid()
+    chosen = [int(i) for i in args.only.split(",")] if args.only else range(len(cases))
+    rows = []
+    fields = ["case", "model", "method", "bits", "batch", "seq", "ckpt", "optimizer", "placement", "r", "status",
+              "measured_allocated_mb", "measured_reserved_mb", "nvml_process_mb", "estimate_mb", "error_pct",
+              "est_weights", "est_adapters", "est_gradients", "est_optimizer", "est_activations", "est_overhead",
+              "trainable_params", "seconds", "error"]  # fmt: skip
+    for i in chosen:
+        case = cases[i]
+        row = {"case": i, **{k: case.get(k, "") for k in fields if k in case}}
+        row.setdefault("optimizer", "adamw_torch")
+        t0 = time.time()
+        try:
+            folder = model_folder(case["model"], work / "models")
+            config = config_for(case, folder, data)
+            e = estimate(config, num_labels=2, device=device)
+            row.update(estimate_mb=round(e.total_mb, 1), trainable_params=e.trainable_params,
+                       **{f"est_{k}": round(v, 1) for k, v in e.parts.items()})  # fmt: skip
+            result = Run(config, Registry(work / "runs")).execute()
+            eff = result.summary.get("efficiency", {})
+            row.update(status=result.status, measured_allocated_mb=eff.get("peak_allocated_mb"),
+                       measured_reserved_mb=eff.get("peak_reserved_mb"), nvml_process_mb=nvml_process_mb(),
+                       error="" if result.status == "completed" else result.message[:300])  # fmt: skip
+            measured = eff.get("peak_allocated_mb")
+            if measured:
+                row["error_pct"] = round(100 * (e.total_mb - measured) / measured, 2)
+        except Exception as exc:  # keep measuring the other cases; the row says what went wrong
+            row.update(status="error", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+            traceback.print_exc()
+        row["seconds"] = round(time.time() - t0, 1)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        gc.collect()
+        torch.cuda.empty_cache()
+        with open(out / "memory_validation.csv", "w", newline="") as f:  # rewritten each case: a timeout keeps rows
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
