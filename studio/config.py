@@ -329,7 +329,14 @@ def _check_version(version: int) -> None:
         )
 
 
+_YAML11_WORDS = {"no", "yes", "on", "off", "y", "n"}
+
+
 def _parse_value(raw: str) -> Any:
+    # YAML 1.1 reads `no`/`yes`/`on`/`off` as booleans, but `train.eval_strategy=no` means the word; pydantic
+    # still turns these words into booleans for the bool fields.
+    if raw.strip().lower() in _YAML11_WORDS:
+        return raw.strip()
     try:
         return yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:

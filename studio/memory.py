@@ -62,6 +62,9 @@ FRAGMENTATION = 0.10
 """Share added on GPU for the caching allocator's fragmentation and backward-pass temporaries."""
 CPU_RUNTIME_MB = 600.0
 """Python, torch, transformers and tokenizers themselves (resident ~520 MB after import)."""
+SAFETY_MARGIN = 0.95
+"""A config fits when its estimate stays under 95% of the free memory: room for what the estimate misses
+(other processes' allocations, allocator spikes), so "fits" and "largest batch" don't promise the last MB."""
 MAX_BATCH = 65536
 """The largest train.batch_size the config accepts."""
 
@@ -75,7 +78,7 @@ class MemoryEstimate:
     total_params: int
     device: Device
     fits: bool
-    """total_mb <= device.free_mb."""
+    """total_mb <= SAFETY_MARGIN x device.free_mb."""
     largest_batch: int | None
     """The largest per-device train.batch_size that still fits (None: not even 1)."""
     notes: list[str] = field(default_factory=list)
@@ -101,8 +104,10 @@ def estimate(config: RunConfig, num_labels: int = 2, device: Device | None = Non
     parts = _breakdown(facts, ad, config, device, config.train.batch_size)
     total = sum(parts.values())
 
+    usable = device.free_mb * SAFETY_MARGIN
+
     def fits_at(batch: int) -> bool:
-        return sum(_breakdown(facts, ad, config, device, batch).values()) <= device.free_mb
+        return sum(_breakdown(facts, ad, config, device, batch).values()) <= usable
 
     if ad is None:
         trainable = total_params = facts.total_params
@@ -115,7 +120,7 @@ def estimate(config: RunConfig, num_labels: int = 2, device: Device | None = Non
         trainable_params=trainable,
         total_params=total_params,
         device=device,
-        fits=total <= device.free_mb,
+        fits=total <= usable,
         largest_batch=_largest_batch(fits_at),
         notes=_notes(facts, config, device),
     )
@@ -371,20 +376,18 @@ def _facts_for(name: str, revision: str | None, trust: bool, num_labels: int, st
 
 def _hf_config(mcfg: ModelConfig) -> tuple[Any, str | None, str | None]:
     """(config, source, note): the real config, else (catalogue aliases) one built from ModelChoice.dims."""
-    from studio.models import load_config, resolve_source
-
-    try:
-        source = resolve_source(mcfg)
-        return load_config(mcfg, source), source, None
-    except ModelError:
-        choice = model_choice(mcfg.name)
-        if choice is None or not choice.dims:
-            raise
     from transformers import AutoConfig
 
-    dims = dict(choice.dims)
-    note = f"the config of {choice.source} could not be loaded (offline?): using the catalogue's dimensions"
-    return AutoConfig.for_model(dims.pop("model_type"), **dims), None, note
+    from studio.models import load_config, resolve_source
+
+    choice = model_choice(mcfg.name)
+    if choice is not None and choice.dims and not choice.source.startswith("pypi:") and mcfg.revision is None:
+        # A catalogue model's dims are its published config: use them rather than asking the Hub, so a live
+        # estimate never waits on the network (offline, huggingface_hub retries for ~20 s before failing).
+        dims = dict(choice.dims)
+        return AutoConfig.for_model(dims.pop("model_type"), **dims), None, None
+    source = resolve_source(mcfg)
+    return load_config(mcfg, source), source, None
 
 
 def _build_meta_model(hf_config: Any, num_labels: int, trust_remote_code: bool) -> Any:

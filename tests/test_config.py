@@ -109,3 +109,9 @@ def test_derived_values():
     assert RunConfig().method.resolved_placement() == "qv"
     assert RunConfig.from_dict({"method": {"name": "qlora"}}).method.quantized
     assert "Per-device" in field_help(TrainConfig, "batch_size")
+
+
+def test_override_words_that_yaml_reads_as_booleans():
+    config = RunConfig().with_overrides(["train.eval_strategy=no", "train.gradient_checkpointing=yes"])
+    assert config.train.eval_strategy == "no" and config.train.gradient_checkpointing is True
+    assert RunConfig().with_overrides(["method.double_quant=off"]).method.double_quant is False
