@@ -123,10 +123,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
+    from studio.fit import format_suggestions, probe, suggestions
     from studio.memory import estimate, format_estimate
 
     config = load_config(args.preset, args.set)
     print(format_estimate(estimate(config, num_labels=args.labels)))
+    advice = format_suggestions(suggestions(config, num_labels=args.labels))
+    if advice:
+        print(advice)
+    if args.probe:
+        _quiet_libraries()
+        r = probe(config, num_labels=args.labels)
+        largest = f"; largest batch from the measurement ~{r.largest_batch:,}" if r.largest_batch else ""
+        print(f"Probe: {r.steps} real steps with full-length batches: measured peak {r.measured_mb:,.0f} MB "
+              f"({r.measured_kind}) vs estimate {r.estimate.total_mb:,.0f} MB ({r.error_pct:+.1f}%){largest}; "
+              f"{r.seconds:.0f} s")  # fmt: skip
     return 0
 
 
@@ -250,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("preset")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--labels", type=int, default=2, help="number of classes (default 2)")
+    p.add_argument("--probe", action="store_true", help="also train 3 real steps here and measure the peak")
     p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("runs", help="list runs")

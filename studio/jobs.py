@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from studio.config import RunConfig
 from studio.errors import RunNotFoundError, StudioError
@@ -46,6 +47,7 @@ class Jobs:
         self._lock = threading.Lock()
         self._current: Job | None = None
         self._followers: dict[str, LogFollower] = {}
+        self._probing = False
 
     # ---- control -------------------------------------------------------------------------------------
     def start(self, config: RunConfig) -> Job:
@@ -61,7 +63,23 @@ class Jobs:
             threading.Thread(target=self._drain, args=(job,), name=f"events-{job.key}", daemon=True).start()
             return job
 
+    def probe(self, config: RunConfig, num_labels: int = 2) -> Any:
+        """Measure a few real training steps of `config` (`studio.fit.probe`), holding the slot meanwhile."""
+        from studio.fit import probe
+
+        with self._lock:
+            busy = self._busy_message()
+            if busy:
+                raise StudioError(busy)
+            self._probing = True
+        try:
+            return probe(config, num_labels)
+        finally:
+            self._probing = False
+
     def _busy_message(self) -> str | None:
+        if self._probing:
+            return "a memory probe is measuring a few training steps; wait for it (seconds to a minute)"
         job = self._current
         if job is not None and job.alive():
             return (f"a run is already training ({job.run_id or job.run.config.name}); one run trains at a time: "

@@ -277,7 +277,9 @@ def evaluate(run: Run, config: RunConfig, state: dict[str, Any], train_out: Any,
         **state["memory"].result(),
     }
     run.emit("eval", split="test", **{k: v for k, v in test.items() if isinstance(v, float)})
+    memory = _memory_record(config, len(names), efficiency)
     return {
+        "memory": memory,
         "run_id": run.id,
         "test": test,
         "validation": validation,
@@ -285,6 +287,25 @@ def evaluate(run: Run, config: RunConfig, state: dict[str, Any], train_out: Any,
         "efficiency": efficiency,
         "data": {**prepared.report, "fingerprint": prepared.fingerprint, "label_names": names},
         "reproducibility": reproducibility(config, prepared.fingerprint, run.dir),
+    }
+
+
+def _memory_record(config: RunConfig, num_labels: int, efficiency: dict[str, Any]) -> dict[str, Any]:
+    """The estimate the studio shows for this config beside the peak this run measured."""
+    from studio.memory import estimate
+
+    try:
+        e = estimate(config, num_labels)
+    except Exception as err:  # an estimate must never fail a finished run; say why it is missing
+        return {"estimate_error": str(err)[:300]}
+    measured = efficiency.get("peak_memory_mb")
+    return {
+        "estimate_mb": round(e.total_mb, 1),
+        "estimate_parts": {k: round(v, 1) for k, v in e.parts.items()},
+        "measured_mb": measured,
+        "measured_kind": efficiency.get("peak_memory_kind"),
+        "error_pct": round(100 * (e.total_mb - measured) / measured, 2) if measured else None,
+        "device": e.device.name,
     }
 
 

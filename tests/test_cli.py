@@ -167,3 +167,11 @@ def test_estimate_prints_the_breakdown_and_the_verdict(capsys):
     assert "22,713,986 trainable" in out
     assert main(["estimate", "quick_demo", "--set", "train.batch_size=0"]) == 2
     assert "train.batch_size" in capsys.readouterr().err
+
+
+def test_estimate_probe_and_suggestions(capsys, tiny_model_dir):
+    args = ["estimate", "quick_demo", "--set", f"model.name={tiny_model_dir('bert')}", "--set", "data.max_length=32",
+            "--set", "train.batch_size=4", "--probe"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Probe: 3 real steps" in out and "measured peak" in out and "process_rss" in out

@@ -60,6 +60,9 @@ def test_train_evaluate_save_reload_predict_round_trip(tiny_model_dir, runs_dir)
     assert summary["test"]["n"] == 24 and len(summary["test"]["confusion_matrix"]) == 2
     assert summary["efficiency"]["trainable_params"] < summary["efficiency"]["total_params"]
     assert summary["efficiency"]["peak_memory_mb"] > 0 and summary["efficiency"]["steps"] == 12
+    memory = summary["memory"]  # the estimate the studio shows, beside the peak this run measured
+    assert memory["measured_mb"] == summary["efficiency"]["peak_memory_mb"] and memory["estimate_mb"] > 0
+    assert memory["error_pct"] == pytest.approx(100 * (memory["estimate_mb"] / memory["measured_mb"] - 1), abs=0.1)
     repro = summary["reproducibility"]
     assert repro["config_hash"] == RunConfig.from_yaml(folder / "config.yaml").config_hash()
     assert repro["data_fingerprint"] and repro["versions"]["transformers"] and "studio train" in repro["command"]

@@ -162,3 +162,10 @@ def test_runs_tab_compares_opens_and_deletes(live):
     assert run_id not in [r.id for r in registry.list()] and not registry.run_dir(run_id).exists()
     with pytest.raises(AppError, match="pick a run"):
         client.predict(None, [], api_name="/delete_run")
+
+
+def test_probe_measures_beside_the_estimate(live):
+    app, client = live
+    text = client.predict(api_name="/probe", **form(app, "probe", train__batch_size=4))
+    assert "Measured" in text and "process rss" in text and "estimate" in text and "3 steps" in text
+    assert all(r.name != "probe" for r in app.studio.registry.list())  # the probe trains in a temp folder

@@ -103,6 +103,9 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
             device_line = gr.Markdown(elem_id="device-line")
             memory_plot = gr.Plot(label="Memory estimate", show_label=False)
             memory_text = gr.Markdown(elem_id="memory-text")
+            with gr.Row():
+                measure = gr.Button("Measure: train 3 real steps here", size="sm", elem_id="probe")
+            probe_text = gr.Markdown(elem_id="probe-text")
             with gr.Accordion("Presets", open=True):
                 preset = gr.Dropdown(
                     preset_names(), value=ctx.preset_name, label="Preset", info="Saved configs in presets/."
@@ -138,14 +141,22 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         device = detect()
         try:
             config = form.read(values[session["base"]], values)
-            e = memory_estimate(config, num_labels=max(2, int(values[session["num_labels"]] or 2)), device=device)
+            num_labels = max(2, int(values[session["num_labels"]] or 2))
+            e = memory_estimate(config, num_labels=num_labels, device=device)
         except StudioError as err:  # half-typed values are normal here: say what is wrong, no pop-up
             return f"**{describe(device)}**", plots.empty("no estimate"), f"⚠️ {err}"
-        return (
-            f"**{describe(device)}**",
-            plots.memory_breakdown(e.parts, e.device.free_mb, e.device.name),
-            _estimate_text(e, config),
-        )
+        text = _estimate_text(e, config)
+        if not e.fits:
+            from studio.fit import suggestions
+
+            items = suggestions(config, num_labels, device)
+            text += (
+                "\n\n**It does not fit. Any one of these would:**\n"
+                + "\n".join(f"- {s.change}: ~{s.total_mb / 1024:.2f} GB (`{' '.join(s.overrides)}`)" for s in items)
+                if items
+                else "\n\n**It does not fit**, and no simple change makes it: pick a smaller model."
+            )
+        return f"**{describe(device)}**", plots.memory_breakdown(e.parts, e.device.free_mb, e.device.name), text
 
     triggers = [c.change for c in form.components] + [session["num_labels"].change]
     gr.on(
@@ -157,6 +168,20 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         show_progress="hidden",
         api_name="estimate",
     )
+
+    @guard
+    def measure_steps(values: dict) -> str:
+        config = form.read(values[session["base"]], values)
+        r = ctx.jobs.probe(config, max(2, int(values[session["num_labels"]] or 2)))
+        largest = f" · largest batch from the measurement ~{r.largest_batch:,}" if r.largest_batch else ""
+        return (
+            f"**Measured** {r.measured_mb:,.0f} MB ({r.measured_kind.replace('_', ' ')}) in {r.steps} steps with "
+            f"full-length batches vs **estimate** {r.estimate.total_mb:,.0f} MB ({r.error_pct:+.1f}%){largest} · "
+            f"{r.seconds:.0f} s"
+        )
+
+    measure.click(measure_steps, {session["base"], session["num_labels"], *form.components}, probe_text,
+                  api_name="probe")  # fmt: skip
 
     # ---- presets ---------------------------------------------------------------------------------------
     outputs = [session["base"], session["preset_name"], *form.components]

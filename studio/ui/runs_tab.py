@@ -12,7 +12,8 @@ from studio.ui.context import Context
 from studio.ui.feedback import guard
 from studio.ui.train_tab import results_md
 
-COLUMNS = ["run", "status", "model", "method", "dataset", "accuracy", "F1 macro", "peak MB", "train s", "trainable"]
+COLUMNS = ["run", "status", "model", "method", "dataset", "accuracy", "F1 macro", "peak MB", "estimate err %",
+           "train s", "trainable"]  # fmt: skip
 CURVES = {  # label -> (where in the run view, key)
     "validation accuracy": ("evals", "accuracy"),
     "validation macro F1": ("evals", "f1_macro"),

@@ -220,4 +220,10 @@ def results_md(summary: dict) -> str:
             f"({eff.get('peak_memory_kind', '')}) · training {eff.get('train_seconds', 0):,.0f} s for "
             f"{eff.get('steps', 0)} steps ({eff.get('total_seconds', 0):,.0f} s in all)",
         ]
+    memory = summary.get("memory", {})
+    if memory.get("error_pct") is not None:
+        lines.append(
+            f"  \n**Memory estimate** {memory['estimate_mb']:,.0f} MB vs measured {memory['measured_mb']:,.0f} MB "
+            f"({memory['error_pct']:+.1f}%, {memory['measured_kind']})"
+        )
     return "\n".join(lines)
