@@ -141,6 +141,49 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from studio.registry import Registry
+    from studio.sweep import Grid, Sweep
+
+    grid = Grid.from_yaml(args.grid)
+    if args.set:
+        grid.base = grid.base.with_overrides(args.set)
+    points = grid.points()
+    if args.dry_run:
+        from studio.memory import estimate
+
+        print(f"{grid.name}: {len(points)} runs")
+        for p in points:
+            balance = p.config.data.balance
+            try:
+                e = estimate(p.config, num_labels=balance.num_labels if balance else 2)
+                memory = f"{e.total_mb / 1024:6.2f} GB {'fits' if e.fits else 'does NOT fit'}"
+            except StudioError as err:
+                memory = f"no estimate: {err}"
+            print(f"  {p.index + 1:>3}. {p.key}  [{memory}]")
+        return 0
+    _quiet_libraries()
+    registry = Registry(args.runs_dir)
+
+    def show(kind: str, data: dict) -> None:
+        if kind == "skipped":
+            print(f"skip  {data['point']}: completed before as {data['run_id']}")
+        elif kind == "start":
+            print(f"run {data['index'] + 1}/{data['total']}: {data['point']}", flush=True)
+        elif kind == "end":
+            print(f"  {data['status']}: {data['message']}", flush=True)
+
+    sweep = Sweep(grid, registry, on_event=show)
+    try:
+        state = sweep.start().wait()
+    except KeyboardInterrupt:
+        sweep.stop()
+        state = sweep.wait()
+    print(f"{grid.name}: {state.done} run, {state.skipped} skipped (done before), {state.failed} failed "
+          f"of {state.total}")  # fmt: skip
+    return EXIT_FAILED if state.failed else 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from studio.registry import Registry
 
@@ -263,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=int, default=2, help="number of classes (default 2)")
     p.add_argument("--probe", action="store_true", help="also train 3 real steps here and measure the peak")
     p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("sweep", help="run a grid preset (presets/grids/) in order; resumes where it stopped")
+    p.add_argument("grid", help="grid file, or a name from presets/grids/ (e.g. imdb_peft_ablation)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and each one's memory estimate")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of the grid's base")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--status", choices=["running", "completed", "stopped", "failed", "interrupted"])

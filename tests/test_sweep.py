@@ -1,0 +1,151 @@
+"""Grids: expansion with stable ids, the shipped grid presets, running, resuming, failures, aggregation."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+
+from studio.cli import main
+from studio.config import RunConfig
+from studio.errors import ConfigError
+from studio.registry import Registry
+from studio.sweep import GRIDS_DIR, Grid, Sweep, aggregate
+
+GRIDS = sorted(GRIDS_DIR.glob("*.yaml"))
+
+
+def tiny_grid(model_dir, **axes) -> Grid:
+    base = {"name": "tiny-grid", "data": {"source": "imdb-sample", "max_samples": 120, "max_length": 32},
+            "model": {"name": str(model_dir)}, "method": {"name": "lora", "r": 4},
+            "train": {"max_steps": 2, "batch_size": 8, "learning_rate": 1e-3, "eval_strategy": "no"}}  # fmt: skip
+    return Grid.from_dict({"base": base, "axes": axes or {"method": {"lora": {"method.name": "lora"},
+                                                                     "ia3": {"method.name": "ia3"}},
+                                                          "seed": [42, 43]}})  # fmt: skip
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=[p.stem for p in GRIDS])
+def test_every_grid_preset_expands_into_valid_distinct_runs(path):
+    points = Grid.from_yaml(path).points()
+    hashes = [p.config.config_hash() for p in points]
+    assert len(set(hashes)) == len(points)  # every point is a different run
+    assert hashes == [p.config.config_hash() for p in Grid.from_yaml(path).points()]  # and stable
+
+
+def test_grid_sizes_of_the_studies():
+    assert len(Grid.from_yaml("goemotions_grid").points()) == 5 * 4 * 3 * 2
+    ablation = Grid.from_yaml("imdb_peft_ablation").points()
+    assert len(ablation) == 42
+    full = [p for p in ablation if p.labels["method"] == "full"]
+    assert {p.config.method.name for p in full} == {"full"} and {p.config.train.learning_rate for p in full} == {1e-5}
+    r64 = next(p for p in ablation if p.labels["method"] == "lora-attention-r64")
+    assert (r64.config.method.r, r64.config.method.alpha, r64.config.method.placement) == (64, 128, "attention")
+    ranks = [p.config.method.r for p in Grid.from_yaml("imdb_rank_sensitivity").points()]
+    assert ranks == [1, 2, 4, 8, 16, 32, 64]
+
+
+def test_expansion_order_labels_and_named_variants(tiny_model_dir):
+    points = tiny_grid(tiny_model_dir("bert")).points()
+    assert [p.key for p in points] == ["method=lora, seed=42", "method=lora, seed=43", "method=ia3, seed=42",
+                                       "method=ia3, seed=43"]  # fmt: skip
+    assert [(p.config.method.name, p.config.seed) for p in points] == [("lora", 42), ("lora", 43), ("ia3", 42),
+                                                                       ("ia3", 43)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "axes, words",
+    [
+        ({"train.batch_size": [8, 0]}, r"train.batch_size: .*grid point \{'train.batch_size': 0\}"),
+        ({"train.nope": [1]}, "unknown key"),
+        ({"seed": []}, "axes.seed: needs a non-empty list"),
+        ({"method": {"bad": "lora"}}, "axes.method.bad: a named value needs a mapping"),
+    ],
+)
+def test_bad_grids_name_the_field(tiny_model_dir, axes, words):
+    with pytest.raises(ConfigError, match=words):
+        tiny_grid(tiny_model_dir("bert"), **axes)
+
+
+def test_a_grid_without_axes_or_with_unknown_keys():
+    with pytest.raises(ConfigError, match="needs `base`"):
+        Grid.from_dict({"base": {}})
+    with pytest.raises(ConfigError, match="unknown key"):
+        Grid.from_dict({"base": {}, "axes": {"seed": [1]}, "runs": 3})
+
+
+def test_a_2x2_grid_runs_resumes_and_aggregates(tiny_model_dir, runs_dir):
+    registry = Registry(runs_dir)
+    grid = tiny_grid(tiny_model_dir("bert"))
+    events = []
+    t0 = time.time()
+    state = Sweep(grid, registry, on_event=lambda kind, data: events.append(kind)).execute()
+    print(f"4-run tiny grid on CPU: {time.time() - t0:.1f} s")
+    assert (state.done, state.skipped, state.failed, state.finished) == (4, 0, 0, True)
+    assert events.count("start") == 4 and len(registry.list(status="completed")) == 4
+    runs = {
+        RunConfig.from_yaml(registry.run_dir(run_id) / "config.yaml").description for run_id in state.run_ids.values()
+    }
+    assert runs == {p.key for p in grid.points()}  # each run says which point it is
+    # Resume: nothing left to run, nothing trained twice.
+    again = Sweep(grid, registry).execute()
+    assert (again.done, again.skipped) == (0, 4) and len(registry.list()) == 4
+    rows = aggregate(grid, registry)
+    assert [(r["method"], r["n"]) for r in rows] == [("lora", 2), ("ia3", 2)]
+    lora = [registry.get(state.run_ids[i]).accuracy for i in (0, 1)]
+    assert rows[0]["accuracy_mean"] == pytest.approx(statistics.mean(lora))
+    assert rows[0]["accuracy_std"] == pytest.approx(statistics.stdev(lora))
+
+
+def test_one_failed_run_does_not_stop_the_grid(tiny_model_dir, runs_dir):
+    registry = Registry(runs_dir)
+    grid = tiny_grid(tiny_model_dir("bert"), **{"data.text_column": ["body", "review"]})
+    state = Sweep(grid, registry).execute()
+    assert (state.failed, state.done) == (1, 1)
+    assert [r.status for r in registry.list()] == ["completed"]  # bad input fails before writing anything
+
+
+def test_stop_ends_the_grid_after_the_current_run(tiny_model_dir, runs_dir):
+    registry = Registry(runs_dir)
+    sweep = Sweep(tiny_grid(tiny_model_dir("bert")), registry)
+    sweep.on_event = lambda kind, data: sweep.stop() if kind == "start" else None
+    state = sweep.execute()
+    assert state.done + state.failed == 1 and len(registry.list()) == 1
+
+
+def test_aggregate_on_a_synthetic_registry(runs_dir):
+    registry = Registry(runs_dir)
+    grid = Grid.from_dict({"base": {"name": "synthetic"}, "axes": {"method.r": [4, 8], "seed": [1, 2, 3]}})
+    accuracies = {(4, 1): 0.80, (4, 2): 0.82, (4, 3): 0.84, (8, 1): 0.90, (8, 2): 0.70}  # (8, 3) never ran
+    for p in grid.points():
+        acc = accuracies.get((p.config.method.r, p.config.seed))
+        if acc is not None:
+            record = registry.create(p.config)
+            registry.update(record.id, status="completed", accuracy=acc, peak_memory_mb=1000 + p.config.method.r)
+    rows = {r["method.r"]: r for r in aggregate(grid, registry)}
+    assert rows[4]["n"] == 3 and rows[4]["accuracy_mean"] == pytest.approx(0.82)
+    assert rows[4]["accuracy_std"] == pytest.approx(0.02)
+    assert rows[8]["n"] == 2 and rows[8]["accuracy_mean"] == pytest.approx(0.80)
+    assert rows[8]["peak_memory_mb_mean"] == 1008 and rows[8]["train_seconds_mean"] is None
+
+
+def test_cli_sweep_dry_run_lists_runs_with_memory(capsys):
+    assert main(["sweep", "imdb_rank_sensitivity", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "imdb-rank-sensitivity: 7 runs" in out and "method=r64" in out and "GB" in out
+    assert main(["sweep", "no_such_grid", "--dry-run"]) == 2
+
+
+def test_cli_sweep_runs_a_grid_file(tiny_model_dir, tmp_path, capsys):
+    path = tmp_path / "tiny.yaml"
+    base = RunConfig.from_dict({"name": "cli-grid", "data": {"source": "imdb-sample", "max_samples": 120,
+                                "max_length": 32}, "model": {"name": str(tiny_model_dir("bert"))},
+                                "train": {"max_steps": 2, "batch_size": 8, "eval_strategy": "no"}})  # fmt: skip
+    import yaml
+
+    path.write_text(yaml.safe_dump({"name": "cli-grid", "base": base.to_dict(), "axes": {"seed": [1, 2]}}))
+    assert main(["--runs-dir", str(tmp_path / "runs"), "sweep", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "run 2/2: seed=2" in out and "2 run, 0 skipped" in out
+    assert main(["--runs-dir", str(tmp_path / "runs"), "sweep", str(path)]) == 0
+    assert "0 run, 2 skipped" in capsys.readouterr().out
