@@ -184,6 +184,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_FAILED if state.failed else 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from studio.registry import Registry
+    from studio.report import write_report
+    from studio.sweep import Grid
+
+    registry = Registry(args.runs_dir)
+    if args.runs:
+        paths = write_report(registry, args.out, run_ids=args.runs)
+    else:
+        if not args.grid:
+            raise StudioError("name a grid (e.g. imdb_peft_ablation) or pass --runs RUN_ID ...")
+        paths = write_report(registry, args.out, grid=Grid.from_yaml(args.grid))
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from studio.registry import Registry
 
@@ -312,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the runs and each one's memory estimate")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of the grid's base")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="an HTML + Markdown report (tables, plots) and a CSV of a grid or of runs")
+    p.add_argument("grid", nargs="?", help="grid file or name from presets/grids/")
+    p.add_argument("--runs", nargs="+", metavar="RUN_ID", help="report these runs instead of a grid")
+    p.add_argument("--out", default="report", help="output folder (default ./report)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--status", choices=["running", "completed", "stopped", "failed", "interrupted"])

@@ -216,7 +216,8 @@ class Sweep:
 
 # ---- aggregation ---------------------------------------------------------------------------------------
 def aggregate(grid: Grid, registry: Registry, over: str = "seed") -> list[dict[str, Any]]:
-    """One row per group of points that differ only in `over` (the seed): mean, std and n of each metric.
+    """One row per group of points that differ only in `over` (the seed): mean, std and n of each metric,
+    the run ids, and the group's `config`.
 
     Only completed runs of the grid's points count (matched by config hash, so runs from a CLI `train` of
     the same config count too).
@@ -226,11 +227,13 @@ def aggregate(grid: Grid, registry: Registry, over: str = "seed") -> list[dict[s
         records.setdefault(r.config_hash, r)  # newest first: the latest completed run of a config
     groups: dict[tuple, list[RunRecord]] = {}
     labels_of: dict[tuple, dict[str, Any]] = {}
+    configs: dict[tuple, RunConfig] = {}
     for point in grid.points():
         record = records.get(point.config.config_hash())
         key_labels = {k: v for k, v in point.labels.items() if k != over}
         key = tuple(key_labels.items())
         labels_of[key] = key_labels
+        configs.setdefault(key, point.config)
         groups.setdefault(key, [])
         if record is not None:
             groups[key].append(record)
@@ -242,5 +245,6 @@ def aggregate(grid: Grid, registry: Registry, over: str = "seed") -> list[dict[s
             row[f"{metric}_mean"] = statistics.mean(values) if values else None
             row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0 if values else None
         row["run_ids"] = [m.id for m in members]
+        row["config"] = configs[key]  # the group's config (its first seed): derived facts such as the rank
         rows.append(row)
     return rows

@@ -149,3 +149,39 @@ def test_cli_sweep_runs_a_grid_file(tiny_model_dir, tmp_path, capsys):
     assert "run 2/2: seed=2" in out and "2 run, 0 skipped" in out
     assert main(["--runs-dir", str(tmp_path / "runs"), "sweep", str(path)]) == 0
     assert "0 run, 2 skipped" in capsys.readouterr().out
+
+
+def test_report_and_study_plots_from_a_tiny_grid(tiny_model_dir, runs_dir, tmp_path):
+    from studio import study_plots
+    from studio.report import write_report
+
+    registry = Registry(runs_dir)
+    grid = tiny_grid(tiny_model_dir("bert"), method={"lora": {"method.name": "lora"}, "ia3": {"method.name": "ia3"}},
+                     seed=[1, 2])  # fmt: skip
+    Sweep(grid, registry).execute()
+    rows = aggregate(grid, registry)
+    fig = study_plots.method_comparison(rows, "method", None)
+    assert [list(t.x) for t in fig.data] == [["lora", "ia3"]]
+    assert [round(v, 6) for v in fig.data[0].y] == [round(r["accuracy_mean"], 6) for r in rows]
+    ranked = study_plots.rank_sensitivity([{**r, "method.r": r["config"].method.r} for r in rows])
+    assert ranked.data  # builds from real rows
+    paths = write_report(registry, tmp_path / "report", grid=grid)
+    page = paths["html"].read_text()
+    assert "Aggregated over seeds" in page and "Accuracy vs peak memory" in page and "Methods compared" in page
+    assert page.count("<script") >= 1 and "plotly" in page  # self-contained: plotly.js inlined
+    md = paths["md"].read_text()
+    assert "| method | n | accuracy |" in md and "| lora | 2 |" in md
+    assert len(paths["csv"].read_text().splitlines()) == 1 + 4
+
+
+def test_heatmap_cells_are_the_means():
+    from studio import study_plots
+
+    rows = [{"model.name": m, "data.balance.num_labels": k, "data.balance.num_samples": n, "n": 2,
+             "accuracy_mean": 1 / k + n / 10_000, "accuracy_std": 0.01}
+            for m in ("a", "b") for k in (2, 4) for n in (800, 1600)]  # fmt: skip
+    fig = study_plots.accuracy_heatmap(rows, "data.balance.num_samples", "data.balance.num_labels", "model.name")
+    assert len(fig.data) == 2  # one panel per model
+    assert fig.data[0].z[0][1] == pytest.approx(0.5 + 0.16) and fig.data[0].y == ("2", "4")
+    assert "±1.0%" in fig.data[0].text[0][0]
+    assert study_plots.accuracy_heatmap([], "x", "y").layout.annotations  # empty: a message, no error

@@ -1,0 +1,121 @@
+"""A study's report: a self-contained HTML page and a Markdown twin, with the tables and plots, and a CSV.
+
+`write_report(registry, out, grid=...)` covers a grid (its runs, matched by config hash, aggregated over
+seeds); `write_report(registry, out, run_ids=[...])` covers chosen runs. The HTML embeds plotly once, so the
+file opens offline; the Markdown holds the same tables for a README or an issue.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import time
+from pathlib import Path
+from typing import Any
+
+from studio.registry import Registry, RunRecord
+from studio.sweep import METRICS, Grid, aggregate
+
+RUN_COLUMNS = ("id", "status", "model", "method", "dataset", "seed", "accuracy", "f1_macro", "f1_weighted",
+               "peak_memory_mb", "train_seconds", "trainable_params", "total_params", "config_hash")  # fmt: skip
+
+
+def write_report(registry: Registry, out: str | Path, grid: Grid | None = None,
+                 run_ids: list[str] | None = None) -> dict[str, Path]:  # fmt: skip
+    """Write report.html, report.md and runs.csv into `out`; return their paths."""
+    from studio import plots, study_plots
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if grid is not None:
+        hashes = {p.config.config_hash() for p in grid.points()}
+        runs = [r for r in registry.list() if r.config_hash in hashes]
+        title, summary = f"Study: {grid.name}", grid.description
+        rows = aggregate(grid, registry)
+    else:
+        runs = [registry.get(i) for i in run_ids or []]
+        title, summary, rows = "Runs", f"{len(runs)} runs", []
+    figures: list[tuple[str, Any]] = []
+    axes = list(grid.axes) if grid else []
+    if {"data.balance.num_labels", "data.balance.num_samples"} <= set(axes):
+        panel = "model.name" if "model.name" in axes else None
+        figures.append(("Accuracy by labels x samples", study_plots.accuracy_heatmap(
+            rows, "data.balance.num_samples", "data.balance.num_labels", panel)))  # fmt: skip
+    if rows and len({r["config"].method.r for r in rows}) > 2:
+        ranked = [{**r, "method.r": r["config"].method.r} for r in rows]
+        figures.append(("Rank sensitivity", study_plots.rank_sensitivity(ranked)))
+    if "method" in axes:
+        by = "model.name" if "model.name" in axes else None
+        figures.append(("Methods compared", study_plots.method_comparison(rows, "method", by)))
+    points = [{"run": r.id, "accuracy": r.accuracy, "peak_memory_mb": r.peak_memory_mb, "method": r.method.split()[0],
+               "train_seconds": r.train_seconds, "trainable_params": r.trainable_params}
+              for r in runs if r.status == "completed"]  # fmt: skip
+    figures.append(("Accuracy vs peak memory", plots.pareto(points)))
+    paths = {"csv": out / "runs.csv", "md": out / "report.md", "html": out / "report.html"}
+    _write_csv(paths["csv"], runs)
+    agg_header, agg_rows = _aggregate_table(rows, axes)
+    run_rows = [[_fmt(getattr(r, c)) for c in RUN_COLUMNS] for r in runs]
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    md = [f"# {title}", "", summary, "", f"Generated {stamp} from {registry.runs_dir}.", ""]
+    if agg_rows:
+        md += ["## Aggregated over seeds", "", *_md_table(agg_header, agg_rows), ""]
+    md += ["## Runs", "", *_md_table(list(RUN_COLUMNS), run_rows), ""]
+    paths["md"].write_text("\n".join(md), encoding="utf-8")
+    body = [f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p><p><small>Generated {stamp}</small></p>"]
+    for i, (name, fig) in enumerate(figures):
+        body.append(f"<h2>{html.escape(name)}</h2>")
+        body.append(fig.to_html(full_html=False, include_plotlyjs=i == 0))  # plotly.js once: opens offline
+    if agg_rows:
+        body += ["<h2>Aggregated over seeds</h2>", _html_table(agg_header, agg_rows)]
+    body += ["<h2>Runs</h2>", _html_table(list(RUN_COLUMNS), run_rows)]
+    paths["html"].write_text(_PAGE.format(title=html.escape(title), body="\n".join(body)), encoding="utf-8")
+    return paths
+
+
+def _aggregate_table(rows: list[dict], axes: list[str]) -> tuple[list[str], list[list[str]]]:
+    labels = [a for a in axes if a != "seed"]
+    header = [*labels, "n", *(m for m in METRICS)]
+    table = []
+    for r in rows:
+        cells = [str(r.get(a, "")) for a in labels] + [str(r["n"])]
+        for m in METRICS:
+            mean, std = r.get(f"{m}_mean"), r.get(f"{m}_std")
+            cells.append("" if mean is None else f"{_fmt(mean)} ± {_fmt(std)}" if r["n"] > 1 else _fmt(mean))
+        table.append(cells)
+    return header, table
+
+
+def _write_csv(path: Path, runs: list[RunRecord]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(RUN_COLUMNS)
+        w.writerows([[getattr(r, c) for c in RUN_COLUMNS] for r in runs])
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:,.0f}"
+    return str(value)
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1200px;margin:2rem auto;padding:0 1rem;color:#222}}
+table{{border-collapse:collapse;font-size:0.85rem;margin:1rem 0}}td,th{{border:1px solid #ddd;padding:4px 8px;
+text-align:right}}th{{background:#f4f4f8}}</style></head>
+<body>
+{body}
+</body></html>
+"""
