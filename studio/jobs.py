@@ -48,6 +48,7 @@ class Jobs:
         self._current: Job | None = None
         self._followers: dict[str, LogFollower] = {}
         self._probing = False
+        self._sweep: Any = None
 
     # ---- control -------------------------------------------------------------------------------------
     def start(self, config: RunConfig) -> Job:
@@ -76,8 +77,36 @@ class Jobs:
             return probe(config, num_labels)
         finally:
             self._probing = False
+        self._sweep: Any = None
+
+    def start_sweep(self, grid: Any) -> Any:
+        """Run a grid (`studio.sweep.Sweep`) in the background: its runs one by one, holding the slot."""
+        from studio.sweep import Sweep
+
+        with self._lock:
+            busy = self._busy_message()
+            if busy:
+                raise StudioError(busy)
+            self._sweep = Sweep(grid, self.registry).start()
+            return self._sweep
+
+    def sweep(self) -> Any:
+        """The grid started last by this process (running or finished), if any."""
+        return self._sweep
+
+    def stop_sweep(self) -> str:
+        sweep = self._sweep
+        if sweep is None or sweep.state.finished:
+            raise StudioError("no grid is running")
+        sweep.stop()
+        return "stopping the grid: the current run evaluates and saves what it trained; start it again to resume"
 
     def _busy_message(self) -> str | None:
+        sweep = self._sweep
+        if sweep is not None and not sweep.state.finished:
+            s = sweep.state
+            return (f"grid {sweep.grid.name} is running (run {s.done + s.skipped + s.failed + 1}/{s.total}); "
+                    "one run trains at a time: stop the grid or wait")  # fmt: skip
         if self._probing:
             return "a memory probe is measuring a few training steps; wait for it (seconds to a minute)"
         job = self._current

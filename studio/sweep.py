@@ -182,6 +182,13 @@ class Sweep:
         return self.state
 
     def execute(self) -> SweepState:
+        try:
+            self._execute()
+        finally:  # whatever happens, the grid is over: the app's training slot must not stay taken
+            self.state.current, self.state.finished = None, True
+        return self.state
+
+    def _execute(self) -> None:
         from studio.training import Run
 
         completed = {r.config_hash: r.id for r in self.registry.list(status="completed")}
@@ -197,10 +204,8 @@ class Sweep:
             self.state.current = point
             self.on_event("start", {"point": point.key, "index": point.index, "total": self.state.total})
             t0 = time.time()
-            config = dataclasses.replace(point.config, description=point.key)
-            self._run = Run(config, self.registry)
+            self._run = Run(dataclasses.replace(point.config, description=point.key), self.registry)
             result = self._run.execute()
-            self._run = None
             self.state.seconds.append(time.time() - t0)
             if result.run_id:
                 self.state.run_ids[point.index] = result.run_id
@@ -210,8 +215,12 @@ class Sweep:
                 self.state.done += 1
             self.on_event("end", {"point": point.key, "status": result.status, "message": result.message,
                                   "run_id": result.run_id})  # fmt: skip
-        self.state.current, self.state.finished = None, True
-        return self.state
+
+    @property
+    def current_run(self) -> Any:
+        """The `Run` training now, if any (its id appears once data and model are loaded)."""
+        run = self._run
+        return run if run is not None and self.state.current is not None else None
 
 
 # ---- aggregation ---------------------------------------------------------------------------------------

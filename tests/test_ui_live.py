@@ -169,3 +169,36 @@ def test_probe_measures_beside_the_estimate(live):
     text = client.predict(api_name="/probe", **form(app, "probe", train__batch_size=4))
     assert "Measured" in text and "process rss" in text and "estimate" in text and "3 steps" in text
     assert all(r.name != "probe" for r in app.studio.registry.list())  # the probe trains in a temp folder
+
+
+def test_compare_tab_runs_a_grid_and_reports(tmp_path_factory, tiny_model_dir):
+    import yaml
+
+    root = tmp_path_factory.mktemp("grid-live")
+    grids = root / "grids"
+    grids.mkdir()
+    base = RunConfig.from_yaml(tiny_preset(root, tiny_model_dir("bert"))).with_overrides(
+        ["train.max_steps=2", "train.eval_strategy=no", "train.eval_steps=null"]
+    )
+    (grids / "tiny.yaml").write_text(yaml.safe_dump({"name": "tiny", "base": base.to_dict(),
+                                                     "axes": {"method.name": ["lora", "ia3"], "seed": [1, 2]}}))  # fmt: skip
+    app = build_app(root / "runs", grids_dir=grids)
+    app.queue().launch(prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(app.local_url, verbose=False)
+        description, points = client.predict("tiny", api_name="/grid_points")
+        assert "4 runs" in description and len(points["data"]) == 4 and points["data"][0][3] in ("yes", "no")
+        client.predict("tiny", api_name="/grid_start")
+        with pytest.raises(AppError, match="grid tiny is running"):
+            client.predict(api_name="/start", **form(app, "start"))  # the grid holds the training slot
+        deadline = time.time() + 180
+        while "finished" not in (line := client.predict("tiny", api_name="/grid_watch")[0]):
+            assert time.time() < deadline, line
+            time.sleep(1)
+        assert "4 trained, 0 done before, 0 failed" in line
+        report = client.predict("tiny", api_name="/grid_report")
+        assert "Aggregated over seeds" in Path(report).read_text()
+        with pytest.raises(AppError, match="no grid is running"):
+            client.predict(api_name="/grid_stop")
+    finally:
+        app.close()

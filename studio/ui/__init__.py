@@ -20,11 +20,12 @@ CSS = """
 """
 
 
-def build_app(runs_dir: str | Path, preset: str | Path | None = None) -> Any:
-    """The studio over `runs_dir`; the form starts from `preset` (a presets/ name or a YAML path)."""
+def build_app(runs_dir: str | Path, preset: str | Path | None = None, grids_dir: str | Path | None = None) -> Any:
+    """The studio over `runs_dir`; the form starts from `preset` (a presets/ name or a YAML path); the Compare
+    tab lists the grids of `grids_dir` (default presets/grids/)."""
     import gradio as gr
 
-    from studio.ui import data_tab, model_tab, playground_tab, runs_tab, train_tab
+    from studio.ui import compare_tab, data_tab, model_tab, playground_tab, runs_tab, train_tab
     from studio.ui.context import Context
     from studio.ui.feedback import import_engine_libraries
 
@@ -35,7 +36,7 @@ def build_app(runs_dir: str | Path, preset: str | Path | None = None) -> Any:
         ("TOKENIZERS_PARALLELISM", "false"),
     ):
         os.environ.setdefault(name, value)
-    ctx = Context.create(runs_dir, preset)
+    ctx = Context.create(runs_dir, preset, Path(grids_dir) if grids_dir else None)
     # Import the engine's heavy libraries while the page loads, so the first click does not wait for them.
     threading.Thread(target=import_engine_libraries, name="warm-imports", daemon=True).start()
     with gr.Blocks(title="Fine-Tune Studio") as app:
@@ -61,6 +62,8 @@ def build_app(runs_dir: str | Path, preset: str | Path | None = None) -> Any:
                 runs = runs_tab.build(ctx, session)
             with gr.Tab("5 · Playground", id="playground") as playground_page:
                 play = playground_tab.build(ctx, session)
+            with gr.Tab("6 · Compare (grids)", id="compare") as compare_page:
+                compare = compare_tab.build(ctx, session)
 
         app.load(train["attach"], None, [train["ref"], train["seen"]])
         app.load(*data["on_load"], show_progress="hidden")
@@ -74,6 +77,7 @@ def build_app(runs_dir: str | Path, preset: str | Path | None = None) -> Any:
             runs["refreshed"], [runs["compare"], runs["selected"]], [runs["table"], runs["compare"], runs["selected"]]
         )
         playground_page.select(play["refreshed"], None, [play["run_a"], play["run_b"]])
+        compare_page.select(*compare["show"], show_progress="hidden")
     app.studio = ctx  # for tests and scripts: the engine objects behind this app
     return app
 

@@ -11,6 +11,7 @@ from studio.config import RunConfig
 from studio.inference import PredictorCache
 from studio.jobs import Jobs
 from studio.registry import Registry
+from studio.sweep import GRIDS_DIR
 from studio.ui.form import ConfigForm
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
@@ -27,15 +28,17 @@ class Context:
 
     preset_name: str | None
     """The preset the form starts from (None: a file outside presets/)."""
+    grids_dir: Path = GRIDS_DIR
 
     @classmethod
-    def create(cls, runs_dir: str | Path, preset: str | Path | None = None) -> Context:
+    def create(cls, runs_dir: str | Path, preset: str | Path | None = None, grids_dir: Path | None = None) -> Context:
         """`preset`: a name in presets/ or a YAML path the form starts from (default: the quick demo)."""
         registry = Registry(runs_dir)
         path = Path(preset) if preset and Path(preset).is_file() else PRESETS_DIR / f"{preset or DEFAULT_PRESET}.yaml"
         initial = RunConfig.from_yaml(path)
         name = path.stem if path.parent == PRESETS_DIR else None
-        return cls(registry.runs_dir, registry, Jobs(registry), PredictorCache(registry), ConfigForm(initial), name)
+        return cls(registry.runs_dir, registry, Jobs(registry), PredictorCache(registry), ConfigForm(initial), name,
+                   Path(grids_dir or GRIDS_DIR))  # fmt: skip
 
     @property
     def uploads_dir(self) -> Path:
