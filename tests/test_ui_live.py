@@ -180,8 +180,8 @@ def test_compare_tab_runs_a_grid_and_reports(tmp_path_factory, tiny_model_dir):
     base = RunConfig.from_yaml(tiny_preset(root, tiny_model_dir("bert"))).with_overrides(
         ["train.max_steps=2", "train.eval_strategy=no", "train.eval_steps=null"]
     )
-    (grids / "tiny.yaml").write_text(yaml.safe_dump({"name": "tiny", "base": base.to_dict(),
-                                                     "axes": {"method.name": ["lora", "ia3"], "seed": [1, 2]}}))  # fmt: skip
+    axes = {"method.name": ["lora", "ia3"], "seed": [1, 2]}
+    (grids / "tiny.yaml").write_text(yaml.safe_dump({"name": "tiny", "base": base.to_dict(), "axes": axes}))
     app = build_app(root / "runs", grids_dir=grids)
     app.queue().launch(prevent_thread_lock=True, quiet=True)
     try:
