@@ -118,9 +118,10 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
             heat = study_plots.rank_sensitivity([{**r, "method.r": r["config"].method.r} for r in rows])
         else:
             heat = plots.empty("the heatmap needs label-count and sample-size axes")
-        group = "method" if "method" in axes else axes[0]
+        heat_axes = {"data.balance.num_labels", "data.balance.num_samples", "seed"}
+        group = "method" if "method" in axes else next((a for a in axes if a not in heat_axes), None)
         by = "model.name" if "model.name" in axes and group != "model.name" else None
-        compare = study_plots.method_comparison(rows, group, by)
+        compare = study_plots.method_comparison(rows, group, by) if group else plots.empty("no method axis")
         hashes = {p.config.config_hash() for p in g.points()}
         runs = [r for r in ctx.registry.list(status="completed") if r.config_hash in hashes]
         front = plots.pareto([{"run": r.id, "accuracy": r.accuracy, "peak_memory_mb": r.peak_memory_mb,
