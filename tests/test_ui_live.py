@@ -6,6 +6,7 @@ seconds; everything else is the real app: the real handlers, job slot, registry 
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -69,7 +70,8 @@ def tick_until(client: Client, predicate, timeout: float = 120) -> tuple:
 
 
 def _step(progress_html: str) -> int:
-    return int(progress_html.split("step ")[1].split(" /")[0].replace(",", "")) if "step " in progress_html else 0
+    match = re.search(r"step ([\d,]+) /", progress_html)  # "waiting for the first step" has no number yet
+    return int(match.group(1).replace(",", "")) if match else 0
 
 
 def test_inspect_data_and_estimate_memory(live):
