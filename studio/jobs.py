@@ -54,9 +54,7 @@ class Jobs:
     def start(self, config: RunConfig) -> Job:
         """Start training `config` in a background thread, or raise StudioError when one already trains."""
         with self._lock:
-            busy = self._busy_message()
-            if busy:
-                raise StudioError(busy)
+            self._refuse_if_busy()
             run = Run(config, self.registry)
             job = Job(uuid.uuid4().hex[:12], run)
             self._current = job
@@ -69,9 +67,7 @@ class Jobs:
         from studio.fit import probe
 
         with self._lock:
-            busy = self._busy_message()
-            if busy:
-                raise StudioError(busy)
+            self._refuse_if_busy()
             self._probing = True
         try:
             return probe(config, num_labels)
@@ -84,9 +80,7 @@ class Jobs:
         from studio.sweep import Sweep
 
         with self._lock:
-            busy = self._busy_message()
-            if busy:
-                raise StudioError(busy)
+            self._refuse_if_busy()
             self._sweep = Sweep(grid, self.registry).start()
             return self._sweep
 
@@ -100,6 +94,12 @@ class Jobs:
             raise StudioError("no grid is running")
         sweep.stop()
         return "stopping the grid: the current run evaluates and saves what it trained; start it again to resume"
+
+    def _refuse_if_busy(self) -> None:
+        """Called under the lock: the one place that keeps two trainings off one device."""
+        busy = self._busy_message()
+        if busy:
+            raise StudioError(busy)
 
     def _busy_message(self) -> str | None:
         sweep = self._sweep
