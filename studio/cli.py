@@ -22,8 +22,8 @@ from typing import Any
 
 from studio.config import RunConfig
 from studio.errors import StudioError
+from studio.presets import PRESETS_DIR, resolve
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 
@@ -31,20 +31,8 @@ def default_runs_dir() -> Path:
     return Path(os.environ.get("STUDIO_RUNS_DIR", "runs"))
 
 
-def resolve_preset(name: str) -> Path:
-    """A path, or the name of a file in presets/ (with or without .yaml)."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    for candidate in (PRESETS_DIR / name, PRESETS_DIR / f"{name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    available = ", ".join(p.stem for p in sorted(PRESETS_DIR.glob("*.yaml")))
-    raise StudioError(f"preset not found: {name} (presets: {available})")
-
-
 def load_config(preset: str, overrides: list[str] | None) -> RunConfig:
-    config = RunConfig.from_yaml(resolve_preset(preset))
+    config = RunConfig.from_yaml(resolve(preset))
     return config.with_overrides(overrides) if overrides else config
 
 

@@ -34,10 +34,10 @@ from typing import Any
 import yaml
 
 from studio.config import RunConfig
-from studio.errors import ConfigError, StudioError
+from studio.errors import ConfigError
+from studio.presets import GRIDS_DIR, resolve
 from studio.registry import Registry, RunRecord
 
-GRIDS_DIR = Path(__file__).resolve().parent.parent / "presets" / "grids"
 METRICS = ("accuracy", "f1_macro", "f1_weighted", "peak_memory_mb", "train_seconds", "trainable_params")
 
 
@@ -63,7 +63,7 @@ class Grid:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Grid:
-        path = resolve_grid(path)
+        path = resolve(path, GRIDS_DIR, "grid")
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
@@ -79,9 +79,7 @@ class Grid:
             raise ConfigError(sorted(unknown)[0], "unknown key; a grid takes: version, name, description, base, axes")
         base = data["base"]
         if isinstance(base, str):
-            from studio.cli import resolve_preset
-
-            base = RunConfig.from_yaml(resolve_preset(base))
+            base = RunConfig.from_yaml(resolve(base))
         else:
             base = RunConfig.from_dict(base)
         name = str(data.get("name") or base.name)
@@ -122,17 +120,6 @@ def _axis(name: str, values: Any) -> list[tuple[Any, list[str]]]:
 
 def _dump(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
-
-
-def resolve_grid(name: str | Path) -> Path:
-    path = Path(name)
-    if path.is_file():
-        return path
-    for candidate in (GRIDS_DIR / str(name), GRIDS_DIR / f"{name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    available = ", ".join(p.stem for p in sorted(GRIDS_DIR.glob("*.yaml")))
-    raise StudioError(f"grid not found: {name} (grids: {available})")
 
 
 # ---- running -------------------------------------------------------------------------------------------

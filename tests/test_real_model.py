@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from test_training import assert_reload_reproduces_saved_predictions
 
-from studio.cli import PRESETS_DIR
 from studio.config import RunConfig
+from studio.presets import PRESETS_DIR
 from studio.registry import Registry
 from studio.training import Run
 

@@ -10,8 +10,9 @@ import pytest
 from studio.cli import main
 from studio.config import RunConfig
 from studio.errors import ConfigError
+from studio.presets import GRIDS_DIR
 from studio.registry import Registry
-from studio.sweep import GRIDS_DIR, Grid, Sweep, aggregate
+from studio.sweep import Grid, Sweep, aggregate
 
 GRIDS = sorted(GRIDS_DIR.glob("*.yaml"))
 

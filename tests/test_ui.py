@@ -12,9 +12,10 @@ import pytest
 
 from studio.config import RunConfig
 from studio.errors import ConfigError
+from studio.presets import PRESETS_DIR
 from studio.registry import Registry
 from studio.ui import build_app, launch_options
-from studio.ui.context import PRESETS_DIR, Context
+from studio.ui.context import Context
 from studio.ui.form import get_path
 from studio.ui.model_tab import command_for
 from studio.ui.runs_tab import runs_table

@@ -10,11 +10,10 @@ from pathlib import Path
 from studio.config import RunConfig
 from studio.inference import PredictorCache
 from studio.jobs import Jobs
+from studio.presets import GRIDS_DIR, PRESETS_DIR, resolve
 from studio.registry import Registry
-from studio.sweep import GRIDS_DIR
 from studio.ui.form import ConfigForm
 
-PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
 DEFAULT_PRESET = "quick_demo"
 
 
@@ -34,9 +33,9 @@ class Context:
     def create(cls, runs_dir: str | Path, preset: str | Path | None = None, grids_dir: Path | None = None) -> Context:
         """`preset`: a name in presets/ or a YAML path the form starts from (default: the quick demo)."""
         registry = Registry(runs_dir)
-        path = Path(preset) if preset and Path(preset).is_file() else PRESETS_DIR / f"{preset or DEFAULT_PRESET}.yaml"
+        path = resolve(preset or DEFAULT_PRESET)
         initial = RunConfig.from_yaml(path)
-        name = path.stem if path.parent == PRESETS_DIR else None
+        name = path.stem if path.resolve().parent == PRESETS_DIR else None
         return cls(registry.runs_dir, registry, Jobs(registry), PredictorCache(registry), ConfigForm(initial), name,
                    Path(grids_dir or GRIDS_DIR))  # fmt: skip
 
@@ -59,7 +58,3 @@ class Context:
             shutil.copyfile(src, tmp)
             tmp.replace(dest)
         return dest
-
-
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))

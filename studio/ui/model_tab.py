@@ -18,7 +18,8 @@ import yaml
 from studio.architectures import CATALOGUE
 from studio.config import RunConfig
 from studio.errors import StudioError
-from studio.ui.context import PRESETS_DIR, Context, preset_names
+from studio.presets import PRESETS_DIR, names
+from studio.ui.context import Context
 from studio.ui.feedback import guard, import_engine_libraries
 from studio.ui.form import comma_list, joined
 
@@ -107,9 +108,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
                 measure = gr.Button("Measure: train 3 real steps here", size="sm", elem_id="probe")
             probe_text = gr.Markdown(elem_id="probe-text")
             with gr.Accordion("Presets", open=True):
-                preset = gr.Dropdown(
-                    preset_names(), value=ctx.preset_name, label="Preset", info="Saved configs in presets/."
-                )
+                preset = gr.Dropdown(names(), value=ctx.preset_name, label="Preset", info="Saved configs in presets/.")
                 with gr.Row():
                     load = gr.Button("Load preset", size="sm")
                     save = gr.Button("Save as preset YAML", size="sm")
