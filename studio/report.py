@@ -23,7 +23,7 @@ RUN_COLUMNS = ("id", "status", "model", "method", "dataset", "seed", "accuracy",
 def write_report(registry: Registry, out: str | Path, grid: Grid | None = None,
                  run_ids: list[str] | None = None) -> dict[str, Path]:  # fmt: skip
     """Write report.html, report.md and runs.csv into `out`; return their paths."""
-    from studio import plots, study_plots
+    from studio import study_plots
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -35,22 +35,14 @@ def write_report(registry: Registry, out: str | Path, grid: Grid | None = None,
     else:
         runs = [registry.get(i) for i in run_ids or []]
         title, summary, rows = "Runs", f"{len(runs)} runs", []
-    figures: list[tuple[str, Any]] = []
     axes = list(grid.axes) if grid else []
-    if {"data.balance.num_labels", "data.balance.num_samples"} <= set(axes):
-        panel = "model.name" if "model.name" in axes else None
-        figures.append(("Accuracy by labels x samples", study_plots.accuracy_heatmap(
-            rows, "data.balance.num_samples", "data.balance.num_labels", panel)))  # fmt: skip
-    if rows and len({r["config"].method.r for r in rows}) > 2:
-        ranked = [{**r, "method.r": r["config"].method.r} for r in rows]
-        figures.append(("Rank sensitivity", study_plots.rank_sensitivity(ranked)))
+    titles = {"heatmap": "Accuracy by labels x samples", "rank": "Rank sensitivity"}
+    figures: list[tuple[str, Any]] = [(titles[k], f) for k, f in study_plots.grid_figures(axes, rows).items()]
     if "method" in axes:
         by = "model.name" if "model.name" in axes else None
         figures.append(("Methods compared", study_plots.method_comparison(rows, "method", by)))
-    points = [{"run": r.id, "accuracy": r.accuracy, "peak_memory_mb": r.peak_memory_mb, "method": r.method.split()[0],
-               "train_seconds": r.train_seconds, "trainable_params": r.trainable_params}
-              for r in runs if r.status == "completed"]  # fmt: skip
-    figures.append(("Accuracy vs peak memory", plots.pareto(points)))
+    completed = [r for r in runs if r.status == "completed"]
+    figures.append(("Accuracy vs peak memory", study_plots.runs_pareto(completed)))
     paths = {"csv": out / "runs.csv", "md": out / "report.md", "html": out / "report.html"}
     _write_csv(paths["csv"], runs)
     agg_header, agg_rows = _aggregate_table(rows, axes)

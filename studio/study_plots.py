@@ -89,3 +89,26 @@ def method_comparison(rows: list[dict], group: str = "method", by: str | None = 
     fig.update_layout(template="plotly_white", height=HEIGHT, barmode="group",
                       title=dict(text="Accuracy by method (mean ± std over seeds)", x=0.01))  # fmt: skip
     return fig
+
+
+HEATMAP_AXES = ("data.balance.num_samples", "data.balance.num_labels")
+
+
+def grid_figures(axes: list[str], rows: list[dict]) -> dict[str, go.Figure]:
+    """The figures a grid's axes call for: "heatmap" (label-count and sample-size axes, a panel per model)
+    and "rank" (when its groups span more than two LoRA ranks)."""
+    figures = {}
+    if set(HEATMAP_AXES) <= set(axes):
+        figures["heatmap"] = accuracy_heatmap(rows, *HEATMAP_AXES, "model.name" if "model.name" in axes else None)
+    if rows and len({r["config"].method.r for r in rows}) > 2:
+        figures["rank"] = rank_sensitivity([{**r, "method.r": r["config"].method.r} for r in rows])
+    return figures
+
+
+def runs_pareto(records: list[Any]) -> go.Figure:
+    """`plots.pareto` of registry records (`RunRecord`s); runs without accuracy are left out."""
+    from studio.plots import pareto
+
+    return pareto([{"run": r.id, "accuracy": r.accuracy, "peak_memory_mb": r.peak_memory_mb,
+                    "method": r.method.split()[0], "train_seconds": r.train_seconds,
+                    "trainable_params": r.trainable_params} for r in records if r.accuracy is not None])  # fmt: skip

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from studio.errors import StudioError
-from studio.sweep import GRIDS_DIR
+from studio.presets import names
 from studio.ui.context import Context
 from studio.ui.feedback import guard
 
 POINT_COLUMNS = ["#", "run", "memory estimate", "fits", "done before"]
-
-
-def grid_names(folder: Path = GRIDS_DIR) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
 def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
@@ -27,8 +22,8 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         "resumes where it was. Grids live in `presets/grids/`; the CLI runs the same: `python -m studio sweep NAME`."
     )
     with gr.Row():
-        names = grid_names(ctx.grids_dir)
-        grid = gr.Dropdown(names, value=(names or [None])[0], label="Grid", scale=3)
+        grids = names(ctx.grids_dir)
+        grid = gr.Dropdown(grids, value=(grids or [None])[0], label="Grid", scale=3)
         preview = gr.Button("List its runs", scale=1)
         start = gr.Button("▶ Run the grid", variant="primary", scale=1, elem_id="grid-start")
         stop = gr.Button("■ Stop the grid", variant="stop", scale=1)
@@ -87,10 +82,10 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
 
     stop.click(stop_grid, None, None, api_name="grid_stop")
 
-    def watch(name: str | None) -> tuple:
+    def watch(name: str | None, drawn: str) -> tuple:
         sweep = ctx.jobs.sweep()
         if sweep is None:
-            return (gr.skip(),) * 5
+            return (gr.skip(),) * 6
         s = sweep.state
         finished = s.done + s.skipped + s.failed
         eta = f" · ETA {s.eta / 60:.0f} min" if s.eta is not None and not s.finished else ""
@@ -101,9 +96,11 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
             view = ctx.jobs.view(run.id) if run.id else None
             step = f" · step {view.step}/{view.max_steps}" if view and view.max_steps else ""
             line += f"  \ncurrent: {s.current.key if s.current else ''} (`{run.id or 'loading'}`){step}"
-        if getattr(sweep, "source", None) != name:  # the page shows another grid: only the progress line
-            return (line,) + (gr.skip(),) * 4
-        return (line, *study_figures(sweep.grid))
+        # Redraw the study only when a run of it ended (aggregating and redrawing every tick costs both sides).
+        signature = f"{name}/{s.done}/{s.skipped}/{s.failed}/{s.finished}"
+        if getattr(sweep, "source", None) != name or signature == drawn:
+            return (line,) + (gr.skip(),) * 5
+        return (line, *study_figures(sweep.grid), signature)
 
     def study_figures(g: Any) -> tuple:
         from studio import plots, study_plots
@@ -111,22 +108,19 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
 
         rows = aggregate(g, ctx.registry)
         axes = list(g.axes)
-        if {"data.balance.num_labels", "data.balance.num_samples"} <= set(axes):
-            heat = study_plots.accuracy_heatmap(rows, "data.balance.num_samples", "data.balance.num_labels",
-                                                "model.name" if "model.name" in axes else None)  # fmt: skip
-        elif len({r["config"].method.r for r in rows}) > 2:
-            heat = study_plots.rank_sensitivity([{**r, "method.r": r["config"].method.r} for r in rows])
-        else:
-            heat = plots.empty("the heatmap needs label-count and sample-size axes")
-        heat_axes = {"data.balance.num_labels", "data.balance.num_samples", "seed"}
+        figures = study_plots.grid_figures(axes, rows)
+        heat = (
+            figures.get("heatmap")
+            or figures.get("rank")
+            or plots.empty("the heatmap needs label-count and sample-size axes")
+        )
+        heat_axes = {*study_plots.HEATMAP_AXES, "seed"}
         group = "method" if "method" in axes else next((a for a in axes if a not in heat_axes), None)
         by = "model.name" if "model.name" in axes and group != "model.name" else None
         compare = study_plots.method_comparison(rows, group, by) if group else plots.empty("no method axis")
         hashes = {p.config.config_hash() for p in g.points()}
         runs = [r for r in ctx.registry.list(status="completed") if r.config_hash in hashes]
-        front = plots.pareto([{"run": r.id, "accuracy": r.accuracy, "peak_memory_mb": r.peak_memory_mb,
-                               "method": r.method.split()[0], "train_seconds": r.train_seconds,
-                               "trainable_params": r.trainable_params} for r in runs])  # fmt: skip
+        front = study_plots.runs_pareto(runs)
         labels = [a for a in axes if a != "seed"]
         table_rows = [[*(str(r.get(a, "")) for a in labels), r["n"],
                        None if r["accuracy_mean"] is None else round(r["accuracy_mean"], 4),
@@ -136,7 +130,9 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         frame = {"headers": [*labels, "n", "accuracy", "± std", "peak MB"], "data": table_rows}
         return heat, compare, front, gr.update(value=frame["data"], headers=frame["headers"])
 
-    timer.tick(watch, grid, [progress, heatmap, methods, pareto, table], show_progress="hidden", api_name="grid_watch")
+    drawn = gr.State("")  # which state of the grid the plots show
+    timer.tick(watch, [grid, drawn], [progress, heatmap, methods, pareto, table, drawn], show_progress="hidden",
+               api_name="grid_watch")  # fmt: skip
 
     @guard
     def show_study(name: str | None) -> tuple:

@@ -127,7 +127,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
 
     @guard
     def draw_compare(run_ids: list[str] | None, which: str) -> tuple:
-        from studio import plots
+        from studio import plots, study_plots
 
         where, key = CURVES[which]
         series = {}
@@ -137,20 +137,8 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
                 series[run_id] = [(e["step"], e[key]) for e in view.evals if key in e]
             else:
                 series[run_id] = list(view.train_loss)
-        points = [
-            {
-                "run": r.id,
-                "accuracy": r.accuracy,
-                "peak_memory_mb": r.peak_memory_mb,
-                "method": r.method.split()[0],
-                "train_seconds": r.train_seconds,
-                "trainable_params": r.trainable_params,
-            }
-            for r in ctx.registry.list()
-            if r.accuracy is not None
-        ]
         overlay_fig = plots.runs_overlay(series, which) if series else plots.empty("pick runs to compare")
-        return overlay_fig, plots.pareto(points)
+        return overlay_fig, study_plots.runs_pareto(ctx.registry.list())
 
     gr.on(
         [compare.change, curve.change, refresh.click],
