@@ -136,14 +136,16 @@ class Jobs:
         return job if job is not None and job.alive() else None
 
     # ---- what a page draws -----------------------------------------------------------------------------
+    def run_id(self, ref: str) -> str | None:
+        """The run id a job key or run id names (None: this process's job has no run folder yet)."""
+        return _run_id(self._current, ref)
+
     def view(self, ref: str) -> RunView:
         """The view of a job key or a run id: from the run's metrics.jsonl once it has a folder."""
         job = self._current
-        run_id = ref
-        if job is not None and ref in (job.key, job.run_id):
-            if job.run_id is None:
-                return job.early
-            run_id = job.run_id
+        run_id = _run_id(job, ref)
+        if run_id is None:
+            return job.early
         with self._lock:
             follower = self._followers.get(run_id)
             if follower is None:
@@ -173,3 +175,7 @@ class Jobs:
             job.early.apply({"kind": event.kind, "time": event.time, **event.data})
             if event.kind == "done":
                 return
+
+
+def _run_id(job: Job | None, ref: str) -> str | None:
+    return job.run_id if job is not None and ref == job.key else ref

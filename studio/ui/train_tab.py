@@ -138,14 +138,12 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
 def _summary(ctx: Context, current: str, view: RunView) -> dict:
     if not view.finished:
         return {}
-    job = ctx.jobs.current()
-    run_id = job.run_id if job is not None and current == job.key else current
+    run_id = ctx.jobs.run_id(current)
     return ctx.registry.summary(run_id) if run_id else {}
 
 
 def _status_md(ctx: Context, current: str, view: RunView) -> str:
-    job = ctx.jobs.current()
-    run_id = job.run_id if job is not None and current == job.key else current
+    run_id = ctx.jobs.run_id(current)
     title = f"**Run** `{run_id}`" if run_id else "**Run** (starting)"
     state = view.status if not view.finished else f"{view.status} — {view.message}"
     return f"{title} · **{state}**"
