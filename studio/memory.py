@@ -2,7 +2,7 @@
 activations and overhead, for the live estimate of the UI's "Model & method" tab.
 
 Parameter counts are exact, not estimated: the model's architecture is built on the meta device (shapes, no
-storage) from its real config (or, offline, from the catalogue's `ModelChoice.dims`); transformers' own
+storage) from its config (for catalogue models, their published `ModelChoice.dims`); transformers' own
 bitsandbytes rules say which layers a QLoRA load quantizes; the adapters are placed by the studio's own
 `models._wrap_with_adapter` on a meta copy at rank 1 (LoRA sizes scale with r). Those facts are cached per
 model and placement, so a knob change costs arithmetic only.
@@ -247,8 +247,6 @@ def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
         dtype = "the model's 16-bit dtype" if f.weight_bytes == 2 and not method.quantized else "fp32"
     notes = [f"activations for batch {train.batch_size} x {s} tokens in {dtype} ({s} is an upper bound: "
              "batches are padded to their longest text)"]  # fmt: skip
-    if f.config_note:
-        notes.append(f.config_note)
     if precision != train.precision and train.precision != "auto":
         notes.append(f"train.precision {train.precision} runs as {precision} on the {device.kind.upper()}")
     attn = config.model.attn_implementation or f.attn_implementation
@@ -315,7 +313,6 @@ class _ModelFacts:
     ffn_width: int
     gated: bool
     attn_implementation: str
-    config_note: str | None
 
 
 @dataclass(frozen=True)
@@ -343,7 +340,7 @@ def _facts_for(name: str, revision: str | None, trust: bool, num_labels: int, st
     from transformers.pytorch_utils import Conv1D
 
     mcfg = ModelConfig(name=name, revision=revision, trust_remote_code=trust)
-    hf_config, source, note = _hf_config(mcfg)
+    hf_config, source = _hf_config(mcfg)
     model = _build_meta_model(hf_config, num_labels, trust)
     family = family_for(hf_config.model_type)
     linears = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear | Conv1D)}
@@ -370,12 +367,11 @@ def _facts_for(name: str, revision: str | None, trust: bool, num_labels: int, st
         ffn_width=ffn,
         gated=any(n.endswith("gate_proj") for n in linears),
         attn_implementation=getattr(model.config, "_attn_implementation", None) or "eager",
-        config_note=note,
     )
 
 
-def _hf_config(mcfg: ModelConfig) -> tuple[Any, str | None, str | None]:
-    """(config, source, note): the real config, else (catalogue aliases) one built from ModelChoice.dims."""
+def _hf_config(mcfg: ModelConfig) -> tuple[Any, str | None]:
+    """(config, source): a catalogue alias's published dims (no source), else the real config and its source."""
     from transformers import AutoConfig
 
     from studio.models import load_config, resolve_source
@@ -385,9 +381,9 @@ def _hf_config(mcfg: ModelConfig) -> tuple[Any, str | None, str | None]:
         # A catalogue model's dims are its published config: use them rather than asking the Hub, so a live
         # estimate never waits on the network (offline, huggingface_hub retries for ~20 s before failing).
         dims = dict(choice.dims)
-        return AutoConfig.for_model(dims.pop("model_type"), **dims), None, None
+        return AutoConfig.for_model(dims.pop("model_type"), **dims), None
     source = resolve_source(mcfg)
-    return load_config(mcfg, source), source, None
+    return load_config(mcfg, source), source
 
 
 def _build_meta_model(hf_config: Any, num_labels: int, trust_remote_code: bool) -> Any:
