@@ -310,7 +310,7 @@ class RunConfig:
 
 
 _ADAPTER = TypeAdapter(RunConfig)
-_SECTIONS: dict[str, type] = {
+SECTIONS: dict[str, type] = {  # dotted section path -> its dataclass (the top level is "")
     "": RunConfig,
     "data": DataConfig,
     "data.balance": BalanceConfig,
@@ -350,7 +350,7 @@ def _to_config_error(e: ValidationError) -> ConfigError:
         path: list[str] = []
         for part in err["loc"]:
             section = ".".join(path)
-            cls = _SECTIONS.get(section)
+            cls = SECTIONS.get(section)
             known = cls is None or part in {f.name for f in dataclasses.fields(cls)}
             if not isinstance(part, str) or not (known or err["type"] == "unexpected_keyword_argument"):
                 break
@@ -358,7 +358,7 @@ def _to_config_error(e: ValidationError) -> ConfigError:
         field = ".".join(path)
         if err["type"] == "unexpected_keyword_argument":
             section = ".".join(path[:-1])
-            allowed = ", ".join(f.name for f in dataclasses.fields(_SECTIONS.get(section, RunConfig)))
+            allowed = ", ".join(f.name for f in dataclasses.fields(SECTIONS.get(section, RunConfig)))
             msg = f"unknown key; {section or 'the top level'} takes: {allowed}"
         elif err["type"] in ("value_error", "assertion_error") and "ctx" in err:
             inner = err["ctx"].get("error")

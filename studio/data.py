@@ -79,15 +79,17 @@ class PreparedData:
 
 
 # ---- prepare -------------------------------------------------------------------------------------------
-def prepare(cfg: DataConfig, seed: int) -> PreparedData:
+def prepare(cfg: DataConfig, seed: int, raw: Any = None) -> PreparedData:
     """Load `cfg.source` and turn it into labelled train/validation/test splits (rules: module docstring).
+
+    `raw`: the source as `load_raw(cfg)` returns it, when the caller has already read it.
 
     Raises:
         DataError: the source cannot be loaded, a column is missing, the labels are not classes, or too
             few rows/classes are left.
     """
     notes: list[str] = []
-    used = _used_splits(load_raw(cfg), notes)
+    used = _used_splits(load_raw(cfg) if raw is None else raw, notes)
     sample = SAMPLES.get(cfg.source)
     first = used["train"] if "train" in used else next(iter(used.values()))
     text_col = _pick_column(first.column_names, cfg.text_column or (sample and sample.text_column), "text")

@@ -45,7 +45,7 @@ def overview(config: RunConfig, preview_rows: int = 20, sample: int = 2000) -> D
 
     raw = load_raw(config.data)
     first = raw["train"] if "train" in raw else next(iter(raw.values()))
-    prepared = prepare(config.data, config.seed)
+    prepared = prepare(config.data, config.seed, raw)  # the source read once, for the preview and the splits
     stats = dataset_stats(prepared)
     notes = list(prepared.report.get("notes", []))
     lengths: list[int] = []

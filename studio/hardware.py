@@ -73,6 +73,7 @@ def detect() -> Device:
     return Device(kind="cpu", name=_cpu_name(), total_mb=ram.total / _MB, free_mb=ram.available / _MB, count=0)
 
 
+@functools.cache  # detect() runs on every knob change of the live estimate; the CPU's name does not change
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():

@@ -151,7 +151,7 @@ def mistakes(registry: Registry, run_id: str, split: str = "test", limit: int = 
         "text": frame["text"].to_numpy(),
         "label": [names[i] for i in frame["label"]],
         "predicted": [names[i] for i in frame["predicted"]],
-        "confidence": probs[rows, frame["predicted"].to_numpy()].round(4) if len(frame) else [],
-        "p_true": probs[rows, frame["label"].to_numpy()].round(4) if len(frame) else [],
+        "confidence": probs[rows, frame["predicted"].to_numpy()].round(4),
+        "p_true": probs[rows, frame["label"].to_numpy()].round(4),
     })  # fmt: skip
     return out.sort_values("confidence", ascending=False, kind="stable").head(limit).reset_index(drop=True)

@@ -18,20 +18,14 @@ from typing import Any
 
 import gradio as gr
 
-from studio.config import RunConfig, field_help
+from studio.config import SECTIONS, RunConfig, field_help
 from studio.errors import ConfigError
-
-_SECTIONS = {"data": "DataConfig", "model": "ModelConfig", "method": "MethodConfig", "train": "TrainConfig"}
 
 
 def _field(path: str) -> tuple[type, dataclasses.Field, Any]:
     """(section class, dataclass field, resolved type) of a dotted path, or KeyError."""
-    import studio.config as config_module
-
-    *section, name = path.split(".")
-    cls = getattr(config_module, _SECTIONS[section[0]]) if section else RunConfig
-    if len(section) > 1:
-        raise KeyError(path)
+    section, _, name = path.rpartition(".")
+    cls = SECTIONS[section]
     for f in dataclasses.fields(cls):
         if f.name == name:
             return cls, f, typing.get_type_hints(cls)[name]
