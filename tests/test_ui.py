@@ -18,7 +18,7 @@ from studio.ui import build_app, launch_options
 from studio.ui.context import Context
 from studio.ui.form import get_path
 from studio.ui.model_tab import command_for
-from studio.ui.runs_tab import runs_table
+from studio.ui.runs_tab import COLUMNS, runs_table
 
 PRESETS = sorted(PRESETS_DIR.glob("*.yaml"))
 
@@ -117,6 +117,8 @@ def test_runs_table_lists_the_registry(app, runs_dir):
     ctx = Context.create(runs_dir)
     rows = runs_table(ctx)
     assert rows[0][:2] == [record.id, "completed"] and rows[0][5] == 0.8123
+    row = dict(zip(COLUMNS, rows[0], strict=True))  # one value per column, each under its own header
+    assert row["train s"] == 12.3 and row["estimate err %"] is None  # no eval.json: no estimate error yet
 
 
 def test_launch_options_login_from_the_environment():

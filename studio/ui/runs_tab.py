@@ -26,6 +26,8 @@ def runs_table(ctx: Context) -> list[list]:
     """One row per run, newest first."""
     rows = []
     for r in ctx.registry.list():
+        # The estimate's error is in eval.json, written when a run ends: only finished runs have one.
+        error = ctx.registry.summary(r.id).get("memory", {}).get("error_pct") if r.accuracy is not None else None
         rows.append(
             [
                 r.id,
@@ -36,6 +38,7 @@ def runs_table(ctx: Context) -> list[list]:
                 _round(r.accuracy, 4),
                 _round(r.f1_macro, 4),
                 _round(r.peak_memory_mb, 0),
+                error,
                 _round(r.train_seconds, 1),
                 r.trainable_params,
             ]
