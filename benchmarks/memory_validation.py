@@ -112,6 +112,7 @@ def config_for(case: dict, folder: Path, data: Path):
 
 
 def nvml_process_mb() -> float | None:
+    """This process's GPU memory as the driver sees it (nvidia-smi): context + everything torch reserved."""
     import os
 
     try:
@@ -125,6 +126,28 @@ def nvml_process_mb() -> float | None:
     except Exception:
         return None
     return None
+
+
+class NvmlPeak:
+    """The largest `nvml_process_mb` seen while a case runs, sampled every 20 ms in a thread (NVML has no
+    peak counter of its own)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, nvml_process_mb() or 0.0)
+
+    def stop(self) -> float | None:
+        self._stop.set()
+        self._thread.join()
+        return round(self.peak, 1) or None
 
 
 def main() -> int:
@@ -159,9 +182,16 @@ def main() -> int:
     print(env, flush=True)
     cases = grid()
     chosen = [int(i) for i in args.only.split(",")] if args.only else range(len(cases))
+    import torch
+
+    torch.zeros(1, device="cuda")
+    torch.cuda.synchronize()
+    env["context_mb_at_start"] = nvml_process_mb()  # the CUDA context alone, before any kernel library loads
+    (out / "environment.json").write_text(json.dumps(env, indent=2))
     rows = []
     fields = ["case", "model", "method", "bits", "batch", "seq", "ckpt", "optimizer", "placement", "r", "status",
-              "measured_allocated_mb", "measured_reserved_mb", "nvml_process_mb", "estimate_mb", "error_pct",
+              "measured_allocated_mb", "measured_reserved_mb", "nvml_peak_mb", "nvml_after_mb",
+              "baseline_allocated_mb", "estimate_mb", "error_pct",
               "est_weights", "est_adapters", "est_gradients", "est_optimizer", "est_activations", "est_overhead",
               "trainable_params", "seconds", "error"]  # fmt: skip
     for i in chosen:
@@ -175,10 +205,15 @@ def main() -> int:
             e = estimate(config, num_labels=2, device=device)
             row.update(estimate_mb=round(e.total_mb, 1), trainable_params=e.trainable_params,
                        **{f"est_{k}": round(v, 1) for k, v in e.parts.items()})  # fmt: skip
-            result = Run(config, Registry(work / "runs")).execute()
+            row["baseline_allocated_mb"] = round(torch.cuda.memory_allocated() / 2**20, 1)  # leaks of earlier cases
+            sampler = NvmlPeak()
+            try:
+                result = Run(config, Registry(work / "runs")).execute()
+            finally:
+                row["nvml_peak_mb"] = sampler.stop()
             eff = result.summary.get("efficiency", {})
             row.update(status=result.status, measured_allocated_mb=eff.get("peak_allocated_mb"),
-                       measured_reserved_mb=eff.get("peak_reserved_mb"), nvml_process_mb=nvml_process_mb(),
+                       measured_reserved_mb=eff.get("peak_reserved_mb"), nvml_after_mb=nvml_process_mb(),
                        error="" if result.status == "completed" else result.message[:300])  # fmt: skip
             measured = eff.get("peak_allocated_mb")
             if measured:
