@@ -166,10 +166,33 @@ def build_model(config: RunConfig, label_names: list[str]) -> ModelBundle:
     if method.adapter is not None:
         model = _wrap_with_adapter(model, method, family, new_modules)
         trainable, total = model.get_nb_trainable_parameters()
+        if method.quantized and family is not None and family.name == "deberta-v2":
+            _query_in_autocast_dtype(model)
     else:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
     return ModelBundle(model, tokenizer, family, source, int(trainable), int(total), notes)
+
+
+def _query_in_autocast_dtype(model: nn.Module) -> None:
+    """Give DeBERTa's attention its query in the autocast dtype.
+
+    DeBERTa masks its scores with `finfo(query.dtype).min`. Under QLoRA the 4-bit layers return their input's
+    dtype (fp32: prepare_model_for_kbit_training upcasts the stream) while autocast makes the scores bf16/fp16,
+    and the fp32 minimum overflows them: "value cannot be converted to type c10::BFloat16 without overflow"
+    (found by benchmarks/memory_validation.py on an H100). The query's next op is a bmm that autocast casts to
+    that dtype anyway, so casting it one op earlier changes no number. Outside autocast this does nothing.
+    """
+
+    def cast(_module: nn.Module, _inputs: Any, out: torch.Tensor) -> torch.Tensor:
+        kind = out.device.type
+        if torch.is_autocast_enabled(kind):
+            return out.to(torch.get_autocast_dtype(kind))
+        return out
+
+    for name, module in model.named_modules():
+        if name.endswith("attention.self.query_proj"):
+            module.register_forward_hook(cast)
 
 
 def _check_family(family: Family | None, model_type: str, method: MethodConfig) -> None:

@@ -84,6 +84,14 @@ def test_qlora_4bit_with_paged_8bit_adamw_trains_on_cpu(tiny_model_dir, runs_dir
     assert_reload_reproduces_saved_predictions(registry, result.run_id)
 
 
+def test_deberta_qlora_trains_under_bf16_autocast(tiny_model_dir, runs_dir):
+    # DeBERTa fills masked scores with finfo(query.dtype).min: an fp32 query (4-bit layers return fp32) with
+    # bf16 scores overflowed ("cannot be converted to type c10::BFloat16"), as on the GPU's default bf16.
+    config = tiny_config(tiny_model_dir("deberta-v2"), "qlora", precision="bf16", max_steps=2)
+    result = Run(config, Registry(runs_dir)).execute()
+    assert result.status == "completed", result.message
+
+
 def test_full_fine_tune_saves_the_whole_model(tiny_model_dir, runs_dir):
     registry = Registry(runs_dir)
     result = Run(tiny_config(tiny_model_dir("distilbert"), "full", max_steps=3), registry).execute()
