@@ -49,7 +49,18 @@ def grid() -> list[dict]:
               dict(model="bert-base", method="full", batch=16, seq=256, ckpt=False, optimizer="adamw_torch_fused"),
               dict(model="bert-base", method="lora", batch=16, seq=256, ckpt=False, placement="attention+ffn"),
               dict(model="qwen2.5-1.5b", method="qlora", batch=16, seq=256, ckpt=False, r=64),
-              dict(model="bert-base", method="qlora", batch=16, seq=256, ckpt=False, bits=8)]  # fmt: skip
+              dict(model="bert-base", method="qlora", batch=16, seq=256, ckpt=False, bits=8),
+              dict(model="gpt2-xl", method="lora", batch=8, seq=256, ckpt=False),
+              dict(model="gpt2-xl", method="qlora", batch=8, seq=256, ckpt=False),
+              dict(model="gemma-3-1b", method="lora", batch=16, seq=256, ckpt=False),
+              dict(model="gemma-3-1b", method="qlora", batch=16, seq=256, ckpt=False),
+              dict(model="bert-base", method="lora", batch=16, seq=256, ckpt=False, attn="eager"),
+              dict(model="llama-3.2-1b", method="full", batch=8, seq=256, ckpt=True),
+              dict(model="qwen2.5-1.5b", method="lora", batch=4, seq=1024, ckpt=False),
+              dict(model="bert-base", method="lora", batch=16, seq=256, ckpt=False, precision="fp32"),
+              dict(model="roberta-base", method="qlora", batch=32, seq=256, ckpt=True),
+              dict(model="bert-base", method="full", batch=16, seq=256, ckpt=False, grad_accum=2),
+              dict(model="minilm-l6", method="full", batch=32, seq=256, ckpt=False)]  # fmt: skip
     return cases
 
 
@@ -74,14 +85,15 @@ def model_folder(alias: str, root: Path) -> Path:
     model.save_pretrained(folder)
     del model
     torch.cuda.empty_cache()
-    kind = "bert-base-uncased" if alias in ("bert-base", "distilbert", "deberta-v3-base") else "gpt2"
+    kind = "bert-base-uncased" if alias in ("bert-base", "distilbert", "deberta-v3-base", "minilm-l6") else "gpt2"
     for f in (ROOT / "tests" / "assets" / "tokenizers" / kind).iterdir():
         shutil.copy(f, folder / f.name)
     return folder
 
 
 def data_file(root: Path) -> Path:
-    """80 labelled texts of ~900 words: every batch is padded to max_length (the longest batch)."""
+    """80 labelled texts, 3 in 4 of ~900 words and the others short: every batch is as long as max_length
+    and padded, as real batches are (a padding mask changes what attention keeps)."""
     words = (ROOT / "tests" / "assets" / "tokenizers" / "bert-base-uncased" / "vocab.txt").read_text().split()[2000:]
     rng = random.Random(0)
     path = root / "long_texts.csv"
@@ -89,7 +101,7 @@ def data_file(root: Path) -> Path:
         w = csv.writer(f)
         w.writerow(["text", "label"])
         for i in range(80):
-            w.writerow([" ".join(rng.choices(words, k=900)), ["neg", "pos"][i % 2]])
+            w.writerow([" ".join(rng.choices(words, k=900 if i % 4 else 40)), ["neg", "pos"][i % 2]])
     return path
 
 
@@ -103,12 +115,21 @@ def config_for(case: dict, folder: Path, data: Path):
     return RunConfig.from_dict({
         "name": "mem",
         "data": {"source": str(data), "splits": "ratio", "max_length": case["seq"]},
-        "model": {"name": str(folder)},
+        "model": {"name": str(folder), "attn_implementation": case.get("attn")},
         "method": method,
         "train": {"max_steps": 3, "batch_size": case["batch"], "eval_batch_size": case["batch"],
                   "eval_strategy": "no", "gradient_checkpointing": case["ckpt"],
-                  "optimizer": case.get("optimizer", "adamw_torch"), "logging_steps": 1, "learning_rate": 1e-4},
+                  "optimizer": case.get("optimizer", "adamw_torch"), "logging_steps": 1, "learning_rate": 1e-4,
+                  "precision": case.get("precision", "auto"), "grad_accum": case.get("grad_accum", 1)},
     })  # fmt: skip
+
+
+def measured_mb(row: dict) -> float | None:
+    """The peak the estimate is checked against: the process's GPU memory as NVML (nvidia-smi) sees it,
+    CUDA context and allocator reserve included (what must fit), less what earlier cases left allocated."""
+    if not row.get("nvml_peak_mb"):
+        return None
+    return float(row["nvml_peak_mb"]) - float(row.get("baseline_allocated_mb") or 0.0)
 
 
 def nvml_process_mb() -> float | None:
@@ -189,9 +210,9 @@ def main() -> int:
     env["context_mb_at_start"] = nvml_process_mb()  # the CUDA context alone, before any kernel library loads
     (out / "environment.json").write_text(json.dumps(env, indent=2))
     rows = []
-    fields = ["case", "model", "method", "bits", "batch", "seq", "ckpt", "optimizer", "placement", "r", "status",
-              "measured_allocated_mb", "measured_reserved_mb", "nvml_peak_mb", "nvml_after_mb",
-              "baseline_allocated_mb", "estimate_mb", "error_pct",
+    fields = ["case", "model", "method", "bits", "batch", "seq", "ckpt", "optimizer", "placement", "r", "attn",
+              "precision", "grad_accum", "status", "measured_mb", "measured_allocated_mb", "measured_reserved_mb",
+              "nvml_peak_mb", "nvml_after_mb", "baseline_allocated_mb", "estimate_mb", "error_pct",
               "est_weights", "est_adapters", "est_gradients", "est_optimizer", "est_activations", "est_overhead",
               "trainable_params", "seconds", "error"]  # fmt: skip
     for i in chosen:
@@ -215,9 +236,9 @@ def main() -> int:
             row.update(status=result.status, measured_allocated_mb=eff.get("peak_allocated_mb"),
                        measured_reserved_mb=eff.get("peak_reserved_mb"), nvml_after_mb=nvml_process_mb(),
                        error="" if result.status == "completed" else result.message[:300])  # fmt: skip
-            measured = eff.get("peak_allocated_mb")
+            measured = measured_mb(row)
             if measured:
-                row["error_pct"] = round(100 * (e.total_mb - measured) / measured, 2)
+                row.update(measured_mb=round(measured, 1), error_pct=round(100 * (e.total_mb - measured) / measured, 2))
         except Exception as exc:  # keep measuring the other cases; the row says what went wrong
             row.update(status="error", error=f"{type(exc).__name__}: {str(exc)[:300]}")
             traceback.print_exc()

@@ -7,26 +7,27 @@ bitsandbytes rules say which layers a QLoRA load quantizes; the adapters are pla
 `models._wrap_with_adapter` on a meta copy at rank 1 (LoRA sizes scale with r). Those facts are cached per
 model and placement, so a knob change costs arithmetic only.
 
-Bytes come from the formula in `_breakdown`, every constant named below (a later GPU calibration changes
-them here). Sources:
+Bytes come from the formula in `_peak`, every constant named below. Sources:
 - Mixed precision keeps fp32 master weights (Micikevicius et al. 2018); AdamW keeps 2 states per parameter
   in the parameter's dtype (torch); bitsandbytes 8-bit optimizers 2 bytes (Dettmers et al. 2022).
-- Activations of one transformer layer: s*b*h*(34 + 5*a*s/h) bytes at 16 bit (Korthikanti et al. 2022,
-  "Reducing Activation Recomputation in Large Transformer Models", eq. 1), written per tensor below so that
-  the FFN width i (Llama-style gated FFNs keep 4 i-wide tensors) and the dtypes autocast really uses count.
-  The s*s attention scores are stored only by eager attention: sdpa / flash kernels recompute them.
+- Activations: tensor by tensor per layer by autograd's rules (see `_layer_bytes`); all 16-bit with a
+  GELU FFN this is Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer
+  Models", eq. 1) without the s*s scores that sdpa / flash kernels recompute.
 - Gradient checkpointing keeps each layer's input and recomputes one layer at a time (Chen et al. 2016).
 - 4-bit NF4: 0.5 byte per weight + an fp32 absmax per 64 weights; double quantization stores those absmax
   in 8 bit with an fp32 scale per 256 of them (Dettmers et al. 2023, QLoRA). LLM.int8(): 1 byte per weight
   + an fp32 scale per output row (Dettmers et al. 2022).
-Uncalibrated; ignored: bitsandbytes' 32-bit states for tensors under 4,096 elements, GQA's smaller k/v,
-temporary buffers of the backward pass (covered by the fragmentation share).
+- The peak is the largest of a step's phases (`_peak`), not the sum of every part's maximum.
+Validated on an H100 by benchmarks/memory_validation.py (results in benchmarks/results/, the errors in the
+README); constants marked "calibrated" or "measured" come from those runs, the rest from the sources.
+Ignored: bitsandbytes' 32-bit states for tensors under 4,096 elements; Gemma 3's q/k norms.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,10 +57,29 @@ OPTIMIZER_STATE_BYTES = {
 """Bytes of state per trainable parameter; adamw_torch(_fused) keep two states in the parameter's dtype."""
 DROPOUT_MASK_BYTES = 1
 """A dropout keeps a 1-byte mask of its input (two per layer: attention output and FFN output)."""
-CUDA_CONTEXT_MB = 500.0
-"""CUDA context, cuBLAS / cuDNN workspaces: allocated at the first kernel, outside torch's allocator."""
-FRAGMENTATION = 0.10
-"""Share added on GPU for the caching allocator's fragmentation and backward-pass temporaries."""
+CUDA_CONTEXT_MB = 760.0
+"""The CUDA context and the kernels / cuBLAS workspace loaded by the first steps, outside torch's allocator:
+measured as NVML's process memory minus torch's reserved memory, 758-766 MB in every case on an H100
+(CUDA 13, torch 2.11; 612 MB right after CUDA initialises)."""
+FRAGMENTATION = 0.035
+"""The caching allocator's reserve beyond what it has allocated, as a share of the allocations: 1-6% with
+adapters in the H100 measurements (calibrated) ..."""
+STEP_FRAGMENTATION = 0.4
+"""... plus this share of the foreach AdamW's per-step temporaries, which leave blocks of every parameter's
+size between the activations (full fine-tuning: 5% reserve with the fused AdamW, 8-20% with foreach)."""
+CHECKPOINT_FRAGMENTATION = 0.5
+"""With gradient checkpointing the allocator also keeps this share of one layer's activations reserved
+(7-12% reserve in the measurements, against 1-6% without; calibrated)."""
+IA3_BYTES = 4
+"""Bytes per element of the tensors IA3 scales that it keeps: measured twice their 16-bit size (the product
+with the fp32 IA3 vector is promoted to fp32)."""
+INT8_INPUT_BYTES = 3
+"""LLM.int8() (bitsandbytes MatMul8bitLt) keeps each input as fp16 and as int8: 3 bytes per element."""
+BACKWARD_TEMPORARIES = 2.0
+"""Tensors of the FFN's width the backward pass holds at once beside the saved activations (calibrated)."""
+DEBERTA_SCORE_BYTES = 18.0
+"""Bytes per attention score DeBERTa's disentangled attention keeps (eager attention: an fp32 softmax, the
+dropout mask and a 16-bit copy, and the content-to-position / position-to-content gathers); measured."""
 CPU_RUNTIME_MB = 600.0
 """Python, torch, transformers and tokenizers themselves (resident ~520 MB after import)."""
 SAFETY_MARGIN = 0.95
@@ -101,7 +121,8 @@ def estimate(config: RunConfig, num_labels: int = 2, device: Device | None = Non
     if adapter is not None:
         targets = tuple(config.method.target_modules or ()) or None
         ad = _adapter_facts(facts, adapter, config.method.resolved_placement(), targets)
-    parts = _breakdown(facts, ad, config, device, config.train.batch_size)
+    raw, phase = _peak(facts, ad, config, device, config.train.batch_size)
+    parts = {k: v / MB for k, v in raw.items()}
     total = sum(parts.values())
 
     usable = device.free_mb * SAFETY_MARGIN
@@ -122,21 +143,40 @@ def estimate(config: RunConfig, num_labels: int = 2, device: Device | None = Non
         device=device,
         fits=total <= usable,
         largest_batch=_largest_batch(fits_at),
-        notes=_notes(facts, config, device),
+        notes=[PHASE_NOTES[phase]] + _notes(facts, config, device),
     )
+
+
+PHASE_NOTES = {
+    "backward": "peak at the start of the backward pass: every activation of the forward pass is held (the "
+    "gradients replace them layer by layer, so they are not all held at once)",
+    "backward end": "peak at the end of the backward pass: all gradients and one layer's activations",
+    "optimizer step": "peak at the optimizer step: the gradients and AdamW's temporary copy of them",
+    "evaluation": "peak in evaluation: its batch without a backward pass outweighs training's",
+}
 
 
 # ---- the formula ---------------------------------------------------------------------------------------
 def _breakdown(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: Device, batch: int) -> dict:
-    """MB per part for `batch` sequences per device (everything else from `config`)."""
+    """MB per part at the peak, for `batch` sequences per device (everything else from `config`)."""
+    return {k: v / MB for k, v in _peak(f, ad, config, device, batch)[0].items()}
+
+
+def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: Device, batch: int) -> tuple:
+    """(bytes per part, phase): the largest of what training holds in each phase of a step.
+
+    Phases: the start of the backward pass (the forward's activations all held), the end of it (gradients
+    complete, one layer's activations), the optimizer step (gradients + the optimizer's temporaries) and
+    evaluation. Weights, adapters and optimizer states are held throughout.
+    """
     method, train, s = config.method, config.train, config.data.max_length
+    cuda = device.kind == "cuda"
     # Bytes per element of: the float weights (fp32 under QLoRA: prepare_model_for_kbit_training), which is
-    # also the residual stream's dtype; matmul outputs (16-bit under autocast or in a 16-bit model); the
-    # inputs the linear layers keep (bitsandbytes keeps them in compute_dtype).
+    # also the residual stream's dtype; matmul outputs (16-bit under autocast or in a 16-bit model).
     wb = 4 if method.quantized else f.weight_bytes
     mixed = _precision(train.precision, device) in ("fp16", "bf16")
     e = 2 if mixed or wb == 2 else 4
-    ec = _compute_bytes(method, device) if method.quantized else e
+    tokens = batch * s
 
     # weights: the base as loaded; QLoRA stores its linear layers in 4/8 bit, the rest (embeddings, norms,
     # head) in fp32.
@@ -154,46 +194,83 @@ def _breakdown(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, devi
         trainable = [(n, ADAPTER_BYTES), (ad.head, wb)]
         adapters = n * ADAPTER_BYTES + ad.head * wb
     gradients = sum(n * b for n, b in trainable)
-    optimizer = sum(n * _state_bytes(train.optimizer, b) for n, b in trainable)
+    states = sum(n * _state_bytes(train.optimizer, b) for n, b in trainable)
+    if ad is None and train.optimizer in ("paged_adamw_8bit", "adamw_bnb_8bit"):
+        states += f.embedding_params * (8.0 - _state_bytes(train.optimizer, wb))  # the Trainer keeps them 32-bit
+    if cuda and train.optimizer.startswith("paged_"):
+        states = 0.0  # CUDA unified memory, outside the device's allocations: paged to CPU RAM under pressure
+    # torch's foreach AdamW (the default on a GPU) computes sqrt(v) for every parameter at once: one more copy
+    step_temp = gradients if cuda and train.optimizer == "adamw_torch" else 0.0
 
-    # activations kept for the backward pass, per token
-    layer = _layer_bytes(f, s, e, ec, wb, config.model.attn_implementation or f.attn_implementation)
-    adapter_inputs = 0.0  # LoRA's dropout copies its layers' inputs (+ masks); IA3 keeps its scaled tensors
+    # activations: what one layer keeps per token for the backward pass, the adapters' own tensors, the
+    # embedding / final norm and head, and autocast's 16-bit copies of fp32 weights
+    attn = config.model.attn_implementation or f.attn_implementation
+    layer = _layer_bytes(f, s, e, wb, mixed, attn, full=ad is None, quantized=method.quantized)
+    adapter_inputs = 0.0  # LoRA keeps its layers' inputs (in 16 bit) and dropout masks; IA3 its scaled tensors
     if ad is not None and ad.lora:
-        adapter_inputs = ad.inputs * (e + DROPOUT_MASK_BYTES) if method.dropout > 0 else 0.0
+        adapter_inputs = ad.inputs * (e + (DROPOUT_MASK_BYTES if method.dropout > 0 else 0))
     elif ad is not None:
-        adapter_inputs = ad.inputs * e
-    edges = f.hidden * (2 * wb + DROPOUT_MASK_BYTES) + 4 * f.num_labels  # embedding output and norm; fp32 logits
-    if train.gradient_checkpointing:
-        per_token = f.layers * wb * f.hidden + layer + adapter_inputs / f.layers
+        adapter_inputs = ad.inputs * IA3_BYTES
+    if method.quantized and method.bits == 8:  # LLM.int8() layers keep their input, frozen or not
+        adapter_inputs += sum(i for i, _ in f.quantized) * INT8_INPUT_BYTES
+    layer += adapter_inputs / f.layers
+    edges = f.hidden * (4 + (DROPOUT_MASK_BYTES if f.dropout else 0) + (e if f.decoder else 0))
+    casts = 2 * f.matmul_params if mixed and wb == 4 and not method.quantized else 0.0
+    # Autocast caches the copies of trainable weights for the whole forward pass; frozen weights' copies are
+    # kept by each matmul that used them, so checkpointing keeps one layer's.
+    casts_one_layer = casts / f.layers
+    # the backward pass of one FFN holds gradients of its i-wide tensors beside the saved activations
+    transient = BACKWARD_TEMPORARIES * tokens * f.ffn_width * e
+    if train.gradient_checkpointing:  # each layer keeps its input; one layer at a time is recomputed
+        held = tokens * (f.layers * wb * f.hidden + edges + layer) + (casts if ad is None else casts_one_layer)
     else:
-        per_token = f.layers * layer + adapter_inputs
-    # Autocast casts fp32 matmul weights to 16 bit and the matmuls keep those copies for the backward pass;
-    # with checkpointing only one layer's, except that casts of trainable weights are cached all forward.
-    casts = 0.0
-    if mixed and wb == 4 and not method.quantized:
-        casts = 2 * f.matmul_params / (1 if ad is None or not train.gradient_checkpointing else f.layers)
-    activations = batch * s * (per_token + edges) + casts
-    # evaluation keeps nothing for a backward pass: about one layer's worth at a time, at its own batch size
+        held = tokens * (f.layers * layer + edges) + casts
+    accumulated = gradients if train.grad_accum > 1 else 0.0  # the previous micro-batches' gradients
     eval_batch = train.eval_batch_size or 2 * batch
-    activations = max(activations, eval_batch * s * (layer + edges))
+    phases = {
+        "backward": (accumulated, held + transient),
+        "backward end": (gradients, tokens * layer + casts_one_layer + transient),
+        "optimizer step": (gradients + step_temp, 0.0),
+        # evaluation keeps nothing for a backward pass: about one layer's tensors at a time
+        "evaluation": (0.0, eval_batch * s * (layer + edges)),
+    }
+    phase = max(phases, key=lambda k: sum(phases[k]))
+    grads, activations = phases[phase]
+    rest = weights + adapters + grads + states + activations
+    reserve = FRAGMENTATION * rest + STEP_FRAGMENTATION * step_temp
+    if train.gradient_checkpointing:  # recomputing allocates and frees a layer's tensors once per layer
+        reserve += CHECKPOINT_FRAGMENTATION * tokens * layer
+    overhead = CUDA_CONTEXT_MB * MB + reserve if cuda else CPU_RUNTIME_MB * MB
+    values = (weights, adapters, grads, states, activations, overhead)
+    return dict(zip(PARTS, values, strict=True)), phase
 
-    rest = weights + adapters + gradients + optimizer + activations
-    overhead = CUDA_CONTEXT_MB * MB + FRAGMENTATION * rest if device.kind == "cuda" else CPU_RUNTIME_MB * MB
-    values = (weights, adapters, gradients, optimizer, activations, overhead)
-    return {k: v / MB for k, v in zip(PARTS, values, strict=True)}
 
-
-def _layer_bytes(f: _ModelFacts, s: int, e: int, ec: int, rb: int, attn: str) -> float:
-    """Bytes one layer keeps per token (Korthikanti et al. eq. 1, tensor by tensor). With a GELU FFN of width
-    4h and everything 16-bit this is their 34h + 5as."""
+def _layer_bytes(f: _ModelFacts, s: int, e: int, rb: int, mixed: bool, attn: str, full: bool, quantized: bool) -> float:
+    """Bytes one transformer layer keeps per token for the backward pass, tensor by tensor, by autograd's rules
+    (checked against the H100 measurements): a matmul keeps its input only when its weight trains (full
+    fine-tuning), so frozen layers keep nothing of their own; norms compute in fp32 and keep an fp32 input;
+    sdpa keeps q, k, v and its output but not the s x s scores; the activation keeps its input (gated FFNs:
+    also the act and up outputs for their product). With all of it 16-bit and a 4h GELU FFN, full
+    fine-tuning gives Korthikanti et al.'s 34h (eq. 1 without its 5as scores term)."""
     h, i = f.hidden, f.ffn_width
-    linear_inputs = 3 * h + i  # the inputs of q/k/v, output projection, FFN in and FFN out
-    other = 3 * h + (3 if f.gated else 1) * i  # q, k, v; the activation's input (gated: gate, up, act(gate))
-    residual = 2 * h  # the two norms' inputs: the residual stream, in the float weights' dtype
-    masks = 2 * h * DROPOUT_MASK_BYTES
-    scores = f.heads * s * (2 * e + DROPOUT_MASK_BYTES) if attn == "eager" else 0  # softmax, dropout, mask
-    return ec * linear_inputs + e * other + rb * residual + masks + scores
+    norms = f.norms * h * (4 if mixed or rb == 4 or f.rms_norm else rb)
+    if full and f.rms_norm:
+        norms += f.norms * h * rb  # RMSNorm's weight multiplies apart: its gradient needs the normalised input
+    # padded batches carry a mask, and with a mask transformers repeats GQA's k/v to full width for sdpa
+    kv = h if f.decoder else f.kv_width
+    attention = e * (2 * h + 2 * kv)
+    if f.relative_attention:
+        attention += f.heads * s * DEBERTA_SCORE_BYTES
+    elif attn == "eager":
+        attention += f.heads * s * (2 * e + (DROPOUT_MASK_BYTES if f.dropout else 0))  # softmax (+ dropout)
+    fe = rb if quantized else e  # 4-bit layers return their input's dtype: the fp32 stream
+    act = fe * i * (3 if f.gated else 1)
+    inputs = 0.0
+    if full:  # q/k/v (and gate/up) read one input; an fp32 stream under autocast is cast once per reader
+        copies = (f.attention_inputs, f.ffn_inputs) if mixed and rb == 4 else (1, 1)
+        inputs = e * h * sum(copies) + e * i  # the output projection reads sdpa's output, already kept
+    masks = 2 * h * DROPOUT_MASK_BYTES if f.dropout else 0
+    return norms + attention + act + inputs + masks
 
 
 def _quantized_bytes(params: int, rows: int, method: MethodConfig) -> float:
@@ -313,6 +390,21 @@ class _ModelFacts:
     ffn_width: int
     gated: bool
     attn_implementation: str
+    kv_width: int
+    """Width of the keys and values (smaller than hidden under grouped-query attention)."""
+    norms: int
+    """Norm layers of hidden width in one transformer layer."""
+    rms_norm: bool
+    dropout: bool
+    """Hidden-state dropout is on (encoders): every dropout keeps a mask."""
+    relative_attention: bool
+    """DeBERTa's disentangled attention: eager, with position-to-content scores."""
+    decoder: bool
+    attention_inputs: int
+    """Linear layers reading the attention's input (q, k, v: 3; GPT-2's fused c_attn: 1) ..."""
+    ffn_inputs: int
+    """... and the FFN's input (gated: gate and up)."""
+    embedding_params: int
 
 
 @dataclass(frozen=True)
@@ -351,6 +443,13 @@ def _facts_for(name: str, revision: str | None, trust: bool, num_labels: int, st
     ffn = ffn or 4 * hidden
     dtype = getattr(c, "dtype", None)
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    heads = getattr(c, "num_attention_heads", None) or 1
+    head_dim = getattr(c, "head_dim", None) or hidden // heads
+    layer0 = [m for n, m in model.named_modules() if re.search(r"\.(?:layer|layers|h)\.0\.", n)]
+    norms = [m for m in layer0 if "norm" in type(m).__name__.lower() and getattr(m, "weight", None) is not None]
+    dropout = max(float(getattr(c, k, 0.0) or 0.0) for k in ("hidden_dropout_prob", "dropout", "resid_pdrop"))
+    attention_in, ffn_in = (len(family.attention) - 1, len(family.ffn) - 1) if family else (3, 1)
+    embeddings = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
     return _ModelFacts(
         hf_config=hf_config,
         model=model,
@@ -367,6 +466,15 @@ def _facts_for(name: str, revision: str | None, trust: bool, num_labels: int, st
         ffn_width=ffn,
         gated=any(n.endswith("gate_proj") for n in linears),
         attn_implementation=getattr(model.config, "_attn_implementation", None) or "eager",
+        kv_width=(getattr(c, "num_key_value_heads", None) or heads) * head_dim,
+        norms=sum(1 for m in norms if m.weight.numel() == hidden) or 2,
+        rms_norm=any("rms" in type(m).__name__.lower() for m in norms),
+        dropout=dropout > 0,
+        relative_attention=bool(getattr(c, "relative_attention", False)),
+        decoder=bool(family and family.decoder),
+        attention_inputs=attention_in,
+        ffn_inputs=ffn_in,
+        embedding_params=sum(m.weight.numel() for m in embeddings),
     )
 
 
