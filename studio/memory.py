@@ -61,13 +61,14 @@ CUDA_CONTEXT_MB = 760.0
 """The CUDA context and the kernels / cuBLAS workspace loaded by the first steps, outside torch's allocator:
 measured as NVML's process memory minus torch's reserved memory, 758-766 MB in every case on an H100
 (CUDA 13, torch 2.11; 612 MB right after CUDA initialises)."""
-FRAGMENTATION = 0.035
+FRAGMENTATION = 0.04
 """The caching allocator's reserve beyond what it has allocated, as a share of the allocations: 1-6% with
 adapters in the H100 measurements (calibrated) ..."""
-STEP_FRAGMENTATION = 0.4
-"""... plus this share of the foreach AdamW's per-step temporaries, which leave blocks of every parameter's
-size between the activations (full fine-tuning: 5% reserve with the fused AdamW, 8-20% with foreach)."""
-CHECKPOINT_FRAGMENTATION = 0.5
+STEP_FRAGMENTATION = 0.15
+"""... plus, when the foreach AdamW runs, this share of the activations: its per-step temporaries (one per
+parameter) split the cached blocks the next step's activations reuse (full fine-tuning: 4% reserve with the
+fused AdamW, 5-19% with foreach; calibrated)."""
+CHECKPOINT_FRAGMENTATION = 0.7
 """With gradient checkpointing the allocator also keeps this share of one layer's activations reserved
 (7-12% reserve in the measurements, against 1-6% without; calibrated)."""
 IA3_BYTES = 4
@@ -237,7 +238,9 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
     phase = max(phases, key=lambda k: sum(phases[k]))
     grads, activations = phases[phase]
     rest = weights + adapters + grads + states + activations
-    reserve = FRAGMENTATION * rest + STEP_FRAGMENTATION * step_temp
+    reserve = FRAGMENTATION * rest
+    if ad is None and step_temp and phase != "optimizer step":  # (adapters' temporaries are a few MB)
+        reserve += STEP_FRAGMENTATION * activations
     if train.gradient_checkpointing:  # recomputing allocates and frees a layer's tensors once per layer
         reserve += CHECKPOINT_FRAGMENTATION * tokens * layer
     overhead = CUDA_CONTEXT_MB * MB + reserve if cuda else CPU_RUNTIME_MB * MB
@@ -261,10 +264,13 @@ def _layer_bytes(f: _ModelFacts, s: int, e: int, rb: int, mixed: bool, attn: str
     attention = e * (2 * h + 2 * kv)
     if f.relative_attention:
         attention += f.heads * s * DEBERTA_SCORE_BYTES
-    elif attn == "eager":
-        attention += f.heads * s * (2 * e + (DROPOUT_MASK_BYTES if f.dropout else 0))  # softmax (+ dropout)
+    elif attn == "eager":  # the softmax's output (fp32 under autocast), the 16-bit copy the next matmul keeps
+        attention += f.heads * s * ((4 + e if mixed else e) + (DROPOUT_MASK_BYTES if f.dropout else 0))
     fe = rb if quantized else e  # 4-bit layers return their input's dtype: the fp32 stream
-    act = fe * i * (3 if f.gated else 1)
+    if f.composed_gelu:  # x * 0.5 * (1 + tanh(c (x + 0.044715 x^3))) in python ops: pow's fp32 input (autocast
+        act = (12 + fe) * i  # runs pow in fp32), tanh's output, and both factors of the last product
+    else:
+        act = fe * i * (3 if f.gated else 1)
     inputs = 0.0
     if full:  # q/k/v (and gate/up) read one input; an fp32 stream under autocast is cast once per reader
         copies = (f.attention_inputs, f.ffn_inputs) if mixed and rb == 4 else (1, 1)
@@ -292,12 +298,6 @@ def _precision(requested: str, device: Device) -> str:
     if device.kind == "cuda":
         return "bf16" if requested == "auto" else requested
     return "fp32" if requested in ("auto", "fp16") else requested
-
-
-def _compute_bytes(method: MethodConfig, device: Device) -> int:
-    if method.compute_dtype == "auto":
-        return 2 if device.kind == "cuda" else 4
-    return 4 if method.compute_dtype == "float32" else 2
 
 
 def _largest_batch(fits_at: Callable[[int], bool]) -> int | None:
@@ -338,8 +338,9 @@ def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
         notes.append("weights stay in the checkpoint's 16-bit dtype (transformers loads dtype='auto')")
     elif precision != "fp32":
         notes.append("activations include the 16-bit copies autocast makes of the fp32 weights for the backward pass")
-    if train.optimizer.startswith("paged_"):
-        notes.append("paged optimizer: its states can spill to CPU RAM when the GPU is full; counted here")
+    if train.optimizer.startswith("paged_") and device.kind == "cuda":
+        notes.append("paged optimizer: its states live in CUDA unified memory, paged out to CPU RAM when the GPU "
+                     "is full, so they are not counted in the GPU peak")  # fmt: skip
     if device.count > 1:
         notes.append(f"{device.count} GPUs: each holds all of this (data parallel); shown for GPU 0")
     try:
@@ -405,6 +406,8 @@ class _ModelFacts:
     ffn_inputs: int
     """... and the FFN's input (gated: gate and up)."""
     embedding_params: int
+    composed_gelu: bool
+    """The activation is transformers' GELU written in python ops (gelu_new: GPT-2), not a fused kernel."""
 
 
 @dataclass(frozen=True)
@@ -475,6 +478,8 @@ def _facts_for(name: str, revision: str | None, trust: bool, num_labels: int, st
         attention_inputs=attention_in,
         ffn_inputs=ffn_in,
         embedding_params=sum(m.weight.numel() for m in embeddings),
+        composed_gelu=(getattr(c, "hidden_act", None) or getattr(c, "activation_function", None))
+        in ("gelu_new", "gelu_fast"),
     )
 
 

@@ -112,9 +112,38 @@ def test_memory_savers_lower_their_part():
     assert parts(bert(train={"gradient_checkpointing": True}))["activations"] < parts(bert())["activations"]
     full = {"name": "full"}
     adam = parts(bert(method=full))["optimizer"]
-    assert parts(bert(method=full, train={"optimizer": "paged_adamw_8bit"}))["optimizer"] == pytest.approx(adam / 4)
+    # 8-bit states are a quarter of AdamW's, but the Trainer keeps the embeddings' states 32-bit
+    assert adam / 4 < parts(bert(method=full, train={"optimizer": "adamw_bnb_8bit"}))["optimizer"] < adam / 2
+    paged = estimate(bert(method=full, train={"optimizer": "paged_adamw_8bit"}), device=H100)
+    assert paged.parts["optimizer"] == 0 and any("unified memory" in n for n in paged.notes)
     assert parts(bert(method=full, train={"optimizer": "adafactor"}))["optimizer"] < adam / 50
     assert parts(bert(method=full, train={"optimizer": "sgd"}))["optimizer"] == 0
+
+
+def test_the_peak_is_the_largest_phase_of_a_step():
+    # full fine-tuning frees the gradients after each step: the backward pass starts with every activation and
+    # no gradient; with checkpointing the optimizer step (gradients + foreach AdamW's copy) is the peak
+    full = {"name": "full"}
+    e = estimate(bert(method=full), device=H100)
+    assert e.parts["gradients"] == 0 and e.parts["activations"] > 0 and "start of the backward" in e.notes[0]
+    accumulating = estimate(bert(method=full, train={"grad_accum": 2}), device=H100)
+    assert accumulating.parts["gradients"] == pytest.approx(e.parts["weights"])  # the earlier micro-batches'
+    ckpt = estimate(bert(method=full, train={"gradient_checkpointing": True}), device=H100)
+    assert "optimizer step" in ckpt.notes[0] and ckpt.parts["activations"] == 0
+    assert ckpt.parts["gradients"] == pytest.approx(2 * e.parts["weights"])
+    fused = estimate(bert(method=full, train={"gradient_checkpointing": True, "optimizer": "adamw_torch_fused"}),
+                     device=H100)  # fmt: skip
+    assert fused.total_mb < ckpt.total_mb  # no temporary copy
+
+
+def test_composed_gelu_and_eager_attention_keep_more():
+    gpt2 = estimate(RunConfig.from_dict({"model": {"name": "gpt2-xl"}, "method": {"name": "lora"}}), device=H100)
+    gemma = estimate(RunConfig.from_dict({"model": {"name": "gemma-3-1b"}, "method": {"name": "lora"}}), device=H100)
+    assert memory._model_facts(RunConfig.from_dict({"model": {"name": "gpt2-xl"}}).model, 2).composed_gelu
+    assert not memory._model_facts(RunConfig.from_dict({"model": {"name": "gemma-3-1b"}}).model, 2).composed_gelu
+    assert gpt2.parts["activations"] > gemma.parts["activations"]
+    eager = parts(bert(model={"name": "bert-base", "attn_implementation": "eager"}))["activations"]
+    assert eager > 1.3 * parts(bert())["activations"]  # the s x s scores: softmax output, its copy, dropout mask
 
 
 def test_quantization_shrinks_the_weights():
@@ -128,10 +157,12 @@ def test_quantization_shrinks_the_weights():
 
 def test_precision_and_compute_dtype_set_the_activation_size():
     bf16 = parts(bert(train={"precision": "bf16"}))["activations"]
-    assert parts(bert(train={"precision": "fp32"}))["activations"] > 1.5 * bf16
+    assert parts(bert(train={"precision": "fp32"}))["activations"] > 1.3 * bf16  # measured 1.41 on the H100
     qlora32 = bert(method={"name": "qlora", "compute_dtype": "float32"}, train={"precision": "fp32"})
     qlora16 = bert(method={"name": "qlora", "compute_dtype": "bfloat16"}, train={"precision": "fp32"})
-    assert parts(qlora32)["activations"] > parts(qlora16)["activations"]
+    # 4-bit layers keep no input of their own and return their input's dtype: the compute dtype only sets
+    # temporaries, not what the backward pass keeps
+    assert parts(qlora32)["activations"] == parts(qlora16)["activations"]
     cpu = Device(kind="cpu", name="CPU", total_mb=32000, free_mb=16000, count=0)
     e = estimate(bert(train={"precision": "fp16"}), device=cpu)
     assert any("fp16 runs as fp32 on the CPU" in n for n in e.notes)
