@@ -84,7 +84,7 @@ def suggestions(config: RunConfig, num_labels: int = 2, device: Device | None = 
 class ProbeResult:
     measured_mb: float
     measured_kind: str
-    """cuda_allocated (torch's peak) or process_rss (the whole process, on CPU)."""
+    """cuda_device (torch's peak reserve + the CUDA context: what the estimate counts) or process_rss (CPU)."""
     estimate: MemoryEstimate
     seconds: float
     steps: int
@@ -125,7 +125,10 @@ def probe(config: RunConfig, num_labels: int = 2, steps: int = 3) -> ProbeResult
         if result.status != "completed":
             raise StudioError(f"the probe could not train: {result.message}")
         eff = result.summary["efficiency"]
-        measured, kind = float(eff["peak_memory_mb"]), str(eff["peak_memory_kind"])
+        if eff.get("peak_device_mb"):  # what the estimate counts: reserve + CUDA context
+            measured, kind = float(eff["peak_device_mb"]), "cuda_device"
+        else:
+            measured, kind = float(eff["peak_memory_mb"]), str(eff["peak_memory_kind"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ratio = measured / est.total_mb if est.total_mb else 1.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,20 @@ def usage() -> dict[str, Any]:
         with contextlib.suppress(nvml.NVMLError):
             out["gpu"] = [_gpu_usage(nvml, i) for i in range(nvml.nvmlDeviceGetCount())]
     return out
+
+
+def process_gpu_mb(index: int = 0) -> float | None:
+    """This process's memory on GPU `index` as the driver counts it (nvidia-smi): CUDA context and kernels
+    included. None where NVML cannot see the process (no driver; some containers hide PIDs)."""
+    nvml = _nvml()
+    if nvml is None:
+        return None
+    with contextlib.suppress(nvml.NVMLError):
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if p.pid == os.getpid() and p.usedGpuMemory:
+                return p.usedGpuMemory / 2**20
+    return None
 
 
 def _gpu_usage(nvml: Any, index: int) -> dict[str, Any]:

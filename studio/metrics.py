@@ -69,14 +69,27 @@ class PeakMemory:
         self._proc = psutil.Process(os.getpid())
         self._lock = threading.Lock()
         self.peak_rss = 0
+        self.context_mb: float | None = None
+        """The largest NVML-counted memory beyond torch's reserve seen: CUDA context and kernels."""
         if self._cuda:
             torch.cuda.reset_peak_memory_stats()
         self.sample()
 
     def sample(self) -> None:
         rss = self._proc.memory_info().rss
+        context = None
+        if self._cuda:
+            import torch
+
+            from studio.hardware import process_gpu_mb
+
+            device_mb = process_gpu_mb(torch.cuda.current_device())
+            if device_mb is not None:
+                context = device_mb - torch.cuda.memory_reserved() / 2**20
         with self._lock:
             self.peak_rss = max(self.peak_rss, rss)
+            if context is not None:
+                self.context_mb = max(self.context_mb or 0.0, context)
 
     def result(self) -> dict[str, Any]:
         import torch
@@ -87,6 +100,12 @@ class PeakMemory:
             out["peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             out["peak_reserved_mb"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
             out["peak_memory_mb"], out["peak_memory_kind"] = out["peak_allocated_mb"], "cuda_allocated"
+            # what must fit on the device (nvidia-smi's figure): the allocator's reserve plus the CUDA context,
+            # measured by NVML where it sees this process, else the studio's measured constant
+            from studio.memory import CUDA_CONTEXT_MB
+
+            context = self.context_mb if self.context_mb is not None else CUDA_CONTEXT_MB
+            out["peak_device_mb"] = round(out["peak_reserved_mb"] + context, 1)
         else:
             out["peak_memory_mb"], out["peak_memory_kind"] = out["peak_rss_mb"], "process_rss"
         return out

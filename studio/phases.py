@@ -298,12 +298,14 @@ def _memory_record(config: RunConfig, num_labels: int, efficiency: dict[str, Any
         e = estimate(config, num_labels)
     except Exception as err:  # an estimate must never fail a finished run; say why it is missing
         return {"estimate_error": str(err)[:300]}
-    measured = efficiency.get("peak_memory_mb")
+    # the estimate counts what must fit on the device: compare it with that, where the run measured it
+    device = efficiency.get("peak_device_mb")
+    measured = device or efficiency.get("peak_memory_mb")
     return {
         "estimate_mb": round(e.total_mb, 1),
         "estimate_parts": {k: round(v, 1) for k, v in e.parts.items()},
         "measured_mb": measured,
-        "measured_kind": efficiency.get("peak_memory_kind"),
+        "measured_kind": "cuda_device" if device else efficiency.get("peak_memory_kind"),
         "error_pct": round(100 * (e.total_mb - measured) / measured, 2) if measured else None,
         "device": e.device.name,
     }

@@ -39,3 +39,22 @@ def test_peak_memory_reports_process_rss_on_cpu():
     meter.sample()
     result = meter.result()
     assert result["peak_memory_kind"] == "process_rss" and result["peak_memory_mb"] > 64
+
+
+@pytest.mark.parametrize(("nvml_mb", "context_mb"), [(1700.0, 700.0), (None, 760.0)])
+def test_peak_on_a_gpu_counts_the_reserve_and_the_cuda_context(monkeypatch, nvml_mb, context_mb):
+    # The estimate is validated against what must fit on the device: torch's peak reserve plus the context
+    # NVML sees beyond it (or the measured constant where NVML cannot see the process).
+    import torch
+
+    from studio import hardware
+
+    mib = 2**20
+    for name, value in {"is_available": True, "reset_peak_memory_stats": None, "current_device": 0,
+                        "memory_reserved": 1000 * mib, "max_memory_allocated": 800 * mib,
+                        "max_memory_reserved": 1100 * mib}.items():  # fmt: skip
+        monkeypatch.setattr(torch.cuda, name, lambda *a, v=value: v)
+    monkeypatch.setattr(hardware, "process_gpu_mb", lambda index=0: nvml_mb)
+    out = PeakMemory().result()
+    assert (out["peak_memory_mb"], out["peak_memory_kind"]) == (800.0, "cuda_allocated")
+    assert out["peak_reserved_mb"] == 1100.0 and out["peak_device_mb"] == 1100.0 + context_mb
