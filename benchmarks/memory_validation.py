@@ -179,7 +179,8 @@ def label(case: dict) -> str:
     extras = [f"{k} {case[k]}" for k in ("optimizer", "placement", "r", "bits", "attn", "precision", "grad_accum")
               if k in case]  # fmt: skip
     ckpt = ", checkpointing" if case["ckpt"] else ""
-    return f"{case['model']} {case['method']}, {case['batch']} x {case['seq']}{ckpt}" + "".join(f", {x}" for x in extras)
+    head = f"{case['model']} {case['method']}, {case['batch']} x {case['seq']}{ckpt}"
+    return head + "".join(f", {x}" for x in extras)
 
 
 def recompute(path: Path = RESULTS) -> list[dict]:
