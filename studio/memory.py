@@ -460,7 +460,7 @@ def _facts_for(name: str, revision: str | None, trust: bool, num_labels: int, st
         new_modules=_new_modules(model, source),
         num_labels=num_labels,
         total_params=sum(p.numel() for p in model.parameters()),
-        weight_bytes=2 if dtype in (torch.float16, torch.bfloat16) else 4,
+        weight_bytes=2 if dtype == torch.bfloat16 else 4,  # fp16 checkpoints train in fp32 (models.py)
         matmul_params=sum(m.weight.numel() for m in linears.values()),
         quantized=_quantized_layers(model, family, linears),
         hidden=hidden,

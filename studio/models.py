@@ -261,6 +261,11 @@ def _load_classifier(
     except (OSError, ValueError) as e:
         reason = str(e).strip().splitlines()[0][:300]
         raise ModelError(f"model.name: could not load '{mcfg.name}' for classification: {reason}") from None
+    if not quantize and model.dtype == torch.float16:
+        # transformers loads a checkpoint in its stored dtype. Weights stored in fp16 cannot be trained as they
+        # are: AdamW's updates and eps underflow and the loss turns NaN within steps (seen with MiniLM saved in
+        # fp16 on an H100). Train them in fp32; autocast still computes in 16 bit. bf16 keeps its range: kept.
+        model = model.float()
     new_modules = sorted({k.rsplit(".", 1)[0] for k in info.get("missing_keys", ())})
     return model, new_modules
 

@@ -214,3 +214,22 @@ def test_same_config_same_result_whatever_the_process_did_before(tiny_model_dir,
     second = Run(config, registry).execute()
     a, b = (pd.read_parquet(registry.run_dir(r.run_id) / "predictions.parquet") for r in (first, second))
     np.testing.assert_array_equal(np.stack(a["probs"].to_numpy()), np.stack(b["probs"].to_numpy()))
+
+
+def test_a_checkpoint_stored_in_fp16_trains_in_fp32(tmp_path, runs_dir):
+    # Hub checkpoints are often saved in fp16; trained as stored, AdamW underflows and the loss turns NaN.
+    import torch
+    from safetensors.torch import load_file, save_file
+    from tiny import make_tiny_model
+
+    folder = make_tiny_model("bert", tmp_path / "fp16")
+    weights = folder / "model.safetensors"
+    save_file({k: v.half() for k, v in load_file(weights).items()}, weights, metadata={"format": "pt"})
+    registry = Registry(runs_dir)
+    result = Run(tiny_config(folder, "full", max_steps=4), registry).execute()
+    assert result.status == "completed", result.message
+    losses = [e["loss"] for e in events_of(registry, result.run_id) if e["kind"] == "log" and "loss" in e]
+    assert losses and all(np.isfinite(losses))
+    from studio.models import build_model
+
+    assert build_model(tiny_config(folder, "full"), ["a", "b"]).model.dtype == torch.float32
