@@ -131,11 +131,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from studio.registry import Registry
-    from studio.sweep import Grid, Sweep
+    from studio.sweep import Sweep
 
-    grid = Grid.from_yaml(args.grid)
-    if args.set:
-        grid.base = grid.base.with_overrides(args.set)
+    grid = _grid(args)
     points = grid.points()
     if args.dry_run:
         from studio.memory import estimate
@@ -172,10 +170,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return EXIT_FAILED if state.failed else 0
 
 
+def _grid(args: argparse.Namespace) -> Any:
+    """The grid named on the command line, with its --set overrides on the base (sweep and report agree)."""
+    from studio.sweep import Grid
+
+    grid = Grid.from_yaml(args.grid)
+    if args.set:
+        grid.base = grid.base.with_overrides(args.set)
+    return grid
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from studio.registry import Registry
     from studio.report import write_report
-    from studio.sweep import Grid
 
     registry = Registry(args.runs_dir)
     if args.runs:
@@ -183,7 +190,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         if not args.grid:
             raise StudioError("name a grid (e.g. imdb_peft_ablation) or pass --runs RUN_ID ...")
-        paths = write_report(registry, args.out, grid=Grid.from_yaml(args.grid))
+        paths = write_report(registry, args.out, grid=_grid(args))
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0
@@ -322,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("grid", nargs="?", help="grid file or name from presets/grids/")
     p.add_argument("--runs", nargs="+", metavar="RUN_ID", help="report these runs instead of a grid")
     p.add_argument("--out", default="report", help="output folder (default ./report)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="the overrides the grid was swept with")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("runs", help="list runs")

@@ -150,6 +150,13 @@ def test_cli_sweep_runs_a_grid_file(tiny_model_dir, tmp_path, capsys):
     assert "run 2/2: seed=2" in out and "2 run, 0 skipped" in out
     assert main(["--runs-dir", str(tmp_path / "runs"), "sweep", str(path)]) == 0
     assert "0 run, 2 skipped" in capsys.readouterr().out
+    # a grid swept with overrides (e.g. a local weights folder on a GPU box) is reported with the same ones
+    runs = ["--runs-dir", str(tmp_path / "runs")]
+    assert main([*runs, "sweep", str(path), "--set", "train.learning_rate=0.002"]) == 0
+    assert "2 run, 0 skipped" in capsys.readouterr().out
+    out = tmp_path / "report"
+    assert main([*runs, "report", str(path), "--set", "train.learning_rate=0.002", "--out", str(out)]) == 0
+    assert len((out / "runs.csv").read_text().splitlines()) == 1 + 2  # of the 4 runs, the 2 with the override
 
 
 def test_report_and_study_plots_from_a_tiny_grid(tiny_model_dir, runs_dir, tmp_path):
