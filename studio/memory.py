@@ -129,7 +129,7 @@ def estimate(config: RunConfig, num_labels: int = 2, device: Device | None = Non
     usable = device.free_mb * SAFETY_MARGIN
 
     def fits_at(batch: int) -> bool:
-        return sum(_breakdown(facts, ad, config, device, batch).values()) <= usable
+        return sum(_peak(facts, ad, config, device, batch)[0].values()) / MB <= usable
 
     if ad is None:
         trainable = total_params = facts.total_params
@@ -158,13 +158,9 @@ PHASE_NOTES = {
 
 
 # ---- the formula ---------------------------------------------------------------------------------------
-def _breakdown(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: Device, batch: int) -> dict:
-    """MB per part at the peak, for `batch` sequences per device (everything else from `config`)."""
-    return {k: v / MB for k, v in _peak(f, ad, config, device, batch)[0].items()}
-
-
 def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: Device, batch: int) -> tuple:
-    """(bytes per part, phase): the largest of what training holds in each phase of a step.
+    """(bytes per part, phase) for `batch` sequences per device (everything else from `config`): the largest
+    of what training holds in each phase of a step.
 
     Phases: the start of the backward pass (the forward's activations all held), the end of it (gradients
     complete, one layer's activations), the optimizer step (gradients + the optimizer's temporaries) and
@@ -259,9 +255,9 @@ def _layer_bytes(f: _ModelFacts, s: int, e: int, rb: int, mixed: bool, attn: str
     norms = f.norms * h * (4 if mixed or rb == 4 or f.rms_norm else rb)
     if full and f.rms_norm:
         norms += f.norms * h * rb  # RMSNorm's weight multiplies apart: its gradient needs the normalised input
-    # padded batches carry a mask, and with a mask transformers repeats GQA's k/v to full width for sdpa
-    kv = h if f.decoder else f.kv_width
-    attention = e * (2 * h + 2 * kv)
+    # q, k, v and the output at full width: padded batches carry a mask, and with a mask transformers repeats
+    # GQA's smaller k/v to full width for sdpa (the measured Llama / Qwen peaks confirm it)
+    attention = e * 4 * h
     if f.relative_attention:
         attention += f.heads * s * DEBERTA_SCORE_BYTES
     elif attn == "eager":  # the softmax's output (fp32 under autocast), the 16-bit copy the next matmul keeps
@@ -391,8 +387,6 @@ class _ModelFacts:
     ffn_width: int
     gated: bool
     attn_implementation: str
-    kv_width: int
-    """Width of the keys and values (smaller than hidden under grouped-query attention)."""
     norms: int
     """Norm layers of hidden width in one transformer layer."""
     rms_norm: bool
@@ -446,8 +440,6 @@ def _facts_for(name: str, revision: str | None, trust: bool, num_labels: int, st
     ffn = ffn or 4 * hidden
     dtype = getattr(c, "dtype", None)
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    heads = getattr(c, "num_attention_heads", None) or 1
-    head_dim = getattr(c, "head_dim", None) or hidden // heads
     layer0 = [m for n, m in model.named_modules() if re.search(r"\.(?:layer|layers|h)\.0\.", n)]
     norms = [m for m in layer0 if "norm" in type(m).__name__.lower() and getattr(m, "weight", None) is not None]
     dropout = max(float(getattr(c, k, 0.0) or 0.0) for k in ("hidden_dropout_prob", "dropout", "resid_pdrop"))
@@ -469,7 +461,6 @@ def _facts_for(name: str, revision: str | None, trust: bool, num_labels: int, st
         ffn_width=ffn,
         gated=any(n.endswith("gate_proj") for n in linears),
         attn_implementation=getattr(model.config, "_attn_implementation", None) or "eager",
-        kv_width=(getattr(c, "num_key_value_heads", None) or heads) * head_dim,
         norms=sum(1 for m in norms if m.weight.numel() == hidden) or 2,
         rms_norm=any("rms" in type(m).__name__.lower() for m in norms),
         dropout=dropout > 0,
