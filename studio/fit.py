@@ -104,6 +104,7 @@ def probe(config: RunConfig, num_labels: int = 2, steps: int = 3) -> ProbeResult
     Raises:
         StudioError: the config cannot be built or the probe run failed (its message says why, e.g. OOM).
     """
+    from studio.metrics import estimated_peak
     from studio.registry import Registry
     from studio.training import Run
 
@@ -124,11 +125,8 @@ def probe(config: RunConfig, num_labels: int = 2, steps: int = 3) -> ProbeResult
         result = Run(probe_config, Registry(work / "runs")).execute()
         if result.status != "completed":
             raise StudioError(f"the probe could not train: {result.message}")
-        eff = result.summary["efficiency"]
-        if eff.get("peak_device_mb"):  # what the estimate counts: reserve + CUDA context
-            measured, kind = float(eff["peak_device_mb"]), "cuda_device"
-        else:
-            measured, kind = float(eff["peak_memory_mb"]), str(eff["peak_memory_kind"])
+        peak, kind = estimated_peak(result.summary["efficiency"])
+        measured, kind = float(peak), str(kind)  # a completed run always measured its peak
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ratio = measured / est.total_mb if est.total_mb else 1.0

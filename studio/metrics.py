@@ -55,6 +55,15 @@ def full_report(labels: np.ndarray, logits: np.ndarray, label_names: list[str]) 
     }
 
 
+def estimated_peak(efficiency: dict[str, Any]) -> tuple[float | None, str | None]:
+    """(MB, kind) of a run's measured peak in the terms the memory estimate counts: the device figure
+    (reserve + CUDA context) on a GPU, else the peak the run reported (process RSS on CPU)."""
+    if efficiency.get("peak_device_mb"):
+        return float(efficiency["peak_device_mb"]), "cuda_device"
+    measured = efficiency.get("peak_memory_mb")
+    return (float(measured) if measured else None), efficiency.get("peak_memory_kind")
+
+
 class PeakMemory:
     """Peak memory of training: CUDA's own counter on a GPU, else the process RSS sampled on each step.
 
@@ -69,27 +78,14 @@ class PeakMemory:
         self._proc = psutil.Process(os.getpid())
         self._lock = threading.Lock()
         self.peak_rss = 0
-        self.context_mb: float | None = None
-        """The largest NVML-counted memory beyond torch's reserve seen: CUDA context and kernels."""
         if self._cuda:
             torch.cuda.reset_peak_memory_stats()
         self.sample()
 
     def sample(self) -> None:
         rss = self._proc.memory_info().rss
-        context = None
-        if self._cuda:
-            import torch
-
-            from studio.hardware import process_gpu_mb
-
-            device_mb = process_gpu_mb(torch.cuda.current_device())
-            if device_mb is not None:
-                context = device_mb - torch.cuda.memory_reserved() / 2**20
         with self._lock:
             self.peak_rss = max(self.peak_rss, rss)
-            if context is not None:
-                self.context_mb = max(self.context_mb or 0.0, context)
 
     def result(self) -> dict[str, Any]:
         import torch
@@ -100,11 +96,14 @@ class PeakMemory:
             out["peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             out["peak_reserved_mb"] = round(torch.cuda.max_memory_reserved() / 2**20, 1)
             out["peak_memory_mb"], out["peak_memory_kind"] = out["peak_allocated_mb"], "cuda_allocated"
-            # what must fit on the device (nvidia-smi's figure): the allocator's reserve plus the CUDA context,
-            # measured by NVML where it sees this process, else the studio's measured constant
+            # what must fit on the device (nvidia-smi's figure): the allocator's reserve plus the CUDA context.
+            # NVML counts the context as this process's memory beyond torch's reserve, read once at the end
+            # (the context only grows as kernels load); where NVML cannot see the process, the measured constant.
+            from studio.hardware import process_gpu_mb
             from studio.memory import CUDA_CONTEXT_MB
 
-            context = self.context_mb if self.context_mb is not None else CUDA_CONTEXT_MB
+            device_mb = process_gpu_mb(torch.cuda.current_device())
+            context = CUDA_CONTEXT_MB if device_mb is None else device_mb - torch.cuda.memory_reserved() / 2**20
             out["peak_device_mb"] = round(out["peak_reserved_mb"] + context, 1)
         else:
             out["peak_memory_mb"], out["peak_memory_kind"] = out["peak_rss_mb"], "process_rss"

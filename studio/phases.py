@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 
 from studio.config import RunConfig
 from studio.errors import StudioError
-from studio.metrics import PeakMemory, full_report, make_compute_metrics
+from studio.metrics import PeakMemory, estimated_peak, full_report, make_compute_metrics
 
 if TYPE_CHECKING:
     from studio.training import Run
@@ -298,14 +298,12 @@ def _memory_record(config: RunConfig, num_labels: int, efficiency: dict[str, Any
         e = estimate(config, num_labels)
     except Exception as err:  # an estimate must never fail a finished run; say why it is missing
         return {"estimate_error": str(err)[:300]}
-    # the estimate counts what must fit on the device: compare it with that, where the run measured it
-    device = efficiency.get("peak_device_mb")
-    measured = device or efficiency.get("peak_memory_mb")
+    measured, kind = estimated_peak(efficiency)
     return {
         "estimate_mb": round(e.total_mb, 1),
         "estimate_parts": {k: round(v, 1) for k, v in e.parts.items()},
         "measured_mb": measured,
-        "measured_kind": "cuda_device" if device else efficiency.get("peak_memory_kind"),
+        "measured_kind": kind,
         "error_pct": round(100 * (e.total_mb - measured) / measured, 2) if measured else None,
         "device": e.device.name,
     }
