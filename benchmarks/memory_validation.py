@@ -133,26 +133,9 @@ def measured_mb(row: dict) -> float | None:
     return float(row["nvml_peak_mb"]) - float(row.get("baseline_allocated_mb") or 0.0)
 
 
-def nvml_process_mb() -> float | None:
-    """This process's GPU memory as the driver sees it (nvidia-smi): context + everything torch reserved."""
-    import os
-
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
-            if p.pid == os.getpid() and p.usedGpuMemory:
-                return p.usedGpuMemory / 2**20
-    except Exception:
-        return None
-    return None
-
-
 class NvmlPeak:
-    """The largest `nvml_process_mb` seen while a case runs, sampled every 20 ms in a thread (NVML has no
-    peak counter of its own)."""
+    """The largest `process_gpu_mb` (this process's GPU memory as nvidia-smi sees it: context + everything torch
+    reserved) seen while a case runs, sampled every 20 ms in a thread (NVML has no peak counter of its own)."""
 
     def __init__(self) -> None:
         import threading
@@ -163,8 +146,10 @@ class NvmlPeak:
         self._thread.start()
 
     def _loop(self) -> None:
+        from studio.hardware import process_gpu_mb
+
         while not self._stop.wait(0.02):
-            self.peak = max(self.peak, nvml_process_mb() or 0.0)
+            self.peak = max(self.peak, process_gpu_mb() or 0.0)
 
     def stop(self) -> float | None:
         self._stop.set()
@@ -237,7 +222,7 @@ def main() -> int:
     import torch
     import transformers
 
-    from studio.hardware import detect
+    from studio.hardware import detect, process_gpu_mb
     from studio.memory import estimate
     from studio.registry import Registry
     from studio.training import Run
@@ -264,7 +249,7 @@ def main() -> int:
 
     torch.zeros(1, device="cuda")
     torch.cuda.synchronize()
-    env["context_mb_at_start"] = nvml_process_mb()  # the CUDA context alone, before any kernel library loads
+    env["context_mb_at_start"] = process_gpu_mb()  # the CUDA context alone, before any kernel library loads
     (out / "environment.json").write_text(json.dumps(env, indent=2))
     rows = []
     fields = ["case", "model", "method", "bits", "batch", "seq", "ckpt", "optimizer", "placement", "r", "attn",
@@ -291,7 +276,7 @@ def main() -> int:
                 row["nvml_peak_mb"] = sampler.stop()
             eff = result.summary.get("efficiency", {})
             row.update(status=result.status, measured_allocated_mb=eff.get("peak_allocated_mb"),
-                       measured_reserved_mb=eff.get("peak_reserved_mb"), nvml_after_mb=nvml_process_mb(),
+                       measured_reserved_mb=eff.get("peak_reserved_mb"), nvml_after_mb=process_gpu_mb(),
                        error="" if result.status == "completed" else result.message[:300])  # fmt: skip
             measured = measured_mb(row)
             if measured:
