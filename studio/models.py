@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from studio import gguf
 from studio.architectures import Family, family_for, model_choice, supported_model_types
 from studio.config import MethodConfig, ModelConfig, RunConfig
 from studio.errors import ModelError
@@ -40,16 +41,22 @@ class ModelBundle:
 
 # ---- names and sources ---------------------------------------------------------------------------------
 def resolve_source(cfg: ModelConfig) -> str:
-    """Alias -> folder or Hub id; a local folder must hold a config.json."""
+    """Alias -> folder or Hub id; a local folder must hold a config.json; a GGUF file becomes a cached folder."""
     choice = model_choice(cfg.name)
     if choice is not None:
         if choice.source.startswith("pypi:"):
             return _pypi_model_path(choice.source.removeprefix("pypi:"), choice.alias)
+        if choice.source.startswith("gguf:"):
+            return str(gguf.exported_folder(gguf.package_file(choice.source.removeprefix("gguf:"), choice.alias)))
         return choice.source
     path = Path(cfg.name).expanduser()
     if path.exists():
+        if path.is_file() and path.suffix == ".gguf":
+            return str(gguf.exported_folder(path))
         if not path.is_dir():
-            raise ModelError(f"model.name: {path} is a file; point it at a model folder (with config.json)")
+            raise ModelError(
+                f"model.name: {path} is a file; point it at a model folder (with config.json) or a .gguf file"
+            )
         if not (path / "config.json").is_file():
             raise ModelError(
                 f"model.name: the folder {path} has no config.json; point it at a folder saved with "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import importlib.metadata
 import importlib.util
+import os
 import platform
 import shutil
 import time
@@ -330,6 +331,8 @@ def reproducibility(config: RunConfig, data_fingerprint: str, run_dir: Path) -> 
         device = {"kind": "cuda", "name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count()}
     else:
         device = {"kind": "cpu", "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:  # pinned (e.g. one run per GPU in a grid)
+        device["visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
     return {
         "config_hash": config.config_hash(),
         "seed": config.seed,

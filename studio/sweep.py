@@ -17,15 +17,27 @@ Every combination of the axes is one *point*, in the order the axes are written 
 fastest). A point's identity is its config hash, so a grid resumes by skipping points whose config already
 has a completed run in the registry, whatever the order or the grid's name. One failed run is recorded as
 failed and the grid goes on; `stop()` stops the current run and the grid.
+
+Where runs go (`slots`): by default one run at a time in this process (the UI's background thread). With
+several GPUs, or `workers` > 1, each run is a separate process (`python -m studio train`) pinned to one GPU
+with CUDA_VISIBLE_DEVICES, one per slot; every process writes to the same registry (SQLite in WAL mode,
+one folder per run), so the grid's bookkeeping is the registry's, as for a single process.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
+import queue
+import signal
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,13 +135,43 @@ def _dump(value: Any) -> str:
 
 
 # ---- running -------------------------------------------------------------------------------------------
+def device_slots(gpus: str = "auto", workers: int = 1) -> list[str | None] | None:
+    """Where a grid's runs go: None = one at a time in this process; else one entry per concurrent run,
+    the CUDA_VISIBLE_DEVICES value of its process (None: not pinned, e.g. on a CPU-only machine).
+
+    gpus: "auto" (every GPU NVML sees), "none", or a comma list of indices ("0,1"). workers: concurrent runs
+    per GPU (more than one pays for small models, whose steps leave most of a large GPU idle).
+    """
+    if workers < 1:
+        raise ConfigError("workers", f"must be at least 1 (got {workers})")
+    if gpus == "auto":
+        from studio.hardware import detect
+
+        device = detect()
+        ids = [str(i) for i in range(device.count)] if device.kind == "cuda" else []
+    elif gpus in ("", "none"):
+        ids = []
+    else:
+        ids = [g.strip() for g in gpus.split(",") if g.strip()]
+        if not all(g.isdigit() for g in ids):
+            raise ConfigError("gpus", f"takes GPU indices like 0,1 (or auto / none), got {gpus!r}")
+    if len(ids) <= 1 and workers == 1:
+        return None
+    # Interleaved (0, 1, 0, 1, ...): the first runs of a grid spread over the GPUs before doubling up.
+    return [g for _ in range(workers) for g in ids] if ids else [None] * workers
+
+
 @dataclass
 class SweepState:
     total: int
+    slots: int = 1
+    """Runs that train at once."""
     done: int = 0
     skipped: int = 0
     failed: int = 0
     current: Point | None = None
+    """The point started last (one of `running` when several train at once)."""
+    running: dict[int, Point] = field(default_factory=dict)
     run_ids: dict[int, str] = field(default_factory=dict)
     """point index -> run id (completed earlier, or run now)."""
     seconds: list[float] = field(default_factory=list)
@@ -138,19 +180,24 @@ class SweepState:
     @property
     def eta(self) -> float | None:
         left = self.total - self.done - self.skipped - self.failed
-        return statistics.mean(self.seconds) * left if self.seconds else None
+        return statistics.mean(self.seconds) * left / self.slots if self.seconds else None
 
 
 class Sweep:
-    """Runs a grid's points one after another (in this thread with `execute`, or in the background)."""
+    """Runs a grid's points (in this thread with `execute`, or in the background with `start`): one after
+    another in this process, or `slots` at a time in separate processes (see `device_slots`)."""
 
-    def __init__(self, grid: Grid, registry: Registry, on_event: Callable[[str, dict], None] | None = None):
+    def __init__(self, grid: Grid, registry: Registry, on_event: Callable[[str, dict], None] | None = None,
+                 slots: list[str | None] | None = None):  # fmt: skip
         self.grid, self.registry = grid, registry
         self.points = grid.points()
-        self.state = SweepState(total=len(self.points))
+        self.slots = slots
+        self.state = SweepState(total=len(self.points), slots=len(slots) if slots else 1)
         self.on_event = on_event or (lambda kind, data: None)
         self._stop = threading.Event()
         self._run: Any = None
+        self._procs: dict[int, subprocess.Popen] = {}
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def start(self) -> Sweep:
@@ -162,6 +209,10 @@ class Sweep:
         self._stop.set()
         if self._run is not None:
             self._run.stop()
+        with self._lock:
+            for proc in self._procs.values():  # the CLI's Ctrl-C: the run evaluates and saves, then exits
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
 
     def wait(self, timeout: float | None = None) -> SweepState:
         if self._thread is not None:
@@ -179,35 +230,107 @@ class Sweep:
         from studio.training import Run
 
         completed = {r.config_hash: r.id for r in self.registry.list(status="completed")}
+        pending = []
         for point in self.points:
-            if self._stop.is_set():
-                break
             done_before = completed.get(point.config.config_hash())
             if done_before:  # resume: this exact config already has a completed run
                 self.state.skipped += 1
                 self.state.run_ids[point.index] = done_before
                 self.on_event("skipped", {"point": point.key, "run_id": done_before})
-                continue
-            self.state.current = point
-            self.on_event("start", {"point": point.key, "index": point.index, "total": self.state.total})
+            else:
+                pending.append(point)
+        if self.slots:
+            self._execute_in_processes(pending, self.slots)
+            return
+        for point in pending:
+            if self._stop.is_set():
+                break
+            self._begin(point)
             t0 = time.time()
             self._run = Run(dataclasses.replace(point.config, description=point.key), self.registry)
             result = self._run.execute()
-            self.state.seconds.append(time.time() - t0)
-            if result.run_id:
-                self.state.run_ids[point.index] = result.run_id
-            if result.status == "failed":
+            self._end(point, time.time() - t0, result.status, result.message, result.run_id)
+
+    def _begin(self, point: Point) -> None:
+        with self._lock:
+            self.state.current = point
+            self.state.running[point.index] = point
+        self.on_event("start", {"point": point.key, "index": point.index, "total": self.state.total})
+
+    def _end(self, point: Point, seconds: float, status: str, message: str | None, run_id: str | None) -> None:
+        with self._lock:
+            self.state.running.pop(point.index, None)
+            self.state.seconds.append(seconds)
+            if run_id:
+                self.state.run_ids[point.index] = run_id
+            if status == "failed":
                 self.state.failed += 1
-            else:
+            elif status != "stopped" or run_id:  # a run stopped before it had a folder trained nothing
                 self.state.done += 1
-            self.on_event("end", {"point": point.key, "status": result.status, "message": result.message,
-                                  "run_id": result.run_id})  # fmt: skip
+        self.on_event("end", {"point": point.key, "status": status, "message": message, "run_id": run_id})
+
+    # ---- one process per run -------------------------------------------------------------------------
+    def _execute_in_processes(self, pending: list[Point], slots: list[str | None]) -> None:
+        free: queue.Queue[str | None] = queue.Queue()
+        for slot in slots:
+            free.put(slot)
+        with tempfile.TemporaryDirectory(prefix="studio-sweep-") as configs, ThreadPoolExecutor(len(slots)) as pool:
+            for point in pending:
+                slot = free.get()  # waits for a run to end
+                if self._stop.is_set():
+                    break
+                pool.submit(self._run_process, point, slot, Path(configs), free)
+
+    def _run_process(self, point: Point, slot: str | None, configs: Path, free: queue.Queue) -> None:
+        """Train one point as `python -m studio train` (pinned to GPU `slot`), then give the slot back."""
+        t0 = time.time()
+        try:
+            config = dataclasses.replace(point.config, description=point.key)
+            path = configs / f"point-{point.index}.yaml"
+            config.to_yaml(path)
+            env = dict(os.environ)
+            if slot is not None:
+                env["CUDA_VISIBLE_DEVICES"] = slot
+            command = [sys.executable, "-m", "studio", "--runs-dir", str(self.registry.runs_dir), "train",
+                       str(path), "--quiet"]  # fmt: skip
+            with open(configs / f"point-{point.index}.log", "w+", encoding="utf-8") as log:
+                with self._lock:  # registered before `start` is announced: a stop() then reaches it
+                    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=_PROJECT)
+                    self._procs[point.index] = proc
+                self._begin(point)
+                code = proc.wait()
+                log.seek(0)
+                tail = log.read()[-4000:]
+            with self._lock:
+                self._procs.pop(point.index, None)
+            record = self._record_since(config, t0)
+            if record is not None:
+                self._end(point, time.time() - t0, record.status, record.message, record.id)
+            elif self._stop.is_set():  # stopped while the process was still starting up
+                self._end(point, time.time() - t0, "stopped", "the grid was stopped before this run trained", None)
+            else:  # failed before the run had a folder (bad input): the process said why
+                lines = [ln for ln in tail.splitlines() if ln.startswith("error:")] or tail.splitlines()[-1:]
+                self._end(point, time.time() - t0, "failed", (lines or [f"exit code {code}"])[-1], None)
+        except Exception as e:  # noqa: BLE001 - one point's trouble (e.g. a full disk) must not end the grid
+            self._end(point, time.time() - t0, "failed", f"{type(e).__name__}: {e}", None)
+        finally:
+            free.put(slot)
+
+    def _record_since(self, config: RunConfig, t0: float) -> RunRecord | None:
+        """The run the process created for `config` (the newest with its hash, created after `t0`)."""
+        target = config.config_hash()
+        return next((r for r in self.registry.list() if r.config_hash == target and r.created >= t0 - 1), None)
 
     @property
     def current_run(self) -> Any:
-        """The `Run` training now, if any (its id appears once data and model are loaded)."""
+        """The in-process `Run` training now, if any (its id appears once data and model are loaded); None
+        when runs train in their own processes."""
         run = self._run
         return run if run is not None and self.state.current is not None else None
+
+
+_PROJECT = Path(__file__).resolve().parent.parent
+"""Where `python -m studio` finds this package (the child processes' working directory)."""
 
 
 # ---- aggregation ---------------------------------------------------------------------------------------

@@ -193,3 +193,43 @@ def test_heatmap_cells_are_the_means():
     assert fig.data[0].z[0][1] == pytest.approx(0.5 + 0.16) and fig.data[0].y == ("2", "4")
     assert "±1.0%" in fig.data[0].text[0][0]
     assert study_plots.accuracy_heatmap([], "x", "y").layout.annotations  # empty: a message, no error
+
+
+# ---- one process per run (several GPUs, or several runs at a time) ---------------------------------------
+def test_device_slots_spread_runs_over_gpus_and_name_bad_input(monkeypatch):
+    from studio import hardware
+    from studio.sweep import device_slots
+
+    assert device_slots("0,1") == ["0", "1"]
+    assert device_slots("0,1", workers=2) == ["0", "1", "0", "1"]  # the GPUs fill before doubling up
+    assert device_slots("none") is None and device_slots("none", workers=2) == [None, None]
+    assert device_slots("3") is None  # one GPU, one run at a time: in this process
+    monkeypatch.setattr(hardware, "detect", lambda: hardware.Device("cuda", "H200", 141_000, 140_000, count=2))
+    assert device_slots("auto") == ["0", "1"]  # several GPUs: one run per GPU without being asked
+    with pytest.raises(ConfigError, match="gpus: takes GPU indices"):
+        device_slots("first,second")
+    with pytest.raises(ConfigError, match="workers: must be at least 1"):
+        device_slots("auto", workers=0)
+
+
+def test_runs_in_separate_processes_at_once_with_a_failure_and_resume(tiny_model_dir, runs_dir):
+    registry = Registry(runs_dir)
+    grid = tiny_grid(tiny_model_dir("bert"), **{"data.text_column": ["review", "body"], "seed": [1, 2]})
+    events = []
+    t0 = time.time()
+    state = Sweep(grid, registry, slots=["0", "1"], on_event=lambda kind, data: events.append((kind, data))).execute()
+    ends = [data for kind, data in events if kind == "end"]
+    print(f"4-run tiny grid, 2 processes at a time on CPU: {time.time() - t0:.1f} s")
+    assert (state.done, state.failed, state.finished, state.running) == (2, 2, True, {})
+    runs = registry.list()
+    assert sorted(r.status for r in runs) == ["completed", "completed"] and len(state.run_ids) == 2
+    # the bad column fails before the run has a folder: the process's own error line comes back
+    failed = [e["message"] for e in ends if e["status"] == "failed"]
+    assert len(failed) == 2 and all(m.startswith("error: data.text_column") for m in failed)
+    # each run was its own process, pinned to one GPU, and two trained at the same time
+    pinned = {registry.summary(r.id)["reproducibility"]["device"].get("visible_devices") for r in runs}
+    assert pinned and pinned <= {"0", "1"}
+    assert len({r.pid for r in runs}) == 2
+    assert [kind for kind, _ in events[:2]] == ["start", "start"]  # the second began before the first ended
+    again = Sweep(grid, registry).execute()  # resume: the completed ones are skipped, the bad ones fail again
+    assert (again.done, again.skipped, again.failed) == (0, 2, 2)
