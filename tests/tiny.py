@@ -97,7 +97,8 @@ def write_tiny_gguf(path: Path, seed: int = 0) -> dict[str, np.ndarray]:
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_freq_base(10000.0)
     # <|endoftext|> too: transformers' GGUF converter adds it to byte-level BPE vocabularies that lack it
-    tokens = ["<unk>", "<s>", "</s>", "<|endoftext|>", *"abcdefghijklmnopqrstuvwxyz", "Ġ", *(f"Ġ{c}" for c in "abcdefghij")]
+    tokens = ["<unk>", "<s>", "</s>", "<|endoftext|>", *"abcdefghijklmnopqrstuvwxyz", "Ġ"]
+    tokens += [f"Ġ{c}" for c in "abcdefghij"]
     tokens += [f"<extra_{i}>" for i in range(len(tokens), vocab)]
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("default")
