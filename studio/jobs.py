@@ -75,13 +75,15 @@ class Jobs:
             self._probing = False
 
     def start_sweep(self, grid: Any, slots: list[str | None] | None = None) -> Any:
-        """Run a grid (`studio.sweep.Sweep`) in the background, holding the slot: its runs one by one, or one
-        process per GPU on a machine with several (`studio.sweep.device_slots`)."""
+        """Run a grid (`studio.sweep.Sweep`) in the background, holding the slot. `slots` as from
+        `studio.sweep.device_slots` ([] = one by one in this process); None = that function's default: one
+        run at a time here, or one process per GPU on a machine with several."""
         from studio.sweep import Sweep, device_slots
 
         with self._lock:
             self._refuse_if_busy()
-            self._sweep = Sweep(grid, self.registry, slots=slots if slots is not None else device_slots()).start()
+            slots = device_slots() if slots is None else slots or None
+            self._sweep = Sweep(grid, self.registry, slots=slots).start()
             return self._sweep
 
     def sweep(self) -> Any:

@@ -24,6 +24,7 @@ _PART_COLORS = dict(zip(MEMORY_PARTS, ("#4C78A8", "#B279A2", "#F58518", "#E45756
 _EXTRA_COLORS = ("#9D755D", "#EECA3B", "#FF9DA6", "#72B7B2", "#BAB0AC", "#F58518")
 _GOOD, _BAD, _MUTED, _ACCENT, _INK = "#2E7D32", "#C62828", "#9E9E9E", "#4C78A8", "#37474F"
 _TOO_MANY_CLASSES = 8  # metric_curves: beyond this many per-class F1 lines start hidden (legend-only)
+_FRONT_LABELS = 6  # pareto: beyond this many runs on the front, their names only show on hover
 _HORIZONTAL_LABELS = 30  # label_distribution: beyond this many labels the bars turn horizontal
 
 
@@ -313,65 +314,77 @@ def runs_overlay(series: dict[str, list[tuple[float, float]]], metric: str, x_la
     return _layout(fig, f"{metric} by run", x_title=x_label, y_title=metric)
 
 
-def _dominates(a: Mapping, b: Mapping) -> bool:
-    """a is at least as good on both counts and better on one (more accurate or lighter)."""
-    at_least = a["peak_memory_mb"] <= b["peak_memory_mb"] and a["accuracy"] >= b["accuracy"]
-    return at_least and (a["peak_memory_mb"] < b["peak_memory_mb"] or a["accuracy"] > b["accuracy"])
+COSTS = {"peak_memory_mb": "peak memory", "train_seconds": "training time"}
+"""What a Pareto plot weighs accuracy against (lower is better), and its axis name."""
 
 
-def pareto_front(points: list[dict]) -> list[dict]:
-    """The runs no other run beats on both accuracy (higher) and peak memory (lower), lightest first.
+def _dominates(a: Mapping, b: Mapping, cost: str) -> bool:
+    """a is at least as good on both counts and better on one (more accurate, or cheaper)."""
+    at_least = a[cost] <= b[cost] and a["accuracy"] >= b["accuracy"]
+    return at_least and (a[cost] < b[cost] or a["accuracy"] > b["accuracy"])
+
+
+def pareto_front(points: list[dict], cost: str = "peak_memory_mb") -> list[dict]:
+    """The runs no other run beats on both accuracy (higher) and `cost` (lower: peak memory or training
+    time), cheapest first.
 
     Runs equal on both counts are all on the front (neither beats the other); runs missing either number
     are ignored.
     """
-    usable = [p for p in points or () if _finite(p.get("accuracy")) and _finite(p.get("peak_memory_mb"))]
-    front = [p for p in usable if not any(_dominates(q, p) for q in usable)]
-    return sorted(front, key=lambda p: (p["peak_memory_mb"], -p["accuracy"]))
+    usable = [p for p in points or () if _finite(p.get("accuracy")) and _finite(p.get(cost))]
+    front = [p for p in usable if not any(_dominates(q, p, cost) for q in usable)]
+    return sorted(front, key=lambda p: (p[cost], -p["accuracy"]))
 
 
 def _run_hover(p: Mapping) -> str:
-    lines = [f"<b>{p.get('run', '?')}</b>", f"method: {p.get('method', '?')}", f"accuracy: {p['accuracy']:.2%}",
-             f"peak memory: {_mem(p['peak_memory_mb'])}"]  # fmt: skip
+    lines = [f"<b>{p.get('run', '?')}</b>", f"method: {p.get('method', '?')}", f"accuracy: {p['accuracy']:.2%}"]
+    if _finite(p.get("peak_memory_mb")):
+        lines.append(f"peak memory: {_mem(p['peak_memory_mb'])}")
     if _finite(p.get("train_seconds")):
         lines.append(f"train time: {p['train_seconds']:,.0f} s")
     if _finite(p.get("trainable_params")):
         lines.append(f"trainable params: {p['trainable_params']:,.0f}")
-    known = {"run", "method", "accuracy", "peak_memory_mb", "train_seconds", "trainable_params"}
+    known = {"run", "label", "method", "accuracy", "peak_memory_mb", "train_seconds", "trainable_params"}
     lines += [f"{k}: {v}" for k, v in p.items() if k not in known and isinstance(v, str | int | float)]
     return "<br>".join(lines)
 
 
-def pareto(points: list[dict]) -> Figure:
-    """Accuracy against peak memory, one colour per method, the Pareto front joined by a step line.
+def pareto(points: list[dict], cost: str = "peak_memory_mb") -> Figure:
+    """Accuracy against `cost` (peak memory or training time), one colour per method, the Pareto front
+    joined by a step line.
 
     Args:
-        points: one dict per run with "run", "accuracy" (0..1), "peak_memory_mb", "method" (full / lora /
-            qlora / ia3 or any label) and optionally "train_seconds", "trainable_params"; every field
-            shows on hover. Runs missing accuracy or memory are skipped.
+        points: one dict per run with "run", "accuracy" (0..1), the cost ("peak_memory_mb" or
+            "train_seconds"), "method" (full / lora / qlora / ia3 or any label) and optionally the other
+            cost and "trainable_params"; every field shows on hover. Runs missing accuracy or the cost are
+            skipped.
     """
-    usable = [p for p in points or () if _finite(p.get("accuracy")) and _finite(p.get("peak_memory_mb"))]
+    usable = [p for p in points or () if _finite(p.get("accuracy")) and _finite(p.get(cost))]
     if not usable:
-        return empty("No finished runs with accuracy and peak memory yet")
-    unit, scale = _mem_unit(max(p["peak_memory_mb"] for p in usable))
+        return empty(f"No finished runs with accuracy and {COSTS[cost]} yet")
+    if cost == "peak_memory_mb":
+        unit, scale = _mem_unit(max(p[cost] for p in usable))
+    else:
+        unit, scale = ("min", 60.0) if max(p[cost] for p in usable) > 600 else ("s", 1.0)
     fig = go.Figure()
     for method in _ordered(dict.fromkeys(str(p.get("method", "?")) for p in usable), METHOD_COLORS):
         group = [p for p in usable if str(p.get("method", "?")) == method]
         marker = dict(size=11, color=_color(method, METHOD_COLORS), line=dict(width=1, color="white"))
-        xs, ys = [p["peak_memory_mb"] / scale for p in group], [p["accuracy"] for p in group]
+        xs, ys = [p[cost] / scale for p in group], [p["accuracy"] for p in group]
         hover = [_run_hover(p) for p in group]
         fig.add_scatter(x=xs, y=ys, name=method, mode="markers", marker=marker, hovertext=hover, hoverinfo="text")
-    front = pareto_front(usable)  # the step line ("hv"): the best accuracy reachable within each memory budget
+    front = pareto_front(usable, cost)  # the step line ("hv"): the best accuracy reachable within each budget
     line = dict(shape="hv", dash="dash", color=_INK, width=1.5)
-    fig.add_scatter(x=[p["peak_memory_mb"] / scale for p in front], y=[p["accuracy"] for p in front], line=line,
-                    mode="lines+text", name="Pareto front", text=[str(p.get("run", "")) for p in front],
-                    textposition="top left", hoverinfo="skip")  # fmt: skip
+    # Name the front's points (by "label", else the run) while they are few enough to read; hover names all.
+    text = [str(p.get("label") or p.get("run", "")) for p in front] if len(front) <= _FRONT_LABELS else None
+    fig.add_scatter(x=[p[cost] / scale for p in front], y=[p["accuracy"] for p in front], line=line,
+                    mode="lines+text" if text else "lines", name="Pareto front", text=text,
+                    textposition="top right", hoverinfo="skip")  # fmt: skip
     low, high = min(p["accuracy"] for p in usable), max(p["accuracy"] for p in usable)
     pad = max(0.02, (high - low) * 0.15)  # accuracy lives in 0..1: never let autorange show -50% or 150%
     fig.update_yaxes(tickformat=".1%", range=[max(0.0, low - pad), min(1.0, high + pad) + 0.01])
-    return _layout(
-        fig, "Accuracy vs peak memory", x_title=f"peak memory ({unit})", y_title="accuracy", hovermode="closest"
-    )
+    return _layout(fig, f"Accuracy vs {COSTS[cost]}", x_title=f"{COSTS[cost]} ({unit})", y_title="accuracy",
+                   hovermode="closest")  # fmt: skip
 
 
 def usage_history(samples: list[dict]) -> Figure:

@@ -21,8 +21,9 @@ RUN_COLUMNS = ("id", "status", "model", "method", "dataset", "seed", "accuracy",
 
 
 def write_report(registry: Registry, out: str | Path, grid: Grid | None = None,
-                 run_ids: list[str] | None = None) -> dict[str, Path]:  # fmt: skip
-    """Write report.html, report.md and runs.csv into `out`; return their paths."""
+                 run_ids: list[str] | None = None, images: bool = True) -> dict[str, Path]:  # fmt: skip
+    """Write report.html, report.md, runs.csv and (with `images`) figures/NN-title.png into `out`; return the
+    paths, the PNGs as "png:<figure title>". When no PNG exporter works here the report says why instead."""
     from studio import study_plots
 
     out = Path(out)
@@ -32,36 +33,91 @@ def write_report(registry: Registry, out: str | Path, grid: Grid | None = None,
         runs = [r for r in registry.list() if r.config_hash in hashes]
         title, summary = f"Study: {grid.name}", grid.description
         rows = aggregate(grid, registry)
+        figures = study_plots.study_figures(list(grid.axes), rows, runs, registry)
     else:
         runs = [registry.get(i) for i in run_ids or []]
         title, summary, rows = "Runs", f"{len(runs)} runs", []
+        figures = _runs_figures(registry, runs)
     axes = list(grid.axes) if grid else []
-    titles = {"heatmap": "Accuracy by labels x samples", "rank": "Rank sensitivity"}
-    figures: list[tuple[str, Any]] = [(titles[k], f) for k, f in study_plots.grid_figures(axes, rows).items()]
-    if "method" in axes:
-        by = "model.name" if "model.name" in axes else None
-        figures.append(("Methods compared", study_plots.method_comparison(rows, "method", by)))
-    completed = [r for r in runs if r.status == "completed"]
-    figures.append(("Accuracy vs peak memory", study_plots.runs_pareto(completed)))
     paths = {"csv": out / "runs.csv", "md": out / "report.md", "html": out / "report.html"}
     _write_csv(paths["csv"], runs)
+    pngs, png_error = _write_pngs(figures, out / "figures") if images else ({}, None)
     agg_header, agg_rows = _aggregate_table(rows, axes)
     run_rows = [[_fmt(getattr(r, c)) for c in RUN_COLUMNS] for r in runs]
     stamp = time.strftime("%Y-%m-%d %H:%M")
-    md = [f"# {title}", "", summary, "", f"Generated {stamp} from {registry.runs_dir}.", ""]
+    timing = _timing(runs) + (f" {png_error}" if png_error else "")
+    md = [f"# {title}", "", summary, "", f"Generated {stamp} from {registry.runs_dir}.", "", timing, ""]
+    for key, png in pngs.items():
+        name = study_plots.TITLES.get(key, key)
+        md += [f"### {name}", "", f"![{name}](figures/{png.name})", ""]
     if agg_rows:
         md += ["## Aggregated over seeds", "", *_md_table(agg_header, agg_rows), ""]
     md += ["## Runs", "", *_md_table(list(RUN_COLUMNS), run_rows), ""]
     paths["md"].write_text("\n".join(md), encoding="utf-8")
-    body = [f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p><p><small>Generated {stamp}</small></p>"]
-    for i, (name, fig) in enumerate(figures):
-        body.append(f"<h2>{html.escape(name)}</h2>")
+    body = [f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p><p><small>Generated {stamp}</small></p>",
+            f"<p>{html.escape(timing)}</p>"]  # fmt: skip
+    for i, (key, fig) in enumerate(figures.items()):
+        body.append(f"<h2>{html.escape(study_plots.TITLES.get(key, key))}</h2>")
         body.append(fig.to_html(full_html=False, include_plotlyjs=i == 0))  # plotly.js once: opens offline
     if agg_rows:
         body += ["<h2>Aggregated over seeds</h2>", _html_table(agg_header, agg_rows)]
     body += ["<h2>Runs</h2>", _html_table(list(RUN_COLUMNS), run_rows)]
     paths["html"].write_text(_PAGE.format(title=html.escape(title), body="\n".join(body)), encoding="utf-8")
+    paths.update({f"png:{key}": path for key, path in pngs.items()})
     return paths
+
+
+MAX_RUN_FIGURES = 8
+"""A runs report draws each run's own figures for at most this many runs (the tables list them all)."""
+
+
+def _runs_figures(registry: Registry, runs: list[RunRecord]) -> dict[str, Any]:
+    from studio import study_plots
+
+    figures: dict[str, Any] = {}
+    finished = [r for r in runs if (registry.run_dir(r.id) / "metrics.jsonl").is_file()]
+    if len(finished) > 1:
+        figures["curves"] = study_plots.curves(registry, {r.id: r.id for r in finished})
+    completed = [r for r in runs if r.status == "completed"]
+    figures["pareto_memory"] = study_plots.runs_pareto(completed)
+    figures["pareto_time"] = study_plots.runs_pareto(completed, "train_seconds")
+    for r in finished[:MAX_RUN_FIGURES]:
+        figures.update({f"{r.id}: {name}": fig for name, fig in study_plots.run_figures(registry, r.id).items()})
+    return figures
+
+
+def _write_pngs(figures: dict[str, Any], folder: Path) -> tuple[dict[str, Path], str | None]:
+    """Each figure as a PNG (plotly's kaleido renders them in a headless Chromium), or no PNGs and the
+    reason when that cannot run here (no kaleido, no browser): the HTML and Markdown are written anyway."""
+    import plotly.io as pio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {key: folder / f"{i + 1:02d}-{_slug(key)}.png" for i, key in enumerate(figures)}
+    try:
+        pio.write_images(list(figures.values()), [str(p) for p in paths.values()], width=1100, scale=1)
+    except Exception as e:  # noqa: BLE001 - kaleido raises several kinds (missing package, browser, timeout)
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        return {}, f"No PNGs: the image export failed ({type(e).__name__}: {reason}); pip install kaleido, and Chrome."
+    return paths, None
+
+
+def _slug(name: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split())[:60]
+
+
+def _timing(runs: list[RunRecord]) -> str:
+    """Training time in all and per run, and how many runs shared the device at once (their times include
+    the sharing)."""
+    done = [r for r in runs if r.train_seconds is not None]
+    if not done:
+        return "No run has finished training yet."
+    total = sum(r.train_seconds for r in done)
+    text = f"{len(done)} runs trained for {total / 60:,.1f} min in all ({total / len(done):,.0f} s a run on average)"
+    spans = sorted((r.created, r.finished) for r in runs if r.finished)
+    most = max((sum(1 for a, b in spans if a <= start < b) for start, _ in spans), default=1)
+    if most > 1:
+        text += f"; up to {most} runs trained at the same time, sharing the device, so a run's time includes that"
+    return text + "."
 
 
 def _aggregate_table(rows: list[dict], axes: list[str]) -> tuple[list[str], list[list[str]]]:

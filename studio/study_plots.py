@@ -1,4 +1,5 @@
-"""Figures of a study (a grid's aggregated rows): accuracy heatmaps, rank sensitivity, method comparison.
+"""Figures of a study (a grid's aggregated rows) and of single runs: accuracy heatmaps, rank sensitivity,
+methods compared, efficiency vs full fine-tuning, Pareto fronts, overlaid curves, one run's seed-study set.
 
 Inputs are the rows of `studio.sweep.aggregate` (one per group of seeds: the axis labels, n, and
 ``<metric>_mean`` / ``<metric>_std``), so the same figures serve the UI, the report and the CLI. Every
@@ -7,6 +8,7 @@ function returns `plots.empty(...)` when the rows lack what it draws, never rais
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
@@ -94,21 +96,145 @@ def method_comparison(rows: list[dict], group: str = "method", by: str | None = 
 HEATMAP_AXES = ("data.balance.num_samples", "data.balance.num_labels")
 
 
-def grid_figures(axes: list[str], rows: list[dict]) -> dict[str, go.Figure]:
-    """The figures a grid's axes call for: "heatmap" (label-count and sample-size axes, a panel per model)
-    and "rank" (when its groups span more than two LoRA ranks)."""
-    figures = {}
+def compared_axis(axes: list[str]) -> str | None:
+    """The axis a study compares (bars, efficiency, curves): `method`, else the first that is not a heatmap
+    axis, the seed or the model (e.g. a named `setup` axis that sets model and method together)."""
+    if "method" in axes:
+        return "method"
+    return next((a for a in axes if a not in {*HEATMAP_AXES, "seed", "model.name"}), None)
+
+
+def panel_axis(axes: list[str]) -> str | None:
+    """One heatmap panel per value of this axis: the model, else the compared axis."""
+    return "model.name" if "model.name" in axes else compared_axis(axes)
+
+
+def efficiency(rows: list[dict], group: str) -> go.Figure:
+    """Trainable parameters, peak memory, training time and accuracy of each `group` value as a share of
+    full fine-tuning of the same model (means over every other axis), on a log scale: 1 = as full FT.
+
+    Rows need `config` (the group's RunConfig, from `sweep.aggregate`) for the model and the method.
+    """
+    by: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        if r.get("accuracy_mean") is not None and group in r:
+            by.setdefault((r["config"].model.name, str(r[group])), []).append(r)
+    full = {model: members for (model, _), members in by.items()
+            if all(m["config"].method.name == "full" for m in members)}  # fmt: skip
+    metrics = {"trainable_params": "trainable params", "peak_memory_mb": "peak memory",
+               "train_seconds": "training time", "accuracy": "accuracy"}  # fmt: skip
+    fig = go.Figure()
+    for (model, value), members in by.items():
+        reference = full.get(model)
+        if reference is None or reference is members:
+            continue
+        ratios = []
+        for key in metrics:
+            mine, theirs = _mean(members, f"{key}_mean"), _mean(reference, f"{key}_mean")
+            ratios.append(mine / theirs if mine is not None and theirs else None)
+        fig.add_bar(x=list(metrics.values()), y=ratios, name=value, text=[_ratio(v) for v in ratios],
+                    textposition="outside", hovertemplate="%{x}: %{y:.3g}x full fine-tuning<extra>" + value
+                    + "</extra>")  # fmt: skip
+    if not fig.data:
+        return empty("Efficiency needs full fine-tuning and another method of the same model")
+    fig.add_hline(y=1, line=dict(color="#37474F", dash="dot", width=1))
+    fig.update_yaxes(type="log", title_text="share of full fine-tuning (log)")
+    fig.update_layout(template="plotly_white", height=HEIGHT, barmode="group",
+                      title=dict(text="Efficiency vs full fine-tuning of the same model", x=0.01))  # fmt: skip
+    return fig
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _ratio(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.1%}" if value < 0.1 else f"{value:.2f}x"
+
+
+def curves(registry: Any, run_ids: dict[str, str], metric: str = "accuracy") -> go.Figure:
+    """Validation `metric` of runs overlaid, by epoch; `run_ids` maps a legend name to a run id."""
+    from studio.plots import runs_overlay
+    from studio.runlog import LogFollower
+
+    series = {}
+    for name, run_id in run_ids.items():
+        view = LogFollower(registry.run_dir(run_id) / "metrics.jsonl").refresh()
+        series[name] = [(e.get("epoch", e["step"]), e[metric]) for e in view.evals if metric in e]
+    return runs_overlay(series, f"validation {metric}", x_label="epoch")
+
+
+TITLES = {
+    "heatmap": "Accuracy by labels x samples",
+    "rank": "Rank sensitivity",
+    "methods": "Methods compared",
+    "efficiency": "Efficiency vs full fine-tuning",
+    "pareto_memory": "Accuracy vs peak memory",
+    "pareto_time": "Accuracy vs training time",
+    "curves": "Validation accuracy by epoch",
+}
+"""The figures of a study, by key, with their headings (the report's, the Compare tab's slots)."""
+
+
+def study_figures(axes: list[str], rows: list[dict], runs: list[Any], registry: Any) -> dict[str, go.Figure]:
+    """Every figure of a grid (keys of `TITLES`), in reading order: the heatmap (label-count and sample-size
+    axes, one panel per model or setup), rank sensitivity (more than two ranks), methods compared,
+    efficiency vs full FT, the Pareto fronts of accuracy vs peak memory and vs training time (completed
+    runs), and the validation curves of each compared value on the hardest cell (its first seed)."""
+    figures: dict[str, go.Figure] = {}
+    group = compared_axis(axes)
     if set(HEATMAP_AXES) <= set(axes):
-        figures["heatmap"] = accuracy_heatmap(rows, *HEATMAP_AXES, "model.name" if "model.name" in axes else None)
+        figures["heatmap"] = accuracy_heatmap(rows, *HEATMAP_AXES, panel_axis(axes))
     if rows and len({r["config"].method.r for r in rows}) > 2:
         figures["rank"] = rank_sensitivity([{**r, "method.r": r["config"].method.r} for r in rows])
+    if group:
+        by = "model.name" if "model.name" in axes and group != "model.name" else None
+        figures["methods"] = method_comparison(rows, group, by)
+        figures["efficiency"] = efficiency(rows, group)
+    completed = [r for r in runs if r.status == "completed"]
+    figures["pareto_memory"] = runs_pareto(completed)
+    figures["pareto_time"] = runs_pareto(completed, "train_seconds")
+    if group:
+        hardest = {a: max(r[a] for r in rows) for a in HEATMAP_AXES if a in axes and rows}
+        chosen = {str(r[group]): r["run_ids"][0] for r in rows
+                  if r["run_ids"] and all(r.get(a) == v for a, v in hardest.items())}  # fmt: skip
+        figures["curves"] = curves(registry, chosen) if chosen else empty("No finished runs to draw curves of yet")
+        if hardest:
+            where = ", ".join(f"{v} {a.split('.')[-1].removeprefix('num_')}" for a, v in hardest.items())
+            figures["curves"].update_layout(title_text=f"Validation accuracy by epoch ({where})")
     return figures
 
 
-def runs_pareto(records: list[Any]) -> go.Figure:
-    """`plots.pareto` of registry records (`RunRecord`s); runs without accuracy are left out."""
+def run_figures(registry: Any, run_id: str) -> dict[str, go.Figure]:
+    """The seed study's figures of one run: its data (labels per split), training and validation loss,
+    validation metrics, and the test confusion matrix."""
+    from studio import plots
+    from studio.runlog import LogFollower
+
+    view = LogFollower(registry.run_dir(run_id) / "metrics.jsonl").refresh()
+    summary = registry.summary(run_id)
+    figures = {}
+    counts = (view.data.get("stats") or {}).get("labels")
+    if counts:
+        figures["Labels per split"] = plots.label_distribution(counts)
+    figures["Loss"] = plots.loss_curves(view.train_loss, [(e["step"], e["loss"]) for e in view.evals if "loss" in e])
+    figures["Validation metrics"] = plots.metric_curves(view.evals)
+    test = summary.get("test") or {}
+    if "confusion_matrix" in test:
+        figures["Test confusion matrix"] = plots.confusion_matrix(
+            test["confusion_matrix"], summary["data"]["label_names"]
+        )
+    return figures
+
+
+def runs_pareto(records: list[Any], cost: str = "peak_memory_mb") -> go.Figure:
+    """`plots.pareto` of registry records (`RunRecord`s) against `cost`; runs without accuracy are left out."""
     from studio.plots import pareto
 
-    return pareto([{"run": r.id, "accuracy": r.accuracy, "peak_memory_mb": r.peak_memory_mb,
-                    "method": r.method.split()[0], "train_seconds": r.train_seconds,
-                    "trainable_params": r.trainable_params} for r in records if r.accuracy is not None])  # fmt: skip
+    points = [{"run": r.id, "label": f"{Path(r.model).name} {r.method}", "accuracy": r.accuracy,
+               "peak_memory_mb": r.peak_memory_mb, "method": r.method.split()[0], "train_seconds": r.train_seconds,
+               "trainable_params": r.trainable_params} for r in records if r.accuracy is not None]  # fmt: skip
+    return pareto(points, cost)

@@ -178,6 +178,20 @@ def test_pareto_front_holds_exactly_the_non_dominated_runs():
     assert plots.pareto_front([{"run": "x", "accuracy": None, "peak_memory_mb": 10}]) == []
 
 
+def test_pareto_against_training_time_uses_its_own_front():
+    runs = [{"run": "slow-best", "accuracy": 0.9, "train_seconds": 900, "peak_memory_mb": 100, "method": "full"},
+            {"run": "fast", "accuracy": 0.8, "train_seconds": 60, "peak_memory_mb": 900, "method": "lora"},
+            {"run": "slow-worse", "accuracy": 0.7, "train_seconds": 1200, "peak_memory_mb": 50, "method": "ia3"},
+            ]  # fmt: skip
+    assert [p["run"] for p in plots.pareto_front(runs, "train_seconds")] == ["fast", "slow-best"]
+    assert [p["run"] for p in plots.pareto_front(runs)] == ["slow-worse", "slow-best"]
+    fig = plots.pareto(runs, "train_seconds")
+    assert fig.layout.title.text == "Accuracy vs training time" and fig.layout.xaxis.title.text == "training time (min)"
+    front = next(t for t in fig.data if t.name == "Pareto front")
+    assert list(front.x) == [1.0, 15.0] and list(front.text) == ["fast", "slow-best"]
+    assert "No finished runs with accuracy and training time" in str(plots.pareto(runs[:0], "train_seconds").layout)
+
+
 def test_pareto_figure_colours_methods_and_labels_the_front():
     fig = plots.pareto(PARETO_RUNS)
     front = trace(fig, "Pareto front")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import time
 
@@ -180,6 +181,74 @@ def test_report_and_study_plots_from_a_tiny_grid(tiny_model_dir, runs_dir, tmp_p
     md = paths["md"].read_text()
     assert "| method | n | accuracy |" in md and "| lora | 2 |" in md
     assert len(paths["csv"].read_text().splitlines()) == 1 + 4
+
+
+def test_efficiency_is_each_method_as_a_share_of_full_fine_tuning_of_its_model():
+    from studio import study_plots
+
+    def row(model, method, value, acc, mb, secs, params):
+        config = RunConfig.from_dict({"model": {"name": model}, "method": {"name": method}})
+        return {"setup": value, "config": config, "accuracy_mean": acc, "peak_memory_mb_mean": mb,
+                "train_seconds_mean": secs, "trainable_params_mean": params}  # fmt: skip
+
+    rows = [row("a", "full", "a full", 0.80, 1000, 100, 1_000_000),
+            row("a", "lora", "a lora", 0.84, 500, 150, 10_000),
+            row("b", "full", "b full", 0.90, 4000, 400, 4_000_000),
+            row("b", "qlora", "b qlora", 0.90, 1000, 800, 40_000),
+            row("c", "ia3", "c ia3", 0.70, 100, 10, 100)]  # c has no full FT to compare with: left out  # fmt: skip
+    fig = study_plots.efficiency(rows, "setup")
+    bars = {t.name: list(t.y) for t in fig.data}
+    assert bars == {"a lora": pytest.approx([0.01, 0.5, 1.5, 1.05]), "b qlora": pytest.approx([0.01, 0.25, 2.0, 1.0])}
+    assert fig.layout.yaxis.type == "log"
+    assert study_plots.efficiency(rows[-1:], "setup").layout.annotations  # nothing to compare: a message
+
+
+def test_a_grid_report_has_every_figure_as_html_and_png(tiny_model_dir, runs_dir, tmp_path):
+    """A setup axis (model and method together) with label-count and sample-size axes: all figures."""
+    from studio import study_plots
+    from studio.report import write_report
+
+    registry = Registry(runs_dir)
+    setups = {"full": {"method.name": "full"}, "lora": {"method.name": "lora"}}
+    base = {"name": "tiny-study", "data": {"source": "goemotions", "multi_label": "drop", "max_length": 32,
+            "balance": {"num_labels": 2, "num_samples": 80}}, "model": {"name": str(tiny_model_dir("bert"))},
+            "train": {"epochs": 2, "batch_size": 16, "eval_strategy": "epoch", "learning_rate": 1e-3}}  # fmt: skip
+    grid = Grid.from_dict({"base": base, "axes": {"setup": setups, "data.balance.num_labels": [2, 3],
+                                                  "data.balance.num_samples": [80]}})  # fmt: skip
+    Sweep(grid, registry).execute()
+    rows = aggregate(grid, registry)
+    figures = study_plots.study_figures(list(grid.axes), rows, registry.list(), registry)
+    assert list(figures) == ["heatmap", "methods", "efficiency", "pareto_memory", "pareto_time", "curves"]
+    assert [a.text for a in figures["heatmap"].layout.annotations][:2] == ["full", "lora"]  # a panel per setup
+    assert {t.name for t in figures["curves"].data} == {"full", "lora"}
+    assert figures["curves"].layout.title.text == "Validation accuracy by epoch (80 samples, 3 labels)"
+    assert [t.name for t in figures["efficiency"].data] == ["lora"]
+    paths = write_report(registry, tmp_path / "report", grid=grid)
+    page, md = paths["html"].read_text(), paths["md"].read_text()
+    for title in ("Efficiency vs full fine-tuning", "Accuracy vs training time", "Validation accuracy by epoch"):
+        assert f"<h2>{title}</h2>" in page
+    assert "4 runs trained for" in md
+    pngs = [v for k, v in paths.items() if k.startswith("png:")]
+    if shutil.which("chromium") or shutil.which("google-chrome"):  # kaleido renders in the machine's browser
+        assert len(pngs) == 6 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+        assert "![Accuracy by labels x samples](figures/01-heatmap.png)" in md
+    else:
+        assert "No PNGs" in md
+
+
+def test_a_runs_report_has_each_runs_seed_study_figures(tiny_model_dir, runs_dir, tmp_path):
+    from studio.report import write_report
+
+    registry = Registry(runs_dir)
+    grid = tiny_grid(tiny_model_dir("bert"), seed=[1, 2])
+    state = Sweep(grid, registry).execute()
+    ids = list(state.run_ids.values())
+    paths = write_report(registry, tmp_path / "runs-report", run_ids=ids, images=False)
+    page = paths["html"].read_text()
+    for run_id in ids:
+        for title in ("Loss", "Validation metrics", "Test confusion matrix", "Labels per split"):
+            assert f"<h2>{run_id}: {title}</h2>" in page
+    assert "<h2>Validation accuracy by epoch</h2>" in page and not (tmp_path / "runs-report" / "figures").exists()
 
 
 def test_heatmap_cells_are_the_means():

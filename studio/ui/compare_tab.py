@@ -25,20 +25,27 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         grids = names(ctx.grids_dir)
         grid = gr.Dropdown(grids, value=(grids or [None])[0], label="Grid", scale=3)
         preview = gr.Button("List its runs", scale=1)
+        workers = gr.Number(1, label="Runs at a time per GPU", precision=0, minimum=1, maximum=16, scale=1,
+                            info="more than 1: each run in its own process; pays off for small models")  # fmt: skip
         start = gr.Button("▶ Run the grid", variant="primary", scale=1, elem_id="grid-start")
         stop = gr.Button("■ Stop the grid", variant="stop", scale=1)
     description = gr.Markdown()
     points = gr.Dataframe(headers=POINT_COLUMNS, interactive=False, max_height=300, label="Runs of the grid")
     progress = gr.Markdown(elem_id="grid-progress")
+    heatmap = gr.Plot(label="Heatmap", show_label=False)
     with gr.Row():
-        heatmap = gr.Plot(label="Heatmap", show_label=False)
         methods = gr.Plot(label="Methods", show_label=False)
+        efficiency = gr.Plot(label="Efficiency", show_label=False)
     with gr.Row():
-        pareto = gr.Plot(label="Pareto", show_label=False)
+        pareto = gr.Plot(label="Pareto: memory", show_label=False)
+        pareto_time = gr.Plot(label="Pareto: time", show_label=False)
+    with gr.Row():
+        curves = gr.Plot(label="Curves", show_label=False)
         with gr.Column():
             table = gr.Dataframe(interactive=False, max_height=320, label="Aggregated over seeds")
-            report = gr.Button("Write the report (HTML + Markdown + CSV)")
+            report = gr.Button("Write the report (HTML + Markdown + CSV + PNGs)")
             report_file = gr.File(label="report.html", interactive=False)
+    plots_out = [heatmap, methods, efficiency, pareto, pareto_time, curves, table]
     timer = gr.Timer(3.0)
 
     def load_grid(name: str | None) -> Any:
@@ -68,13 +75,17 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
     preview.click(list_points, grid, [description, points], api_name="grid_points")
 
     @guard
-    def start_grid(name: str | None) -> str:
-        sweep = ctx.jobs.start_sweep(load_grid(name))
+    def start_grid(name: str | None, per_gpu: float | None = 1) -> str:
+        from studio.sweep import device_slots
+
+        slots = device_slots("auto", int(per_gpu if per_gpu is not None else 1))
+        sweep = ctx.jobs.start_sweep(load_grid(name), slots=slots or [])
         sweep.source = name  # which grid file the page shows plots of
-        gr.Info(f"Grid {sweep.grid.name}: {sweep.state.total} runs, one at a time")
+        at_once = f"{sweep.state.slots} at a time, one process each" if sweep.state.slots > 1 else "one at a time"
+        gr.Info(f"Grid {sweep.grid.name}: {sweep.state.total} runs, {at_once}")
         return "starting ..."
 
-    start.click(start_grid, grid, progress, api_name="grid_start")
+    start.click(start_grid, [grid, workers], progress, api_name="grid_start")
 
     @guard
     def stop_grid() -> None:
@@ -85,21 +96,24 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
     def watch(name: str | None, drawn: str) -> tuple:
         sweep = ctx.jobs.sweep()
         if sweep is None:
-            return (gr.skip(),) * 6
+            return (gr.skip(),) * (len(plots_out) + 2)
         s = sweep.state
         finished = s.done + s.skipped + s.failed
         eta = f" · ETA {s.eta / 60:.0f} min" if s.eta is not None and not s.finished else ""
+        at_once = f" · {s.slots} at a time" if s.slots > 1 else ""
         line = (f"**{sweep.grid.name}** · {'finished' if s.finished else f'run {min(finished + 1, s.total)}/{s.total}'}"
-                f" · {s.done} trained, {s.skipped} done before, {s.failed} failed{eta}")  # fmt: skip
+                f" · {s.done} trained, {s.skipped} done before, {s.failed} failed{at_once}{eta}")  # fmt: skip
         run = sweep.current_run
         if run is not None:
             view = ctx.jobs.view(run.id) if run.id else None
             step = f" · step {view.step}/{view.max_steps}" if view and view.max_steps else ""
             line += f"  \ncurrent: {s.current.key if s.current else ''} (`{run.id or 'loading'}`){step}"
+        elif s.running:  # runs in their own processes: name them
+            line += "  \ntraining: " + "; ".join(p.key for p in list(s.running.values())[:4])
         # Redraw the study only when a run of it ended (aggregating and redrawing every tick costs both sides).
         signature = f"{name}/{s.done}/{s.skipped}/{s.failed}/{s.finished}"
         if getattr(sweep, "source", None) != name or signature == drawn:
-            return (line,) + (gr.skip(),) * 5
+            return (line,) + (gr.skip(),) * (len(plots_out) + 1)
         return (line, *study_figures(sweep.grid), signature)
 
     def study_figures(g: Any) -> tuple:
@@ -108,37 +122,34 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
 
         rows = aggregate(g, ctx.registry)
         axes = list(g.axes)
-        figures = study_plots.grid_figures(axes, rows)
-        heat = (
-            figures.get("heatmap")
-            or figures.get("rank")
-            or plots.empty("the heatmap needs label-count and sample-size axes")
-        )
-        heat_axes = {*study_plots.HEATMAP_AXES, "seed"}
-        group = "method" if "method" in axes else next((a for a in axes if a not in heat_axes), None)
-        by = "model.name" if "model.name" in axes and group != "model.name" else None
-        compare = study_plots.method_comparison(rows, group, by) if group else plots.empty("no method axis")
         hashes = {p.config.config_hash() for p in g.points()}
-        runs = [r for r in ctx.registry.list(status="completed") if r.config_hash in hashes]
-        front = study_plots.runs_pareto(runs)
+        runs = [r for r in ctx.registry.list() if r.config_hash in hashes]
+        figures = study_plots.study_figures(axes, rows, runs, ctx.registry)
+        if "heatmap" not in figures:  # a grid without label-count and sample-size axes: its ranks, if any
+            figures["heatmap"] = figures.get("rank") or plots.empty(
+                "the heatmap needs label-count and sample-size axes"
+            )
+        slots = ("heatmap", "methods", "efficiency", "pareto_memory", "pareto_time", "curves")
+        drawn = [figures.get(k) or plots.empty("this grid has no axis to compare") for k in slots]
         labels = [a for a in axes if a != "seed"]
         table_rows = [[*(str(r.get(a, "")) for a in labels), r["n"],
                        None if r["accuracy_mean"] is None else round(r["accuracy_mean"], 4),
                        None if r["accuracy_std"] is None else round(r["accuracy_std"], 4),
-                       None if r["peak_memory_mb_mean"] is None else round(r["peak_memory_mb_mean"])]
+                       None if r["peak_memory_mb_mean"] is None else round(r["peak_memory_mb_mean"]),
+                       None if r["train_seconds_mean"] is None else round(r["train_seconds_mean"], 1)]
                       for r in rows]  # fmt: skip
-        frame = {"headers": [*labels, "n", "accuracy", "± std", "peak MB"], "data": table_rows}
-        return heat, compare, front, gr.update(value=frame["data"], headers=frame["headers"])
+        headers = [*labels, "n", "accuracy", "± std", "peak MB", "train s"]
+        return (*drawn, gr.update(value=table_rows, headers=headers))
 
     drawn = gr.State("")  # which state of the grid the plots show
-    timer.tick(watch, [grid, drawn], [progress, heatmap, methods, pareto, table, drawn], show_progress="hidden",
+    timer.tick(watch, [grid, drawn], [progress, *plots_out, drawn], show_progress="hidden",
                api_name="grid_watch")  # fmt: skip
 
     @guard
     def show_study(name: str | None) -> tuple:
         return study_figures(load_grid(name))
 
-    grid.change(show_study, grid, [heatmap, methods, pareto, table], show_progress="hidden")
+    grid.change(show_study, grid, plots_out, show_progress="hidden")
 
     @guard
     def write(name: str | None) -> str:
@@ -148,4 +159,4 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         return str(paths["html"])
 
     report.click(write, grid, report_file, api_name="grid_report")
-    return {"grid": grid, "show": (show_study, grid, [heatmap, methods, pareto, table])}
+    return {"grid": grid, "show": (show_study, grid, plots_out)}
