@@ -5,6 +5,10 @@ folder, trains it to the end from the Train tab, tries the Playground, and write
 
     python scripts/screenshots.py [--out assets/screenshots] [--port 7890]
 
+or, over an existing runs folder (e.g. a grid run on a GPU), the Compare tab of one grid as compare.png:
+
+    python scripts/screenshots.py --compare RUNS_DIR --grid goemotions_real
+
 Needs Chromium (Debian: apt install chromium) and playwright (pip). Takes ~5 minutes on 2 CPU cores.
 Prints the wall time of the training and its test accuracy as seen in the page.
 """
@@ -27,32 +31,58 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "assets" / "screenshots"))
     parser.add_argument("--port", type=int, default=7890)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--compare", metavar="RUNS_DIR", help="only the Compare tab, over this runs folder")
+    parser.add_argument("--grid", default="goemotions_real", help="the grid --compare shows")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = tempfile.mkdtemp(prefix="studio-screenshots-")
+    runs = args.compare or tempfile.mkdtemp(prefix="studio-screenshots-")
     env = {**os.environ, "STUDIO_RUNS_DIR": runs, "GRADIO_SERVER_PORT": str(args.port), "HF_HUB_OFFLINE": "1"}
     server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env)
     try:
-        return shoot(f"http://127.0.0.1:{args.port}", out, args.chromium)
+        url = f"http://127.0.0.1:{args.port}"
+        if args.compare:
+            return shoot_compare(url, out, args.chromium, args.grid)
+        return shoot(url, out, args.chromium)
     finally:
         server.terminate()
         server.wait(30)
+
+
+def _open(p, url: str, chromium: str):
+    browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    for _ in range(60):  # the server takes a few seconds to come up
+        try:
+            page.goto(url)
+            break
+        except Exception:
+            time.sleep(1)
+    page.get_by_text("Fine-Tune Studio").first.wait_for(timeout=60_000)
+    return browser, page
+
+
+def shoot_compare(url: str, out: Path, chromium: str, grid: str) -> int:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = _open(p, url, chromium)
+        page.get_by_role("tab", name="6 · Compare (grids)").click()
+        page.locator("#grid-choice input").click()
+        page.get_by_role("option", name=grid, exact=True).click()
+        page.get_by_role("button", name="List its runs").click()
+        page.get_by_text("Accuracy vs training time").first.wait_for(timeout=120_000)
+        time.sleep(4)
+        page.screenshot(path=out / "compare.png", full_page=True)
+        browser.close()
+    return 0
 
 
 def shoot(url: str, out: Path, chromium: str) -> int:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        for _ in range(60):  # the server takes a few seconds to come up
-            try:
-                page.goto(url)
-                break
-            except Exception:
-                time.sleep(1)
-        page.get_by_text("Fine-Tune Studio").first.wait_for(timeout=60_000)
+        browser, page = _open(p, url, chromium)
         page.get_by_text("rows").first.wait_for(timeout=120_000)  # the Data tab inspected its source on load
         time.sleep(2)
         page.screenshot(path=out / "data.png", full_page=True)

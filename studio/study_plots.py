@@ -76,20 +76,30 @@ def rank_sensitivity(rows: list[dict], rank: str = "method.r") -> go.Figure:
 
 
 def method_comparison(rows: list[dict], group: str = "method", by: str | None = "model.name") -> go.Figure:
-    """Accuracy (mean ± std) per method variant (e.g. attention vs attention+FFN), grouped by model."""
+    """Accuracy (mean ± std over seeds) per method variant (e.g. attention vs attention+FFN), grouped by
+    model. Where a variant has several rows (other axes, e.g. label counts and sizes), its bar is the mean
+    over those cells and its error bar their mean seed std."""
     rows = [r for r in rows if r.get("accuracy_mean") is not None and group in r]
     if not rows:
         return empty("No finished runs to compare methods yet")
     fig = go.Figure()
+    cells_per_bar = 1
     for value in _values(rows, by) if by else [None]:
         part = [r for r in rows if by is None or r.get(by) == value]
-        fig.add_bar(x=[str(r[group]) for r in part], y=[r["accuracy_mean"] for r in part], name=str(value or ""),
-                    error_y=dict(type="data", array=[r.get("accuracy_std") or 0 for r in part]),
-                    hovertemplate="%{x}: %{y:.2%}<extra>" + str(value or "") + "</extra>")  # fmt: skip
-    low = min(r["accuracy_mean"] for r in rows)
+        names = _values(part, group)
+        cells = {n: [r for r in part if r[group] == n] for n in names}
+        cells_per_bar = max(cells_per_bar, *(len(c) for c in cells.values()))
+        means = [sum(r["accuracy_mean"] for r in c) / len(c) for c in cells.values()]
+        stds = [sum(r.get("accuracy_std") or 0 for r in c) / len(c) for c in cells.values()]
+        hover = "%{x}: %{y:.2%} (%{customdata} cells)<extra>" + str(value or "") + "</extra>"
+        fig.add_bar(x=[str(n) for n in names], y=means, name=str(value or ""), hovertemplate=hover,
+                    error_y=dict(type="data", array=stds), customdata=[len(c) for c in cells.values()])  # fmt: skip
+    low = min(min(t.y) for t in fig.data)
     fig.update_yaxes(tickformat=".0%", range=[max(0.0, low - 0.1), 1.0], title_text="accuracy")
-    fig.update_layout(template="plotly_white", height=HEIGHT, barmode="group",
-                      title=dict(text="Accuracy by method (mean ± std over seeds)", x=0.01))  # fmt: skip
+    title = "Accuracy by method (mean ± std over seeds)"
+    if cells_per_bar > 1:
+        title = f"Accuracy by {group.split('.')[-1]}, mean over the {cells_per_bar} cells of the other axes"
+    fig.update_layout(template="plotly_white", height=HEIGHT, barmode="group", title=dict(text=title, x=0.01))
     return fig
 
 

@@ -302,3 +302,13 @@ def test_runs_in_separate_processes_at_once_with_a_failure_and_resume(tiny_model
     assert [kind for kind, _ in events[:2]] == ["start", "start"]  # the second began before the first ended
     again = Sweep(grid, registry).execute()  # resume: the completed ones are skipped, the bad ones fail again
     assert (again.done, again.skipped, again.failed) == (0, 2, 2)
+
+
+def test_method_bars_average_the_cells_of_other_axes():
+    from studio import study_plots
+
+    rows = [{"setup": s, "data.balance.num_labels": k, "n": 2, "accuracy_mean": acc, "accuracy_std": 0.02}
+            for s, k, acc in (("a", 2, 0.9), ("a", 16, 0.5), ("b", 2, 0.8), ("b", 16, 0.3))]  # fmt: skip
+    fig = study_plots.method_comparison(rows, "setup", None)
+    assert list(fig.data[0].x) == ["a", "b"] and list(fig.data[0].y) == pytest.approx([0.7, 0.55])
+    assert "mean over the 2 cells" in fig.layout.title.text

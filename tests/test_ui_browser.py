@@ -144,3 +144,51 @@ def test_playground_predicts(page, shots):
     page.locator("#predict").click()
     page.locator("#label-a").get_by_text("positive").first.wait_for()
     page.screenshot(path=shots / "5-playground.png", full_page=True)
+
+
+def test_compare_tab_lists_runs_a_grid_and_draws_the_study(tmp_path_factory, tiny_model_dir, shots):
+    """The issue's walk: pick the ablation preset and see its runs with memory estimates; run a (tiny) grid,
+    watch its progress, get the heatmap and the Pareto plots."""
+    import yaml
+    from playwright.sync_api import sync_playwright
+
+    from studio.presets import GRIDS_DIR
+
+    root = tmp_path_factory.mktemp("browser-grid")
+    grids = root / "grids"
+    grids.mkdir()
+    shutil.copy(GRIDS_DIR / "imdb_peft_ablation.yaml", grids)
+    base = {"name": "tiny-study", "data": {"source": "goemotions", "multi_label": "drop", "max_length": 32,
+            "balance": {"num_labels": 2, "num_samples": 80}}, "model": {"name": str(tiny_model_dir("bert"))},
+            "train": {"epochs": 2, "batch_size": 16, "eval_strategy": "epoch", "learning_rate": 1e-3}}  # fmt: skip
+    axes = {"setup": {"full": {"method.name": "full"}, "lora": {"method.name": "lora"}},
+            "data.balance.num_labels": [2, 3], "data.balance.num_samples": [80]}  # fmt: skip
+    (grids / "tiny_study.yaml").write_text(yaml.safe_dump({"name": "tiny-study", "base": base, "axes": axes}))
+    app = build_app(root / "runs", grids_dir=grids)
+    app.queue().launch(prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(app.local_url)
+            page.get_by_text("Fine-Tune Studio").first.wait_for()
+            tab(page, "6 · Compare (grids)")
+            page.get_by_role("button", name="List its runs").click()  # the first grid: the ablation
+            page.get_by_text("42 runs").first.wait_for()
+            page.get_by_text("method=qlora").first.wait_for(state="attached")
+            assert " GB" in page.content()  # each run's memory estimate
+            page.screenshot(path=shots / "6-compare-ablation-runs.png", full_page=True)
+            page.locator("#grid-choice input").click()
+            page.get_by_role("option", name="tiny_study").click()
+            page.locator("#grid-start").click()
+            page.locator("#grid-progress").get_by_text("finished").wait_for(timeout=180_000)
+            assert "4 trained, 0 done before, 0 failed" in page.locator("#grid-progress").inner_text()
+            page.get_by_text("Accuracy vs peak memory").first.wait_for()
+            page.get_by_text("Accuracy vs training time").first.wait_for()
+            page.get_by_text("accuracy (mean over seeds)").first.wait_for()  # the heatmap
+            page.screenshot(path=shots / "6-compare-study.png", full_page=True)
+            browser.close()
+    finally:
+        app.studio.jobs.sweep().wait(60)
+        app.close()

@@ -17,13 +17,14 @@ POINT_COLUMNS = ["#", "run", "memory estimate", "fits", "done before"]
 
 def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
     gr.Markdown(
-        "A **grid** is a base config plus axes (models, methods, ranks, label counts, seeds ...), run one after "
-        "another in the background. Runs already completed with the same config are skipped, so a stopped grid "
-        "resumes where it was. Grids live in `presets/grids/`; the CLI runs the same: `python -m studio sweep NAME`."
+        "A **grid** is a base config plus axes (models, methods, ranks, label counts, seeds ...), run in the "
+        "background: one run at a time, one per GPU on a machine with several, or more per GPU when you ask. "
+        "Runs already completed with the same config are skipped, so a stopped grid resumes where it was. Grids "
+        "live in `presets/grids/`; the CLI runs the same: `python -m studio sweep NAME`."
     )
     with gr.Row():
         grids = names(ctx.grids_dir)
-        grid = gr.Dropdown(grids, value=(grids or [None])[0], label="Grid", scale=3)
+        grid = gr.Dropdown(grids, value=(grids or [None])[0], label="Grid", scale=3, elem_id="grid-choice")
         preview = gr.Button("List its runs", scale=1)
         workers = gr.Number(1, label="Runs at a time per GPU", precision=0, minimum=1, maximum=16, scale=1,
                             info="more than 1: each run in its own process; pays off for small models")  # fmt: skip
@@ -150,6 +151,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         return study_figures(load_grid(name))
 
     grid.change(show_study, grid, plots_out, show_progress="hidden")
+    grid.change(list_points, grid, [description, points], show_progress="hidden")  # never a stale run list
 
     @guard
     def write(name: str | None) -> str:
