@@ -146,11 +146,10 @@ def test_playground_predicts(page, shots):
     page.screenshot(path=shots / "5-playground.png", full_page=True)
 
 
-def test_compare_tab_lists_runs_a_grid_and_draws_the_study(tmp_path_factory, tiny_model_dir, shots):
+def test_compare_tab_lists_runs_a_grid_and_draws_the_study(page, tmp_path_factory, tiny_model_dir, shots):
     """The issue's walk: pick the ablation preset and see its runs with memory estimates; run a (tiny) grid,
-    watch its progress, get the heatmap and the Pareto plots."""
+    watch its progress, get the heatmap and the Pareto plots. Its own app (a grids folder), the same browser."""
     import yaml
-    from playwright.sync_api import sync_playwright
 
     from studio.presets import GRIDS_DIR
 
@@ -166,29 +165,28 @@ def test_compare_tab_lists_runs_a_grid_and_draws_the_study(tmp_path_factory, tin
     (grids / "tiny_study.yaml").write_text(yaml.safe_dump({"name": "tiny-study", "base": base, "axes": axes}))
     app = build_app(root / "runs", grids_dir=grids)
     app.queue().launch(prevent_thread_lock=True, quiet=True)
+    other = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
-            page.goto(app.local_url)
-            page.get_by_text("Fine-Tune Studio").first.wait_for()
-            tab(page, "6 · Compare (grids)")
-            page.get_by_role("button", name="List its runs").click()  # the first grid: the ablation
-            page.get_by_text("42 runs").first.wait_for()
-            page.get_by_text("method=qlora").first.wait_for(state="attached")
-            assert " GB" in page.content()  # each run's memory estimate
-            page.screenshot(path=shots / "6-compare-ablation-runs.png", full_page=True)
-            page.locator("#grid-choice input").click()
-            page.get_by_role("option", name="tiny_study").click()
-            page.locator("#grid-start").click()
-            page.locator("#grid-progress").get_by_text("finished").wait_for(timeout=180_000)
-            assert "4 trained, 0 done before, 0 failed" in page.locator("#grid-progress").inner_text()
-            page.get_by_text("Accuracy vs peak memory").first.wait_for()
-            page.get_by_text("Accuracy vs training time").first.wait_for()
-            page.get_by_text("accuracy (mean over seeds)").first.wait_for()  # the heatmap
-            page.screenshot(path=shots / "6-compare-study.png", full_page=True)
-            browser.close()
+        other.set_default_timeout(60_000)
+        other.goto(app.local_url)
+        other.get_by_text("Fine-Tune Studio").first.wait_for()
+        tab(other, "6 · Compare (grids)")
+        other.get_by_role("button", name="List its runs").click()  # the first grid: the ablation
+        other.get_by_text("42 runs").first.wait_for()
+        other.get_by_text("method=qlora").first.wait_for(state="attached")
+        assert " GB" in other.content()  # each run's memory estimate
+        other.screenshot(path=shots / "6-compare-ablation-runs.png", full_page=True)
+        other.locator("#grid-choice input").click()
+        other.get_by_role("option", name="tiny_study").click()
+        other.locator("#grid-start").click()
+        other.locator("#grid-progress").get_by_text("finished").wait_for(timeout=180_000)
+        assert "4 trained, 0 done before, 0 failed" in other.locator("#grid-progress").inner_text()
+        other.get_by_text("Accuracy vs peak memory").first.wait_for()
+        other.get_by_text("Accuracy vs training time").first.wait_for()
+        other.get_by_text("accuracy (mean over seeds)").first.wait_for()  # the heatmap
+        other.screenshot(path=shots / "6-compare-study.png", full_page=True)
     finally:
-        app.studio.jobs.sweep().wait(60)
+        other.close()
+        if app.studio.jobs.sweep() is not None:
+            app.studio.jobs.sweep().wait(60)
         app.close()

@@ -180,7 +180,7 @@ def test_compare_tab_runs_a_grid_and_reports(tmp_path_factory, tiny_model_dir):
     grids = root / "grids"
     grids.mkdir()
     base = RunConfig.from_yaml(tiny_preset(root, tiny_model_dir("bert"))).with_overrides(
-        ["train.max_steps=2", "train.eval_strategy=no", "train.eval_steps=null"]
+        ["train.max_steps=40", "train.eval_strategy=no", "train.eval_steps=null"]
     )
     axes = {"method.name": ["lora", "ia3"], "seed": [1, 2]}
     (grids / "tiny.yaml").write_text(yaml.safe_dump({"name": "tiny", "base": base.to_dict(), "axes": axes}))
@@ -193,11 +193,13 @@ def test_compare_tab_runs_a_grid_and_reports(tmp_path_factory, tiny_model_dir):
         client.predict("tiny", api_name="/grid_start")
         with pytest.raises(AppError, match="grid tiny is running"):
             client.predict(api_name="/start", **form(app, "start"))  # the grid holds the training slot
-        deadline = time.time() + 180
-        while "finished" not in (line := client.predict("tiny", api_name="/grid_watch")[0]):
+        deadline, live = time.time() + 180, []
+        while "finished" not in (line := (out := client.predict("tiny", api_name="/grid_watch"))[0]):
             assert time.time() < deadline, line
-            time.sleep(1)
+            live.append(str(out[1]))
+            time.sleep(0.5)
         assert "4 trained, 0 done before, 0 failed" in line
+        assert any("Current run" in plot for plot in live)  # the training run's curves showed meanwhile
         report = client.predict("tiny", api_name="/grid_report")
         assert "Aggregated over seeds" in Path(report).read_text()
         with pytest.raises(AppError, match="no grid is running"):

@@ -33,6 +33,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
     description = gr.Markdown()
     points = gr.Dataframe(headers=POINT_COLUMNS, interactive=False, max_height=300, label="Runs of the grid")
     progress = gr.Markdown(elem_id="grid-progress")
+    live = gr.Plot(label="Current run", show_label=False, visible=False)
     heatmap = gr.Plot(label="Heatmap", show_label=False)
     with gr.Row():
         methods = gr.Plot(label="Methods", show_label=False)
@@ -97,25 +98,37 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
     def watch(name: str | None, drawn: str) -> tuple:
         sweep = ctx.jobs.sweep()
         if sweep is None:
-            return (gr.skip(),) * (len(plots_out) + 2)
+            return (gr.skip(),) * (len(plots_out) + 3)
         s = sweep.state
         finished = s.done + s.skipped + s.failed
         eta = f" · ETA {s.eta / 60:.0f} min" if s.eta is not None and not s.finished else ""
         at_once = f" · {s.slots} at a time" if s.slots > 1 else ""
         line = (f"**{sweep.grid.name}** · {'finished' if s.finished else f'run {min(finished + 1, s.total)}/{s.total}'}"
                 f" · {s.done} trained, {s.skipped} done before, {s.failed} failed{at_once}{eta}")  # fmt: skip
-        run = sweep.current_run
+        run, view, live_id = sweep.current_run, None, None
         if run is not None:
+            live_id = run.id
             view = ctx.jobs.view(run.id) if run.id else None
             step = f" · step {view.step}/{view.max_steps}" if view and view.max_steps else ""
             line += f"  \ncurrent: {s.current.key if s.current else ''} (`{run.id or 'loading'}`){step}"
-        elif s.running:  # runs in their own processes: name them
+        elif s.running:  # runs in their own processes: name them, follow the newest
             line += "  \ntraining: " + "; ".join(p.key for p in list(s.running.values())[:4])
+            hashes = {p.config.config_hash() for p in list(s.running.values())}
+            live_id = next((r.id for r in ctx.registry.list(status="running") if r.config_hash in hashes), None)
+            view = ctx.jobs.view(live_id) if live_id else None
+        curves = gr.update(visible=False)
+        if view is not None and not s.finished:  # the current run's curves, as the Train tab draws them
+            from studio import plots
+
+            evals = [(e["step"], e["loss"]) for e in view.evals if "loss" in e]
+            figure = plots.loss_curves(view.train_loss, evals)
+            figure.update_layout(title_text=f"Current run {live_id}: loss")
+            curves = gr.update(value=figure, visible=True)
         # Redraw the study only when a run of it ended (aggregating and redrawing every tick costs both sides).
         signature = f"{name}/{s.done}/{s.skipped}/{s.failed}/{s.finished}"
         if getattr(sweep, "source", None) != name or signature == drawn:
-            return (line,) + (gr.skip(),) * (len(plots_out) + 1)
-        return (line, *study_figures(sweep.grid), signature)
+            return (line, curves) + (gr.skip(),) * (len(plots_out) + 1)
+        return (line, curves, *study_figures(sweep.grid), signature)
 
     def study_figures(g: Any) -> tuple:
         from studio import plots, study_plots
@@ -143,7 +156,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         return (*drawn, gr.update(value=table_rows, headers=headers))
 
     drawn = gr.State("")  # which state of the grid the plots show
-    timer.tick(watch, [grid, drawn], [progress, *plots_out, drawn], show_progress="hidden",
+    timer.tick(watch, [grid, drawn], [progress, live, *plots_out, drawn], show_progress="hidden",
                api_name="grid_watch")  # fmt: skip
 
     @guard
