@@ -155,8 +155,8 @@ def device_slots(gpus: str = "auto", workers: int = 1) -> list[str | None] | Non
         ids = [g.strip() for g in gpus.split(",") if g.strip()]
         if not all(g.isdigit() for g in ids):
             raise ConfigError("gpus", f"takes GPU indices like 0,1 (or auto / none), got {gpus!r}")
-    if len(ids) <= 1 and workers == 1:
-        return None
+    if workers == 1 and (not ids or (gpus == "auto" and len(ids) == 1)):
+        return None  # one at a time, nothing to pin: in this process (a named GPU gets a pinned process)
     # Interleaved (0, 1, 0, 1, ...): the first runs of a grid spread over the GPUs before doubling up.
     return [g for _ in range(workers) for g in ids] if ids else [None] * workers
 

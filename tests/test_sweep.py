@@ -272,9 +272,11 @@ def test_device_slots_spread_runs_over_gpus_and_name_bad_input(monkeypatch):
     assert device_slots("0,1") == ["0", "1"]
     assert device_slots("0,1", workers=2) == ["0", "1", "0", "1"]  # the GPUs fill before doubling up
     assert device_slots("none") is None and device_slots("none", workers=2) == [None, None]
-    assert device_slots("3") is None  # one GPU, one run at a time: in this process
+    assert device_slots("3") == ["3"]  # a GPU named: its own process, pinned to it
     monkeypatch.setattr(hardware, "detect", lambda: hardware.Device("cuda", "H200", 141_000, 140_000, count=2))
     assert device_slots("auto") == ["0", "1"]  # several GPUs: one run per GPU without being asked
+    monkeypatch.setattr(hardware, "detect", lambda: hardware.Device("cuda", "H100", 80_000, 79_000, count=1))
+    assert device_slots("auto") is None  # one GPU: one run at a time in this process
     with pytest.raises(ConfigError, match="gpus: takes GPU indices"):
         device_slots("first,second")
     with pytest.raises(ConfigError, match="workers: must be at least 1"):
