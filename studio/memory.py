@@ -103,6 +103,8 @@ class MemoryEstimate:
     largest_batch: int | None
     """The largest per-device train.batch_size that still fits (None: not even 1)."""
     notes: list[str] = field(default_factory=list)
+    adapter_targets: tuple[str, ...] = ()
+    """The modules the adapters wrap, named within a layer (e.g. self_attn.q_proj); () for full FT."""
 
 
 def estimate(config: RunConfig, num_labels: int = 2, device: Device | None = None) -> MemoryEstimate:
@@ -145,6 +147,7 @@ def estimate(config: RunConfig, num_labels: int = 2, device: Device | None = Non
         fits=total <= usable,
         largest_batch=_largest_batch(fits_at),
         notes=[PHASE_NOTES[phase]] + _notes(facts, config, device),
+        adapter_targets=ad.targets if ad else (),
     )
 
 
@@ -415,6 +418,8 @@ class _AdapterFacts:
     """What peft counts besides the adapters: the base, its head and the head's trainable copy."""
     inputs: int
     """Elements per token of the adapters' own activations (LoRA: its layers' inputs; IA3: scaled tensors)."""
+    targets: tuple[str, ...] = ()
+    """The wrapped modules' names within a layer (e.g. self_attn.q_proj), in model order."""
 
 
 def _model_facts(cfg: ModelConfig, num_labels: int) -> _ModelFacts:
@@ -569,4 +574,7 @@ def _adapter_facts(f: _ModelFacts, adapter: str, placement: str, targets: tuple[
     lora = adapter == "lora"
     inputs = sum(m.in_features for m in peft_model.modules() if hasattr(m, "lora_A")) if lora else adapters
     _, total = peft_model.get_nb_trainable_parameters()
-    return _AdapterFacts(lora=lora, per_rank=adapters, head=head, base_and_head=int(total) - adapters, inputs=inputs)
+    wrapped = [n for n, m in peft_model.named_modules() if hasattr(m, "lora_A" if lora else "ia3_l")]
+    targets = tuple(dict.fromkeys(re.sub(r"^.*?\.(?:layer|layers|h)\.\d+\.", "", n) for n in wrapped))
+    return _AdapterFacts(lora=lora, per_rank=adapters, head=head, base_and_head=int(total) - adapters, inputs=inputs,
+                         targets=targets)  # fmt: skip

@@ -227,3 +227,19 @@ def test_the_model_is_built_once_per_model(monkeypatch):
     assert len(calls) == 1
     estimate(bert(), num_labels=5, device=H100)  # another head: another model
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("model", "placement", "targets"),
+    [
+        ("smollm2-135m", "qv", ("self_attn.q_proj", "self_attn.v_proj")),
+        ("gpt2-xl", "attention+ffn", ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")),
+        ("qwen2.5-1.5b", "attention", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")),
+        ("distilbert", "qv", ("attention.q_lin", "attention.v_lin")),
+    ],
+)
+def test_the_estimate_names_the_modules_the_adapters_wrap(model, placement, targets):
+    config = RunConfig.from_dict({"model": {"name": model}, "method": {"name": "lora", "placement": placement}})
+    assert estimate(config, device=H100).adapter_targets == targets
+    full = RunConfig.from_dict({"model": {"name": model}, "method": {"name": "full"}})
+    assert estimate(full, device=H100).adapter_targets == ()

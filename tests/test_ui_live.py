@@ -85,6 +85,10 @@ def test_inspect_data_and_estimate_memory(live):
     bigger = client.predict(api_name="/estimate", **form(app, "estimate", train__batch_size=512))
     gb = [float(t.split(" GB")[0].split()[-1]) for t in (text, bigger[2])]
     assert gb[1] > gb[0]
+    # Choosing another family moves the adapters: the same placement wraps that family's modules.
+    assert "**Adapters on:** attention.self.query, attention.self.value" in text  # the tiny BERT, LoRA q+v
+    decoder = client.predict(api_name="/estimate", **form(app, "estimate", model__name="smollm2-135m"))[2]
+    assert "**Adapters on:** self_attn.q_proj, self_attn.v_proj" in decoder and "of 134," in decoder
 
 
 def test_train_watch_stop_and_predict(live):

@@ -267,6 +267,8 @@ def _estimate_text(e: Any, config: RunConfig) -> str:
         f"**Batch** {config.train.batch_size} x grad accumulation {config.train.grad_accum} = "
         f"{config.train.effective_batch_size} per step, {config.data.max_length} tokens at most  ",
     ]
+    if e.adapter_targets:  # follows the model: the same placement means other modules in another family
+        lines.append(f"**Adapters on:** {', '.join(e.adapter_targets)}  ")
     if e.largest_batch is not None:
         lines.append(f"**Largest batch that fits:** {e.largest_batch}  ")
     lines += [f"- {n}" for n in e.notes]
