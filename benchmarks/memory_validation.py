@@ -81,12 +81,16 @@ def model_folder(alias: str, root: Path) -> Path:
     model_type, dtype = dims.pop("model_type"), dims.pop("dtype", "float32")
     config = AutoConfig.for_model(model_type, **dims)
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = AutoModel.from_config(config, dtype=getattr(torch, dtype))
     model.save_pretrained(folder)
     del model
-    torch.cuda.empty_cache()
-    kind = "bert-base-uncased" if alias in ("bert-base", "distilbert", "deberta-v3-base", "minilm-l6") else "gpt2"
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    # A stand-in tokenizer whose ids all fall inside the model's vocabulary: GPT-2's byte-level BPE (50,257)
+    # for the decoders with larger vocabularies, BERT's WordPiece (30,522) for encoders and smaller ones.
+    encoder = alias in ("bert-base", "distilbert", "deberta-v3-base", "minilm-l6")
+    kind = "bert-base-uncased" if encoder or config.vocab_size < 50257 else "gpt2"
     for f in (ROOT / "tests" / "assets" / "tokenizers" / kind).iterdir():
         shutil.copy(f, folder / f.name)
     return folder
