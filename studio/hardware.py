@@ -75,6 +75,19 @@ def detect() -> Device:
 
 
 @functools.cache  # detect() runs on every knob change of the live estimate; the CPU's name does not change
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX). Without it, torch's bf16 autocast on
+    the CPU emulates every op: measured ~20x slower than fp32 on an AVX2 CPU (a small BERT's training step,
+    1.5 s in fp32, 32 s in bf16). torch has no public check: its private ones, guarded."""
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    try:
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    except (RuntimeError, AttributeError):
+        return False
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():

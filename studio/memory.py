@@ -296,7 +296,9 @@ def _precision(requested: str, device: Device) -> str:
     """phases.resolve_precision for a given device (a GPU without bf16 uses fp16: the same size)."""
     if device.kind == "cuda":
         return "bf16" if requested == "auto" else requested
-    return "fp32" if requested in ("auto", "fp16") else requested
+    from studio.hardware import cpu_has_bf16
+
+    return "bf16" if requested == "bf16" and cpu_has_bf16() else "fp32"
 
 
 def _largest_batch(fits_at: Callable[[int], bool]) -> int | None:

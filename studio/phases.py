@@ -91,6 +91,11 @@ def resolve_precision(requested: str) -> tuple[str, str | None]:
         return requested, None
     if requested == "fp16":
         return "fp32", "fp16 mixed precision needs a CUDA GPU: training in fp32 on the CPU"
+    if requested == "bf16":
+        from studio.hardware import cpu_has_bf16
+
+        if not cpu_has_bf16():
+            return "fp32", "this CPU has no native bf16 (AVX512-BF16, AMX), so bf16 runs ~20x slower: training in fp32"
     return ("fp32" if requested == "auto" else requested), None
 
 

@@ -176,6 +176,13 @@ def test_cpu_precision_and_trackers_fall_back_with_notes(monkeypatch):
 
     assert resolve_precision("fp16") == ("fp32", "fp16 mixed precision needs a CUDA GPU: training in fp32 on the CPU")
     assert resolve_precision("auto") == ("fp32", None)
+    from studio import hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: False)  # e.g. AVX2: bf16 emulated, ~20x slower
+    precision, note = resolve_precision("bf16")
+    assert precision == "fp32" and "no native bf16" in note
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: True)  # AVX512-BF16 / AMX: as asked
+    assert resolve_precision("bf16") == ("bf16", None)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n in ("wandb", "tensorboard",
                         "tensorboardX") else real(n, *a))  # fmt: skip

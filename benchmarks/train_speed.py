@@ -1,0 +1,169 @@
+"""Training speed of the seed-000 workload, configuration by configuration, through the studio's own `Run`.
+
+    python benchmarks/train_speed.py --out DIR [--only seed,lora-bf16,...] [--train 16000] [--epochs 3]
+
+The workload is seed study 1's: bert-base-uncased's architecture (random weights from its published config;
+accuracy is not the point here), binary labels, 16,000 training reviews x 3 epochs + validation each epoch +
+test, at IMDb's real token lengths cut at 256: the texts are the shipped IMDb sample's reviews drawn with
+replacement (tokenized with BERT's WordPiece: median ~230 tokens, 43% longer than 256), 80/10/10 of 20,000.
+
+Per configuration: end-to-end wall seconds (load, tokenize, compile, train, evaluate, save), training
+seconds, steady-state samples/s and tokens/s (from the run's loss-log timestamps, the first interval left
+out: warm-up, compile), model FLOPs utilisation (6 x params x tokens/s against the GPU's dense bf16 peak),
+peak device memory, and the ratio of each to the first configuration (the seed recipe) measured in the same
+run. Writes ``train_speed.csv``, ``train_speed.md`` and ``environment.json`` to --out. Each configuration is
+a list of `--set`-style overrides of the seed preset (`presets/imdb_bert_qlora.yaml`), so the steps between
+the seed recipe and the fastest one show what each change buys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from memory_validation import model_folder  # noqa: E402
+
+# Dense bf16 tensor-core peaks (no sparsity), TFLOP/s, for the MFU column.
+PEAK_BF16_TFLOPS = {"H100 80GB HBM3": 989.0, "H100 PCIe": 756.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}
+
+SEED = []  # the preset as it is: QLoRA NF4 + double quant, fp16, checkpointing, paged 8-bit AdamW, 16 x GA 2
+CONFIGS: dict[str, list[str]] = {
+    "seed": SEED,
+    "no-checkpointing": ["train.gradient_checkpointing=false"],
+    "bf16": ["train.gradient_checkpointing=false", "train.precision=bf16", "method.compute_dtype=bfloat16"],
+    "lora-bf16": ["train.gradient_checkpointing=false", "train.precision=bf16", "method.name=lora"],
+    "lora-bf16-fused": ["train.gradient_checkpointing=false", "train.precision=bf16", "method.name=lora",
+                        "train.optimizer=adamw_torch_fused"],
+    "lora-bf16-fused-b64": ["train.gradient_checkpointing=false", "train.precision=bf16", "method.name=lora",
+                            "train.optimizer=adamw_torch_fused", "train.batch_size=64", "train.grad_accum=1",
+                            "train.learning_rate=4e-4"],  # 2x the batch of 32: lr x 2 (linear scaling)
+    "frugal": ["train.batch_size=8", "train.grad_accum=4"],  # the seed recipe at half the activations
+}  # fmt: skip
+
+
+def workload(root: Path, n: int, seed: int = 0) -> Path:
+    """n real IMDb reviews (drawn with replacement from the shipped sample) with their labels, as a CSV."""
+    with gzip.open(ROOT / "assets" / "data" / "imdb_sample.csv.gz", "rt", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    rng = random.Random(seed)
+    path = root / f"imdb_like_{n}.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["review", "sentiment"])
+        for row in rng.choices(rows, k=n):
+            w.writerow([row["review"], row["sentiment"]])
+    return path
+
+
+def steady_rate(events: list[dict], effective_batch: int) -> float | None:
+    """Samples/s between the second and the last loss log (the first interval holds warm-up and compile)."""
+    logs = [(e["step"], e["time"]) for e in events if e["kind"] == "log" and "loss" in e and "step" in e]
+    if len(logs) < 3:
+        return None
+    (s0, t0), (s1, t1) = logs[1], logs[-1]
+    return (s1 - s0) * effective_batch / (t1 - t0) if t1 > t0 else None
+
+
+def mean_tokens(path: Path, tokenizer_dir: Path, max_length: int, sample: int = 2000) -> float:
+    """Mean real (unpadded) tokens per training text, truncated at max_length."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    with open(path, encoding="utf-8") as f:
+        texts = [r["review"] for r in csv.DictReader(f)][:sample]
+    return statistics.mean(min(len(ids), max_length) for ids in tok(texts)["input_ids"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--only", help="comma-separated configuration names (default: all, in order)")
+    parser.add_argument("--train", type=int, default=16000, help="training reviews (the seed study: 16,000)")
+    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--model", default="bert-base")
+    args = parser.parse_args()
+    import torch
+    import transformers
+
+    from studio.config import RunConfig
+    from studio.registry import Registry
+    from studio.training import Run
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="train-speed-"))
+    total = round(args.train / 0.8)
+    data = workload(work, total)
+    folder = model_folder(args.model, work / "models")
+    cuda = torch.cuda.is_available()
+    gpu = torch.cuda.get_device_name(0) if cuda else "cpu"
+    peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in gpu), None)
+    env = {"gpu": gpu, "torch": torch.__version__, "transformers": transformers.__version__,
+           "date": time.strftime("%Y-%m-%d"), "train": args.train, "epochs": args.epochs, "model": args.model,
+           "peak_bf16_tflops": peak}  # fmt: skip
+    (out / "environment.json").write_text(json.dumps(env, indent=2))
+    base = RunConfig.from_yaml(ROOT / "presets" / "imdb_bert_qlora.yaml").with_overrides(
+        [f"model.name={folder}", f"data.source={data}", "data.text_column=review", "data.label_column=sentiment",
+         "data.max_samples=null", f"train.epochs={args.epochs}", "train.early_stopping_patience=null"]
+    )  # fmt: skip
+    tokens = mean_tokens(data, folder, base.data.max_length)
+    names = args.only.split(",") if args.only else list(CONFIGS)
+    rows: list[dict] = []
+    for name in names:
+        config = base.with_overrides(CONFIGS[name] + [f"name=speed-{name}"])
+        registry = Registry(work / "runs")
+        t0 = time.time()
+        result = Run(config, registry).execute()
+        wall = time.time() - t0
+        row = {"config": name, "status": result.status, "wall_seconds": round(wall, 1),
+               "overrides": " ".join(CONFIGS[name])}  # fmt: skip
+        if result.status == "completed":
+            s = result.summary["efficiency"]
+            lines = (registry.run_dir(result.run_id) / "metrics.jsonl").read_text().splitlines()
+            rate = steady_rate([json.loads(x) for x in lines], config.train.effective_batch_size)
+            params = s["total_params"]
+            row.update(train_seconds=s["train_seconds"], samples_per_s=rate and round(rate, 1),
+                       tokens_per_s=rate and round(rate * tokens), peak_memory_mb=s.get("peak_device_mb")
+                       or s["peak_memory_mb"], trainable_params=s["trainable_params"])  # fmt: skip
+            if rate and peak:
+                row["mfu_pct"] = round(100 * 6 * params * rate * tokens / (peak * 1e12), 2)
+        else:
+            row["error"] = (result.message or "")[:300]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        _write(out, rows)
+    return 0 if all(r["status"] == "completed" for r in rows) else 1
+
+
+def _write(out: Path, rows: list[dict]) -> None:
+    base = rows[0]
+    for r in rows:  # ratios to the first configuration (the seed recipe), measured in this same run
+        for key in ("wall_seconds", "samples_per_s", "peak_memory_mb"):
+            if r.get(key) and base.get(key):
+                r[f"{key}_vs_first"] = round(r[key] / base[key], 2)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out / "train_speed.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    shown = ["config", "wall_seconds", "wall_seconds_vs_first", "samples_per_s", "samples_per_s_vs_first",
+             "tokens_per_s", "mfu_pct", "peak_memory_mb", "peak_memory_mb_vs_first", "status"]  # fmt: skip
+    md = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    md += ["| " + " | ".join(str(r.get(k, "")) for k in shown) + " |" for r in rows]
+    (out / "train_speed.md").write_text("\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
