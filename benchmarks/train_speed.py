@@ -161,7 +161,7 @@ def _write(out: Path, rows: list[dict]) -> None:
     shown = ["config", "wall_seconds", "wall_seconds_vs_first", "samples_per_s", "samples_per_s_vs_first",
              "tokens_per_s", "mfu_pct", "peak_memory_mb", "peak_memory_mb_vs_first", "status"]  # fmt: skip
     md = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    md += ["| " + " | ".join(str(r.get(k, "")) for k in shown) + " |" for r in rows]
+    md += ["| " + " | ".join("" if r.get(k) is None else str(r[k]) for k in shown) + " |" for r in rows]
     (out / "train_speed.md").write_text("\n".join(md) + "\n")
 
 
