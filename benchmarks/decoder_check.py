@@ -13,8 +13,6 @@ Writes ``decoder_check.csv`` and ``environment.json`` to --out. Runs on a CPU to
 from __future__ import annotations
 
 import argparse
-import csv
-import gc
 import json
 import sys
 import tempfile
@@ -26,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from memory_validation import NvmlPeak, data_file, measured_mb, model_folder  # noqa: E402
+from memory_validation import NvmlPeak, data_file, measured_mb, model_folder, record  # noqa: E402
 
 MODELS = ("qwen2.5-1.5b", "llama-3.2-1b", "gpt2-xl", "gemma-3-1b", "smollm2-135m")
 FIELDS = ["model", "method", "batch", "seq", "steps", "status", "step_seconds", "eval_seconds", "measured_mb",
@@ -117,16 +115,7 @@ def main() -> int:
             except Exception as exc:  # keep checking the others; the row says what went wrong
                 row.update(status="error", error=f"{type(exc).__name__}: {str(exc)[:300]}")
                 traceback.print_exc()
-            row["seconds"] = round(time.time() - t0, 1)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-            gc.collect()
-            if cuda:
-                torch.cuda.empty_cache()
-            with open(out / "decoder_check.csv", "w", newline="") as f:  # rewritten each row: a timeout keeps rows
-                w = csv.DictWriter(f, fieldnames=FIELDS)
-                w.writeheader()
-                w.writerows(rows)
+            record(rows, row, t0, out / "decoder_check.csv", FIELDS)
     return 0 if all(r["status"] == "completed" for r in rows) else 1
 
 

@@ -288,16 +288,25 @@ def main() -> int:
         except Exception as exc:  # keep measuring the other cases; the row says what went wrong
             row.update(status="error", error=f"{type(exc).__name__}: {str(exc)[:300]}")
             traceback.print_exc()
-        row["seconds"] = round(time.time() - t0, 1)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-        gc.collect()
-        torch.cuda.empty_cache()
-        with open(out / "memory_validation.csv", "w", newline="") as f:  # rewritten each case: a timeout keeps rows
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            w.writerows(rows)
+        record(rows, row, t0, out / "memory_validation.csv", fields)
     return 0
+
+
+def record(rows: list[dict], row: dict, t0: float, path: Path, fields: list[str]) -> None:
+    """Close a case's row: its seconds, printed; free what the case left; rewrite the CSV (each case, so a
+    timeout keeps the rows measured so far)."""
+    import torch
+
+    row["seconds"] = round(time.time() - t0, 1)
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
 
 
 if __name__ == "__main__":
