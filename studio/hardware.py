@@ -74,7 +74,7 @@ def detect() -> Device:
     return Device(kind="cpu", name=_cpu_name(), total_mb=ram.total / _MB, free_mb=ram.available / _MB, count=0)
 
 
-@functools.cache  # detect() runs on every knob change of the live estimate; the CPU's name does not change
+@functools.cache  # the precision of every run and estimate on a CPU asks; the CPU does not change
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX). Without it, torch's bf16 autocast on
     the CPU emulates every op: measured ~20x slower than fp32 on an AVX2 CPU (a small BERT's training step,
@@ -88,6 +88,7 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+@functools.cache  # detect() runs on every knob change of the live estimate; the CPU's name does not change
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
