@@ -74,15 +74,14 @@ class Jobs:
         finally:
             self._probing = False
 
-    def start_sweep(self, grid: Any, slots: list[str | None] | None = None) -> Any:
-        """Run a grid (`studio.sweep.Sweep`) in the background, holding the slot. `slots` as from
-        `studio.sweep.device_slots` ([] = one by one in this process); None = that function's default: one
-        run at a time here, or one process per GPU on a machine with several."""
+    def start_sweep(self, grid: Any, workers: int = 1) -> Any:
+        """Run a grid (`studio.sweep.Sweep`) in the background, holding the slot: one run at a time here, or
+        one process per GPU on a machine with several, `workers` per GPU (`studio.sweep.device_slots`)."""
         from studio.sweep import Sweep, device_slots
 
+        slots = device_slots("auto", workers)  # bad input is refused before the slot is taken
         with self._lock:
             self._refuse_if_busy()
-            slots = device_slots() if slots is None else slots or None
             self._sweep = Sweep(grid, self.registry, slots=slots).start()
             return self._sweep
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.registry import Registry, RunRecord
-from studio.sweep import METRICS, Grid, aggregate
+from studio.sweep import METRICS, Grid, aggregate, grid_runs
 
 RUN_COLUMNS = ("id", "status", "model", "method", "dataset", "seed", "accuracy", "f1_macro", "f1_weighted",
                "peak_memory_mb", "train_seconds", "trainable_params", "total_params", "config_hash")  # fmt: skip
@@ -29,8 +29,7 @@ def write_report(registry: Registry, out: str | Path, grid: Grid | None = None,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if grid is not None:
-        hashes = {p.config.config_hash() for p in grid.points()}
-        runs = [r for r in registry.list() if r.config_hash in hashes]
+        runs = grid_runs(grid, registry)
         title, summary = f"Study: {grid.name}", grid.description
         rows = aggregate(grid, registry)
         figures = study_plots.study_figures(list(grid.axes), rows, runs, registry)

@@ -334,6 +334,12 @@ _PROJECT = Path(__file__).resolve().parent.parent
 
 
 # ---- aggregation ---------------------------------------------------------------------------------------
+def grid_runs(grid: Grid, registry: Registry) -> list[RunRecord]:
+    """The registry's runs of the grid's points, any status, newest first (matched by config hash)."""
+    hashes = {p.config.config_hash() for p in grid.points()}
+    return [r for r in registry.list() if r.config_hash in hashes]
+
+
 def aggregate(grid: Grid, registry: Registry, over: str = "seed") -> list[dict[str, Any]]:
     """One row per group of points that differ only in `over` (the seed): mean, std and n of each metric,
     the run ids, and the group's `config`.

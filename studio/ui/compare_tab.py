@@ -78,10 +78,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
 
     @guard
     def start_grid(name: str | None, per_gpu: float | None = 1) -> str:
-        from studio.sweep import device_slots
-
-        slots = device_slots("auto", int(per_gpu if per_gpu is not None else 1))
-        sweep = ctx.jobs.start_sweep(load_grid(name), slots=slots or [])
+        sweep = ctx.jobs.start_sweep(load_grid(name), workers=int(per_gpu if per_gpu is not None else 1))
         sweep.source = name  # which grid file the page shows plots of
         at_once = f"{sweep.state.slots} at a time, one process each" if sweep.state.slots > 1 else "one at a time"
         gr.Info(f"Grid {sweep.grid.name}: {sweep.state.total} runs, {at_once}")
@@ -111,9 +108,9 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
             view = ctx.jobs.view(run.id) if run.id else None
             step = f" · step {view.step}/{view.max_steps}" if view and view.max_steps else ""
             line += f"  \ncurrent: {s.current.key if s.current else ''} (`{run.id or 'loading'}`){step}"
-        elif s.running:  # runs in their own processes: name them, follow the newest
-            line += "  \ntraining: " + "; ".join(p.key for p in list(s.running.values())[:4])
-            hashes = {p.config.config_hash() for p in list(s.running.values())}
+        elif running := list(s.running.values()):  # runs in their own processes: name them, follow the newest
+            line += "  \ntraining: " + "; ".join(p.key for p in running[:4])
+            hashes = {p.config.config_hash() for p in running}
             live_id = next((r.id for r in ctx.registry.list(status="running") if r.config_hash in hashes), None)
             view = ctx.jobs.view(live_id) if live_id else None
         curves = gr.update(visible=False)
@@ -132,13 +129,11 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
 
     def study_figures(g: Any) -> tuple:
         from studio import plots, study_plots
-        from studio.sweep import aggregate
+        from studio.sweep import aggregate, grid_runs
 
         rows = aggregate(g, ctx.registry)
         axes = list(g.axes)
-        hashes = {p.config.config_hash() for p in g.points()}
-        runs = [r for r in ctx.registry.list() if r.config_hash in hashes]
-        figures = study_plots.study_figures(axes, rows, runs, ctx.registry)
+        figures = study_plots.study_figures(axes, rows, grid_runs(g, ctx.registry), ctx.registry)
         if "heatmap" not in figures:  # a grid without label-count and sample-size axes: its ranks, if any
             figures["heatmap"] = figures.get("rank") or plots.empty(
                 "the heatmap needs label-count and sample-size axes"
