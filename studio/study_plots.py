@@ -89,7 +89,7 @@ def method_comparison(rows: list[dict], group: str = "method", by: str | None = 
         names = _values(part, group)
         cells = {n: [r for r in part if r[group] == n] for n in names}
         cells_per_bar = max(cells_per_bar, *(len(c) for c in cells.values()))
-        means = [sum(r["accuracy_mean"] for r in c) / len(c) for c in cells.values()]
+        means = [_mean(c, "accuracy_mean") for c in cells.values()]
         stds = [sum(r.get("accuracy_std") or 0 for r in c) / len(c) for c in cells.values()]
         hover = "%{x}: %{y:.2%} (%{customdata} cells)<extra>" + str(value or "") + "</extra>"
         fig.add_bar(x=[str(n) for n in names], y=means, name=str(value or ""), hovertemplate=hover,
