@@ -171,9 +171,10 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
     """
     method, train, s = config.method, config.train, config.data.max_length
     cuda = device.kind == "cuda"
-    # Bytes per element of: the float weights (fp32 under QLoRA: prepare_model_for_kbit_training), which is
-    # also the residual stream's dtype; matmul outputs (16-bit under autocast or in a 16-bit model).
-    wb = 4 if method.quantized else f.weight_bytes
+    # Bytes per element of: the float weights (fp32 under QLoRA: prepare_model_for_kbit_training; fp32 master
+    # weights under full fine-tuning: models.py upcasts what trains), which is also the residual stream's
+    # dtype; matmul outputs (16-bit under autocast or in a 16-bit model).
+    wb = 4 if method.quantized or ad is None else f.weight_bytes
     mixed = _precision(train.precision, device) in ("fp16", "bf16")
     e = 2 if mixed or wb == 2 else 4
     tokens = batch * s
@@ -185,14 +186,14 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
         q = sum(i * o for i, o in f.quantized)
         weights += _quantized_bytes(q, sum(o for _, o in f.quantized), method) - q * wb
 
-    # trainable parameters as (count, bytes each): adapters in fp32, the head copy in the base's dtype
+    # trainable parameters as (count, bytes each): all in fp32 (models.py upcasts adapters and head)
     if ad is None:
         trainable = [(f.total_params, wb)]
         adapters = 0.0
     else:
         n = ad.per_rank * (method.r if method.adapter == "lora" else 1)
-        trainable = [(n, ADAPTER_BYTES), (ad.head, wb)]
-        adapters = n * ADAPTER_BYTES + ad.head * wb
+        trainable = [(n, ADAPTER_BYTES), (ad.head, ADAPTER_BYTES)]
+        adapters = (n + ad.head) * ADAPTER_BYTES
     gradients = sum(n * b for n, b in trainable)
     states = sum(n * _state_bytes(train.optimizer, b) for n, b in trainable)
     if ad is None and train.optimizer in ("paged_adamw_8bit", "adamw_bnb_8bit"):
@@ -322,7 +323,7 @@ def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
     if precision != "fp32":
         dtype = f"{precision} autocast"
     else:
-        dtype = "the model's 16-bit dtype" if f.weight_bytes == 2 and not method.quantized else "fp32"
+        dtype = "the model's 16-bit dtype" if f.weight_bytes == 2 and method.adapter and not method.quantized else "fp32"
     notes = [f"activations for batch {train.batch_size} x {s} tokens in {dtype} ({s} is an upper bound: "
              "batches are padded to their longest text)"]  # fmt: skip
     if precision != train.precision and train.precision != "auto":
@@ -335,8 +336,11 @@ def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
         q = sum(i * o for i, o in f.quantized) / 1e6
         notes.append(f"{q:.1f}M weights in {len(f.quantized)} linear layers stored in {method.bits} bit; "
                      "embeddings, norms and head in fp32")  # fmt: skip
+    elif f.weight_bytes == 2 and method.adapter:
+        notes.append("frozen weights stay in the checkpoint's 16-bit dtype; adapters and head train in fp32")
     elif f.weight_bytes == 2:
-        notes.append("weights stay in the checkpoint's 16-bit dtype (transformers loads dtype='auto')")
+        notes.append("the checkpoint's 16-bit weights train as fp32 master weights (16-bit updates would round "
+                     "to nothing)")
     elif precision != "fp32":
         notes.append("activations include the 16-bit copies autocast makes of the fp32 weights for the backward pass")
     if train.optimizer.startswith("paged_") and device.kind == "cuda":

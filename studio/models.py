@@ -172,6 +172,7 @@ def build_model(config: RunConfig, label_names: list[str]) -> ModelBundle:
         )
     if method.adapter is not None:
         model = _wrap_with_adapter(model, method, family, new_modules)
+        _upcast_trainable(model)
         trainable, total = model.get_nb_trainable_parameters()
         if method.quantized and family is not None and family.name == "deberta-v2":
             _query_in_autocast_dtype(model)
@@ -179,6 +180,14 @@ def build_model(config: RunConfig, label_names: list[str]) -> ModelBundle:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
     return ModelBundle(model, tokenizer, family, source, int(trainable), int(total), notes)
+
+
+def _upcast_trainable(model: nn.Module) -> None:
+    """Keep every trainable parameter in fp32. peft upcasts its adapter weights, but the head it copies for
+    `modules_to_save` keeps the base's dtype: a bf16 head would round its updates away (see _load_classifier)."""
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
 
 
 def _query_in_autocast_dtype(model: nn.Module) -> None:
@@ -268,10 +277,13 @@ def _load_classifier(
     except (OSError, ValueError) as e:
         reason = str(e).strip().splitlines()[0][:300]
         raise ModelError(f"model.name: could not load '{mcfg.name}' for classification: {reason}") from None
-    if not quantize and model.dtype == torch.float16:
+    if not quantize and (model.dtype == torch.float16 or (model.dtype == torch.bfloat16 and method.adapter is None)):
         # transformers loads a checkpoint in its stored dtype. Weights stored in fp16 cannot be trained as they
         # are: AdamW's updates and eps underflow and the loss turns NaN within steps (seen with MiniLM saved in
-        # fp16 on an H100). Train them in fp32; autocast still computes in 16 bit. bf16 keeps its range: kept.
+        # fp16 on an H100). bf16 keeps fp32's range but has 8 bits of mantissa: an update of lr 2e-5 x a unit
+        # step is below half its spacing (2^-8 of the weight), so full fine-tuning would round most updates to
+        # nothing. Train these as fp32 master weights; autocast still computes in 16 bit. Frozen bf16 weights
+        # under adapters stay bf16 (what trains is upcast in build_model).
         model = model.float()
     new_modules = sorted({k.rsplit(".", 1)[0] for k in info.get("missing_keys", ())})
     return model, new_modules

@@ -39,3 +39,34 @@ def test_a_decoder_trains_in_8_bit_and_with_gradient_checkpointing(tiny_model_di
         assert result.status == "completed", f"{method} {train}: {result.message}"
         grad_norms = [e["grad_norm"] for e in events_of(registry, result.run_id) if e.get("grad_norm") is not None]
         assert grad_norms and all(np.isfinite(grad_norms)) and max(grad_norms) > 0, (method, grad_norms)
+
+
+def test_a_bf16_checkpoint_trains_fp32_master_weights(tiny_model_dir, tmp_path):
+    """Qwen, Llama and Gemma ship bf16 weights. Full fine-tuning must not update them in bf16 (an update of
+    lr x grad is far below bf16's spacing and rounds to nothing); under LoRA the frozen base stays bf16 (half
+    the memory) while the adapters and the head copy peft makes train in fp32. The estimate counts the same."""
+    import shutil
+
+    import torch
+    from transformers import AutoModel
+
+    from studio.hardware import Device
+    from studio.memory import estimate
+    from studio.models import build_model
+
+    folder = tmp_path / "llama-bf16"
+    AutoModel.from_pretrained(tiny_model_dir("llama")).to(torch.bfloat16).save_pretrained(folder)
+    for f in tiny_model_dir("llama").glob("*token*"):
+        shutil.copy(f, folder)
+    dtypes = {}
+    for method in ("full", "lora"):
+        bundle = build_model(tiny_config(folder, method), ["neg", "pos"])
+        params = dict(bundle.model.named_parameters())
+        dtypes[method] = {p.dtype for p in params.values() if p.requires_grad}, {
+            p.dtype for p in params.values() if not p.requires_grad}
+    assert dtypes["full"] == ({torch.float32}, set())
+    assert dtypes["lora"] == ({torch.float32}, {torch.bfloat16})
+
+    cpu = Device("cpu", "cpu", 24_000.0, 24_000.0, 0)
+    parts = {m: estimate(tiny_config(folder, m), device=cpu).parts for m in ("full", "lora")}
+    assert parts["full"]["weights"] == pytest.approx(2 * parts["lora"]["weights"], rel=0.01)
