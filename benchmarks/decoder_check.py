@@ -41,7 +41,7 @@ def config_for(model: str, method: str, folder: Path, data: Path, steps: int, ba
         "model": {"name": str(folder)},
         "method": {"name": method, "r": 16, "alpha": 32},
         "train": {"max_steps": steps, "batch_size": batch, "eval_batch_size": batch, "eval_strategy": "no",
-                  "logging_steps": 1, "learning_rate": 1e-4},
+                  "logging_steps": 1, "learning_rate": 1e-4, "speed": "as_set"},  # measure these settings
     })  # fmt: skip
 
 

@@ -125,7 +125,8 @@ def config_for(case: dict, folder: Path, data: Path):
         "train": {"max_steps": 3, "batch_size": case["batch"], "eval_batch_size": case["batch"],
                   "eval_strategy": "no", "gradient_checkpointing": case["ckpt"],
                   "optimizer": case.get("optimizer", "adamw_torch"), "logging_steps": 1, "learning_rate": 1e-4,
-                  "precision": case.get("precision", "auto"), "grad_accum": case.get("grad_accum", 1)},
+                  "precision": case.get("precision", "auto"), "grad_accum": case.get("grad_accum", 1),
+                  "speed": "as_set"},  # the case's own settings, not a speed profile's
     })  # fmt: skip
 
 

@@ -49,7 +49,14 @@ CONFIGS: dict[str, list[str]] = {
     "lora-bf16-fused-b64": ["train.gradient_checkpointing=false", "train.precision=bf16", "method.name=lora",
                             "train.optimizer=adamw_torch_fused", "train.batch_size=64", "train.grad_accum=1",
                             "train.learning_rate=4e-4"],  # 2x the batch of 32: lr x 2 (linear scaling)
-    "frugal": ["train.batch_size=8", "train.grad_accum=4"],  # the seed recipe at half the activations
+    "lora-bf16-fused-b128": ["train.gradient_checkpointing=false", "train.precision=bf16", "method.name=lora",
+                             "train.optimizer=adamw_torch_fused", "train.batch_size=128", "train.grad_accum=1",
+                             "train.learning_rate=8e-4"],
+    "full-bf16-fused-b64": ["train.gradient_checkpointing=false", "train.precision=bf16", "method.name=full",
+                            "train.optimizer=adamw_torch_fused", "train.batch_size=64", "train.grad_accum=1",
+                            "train.learning_rate=4e-5"],
+    "fast": ["train.speed=fast"],  # the studio's profiles, as a user gets them (studio/speed.py)
+    "frugal": ["train.speed=frugal"],
 }  # fmt: skip
 
 
@@ -74,6 +81,16 @@ def steady_rate(events: list[dict], effective_batch: int) -> float | None:
         return None
     (s0, t0), (s1, t1) = logs[1], logs[-1]
     return (s1 - s0) * effective_batch / (t1 - t0) if t1 > t0 else None
+
+
+def phase_seconds(events: list[dict], t0: float) -> dict[str, float]:
+    """Seconds of each phase of the run, from its status events: setup (data, tokenizer, model, tokenization),
+    train (with its validation passes), test (the test split's evaluation) and save."""
+    at = {e["status"]: e["time"] for e in events if e["kind"] == "status"}
+    end = next((e["time"] for e in events if e["kind"] == "done"), None)
+    marks = [("setup_seconds", t0, at.get("training")), ("train_phase_seconds", at.get("training"), at.get("evaluating")),
+             ("test_seconds", at.get("evaluating"), at.get("saving")), ("save_seconds", at.get("saving"), end)]
+    return {k: round(b - a, 1) for k, a, b in marks if a is not None and b is not None}
 
 
 def mean_tokens(path: Path, tokenizer_dir: Path, max_length: int, sample: int = 2000) -> float:
@@ -123,7 +140,7 @@ def main() -> int:
     rows: list[dict] = []
     for name in names:
         config = base.with_overrides(CONFIGS[name] + [f"name=speed-{name}"])
-        registry = Registry(work / "runs")
+        registry = Registry(work / f"runs-{name}")  # its own tokenization cache: each pays its own
         t0 = time.time()
         result = Run(config, registry).execute()
         wall = time.time() - t0
@@ -132,7 +149,12 @@ def main() -> int:
         if result.status == "completed":
             s = result.summary["efficiency"]
             lines = (registry.run_dir(result.run_id) / "metrics.jsonl").read_text().splitlines()
-            rate = steady_rate([json.loads(x) for x in lines], config.train.effective_batch_size)
+            events = [json.loads(x) for x in lines]
+            trained = RunConfig.from_yaml(registry.run_dir(result.run_id) / "config.yaml")
+            rate = steady_rate(events, trained.train.effective_batch_size)
+            row.update(phase_seconds(events, t0))
+            speed = result.summary["reproducibility"].get("speed") or {}
+            row["choices"] = "; ".join(f"{c['field'].split('.')[-1]}={c['after']}" for c in speed.get("choices", []))
             params = s["total_params"]
             row.update(train_seconds=s["train_seconds"], samples_per_s=rate and round(rate, 1),
                        tokens_per_s=rate and round(rate * tokens), peak_memory_mb=s.get("peak_device_mb")
@@ -158,8 +180,9 @@ def _write(out: Path, rows: list[dict]) -> None:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    shown = ["config", "wall_seconds", "wall_seconds_vs_first", "samples_per_s", "samples_per_s_vs_first",
-             "tokens_per_s", "mfu_pct", "peak_memory_mb", "peak_memory_mb_vs_first", "status"]  # fmt: skip
+    shown = ["config", "wall_seconds", "wall_seconds_vs_first", "setup_seconds", "train_phase_seconds", "test_seconds",
+             "samples_per_s", "samples_per_s_vs_first", "tokens_per_s", "mfu_pct", "peak_memory_mb",
+             "peak_memory_mb_vs_first", "status", "choices"]  # fmt: skip
     md = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     md += ["| " + " | ".join("" if r.get(k) is None else str(r[k]) for k in shown) + " |" for r in rows]
     (out / "train_speed.md").write_text("\n".join(md) + "\n")

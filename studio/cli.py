@@ -114,8 +114,14 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from studio.fit import format_suggestions, probe, suggestions
     from studio.memory import estimate, format_estimate
 
-    config = load_config(args.preset, args.set)
+    from studio.hardware import detect
+    from studio.speed import guess_train_rows, plan
+
+    asked = load_config(args.preset, args.set)
+    speed = plan(asked, detect(), args.labels, guess_train_rows(asked))
+    config = speed.config  # the estimate is of what would train
     print(format_estimate(estimate(config, num_labels=args.labels)))
+    print("\n".join([speed.note] + [f"  {c.text()}" for c in speed.choices]))
     advice = format_suggestions(suggestions(config, num_labels=args.labels))
     if advice:
         print(advice)

@@ -20,8 +20,9 @@ from pydantic.dataclasses import dataclass
 
 from studio.errors import ConfigError
 
-CONFIG_VERSION = 1
-"""Bumped when a preset written by this version would not mean the same to an older one."""
+CONFIG_VERSION = 2
+"""Bumped when a preset written by this version would not mean the same to an older one.
+2: `train.speed` (default fast); a version-1 config without it means exactly what it says (as_set)."""
 
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -219,6 +220,15 @@ class TrainConfig:
         [], "Extra experiment trackers; a missing package or login falls back to local logs."
     )
     dataloader_workers: int = _f(0, "Worker processes feeding batches.", ge=0, le=64)
+    speed: Literal["fast", "frugal", "as_set"] = _f(
+        "fast",
+        "fast: on a GPU the studio picks the fastest settings that fit (bf16, a large batch, no checkpointing, "
+        "fused AdamW, length-grouped batches), each choice shown; frugal: the least memory at a useful speed "
+        "(4-bit base, checkpointing, paged 8-bit AdamW); as_set: exactly the settings given. On a CPU all "
+        "three train as set.",
+    )
+    length_grouping: bool = _f(False, "Batch texts of similar token length together: less padding, same data.")
+    torch_compile: bool = _f(False, "Compile the model with torch.compile (pays back on long runs only).")
 
     def __post_init__(self) -> None:
         if self.eval_strategy == "steps" and self.eval_steps is None:
@@ -259,6 +269,9 @@ class RunConfig:
         version = data.get("version", CONFIG_VERSION)
         if isinstance(version, int):  # first: a newer format may also bring keys this version doesn't know
             _check_version(version)
+            if version < 2 and isinstance(data.get("train", {}), dict) and "speed" not in data.get("train", {}):
+                # format 1 had no speed profiles: such a preset (or a saved run's config) meant its settings
+                data = {**data, "train": {**data.get("train", {}), "speed": "as_set"}}
         try:
             return cls(**data)
         except ValidationError as e:
@@ -306,9 +319,15 @@ class RunConfig:
         d = self.to_dict()
         d.pop("name", None)
         d.pop("description", None)
+        # Fields added since runs were first recorded drop out at the value that means the old behaviour, so
+        # a registry's earlier runs keep their identity (a grid resumes across the upgrade).
+        for key, neutral in _HASH_NEUTRAL.items():
+            if d["train"].get(key) == neutral:
+                d["train"].pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
+_HASH_NEUTRAL = {"speed": "as_set", "length_grouping": False, "torch_compile": False}
 _ADAPTER = TypeAdapter(RunConfig)
 SECTIONS: dict[str, type] = {  # dotted section path -> its dataclass (the top level is "")
     "": RunConfig,

@@ -47,6 +47,17 @@ def setup_data(run: Run, config: RunConfig) -> Any:
     return prepared
 
 
+def plan_speed(run: Run, config: RunConfig, prepared: Any) -> Any:
+    """The speed profile's plan for this device (studio/speed.py), each choice told as a note."""
+    from studio.hardware import detect
+    from studio.speed import plan
+
+    result = plan(config, detect(), len(prepared.label_names), len(prepared.splits["train"]))
+    for line in result.lines():
+        run.emit("note", message=line if line == result.note else f"speed {result.profile}: {line}")
+    return result
+
+
 def setup_model(run: Run, config: RunConfig, prepared: Any) -> tuple[Any, Any]:
     """Model bundle and tokenized splits (tokenization needs the model's tokenizer; it is cached)."""
     from transformers import set_seed
@@ -177,6 +188,11 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
         seed=config.seed,
         data_seed=config.seed,
         dataloader_num_workers=t.dataloader_workers,
+        dataloader_persistent_workers=t.dataloader_workers > 0,  # not re-forked for every epoch and evaluation
+        # True would check every step's loss for NaN on the host: a GPU sync per step that stalls the queue of
+        # kernels (the logged loss is then NaN when it is, which is what a user should see anyway).
+        logging_nan_inf_filter=False,
+        torch_compile=t.torch_compile,
         label_names=["labels"],
         disable_tqdm=not run.progress_bar,
         use_cpu=not torch.cuda.is_available(),
@@ -184,7 +200,8 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
     callbacks: list[Any] = [StudioCallback(run, state)]
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
-    trainer = Trainer(
+    trainer_class = _length_grouped_trainer(tokenized["train"]) if t.length_grouping else Trainer
+    trainer = trainer_class(
         model=bundle.model,
         args=args,
         train_dataset=tokenized["train"],
@@ -199,6 +216,28 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
 
         trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def _length_grouped_trainer(train: Any) -> type:
+    """A Trainer whose training batches hold texts of similar length (transformers' LengthGroupedSampler:
+    shuffled groups of 50 batches, sorted by length within each), from lengths read off the tokenized column.
+
+    Written here rather than the Trainer's own `group_by_length` strategy because that one also reorders
+    evaluation and prediction batches (predictions would no longer line up with the rows the studio saves)
+    and, without a lengths column, first measures every row in Python.
+    """
+    import pyarrow.compute as pc
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    lengths = pc.list_value_length(train.with_format("arrow")["input_ids"]).to_pylist()
+
+    class LengthGroupedTrainer(Trainer):
+        def _get_train_sampler(self, *args: Any, **kwargs: Any) -> Any:
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths=lengths)  # fmt: skip
+
+    return LengthGroupedTrainer
 
 
 def _checkpointing_args(on: bool) -> dict[str, Any]:
@@ -292,7 +331,8 @@ def evaluate(run: Run, config: RunConfig, state: dict[str, Any], train_out: Any,
         "best_checkpoint_step": _best_step(trainer),
         "efficiency": efficiency,
         "data": {**prepared.report, "fingerprint": prepared.fingerprint, "label_names": names},
-        "reproducibility": reproducibility(config, prepared.fingerprint, run.dir),
+        "reproducibility": {**reproducibility(config, prepared.fingerprint, run.dir),
+                            "speed": state["plan"].to_dict() if "plan" in state else None},
     }
 
 

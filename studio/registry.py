@@ -91,15 +91,24 @@ class Registry:
             db.close()
 
     # ---- writing -------------------------------------------------------------------------------------
-    def create(self, config: RunConfig) -> RunRecord:
-        """A new run: its folder with config.yaml, and a `running` row owned by this process."""
+    def create(self, config: RunConfig, trained: RunConfig | None = None) -> RunRecord:
+        """A new run: its folder with config.yaml, and a `running` row owned by this process.
+
+        `trained` is what trains when a speed profile changed `config` (speed.plan): config.yaml holds it (what
+        reloading, export and reruns need), requested.yaml the config as asked, and the row is keyed by the
+        asked config's hash (a grid resumes by what it asked for) but shows the method that trained.
+        """
+        trained = trained or config
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}-{secrets.token_hex(2)}"
         folder = self.runs_dir / run_id
         folder.mkdir()
-        config.to_yaml(folder / "config.yaml", header=f"Run {run_id}. Rerun: python -m studio train <this file>")
+        trained.to_yaml(folder / "config.yaml", header=f"Run {run_id}. Rerun: python -m studio train <this file>")
+        if trained != config:
+            config.to_yaml(folder / "requested.yaml", header=f"Run {run_id} as asked, before its speed profile "
+                           f"({config.train.speed}) chose the settings in config.yaml")  # fmt: skip
         row = {
             "id": run_id, "name": config.name, "status": "running", "created": time.time(), "pid": os.getpid(),
-            "host": socket.gethostname(), "model": config.model.name, "method": _method_label(config),
+            "host": socket.gethostname(), "model": trained.model.name, "method": _method_label(trained),
             "dataset": config.data.source, "config_hash": config.config_hash(), "seed": config.seed,
         }  # fmt: skip
         with self._connect() as db:

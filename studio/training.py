@@ -52,6 +52,8 @@ class Run:
 
     def __init__(self, config: RunConfig, registry: Registry, *, progress_bar: bool = False):
         self.config = config
+        self.trained: RunConfig = config
+        """What trains: `config` after its speed profile (phases.plan_speed); the run folder's config.yaml."""
         self.registry = registry
         self.progress_bar = progress_bar
         self.events: queue.Queue[Event] = queue.Queue()
@@ -72,7 +74,7 @@ class Run:
     def _create_record(self) -> None:
         if self.record is not None:
             return
-        self.record = self.registry.create(self.config)
+        self.record = self.registry.create(self.config, trained=self.trained)
         self.dir = self.registry.run_dir(self.record.id)
         with self._log_lock:
             pending, self._pending = self._pending, []
@@ -138,7 +140,7 @@ class Run:
                 f.write(traceback.format_exc())
             from studio.phases import explain_failure
 
-            outcome = ("failed", explain_failure(e, self.config), {})
+            outcome = ("failed", explain_failure(e, self.trained), {})
         finally:
             if state:
                 from studio.phases import cleanup
@@ -154,17 +156,19 @@ class Run:
         state["data"] = phases.setup_data(self, self.config)
         if self._stop.is_set():
             return not_started
+        state["plan"] = phases.plan_speed(self, self.config, state["data"])
+        self.trained = state["plan"].config
         self.emit("status", status="loading model", message=f"loading {self.config.model.name}")
-        state["bundle"], state["tokenized"] = phases.setup_model(self, self.config, state["data"])
+        state["bundle"], state["tokenized"] = phases.setup_model(self, self.trained, state["data"])
         if self._stop.is_set():
             return not_started
         self._create_record()
-        state["trainer"] = phases.build_trainer(self, self.config, state)
+        state["trainer"] = phases.build_trainer(self, self.trained, state)
         self.emit("status", status="training", message="training")
         train_out = state["trainer"].train()
         stopped = self._stop.is_set()
         self.emit("status", status="evaluating", message="evaluating on the test split")
-        summary = phases.evaluate(self, self.config, state, train_out, t0)
+        summary = phases.evaluate(self, self.trained, state, train_out, t0)
         self.emit("status", status="saving", message="saving the model")
         phases.save(self, state)
         accuracy = summary["test"]["accuracy"]

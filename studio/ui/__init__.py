@@ -49,6 +49,7 @@ def build_app(runs_dir: str | Path, preset: str | Path | None = None, grids_dir:
             "base": gr.State(ctx.form.initial),  # the preset or run config the form edits
             "preset_name": gr.State(ctx.preset_name),
             "num_labels": gr.State(2),
+            "train_rows": gr.State(None),  # known once the Data tab has inspected the source
         }
         with gr.Tabs():
             with gr.Tab("1 · Data", id="data"):
@@ -69,7 +70,7 @@ def build_app(runs_dir: str | Path, preset: str | Path | None = None, grids_dir:
         app.load(*data["on_load"], show_progress="hidden")
         app.load(
             model["estimate"],
-            {session["base"], session["num_labels"], *ctx.form.components},
+            {session["base"], session["num_labels"], session["train_rows"], *ctx.form.components},
             model["estimate_outputs"],
             show_progress="hidden",
         )

@@ -98,12 +98,14 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
             o.preview,
             o.lengths,
             len(o.label_names),
+            o.rows.get("train"),
             gr.update(choices=columns),
             gr.update(choices=columns),
         )
 
     inputs = {session["base"], *form.components}
-    outputs = [summary, labels_plot, lengths_plot, preview, lengths, session["num_labels"], text_column, label_column]
+    outputs = [summary, labels_plot, lengths_plot, preview, lengths, session["num_labels"], session["train_rows"],
+               text_column, label_column]  # fmt: skip
 
     def inspect_fn(d: dict) -> tuple:
         return run_inspect(d[session["base"]], d)

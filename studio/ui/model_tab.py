@@ -81,6 +81,12 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
                     )
             with gr.Accordion("Training", open=True):
                 with gr.Row():
+                    form.field("train.speed", gr.Radio, label="speed profile", scale=3,
+                               info="fast: the studio picks the fastest settings that fit the GPU (shown on the "
+                                    "right); frugal: the least memory; as_set: exactly the settings below")  # fmt: skip
+                    form.field("train.length_grouping", gr.Checkbox, label="length-grouped batches")
+                    form.field("train.torch_compile", gr.Checkbox, label="torch.compile")
+                with gr.Row():
                     form.field("train.epochs", gr.Number, minimum=0.01)
                     form.field("train.max_steps", gr.Number, minimum=1)
                     form.field("train.batch_size", gr.Number, minimum=1, label="batch size")
@@ -136,15 +142,20 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         from studio.hardware import describe, detect
         from studio.memory import estimate as memory_estimate
 
+        from studio.speed import guess_train_rows, plan
+
         import_engine_libraries()
         device = detect()
         try:
-            config = form.read(values[session["base"]], values)
+            asked = form.read(values[session["base"]], values)
             num_labels = max(2, int(values[session["num_labels"]] or 2))
+            rows = values.get(session["train_rows"]) or guess_train_rows(asked)
+            speed = plan(asked, device, num_labels, rows)
+            config = speed.config  # what would train: the estimate is of that
             e = memory_estimate(config, num_labels=num_labels, device=device)
         except StudioError as err:  # half-typed values are normal here: say what is wrong, no pop-up
             return f"**{describe(device)}**", plots.empty("no estimate"), f"⚠️ {err}"
-        text = _estimate_text(e, config)
+        text = _estimate_text(e, config) + _plan_text(speed)
         if not e.fits:
             from studio.fit import suggestions
 
@@ -157,11 +168,11 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
             )
         return f"**{describe(device)}**", plots.memory_breakdown(e.parts, e.device.free_mb, e.device.name), text
 
-    triggers = [c.change for c in form.components] + [session["num_labels"].change]
+    triggers = [c.change for c in form.components] + [session["num_labels"].change, session["train_rows"].change]
     gr.on(
         triggers,
         estimate,
-        {session["base"], session["num_labels"], *form.components},
+        {session["base"], session["num_labels"], session["train_rows"], *form.components},
         [device_line, memory_plot, memory_text],
         trigger_mode="always_last",
         show_progress="hidden",
@@ -254,6 +265,14 @@ def _diff(base: dict, new: dict, prefix: str = "") -> list[tuple[str, Any]]:
 
 def _yaml_value(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
+
+
+def _plan_text(speed: Any) -> str:
+    if not speed.choices:
+        return f"\n\n**{speed.note}**"
+    rows = "\n".join(f"| `{c.field}` | {c.before} | **{c.after}** | {c.why} |" for c in speed.choices)
+    return (f"\n\n**{speed.note}**; it trains with these changes (set speed to as_set to train exactly the "
+            f"form):\n\n| setting | asked | trains with | why |\n|---|---|---|---|\n{rows}")
 
 
 def _estimate_text(e: Any, config: RunConfig) -> str:

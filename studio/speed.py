@@ -1,0 +1,237 @@
+"""Speed profiles: what `train.speed` fast and frugal make of a config on a device, and why.
+
+`plan(config, device, num_labels, train_rows)` returns the config that trains and each choice made, as
+(field, before, after, why) lines that the UI shows before a run starts and the run's log and eval.json
+record. `as_set` changes nothing, and neither does any profile on a CPU: the choices are about GPU kernels
+and GPU memory (bf16 autocast is ~20x slower than fp32 on CPUs without native bf16, see phases.py).
+
+The rules come from measurements on an H100 (benchmarks/train_speed.py: bert-base, IMDb's token lengths,
+through the studio's own Run; README, "Training speed"):
+
+- a 16-bit base instead of QLoRA's 4-bit one when it fits: 4-bit layers are dequantised in every forward and
+  backward, 2-5x the step time of LoRA on a bf16 base at batch 4 (benchmarks/results/decoder_check.csv);
+- no gradient checkpointing when the activations fit: checkpointing cost 1.8x;
+- the largest batch up to FAST_BATCH that fits: at batch 16 the GPU waits on Python between kernels
+  (347 samples/s at 16 x 2 against 864 at 64 x 1, LoRA bf16 fused); the effective batch never shrinks, and
+  when it grows the learning rate follows the square-root rule for Adam (Malladi et al. 2022, "On the SDEs
+  and scaling rules for adaptive gradient algorithms"), stated as a choice;
+- fused AdamW (one kernel for all parameters): +10%;
+- length-grouped batches: a batch pads to its longest text, and IMDb-like lengths vary 10x;
+- torch.compile only when the run is long enough to pay its compile time back (COMPILE_MIN_TOKENS).
+
+Frugal keeps the seed study's memory savers (4-bit base, checkpointing, paged 8-bit AdamW, a micro-batch of
+at most FRUGAL_BATCH with accumulation for the effective batch) and drops what only costs time: fp16's loss
+scaler (bf16 needs none) and padding (length-grouped batches).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from studio.config import RunConfig
+from studio.hardware import Device
+
+FAST_BATCH = 128
+"""The per-device batch fast grows to (bert-base at 256 tokens: past it samples/s barely rise, memory does)."""
+MIN_STEPS_PER_EPOCH = 50
+"""Fast never grows the batch so far that an epoch has fewer optimizer steps than this (small datasets)."""
+FRUGAL_BATCH = 16
+COMPILE_MIN_TOKENS = 500e6
+"""Training tokens (rows x epochs x max_length) above which fast compiles the model: compiling bert-base's
+training step takes about a minute per padded shape, and saves ~40% of a step (issue 8's measurements:
+~1,100 -> ~1,900 samples/s), so below ~30 minutes of training it costs more than it saves."""
+FAST_OPTIMIZERS = {"adamw_torch", "paged_adamw_8bit", "adamw_bnb_8bit", "paged_adamw_32bit"}
+FAST_WORKERS = 2
+"""Dataloader workers: the collator pads in Python; two workers keep the next batches ready."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    field: str
+    before: Any
+    after: Any
+    why: str
+
+    def text(self) -> str:
+        return f"{self.field}: {self.before} -> {self.after} ({self.why})"
+
+
+@dataclass(frozen=True)
+class Plan:
+    profile: str
+    config: RunConfig
+    """What trains: the asked config with the choices applied and `train.speed: as_set` (rerunnable as is)."""
+    choices: tuple[Choice, ...]
+    note: str
+    """One line on what the profile did (or why it changed nothing)."""
+
+    def lines(self) -> list[str]:
+        return [self.note] + [c.text() for c in self.choices]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"profile": self.profile, "note": self.note,
+                "choices": [{"field": c.field, "before": c.before, "after": c.after, "why": c.why}
+                            for c in self.choices]}  # fmt: skip
+
+
+def plan(config: RunConfig, device: Device, num_labels: int, train_rows: int) -> Plan:
+    """The config that trains for `config.train.speed` on `device` (see the module docstring)."""
+    profile = config.train.speed
+    if profile == "as_set":
+        return Plan(profile, config, (), "speed as_set: every setting as given")
+    if device.kind != "cuda":
+        return Plan(profile, _settle(config, {}), (), f"speed {profile}: on a CPU the settings train as given")
+    if profile == "fast":
+        return _fast(config, device, num_labels, train_rows)
+    return _frugal(config, device, num_labels)
+
+
+def guess_train_rows(config: RunConfig) -> int:
+    """Training rows before the data is loaded (the UI before its Data tab inspected the source, the CLI's
+    estimate): what the data settings cap it at, else the seed study's 16,000. Only fast's batch cap for small
+    datasets and its compile rule use the number."""
+    d = config.data
+    if d.balance is not None:
+        return int(d.balance.num_samples * 0.8)
+    return d.max_train_samples or int((d.max_samples or 20_000) * 0.8)
+
+
+# ---- fast ----------------------------------------------------------------------------------------------
+def _fast(config: RunConfig, device: Device, num_labels: int, train_rows: int) -> Plan:
+    from studio.memory import estimate
+
+    t, m = config.train, config.method
+    changes: dict[str, tuple[Any, str]] = {}
+    if t.precision not in ("auto", "bf16"):
+        changes["train.precision"] = ("auto", "bf16 autocast on GPUs that have it (no loss scaler), else fp16")
+    if m.quantized:
+        changes["method.name"] = ("lora", "the 16-bit base fits; 4-bit layers are dequantised in every pass, "
+                                          "2-5x the step time")  # fmt: skip
+    if t.optimizer in FAST_OPTIMIZERS:
+        changes["train.optimizer"] = ("adamw_torch_fused", "one fused kernel for every parameter")
+    if not t.length_grouping:
+        changes["train.length_grouping"] = (True, "texts of similar length share a batch: less padding")
+    if t.dataloader_workers < FAST_WORKERS:
+        changes["train.dataloader_workers"] = (FAST_WORKERS, "batches are padded while the GPU trains")
+
+    asked = t.effective_batch_size
+    by_rows = 2 ** int(math.log2(max(1, train_rows // MIN_STEPS_PER_EPOCH)))
+    target = max(asked, min(FAST_BATCH, by_rows))
+    fitted = None
+    # Prefer dropping checkpointing over a big batch, and a 16-bit base over both; fall back step by step.
+    for keep_quantized in ((False, True) if m.quantized else (False,)):
+        for checkpointing in (False, True):
+            for batch in _halvings(target):
+                grad_accum = max(1, math.ceil(asked / batch))
+                trial = dict(changes)
+                if keep_quantized:
+                    trial.pop("method.name", None)
+                _batch_changes(trial, t, batch, grad_accum, checkpointing)
+                candidate = _settle(config, trial)
+                if estimate(candidate, num_labels, device).fits:
+                    fitted = trial
+                    break
+            if fitted is not None:
+                break
+        if fitted is not None:
+            break
+    if fitted is None:  # not even batch 1 fits: train as asked, and let the estimate's warning speak
+        return Plan("fast", _settle(config, {}), (), "speed fast: nothing faster fits this GPU; settings as given")
+    batch = fitted.get("train.batch_size", (t.batch_size, ""))[0]
+    grad_accum = fitted.get("train.grad_accum", (t.grad_accum, ""))[0]
+    new_effective = batch * grad_accum
+    if new_effective != asked:
+        factor = math.sqrt(new_effective / asked)
+        fitted["train.learning_rate"] = (float(f"{t.learning_rate * factor:.3g}"),
+                                         f"effective batch {asked} -> {new_effective}: x{factor:.2f}, the "
+                                         "square-root rule for Adam")  # fmt: skip
+        logging = max(1, round(t.logging_steps * asked / new_effective))
+        if logging != t.logging_steps:
+            fitted["train.logging_steps"] = (logging, "the loss is logged as often per sample as asked")
+        if t.eval_steps:
+            fitted["train.eval_steps"] = (max(1, round(t.eval_steps * asked / new_effective)),
+                                          "evaluations come as often per sample as asked")  # fmt: skip
+    epochs_tokens = (t.max_steps * new_effective if t.max_steps else train_rows * t.epochs) * config.data.max_length
+    if not t.torch_compile and epochs_tokens >= COMPILE_MIN_TOKENS:
+        fitted["train.torch_compile"] = (True, f"{epochs_tokens / 1e6:.0f}M training tokens pay back compiling")
+    settled = _settle(config, fitted)
+    mb = estimate(settled, num_labels, device).total_mb
+    note = f"speed fast: estimated {mb:,.0f} MB of this GPU's {device.free_mb:,.0f} MB free"
+    return Plan("fast", settled, _choices(config, fitted), note)
+
+
+def _batch_changes(trial: dict, t: Any, batch: int, grad_accum: int, checkpointing: bool) -> None:
+    if batch != t.batch_size:
+        trial["train.batch_size"] = (batch, "the largest batch up to "
+                                            f"{FAST_BATCH} that fits: fewer, fuller steps")  # fmt: skip
+    if grad_accum != t.grad_accum:
+        trial["train.grad_accum"] = (grad_accum, "the effective batch comes from the batch itself")
+    if checkpointing != t.gradient_checkpointing:
+        trial["train.gradient_checkpointing"] = (
+            checkpointing, "the activations fit: no recomputation" if not checkpointing else "needed to fit")
+
+
+def _halvings(start: int) -> list[int]:
+    out, b = [], start
+    while b >= 1:
+        out.append(b)
+        b //= 2
+    return out
+
+
+# ---- frugal --------------------------------------------------------------------------------------------
+def _frugal(config: RunConfig, device: Device, num_labels: int) -> Plan:
+    import importlib.util
+
+    from studio.memory import estimate
+
+    t, m = config.train, config.method
+    changes: dict[str, tuple[Any, str]] = {}
+    bnb = importlib.util.find_spec("bitsandbytes") is not None
+    if m.name == "lora" and bnb:
+        changes["method.name"] = ("qlora", "the frozen base in 4-bit NF4")
+    if t.precision != "auto":
+        changes["train.precision"] = ("auto", "bf16 autocast where the GPU has it: no fp16 loss scaler")
+    if m.quantized or "method.name" in changes:
+        if m.compute_dtype == "float16":
+            changes["method.compute_dtype"] = ("auto", "4-bit matmuls in the autocast dtype")
+        if not m.double_quant:
+            changes["method.double_quant"] = (True, "quantization constants quantized too: ~0.4 bit/param less")
+    if not t.gradient_checkpointing:
+        changes["train.gradient_checkpointing"] = (True, "each layer keeps only its input")
+    if bnb and t.optimizer not in ("paged_adamw_8bit",):
+        changes["train.optimizer"] = ("paged_adamw_8bit", "8-bit states, paged to CPU RAM under pressure")
+    if t.batch_size > FRUGAL_BATCH:
+        grad_accum = math.ceil(t.effective_batch_size / FRUGAL_BATCH)
+        changes["train.batch_size"] = (FRUGAL_BATCH, f"activations of {FRUGAL_BATCH} texts at a time")
+        changes["train.grad_accum"] = (grad_accum, "the effective batch kept by accumulation")
+    if not t.length_grouping:
+        changes["train.length_grouping"] = (True, "texts of similar length share a batch: less padding")
+    if t.dataloader_workers < FAST_WORKERS:
+        changes["train.dataloader_workers"] = (FAST_WORKERS, "batches are padded while the GPU trains")
+    settled = _settle(config, changes)
+    mb = estimate(settled, num_labels, device).total_mb
+    note = f"speed frugal: estimated {mb:,.0f} MB" + ("" if bnb else " (bitsandbytes missing: no 4-bit, no 8-bit AdamW)")
+    return Plan("frugal", settled, _choices(config, changes), note)
+
+
+# ---- helpers -------------------------------------------------------------------------------------------
+def _settle(config: RunConfig, changes: dict[str, tuple[Any, str]]) -> RunConfig:
+    """`config` with the changes applied and speed as_set (the result trains exactly as it reads)."""
+    data = config.to_dict()
+    for key, (value, _why) in list(changes.items()) + [("train.speed", ("as_set", ""))]:
+        section, name = key.split(".")
+        data[section][name] = value
+    return RunConfig.from_dict(data)
+
+
+def _choices(config: RunConfig, changes: dict[str, tuple[Any, str]]) -> tuple[Choice, ...]:
+    data = config.to_dict()
+    out = []
+    for key, (value, why) in changes.items():
+        section, name = key.split(".")
+        if data[section][name] != value:
+            out.append(Choice(key, data[section][name], value, why))
+    return tuple(out)

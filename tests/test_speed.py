@@ -1,0 +1,166 @@
+"""Speed profiles (studio/speed.py): what fast and frugal choose on a GPU, that as_set and CPUs change
+nothing, that what trains is recorded beside what was asked, and that length-grouped batches pad less."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from test_training import events_of, tiny_config
+
+from studio.config import RunConfig
+from studio.hardware import Device
+from studio.memory import SAFETY_MARGIN, estimate
+from studio.registry import Registry
+from studio.speed import FAST_BATCH, plan
+from studio.training import Run
+
+H100 = Device("cuda", "NVIDIA H100 80GB HBM3", 81559.0, 80000.0, 1)
+CPU = Device("cpu", "cpu", 24000.0, 20000.0, 0)
+
+
+def seed_recipe(model_dir) -> RunConfig:
+    """Seed study 1's recipe on a tiny model: QLoRA fp16, checkpointing, paged 8-bit AdamW, 16 x GA 2."""
+    return tiny_config(model_dir, "qlora").with_overrides([
+        "train.batch_size=16", "train.grad_accum=2", "train.learning_rate=2e-4", "train.precision=fp16",
+        "train.gradient_checkpointing=true", "train.optimizer=paged_adamw_8bit", "train.logging_steps=25",
+        "method.compute_dtype=float16", "train.speed=fast",
+    ])  # fmt: skip
+
+
+def test_fast_on_a_large_gpu_takes_every_speed_up_and_says_why(tiny_model_dir):
+    asked = seed_recipe(tiny_model_dir("bert"))
+    p = plan(asked, H100, num_labels=2, train_rows=16_000)
+    t, m = p.config.train, p.config.method
+    assert (m.name, t.precision, t.gradient_checkpointing, t.optimizer) == ("lora", "auto", False, "adamw_torch_fused")
+    assert (t.batch_size, t.grad_accum, t.length_grouping, t.speed) == (FAST_BATCH, 1, True, "as_set")
+    # the effective batch grew 32 -> 128: the learning rate follows the square-root rule, the logging cadence
+    # stays per sample, and the choice says so
+    assert t.learning_rate == pytest.approx(4e-4) and t.logging_steps == 6
+    fields = {c.field: c for c in p.choices}
+    assert "square-root" in fields["train.learning_rate"].why and fields["method.name"].before == "qlora"
+    assert not t.torch_compile  # 16k x 3 epochs x 32 tokens: far too short to pay back compiling
+    assert estimate(p.config, 2, H100).fits
+    # the unchanged knobs stay as asked
+    assert (t.epochs, t.scheduler, t.weight_decay, m.r, m.alpha) == (asked.train.epochs, asked.train.scheduler,
+                                                                     asked.train.weight_decay, 4, asked.method.alpha)
+
+
+def test_fast_fits_a_small_gpu_and_never_shrinks_the_effective_batch(tiny_model_dir):
+    asked = seed_recipe(tiny_model_dir("bert")).with_overrides(["data.max_length=512", "method.name=lora"])
+    big = plan(asked, H100, 2, 16_000).config
+    at_64 = estimate(big.with_overrides(["train.batch_size=64"]), 2, H100).total_mb
+    free = (at_64 - 0.5) / SAFETY_MARGIN  # batch 64 misses by half a MB
+    small = Device("cuda", "small", free, free, 1)
+    p = plan(asked, small, 2, 16_000)
+    t = p.config.train
+    assert estimate(p.config, 2, small).fits
+    assert (t.batch_size, t.gradient_checkpointing) == (32, False)
+    assert t.effective_batch_size >= asked.train.effective_batch_size
+    ratio = t.effective_batch_size / asked.train.effective_batch_size
+    assert t.learning_rate == pytest.approx(float(f"{2e-4 * math.sqrt(ratio):.3g}"))
+
+
+def test_fast_keeps_enough_steps_on_small_data(tiny_model_dir):
+    p = plan(seed_recipe(tiny_model_dir("bert")), H100, 2, train_rows=640)
+    t = p.config.train
+    # 640 rows / 50 steps an epoch -> at most 12 a batch, below the 32 asked: the asked effective batch as one
+    assert (t.batch_size, t.grad_accum, t.learning_rate) == (32, 1, 2e-4)
+
+
+def test_fast_compiles_only_runs_long_enough_to_pay_it_back(tiny_model_dir):
+    long_run = seed_recipe(tiny_model_dir("bert")).with_overrides(["data.max_length=256", "train.epochs=20"])
+    assert plan(long_run, H100, 2, train_rows=200_000).config.train.torch_compile
+    assert not plan(long_run, H100, 2, train_rows=16_000).config.train.torch_compile
+
+
+def test_frugal_takes_the_memory_savers_and_keeps_the_effective_batch(tiny_model_dir):
+    asked = tiny_config(tiny_model_dir("bert"), "lora").with_overrides(
+        ["train.batch_size=64", "train.speed=frugal", "train.precision=fp16"])
+    p = plan(asked, H100, 2, 16_000)
+    t, m = p.config.train, p.config.method
+    assert (m.name, m.double_quant, t.gradient_checkpointing, t.optimizer) == ("qlora", True, True, "paged_adamw_8bit")
+    assert (t.batch_size, t.grad_accum, t.precision, t.length_grouping) == (16, 4, "auto", True)
+    assert estimate(p.config, 2, H100).total_mb < estimate(asked, 2, H100).total_mb
+
+
+@pytest.mark.parametrize("speed, device", [("as_set", H100), ("fast", CPU), ("frugal", CPU)])
+def test_as_set_and_any_profile_on_a_cpu_train_as_given(tiny_model_dir, speed, device):
+    asked = seed_recipe(tiny_model_dir("bert")).with_overrides([f"train.speed={speed}"])
+    p = plan(asked, device, 2, 16_000)
+    assert p.choices == ()
+    assert p.config.with_overrides(["train.speed=" + speed]) == asked
+
+
+def test_format_1_configs_mean_what_they_say_and_keep_their_identity():
+    v1 = {"version": 1, "model": {"name": "minilm-l6"}, "train": {"batch_size": 8}}
+    legacy = RunConfig.from_dict(v1)
+    assert legacy.train.speed == "as_set"
+    assert RunConfig.from_dict({"model": {"name": "minilm-l6"}}).train.speed == "fast"  # the current default
+    # a registry's runs from before speed profiles keep their config hash (a grid resumes across the upgrade)
+    explicit = RunConfig.from_dict({**v1, "train": {"batch_size": 8, "speed": "as_set", "length_grouping": False}})
+    assert explicit.config_hash() == legacy.config_hash()
+    assert legacy.with_overrides(["train.speed=fast"]).config_hash() != legacy.config_hash()
+
+
+def test_a_run_records_what_trained_beside_what_was_asked(tiny_model_dir, runs_dir, monkeypatch):
+    """On a (pretend) GPU, fast turns QLoRA into LoRA: config.yaml, the row's method, reloading and eval.json
+    follow what trained; requested.yaml and the config hash keep what was asked."""
+    from studio import hardware
+
+    monkeypatch.setattr(hardware, "detect", lambda: H100)
+    registry = Registry(runs_dir)
+    asked = seed_recipe(tiny_model_dir("bert")).with_overrides(["train.max_steps=2", "train.optimizer=adamw_torch"])
+    result = Run(asked, registry).execute()
+    assert result.status == "completed", result.message
+    folder = registry.run_dir(result.run_id)
+    trained = RunConfig.from_yaml(folder / "config.yaml")
+    assert trained.method.name == "lora" and trained.train.speed == "as_set"
+    assert RunConfig.from_yaml(folder / "requested.yaml") == asked
+    record = registry.get(result.run_id)
+    assert record.config_hash == asked.config_hash() and record.method.startswith("lora")
+    speed = result.summary["reproducibility"]["speed"]
+    assert speed["profile"] == "fast" and any(c["field"] == "method.name" for c in speed["choices"])
+    notes = [e["message"] for e in events_of(registry, result.run_id) if e["kind"] == "note"]
+    assert any(n.startswith("speed fast: method.name: qlora -> lora") for n in notes)
+
+
+def test_length_grouped_batches_pad_less_and_cover_every_row(tiny_model_dir):
+    from datasets import Dataset
+
+    from studio.phases import _length_grouped_trainer
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 256, size=2000).tolist()
+    train = Dataset.from_dict({"input_ids": [[1] * n for n in lengths], "labels": [0] * len(lengths)})
+    trainer_class = _length_grouped_trainer(train)
+
+    class Args:
+        train_batch_size, gradient_accumulation_steps = 32, 1
+
+    fake = trainer_class.__new__(trainer_class)
+    fake.args = Args()
+    order = list(fake._get_train_sampler())
+    assert sorted(order) == list(range(len(lengths)))  # a permutation: no row dropped or repeated
+
+    def padded(indices):
+        return sum(32 * max(lengths[i] for i in indices[k : k + 32]) for k in range(0, len(indices), 32))
+
+    shuffled = rng.permutation(len(lengths)).tolist()
+    assert padded(order) < 0.7 * padded(shuffled)
+
+
+def test_length_grouping_trains_on_cpu(tiny_model_dir, runs_dir):
+    registry = Registry(runs_dir)
+    config = tiny_config(tiny_model_dir("bert"), "lora", max_steps=3, length_grouping=True, dataloader_workers=1)
+    result = Run(config, registry).execute()
+    assert result.status == "completed", result.message
+
+
+def test_the_model_tab_shows_each_choice_of_the_plan(tiny_model_dir):
+    from studio.ui.model_tab import _plan_text
+
+    text = _plan_text(plan(seed_recipe(tiny_model_dir("bert")), H100, 2, 16_000))
+    assert "| `method.name` | qlora | **lora** |" in text and "| `train.batch_size` | 16 | **128** |" in text
+    assert "as_set" in text  # how to override: train exactly the form
