@@ -55,6 +55,11 @@ CONFIGS: dict[str, list[str]] = {
     "full-bf16-fused-b64": ["train.gradient_checkpointing=false", "train.precision=bf16", "method.name=full",
                             "train.optimizer=adamw_torch_fused", "train.batch_size=64", "train.grad_accum=1",
                             "train.learning_rate=4e-5"],
+    # one change at a time from the seed recipe: where its time goes
+    "seed-adamw": ["train.optimizer=adamw_torch"],
+    "seed-bf16": ["train.precision=bf16", "method.compute_dtype=bfloat16"],
+    "seed-b32": ["train.batch_size=32", "train.grad_accum=1"],
+    "seed-grouped": ["train.length_grouping=true"],
     "fast": ["train.speed=fast"],  # the studio's profiles, as a user gets them (studio/speed.py)
     "frugal": ["train.speed=frugal"],
 }  # fmt: skip

@@ -222,8 +222,8 @@ class TrainConfig:
     dataloader_workers: int = _f(0, "Worker processes feeding batches.", ge=0, le=64)
     speed: Literal["fast", "frugal", "as_set"] = _f(
         "fast",
-        "fast: on a GPU the studio picks the fastest settings that fit (bf16, a large batch, no checkpointing, "
-        "fused AdamW, length-grouped batches), each choice shown; frugal: the least memory at a useful speed "
+        "fast: on a GPU the studio picks the fastest settings that fit (bf16, a 16-bit base, a large batch, no "
+        "checkpointing, fused AdamW), each choice shown; frugal: the least memory at a useful speed "
         "(4-bit base, checkpointing, paged 8-bit AdamW); as_set: exactly the settings given. On a CPU all "
         "three train as set.",
     )

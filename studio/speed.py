@@ -16,12 +16,18 @@ through the studio's own Run; README, "Training speed"):
   when it grows the learning rate follows the square-root rule for Adam (Malladi et al. 2022, "On the SDEs
   and scaling rules for adaptive gradient algorithms"), stated as a choice;
 - fused AdamW (one kernel for all parameters): +10%;
-- length-grouped batches: a batch pads to its longest text, and IMDb-like lengths vary 10x;
 - torch.compile only when the run is long enough to pay its compile time back (COMPILE_MIN_TOKENS).
 
+Not chosen (yet): length-grouped batches (`train.length_grouping`). They pad less, but every batch then has
+another shape, and on the H100 the seed recipe trained 13% slower with them and peaked 18% higher (the
+allocator keeps blocks of each shape); fast at batch 128 measured 8% slower. Bucketing lengths to a few
+shapes is the next step (issue 8).
+
 Frugal keeps the seed study's memory savers (4-bit base, checkpointing, paged 8-bit AdamW, a micro-batch of
-at most FRUGAL_BATCH with accumulation for the effective batch) and drops what only costs time: fp16's loss
-scaler (bf16 needs none) and padding (length-grouped batches).
+at most FRUGAL_BATCH with accumulation for the effective batch) and drops fp16's loss scaler (bf16 needs
+none). Measured: no faster than the seed recipe yet. Its time is a fixed ~170 ms per micro-batch whatever
+the batch (16 -> 32 rows: 1.75x the samples/s), so the lever is a larger micro-batch in the same memory, which
+needs the residual stream in bf16 rather than the fp32 that prepare_model_for_kbit_training makes it (next).
 """
 
 from __future__ import annotations
@@ -111,8 +117,6 @@ def _fast(config: RunConfig, device: Device, num_labels: int, train_rows: int) -
                                           "2-5x the step time")  # fmt: skip
     if t.optimizer in FAST_OPTIMIZERS:
         changes["train.optimizer"] = ("adamw_torch_fused", "one fused kernel for every parameter")
-    if not t.length_grouping:
-        changes["train.length_grouping"] = (True, "texts of similar length share a batch: less padding")
     if t.dataloader_workers < FAST_WORKERS:
         changes["train.dataloader_workers"] = (FAST_WORKERS, "batches are padded while the GPU trains")
 
@@ -207,8 +211,6 @@ def _frugal(config: RunConfig, device: Device, num_labels: int) -> Plan:
         grad_accum = math.ceil(t.effective_batch_size / FRUGAL_BATCH)
         changes["train.batch_size"] = (FRUGAL_BATCH, f"activations of {FRUGAL_BATCH} texts at a time")
         changes["train.grad_accum"] = (grad_accum, "the effective batch kept by accumulation")
-    if not t.length_grouping:
-        changes["train.length_grouping"] = (True, "texts of similar length share a batch: less padding")
     if t.dataloader_workers < FAST_WORKERS:
         changes["train.dataloader_workers"] = (FAST_WORKERS, "batches are padded while the GPU trains")
     settled = _settle(config, changes)
