@@ -11,6 +11,10 @@ from studio.errors import DataError, StudioError
 from studio.registry import Registry
 
 
+GPU_BATCH = 256
+CPU_BATCH = 32
+
+
 @dataclass(frozen=True)
 class Prediction:
     text: str
@@ -40,8 +44,15 @@ class Predictor:
         model, tokenizer = load_for_inference(run_dir, config, labels)
         return cls(model, tokenizer, labels, config.data.max_length, run_id)
 
-    def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
-        """Predictions in input order. Texts are sorted by length inside so batches carry little padding."""
+    def predict(self, texts: list[str], batch_size: int | None = None) -> list[Prediction]:
+        """Predictions in input order. Texts are sorted by length inside so batches carry little padding.
+
+        On a GPU the forward passes run under bf16 autocast where the GPU has bf16 (as the Trainer's evaluation
+        does) in batches of GPU_BATCH; on a CPU in fp32 (bf16 is emulated on most CPUs) in batches of
+        CPU_BATCH, which keeps one batch's activations small beside the model.
+        """
+        import contextlib
+
         import torch
 
         if isinstance(texts, str):
@@ -50,7 +61,14 @@ class Predictor:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         probs: list[Any] = [None] * len(texts)
         device = next(self.model.parameters()).device
-        with torch.inference_mode():
+        cuda = device.type == "cuda"
+        batch_size = batch_size or (GPU_BATCH if cuda else CPU_BATCH)
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if cuda and torch.cuda.is_bf16_supported()
+            else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), autocast:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 enc = self.tokenizer(
@@ -69,7 +87,7 @@ class Predictor:
             out.append(Prediction(text, self.label_names[best], p[best], dict(zip(self.label_names, p, strict=True))))
         return out
 
-    def predict_file(self, path: str | Path, text_column: str | None = None, batch_size: int = 32) -> Any:
+    def predict_file(self, path: str | Path, text_column: str | None = None, batch_size: int | None = None) -> Any:
         """A table (pandas) of the file's rows plus `predicted_label`, `score` and one `prob_<label>` per class.
 
         The file is read by the data layer, so it takes the same formats and gives the same errors.
