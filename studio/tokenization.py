@@ -26,6 +26,10 @@ def _column(dataset: Any, name: str) -> list:
     return dataset.with_format("arrow")[name].to_pylist()
 
 
+FORMAT = 2
+"""Bumped when the cached columns change (2: input_ids and labels only)."""
+
+
 def tokenizer_identity(tokenizer: Any) -> str:
     """A hash that changes whenever the tokenizer would produce other ids for the same text."""
     if getattr(tokenizer, "is_fast", False) and hasattr(tokenizer, "backend_tokenizer"):
@@ -44,27 +48,18 @@ def tokenize(data: PreparedData, tokenizer: Any, max_length: int, cache_dir: str
     """Token ids of every split, unpadded (the collator pads each batch), truncated at `max_length`.
 
     Returns:
-        (DatasetDict with input_ids, attention_mask, token_type_ids when the tokenizer makes them, and
-        labels; whether it came from the cache). The cache key covers the data's fingerprint, `max_length`
+        (DatasetDict with input_ids and labels; whether it came from the cache). The cache key covers the data's fingerprint, `max_length`
         and the tokenizer's identity; entries live in ``cache_dir/tokenized/<key>`` and are written to a
         temporary folder first, then renamed, so a reader never sees half an entry.
     """
     from datasets import DatasetDict, load_from_disk
 
-    key = hashlib.sha256(f"{data.fingerprint}|{max_length}|{tokenizer_identity(tokenizer)}".encode()).hexdigest()
+    key = f"{FORMAT}|{data.fingerprint}|{max_length}|{tokenizer_identity(tokenizer)}"
+    key = hashlib.sha256(key.encode()).hexdigest()
     target = Path(cache_dir) / "tokenized" / key[:32] if cache_dir is not None else None
     if target is not None and (target / "dataset_dict.json").is_file():
         return load_from_disk(str(target)), True
-
-    def encode(batch: dict[str, list]) -> dict[str, list]:
-        encoded = dict(tokenizer(batch["text"], truncation=True, max_length=max_length))
-        encoded["labels"] = batch["label"]
-        return encoded
-
-    out = DatasetDict({
-        name: split.map(encode, batched=True, remove_columns=["text", "label"], new_fingerprint=f"{key[:32]}-{name}")
-        for name, split in data.splits.items()
-    })  # fmt: skip
+    out = DatasetDict({name: _encode(split, tokenizer, max_length) for name, split in data.splits.items()})
     if target is not None:
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -74,6 +69,23 @@ def tokenize(data: PreparedData, tokenizer: Any, max_length: int, cache_dir: str
         except OSError:  # another process finished the same entry first: theirs is as good as ours
             shutil.rmtree(tmp, ignore_errors=True)
     return out, False
+
+
+def _encode(split: Any, tokenizer: Any, max_length: int) -> Any:
+    """input_ids (int32 lists) and labels of one split.
+
+    One call of the fast tokenizer over the whole split, straight into Arrow: `Dataset.map` in batches spent
+    3.6 s converting and writing Python lists for 20,000 IMDb reviews on 2 cores, this 0.5 s (the tokenizing
+    itself, ~9 s there, runs on every core). Only the ids are kept: the collator makes each batch's attention
+    mask, and models fill absent token_type_ids with zeros, which is all a single-text tokenizer makes.
+    """
+    import pyarrow as pa
+    from datasets import Dataset
+
+    ids = tokenizer(_column(split, "text"), truncation=True, max_length=max_length, return_attention_mask=False,
+                    return_token_type_ids=False, verbose=False)["input_ids"]  # fmt: skip
+    labels = split.with_format("arrow")["label"]
+    return Dataset.from_dict({"input_ids": pa.array(ids, type=pa.list_(pa.int32())), "labels": labels})
 
 
 def token_lengths(texts: list[str], tokenizer: Any, sample: int = 2000, seed: int = 0) -> list[int]:
