@@ -19,6 +19,7 @@ the seed recipe and the fastest one show what each change buys.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import gzip
 import json
@@ -88,6 +89,41 @@ def steady_rate(events: list[dict], effective_batch: int) -> float | None:
     return (s1 - s0) * effective_batch / (t1 - t0) if t1 > t0 else None
 
 
+@contextlib.contextmanager
+def profiled(path: Path, steps: int):
+    """torch.profiler over `steps` optimizer steps (after 5 of warm-up) of the run inside, stepped by the
+    studio's own step-end callback; writes the top ops by self CPU time and by self device time to `path`.
+    The wall times of a profiled run are not comparable with unprofiled ones."""
+    if not steps:
+        yield
+        return
+    import torch
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    from studio import phases
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    prof = profile(activities=activities, schedule=schedule(wait=3, warmup=2, active=steps, repeat=1))
+    original = phases.StudioCallback.on_step_end
+
+    def on_step_end(self, *a, **k):
+        prof.step()
+        return original(self, *a, **k)
+
+    phases.StudioCallback.on_step_end = on_step_end
+    prof.start()
+    try:
+        yield
+    finally:
+        prof.stop()
+        phases.StudioCallback.on_step_end = original
+        table = prof.key_averages()
+        device_key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+        path.write_text(f"{steps} optimizer steps\n\nby self CPU time\n"
+                        + table.table(sort_by="self_cpu_time_total", row_limit=30)
+                        + f"\n\nby {device_key}\n" + table.table(sort_by=device_key, row_limit=30))  # fmt: skip
+
+
 def phase_seconds(events: list[dict], t0: float) -> dict[str, float]:
     """Seconds of each phase of the run, from its status events: setup (data, tokenizer, model, tokenization),
     train (with its validation passes), test (the test split's evaluation) and save."""
@@ -115,6 +151,9 @@ def main() -> int:
     parser.add_argument("--train", type=int, default=16000, help="training reviews (the seed study: 16,000)")
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--model", default="bert-base")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="also profile this many optimizer steps of each configuration (after 5) with "
+                             "torch.profiler: profile-<config>.txt, the top ops by CPU and by GPU time")  # fmt: skip
     args = parser.parse_args()
     import torch
     import transformers
@@ -147,7 +186,8 @@ def main() -> int:
         config = base.with_overrides(CONFIGS[name] + [f"name=speed-{name}"])
         registry = Registry(work / f"runs-{name}")  # its own tokenization cache: each pays its own
         t0 = time.time()
-        result = Run(config, registry).execute()
+        with profiled(out / f"profile-{name}.txt", args.profile):
+            result = Run(config, registry).execute()
         wall = time.time() - t0
         row = {"config": name, "status": result.status, "wall_seconds": round(wall, 1),
                "overrides": " ".join(CONFIGS[name])}  # fmt: skip
