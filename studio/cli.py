@@ -112,15 +112,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     from studio.fit import format_suggestions, probe, suggestions
-    from studio.memory import estimate, format_estimate
+    from studio.memory import format_estimate
 
-    from studio.hardware import detect
-    from studio.speed import guess_train_rows, plan
+    from studio.speed import planned_estimate
 
-    asked = load_config(args.preset, args.set)
-    speed = plan(asked, detect(), args.labels, guess_train_rows(asked))
-    config = speed.config  # the estimate is of what would train
-    print(format_estimate(estimate(config, num_labels=args.labels)))
+    e, speed = planned_estimate(load_config(args.preset, args.set), args.labels)
+    config = speed.config  # what would train: the estimate, the advice and the probe are about it
+    print(format_estimate(e))
     print("\n".join([speed.note] + [f"  {c.text()}" for c in speed.choices]))
     advice = format_suggestions(suggestions(config, num_labels=args.labels))
     if advice:
@@ -142,13 +140,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     grid = _grid(args)
     points = grid.points()
     if args.dry_run:
-        from studio.memory import estimate
+        from studio.speed import planned_estimate
 
         print(f"{grid.name}: {len(points)} runs")
         for p in points:
             balance = p.config.data.balance
             try:
-                e = estimate(p.config, num_labels=balance.num_labels if balance else 2)
+                e, _ = planned_estimate(p.config, balance.num_labels if balance else 2)
                 memory = f"{e.total_mb / 1024:6.2f} GB {'fits' if e.fits else 'does NOT fit'}"
             except StudioError as err:
                 memory = f"no estimate: {err}"

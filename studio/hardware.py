@@ -99,6 +99,17 @@ def _cpu_name() -> str:
     return platform.processor() or "CPU"
 
 
+def monitor_sample(u: dict[str, Any]) -> dict[str, Any]:
+    """One point of the live monitor's history from a `usage()` sample: time, CPU, RAM and the first GPU."""
+    import time
+
+    sample = {"time": time.time(), "cpu_pct": u.get("cpu_pct"), "ram_used_mb": u.get("ram_used_mb")}
+    if u.get("gpu"):
+        g = u["gpu"][0]
+        sample.update(gpu_util_pct=g["util_pct"], gpu_mem_used_mb=g["mem_used_mb"])
+    return sample
+
+
 def usage() -> dict[str, Any]:
     """A sample for the live monitor: per-GPU load and memory (when there are GPUs), CPU and RAM always."""
     ram = psutil.virtual_memory()

@@ -104,6 +104,17 @@ def guess_train_rows(config: RunConfig) -> int:
     return d.max_train_samples or int((d.max_samples or 20_000) * 0.8)
 
 
+def planned_estimate(config: RunConfig, num_labels: int, device: Device | None = None,
+                     train_rows: int | None = None) -> tuple[Any, Plan]:
+    """(memory estimate of what would train, the plan): what the UI, `estimate` and `sweep --dry-run` show."""
+    from studio.hardware import detect
+    from studio.memory import estimate
+
+    device = device or detect()
+    p = plan(config, device, num_labels, train_rows or guess_train_rows(config))
+    return estimate(p.config, num_labels, device), p
+
+
 # ---- fast ----------------------------------------------------------------------------------------------
 def _fast(config: RunConfig, device: Device, num_labels: int, train_rows: int) -> Plan:
     from studio.memory import estimate

@@ -93,6 +93,8 @@ class Grid:
         if isinstance(base, str):
             base = RunConfig.from_yaml(resolve(base))
         else:
+            if isinstance(base, dict) and "version" not in base and "version" in data:
+                base = {**base, "version": data["version"]}  # the grid's format is its inline base's
             base = RunConfig.from_dict(base)
         name = str(data.get("name") or base.name)
         base = base.with_overrides([f"name={name}"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import statistics
 import time
+from pathlib import Path
 
 import pytest
 
@@ -314,3 +315,17 @@ def test_method_bars_average_the_cells_of_other_axes():
     fig = study_plots.method_comparison(rows, "setup", None)
     assert list(fig.data[0].x) == ["a", "b"] and list(fig.data[0].y) == pytest.approx([0.7, 0.55])
     assert "mean over the 2 cells" in fig.layout.title.text
+
+
+def test_the_real_grids_runs_keep_their_identity_across_config_formats():
+    """The 96 runs of goemotions_real were recorded under config format 1; its points must still hash to
+    them (its inline base takes the grid's `version: 1`, so speed is as_set), or `sweep` would rerun all."""
+    import pandas as pd
+
+    from studio.sweep import Grid
+
+    runs = pd.read_csv(Path(__file__).parents[1] / "benchmarks" / "results" / "goemotions_real" / "runs.csv")
+    done = set(runs.loc[runs["status"] == "completed", "config_hash"])
+    points = Grid.from_yaml("goemotions_real").points()
+    assert len(points) == 96 and all(p.config.config_hash() in done for p in points)
+    assert {p.config.train.speed for p in points} == {"as_set"}

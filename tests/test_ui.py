@@ -146,3 +146,14 @@ def test_app_builds_with_a_preset_file(tmp_path):
     app = build_app(tmp_path / "runs", preset=path)
     assert isinstance(app, gr.Blocks) and app.studio.preset_name is None
     assert app.studio.form.initial["name"] == "mine"
+
+
+def test_the_ui_cost_benchmark_polls_like_the_train_tab():
+    """benchmarks/ui_cost.py mirrors the tab's timer without importing gradio (absent on the GPU machine)."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    import ui_cost
+
+    from studio.ui import train_tab
+
+    assert (ui_cost.TICK_S, ui_cost.USAGE_SAMPLES, ui_cost.HARDWARE_EVERY) == (
+        train_tab.TICK_S, train_tab.USAGE_SAMPLES, train_tab.HARDWARE_EVERY)

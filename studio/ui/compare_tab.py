@@ -59,7 +59,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
 
     @guard
     def list_points(name: str | None) -> tuple:
-        from studio.memory import estimate
+        from studio.speed import planned_estimate
 
         g = load_grid(name)
         completed = {r.config_hash for r in ctx.registry.list(status="completed")}
@@ -67,7 +67,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         for p in g.points():
             balance = p.config.data.balance
             try:
-                e = estimate(p.config, num_labels=balance.num_labels if balance else 2)
+                e, _ = planned_estimate(p.config, balance.num_labels if balance else 2)
                 memory, fits = f"{e.total_mb / 1024:.2f} GB", "yes" if e.fits else "no"
             except StudioError as err:
                 memory, fits = str(err)[:80], "?"

@@ -140,19 +140,15 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
     def estimate(values: dict) -> tuple:
         from studio import plots
         from studio.hardware import describe, detect
-        from studio.memory import estimate as memory_estimate
-
-        from studio.speed import guess_train_rows, plan
+        from studio.speed import planned_estimate
 
         import_engine_libraries()
         device = detect()
         try:
             asked = form.read(values[session["base"]], values)
             num_labels = max(2, int(values[session["num_labels"]] or 2))
-            rows = values.get(session["train_rows"]) or guess_train_rows(asked)
-            speed = plan(asked, device, num_labels, rows)
+            e, speed = planned_estimate(asked, num_labels, device, values.get(session["train_rows"]))
             config = speed.config  # what would train: the estimate is of that
-            e = memory_estimate(config, num_labels=num_labels, device=device)
         except StudioError as err:  # half-typed values are normal here: say what is wrong, no pop-up
             return f"**{describe(device)}**", plots.empty("no estimate"), f"⚠️ {err}"
         text = _estimate_text(e, config) + _plan_text(speed)
@@ -181,8 +177,12 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
 
     @guard
     def measure_steps(values: dict) -> str:
-        config = form.read(values[session["base"]], values)
-        r = ctx.jobs.probe(config, max(2, int(values[session["num_labels"]] or 2)))
+        from studio.speed import planned_estimate
+
+        num_labels = max(2, int(values[session["num_labels"]] or 2))
+        asked = form.read(values[session["base"]], values)
+        _, speed = planned_estimate(asked, num_labels, train_rows=values.get(session["train_rows"]))
+        r = ctx.jobs.probe(speed.config, num_labels)  # measure what would train
         largest = f" · largest batch from the measurement ~{r.largest_batch:,}" if r.largest_batch else ""
         return (
             f"**Measured** {r.measured_mb:,.0f} MB ({r.measured_kind.replace('_', ' ')}) in {r.steps} steps with "
@@ -190,7 +190,8 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
             f"{r.seconds:.0f} s"
         )
 
-    measure.click(measure_steps, {session["base"], session["num_labels"], *form.components}, probe_text,
+    measure.click(measure_steps, {session["base"], session["num_labels"], session["train_rows"], *form.components},
+                  probe_text,
                   api_name="probe")  # fmt: skip
 
     # ---- presets ---------------------------------------------------------------------------------------

@@ -70,11 +70,12 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
 
     def tick(current: str | None, drawn: str, samples: list) -> tuple:
         from studio import plots
+        from studio.hardware import monitor_sample
         from studio.hardware import usage as hardware_usage
 
         # Redrawing a plot costs the browser real CPU (which a CPU training needs): the hardware plot is
         # redrawn every HARDWARE_EVERY ticks, the curves only when a curve point or log line arrived.
-        samples = (samples + [_usage_sample(hardware_usage())])[-USAGE_SAMPLES:]
+        samples = (samples + [monitor_sample(hardware_usage())])[-USAGE_SAMPLES:]
         usage_fig = (
             plots.usage_history([{**s, "time": s["time"] - samples[0]["time"]} for s in samples])
             if len(samples) % HARDWARE_EVERY == 1
@@ -169,14 +170,6 @@ def _duration(seconds: float) -> str:
     return (
         f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
     )
-
-
-def _usage_sample(u: dict) -> dict:
-    sample = {"time": time.time(), "cpu_pct": u.get("cpu_pct"), "ram_used_mb": u.get("ram_used_mb")}
-    if u.get("gpu"):
-        g = u["gpu"][0]
-        sample.update(gpu_util_pct=g["util_pct"], gpu_mem_used_mb=g["mem_used_mb"])
-    return sample
 
 
 def latest_eval_md(view: RunView) -> str:
