@@ -20,8 +20,8 @@ through the studio's own Run; README, "Training speed"):
 
 Not chosen (yet): length-grouped batches (`train.length_grouping`). They pad less, but every batch then has
 another shape, and on the H100 the seed recipe trained 13% slower with them and peaked 18% higher (the
-allocator keeps blocks of each shape); fast at batch 128 measured 8% slower. Bucketing lengths to a few
-shapes is the next step (issue 8).
+allocator keeps blocks of each shape); fast at batch 128 measured 8% slower. Grouped batches now pad to
+multiples of 64 tokens (phases.LENGTH_BUCKET: 4 shapes at 256), which is still to measure (issue 8).
 
 Frugal keeps the seed study's memory savers (4-bit base, checkpointing, paged 8-bit AdamW, a micro-batch of
 at most FRUGAL_BATCH with accumulation for the effective batch) and drops fp16's loss scaler (bf16 needs

@@ -164,3 +164,13 @@ def test_the_model_tab_shows_each_choice_of_the_plan(tiny_model_dir):
     text = _plan_text(plan(seed_recipe(tiny_model_dir("bert")), H100, 2, 16_000))
     assert "| `method.name` | qlora | **lora** |" in text and "| `train.batch_size` | 16 | **128** |" in text
     assert "as_set" in text  # how to override: train exactly the form
+
+
+def test_grouped_batches_pad_to_a_few_shapes_never_past_max_length():
+    from studio.phases import LENGTH_BUCKET, _pad_multiple
+    from studio.config import TrainConfig
+
+    grouped, plain = TrainConfig(length_grouping=True), TrainConfig()
+    assert _pad_multiple(grouped, "bf16", 256) == LENGTH_BUCKET == 64
+    assert _pad_multiple(grouped, "bf16", 510) == 8  # RoBERTa's 510 usable positions: 64 would pad to 512
+    assert _pad_multiple(plain, "bf16", 256) == 8 and _pad_multiple(plain, "fp32", 256) is None
