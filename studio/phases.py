@@ -448,8 +448,10 @@ def _save_predictions(path: Path, state: dict[str, Any]) -> None:
 
 
 def cleanup(run: Run, state: dict[str, Any]) -> None:
-    """Free memory and drop checkpoints (the final model is saved on its own)."""
-    shutil.rmtree(run.dir / "checkpoints", ignore_errors=True)
+    """Free memory and drop checkpoints (the final model is saved on its own). Also runs when the model failed
+    to load, before the run had a folder (found by tests/test_bad_inputs.py: the thread died instead)."""
+    if run.dir is not None:
+        shutil.rmtree(run.dir / "checkpoints", ignore_errors=True)
     state.clear()
     gc.collect()
     try:
