@@ -146,6 +146,11 @@ def test_bad_input_gets_a_message_and_the_app_stays_up(live, tmp_path):
     assert labelled[0] == "text,predicted_label,score,prob_negative,prob_positive" and len(labelled) == 3
     with pytest.raises(AppError, match="pick a run first"):
         client.predict(None, "test", api_name="/mistakes")
+    # A model that cannot load (here: a Hub id, offline) fails the run with its reason, after the data loaded
+    # (this once killed the run's thread and the page waited for ever).
+    client.predict(api_name="/start", **form(app, "start", model__name="nobody/no-such-model-xyz"))
+    out = tick_until(client, lambda o: "failed" in o[0])
+    assert "model.name" in out[0] and "no-such-model-xyz" in out[0]
     assert client.predict(api_name="/runs", chosen=[], one=None)[0]["data"]  # still up and answering
 
 
