@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import importlib.metadata
 import importlib.util
+import logging
 import os
 import platform
 import shutil
@@ -26,6 +27,8 @@ from studio.metrics import PeakMemory, estimated_peak, full_report, make_compute
 
 if TYPE_CHECKING:
     from studio.training import Run
+
+log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 1.0
 
@@ -463,11 +466,32 @@ def cleanup(run: Run, state: dict[str, Any]) -> None:
         pass
 
 
-def explain_failure(e: BaseException, config: RunConfig) -> str:
-    """One readable line for an unexpected crash, with a way forward where there is one."""
+def explain_failure(e: BaseException, config: RunConfig, num_labels: int = 2) -> str:
+    """One readable line for an unexpected crash, with a way forward where there is one.
+
+    Out of memory: the estimate for this config beside the memory free now (after cleanup freed the run's),
+    then the changes the estimate says would fit (`fit.suggestions`, as `--set` overrides), or, where the
+    estimate thought it fit (other processes, fragmentation), the usual levers.
+    """
     import torch
 
     if isinstance(e, torch.OutOfMemoryError | MemoryError):
+        where = "GPU" if isinstance(e, torch.OutOfMemoryError) else "CPU"
+        head = f"out of {where} memory during training"
+        items = []
+        try:
+            from studio import hardware
+            from studio.fit import suggestions
+            from studio.memory import estimate
+
+            est = estimate(config, num_labels, hardware.detect())
+            head += f" (estimated {est.total_mb:,.0f} MB; {est.device.free_mb:,.0f} MB free now)"
+            items = suggestions(config, num_labels, est.device)[:3]
+        except Exception:  # advice is best effort: the failure itself must still be reported
+            log.debug("no estimate for the out-of-memory advice", exc_info=True)
+        if items:
+            fixes = "; ".join(f"{s.change} (--set {' --set '.join(s.overrides)})" for s in items)
+            return f"{head}; any one of these fits: {fixes}"
         t = config.train
         tips = [f"lower train.batch_size (now {t.batch_size}) and raise train.grad_accum"]
         if not t.gradient_checkpointing:
@@ -475,8 +499,7 @@ def explain_failure(e: BaseException, config: RunConfig) -> str:
         if config.method.name in ("full", "lora"):
             tips.append("use method qlora")
         tips.append(f"shorten data.max_length (now {config.data.max_length})")
-        where = "GPU" if isinstance(e, torch.OutOfMemoryError) else "CPU"
-        return f"out of {where} memory during training; try: " + "; ".join(tips)
+        return f"{head}; try: " + "; ".join(tips)
     if isinstance(e, StudioError):
         return str(e)
     first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""

@@ -129,6 +129,8 @@ class Run:
         """Run every phase here; any failure ends the run as `failed` with a readable message."""
         t0 = time.time()
         state: dict[str, Any] = {}
+        crash: BaseException | None = None
+        outcome: tuple[str, str, dict[str, Any]] = ("failed", "", {})
         try:
             outcome = self._phases(state, t0)
         except StudioError as e:
@@ -138,14 +140,17 @@ class Run:
             assert self.dir is not None
             with open(self.dir / "log.txt", "a", encoding="utf-8") as f:
                 f.write(traceback.format_exc())
-            from studio.phases import explain_failure
-
-            outcome = ("failed", explain_failure(e, self.trained), {})
+            crash = e
         finally:
+            num_labels = len(state["data"].label_names) if "data" in state else 2
             if state:
                 from studio.phases import cleanup
 
                 cleanup(self, state)
+        if crash is not None:  # explained after cleanup: an out-of-memory's advice reads the memory freed
+            from studio.phases import explain_failure
+
+            outcome = ("failed", explain_failure(crash, self.trained, num_labels), {})
         return self._finish(*outcome, t0)
 
     def _phases(self, state: dict[str, Any], t0: float) -> tuple[str, str, dict[str, Any]]:

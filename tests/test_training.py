@@ -240,3 +240,41 @@ def test_a_checkpoint_stored_in_fp16_trains_in_fp32(tmp_path, runs_dir):
     from studio.models import build_model
 
     assert build_model(tiny_config(folder, "full"), ["a", "b"]).model.dtype == torch.float32
+
+
+def test_out_of_memory_mid_training_fails_with_the_estimate_and_a_fix_then_the_next_run_trains(
+    tiny_model_dir, runs_dir, monkeypatch
+):
+    """An OOM injected at the second training step: the run ends failed, its message gives the estimate and
+    changes the estimate says fit (as --set overrides); nothing is left held, and the next run completes."""
+    import torch
+    from transformers import Trainer
+
+    from studio import hardware
+    from studio.hardware import Device
+    from studio.memory import SAFETY_MARGIN, estimate
+
+    config = tiny_config(tiny_model_dir("bert"), "full", max_steps=4, batch_size=16)
+    need = estimate(config, 2, hardware.detect()).total_mb
+    need_at_2 = estimate(config.with_overrides(["train.batch_size=2"]), 2, hardware.detect()).total_mb
+    free = (need + need_at_2) / 2 / SAFETY_MARGIN  # batch 16 does not fit, a smaller one does
+    small = Device("cpu", "small", free, free, 0)
+    monkeypatch.setattr(hardware, "detect", lambda: small)
+    real_step, calls = Trainer.training_step, []
+
+    def step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", step)
+    registry = Registry(runs_dir)
+    result = Run(config, registry).execute()
+    assert result.status == "failed" and registry.get(result.run_id).status == "failed"
+    assert "out of GPU memory during training (estimated" in result.message
+    assert "any one of these fits:" in result.message and "--set train." in result.message
+    monkeypatch.setattr(Trainer, "training_step", real_step)
+    monkeypatch.undo()
+    again = Run(config, registry).execute()
+    assert again.status == "completed", again.message
