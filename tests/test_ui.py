@@ -128,6 +128,13 @@ def test_launch_options_login_from_the_environment():
         launch_options({"STUDIO_USERNAME": "ana"})
 
 
+def test_uploads_have_a_size_limit_from_the_environment():
+    assert launch_options({})["max_file_size"] == "500mb"
+    assert launch_options({"STUDIO_MAX_UPLOAD_MB": "20"})["max_file_size"] == "20mb"
+    with pytest.raises(SystemExit, match="STUDIO_MAX_UPLOAD_MB"):
+        launch_options({"STUDIO_MAX_UPLOAD_MB": "lots"})
+
+
 def test_uploads_are_kept_outside_gradios_temporary_cache(tmp_path):
     ctx = Context.create(tmp_path / "runs")
     upload = tmp_path / "gradio-tmp" / "reviews.csv"

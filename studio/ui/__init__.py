@@ -83,13 +83,22 @@ def build_app(runs_dir: str | Path, preset: str | Path | None = None, grids_dir:
     return app
 
 
+MAX_UPLOAD_MB = 500
+"""Largest file a page may upload (data or a preset); STUDIO_MAX_UPLOAD_MB changes it. IMDb's 50k reviews
+are ~130 MB as CSV."""
+
+
 def launch_options(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """Keyword arguments for `launch()`: CSS, and a login when STUDIO_USERNAME and STUDIO_PASSWORD are set.
 
     Host and port come from Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (a Space sets them).
     """
     env = os.environ if environ is None else environ
-    options: dict[str, Any] = {"css": CSS}
+    limit = env.get("STUDIO_MAX_UPLOAD_MB", str(MAX_UPLOAD_MB))
+    if not limit.isdigit() or int(limit) < 1:
+        raise SystemExit(f"STUDIO_MAX_UPLOAD_MB must be a whole number of megabytes (1 or more), not {limit!r}")
+    # Gradio refuses a larger upload before it is written anywhere, with a message in the page.
+    options: dict[str, Any] = {"css": CSS, "max_file_size": f"{int(limit)}mb"}
     user, password = env.get("STUDIO_USERNAME"), env.get("STUDIO_PASSWORD")
     if bool(user) != bool(password):
         raise SystemExit("set both STUDIO_USERNAME and STUDIO_PASSWORD to require a login, or neither")
