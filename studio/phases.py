@@ -91,6 +91,15 @@ def setup_model(run: Run, config: RunConfig, prepared: Any) -> tuple[Any, Any]:
     return bundle, tokenized
 
 
+def disk_needed_mb(config: RunConfig, bundle: Any) -> float:
+    """Disk a run will write: the saved weights (fp32 safetensors: the full model, or the adapter and head)
+    plus the two checkpoints the Trainer keeps when it picks the best one, and 50 MB for the tokenizer,
+    predictions and logs."""
+    params = bundle.total_params if config.method.adapter is None else bundle.trainable_params
+    copies = 3 if config.train.load_best_at_end and config.train.eval_strategy != "no" else 1
+    return params * 4 * copies / 2**20 + 50
+
+
 # ---- the Trainer ---------------------------------------------------------------------------------------
 def resolve_precision(requested: str) -> tuple[str, str | None]:
     """(fp32 | fp16 | bf16, note): what the hardware supports, closest to what was asked."""

@@ -91,6 +91,26 @@ class Registry:
             db.close()
 
     # ---- writing -------------------------------------------------------------------------------------
+    def check_room(self, need_mb: float) -> None:
+        """Refuse a run before it trains when the runs directory cannot be written or lacks `need_mb` free.
+
+        Raises:
+            StudioError: naming the directory, what it has and what to do.
+        """
+        probe = self.runs_dir / f".write-test-{os.getpid()}"
+        try:
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as e:
+            raise StudioError(f"runs directory {self.runs_dir} cannot be written ({e.strerror or e}); make it "
+                              "writable or pick another with --runs-dir / STUDIO_RUNS_DIR") from None  # fmt: skip
+        free = shutil.disk_usage(self.runs_dir).free / 2**20
+        if free < need_mb:
+            raise StudioError(
+                f"runs directory {self.runs_dir} has {free:,.0f} MB free; this run needs about {need_mb:,.0f} MB "
+                "(model, checkpoints, predictions): free some space or pick another with --runs-dir / STUDIO_RUNS_DIR"
+            )
+
     def create(self, config: RunConfig, trained: RunConfig | None = None) -> RunRecord:
         """A new run: its folder with config.yaml, and a `running` row owned by this process.
 

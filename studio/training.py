@@ -167,6 +167,7 @@ class Run:
         state["bundle"], state["tokenized"] = phases.setup_model(self, self.trained, state["data"])
         if self._stop.is_set():
             return not_started
+        self.registry.check_room(phases.disk_needed_mb(self.trained, state["bundle"]))  # before anything is written
         self._create_record()
         state["trainer"] = phases.build_trainer(self, self.trained, state)
         self.emit("status", status="training", message="training")

@@ -278,3 +278,24 @@ def test_out_of_memory_mid_training_fails_with_the_estimate_and_a_fix_then_the_n
     monkeypatch.undo()
     again = Run(config, registry).execute()
     assert again.status == "completed", again.message
+
+
+def test_a_full_or_unwritable_runs_directory_is_refused_before_training(tiny_model_dir, runs_dir, monkeypatch):
+    import os
+    from collections import namedtuple
+
+    from studio import registry as registry_module
+
+    registry = Registry(runs_dir)
+    config = tiny_config(tiny_model_dir("bert"), "full", max_steps=1)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(registry_module.shutil, "disk_usage", lambda path: usage(10 * 2**20, 9 * 2**20, 2**20))
+    result = Run(config, registry).execute()
+    assert result.status == "failed" and result.run_id is None  # nothing was written
+    assert "has 1 MB free; this run needs about" in result.message and "--runs-dir" in result.message
+    monkeypatch.undo()
+    (runs_dir / f".write-test-{os.getpid()}").mkdir()  # where the write probe goes: the write fails
+    result = Run(config, registry).execute()
+    assert result.status == "failed" and result.run_id is None
+    assert "cannot be written" in result.message and "--runs-dir" in result.message
+    assert registry.list() == []
