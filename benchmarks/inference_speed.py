@@ -106,7 +106,13 @@ def main() -> int:
         w.writeheader()
         w.writerow(row)
     (out / "inference_speed.md").write_text(
-        "| " + " | ".join(row) + " |\n|" + "---|" * len(row) + "\n| " + " | ".join(str(v) for v in row.values()) + " |\n"
+        "| "
+        + " | ".join(row)
+        + " |\n|"
+        + "---|" * len(row)
+        + "\n| "
+        + " | ".join(str(v) for v in row.values())
+        + " |\n"
     )
     return 0
 

@@ -129,8 +129,12 @@ def phase_seconds(events: list[dict], t0: float) -> dict[str, float]:
     train (with its validation passes), test (the test split's evaluation) and save."""
     at = {e["status"]: e["time"] for e in events if e["kind"] == "status"}
     end = next((e["time"] for e in events if e["kind"] == "done"), None)
-    marks = [("setup_seconds", t0, at.get("training")), ("train_phase_seconds", at.get("training"), at.get("evaluating")),
-             ("test_seconds", at.get("evaluating"), at.get("saving")), ("save_seconds", at.get("saving"), end)]
+    marks = [
+        ("setup_seconds", t0, at.get("training")),
+        ("train_phase_seconds", at.get("training"), at.get("evaluating")),
+        ("test_seconds", at.get("evaluating"), at.get("saving")),
+        ("save_seconds", at.get("saving"), end),
+    ]
     return {k: round(b - a, 1) for k, a, b in marks if a is not None and b is not None}
 
 

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from memory_validation import model_folder  # noqa: E402
 from train_speed import steady_rate, workload  # noqa: E402
-
 
 # The Train tab's timer (studio/ui/train_tab.py, which imports gradio: not on the GPU machine; a test keeps
 # these equal to the tab's own).
@@ -99,20 +99,18 @@ def main() -> int:
     for i in range(2 * args.repeats):
         polled = i % 2 == 1
         job = jobs.start(config.with_overrides([f"name=ui-{'polled' if polled else 'quiet'}-{i}"]))
-        stop, draws = threading.Event(), [0]
-        poller = None
-        if polled:
-            poller = threading.Thread(target=lambda: draws.__setitem__(0, poll(jobs, job.key, stop, TICK_S)))
-            poller.start()
-        result = job.run.wait()
-        stop.set()
-        if poller:
-            poller.join()
+        stop = threading.Event()
+        with ThreadPoolExecutor(1) as pool:
+            poller = pool.submit(poll, jobs, job.key, stop) if polled else None
+            result = job.run.wait()
+            stop.set()
+            draws = poller.result() if poller else 0
         lines = (registry.run_dir(result.run_id) / "metrics.jsonl").read_text().splitlines()
         trained = RunConfig.from_yaml(registry.run_dir(result.run_id) / "config.yaml")
         rate = steady_rate([json.loads(x) for x in lines], trained.train.effective_batch_size)
-        row = {"run": i, "polled": polled, "status": result.status, "draws": draws[0],
-               "train_seconds": result.summary["efficiency"]["train_seconds"], "samples_per_s": rate and round(rate, 1)}  # fmt: skip
+        row = {"run": i, "polled": polled, "status": result.status, "draws": draws,
+               "train_seconds": result.summary["efficiency"]["train_seconds"],
+               "samples_per_s": rate and round(rate, 1)}  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)
     quiet = [r["samples_per_s"] for r in rows if not r["polled"] and r["samples_per_s"]]

@@ -113,7 +113,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from studio.fit import format_suggestions, probe, suggestions
     from studio.memory import format_estimate
-
     from studio.speed import planned_estimate
 
     e, speed = planned_estimate(load_config(args.preset, args.set), args.labels)

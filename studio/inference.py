@@ -10,7 +10,6 @@ from studio.config import RunConfig
 from studio.errors import DataError, StudioError
 from studio.registry import Registry
 
-
 GPU_BATCH = 256
 CPU_BATCH = 32
 

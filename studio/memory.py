@@ -323,7 +323,9 @@ def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
     if precision != "fp32":
         dtype = f"{precision} autocast"
     else:
-        dtype = "the model's 16-bit dtype" if f.weight_bytes == 2 and method.adapter and not method.quantized else "fp32"
+        dtype = (
+            "the model's 16-bit dtype" if f.weight_bytes == 2 and method.adapter and not method.quantized else "fp32"
+        )
     notes = [f"activations for batch {train.batch_size} x {s} tokens in {dtype} ({s} is an upper bound: "
              "batches are padded to their longest text)"]  # fmt: skip
     if precision != train.precision and train.precision != "auto":
@@ -339,8 +341,9 @@ def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
     elif f.weight_bytes == 2 and method.adapter:
         notes.append("frozen weights stay in the checkpoint's 16-bit dtype; adapters and head train in fp32")
     elif f.weight_bytes == 2:
-        notes.append("the checkpoint's 16-bit weights train as fp32 master weights (16-bit updates would round "
-                     "to nothing)")
+        notes.append(
+            "the checkpoint's 16-bit weights train as fp32 master weights (16-bit updates would round to nothing)"
+        )
     elif precision != "fp32":
         notes.append("activations include the 16-bit copies autocast makes of the fp32 weights for the backward pass")
     if train.optimizer.startswith("paged_") and device.kind == "cuda":

@@ -218,7 +218,9 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
         args=args,
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"] if evaluating else None,
-        data_collator=DataCollatorWithPadding(bundle.tokenizer, pad_to_multiple_of=_pad_multiple(t, precision, config.data.max_length)),
+        data_collator=DataCollatorWithPadding(
+            bundle.tokenizer, pad_to_multiple_of=_pad_multiple(t, precision, config.data.max_length)
+        ),
         processing_class=bundle.tokenizer,
         compute_metrics=make_compute_metrics(prepared.label_names),
         callbacks=callbacks,
@@ -356,8 +358,10 @@ def evaluate(run: Run, config: RunConfig, state: dict[str, Any], train_out: Any,
         "best_checkpoint_step": _best_step(trainer),
         "efficiency": efficiency,
         "data": {**prepared.report, "fingerprint": prepared.fingerprint, "label_names": names},
-        "reproducibility": {**reproducibility(config, prepared.fingerprint, run.dir),
-                            "speed": state["plan"].to_dict() if "plan" in state else None},
+        "reproducibility": {
+            **reproducibility(config, prepared.fingerprint, run.dir),
+            "speed": state["plan"].to_dict() if "plan" in state else None,
+        },
     }
 
 

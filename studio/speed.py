@@ -104,8 +104,9 @@ def guess_train_rows(config: RunConfig) -> int:
     return d.max_train_samples or int((d.max_samples or 20_000) * 0.8)
 
 
-def planned_estimate(config: RunConfig, num_labels: int, device: Device | None = None,
-                     train_rows: int | None = None) -> tuple[Any, Plan]:
+def planned_estimate(
+    config: RunConfig, num_labels: int, device: Device | None = None, train_rows: int | None = None
+) -> tuple[Any, Plan]:
     """(memory estimate of what would train, the plan): what the UI, `estimate` and `sweep --dry-run` show."""
     from studio.hardware import detect
     from studio.memory import estimate
@@ -134,28 +135,10 @@ def _fast(config: RunConfig, device: Device, num_labels: int, train_rows: int) -
     asked = t.effective_batch_size
     by_rows = 2 ** int(math.log2(max(1, train_rows // MIN_STEPS_PER_EPOCH)))
     target = max(asked, min(FAST_BATCH, by_rows))
-    fitted = None
-    # Prefer dropping checkpointing over a big batch, and a 16-bit base over both; fall back step by step.
-    for keep_quantized in ((False, True) if m.quantized else (False,)):
-        for checkpointing in (False, True):
-            for batch in _halvings(target):
-                grad_accum = max(1, math.ceil(asked / batch))
-                trial = dict(changes)
-                if keep_quantized:
-                    trial.pop("method.name", None)
-                _batch_changes(trial, t, batch, grad_accum, checkpointing)
-                candidate = _settle(config, trial)
-                if estimate(candidate, num_labels, device).fits:
-                    fitted = trial
-                    break
-            if fitted is not None:
-                break
-        if fitted is not None:
-            break
-    if fitted is None:  # not even batch 1 fits: train as asked, and let the estimate's warning speak
+    found = _first_fit(config, changes, asked, target, num_labels, device)
+    if found is None:  # not even batch 1 fits: train as asked, and let the estimate's warning speak
         return Plan("fast", _settle(config, {}), (), "speed fast: nothing faster fits this GPU; settings as given")
-    batch = fitted.get("train.batch_size", (t.batch_size, ""))[0]
-    grad_accum = fitted.get("train.grad_accum", (t.grad_accum, ""))[0]
+    fitted, batch, grad_accum = found
     new_effective = batch * grad_accum
     if new_effective != asked:
         factor = math.sqrt(new_effective / asked)
@@ -177,6 +160,27 @@ def _fast(config: RunConfig, device: Device, num_labels: int, train_rows: int) -
     return Plan("fast", settled, _choices(config, fitted), note)
 
 
+def _first_fit(
+    config: RunConfig, changes: dict[str, tuple[Any, str]], asked: int, target: int, num_labels: int, device: Device
+) -> tuple[dict[str, tuple[Any, str]], int, int] | None:
+    """The first of fast's trials that the estimate fits, as (changes, batch, grad_accum), in the order of
+    preference: a 16-bit base over dropping checkpointing over a big batch; None when none fits."""
+    from studio.memory import estimate
+
+    t = config.train
+    for keep_quantized in (False, True) if config.method.quantized else (False,):
+        for checkpointing in (False, True):
+            for batch in _halvings(target):
+                grad_accum = max(1, math.ceil(asked / batch))
+                trial = dict(changes)
+                if keep_quantized:
+                    trial.pop("method.name", None)
+                _batch_changes(trial, t, batch, grad_accum, checkpointing)
+                if estimate(_settle(config, trial), num_labels, device).fits:
+                    return trial, batch, grad_accum
+    return None
+
+
 def _batch_changes(trial: dict, t: Any, batch: int, grad_accum: int, checkpointing: bool) -> None:
     if batch != t.batch_size:
         trial["train.batch_size"] = (batch, "the largest batch up to "
@@ -185,7 +189,9 @@ def _batch_changes(trial: dict, t: Any, batch: int, grad_accum: int, checkpointi
         trial["train.grad_accum"] = (grad_accum, "the effective batch comes from the batch itself")
     if checkpointing != t.gradient_checkpointing:
         trial["train.gradient_checkpointing"] = (
-            checkpointing, "the activations fit: no recomputation" if not checkpointing else "needed to fit")
+            checkpointing,
+            "the activations fit: no recomputation" if not checkpointing else "needed to fit",
+        )
 
 
 def _halvings(start: int) -> list[int]:
@@ -226,7 +232,9 @@ def _frugal(config: RunConfig, device: Device, num_labels: int) -> Plan:
         changes["train.dataloader_workers"] = (FAST_WORKERS, "batches are padded while the GPU trains")
     settled = _settle(config, changes)
     mb = estimate(settled, num_labels, device).total_mb
-    note = f"speed frugal: estimated {mb:,.0f} MB" + ("" if bnb else " (bitsandbytes missing: no 4-bit, no 8-bit AdamW)")
+    note = f"speed frugal: estimated {mb:,.0f} MB" + (
+        "" if bnb else " (bitsandbytes missing: no 4-bit, no 8-bit AdamW)"
+    )
     return Plan("frugal", settled, _choices(config, changes), note)
 
 

@@ -48,9 +48,10 @@ def tokenize(data: PreparedData, tokenizer: Any, max_length: int, cache_dir: str
     """Token ids of every split, unpadded (the collator pads each batch), truncated at `max_length`.
 
     Returns:
-        (DatasetDict with input_ids and labels; whether it came from the cache). The cache key covers the data's fingerprint, `max_length`
-        and the tokenizer's identity; entries live in ``cache_dir/tokenized/<key>`` and are written to a
-        temporary folder first, then renamed, so a reader never sees half an entry.
+        (DatasetDict with input_ids and labels; whether it came from the cache). The cache key covers the
+        cache format, the data's fingerprint, `max_length` and the tokenizer's identity; entries live in
+        ``cache_dir/tokenized/<key>`` and are written to a temporary folder first, then renamed, so a reader
+        never sees half an entry.
     """
     from datasets import DatasetDict, load_from_disk
 

@@ -5,9 +5,9 @@ status 2 from the CLI, and nothing already saved is touched. `docs/bad_inputs.md
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import pytest
@@ -107,11 +107,13 @@ MATRIX: list[Bad] = [
     Bad("data", "a file that does not exist", lambda t, m: _train("data.source=missing.csv"),
         ("file not found: missing.csv",)),
     Bad("data", "a file type the studio does not read",
-        lambda t, m: _train(f"data.source={_file(t, 'reviews.docx', b'PK fake')}"), ("reviews.docx", "supported: .csv")),
+        lambda t, m: _train(f"data.source={_file(t, 'reviews.docx', b'PK fake')}"),
+        ("reviews.docx", "supported: .csv")),
     Bad("data", "a truncated Parquet file",
         lambda t, m: _train(f"data.source={_file(t, 'cut.parquet', b'PAR1 truncated')}"),
         ("cut.parquet", "not a readable Parquet file")),
-    Bad("data", "an empty CSV", lambda t, m: _train(f"data.source={_file(t, 'empty.csv', '')}"), ("empty.csv is empty",)),
+    Bad("data", "an empty CSV", lambda t, m: _train(f"data.source={_file(t, 'empty.csv', '')}"),
+        ("empty.csv is empty",)),
     Bad("data", "a label column that is not there", lambda t, m: _train("data.label_column=stars"),
         ("data.label_column", "review, sentiment")),
     Bad("data", "a text column that is not there", lambda t, m: _train("data.text_column=body"),
@@ -120,7 +122,7 @@ MATRIX: list[Bad] = [
         lambda t, m: _train(f"data.source={_csv(t, 'one.csv', _reviews().assign(label='pos'))}"),
         ("data.label_column", "at least 2 classes")),
     Bad("data", "labels that are fractional numbers",
-        lambda t, m: _train(f"data.source={_csv(t, 'floats.csv', _reviews().assign(label=[i / 7 for i in range(40)]))}"),
+        lambda t, m: _train(f"data.source={_csv(t, 'floats.csv', _reviews().assign(label=[i / 7 for i in range(40)]))}"),  # noqa: E501
         ("data.label_column", "bucket the values into classes")),
     Bad("data", "a balanced subset larger than the data",
         lambda t, m: _train("data.balance={num_labels: 2, num_samples: 100000}"), ("data.balance",)),

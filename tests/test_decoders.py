@@ -62,8 +62,10 @@ def test_a_bf16_checkpoint_trains_fp32_master_weights(tiny_model_dir, tmp_path):
     for method in ("full", "lora"):
         bundle = build_model(tiny_config(folder, method), ["neg", "pos"])
         params = dict(bundle.model.named_parameters())
-        dtypes[method] = {p.dtype for p in params.values() if p.requires_grad}, {
-            p.dtype for p in params.values() if not p.requires_grad}
+        dtypes[method] = (
+            {p.dtype for p in params.values() if p.requires_grad},
+            {p.dtype for p in params.values() if not p.requires_grad},
+        )
     assert dtypes["full"] == ({torch.float32}, set())
     assert dtypes["lora"] == ({torch.float32}, {torch.bfloat16})
 

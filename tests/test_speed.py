@@ -43,8 +43,13 @@ def test_fast_on_a_large_gpu_takes_every_speed_up_and_says_why(tiny_model_dir):
     assert not t.torch_compile  # 16k x 3 epochs x 32 tokens: far too short to pay back compiling
     assert estimate(p.config, 2, H100).fits
     # the unchanged knobs stay as asked
-    assert (t.epochs, t.scheduler, t.weight_decay, m.r, m.alpha) == (asked.train.epochs, asked.train.scheduler,
-                                                                     asked.train.weight_decay, 4, asked.method.alpha)
+    assert (t.epochs, t.scheduler, t.weight_decay, m.r, m.alpha) == (
+        asked.train.epochs,
+        asked.train.scheduler,
+        asked.train.weight_decay,
+        4,
+        asked.method.alpha,
+    )
 
 
 def test_fast_fits_a_small_gpu_and_never_shrinks_the_effective_batch(tiny_model_dir):
@@ -77,7 +82,8 @@ def test_fast_compiles_only_runs_long_enough_to_pay_it_back(tiny_model_dir):
 
 def test_frugal_takes_the_memory_savers_and_keeps_the_effective_batch(tiny_model_dir):
     asked = tiny_config(tiny_model_dir("bert"), "lora").with_overrides(
-        ["train.batch_size=64", "train.speed=frugal", "train.precision=fp16"])
+        ["train.batch_size=64", "train.speed=frugal", "train.precision=fp16"]
+    )
     p = plan(asked, H100, 2, 16_000)
     t, m = p.config.train, p.config.method
     assert (m.name, m.double_quant, t.gradient_checkpointing, t.optimizer) == ("qlora", True, True, "paged_adamw_8bit")
@@ -167,8 +173,8 @@ def test_the_model_tab_shows_each_choice_of_the_plan(tiny_model_dir):
 
 
 def test_grouped_batches_pad_to_a_few_shapes_never_past_max_length():
-    from studio.phases import LENGTH_BUCKET, _pad_multiple
     from studio.config import TrainConfig
+    from studio.phases import LENGTH_BUCKET, _pad_multiple
 
     grouped, plain = TrainConfig(length_grouping=True), TrainConfig()
     assert _pad_multiple(grouped, "bf16", 256) == LENGTH_BUCKET == 64

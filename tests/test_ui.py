@@ -163,4 +163,7 @@ def test_the_ui_cost_benchmark_polls_like_the_train_tab():
     from studio.ui import train_tab
 
     assert (ui_cost.TICK_S, ui_cost.USAGE_SAMPLES, ui_cost.HARDWARE_EVERY) == (
-        train_tab.TICK_S, train_tab.USAGE_SAMPLES, train_tab.HARDWARE_EVERY)
+        train_tab.TICK_S,
+        train_tab.USAGE_SAMPLES,
+        train_tab.HARDWARE_EVERY,
+    )

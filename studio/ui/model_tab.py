@@ -272,8 +272,10 @@ def _plan_text(speed: Any) -> str:
     if not speed.choices:
         return f"\n\n**{speed.note}**"
     rows = "\n".join(f"| `{c.field}` | {c.before} | **{c.after}** | {c.why} |" for c in speed.choices)
-    return (f"\n\n**{speed.note}**; it trains with these changes (set speed to as_set to train exactly the "
-            f"form):\n\n| setting | asked | trains with | why |\n|---|---|---|---|\n{rows}")
+    return (
+        f"\n\n**{speed.note}**; it trains with these changes (set speed to as_set to train exactly the "
+        f"form):\n\n| setting | asked | trains with | why |\n|---|---|---|---|\n{rows}"
+    )
 
 
 def _estimate_text(e: Any, config: RunConfig) -> str:

@@ -7,7 +7,6 @@ changed, so a reloaded page, a second browser, or a page that lost its connectio
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import gradio as gr
