@@ -61,6 +61,15 @@ CONFIGS: dict[str, list[str]] = {
     "seed-bf16": ["train.precision=bf16", "method.compute_dtype=bfloat16"],
     "seed-b32": ["train.batch_size=32", "train.grad_accum=1"],
     "seed-grouped": ["train.length_grouping=true"],
+    # the stream in 16 bit (train.half_activations): a larger micro-batch in the seed's memory
+    "seed-half": ["train.precision=bf16", "method.compute_dtype=bfloat16", "train.half_activations=true"],
+    "half-b32": ["train.precision=bf16", "method.compute_dtype=bfloat16", "train.half_activations=true",
+                 "train.batch_size=32", "train.grad_accum=1"],
+    "half-b48": ["train.precision=bf16", "method.compute_dtype=bfloat16", "train.half_activations=true",
+                 "train.batch_size=48", "train.grad_accum=1", "train.learning_rate=2.45e-4"],
+    "half-b64": ["train.precision=bf16", "method.compute_dtype=bfloat16", "train.half_activations=true",
+                 "train.batch_size=64", "train.grad_accum=1", "train.learning_rate=2.83e-4"],
+    "fast-half": ["train.speed=fast", "train.half_activations=true"],
     "fast": ["train.speed=fast"],  # the studio's profiles, as a user gets them (studio/speed.py)
     "frugal": ["train.speed=frugal"],
 }  # fmt: skip
@@ -207,7 +216,8 @@ def main() -> int:
             params = s["total_params"]
             row.update(train_seconds=s["train_seconds"], samples_per_s=rate and round(rate, 1),
                        tokens_per_s=rate and round(rate * tokens), peak_memory_mb=s.get("peak_device_mb")
-                       or s["peak_memory_mb"], trainable_params=s["trainable_params"])  # fmt: skip
+                       or s["peak_memory_mb"], peak_allocated_mb=s.get("peak_allocated_mb"),
+                       peak_reserved_mb=s.get("peak_reserved_mb"), trainable_params=s["trainable_params"])  # fmt: skip
             if rate and peak:
                 row["mfu_pct"] = round(100 * 6 * params * rate * tokens / (peak * 1e12), 2)
         else:
@@ -231,7 +241,7 @@ def _write(out: Path, rows: list[dict]) -> None:
         w.writerows(rows)
     shown = ["config", "wall_seconds", "wall_seconds_vs_first", "setup_seconds", "train_phase_seconds", "test_seconds",
              "samples_per_s", "samples_per_s_vs_first", "tokens_per_s", "mfu_pct", "peak_memory_mb",
-             "peak_memory_mb_vs_first", "status", "choices"]  # fmt: skip
+             "peak_memory_mb_vs_first", "peak_allocated_mb", "status", "choices"]  # fmt: skip
     md = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     md += ["| " + " | ".join("" if r.get(k) is None else str(r[k]) for k in shown) + " |" for r in rows]
     (out / "train_speed.md").write_text("\n".join(md) + "\n")

@@ -229,6 +229,11 @@ class TrainConfig:
     )
     length_grouping: bool = _f(False, "Batch texts of similar token length together: less padding, same data.")
     torch_compile: bool = _f(False, "Compile the model with torch.compile (pays back on long runs only).")
+    half_activations: bool = _f(
+        False,
+        "Under bf16/fp16 autocast, keep the hidden states between layers in 16 bit rather than fp32 (norms "
+        "still compute in fp32): about half the activation memory under QLoRA.",
+    )
 
     def __post_init__(self) -> None:
         if self.eval_strategy == "steps" and self.eval_steps is None:
@@ -327,7 +332,7 @@ class RunConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_HASH_NEUTRAL = {"speed": "as_set", "length_grouping": False, "torch_compile": False}
+_HASH_NEUTRAL = {"speed": "as_set", "length_grouping": False, "torch_compile": False, "half_activations": False}
 _ADAPTER = TypeAdapter(RunConfig)
 SECTIONS: dict[str, type] = {  # dotted section path -> its dataclass (the top level is "")
     "": RunConfig,

@@ -177,6 +177,7 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
     wb = 4 if method.quantized or ad is None else f.weight_bytes
     mixed = _precision(train.precision, device) in ("fp16", "bf16")
     e = 2 if mixed or wb == 2 else 4
+    sb = e if train.half_activations and mixed else wb  # the residual stream (models._half_stream)
     tokens = batch * s
 
     # weights: the base as loaded; QLoRA stores its linear layers in 4/8 bit, the rest (embeddings, norms,
@@ -206,7 +207,7 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
     # activations: what one layer keeps per token for the backward pass, the adapters' own tensors, the
     # embedding / final norm and head, and autocast's 16-bit copies of fp32 weights
     attn = config.model.attn_implementation or f.attn_implementation
-    layer = _layer_bytes(f, s, e, wb, mixed, attn, full=ad is None, quantized=method.quantized)
+    layer = _layer_bytes(f, s, e, sb, mixed, attn, full=ad is None, quantized=method.quantized)
     adapter_inputs = 0.0  # LoRA keeps its layers' inputs (in 16 bit) and dropout masks; IA3 its scaled tensors
     if ad is not None and ad.lora:
         adapter_inputs = ad.inputs * (e + (DROPOUT_MASK_BYTES if method.dropout > 0 else 0))
@@ -223,7 +224,7 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
     # the backward pass of one FFN holds gradients of its i-wide tensors beside the saved activations
     transient = BACKWARD_TEMPORARIES * tokens * f.ffn_width * e
     if train.gradient_checkpointing:  # each layer keeps its input; one layer at a time is recomputed
-        held = tokens * (f.layers * wb * f.hidden + edges + layer) + (casts if ad is None else casts_one_layer)
+        held = tokens * (f.layers * sb * f.hidden + edges + layer) + (casts if ad is None else casts_one_layer)
     else:
         held = tokens * (f.layers * layer + edges) + casts
     accumulated = gradients if train.grad_accum > 1 else 0.0  # the previous micro-batches' gradients

@@ -176,6 +176,8 @@ def build_model(config: RunConfig, label_names: list[str]) -> ModelBundle:
         trainable, total = model.get_nb_trainable_parameters()
         if method.quantized and family is not None and family.name == "deberta-v2":
             _query_in_autocast_dtype(model)
+    if config.train.half_activations:
+        _half_stream(model)
     else:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
@@ -190,6 +192,37 @@ def _upcast_trainable(model: nn.Module) -> None:
             p.data = p.data.float()
 
 
+def _to_autocast_dtype(_module: nn.Module, _inputs: Any, out: Any) -> Any:
+    """Forward hook: a tensor output in autocast's dtype while autocast is on (else unchanged)."""
+    if isinstance(out, torch.Tensor) and out.is_floating_point():
+        kind = out.device.type
+        if torch.is_autocast_enabled(kind) and out.dtype != torch.get_autocast_dtype(kind):
+            return out.to(torch.get_autocast_dtype(kind))
+    return out
+
+
+def _half_stream(model: nn.Module) -> None:
+    """`train.half_activations`: the hidden states between layers in autocast's 16-bit dtype, not fp32.
+
+    Under autocast every norm computes in fp32 and returns fp32, and under QLoRA prepare_model_for_kbit_training
+    makes the embeddings fp32 and the 4-bit layers return their input's dtype, so the whole residual stream,
+    and every tensor checkpointing or autograd keeps from it, is fp32 although each matmul runs in 16 bit.
+    Casting each norm's and the input embeddings' output to the autocast dtype makes it 16-bit, as in a model
+    loaded in bf16: the norms still compute in fp32 inside, the matmuls see what they would have cast to
+    anyway; only the residual additions round to 16 bit. No hook library does this, so a hook per module."""
+    hidden = getattr(model.config, "hidden_size", None) or getattr(model.config, "n_embd", None)
+    for module in model.modules():
+        kind = type(module).__name__.lower()
+        weight = getattr(module, "weight", None)
+        if ("layernorm" in kind or "rmsnorm" in kind or isinstance(module, nn.LayerNorm)) and (
+            weight is None or hidden is None or weight.shape[-1] == hidden
+        ):
+            module.register_forward_hook(_to_autocast_dtype)
+    embeddings = model.get_input_embeddings()
+    if embeddings is not None:
+        embeddings.register_forward_hook(_to_autocast_dtype)
+
+
 def _query_in_autocast_dtype(model: nn.Module) -> None:
     """Give DeBERTa's attention its query in the autocast dtype.
 
@@ -200,15 +233,9 @@ def _query_in_autocast_dtype(model: nn.Module) -> None:
     that dtype anyway, so casting it one op earlier changes no number. Outside autocast this does nothing.
     """
 
-    def cast(_module: nn.Module, _inputs: Any, out: torch.Tensor) -> torch.Tensor:
-        kind = out.device.type
-        if torch.is_autocast_enabled(kind):
-            return out.to(torch.get_autocast_dtype(kind))
-        return out
-
     for name, module in model.named_modules():
         if name.endswith("attention.self.query_proj"):
-            module.register_forward_hook(cast)
+            module.register_forward_hook(_to_autocast_dtype)
 
 
 def _check_family(family: Family | None, model_type: str, method: MethodConfig) -> None:

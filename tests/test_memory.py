@@ -169,6 +169,18 @@ def test_precision_and_compute_dtype_set_the_activation_size():
     assert e.parts["activations"] == pytest.approx(parts(bert(train={"precision": "fp32"}), cpu)["activations"])
 
 
+
+def test_half_activations_shrink_the_fp32_stream_only():
+    ckpt = {"gradient_checkpointing": True, "precision": "bf16"}
+    for method in ("qlora", "lora"):
+        base = parts(bert(method={"name": method}, train=ckpt))["activations"]
+        half = parts(bert(method={"name": method}, train={**ckpt, "half_activations": True}))["activations"]
+        assert half < 0.85 * base  # the checkpointed layer inputs and what the layers keep, in 16 bit
+    fp32 = {"precision": "fp32"}  # no autocast: the hooks do nothing, nor does the estimate
+    assert parts(bert(method={"name": "qlora"}, train={**fp32, "half_activations": True})) == parts(
+        bert(method={"name": "qlora"}, train=fp32)
+    )
+
 # ---- fits and the largest batch ------------------------------------------------------------------------
 def test_fits_and_largest_batch_on_a_small_gpu():
     small = Device(kind="cuda", name="small GPU", total_mb=2048, free_mb=1500, count=1)

@@ -208,3 +208,33 @@ def test_aliases_resolve_to_the_catalogue():
             ).name
             == choice.family
         )
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_half_activations_keep_the_stream_in_16_bit_under_autocast(tiny_model_dir, family, method):
+    """train.half_activations: every layer's input is bf16 under bf16 autocast (fp32 without it under QLoRA,
+    where prepare_model_for_kbit_training upcasts the embeddings and the 4-bit layers return their input's
+    dtype); the loss and its gradients still flow, and outside autocast nothing changes."""
+    layer_inputs: dict[bool, set] = {}
+    for half in (False, True):
+        config = config_for(tiny_model_dir(family), method).with_overrides([f"train.half_activations={half}"])
+        bundle = build_model(config, LABELS)
+        model = bundle.model
+        seen: set = set()
+        layers = [m for n, m in model.named_modules() if n.endswith(("layer.1", "layers.1"))]
+        layers[0].register_forward_pre_hook(lambda _m, args, kw: seen.add(args[0].dtype) if args else None,
+                                             with_kwargs=True)  # fmt: skip
+        enc = bundle.tokenizer(["a text", "another text here"], padding=True, return_tensors="pt")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(**enc, labels=torch.tensor([0, 1]))
+        out.loss.backward()
+        assert torch.isfinite(out.loss)
+        assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+        layer_inputs[half] = set(seen)
+        seen.clear()
+        model(**enc)  # no autocast: the hooks leave fp32 alone
+        assert seen == {torch.float32}
+    assert layer_inputs[True] == {torch.bfloat16}
+    if method == "qlora":
+        assert layer_inputs[False] == {torch.float32}
