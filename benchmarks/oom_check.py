@@ -54,13 +54,15 @@ def main() -> int:
     )  # fmt: skip
     free, _total = torch.cuda.mem_get_info()
     hog = torch.empty(free - HEADROOM_MB * 2**20, dtype=torch.uint8, device="cuda")
-    hog_mb = torch.cuda.memory_allocated() / 2**20
+    hog_mb = torch.cuda.memory_allocated() / 2**20  # `hog` stays referenced to the end: the other tenant
     registry = Registry(work / "runs")
     failed = Run(base.with_overrides(["name=oom"]), registry).execute()
     left_mb = torch.cuda.memory_allocated() / 2**20 - hog_mb
     first = failed.message.split("(--set", 1)[-1].split(")")[0] if "(--set" in failed.message else ""
     first_overrides = re.findall(r"(\S+=\S+)", first)
-    retry = Run(base.with_overrides(first_overrides + ["name=after-oom"]), registry).execute() if first_overrides else None
+    retry = None
+    if first_overrides:
+        retry = Run(base.with_overrides(first_overrides + ["name=after-oom"]), registry).execute()
     checks = {
         "failed": failed.status == "failed",
         "names the out-of-memory error": "out of GPU memory" in failed.message,
@@ -81,6 +83,7 @@ def main() -> int:
         "checks": checks,
     }
     (out / "oom_check.json").write_text(json.dumps(result, indent=2))
+    del hog
     print(json.dumps(result, indent=2))
     return 0 if all(checks.values()) else 1
 

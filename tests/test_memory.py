@@ -169,7 +169,6 @@ def test_precision_and_compute_dtype_set_the_activation_size():
     assert e.parts["activations"] == pytest.approx(parts(bert(train={"precision": "fp32"}), cpu)["activations"])
 
 
-
 def test_half_activations_shrink_the_fp32_stream_only():
     ckpt = {"gradient_checkpointing": True, "precision": "bf16"}
     for method in ("qlora", "lora"):
@@ -180,6 +179,7 @@ def test_half_activations_shrink_the_fp32_stream_only():
     assert parts(bert(method={"name": "qlora"}, train={**fp32, "half_activations": True})) == parts(
         bert(method={"name": "qlora"}, train=fp32)
     )
+
 
 # ---- fits and the largest batch ------------------------------------------------------------------------
 def test_fits_and_largest_batch_on_a_small_gpu():

@@ -217,11 +217,12 @@ def test_half_activations_keep_the_stream_in_16_bit_under_autocast(tiny_model_di
     where prepare_model_for_kbit_training upcasts the embeddings and the 4-bit layers return their input's
     dtype); the loss and its gradients still flow, and outside autocast nothing changes."""
     layer_inputs: dict[bool, set] = {}
+    seen: set = set()
     for half in (False, True):
         config = config_for(tiny_model_dir(family), method).with_overrides([f"train.half_activations={half}"])
         bundle = build_model(config, LABELS)
         model = bundle.model
-        seen: set = set()
+        seen.clear()
         layers = [m for n, m in model.named_modules() if n.endswith(("layer.1", "layers.1"))]
         layers[0].register_forward_pre_hook(lambda _m, args, kw: seen.add(args[0].dtype) if args else None,
                                              with_kwargs=True)  # fmt: skip
