@@ -167,6 +167,9 @@ def main() -> int:
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="also profile this many optimizer steps of each configuration (after 5) with "
                              "torch.profiler: profile-<config>.txt, the top ops by CPU and by GPU time")  # fmt: skip
+    parser.add_argument("--append", action="store_true",
+                        help="add the rows to --out's train_speed.csv (ratios stay to its first row): one table "
+                             "from several processes on one machine, e.g. a baseline longer than one call")  # fmt: skip
     args = parser.parse_args()
     import torch
     import transformers
@@ -194,7 +197,7 @@ def main() -> int:
     )  # fmt: skip
     tokens = mean_tokens(data, folder, base.data.max_length)
     names = args.only.split(",") if args.only else list(CONFIGS)
-    rows: list[dict] = []
+    rows: list[dict] = _read(out / "train_speed.csv") if args.append else []
     for name in names:
         config = base.with_overrides(CONFIGS[name] + [f"name=speed-{name}"])
         registry = Registry(work / f"runs-{name}")  # its own tokenization cache: each pays its own
@@ -226,6 +229,21 @@ def main() -> int:
         print(json.dumps(row), flush=True)
         _write(out, rows)
     return 0 if all(r["status"] == "completed" for r in rows) else 1
+
+
+def _read(path: Path) -> list[dict]:
+    """Rows of an earlier train_speed.csv, numbers as numbers."""
+    if not path.exists():
+        return []
+
+    def value(v: str):
+        try:
+            return float(v) if v else None
+        except ValueError:
+            return v
+
+    with open(path, newline="") as f:
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def _write(out: Path, rows: list[dict]) -> None:

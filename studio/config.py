@@ -234,6 +234,11 @@ class TrainConfig:
         "Under bf16/fp16 autocast, keep the hidden states between layers in 16 bit rather than fp32 (norms "
         "still compute in fp32): about half the activation memory under QLoRA.",
     )
+    expandable_segments: bool = _f(
+        False,
+        "GPU memory allocator: grow segments rather than cache fixed-size blocks, so batches of varying length "
+        "strand less memory (PyTorch's expandable_segments).",
+    )
 
     def __post_init__(self) -> None:
         if self.eval_strategy == "steps" and self.eval_steps is None:
@@ -332,7 +337,13 @@ class RunConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_HASH_NEUTRAL = {"speed": "as_set", "length_grouping": False, "torch_compile": False, "half_activations": False}
+_HASH_NEUTRAL = {
+    "speed": "as_set",
+    "length_grouping": False,
+    "torch_compile": False,
+    "half_activations": False,
+    "expandable_segments": False,
+}
 _ADAPTER = TypeAdapter(RunConfig)
 SECTIONS: dict[str, type] = {  # dotted section path -> its dataclass (the top level is "")
     "": RunConfig,

@@ -177,15 +177,18 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
     wb = 4 if method.quantized or ad is None else f.weight_bytes
     mixed = _precision(train.precision, device) in ("fp16", "bf16")
     e = 2 if mixed or wb == 2 else 4
-    sb = e if train.half_activations and mixed else wb  # the residual stream (models._half_stream)
+    # half_activations (models._half_stream): the residual stream and the frozen float weights in 16 bit
+    half = train.half_activations and mixed
+    sb = e if half else wb
+    fb = e if half and ad is not None else wb
     tokens = batch * s
 
     # weights: the base as loaded; QLoRA stores its linear layers in 4/8 bit, the rest (embeddings, norms,
     # head) in fp32.
-    weights = f.total_params * wb
+    weights = f.total_params * fb
     if method.quantized:
         q = sum(i * o for i, o in f.quantized)
-        weights += _quantized_bytes(q, sum(o for _, o in f.quantized), method) - q * wb
+        weights += _quantized_bytes(q, sum(o for _, o in f.quantized), method) - q * fb
 
     # trainable parameters as (count, bytes each): all in fp32 (models.py upcasts adapters and head)
     if ad is None:
@@ -217,7 +220,7 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
         adapter_inputs += sum(i for i, _ in f.quantized) * INT8_INPUT_BYTES
     layer += adapter_inputs / f.layers
     edges = f.hidden * (4 + (DROPOUT_MASK_BYTES if f.dropout else 0) + (e if f.decoder else 0))
-    casts = 2 * f.matmul_params if mixed and wb == 4 and not method.quantized else 0.0
+    casts = 2 * f.matmul_params if mixed and fb == 4 and not method.quantized else 0.0
     # Autocast caches the copies of trainable weights for the whole forward pass; frozen weights' copies are
     # kept by each matmul that used them, so checkpointing keeps one layer's.
     casts_one_layer = casts / f.layers

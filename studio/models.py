@@ -177,7 +177,10 @@ def build_model(config: RunConfig, label_names: list[str]) -> ModelBundle:
         if method.quantized and family is not None and family.name == "deberta-v2":
             _query_in_autocast_dtype(model)
     if config.train.half_activations:
-        _half_stream(model)
+        from studio.phases import resolve_precision
+
+        precision, _ = resolve_precision(config.train.precision)
+        _half_stream(model, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision))
     else:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
@@ -201,15 +204,25 @@ def _to_autocast_dtype(_module: nn.Module, _inputs: Any, out: Any) -> Any:
     return out
 
 
-def _half_stream(model: nn.Module) -> None:
-    """`train.half_activations`: the hidden states between layers in autocast's 16-bit dtype, not fp32.
+def _half_stream(model: nn.Module, dtype: torch.dtype | None) -> None:
+    """`train.half_activations`: the hidden states between layers, and the frozen float weights, in autocast's
+    16-bit `dtype` rather than fp32 (None: the run has no autocast, so only the hooks, which then do nothing).
 
     Under autocast every norm computes in fp32 and returns fp32, and under QLoRA prepare_model_for_kbit_training
     makes the embeddings fp32 and the 4-bit layers return their input's dtype, so the whole residual stream,
     and every tensor checkpointing or autograd keeps from it, is fp32 although each matmul runs in 16 bit.
     Casting each norm's and the input embeddings' output to the autocast dtype makes it 16-bit, as in a model
     loaded in bf16: the norms still compute in fp32 inside, the matmuls see what they would have cast to
-    anyway; only the residual additions round to 16 bit. No hook library does this, so a hook per module."""
+    anyway; only the residual additions round to 16 bit. No hook library does this, so a hook per module.
+
+    The frozen float weights (embeddings, norms, biases; under LoRA/IA3 every base weight) are stored in `dtype`
+    too: autocast would cast them to it in every forward anyway (a copy per weight per pass), and frozen weights
+    take no updates to round away. What trains stays fp32 (full fine-tuning's master weights, adapters, head).
+    """
+    if dtype is not None:
+        for p in model.parameters():
+            if not p.requires_grad and p.dtype == torch.float32:
+                p.data = p.data.to(dtype)
     hidden = getattr(model.config, "hidden_size", None) or getattr(model.config, "n_embd", None)
     for module in model.modules():
         kind = type(module).__name__.lower()

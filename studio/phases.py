@@ -61,6 +61,19 @@ def plan_speed(run: Run, config: RunConfig, prepared: Any) -> Any:
     return result
 
 
+def configure_allocator(config: RunConfig) -> bool:
+    """Turn on the CUDA allocator's expandable segments for a run that asks (`train.expandable_segments`),
+    before its model loads; True when this run turned them on (cleanup turns them off again, so the process's
+    next run allocates as it asks). PyTorch reads the setting at every new segment, so it can change between
+    runs of one process; PYTORCH_CUDA_ALLOC_CONF would fix it for the whole process."""
+    import torch
+
+    if not (config.train.expandable_segments and torch.cuda.is_available()):
+        return False
+    torch.cuda.memory._set_allocator_settings("expandable_segments:True")
+    return True
+
+
 def setup_model(run: Run, config: RunConfig, prepared: Any) -> tuple[Any, Any]:
     """Model bundle and tokenized splits (tokenization needs the model's tokenizer; it is cached)."""
     from transformers import set_seed
@@ -468,6 +481,7 @@ def cleanup(run: Run, state: dict[str, Any]) -> None:
     to load, before the run had a folder (found by tests/test_bad_inputs.py: the thread died instead)."""
     if run.dir is not None:
         shutil.rmtree(run.dir / "checkpoints", ignore_errors=True)
+    expandable = state.get("allocator", False)
     state.clear()
     gc.collect()
     try:
@@ -475,6 +489,8 @@ def cleanup(run: Run, state: dict[str, Any]) -> None:
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+            if expandable:
+                torch.cuda.memory._set_allocator_settings("expandable_segments:False")
     except ImportError:
         pass
 

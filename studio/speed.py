@@ -43,7 +43,8 @@ FAST_BATCH = 128
 """The per-device batch fast grows to (bert-base at 256 tokens: past it samples/s barely rise, memory does)."""
 MIN_STEPS_PER_EPOCH = 50
 """Fast never grows the batch so far that an epoch has fewer optimizer steps than this (small datasets)."""
-FRUGAL_BATCH = 16
+FRUGAL_BATCH = 32
+"""Frugal's micro-batch: with the stream in 16 bit, 32 rows peaked at the seed recipe's 16 x fp32 (H100)."""
 COMPILE_MIN_TOKENS = 500e6
 """Training tokens (rows x epochs x max_length) above which fast compiles the model: compiling bert-base's
 training step takes about a minute per padded shape, and saves ~40% of a step (issue 8's measurements:
@@ -224,10 +225,18 @@ def _frugal(config: RunConfig, device: Device, num_labels: int) -> Plan:
         changes["train.gradient_checkpointing"] = (True, "each layer keeps only its input")
     if bnb and t.optimizer not in ("paged_adamw_8bit",):
         changes["train.optimizer"] = ("paged_adamw_8bit", "8-bit states, paged to CPU RAM under pressure")
-    if t.batch_size > FRUGAL_BATCH:
-        grad_accum = math.ceil(t.effective_batch_size / FRUGAL_BATCH)
-        changes["train.batch_size"] = (FRUGAL_BATCH, f"activations of {FRUGAL_BATCH} texts at a time")
-        changes["train.grad_accum"] = (grad_accum, "the effective batch kept by accumulation")
+    if not t.half_activations:
+        changes["train.half_activations"] = (True, "hidden states and frozen weights in 16 bit, not fp32")
+    if not t.expandable_segments:
+        changes["train.expandable_segments"] = (True, "memory of varying batch shapes reused, not stranded")
+    # The micro-batch: FRUGAL_BATCH rows, fewer only for a smaller effective batch. The 4-bit path costs a
+    # fixed time per micro-batch, so accumulation of small ones is what made the seed recipe slow.
+    micro = min(FRUGAL_BATCH, t.effective_batch_size)
+    if micro != t.batch_size:
+        grad_accum = math.ceil(t.effective_batch_size / micro)
+        changes["train.batch_size"] = (micro, f"{micro} texts a micro-batch: half-size activations make room")
+        if grad_accum != t.grad_accum:
+            changes["train.grad_accum"] = (grad_accum, "the effective batch kept by accumulation")
     if t.dataloader_workers < FAST_WORKERS:
         changes["train.dataloader_workers"] = (FAST_WORKERS, "batches are padded while the GPU trains")
     settled = _settle(config, changes)

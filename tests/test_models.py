@@ -212,30 +212,38 @@ def test_aliases_resolve_to_the_catalogue():
 
 @pytest.mark.parametrize("family", ["bert", "llama"])
 @pytest.mark.parametrize("method", ["lora", "qlora"])
-def test_half_activations_keep_the_stream_in_16_bit_under_autocast(tiny_model_dir, family, method):
-    """train.half_activations: every layer's input is bf16 under bf16 autocast (fp32 without it under QLoRA,
+def test_half_activations_keep_the_stream_and_frozen_weights_in_16_bit(tiny_model_dir, family, method, monkeypatch):
+    """train.half_activations: under bf16 autocast every layer's input is bf16 (fp32 without it under QLoRA,
     where prepare_model_for_kbit_training upcasts the embeddings and the 4-bit layers return their input's
-    dtype); the loss and its gradients still flow, and outside autocast nothing changes."""
-    layer_inputs: dict[bool, set] = {}
-    seen: set = set()
-    for half in (False, True):
-        config = config_for(tiny_model_dir(family), method).with_overrides([f"train.half_activations={half}"])
+    dtype) and, where the run resolves to bf16, the frozen float weights are stored in bf16 while what trains
+    stays fp32; the loss and every trainable gradient still flow."""
+    from studio import phases
+
+    def layer_input_dtypes(half: bool, precision: str) -> set:
+        monkeypatch.setattr(phases, "resolve_precision", lambda _asked: (precision, None))
+        # (bitsandbytes casts a 4-bit layer's bias to its compute dtype in every forward: bf16, as on a GPU)
+        kw = {"compute_dtype": "bfloat16"} if method == "qlora" and precision == "bf16" else {}
+        config = config_for(tiny_model_dir(family), method, **kw).with_overrides([f"train.half_activations={half}"])
         bundle = build_model(config, LABELS)
-        model = bundle.model
-        seen.clear()
-        layers = [m for n, m in model.named_modules() if n.endswith(("layer.1", "layers.1"))]
-        layers[0].register_forward_pre_hook(lambda _m, args, kw: seen.add(args[0].dtype) if args else None,
-                                             with_kwargs=True)  # fmt: skip
+        model, seen = bundle.model, set()
+        layer = next(m for n, m in model.named_modules() if n.endswith(("layer.1", "layers.1")))
+        layer.register_forward_pre_hook(lambda _m, args, _kw: seen.add(args[0].dtype), with_kwargs=True)
         enc = bundle.tokenizer(["a text", "another text here"], padding=True, return_tensors="pt")
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = model(**enc, labels=torch.tensor([0, 1]))
         out.loss.backward()
+        under_autocast = set(seen)
         assert torch.isfinite(out.loss)
-        assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
-        layer_inputs[half] = set(seen)
-        seen.clear()
-        model(**enc)  # no autocast: the hooks leave fp32 alone
-        assert seen == {torch.float32}
-    assert layer_inputs[True] == {torch.bfloat16}
+        assert all(p.grad is not None and p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+        frozen = {p.dtype for p in model.parameters() if not p.requires_grad and p.is_floating_point()}
+        assert frozen == ({torch.bfloat16} if half and precision == "bf16" else {torch.float32})
+        if precision == "fp32":  # no autocast in such a run: the hooks leave the fp32 model alone
+            seen.clear()
+            model(**enc)
+            assert seen == {torch.float32}
+        return under_autocast
+
+    assert layer_input_dtypes(True, "fp32") == {torch.bfloat16}
+    assert layer_input_dtypes(True, "bf16") == {torch.bfloat16}
     if method == "qlora":
-        assert layer_inputs[False] == {torch.float32}
+        assert layer_input_dtypes(False, "fp32") == {torch.float32}

@@ -87,8 +87,14 @@ def test_frugal_takes_the_memory_savers_and_keeps_the_effective_batch(tiny_model
     p = plan(asked, H100, 2, 16_000)
     t, m = p.config.train, p.config.method
     assert (m.name, m.double_quant, t.gradient_checkpointing, t.optimizer) == ("qlora", True, True, "paged_adamw_8bit")
-    assert (t.batch_size, t.grad_accum, t.precision) == (16, 4, "auto")
+    assert (t.batch_size, t.grad_accum, t.precision) == (32, 2, "auto")
+    assert t.half_activations and t.expandable_segments
     assert estimate(p.config, 2, H100).total_mb < estimate(asked, 2, H100).total_mb
+    # the seed recipe (16 x 2): one micro-batch of 32, no accumulation, the learning rate as asked
+    seed = plan(asked.with_overrides(["train.batch_size=16", "train.grad_accum=2"]), H100, 2, 16_000).config.train
+    assert (seed.batch_size, seed.grad_accum, seed.learning_rate) == (32, 1, asked.train.learning_rate)
+    small = plan(asked.with_overrides(["train.batch_size=4", "train.grad_accum=2"]), H100, 2, 16_000).config.train
+    assert (small.batch_size, small.grad_accum) == (8, 1)  # never a larger effective batch than asked
 
 
 @pytest.mark.parametrize("speed, device", [("as_set", H100), ("fast", CPU), ("frugal", CPU)])
@@ -180,3 +186,25 @@ def test_grouped_batches_pad_to_a_few_shapes_never_past_max_length():
     assert _pad_multiple(grouped, "bf16", 256) == LENGTH_BUCKET == 64
     assert _pad_multiple(grouped, "bf16", 510) == 8  # RoBERTa's 510 usable positions: 64 would pad to 512
     assert _pad_multiple(plain, "bf16", 256) == 8 and _pad_multiple(plain, "fp32", 256) is None
+
+
+def test_expandable_segments_are_on_for_the_run_that_asks_and_off_after_it(monkeypatch, tmp_path):
+    import torch
+
+    from studio import phases
+
+    calls: list[str] = []
+    monkeypatch.setattr(torch.cuda.memory, "_set_allocator_settings", calls.append)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    asked = RunConfig.from_dict({"train": {"expandable_segments": True}})
+    assert phases.configure_allocator(asked) is False and calls == []  # no GPU: nothing to set
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert phases.configure_allocator(RunConfig()) is False and calls == []
+    state = {"allocator": phases.configure_allocator(asked)}
+    assert calls == ["expandable_segments:True"]
+
+    class NoFolder:
+        dir = None
+
+    phases.cleanup(NoFolder(), state)
+    assert calls == ["expandable_segments:True", "expandable_segments:False"]

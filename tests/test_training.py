@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import time
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -250,7 +251,7 @@ def test_out_of_memory_mid_training_fails_with_the_estimate_and_a_fix_then_the_n
     import torch
     from transformers import Trainer
 
-    from studio import hardware
+    from studio import hardware, phases
     from studio.hardware import Device
     from studio.memory import SAFETY_MARGIN, estimate
 
@@ -260,17 +261,26 @@ def test_out_of_memory_mid_training_fails_with_the_estimate_and_a_fix_then_the_n
     free = (need + need_at_2) / 2 / SAFETY_MARGIN  # batch 16 does not fit, a smaller one does
     small = Device("cpu", "small", free, free, 0)
     monkeypatch.setattr(hardware, "detect", lambda: small)
-    real_step, calls = Trainer.training_step, []
+    real_step, calls, models = Trainer.training_step, [], []
 
-    def step(self, *args, **kwargs):
+    def step(self, model, *args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
+            models.append(weakref.ref(model))
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_step(self, *args, **kwargs)
+        return real_step(self, model, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "training_step", step)
+    real_explain, freed = phases.explain_failure, []
+
+    def explain(*args, **kwargs):  # the advice reads the memory free: the run's tensors must be gone by then
+        freed.append(models[0]() is None)
+        return real_explain(*args, **kwargs)
+
+    monkeypatch.setattr(phases, "explain_failure", explain)
     registry = Registry(runs_dir)
     result = Run(config, registry).execute()
+    assert freed == [True], "the failed run's model outlived cleanup (a traceback frame kept it)"
     assert result.status == "failed" and registry.get(result.run_id).status == "failed"
     assert "out of GPU memory during training (estimated" in result.message
     assert "any one of these fits:" in result.message and "--set train." in result.message
