@@ -44,11 +44,15 @@ class Predictor:
         return cls(model, tokenizer, labels, config.data.max_length, run_id)
 
     def predict(self, texts: list[str], batch_size: int | None = None) -> list[Prediction]:
-        """Predictions in input order. Texts are sorted by length inside so batches carry little padding.
+        """Predictions in input order.
 
-        On a GPU the forward passes run under bf16 autocast where the GPU has bf16 (as the Trainer's evaluation
-        does) in batches of GPU_BATCH; on a CPU in fp32 (bf16 is emulated on most CPUs) in batches of
-        CPU_BATCH, which keeps one batch's activations small beside the model.
+        All texts are tokenized in one call (the Rust tokenizer spreads them over the cores), sorted by token
+        count so each batch carries little padding, and scored batch after batch without waiting for the
+        GPU: the probabilities stay on the device until the last batch, so the CPU pads the next batch while
+        the GPU computes this one. On a GPU the forward passes run under bf16 autocast where the GPU has
+        bf16 (as the Trainer's evaluation does), GPU_BATCH texts at a time, padded to a multiple of 8 for the
+        tensor cores; on a CPU in fp32 (bf16 is emulated on most CPUs), CPU_BATCH at a time, which keeps
+        one batch's activations small beside the model.
         """
         import contextlib
 
@@ -57,8 +61,8 @@ class Predictor:
         if isinstance(texts, str):
             texts = [texts]
         texts = [t if isinstance(t, str) else "" for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        probs: list[Any] = [None] * len(texts)
+        if not texts:
+            return []
         device = next(self.model.parameters()).device
         cuda = device.type == "cuda"
         batch_size = batch_size or (GPU_BATCH if cuda else CPU_BATCH)
@@ -67,19 +71,21 @@ class Predictor:
             if cuda and torch.cuda.is_bf16_supported()
             else contextlib.nullcontext()
         )
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
+        scored = []
         with torch.inference_mode(), autocast:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
-                enc = self.tokenizer(
-                    [texts[i] for i in idx],
-                    truncation=True,
-                    max_length=self.max_length,
-                    padding=True,
+                batch = self.tokenizer.pad(
+                    {k: [v[i] for i in idx] for k, v in encoded.items()},
+                    pad_to_multiple_of=8 if cuda else None,
                     return_tensors="pt",
                 ).to(device)
-                logits = self.model(**enc).logits.float()
-                for i, p in zip(idx, torch.softmax(logits, dim=-1).cpu().tolist(), strict=True):
-                    probs[i] = p
+                scored.append(torch.softmax(self.model(**batch).logits.float(), dim=-1))
+        probs: list[Any] = [None] * len(texts)
+        for i, p in zip(order, torch.cat(scored).cpu().tolist(), strict=True):
+            probs[i] = p
         out = []
         for text, p in zip(texts, probs, strict=True):
             best = max(range(len(p)), key=p.__getitem__)

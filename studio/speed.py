@@ -132,6 +132,8 @@ def _fast(config: RunConfig, device: Device, num_labels: int, train_rows: int) -
         changes["train.optimizer"] = ("adamw_torch_fused", "one fused kernel for every parameter")
     if t.dataloader_workers < FAST_WORKERS:
         changes["train.dataloader_workers"] = (FAST_WORKERS, "batches are padded while the GPU trains")
+    if m.adapter is not None and not t.half_activations:
+        changes["train.half_activations"] = (True, "frozen weights and hidden states in bf16: no per-pass casts")
 
     asked = t.effective_batch_size
     by_rows = 2 ** int(math.log2(max(1, train_rows // MIN_STEPS_PER_EPOCH)))
