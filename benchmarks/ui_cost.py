@@ -48,23 +48,24 @@ def poll(jobs, key: str, stop: threading.Event, every: float = TICK_S) -> int:
     from studio import plots
     from studio.hardware import monitor_sample, usage
 
-    samples, drawn, draws = [], "", 0
+    samples, drawn, draws, last = [], "", 0, None
     while not stop.wait(every):
         samples = (samples + [monitor_sample(usage())])[-USAGE_SAMPLES:]
         if len(samples) % HARDWARE_EVERY == 1:
             plots.usage_history([{**s, "time": s["time"] - samples[0]["time"]} for s in samples]).to_json()
         view = jobs.view(key)
         signature = f"{len(view.train_loss)}/{len(view.evals)}/{len(view.log)}/{view.finished}"
-        if signature == drawn:
+        if signature == drawn or not plots.redraw_due(last, time.time(), view.finished):
             continue
-        drawn, draws = signature, draws + 1
+        drawn, draws, t0 = signature, draws + 1, time.perf_counter()
         figures = (
             plots.loss_curves(view.train_loss, [(e["step"], e["loss"]) for e in view.evals if "loss" in e]),
             plots.metric_curves(view.evals),
             plots.lr_curve(view.learning_rate),
         )
-        for fig in figures:
+        for fig in figures:  # what Gradio does with them after the tab's tick returns
             fig.to_json()
+        last = {"at": time.time(), "cost": time.perf_counter() - t0}
     return draws
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,8 @@ from studio.registry import Registry
 
 GPU_BATCH = 256
 CPU_BATCH = 32
+TOKENIZE_THREADS = 8
+"""Threads tokenizing batches ahead of a GPU (each holds one batch of token ids)."""
 
 
 @dataclass(frozen=True)
@@ -46,15 +51,17 @@ class Predictor:
     def predict(self, texts: list[str], batch_size: int | None = None) -> list[Prediction]:
         """Predictions in input order.
 
-        All texts are tokenized in one call (the Rust tokenizer spreads them over the cores), sorted by token
-        count so each batch carries little padding, and scored batch after batch without waiting for the
-        GPU: the probabilities stay on the device until the last batch, so the CPU pads the next batch while
-        the GPU computes this one. On a GPU the forward passes run under bf16 autocast where the GPU has
-        bf16 (as the Trainer's evaluation does), GPU_BATCH texts at a time, padded to a multiple of 8 for the
-        tensor cores; on a CPU in fp32 (bf16 is emulated on most CPUs), CPU_BATCH at a time, which keeps
-        one batch's activations small beside the model.
+        Texts are sorted by length so each batch carries little padding, and each batch is tokenized and
+        padded by the Rust tokenizer in a pool of threads (it lets go of the GIL, so they run on several
+        cores even where TOKENIZERS_PARALLELISM is off) while the GPU scores the batch before: the model
+        never waits on the CPU, and the probabilities stay on the device until the last batch (one
+        synchronisation, not one per batch). On a GPU the forward passes run under bf16 autocast where the
+        GPU has bf16 (as the Trainer's evaluation does), GPU_BATCH texts at a time, padded to a multiple of
+        8 for the tensor cores; on a CPU in fp32 (bf16 is emulated on most CPUs), CPU_BATCH at a time, which
+        keeps one batch's activations small beside the model, with one tokenizing thread beside torch's.
         """
         import contextlib
+        import os
 
         import torch
 
@@ -71,18 +78,24 @@ class Predictor:
             if cuda and torch.cuda.is_bf16_supported()
             else contextlib.nullcontext()
         )
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+        def encode(idx: list[int]) -> Any:
+            return self.tokenizer(
+                [texts[i] for i in idx],
+                truncation=True,
+                max_length=self.max_length,
+                padding=True,
+                pad_to_multiple_of=8 if cuda else None,
+                return_tensors="pt",
+            )
+
+        workers = min(TOKENIZE_THREADS, os.cpu_count() or 1) if cuda else 1
         scored = []
         with torch.inference_mode(), autocast:
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                batch = self.tokenizer.pad(
-                    {k: [v[i] for i in idx] for k, v in encoded.items()},
-                    pad_to_multiple_of=8 if cuda else None,
-                    return_tensors="pt",
-                ).to(device)
-                scored.append(torch.softmax(self.model(**batch).logits.float(), dim=-1))
+            for enc in in_order_ahead(encode, chunks, workers):
+                scored.append(torch.softmax(self.model(**enc.to(device)).logits.float(), dim=-1))
         probs: list[Any] = [None] * len(texts)
         for i, p in zip(order, torch.cat(scored).cpu().tolist(), strict=True):
             probs[i] = p
@@ -117,6 +130,19 @@ class Predictor:
         for name in self.label_names:
             frame[f"prob_{name}"] = [round(p.probs[name], 6) for p in preds]
         return frame
+
+
+def in_order_ahead(fn: Callable[[Any], Any], items: list[Any], workers: int) -> Iterator[Any]:
+    """fn(item) for each item, in order, computed by `workers` threads at most 2 x workers items ahead of the
+    consumer (memory stays bounded on a long file). The standard library's Executor.map submits every item at
+    once, hence this."""
+    with ThreadPoolExecutor(workers) as pool:
+        ahead = deque(pool.submit(fn, item) for item in items[: 2 * workers])
+        for item in items[2 * workers :]:
+            yield ahead.popleft().result()
+            ahead.append(pool.submit(fn, item))
+        while ahead:
+            yield ahead.popleft().result()
 
 
 class PredictorCache:

@@ -30,6 +30,26 @@ MEMORY_PARTS = ("weights", "adapters", "gradients", "optimizer", "activations", 
 _PART_COLORS = dict(zip(MEMORY_PARTS, ("#4C78A8", "#B279A2", "#F58518", "#E45756", "#54A24B", "#BAB0AC"), strict=True))
 _EXTRA_COLORS = ("#9D755D", "#EECA3B", "#FF9DA6", "#72B7B2", "#BAB0AC", "#F58518")
 _GOOD, _BAD, _MUTED, _ACCENT, _INK = "#2E7D32", "#C62828", "#9E9E9E", "#4C78A8", "#37474F"
+REDRAW_SHARE = 0.01
+"""The share of the app's time that redrawing a training's live curves may take (issue 8: watching may slow
+training by at most 2%). Building and serialising the figures is Python work that holds the GIL, which the
+training thread of the same process needs between its GPU kernels."""
+
+
+REDRAW_MAX_WAIT_S = 10.0
+"""However slow a redraw, the curves are at most this many seconds behind (a slow CPU's draws)."""
+
+
+def redraw_due(last: Mapping[str, float] | None, now: float, finished: bool) -> bool:
+    """Whether the live curves may be redrawn now: always once the run has finished, else no sooner than the
+    last redraw's cost (seconds) / REDRAW_SHARE after it. `last` is {"at": time, "cost": seconds} of the
+    last redraw (None before the first). A 50 ms redraw waits 5 s; a 10 ms one, at the timer's pace; none waits
+    longer than REDRAW_MAX_WAIT_S."""
+    if finished or not last:
+        return True
+    return now - last["at"] >= min(last["cost"] / REDRAW_SHARE, REDRAW_MAX_WAIT_S)
+
+
 _TOO_MANY_CLASSES = 8  # metric_curves: beyond this many per-class F1 lines start hidden (legend-only)
 _FRONT_LABELS = 6  # pareto: beyond this many runs on the front, their names only show on hover
 _HORIZONTAL_LABELS = 30  # label_distribution: beyond this many labels the bars turn horizontal

@@ -290,3 +290,17 @@ def test_pareto_accuracy_axis_stays_within_0_and_100_percent():
     fig = plots.pareto([{"run": "a", "accuracy": 0.99, "peak_memory_mb": 10, "method": "lora"},
                         {"run": "b", "accuracy": 0.01, "peak_memory_mb": 20, "method": "full"}])  # fmt: skip
     assert tuple(fig.layout.yaxis.range) == (0.0, 1.01)
+
+
+def test_live_curves_are_redrawn_within_their_share_of_the_time():
+    from studio.plots import REDRAW_MAX_WAIT_S, REDRAW_SHARE, redraw_due
+
+    assert redraw_due(None, 100.0, finished=False)  # the first draw
+    last = {"at": 100.0, "cost": 0.05}  # a 50 ms redraw
+    wait = 0.05 / REDRAW_SHARE
+    assert wait < REDRAW_MAX_WAIT_S and 0.05 / wait == pytest.approx(REDRAW_SHARE)  # its share of the time
+    assert not redraw_due(last, 100.0 + wait - 0.01, finished=False)
+    assert redraw_due(last, 100.0 + wait, finished=False)
+    assert redraw_due(last, 100.5, finished=True)  # the end of a run is drawn at once
+    slow = {"at": 100.0, "cost": 5.0}  # never more than REDRAW_MAX_WAIT_S behind
+    assert redraw_due(slow, 100.0 + REDRAW_MAX_WAIT_S, finished=False)

@@ -309,3 +309,25 @@ def test_a_full_or_unwritable_runs_directory_is_refused_before_training(tiny_mod
     assert result.status == "failed" and result.run_id is None
     assert "cannot be written" in result.message and "--runs-dir" in result.message
     assert registry.list() == []
+
+
+def test_batches_tokenized_ahead_come_in_order_and_never_too_far_ahead():
+    import threading
+
+    from studio.inference import in_order_ahead
+
+    started, lock = [], threading.Lock()
+
+    def slow(i: int) -> int:
+        with lock:
+            started.append(i)
+        time.sleep(0.01 * ((7 * i) % 5))  # finish out of order
+        return i * i
+
+    got = []
+    for value in in_order_ahead(slow, list(range(20)), workers=3):
+        got.append(value)
+        with lock:
+            assert len(started) <= len(got) + 6  # at most 2 x workers submitted beyond what was consumed
+    assert got == [i * i for i in range(20)]
+    assert list(in_order_ahead(slow, [], workers=2)) == []

@@ -45,6 +45,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         confusion = gr.Plot(label="Confusion matrix (test)", show_label=False)
     ref = gr.State(None)  # the job key or run id this page shows
     seen = gr.State("")  # what the curves show (points, log lines): skip redrawing when nothing changed
+    redrawn = gr.State(None)  # {"at", "cost"} of the last redraw of the curves (plots.redraw_due)
     usage = gr.State([])
     timer = gr.Timer(TICK_S)
 
@@ -67,13 +68,17 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
 
     stop.click(stop_run, None, None, api_name="stop")
 
-    def tick(current: str | None, drawn: str, samples: list) -> tuple:
+    def tick(current: str | None, drawn: str, samples: list, last: dict | None) -> tuple:
+        import time
+
         from studio import plots
         from studio.hardware import monitor_sample
         from studio.hardware import usage as hardware_usage
 
-        # Redrawing a plot costs the browser real CPU (which a CPU training needs): the hardware plot is
-        # redrawn every HARDWARE_EVERY ticks, the curves only when a curve point or log line arrived.
+        # Redrawing a plot costs the browser real CPU (which a CPU training needs) and this process GIL time
+        # (which a GPU training's Python needs): the hardware plot is redrawn every HARDWARE_EVERY ticks, the
+        # curves only when a curve point or log line arrived, and while the run trains only as often as
+        # plots.redraw_due allows (at most REDRAW_SHARE of the time).
         samples = (samples + [monitor_sample(hardware_usage())])[-USAGE_SAMPLES:]
         usage_fig = (
             plots.usage_history([{**s, "time": s["time"] - samples[0]["time"]} for s in samples])
@@ -81,32 +86,44 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
             else gr.skip()
         )
         if current is None:
-            return (gr.skip(),) * 9 + (usage_fig, samples)
+            return (gr.skip(),) * 9 + (usage_fig, samples, gr.skip())
         try:
             view = ctx.jobs.view(current)
         except StudioError:  # the run was deleted meanwhile
-            return (None, "", "That run no longer exists.") + (gr.skip(),) * 6 + (usage_fig, samples)
+            return (None, "", "That run no longer exists.") + (gr.skip(),) * 6 + (usage_fig, samples, gr.skip())
         status_md, progress_html = _status_md(ctx, current, view), _progress_html(view)
         signature = f"{len(view.train_loss)}/{len(view.evals)}/{len(view.log)}/{view.finished}"
         if signature == drawn:
-            return (gr.skip(), gr.skip(), status_md, progress_html) + (gr.skip(),) * 5 + (usage_fig, samples)
+            return (gr.skip(), gr.skip(), status_md, progress_html) + (gr.skip(),) * 5 + (usage_fig, samples, gr.skip())
+        if not plots.redraw_due(last, time.time(), view.finished):  # the log's text is cheap: it follows anyway
+            skipped = (gr.skip(),) * 3
+            log_text = "\n".join(view.log[-200:])
+            return (gr.skip(), gr.skip(), status_md, progress_html, *skipped, log_text, gr.skip(), usage_fig, samples,
+                    gr.skip())  # fmt: skip
+        t0 = time.perf_counter()
         summary = _summary(ctx, current, view)
+        figures = (
+            plots.loss_curves(view.train_loss, [(e["step"], e["loss"]) for e in view.evals if "loss" in e]),
+            plots.metric_curves(view.evals),
+            plots.lr_curve(view.learning_rate),
+        )
+        # Gradio serialises each figure after this returns, which costs about as much as building it.
+        cost = 2 * (time.perf_counter() - t0)
         return (
             current,
             signature,
             status_md,
             progress_html,
-            plots.loss_curves(view.train_loss, [(e["step"], e["loss"]) for e in view.evals if "loss" in e]),
-            plots.metric_curves(view.evals),
-            plots.lr_curve(view.learning_rate),
+            *figures,
             "\n".join(view.log[-200:]),
             results_md(summary) if summary else latest_eval_md(view),
             usage_fig,
             samples,
+            {"at": time.time(), "cost": cost},
         )
 
-    outputs = [ref, seen, status, progress, loss_plot, metric_plot, lr_plot, log, results, usage_plot, usage]
-    timer.tick(tick, [ref, seen, usage], outputs, show_progress="hidden", api_name="tick")
+    outputs = [ref, seen, status, progress, loss_plot, metric_plot, lr_plot, log, results, usage_plot, usage, redrawn]
+    timer.tick(tick, [ref, seen, usage, redrawn], outputs, show_progress="hidden", api_name="tick")
 
     def confusion_for(current: str | None, drawn: str) -> Any:
         from studio import plots
