@@ -176,14 +176,14 @@ def build_model(config: RunConfig, label_names: list[str]) -> ModelBundle:
         trainable, total = model.get_nb_trainable_parameters()
         if method.quantized and family is not None and family.name == "deberta-v2":
             _query_in_autocast_dtype(model)
+    else:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
     if config.train.half_activations:
         from studio.phases import resolve_precision
 
         precision, _ = resolve_precision(config.train.precision)
         _half_stream(model, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision))
-    else:
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in model.parameters())
     return ModelBundle(model, tokenizer, family, source, int(trainable), int(total), notes)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import queue
 import time
@@ -10,6 +11,7 @@ import weakref
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from studio.config import RunConfig
 from studio.errors import RunNotFoundError
@@ -311,23 +313,17 @@ def test_a_full_or_unwritable_runs_directory_is_refused_before_training(tiny_mod
     assert registry.list() == []
 
 
-def test_batches_tokenized_ahead_come_in_order_and_never_too_far_ahead():
-    import threading
-
-    from studio.inference import in_order_ahead
-
-    started, lock = [], threading.Lock()
-
-    def slow(i: int) -> int:
-        with lock:
-            started.append(i)
-        time.sleep(0.01 * ((7 * i) % 5))  # finish out of order
-        return i * i
-
-    got = []
-    for value in in_order_ahead(slow, list(range(20)), workers=3):
-        got.append(value)
-        with lock:
-            assert len(started) <= len(got) + 6  # at most 2 x workers submitted beyond what was consumed
-    assert got == [i * i for i in range(20)]
-    assert list(in_order_ahead(slow, [], workers=2)) == []
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_predict_pads_each_batch_as_the_tokenizer_would(bert_tokenizer, side):
+    tokenizer = copy.deepcopy(bert_tokenizer)
+    tokenizer.padding_side = side
+    texts = ["short", "a somewhat longer text than that", "the longest text of the three, by a few words"]
+    predictor = Predictor(None, tokenizer, ["a", "b"], max_length=8)
+    encoded = tokenizer(texts, truncation=True, max_length=8)
+    for multiple in (1, 4):
+        got = predictor._padded(encoded, [2, 0], multiple)
+        want = tokenizer(
+            [texts[2], texts[0]], truncation=True, max_length=8, padding=True, pad_to_multiple_of=multiple,
+            return_tensors="pt",
+        )  # fmt: skip
+        assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
