@@ -16,6 +16,8 @@ through the studio's own Run; README, "Training speed"):
   when it grows the learning rate follows the square-root rule for Adam (Malladi et al. 2022, "On the SDEs
   and scaling rules for adaptive gradient algorithms"), stated as a choice;
 - fused AdamW (one kernel for all parameters): +10%;
+- for adapter methods, the frozen base and the hidden states in bf16 (`train.half_activations`): no cast of
+  every weight in every pass; 1,692 against 1,592 samples/s at batch 128;
 - torch.compile only when the run is long enough to pay its compile time back (COMPILE_MIN_TOKENS).
 
 Not chosen (yet): length-grouped batches (`train.length_grouping`). They pad less, but every batch then has
@@ -23,11 +25,12 @@ another shape, and on the H100 the seed recipe trained 13% slower with them and 
 allocator keeps blocks of each shape); fast at batch 128 measured 8% slower. Grouped batches now pad to
 multiples of 64 tokens (phases.LENGTH_BUCKET: 4 shapes at 256), which is still to measure (issue 8).
 
-Frugal keeps the seed study's memory savers (4-bit base, checkpointing, paged 8-bit AdamW, a micro-batch of
-at most FRUGAL_BATCH with accumulation for the effective batch) and drops fp16's loss scaler (bf16 needs
-none). Measured: no faster than the seed recipe yet. Its time is a fixed ~170 ms per micro-batch whatever
-the batch (16 -> 32 rows: 1.75x the samples/s), so the lever is a larger micro-batch in the same memory, which
-needs the residual stream in bf16 rather than the fp32 that prepare_model_for_kbit_training makes it (next).
+Frugal keeps the seed study's memory savers (4-bit base, checkpointing, paged 8-bit AdamW) and drops fp16's
+loss scaler (bf16 needs none). The seed recipe's time is a fixed cost per micro-batch (the GPU was idle 91%
+of it: ~2,150 kernel launches per micro-batch), so frugal's lever is a larger micro-batch in the same memory:
+the residual stream and frozen weights in 16 bit (`train.half_activations`; under QLoRA they were fp32) and
+expandable allocator segments make room for FRUGAL_BATCH rows. Measured on the seed-000 workload: 2.08x the
+seed recipe end to end at 0.91x its peak memory; fast: 15.3x (benchmarks/results/train_speed/README.md).
 """
 
 from __future__ import annotations

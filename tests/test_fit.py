@@ -22,11 +22,18 @@ def bert_base(**train) -> RunConfig:
                                 "data": {"max_length": 512}, "train": {"batch_size": 32, **train}})  # fmt: skip
 
 
-def test_single_changes_that_fit_are_sorted_and_true():
+def test_single_changes_that_fit_are_true_and_the_least_costly_first():
     config = bert_base()  # bert-base full FT, 32 x 512 tokens: ~8.5 GB
     assert not estimate(config, device=MID).fits
     items = suggestions(config, device=MID)
-    assert len(items) >= 2 and [s.total_mb for s in items] == sorted(s.total_mb for s in items)
+    assert len(items) >= 2
+    batches = [s for s in items if s.overrides[0].startswith("train.batch_size")]
+    # one batch size, the largest that fits (not also 1 x 32, which fits too), offered first
+    assert len(batches) == 1 and items[0] is batches[0]
+    larger = int(batches[0].overrides[0].split("=")[1]) * 2
+    with_accum = [f"train.batch_size={larger}", f"train.grad_accum={32 // larger}"]
+    assert larger == 32 or not estimate(config.with_overrides(with_accum), device=MID).fits
+    assert len([s for s in items if s.overrides[0].startswith("data.max_length")]) <= 1
     for s in items:  # each suggestion is what it says: the config with its overrides fits
         assert estimate(config.with_overrides(s.overrides), device=MID).fits
         assert s.total_mb < estimate(config, device=MID).total_mb
