@@ -177,12 +177,11 @@ class Registry:
         return self._reconcile(RunRecord(**dict(row)))
 
     def list(self, status: str | None = None) -> list[RunRecord]:
-        query, args = "SELECT * FROM runs", ()
-        if status:
-            query, args = query + " WHERE status = ?", (status,)
+        """Runs, newest first; `status` filters on what the folders say (after `_reconcile`), not the rows."""
         with self._connect() as db:
-            rows = db.execute(query + " ORDER BY created DESC", args).fetchall()
-        return [self._reconcile(RunRecord(**dict(r))) for r in rows]
+            rows = db.execute("SELECT * FROM runs ORDER BY created DESC").fetchall()
+        records = [self._reconcile(RunRecord(**dict(r))) for r in rows]
+        return [r for r in records if status is None or r.status == status]
 
     def summary(self, run_id: str) -> dict[str, Any]:
         """The run's eval.json (metrics, efficiency, reproducibility), or {} while it has none."""
@@ -190,7 +189,12 @@ class Registry:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
     def _reconcile(self, record: RunRecord) -> RunRecord:
-        """A `running` row whose process is gone was interrupted (killed, crashed, machine restarted)."""
+        """A `running` row whose process is gone was interrupted (killed, crashed, machine restarted); a
+        `completed` row whose folder lost its eval.json (written last: the finished marker) is not shown as
+        completed: the folder is what is true (the row stays as it is, should the file come back)."""
+        if record.status == "completed" and not (self.runs_dir / record.id / "eval.json").is_file():
+            message = "its folder has no eval.json: the run's files are incomplete (moved, deleted or damaged)"
+            return RunRecord(**{**record.__dict__, "status": "failed", "message": message})
         if record.status != "running" or _alive(record):
             return record
         message = "the process training it ended without finishing (killed or crashed)"

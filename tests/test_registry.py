@@ -22,6 +22,7 @@ def test_create_lists_and_survives_reopening(runs_dir):
         {"name": "first", "method": {"name": "qlora"}}
     )
     assert record.method == "qlora qv r16 4-bit nf4" and record.pid == os.getpid()
+    (folder / "eval.json").write_text("{}")  # what a finished run writes last
     registry.update(record.id, status="completed", accuracy=0.9)
     reopened = Registry(runs_dir)
     assert [r.id for r in reopened.list()] == [record.id]
@@ -36,6 +37,17 @@ def test_a_running_row_whose_process_is_gone_is_interrupted(runs_dir):
     registry.update(record.id, pid=2**22 + 12345)  # no such process
     assert registry.get(record.id).status == "interrupted"
     assert registry.list(status="interrupted")[0].id == record.id
+
+
+def test_a_completed_row_without_its_finished_marker_is_not_listed_as_completed(runs_dir):
+    registry = Registry(runs_dir)
+    record = registry.create(RunConfig())
+    registry.update(record.id, status="completed", accuracy=0.9)  # but eval.json was never written (or is gone)
+    shown = registry.get(record.id)
+    assert shown.status == "failed" and "no eval.json" in shown.message
+    assert registry.list(status="completed") == [] and registry.list(status="failed")[0].id == record.id
+    (registry.run_dir(record.id) / "eval.json").write_text("{}")  # the folder is the truth: back, completed
+    assert registry.get(record.id).status == "completed"
 
 
 def test_unknown_and_hostile_run_ids(runs_dir):

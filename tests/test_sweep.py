@@ -124,6 +124,7 @@ def test_aggregate_on_a_synthetic_registry(runs_dir):
         acc = accuracies.get((p.config.method.r, p.config.seed))
         if acc is not None:
             record = registry.create(p.config)
+            (registry.run_dir(record.id) / "eval.json").write_text("{}")  # finished (the marker a run writes last)
             registry.update(record.id, status="completed", accuracy=acc, peak_memory_mb=1000 + p.config.method.r)
     rows = {r["method.r"]: r for r in aggregate(grid, registry)}
     assert rows[4]["n"] == 3 and rows[4]["accuracy_mean"] == pytest.approx(0.82)

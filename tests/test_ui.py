@@ -113,12 +113,13 @@ def test_cli_command_reproduces_the_form(app):
 def test_runs_table_lists_the_registry(app, runs_dir):
     registry = Registry(runs_dir)
     record = registry.create(RunConfig())
+    (registry.run_dir(record.id) / "eval.json").write_text("{}")  # finished, with no memory record
     registry.update(record.id, status="completed", accuracy=0.81234, train_seconds=12.34)
     ctx = Context.create(runs_dir)
     rows = runs_table(ctx)
     assert rows[0][:2] == [record.id, "completed"] and rows[0][5] == 0.8123
     row = dict(zip(COLUMNS, rows[0], strict=True))  # one value per column, each under its own header
-    assert row["train s"] == 12.3 and row["estimate err %"] is None  # no eval.json: no estimate error yet
+    assert row["train s"] == 12.3 and row["estimate err %"] is None  # no memory record: no estimate error
 
 
 def test_launch_options_login_from_the_environment():

@@ -99,7 +99,10 @@ def test_train_watch_stop_and_predict(live):
     client.predict(api_name="/start", **form(app, "start"))
     with pytest.raises(AppError, match="already training"):
         client.predict(api_name="/start", **form(app, "start"))  # one run at a time
-    out = tick_until(client, lambda o: "training" in o[0] and _step(o[1]) >= 10)
+    # while a run trains the curves are redrawn at most as often as plots.redraw_due allows: wait for a tick
+    # that drew them
+    drawn = lambda o: isinstance(o[2], dict) and "plot" in o[2] and "accuracy" in str(o[3])  # noqa: E731
+    out = tick_until(client, lambda o: "training" in o[0] and _step(o[1]) >= 10 and drawn(o))
     assert "ETA" in out[1] and "train loss" in out[2]["plot"] and "accuracy" in out[3]["plot"]
     client.predict(api_name="/stop")
     out = tick_until(client, lambda o: "stopped" in o[0])
