@@ -327,3 +327,19 @@ def test_predict_pads_each_batch_as_the_tokenizer_would(bert_tokenizer, side):
             return_tensors="pt",
         )  # fmt: skip
         assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_no_secret_reaches_the_run_folder(tiny_model_dir, runs_dir, monkeypatch):
+    """Tokens in the environment (Hub, W&B, a Space's login) appear in no file a run writes."""
+    secrets = {"HF_TOKEN": "hf_SECRETsecret0001", "WANDB_API_KEY": "wandbSECRET0002",
+               "STUDIO_PASSWORD": "passwordSECRET0003", "HUGGING_FACE_HUB_TOKEN": "hf_SECRETsecret0004"}  # fmt: skip
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    registry = Registry(runs_dir)
+    result = Run(tiny_config(tiny_model_dir("bert"), "lora", max_steps=2), registry).execute()
+    assert result.status == "completed", result.message
+    files = [p for p in runs_dir.rglob("*") if p.is_file()]
+    assert len(files) > 5
+    for path in files:
+        data = path.read_bytes()
+        assert not any(v.encode() in data for v in secrets.values()), path

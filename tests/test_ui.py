@@ -76,6 +76,16 @@ def test_form_binds_the_knobs_of_every_section(app):
     assert [c[1] for c in dropdowns["train.optimizer"].choices][:2] == ["adamw_torch", "adamw_torch_fused"]
 
 
+def test_the_app_never_runs_remote_code(app):
+    """trust_remote_code only from the CLI: a base config that has it (a run the CLI trained, say) is refused."""
+    ctx: Context = app.studio
+    values = form_values(ctx, RunConfig())
+    base = RunConfig.from_dict({"model": {"name": "some/hub-model", "trust_remote_code": True}}).to_dict()
+    with pytest.raises(ConfigError, match="model.trust_remote_code.*python -m studio train"):
+        ctx.form.read(base, values)
+    assert "model.trust_remote_code" not in {b.path for b in ctx.form.bindings}  # no control for it in the page
+
+
 def test_form_bad_values_name_their_field(app):
     ctx: Context = app.studio
     comps = {b.path: b.components for b in ctx.form.bindings}

@@ -122,6 +122,36 @@ def test_train_watch_stop_and_predict(live):
     assert mistakes["headers"] == ["text", "label", "predicted", "confidence", "p_true"]
 
 
+def test_ten_playground_clients_at_once_while_a_run_trains(live):
+    """10 pages predicting at the same time (3 texts each) while another run trains: every answer is the one a
+    single client gets, none fails, and a second Start is refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    app, client = live
+    finished = next(r for r in app.studio.registry.list() if r.status in ("stopped", "completed"))
+    texts = ["What a wonderful, moving film.", "Dull, long and badly acted.", "It was fine, I suppose."]
+    client.predict(api_name="/playground_runs")
+    expected = [client.predict(finished.id, None, t, api_name="/predict")[0]["label"] for t in texts]
+    client.predict(api_name="/start", **form(app, "start"))
+    try:
+        tick_until(client, lambda o: "training" in o[0])
+        with pytest.raises(AppError, match="already training"):
+            client.predict(api_name="/start", **form(app, "start"))
+
+        def page(_: int) -> list[str]:
+            mine = Client(app.local_url, verbose=False)
+            mine.predict(api_name="/playground_runs")
+            return [mine.predict(finished.id, None, t, api_name="/predict")[0]["label"] for t in texts]
+
+        with ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(page, range(10)))
+        assert answers == [expected] * 10
+        assert app.studio.jobs.active() is not None  # the training went on meanwhile
+    finally:
+        client.predict(api_name="/stop")
+        tick_until(client, lambda o: "stopped" in o[0] or "completed" in o[0])
+
+
 def test_bad_input_gets_a_message_and_the_app_stays_up(live, tmp_path):
     app, client = live
     with pytest.raises(AppError, match="pick a run first"):

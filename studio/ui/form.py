@@ -146,6 +146,13 @@ class ConfigForm:
                     set_path(data, b.path, b.to_config(*(values[c] for c in b.components)))
                 except (TypeError, ValueError) as e:
                     raise ConfigError(b.path, str(e)) from None
+        if data.get("model", {}).get("trust_remote_code"):  # e.g. a base taken from a run the CLI trained
+            raise ConfigError(
+                "model.trust_remote_code",
+                "would run code shipped with the model, which the app never does (a hosted app would run it for "
+                "anyone); train this config with the CLI: python -m studio train PRESET --set "
+                "model.trust_remote_code=true",
+            )
         return RunConfig.from_dict(data)
 
     def updates(self, config: RunConfig | dict[str, Any]) -> dict[Any, Any]:
