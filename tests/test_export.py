@@ -282,6 +282,8 @@ def unfinished(runs):
 
     def make(status: str, **fields) -> str:
         record = registry.create(RunConfig.from_dict({"name": "broken"}))
+        if status == "completed":  # finished (eval.json written last) but its model files are gone
+            (registry.run_dir(record.id) / "eval.json").write_text("{}")
         if status != "running":
             registry.update(record.id, status=status, **fields)
         return record.id
@@ -312,6 +314,10 @@ def test_runs_without_a_model_are_refused(unfinished, call):
         call(registry, make("running"))
     with pytest.raises(StudioError, match="no complete saved model: adapter/ or model/, tokenizer"):
         call(registry, make("completed"))
+    gone = make("completed")  # a completed row whose folder lost eval.json too: shown as failed, refused
+    (registry.run_dir(gone) / "eval.json").unlink()
+    with pytest.raises(StudioError, match="no eval.json.*no saved model"):
+        call(registry, gone)
     assert not FakeHfApi.instances
 
 

@@ -70,7 +70,8 @@ def test_form_binds_the_knobs_of_every_section(app):
             "method.compute_dtype", "method.r", "method.alpha", "method.dropout", "method.placement",
             "method.target_modules", "train.epochs", "train.batch_size", "train.grad_accum", "train.learning_rate",
             "train.scheduler", "train.warmup_ratio", "train.weight_decay", "train.optimizer", "train.precision",
-            "train.gradient_checkpointing", "train.early_stopping_patience", "name", "seed"}  # fmt: skip
+            "train.gradient_checkpointing", "train.early_stopping_patience", "name", "seed", "train.speed",
+            "train.half_activations", "train.expandable_segments"}  # fmt: skip
     assert must <= paths, must - paths
     dropdowns = {b.path: b.components[0] for b in app.studio.form.bindings}
     assert [c[1] for c in dropdowns["train.optimizer"].choices][:2] == ["adamw_torch", "adamw_torch_fused"]

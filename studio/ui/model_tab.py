@@ -86,6 +86,8 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
                                     "right); frugal: the least memory; as_set: exactly the settings below")  # fmt: skip
                     form.field("train.length_grouping", gr.Checkbox, label="length-grouped batches")
                     form.field("train.torch_compile", gr.Checkbox, label="torch.compile")
+                    form.field("train.half_activations", gr.Checkbox, label="16-bit activations")
+                    form.field("train.expandable_segments", gr.Checkbox, label="expandable GPU memory")
                 with gr.Row():
                     form.field("train.epochs", gr.Number, minimum=0.01)
                     form.field("train.max_steps", gr.Number, minimum=1)
