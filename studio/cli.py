@@ -48,11 +48,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     _quiet_libraries()
     run = Run(config, registry, progress_bar=not args.quiet)
     print(f"training {config.model.name} ({config.method.name}) on {config.data.source}", flush=True)
+    return _train(run, registry, args.quiet)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from studio.registry import Registry
+    from studio.training import Run
+
+    registry = Registry(args.runs_dir)
+    _quiet_libraries()
+    run = Run.resuming(registry, args.run_id, progress_bar=not args.quiet)
+    assert run.resume is not None
+    print(f"resuming {args.run_id} from {run.resume[1].name}", flush=True)
+    return _train(run, registry, args.quiet)
+
+
+def _train(run: Any, registry: Any, quiet: bool) -> int:
+    """Train `run` here, printing its events; the exit status."""
     previous = signal.signal(signal.SIGINT, lambda *_: run.stop())  # Ctrl-C: stop cleanly, keep what trained
     try:
         run.start()
         while run.is_alive() or not run.events.empty():
-            _print_event(run, args.quiet)
+            _print_event(run, quiet)
     finally:
         signal.signal(signal.SIGINT, previous)
     result = run.wait()
@@ -313,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="run name (part of the run id)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-evaluation lines")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint (train.checkpoint_steps)")
+    p.add_argument("run_id")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-evaluation lines")
+    p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("validate", help="check presets without training")
     p.add_argument("presets", nargs="+")

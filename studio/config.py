@@ -239,10 +239,24 @@ class TrainConfig:
         "GPU memory allocator: grow segments rather than cache fixed-size blocks, so batches of varying length "
         "strand less memory (PyTorch's expandable_segments).",
     )
+    checkpoint_steps: int | None = _f(
+        None,
+        "Save a resumable checkpoint (weights, optimizer, scheduler, random states) every N optimizer steps: "
+        "`python -m studio resume RUN_ID` continues a run that was killed from its last one.",
+        ge=1,
+    )
 
     def __post_init__(self) -> None:
         if self.eval_strategy == "steps" and self.eval_steps is None:
             raise ConfigError("train.eval_steps", "is required when eval_strategy is 'steps'")
+        # the Trainer picks the best among its saved checkpoints, so with load_best it saves when it evaluates
+        every, best = self.checkpoint_steps, self.load_best_at_end and self.eval_strategy != "no"
+        if every and best and (self.eval_strategy != "steps" or every % (self.eval_steps or 1)):
+            raise ConfigError(
+                "train.checkpoint_steps",
+                "with load_best_at_end the checkpoints must fall on evaluations: set eval_strategy: steps with "
+                "eval_steps dividing checkpoint_steps, or load_best_at_end: false",
+            )
         if self.early_stopping_patience is not None and self.eval_strategy == "no":
             raise ConfigError("train.early_stopping_patience", "needs evaluations: set eval_strategy to epoch or steps")
 
@@ -343,6 +357,7 @@ _HASH_NEUTRAL = {
     "torch_compile": False,
     "half_activations": False,
     "expandable_segments": False,
+    "checkpoint_steps": None,
 }
 _ADAPTER = TypeAdapter(RunConfig)
 SECTIONS: dict[str, type] = {  # dotted section path -> its dataclass (the top level is "")

@@ -198,10 +198,12 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
         **_checkpointing_args(t.gradient_checkpointing),
         eval_strategy=t.eval_strategy,
         eval_steps=t.eval_steps,
-        save_strategy=t.eval_strategy if load_best else "no",
-        save_steps=t.eval_steps,
+        # checkpoints: for load_best only the weights; with checkpoint_steps everything a resume needs (the
+        # Trainer writes trainer_state.json last: `last_checkpoint` takes only folders that have it)
+        save_strategy="steps" if t.checkpoint_steps else (t.eval_strategy if load_best else "no"),
+        save_steps=t.checkpoint_steps or t.eval_steps,
         save_total_limit=2,
-        save_only_model=True,
+        save_only_model=not t.checkpoint_steps,
         load_best_model_at_end=load_best,
         metric_for_best_model=metric if evaluating else None,
         greater_is_better=t.metric_for_best != "loss",
@@ -474,6 +476,23 @@ def _save_predictions(path: Path, state: dict[str, Any]) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
         pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
         tmp.replace(path)
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run: its trainer_state.json, which the Trainer writes after the
+    weights, optimizer, scheduler and random states, is there and whole. A process killed while writing one
+    leaves a folder without it (or with a cut-off one), which is passed over."""
+    import json
+
+    folders = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    for folder in reversed(folders):
+        try:
+            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (folder / "optimizer.pt").is_file():
+            return folder
+    return None
 
 
 def cleanup(run: Run, state: dict[str, Any]) -> None:

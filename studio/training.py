@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 import traceback
@@ -50,8 +52,17 @@ class RunResult:
 class Run:
     """One training run. `start()` trains in a background thread; `execute()` trains in this one."""
 
-    def __init__(self, config: RunConfig, registry: Registry, *, progress_bar: bool = False):
+    def __init__(
+        self,
+        config: RunConfig,
+        registry: Registry,
+        *,
+        progress_bar: bool = False,
+        resume: tuple[str, Path] | None = None,
+    ):
         self.config = config
+        self.resume = resume
+        """(run id, checkpoint folder) when this continues an interrupted run (`Run.resuming`)."""
         self.trained: RunConfig = config
         """What trains: `config` after its speed profile (phases.plan_speed); the run folder's config.yaml."""
         self.registry = registry
@@ -71,10 +82,34 @@ class Run:
     def id(self) -> str | None:
         return self.record.id if self.record else None
 
+    @classmethod
+    def resuming(cls, registry: Registry, run_id: str, *, progress_bar: bool = False) -> Run:
+        """The run that continues interrupted run `run_id` from its last complete checkpoint, in its own folder
+        and row, with the config it trained with; the Trainer restores the weights, optimizer, scheduler,
+        random states and the place in the data, so it ends where the uninterrupted run would have."""
+        from studio.phases import last_checkpoint
+
+        record = registry.get(run_id)
+        if record.status != "interrupted":
+            raise StudioError(f"run {run_id} is {record.status}: only an interrupted run can be resumed")
+        checkpoint = last_checkpoint(registry.run_dir(run_id))
+        if checkpoint is None:
+            raise StudioError(
+                f"run {run_id} has no complete checkpoint to resume from (it trained without "
+                "train.checkpoint_steps, or was stopped before its first one): train it again"
+            )
+        config = RunConfig.from_yaml(registry.run_dir(run_id) / "config.yaml")
+        return cls(config, registry, progress_bar=progress_bar, resume=(run_id, checkpoint))
+
     def _create_record(self) -> None:
         if self.record is not None:
             return
-        self.record = self.registry.create(self.config, trained=self.trained)
+        if self.resume:  # the interrupted run's own row and folder, owned by this process now
+            run_id = self.resume[0]
+            self.registry.update(run_id, status="running", pid=os.getpid(), host=socket.gethostname(), message="")
+            self.record = self.registry.get(run_id)
+        else:
+            self.record = self.registry.create(self.config, trained=self.trained)
         self.dir = self.registry.run_dir(self.record.id)
         with self._log_lock:
             pending, self._pending = self._pending, []
@@ -171,8 +206,11 @@ class Run:
         self.registry.check_room(phases.disk_needed_mb(self.trained, state["bundle"]))  # before anything is written
         self._create_record()
         state["trainer"] = phases.build_trainer(self, self.trained, state)
+        checkpoint = str(self.resume[1]) if self.resume else None
+        if checkpoint:
+            self.emit("note", message=f"resuming from {self.resume[1].name} (the last complete checkpoint)")
         self.emit("status", status="training", message="training")
-        train_out = state["trainer"].train()
+        train_out = state["trainer"].train(resume_from_checkpoint=checkpoint)
         stopped = self._stop.is_set()
         self.emit("status", status="evaluating", message="evaluating on the test split")
         summary = phases.evaluate(self, self.trained, state, train_out, t0)
