@@ -53,9 +53,16 @@ class Jobs:
     # ---- control -------------------------------------------------------------------------------------
     def start(self, config: RunConfig) -> Job:
         """Start training `config` in a background thread, or raise StudioError when one already trains."""
+        return self._launch(lambda: Run(config, self.registry))
+
+    def resume(self, run_id: str) -> Job:
+        """Continue the interrupted run `run_id` from its last checkpoint (`Run.resuming`), as `start` trains."""
+        return self._launch(lambda: Run.resuming(self.registry, run_id))
+
+    def _launch(self, make_run: Any) -> Job:
         with self._lock:
             self._refuse_if_busy()
-            run = Run(config, self.registry)
+            run = make_run()
             job = Job(uuid.uuid4().hex[:12], run)
             self._current = job
             run.start()

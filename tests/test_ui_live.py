@@ -152,6 +152,31 @@ def test_ten_playground_clients_at_once_while_a_run_trains(live):
         tick_until(client, lambda o: "stopped" in o[0] or "completed" in o[0])
 
 
+def test_resume_button_continues_an_interrupted_run(live, tmp_path, tiny_model_dir):
+    """A run whose process was killed shows `interrupted`; Resume continues it and the Train tab follows it."""
+    import subprocess
+    import sys
+
+    from test_resume import KILLED_AT, ROOT, config_for
+
+    app, client = live
+    registry = app.studio.registry
+    preset = tmp_path / "killed.yaml"
+    config_for(tiny_model_dir).to_yaml(preset)
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT, str(preset), str(registry.runs_dir), "8"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    record = registry.list()[0]
+    assert record.status == "interrupted"
+    client.predict([], None, api_name="/runs")  # the Runs tab's refresh: the run is in its list now
+    assert client.predict(record.id, api_name="/resume") is not None
+    out = tick_until(client, lambda o: "completed" in o[0])
+    assert record.id in out[0] and registry.get(record.id).status == "completed"
+    assert "resuming from checkpoint-6" in out[5]  # the log pane says where it went on from
+    with pytest.raises(AppError, match="is completed: only an interrupted run can be resumed"):
+        client.predict(record.id, api_name="/resume")
+
+
 def test_bad_input_gets_a_message_and_the_app_stays_up(live, tmp_path):
     app, client = live
     with pytest.raises(AppError, match="pick a run first"):

@@ -67,6 +67,8 @@ def build_app(runs_dir: str | Path, preset: str | Path | None = None, grids_dir:
                 compare = compare_tab.build(ctx, session)
 
         app.load(train["attach"], None, [train["ref"], train["seen"]])
+        resume_btn, resume_run = runs["resume"]  # the Train tab follows the resumed run
+        resume_btn.click(resume_run, runs["selected"], train["ref"], api_name="resume")
         app.load(*data["on_load"], show_progress="hidden")
         app.load(
             model["estimate"],

@@ -85,6 +85,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
     with gr.Row():
         selected = gr.Dropdown(label="Run", choices=run_choices(ctx), scale=3, elem_id="run-select")
         open_btn = gr.Button("Open in studio", scale=1)
+        resume_btn = gr.Button("Resume", scale=1, elem_id="resume")
         delete_btn = gr.Button("Delete…", variant="stop", scale=1)
     with gr.Row(visible=False) as confirm_row:
         confirm_text = gr.Markdown()
@@ -177,6 +178,15 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
 
     open_btn.click(open_run, selected, form_outputs)
 
+    # ---- resume an interrupted run (killed, crashed) from its last checkpoint; the Train tab shows it ---------
+    @guard
+    def resume_run(run_id: str | None) -> str:
+        if not run_id:
+            raise StudioError("pick an interrupted run first")
+        job = ctx.jobs.resume(run_id)
+        gr.Info(f"Resuming {run_id} from its last checkpoint: watch it in the Train tab")
+        return job.key
+
     # ---- delete, with confirmation ------------------------------------------------------------------------
     @guard
     def ask_delete(run_id: str | None) -> tuple:
@@ -231,4 +241,5 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
     download.click(zip_run, selected, zip_file)
     merge.click(merge_run, selected, export_status)
     push.click(push_run, [selected, repo, token, private, merged], export_status)
-    return {"table": table, "refresh": refresh, "selected": selected, "compare": compare, "refreshed": refreshed}
+    return {"table": table, "refresh": refresh, "selected": selected, "compare": compare, "refreshed": refreshed,
+            "resume": (resume_btn, resume_run)}  # fmt: skip
