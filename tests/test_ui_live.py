@@ -274,3 +274,40 @@ def test_compare_tab_runs_a_grid_and_reports(tmp_path_factory, tiny_model_dir):
             client.predict(api_name="/grid_stop")
     finally:
         app.close()
+
+
+def test_the_bad_input_matrix_in_the_page(live, tmp_path, tiny_model_dir):
+    """Every entry of tests/test_bad_inputs.py's matrix that the page can express (a training config set in the
+    form; the rest are CLI-only: unknown keys, preset files, run ids typed on a command line) gets a visible
+    message with the same words, as an error popup or as the failed run's status, and the app stays up."""
+    import yaml
+    from test_bad_inputs import MATRIX
+
+    app, client = live
+    bound = {b.components[0]: b.path for b in app.studio.form.bindings}
+    paths = set(bound.values())
+    shown = []
+    for bad in MATRIX:
+        argv = bad.argv(tmp_path, tiny_model_dir)
+        if argv[:2] != ["train", "quick_demo"]:
+            continue
+        changes = dict(a.split("=", 1) for a in argv[argv.index("--quiet") + 1 :] if a != "--set")
+        if not set(changes) <= paths or bad.what in ("a value of the wrong type", "a choice that does not exist"):
+            continue  # a field the page has no control for, or a value its widget cannot hold
+        values = {k.replace(".", "__"): v if v in ("no", "yes") else yaml.safe_load(v) for k, v in changes.items()}
+        try:
+            client.predict(api_name="/start", **form(app, "start", **values))
+            out = tick_until(client, lambda o: any(s in o[0] for s in ("failed", "completed", "stopped")))
+            message = out[0]
+            assert "failed" in message, (bad.what, message)
+        except AppError as e:
+            message = str(e)
+        if "than minimum value" in message or "than maximum value" in message:  # the widget's bound, at the field
+            shown.append(f"{bad.what} (the field's bound)")
+        else:
+            for word in bad.words:
+                assert word in message, (bad.what, message)
+            shown.append(bad.what)
+        client.predict(api_name="/tick")  # the app is up
+    print("shown in the page:", len(shown), shown)
+    assert len(shown) >= 15, shown
