@@ -8,6 +8,7 @@ function of (run, config, state) that can be read and tested on its own.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.metadata
 import importlib.util
@@ -16,6 +17,7 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -476,6 +478,22 @@ def _save_predictions(path: Path, state: dict[str, Any]) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
         pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
         tmp.replace(path)
+
+
+@contextlib.contextmanager
+def tokenizers_serial(workers: int) -> Iterator[None]:
+    """TOKENIZERS_PARALLELISM=false while dataloader workers may fork (training and evaluation), unless the user
+    set it. The Rust tokenizer warns in every forked worker when its thread pool was used before the fork, and
+    turns it off there; said beforehand, it stays quiet. Outside these phases tokenization (the data setup, the
+    playground) keeps every core: one call for 4,000 reviews took 0.43 s on 16 cores, 1.6 s on one."""
+    if workers == 0 or "TOKENIZERS_PARALLELISM" in os.environ:
+        yield
+        return
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop("TOKENIZERS_PARALLELISM", None)
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:

@@ -210,10 +210,11 @@ class Run:
         if checkpoint:
             self.emit("note", message=f"resuming from {self.resume[1].name} (the last complete checkpoint)")
         self.emit("status", status="training", message="training")
-        train_out = state["trainer"].train(resume_from_checkpoint=checkpoint)
-        stopped = self._stop.is_set()
-        self.emit("status", status="evaluating", message="evaluating on the test split")
-        summary = phases.evaluate(self, self.trained, state, train_out, t0)
+        with phases.tokenizers_serial(self.trained.train.dataloader_workers):
+            train_out = state["trainer"].train(resume_from_checkpoint=checkpoint)
+            stopped = self._stop.is_set()
+            self.emit("status", status="evaluating", message="evaluating on the test split")
+            summary = phases.evaluate(self, self.trained, state, train_out, t0)
         self.emit("status", status="saving", message="saving the model")
         phases.save(self, state)
         accuracy = summary["test"]["accuracy"]

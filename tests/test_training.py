@@ -343,3 +343,20 @@ def test_no_secret_reaches_the_run_folder(tiny_model_dir, runs_dir, monkeypatch)
     for path in files:
         data = path.read_bytes()
         assert not any(v.encode() in data for v in secrets.values()), path
+
+
+def test_tokenizer_parallelism_is_off_only_while_dataloader_workers_may_fork(monkeypatch):
+    import os
+
+    from studio.phases import tokenizers_serial
+
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    with tokenizers_serial(2):
+        assert os.environ["TOKENIZERS_PARALLELISM"] == "false"  # quiet and safe in the forked workers
+    assert "TOKENIZERS_PARALLELISM" not in os.environ  # the playground and the data setup use every core again
+    with tokenizers_serial(0):
+        assert "TOKENIZERS_PARALLELISM" not in os.environ  # no workers, no fork
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")  # the user's choice stands
+    with tokenizers_serial(2):
+        assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"

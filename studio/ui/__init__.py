@@ -33,7 +33,6 @@ def build_app(runs_dir: str | Path, preset: str | Path | None = None, grids_dir:
         ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
         ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),  # transformers' weight loading/saving bars follow this one
         ("TRANSFORMERS_VERBOSITY", "error"),
-        ("TOKENIZERS_PARALLELISM", "false"),
     ):
         os.environ.setdefault(name, value)
     ctx = Context.create(runs_dir, preset, Path(grids_dir) if grids_dir else None)
