@@ -175,6 +175,7 @@ def test_resume_button_continues_an_interrupted_run(live, tmp_path, tiny_model_d
     assert "resuming from checkpoint-6" in out[5]  # the log pane says where it went on from
     with pytest.raises(AppError, match="is completed: only an interrupted run can be resumed"):
         client.predict(record.id, api_name="/resume")
+    registry.delete(record.id)  # the later tests expect the page's own runs only
 
 
 def test_bad_input_gets_a_message_and_the_app_stays_up(live, tmp_path):
