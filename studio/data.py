@@ -124,12 +124,27 @@ def prepare(cfg: DataConfig, seed: int, raw: Any = None) -> PreparedData:
     if cfg.max_train_samples and len(splits["train"]) > cfg.max_train_samples:
         splits["train"] = _carve(splits["train"], cfg.max_train_samples, seed, notes)[1]
         notes.append(f"train capped at {cfg.max_train_samples} rows (max_train_samples)")
+    _refuse_unseen_labels(splits, [k for k in used if k != "train" and k in splits], names)
     from datasets import DatasetDict
 
     out = DatasetDict({k: splits[k].flatten_indices() for k in SPLITS})
     report["rows"] = {k: len(v) for k, v in out.items()}
     report["notes"] = list(dict.fromkeys(notes))
     return PreparedData(out, list(names), _fingerprint(out, names), report)
+
+
+def _refuse_unseen_labels(splits: dict, given: list[str], names: list[str]) -> None:
+    """A label in the source's own validation or test split that the training split never has: the model
+    cannot learn it, and every such row would count as an error. (Splits the studio carves are stratified.)"""
+    trained = set(splits["train"]["label"])
+    unseen = {k: sorted(names[i] for i in set(splits[k]["label"]) - trained) for k in given}
+    unseen = {k: v for k, v in unseen.items() if v}
+    if unseen:
+        where = "; ".join(f"{', '.join(repr(n) for n in v)} in {k}" for k, v in unseen.items())
+        raise DataError(
+            f"data.label_column: labels that the train split never has cannot be learnt ({where}); add training "
+            "rows with them or drop those rows, or pool the data with splits: ratio"
+        )
 
 
 def _used_splits(raw: Any, notes: list[str]) -> dict[str, Any]:

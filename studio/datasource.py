@@ -189,6 +189,7 @@ def _read_file(path: Path) -> datasets.Dataset:
             import pyarrow.parquet as pq
 
             table = pq.read_table(path)
+            _refuse_duplicate_columns(path, table.column_names)
         else:
             table = _read_text_table(path, suffix)
         dataset = Dataset(table)
@@ -207,6 +208,15 @@ def _read_file(path: Path) -> datasets.Dataset:
     if len(dataset) == 0:
         raise DataError(f"data.source: {path.name} is empty (no rows)")
     return dataset
+
+
+def _refuse_duplicate_columns(path: Path, names: list[str]) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(
+            f"data.source: {path.name} has more than one column named {', '.join(repr(n) for n in repeated)}; "
+            "give each column its own name in the header"
+        )
 
 
 def _read_text_table(path: Path, suffix: str) -> object:
@@ -228,6 +238,10 @@ def _read_text_table(path: Path, suffix: str) -> object:
             raise DataError(f"data.source: {path.name} is empty (no rows)") from None
         except pd.errors.ParserError as e:
             raise DataError(f"data.source: {path.name} is not valid {suffix[1:].upper()}: {_reason(e)}") from None
+        # pandas renames a repeated header ("text", "text.1"), which would train on one of them silently
+        header = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", header=None, nrows=1,
+                             keep_default_na=False, dtype=str)  # fmt: skip
+        _refuse_duplicate_columns(path, header.iloc[0].tolist())
         return pa.Table.from_pandas(frame, preserve_index=False)
     return pa.Table.from_pylist(_json_records(path.name, text))
 

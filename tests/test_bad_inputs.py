@@ -48,6 +48,14 @@ def _reviews(n: int = 40) -> pd.DataFrame:
                          "label": ["pos" if i % 2 else "neg" for i in range(n)]})  # fmt: skip
 
 
+def _split_folder(tmp: Path) -> str:
+    folder = tmp / "given-splits"
+    folder.mkdir()
+    _reviews().to_csv(folder / "train.csv", index=False)
+    _reviews(10).assign(label=["pos", "neg", "meh"] + ["pos"] * 7).to_csv(folder / "test.csv", index=False)
+    return str(folder)
+
+
 def _no_config(tmp: Path) -> str:
     (tmp / "empty-model").mkdir()
     return str(tmp / "empty-model")
@@ -124,6 +132,11 @@ MATRIX: list[Bad] = [
     Bad("data", "labels that are fractional numbers",
         lambda t, m: _train(f"data.source={_csv(t, 'floats.csv', _reviews().assign(label=[i / 7 for i in range(40)]))}"),  # noqa: E501
         ("data.label_column", "bucket the values into classes")),
+    Bad("data", "duplicated column names",
+        lambda t, m: _train(f"data.source={_file(t, 'dup.csv', 'text,text,label' + chr(10) + 'a,b,pos' + chr(10))}"),
+        ("dup.csv", "more than one column named 'text'")),
+    Bad("data", "a test label that train never has", lambda t, m: _train(f"data.source={_split_folder(t)}"),
+        ("data.label_column", "'meh' in test", "never has")),
     Bad("data", "a balanced subset larger than the data",
         lambda t, m: _train("data.balance={num_labels: 2, num_samples: 100000}"), ("data.balance",)),
     # ---- model ---------------------------------------------------------------------------------------

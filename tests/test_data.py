@@ -475,3 +475,18 @@ def test_split_ratios_must_sum_to_one():
         RunConfig.from_dict({"data": {"split_ratios": [0.7, 0.2, 0.2]}})
     with pytest.raises(ConfigError, match="must sum to 1"):
         DataConfig(split_ratios=[0.5, 0.1, 0.1])
+
+
+def test_messy_but_valid_files_load_as_written(tmp_path, bert_tokenizer):
+    """Quotes, commas and newlines inside a CSV cell stay one text; a single huge text (1 MB) loads and is cut
+    at max_length when tokenized, not refused."""
+    from studio.tokenization import tokenize
+
+    rows = [{"text": f'He said "no, never",\nthen left. Review {i}', "label": "pos" if i % 2 else "neg"}
+            for i in range(30)]  # fmt: skip
+    rows[0]["text"] = "word " * 200_000
+    prepared = data.prepare(DataConfig(source=str(write(tmp_path / "messy.csv", rows))), seed=0)
+    texts = [t for split in prepared.splits.values() for t in split["text"]]
+    assert len(texts) == 30 and sorted(texts) == sorted(r["text"] for r in rows)
+    tokenized, _ = tokenize(prepared, bert_tokenizer, 32, None)
+    assert max(len(ids) for split in tokenized.values() for ids in split["input_ids"]) == 32
