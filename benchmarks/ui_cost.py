@@ -58,12 +58,7 @@ def poll(jobs, key: str, stop: threading.Event, every: float = TICK_S) -> int:
         if signature == drawn or not plots.redraw_due(last, time.time(), view.finished):
             continue
         drawn, draws, t0 = signature, draws + 1, time.perf_counter()
-        figures = (
-            plots.loss_curves(view.train_loss, [(e["step"], e["loss"]) for e in view.evals if "loss" in e]),
-            plots.metric_curves(view.evals),
-            plots.lr_curve(view.learning_rate),
-        )
-        for fig in figures:  # what Gradio does with them after the tab's tick returns
+        for fig in plots.live_curves(view):  # then what Gradio does with them after the tab's tick returns
             fig.to_json()
         last = {"at": time.time(), "cost": time.perf_counter() - t0}
     return draws

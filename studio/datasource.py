@@ -230,17 +230,16 @@ def _read_text_table(path: Path, suffix: str) -> object:
     if not text.strip():
         raise DataError(f"data.source: {path.name} is empty (no rows)")
     if suffix in (".csv", ".tsv"):
+        sep = "\t" if suffix == ".tsv" else ","
         try:
             # only empty cells are missing: a review reading "NA" or "null" is text
-            frame = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",",
-                                keep_default_na=False, na_values=[""])  # fmt: skip
+            frame = pd.read_csv(io.StringIO(text), sep=sep, keep_default_na=False, na_values=[""])
         except pd.errors.EmptyDataError:
             raise DataError(f"data.source: {path.name} is empty (no rows)") from None
         except pd.errors.ParserError as e:
             raise DataError(f"data.source: {path.name} is not valid {suffix[1:].upper()}: {_reason(e)}") from None
         # pandas renames a repeated header ("text", "text.1"), which would train on one of them silently
-        header = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",", header=None, nrows=1,
-                             keep_default_na=False, dtype=str)  # fmt: skip
+        header = pd.read_csv(io.StringIO(text), sep=sep, header=None, nrows=1, keep_default_na=False, dtype=str)
         _refuse_duplicate_columns(path, header.iloc[0].tolist())
         return pa.Table.from_pandas(frame, preserve_index=False)
     return pa.Table.from_pylist(_json_records(path.name, text))

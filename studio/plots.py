@@ -40,6 +40,16 @@ REDRAW_MAX_WAIT_S = 10.0
 """However slow a redraw, the curves are at most this many seconds behind (a slow CPU's draws)."""
 
 
+def live_curves(view: Any) -> tuple[Figure, Figure, Figure]:
+    """The Train tab's live figures of a run's `jobs.RunView`: loss (train and validation), validation
+    metrics, learning rate. One function for the tab and benchmarks/ui_cost.py, which times what it costs."""
+    return (
+        loss_curves(view.train_loss, [(e["step"], e["loss"]) for e in view.evals if "loss" in e]),
+        metric_curves(view.evals),
+        lr_curve(view.learning_rate),
+    )
+
+
 def redraw_due(last: Mapping[str, float] | None, now: float, finished: bool) -> bool:
     """Whether the live curves may be redrawn now: always once the run has finished, else no sooner than the
     last redraw's cost (seconds) / REDRAW_SHARE after it. `last` is {"at": time, "cost": seconds} of the

@@ -95,18 +95,14 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         signature = f"{len(view.train_loss)}/{len(view.evals)}/{len(view.log)}/{view.finished}"
         if signature == drawn:
             return (gr.skip(), gr.skip(), status_md, progress_html) + (gr.skip(),) * 5 + (usage_fig, samples, gr.skip())
+        log_text = "\n".join(view.log[-200:])
         if not plots.redraw_due(last, time.time(), view.finished):  # the log's text is cheap: it follows anyway
             skipped = (gr.skip(),) * 3
-            log_text = "\n".join(view.log[-200:])
             return (gr.skip(), gr.skip(), status_md, progress_html, *skipped, log_text, gr.skip(), usage_fig, samples,
                     gr.skip())  # fmt: skip
         t0 = time.perf_counter()
         summary = _summary(ctx, current, view)
-        figures = (
-            plots.loss_curves(view.train_loss, [(e["step"], e["loss"]) for e in view.evals if "loss" in e]),
-            plots.metric_curves(view.evals),
-            plots.lr_curve(view.learning_rate),
-        )
+        figures = plots.live_curves(view)
         # Gradio serialises each figure after this returns, which costs about as much as building it.
         cost = 2 * (time.perf_counter() - t0)
         return (
@@ -115,7 +111,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
             status_md,
             progress_html,
             *figures,
-            "\n".join(view.log[-200:]),
+            log_text,
             results_md(summary) if summary else latest_eval_md(view),
             usage_fig,
             samples,
