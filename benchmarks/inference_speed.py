@@ -9,7 +9,9 @@ Reports, per model and device:
 
 - single-text latency: `Predictor.predict([text])` one text at a time, after 10 warm-up calls: p50 and p95 ms;
 - file scoring: `Predictor.predict_file(csv)` (read, tokenize, batch, score, table) over --texts reviews:
-  texts/s end to end, and `Predictor.predict(texts)` alone.
+  texts/s end to end, after a first 100-row file (its time is reported: it imports the data layer, once a
+  process, as the app has at start), and `Predictor.predict(texts)` alone, first and warm;
+- on a GPU, where the time goes: tokenizing, padding and the forward passes, each timed alone.
 
 Writes ``inference_speed.csv``, ``inference_speed.md`` and ``environment.json`` to --out. On a GPU run it
 from the repo root after `source benchmarks/gpu_env.sh`; on a CPU it measures the quick-demo model as a
@@ -56,6 +58,45 @@ def predictor_for(model: str, max_length: int, work: Path):
     return Predictor(net, tokenizer, ["neg", "pos"], max_length, run_id=f"bench-{model}")
 
 
+def breakdown(predictor, texts: list[str]) -> dict[str, float]:
+    """Where `predict`'s time goes on a GPU, each part timed alone (seconds for all texts): tokenizing, padding,
+    the forward passes under autocast (as `predict` runs them), and the same passes with a bf16 copy of the
+    model (no per-pass weight casts)."""
+    import copy
+
+    import torch
+
+    from studio.inference import GPU_BATCH, GPU_PAD_MULTIPLE
+
+    def timed(fn) -> float:
+        fn()  # warm
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        return round(time.perf_counter() - t0, 3)
+
+    tok = predictor.tokenizer
+    encoded = tok(texts, truncation=True, max_length=predictor.max_length)
+    order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
+    chunks = [order[s : s + GPU_BATCH] for s in range(0, len(order), GPU_BATCH)]
+    batches = [{k: v.cuda() for k, v in predictor._padded(encoded, c, GPU_PAD_MULTIPLE).items()} for c in chunks]
+
+    def forward(model, autocast: bool):
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if autocast else torch.autocast("cuda", enabled=False)
+        with torch.inference_mode(), ctx:
+            for b in batches:
+                model(**b).logits.float().softmax(-1)
+
+    half = copy.deepcopy(predictor.model).to(torch.bfloat16)
+    return {
+        "tokenize_s": timed(lambda: tok(texts, truncation=True, max_length=predictor.max_length)),
+        "pad_s": timed(lambda: [predictor._padded(encoded, c, GPU_PAD_MULTIPLE, pin=True) for c in chunks]),
+        "forward_autocast_s": timed(lambda: forward(predictor.model, True)),
+        "forward_bf16_weights_s": timed(lambda: forward(half, False)),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
@@ -92,15 +133,22 @@ def main() -> int:
     t0 = time.perf_counter()
     predictor.predict(texts)
     batched = len(texts) / (time.perf_counter() - t0)
+    small = workload(work, 100)
+    t0 = time.perf_counter()
+    predictor.predict_file(small, text_column="review")  # first file: imports the data layer (once a process)
+    file_first_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     table = predictor.predict_file(path, text_column="review")
     file_rate = len(table) / (time.perf_counter() - t0)
+
+    parts = breakdown(predictor, texts) if cuda else {}
 
     row = {"model": args.model, "device": device, "max_length": args.max_length, "texts": len(texts),
            "single_p50_ms": round(q[9], 2), "single_p95_ms": round(q[18], 2),
            "predict_first_texts_per_s": round(first, 1),
            "predict_texts_per_s": round(batched, 1), "file_texts_per_s": round(file_rate, 1),
-           "threads": torch.get_num_threads()}  # fmt: skip
+           "first_file_100_s": round(file_first_s, 2),
+           "threads": torch.get_num_threads(), **parts}  # fmt: skip
     print(json.dumps(row), flush=True)
     env = {"device": device, "torch": torch.__version__, "transformers": transformers.__version__,
            "date": time.strftime("%Y-%m-%d")}  # fmt: skip
