@@ -38,6 +38,7 @@ def load_config(preset: str, overrides: list[str] | None) -> RunConfig:
 
 # ---- commands ------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
+    from studio.distributed import world
     from studio.registry import Registry
     from studio.training import Run
 
@@ -45,10 +46,67 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.name:
         config = config.with_overrides([f"name={args.name}"])
     registry = Registry(args.runs_dir)
+    if args.gpus > 1 and not world().distributed:
+        return _launch_processes(args, config, registry)
     _quiet_libraries()
-    run = Run(config, registry, progress_bar=not args.quiet)
-    print(f"training {config.model.name} ({config.method.name}) on {config.data.source}", flush=True)
+    run = Run(config, registry, progress_bar=not args.quiet and world().writes)
+    if run.world.writes:
+        where = f" on {run.world.size} processes" if run.world.distributed else ""
+        print(f"training {config.model.name} ({config.method.name}) on {config.data.source}{where}", flush=True)
     return _train(run, registry, args.quiet)
+
+
+def _launch_processes(args: argparse.Namespace, config: RunConfig, registry: Any) -> int:
+    """`train --gpus N`: the same command in N processes under torchrun (DDP), one per GPU, started in its
+    own session so that Ctrl-C here becomes a clean stop of every rank (a STOP file) instead of torchrun
+    killing them mid-step."""
+    import subprocess
+    import time
+
+    from studio.distributed import cpu_processes_allowed, gpu_count, launch_command
+    from studio.training import request_stop
+
+    available = gpu_count()
+    if available < args.gpus and not (available == 0 and cpu_processes_allowed()):
+        raise StudioError(f"train --gpus: {args.gpus} GPUs asked, this machine has {available}; "
+                          f"ask for at most {available}" if available else
+                          "train --gpus: this machine has no GPU; train without --gpus")  # fmt: skip
+    from studio.data import prepare
+
+    prepare(config.data, config.seed)  # bad data is refused here, once, before N processes start
+    argv = [a for a in args.argv if a != f"--gpus={args.gpus}"]
+    if "--gpus" in argv:
+        i = argv.index("--gpus")
+        del argv[i : i + 2]
+    argv = ["--runs-dir", str(args.runs_dir), *argv] if "--runs-dir" not in argv else argv
+    t0 = time.time()
+    print(f"launching {args.gpus} processes: torchrun -m studio {' '.join(argv)}", flush=True)
+    proc = subprocess.Popen(launch_command(args.gpus, argv), start_new_session=True)
+
+    def stop(*_: Any) -> None:
+        record = registry.created_since(config, t0, status="running")
+        if record is None:
+            proc.terminate()  # not training yet: nothing to keep
+            return
+        print(request_stop(registry, record.id), flush=True)
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        return _exit_status(proc.wait())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _exit_status(code: int) -> int:
+    return code if code in (0, EXIT_FAILED, EXIT_BAD_INPUT) else EXIT_FAILED
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from studio.registry import Registry
+    from studio.training import request_stop
+
+    print(request_stop(Registry(args.runs_dir), args.run_id))
+    return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -64,7 +122,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _train(run: Any, registry: Any, quiet: bool) -> int:
-    """Train `run` here, printing its events; the exit status."""
+    """Train `run` here, printing its events (rank 0 of a multi-GPU run; the others print only errors); the
+    exit status."""
     previous = signal.signal(signal.SIGINT, lambda *_: run.stop())  # Ctrl-C: stop cleanly, keep what trained
     try:
         run.start()
@@ -74,6 +133,8 @@ def _train(run: Any, registry: Any, quiet: bool) -> int:
         signal.signal(signal.SIGINT, previous)
     result = run.wait()
     assert result is not None
+    if not run.world.writes:
+        return EXIT_FAILED if result.status == "failed" else 0
     if result.run_id is None:  # bad input found before training: nothing was written
         if result.status == "failed":
             print(f"error: {result.message}", file=sys.stderr)
@@ -93,6 +154,8 @@ def _print_event(run: Any, quiet: bool) -> None:
     try:
         event = run.events.get(timeout=0.2)
     except queue.Empty:
+        return
+    if not run.world.writes:
         return
     if event.kind == "note" or (event.kind == "status" and not quiet):
         print(f"  {event.data.get('message', '')}", flush=True)
@@ -328,7 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. train.epochs=1")
     p.add_argument("--name", help="run name (part of the run id)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-evaluation lines")
+    p.add_argument("--gpus", type=int, default=1, metavar="N",
+                   help="train this one run data-parallel on N GPUs (torchrun DDP; the effective batch "
+                        "batch_size x grad_accum is kept)")  # fmt: skip
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("stop", help="stop a run training in another process: it evaluates and saves what it trained")
+    p.add_argument("run_id")
+    p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint (train.checkpoint_steps)")
     p.add_argument("run_id")
@@ -404,7 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except StudioError as e:

@@ -10,6 +10,9 @@ events the run has published so far).
 from __future__ import annotations
 
 import queue
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -51,8 +54,16 @@ class Jobs:
         self._sweep: Any = None
 
     # ---- control -------------------------------------------------------------------------------------
-    def start(self, config: RunConfig) -> Job:
-        """Start training `config` in a background thread, or raise StudioError when one already trains."""
+    def start(self, config: RunConfig, gpus: int = 1) -> Job:
+        """Start training `config` in a background thread, or, on `gpus` > 1 GPUs, in child processes
+        (`ProcessRun`: data-parallel); raise StudioError when one already trains."""
+        if gpus > 1:
+            from studio.distributed import cpu_processes_allowed, gpu_count
+
+            available = gpu_count()
+            if gpus > available and not (available == 0 and cpu_processes_allowed()):
+                raise StudioError(f"GPUs for this run: {gpus} asked, this machine has {available}")
+            return self._launch(lambda: ProcessRun(config, self.registry, gpus))
         return self._launch(lambda: Run(config, self.registry))
 
     def resume(self, run_id: str) -> Job:
@@ -187,3 +198,94 @@ class Jobs:
 
 def _run_id(job: Job | None, ref: str) -> str | None:
     return job.run_id if job is not None and ref == job.key else ref
+
+
+class ProcessRun:
+    """A run trained on several GPUs by ``python -m studio train CONFIG --gpus N`` (torchrun, DDP), with what
+    `Jobs` needs of an in-process `Run`: `start`, `stop`, `is_alive`, `id`, `events`.
+
+    The child's rank 0 creates the run's row and folder as any run does; this finds the row by the config's
+    hash (`Registry.created_since`), and from then on the page follows the run's metrics.jsonl like any run.
+    Until then the child's printed notes and errors become events here, and its end becomes the `done` event.
+    A stop is the STOP file every rank looks for (`training.request_stop`), or before the run exists, an
+    interrupt to the launcher, which ends the children before anything was written.
+    """
+
+    def __init__(self, config: RunConfig, registry: Registry, gpus: int):
+        self.config, self.registry, self.gpus = config, registry, gpus
+        self.events: queue.Queue[Any] = queue.Queue()
+        self.record: Any = None
+        self._proc: subprocess.Popen | None = None
+        self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    @property
+    def id(self) -> str | None:
+        return self.record.id if self.record else None
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self) -> ProcessRun:
+        from studio.sweep import PROJECT_DIR
+
+        folder = self.registry.runs_dir / ".launch"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{uuid.uuid4().hex[:12]}.yaml"
+        self.config.to_yaml(path)
+        command = [sys.executable, "-m", "studio", "--runs-dir", str(self.registry.runs_dir), "train", str(path),
+                   "--gpus", str(self.gpus), "--quiet"]  # fmt: skip
+        t0 = time.time()
+        self._emit("status", status="launching", message=f"starting {self.gpus} processes (torchrun, one per GPU)")
+        self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      cwd=PROJECT_DIR, start_new_session=True)  # fmt: skip
+        self._reader = threading.Thread(target=self._follow, args=(t0, path), name="process-run", daemon=True)
+        self._reader.start()
+        return self
+
+    def _follow(self, t0: float, path: Any) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        errors: list[str] = []
+        for line in self._proc.stdout:
+            line = line.rstrip()
+            if self.record is None:
+                self.record = self.registry.created_since(self.config, t0)
+            if line.startswith("error:"):
+                errors.append(line.removeprefix("error:").strip())
+            elif line.startswith("  ") and self.record is None and line.strip():
+                self._emit("note", message=line.strip())
+        code = self._proc.wait()
+        path.unlink(missing_ok=True)
+        self.record = self.registry.created_since(self.config, t0)
+        if self.record is not None:
+            record = self.registry.get(self.record.id)
+            status, message = record.status, record.message or ""
+        else:
+            status = "stopped" if self._stop.is_set() else "failed"
+            message = errors[-1] if errors else ("stopped before training began" if self._stop.is_set()
+                                                 else f"the launcher ended with exit code {code}")  # fmt: skip
+        self._emit("done", status=status, message=message)
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        from studio.training import Event
+
+        self.events.put(Event(kind, data))  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self.record is not None:
+            from studio.training import request_stop
+
+            request_stop(self.registry, self.record.id)
+        elif self._proc is not None:
+            self._proc.send_signal(signal.SIGINT)  # the launcher ends its children: nothing was written yet
+
+    def is_alive(self) -> bool:
+        return self._reader is not None and self._reader.is_alive()
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._reader is not None:
+            self._reader.join(timeout)

@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 
 from studio.config import RunConfig
+from studio.distributed import any_rank, layout
 from studio.errors import StudioError
 from studio.metrics import PeakMemory, estimated_peak, full_report, make_compute_metrics
+from studio.training import STOP_FILE
 
 if TYPE_CHECKING:
     from studio.training import Run
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 1.0
+STOP_SYNC_STEPS = 10
+"""Across processes, the ranks agree whether to stop every this many steps (a collective: a GPU sync)."""
 
 
 # ---- data and model ------------------------------------------------------------------------------------
@@ -180,14 +184,21 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
         run.emit("note", message=n)
     evaluating = t.eval_strategy != "no"
     load_best = t.load_best_at_end and evaluating
+    batch_size, grad_accum, batch_note = layout(t.batch_size, t.grad_accum, run.world.size)
+    state["layout"] = {"processes": run.world.size, "per_device_batch": batch_size, "grad_accum": grad_accum,
+                       "effective_batch": batch_size * grad_accum * run.world.size}  # fmt: skip
+    if run.world.distributed:
+        run.emit("note", message=batch_note or (
+            f"{run.world.size} processes (GPUs) x batch {batch_size} x accumulation {grad_accum}: effective batch "
+            f"{batch_size * grad_accum * run.world.size}, as batch_size x grad_accum asks"))  # fmt: skip
     metric = "eval_loss" if t.metric_for_best == "loss" else f"eval_{t.metric_for_best}"
     args = TrainingArguments(
         output_dir=str(run.dir / "checkpoints"),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,
-        per_device_train_batch_size=t.batch_size,
+        per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=t.eval_batch_size or 2 * t.batch_size,
-        gradient_accumulation_steps=t.grad_accum,
+        gradient_accumulation_steps=grad_accum,
         learning_rate=t.learning_rate,
         lr_scheduler_type=t.scheduler,
         warmup_steps=t.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
@@ -222,6 +233,9 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
         # kernels (the logged loss is then NaN when it is, which is what a user should see anyway).
         logging_nan_inf_filter=False,
         torch_compile=t.torch_compile,
+        # every trainable weight takes part in every step (adapters, heads, the full model): telling DDP
+        # saves it a walk of the autograd graph per step (transformers would assume unused ones)
+        ddp_find_unused_parameters=False,
         label_names=["labels"],
         disable_tqdm=not run.progress_bar,
         use_cpu=not torch.cuda.is_available(),
@@ -324,9 +338,17 @@ class StudioCallback(TrainerCallback):
                 elapsed=round(elapsed, 2),
                 eta=round(eta, 1) if eta is not None else None,
             )
-        if self.run.stop_requested:
+        if self._stop_agreed(state.global_step % STOP_SYNC_STEPS == 0 or state.global_step >= state.max_steps):
             control.should_training_stop = True
         return control
+
+    def _stop_agreed(self, sync_point: bool) -> bool:
+        """Whether to stop now. One process: when asked. Several: only at sync points, where every rank stops
+        if any was asked (stopping one alone would leave the others waiting in their next all-reduce)."""
+        world = self.run.world
+        if not world.distributed:
+            return self.run.stop_requested
+        return sync_point and any_rank(world, self.run.stop_requested)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and not any(k.startswith("eval_") for k in logs) and "train_runtime" not in logs:
@@ -337,7 +359,7 @@ class StudioCallback(TrainerCallback):
         if metrics:
             values = {k.removeprefix("eval_"): v for k, v in metrics.items() if k not in ("step", "epoch")}
             self.run.emit("eval", step=state.global_step, epoch=round(state.epoch or 0.0, 4), **values)
-        if self.run.stop_requested:
+        if self._stop_agreed(sync_point=True):  # every rank evaluates at the same step
             control.should_training_stop = True
 
 
@@ -370,6 +392,7 @@ def evaluate(run: Run, config: RunConfig, state: dict[str, Any], train_out: Any,
     return {
         "memory": memory,
         "run_id": run.id,
+        "distributed": state.get("layout"),
         "test": test,
         "validation": validation,
         "best_checkpoint_step": _best_step(trainer),
@@ -439,6 +462,8 @@ def save(run: Run, state: dict[str, Any]) -> None:
     """Model (adapter or full weights, safetensors), tokenizer, label map: each renamed into place whole."""
     from studio.registry import write_json_atomic
 
+    if not run.world.writes:  # rank 0 saves (every rank holds the same weights)
+        return
     trainer, bundle, names = state["trainer"], state["bundle"], state["data"].label_names
     kind = "adapter" if hasattr(trainer.model, "peft_config") else "model"
     for name, writer in ((kind, trainer.model.save_pretrained), ("tokenizer", bundle.tokenizer.save_pretrained)):
@@ -516,8 +541,9 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 def cleanup(run: Run, state: dict[str, Any]) -> None:
     """Free memory and drop checkpoints (the final model is saved on its own). Also runs when the model failed
     to load, before the run had a folder (found by tests/test_bad_inputs.py: the thread died instead)."""
-    if run.dir is not None:
+    if run.dir is not None and run.world.writes:
         shutil.rmtree(run.dir / "checkpoints", ignore_errors=True)
+        (run.dir / STOP_FILE).unlink(missing_ok=True)
     expandable = state.get("allocator", False)
     state.clear()
     gc.collect()

@@ -183,6 +183,12 @@ class Registry:
         records = [self._reconcile(RunRecord(**dict(r))) for r in rows]
         return [r for r in records if status is None or r.status == status]
 
+    def created_since(self, config: RunConfig, since: float, status: str | None = None) -> RunRecord | None:
+        """The newest run of `config` (by its hash) created at or after `since`: how a launcher finds the run a
+        child process (a grid's point, a multi-GPU run) created."""
+        target = config.config_hash()
+        return next((r for r in self.list(status) if r.config_hash == target and r.created >= since - 1), None)
+
     def summary(self, run_id: str) -> dict[str, Any]:
         """The run's eval.json (metrics, efficiency, reproducibility), or {} while it has none."""
         path = self.run_dir(run_id) / "eval.json"

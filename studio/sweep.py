@@ -297,7 +297,7 @@ class Sweep:
                        str(path), "--quiet"]  # fmt: skip
             with open(configs / f"point-{point.index}.log", "w+", encoding="utf-8") as log:
                 with self._lock:  # registered before `start` is announced: a stop() then reaches it
-                    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=_PROJECT)
+                    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_DIR)
                     self._procs[point.index] = proc
                 self._begin(point)
                 code = proc.wait()
@@ -305,7 +305,7 @@ class Sweep:
                 tail = log.read()[-4000:]
             with self._lock:
                 self._procs.pop(point.index, None)
-            record = self._record_since(config, t0)
+            record = self.registry.created_since(config, t0)
             if record is not None:
                 self._end(point, time.time() - t0, record.status, record.message, record.id)
             elif self._stop.is_set():  # stopped while the process was still starting up
@@ -318,11 +318,6 @@ class Sweep:
         finally:
             free.put(slot)
 
-    def _record_since(self, config: RunConfig, t0: float) -> RunRecord | None:
-        """The run the process created for `config` (the newest with its hash, created after `t0`)."""
-        target = config.config_hash()
-        return next((r for r in self.registry.list() if r.config_hash == target and r.created >= t0 - 1), None)
-
     @property
     def current_run(self) -> Any:
         """The in-process `Run` training now, if any (its id appears once data and model are loaded); None
@@ -331,7 +326,7 @@ class Sweep:
         return run if run is not None and self.state.current is not None else None
 
 
-_PROJECT = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 """Where `python -m studio` finds this package (the child processes' working directory)."""
 
 

@@ -20,11 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from studio import distributed
 from studio.config import BNB_OPTIMIZERS, RunConfig
 from studio.errors import StudioError
 from studio.registry import Registry, RunRecord, write_json_atomic
 
 log = logging.getLogger(__name__)
+
+STOP_FILE = "STOP"
+"""A file of this name in a training run's folder asks it to stop (`request_stop`)."""
 
 EventKind = Literal["status", "progress", "log", "eval", "note", "data", "done"]
 
@@ -77,6 +81,9 @@ class Run:
         self._thread: threading.Thread | None = None
         self._result: RunResult | None = None
         self._log_lock = threading.Lock()
+        self.world = distributed.world()
+        """This process's rank among a multi-GPU run's processes (one process: rank 0 of 1)."""
+        self._stop_file_checked = 0.0
 
     @property
     def id(self) -> str | None:
@@ -101,20 +108,41 @@ class Run:
         config = RunConfig.from_yaml(registry.run_dir(run_id) / "config.yaml")
         return cls(config, registry, progress_bar=progress_bar, resume=(run_id, checkpoint))
 
-    def _create_record(self) -> None:
+    def _create_record(self, disk_mb: float | None = None, collective: bool = True) -> None:
+        """The run's registry row and folder, after checking the disk has `disk_mb` free. Across processes
+        rank 0 creates them and the others learn the id (or rank 0's error) from it; `collective=False` (a
+        crash on one rank, which the others do not share) creates them on rank 0 alone."""
         if self.record is not None:
             return
-        if self.resume:  # the interrupted run's own row and folder, owned by this process now
-            run_id = self.resume[0]
-            self.registry.update(run_id, status="running", pid=os.getpid(), host=socket.gethostname(), message="")
-            self.record = self.registry.get(run_id)
-        else:
-            self.record = self.registry.create(self.config, trained=self.trained)
-        self.dir = self.registry.run_dir(self.record.id)
+        run_id, error = None, None
+        if self.world.writes:
+            try:
+                if disk_mb is not None:
+                    self.registry.check_room(disk_mb)
+                run_id = self._new_record()
+            except StudioError as e:
+                if not (collective and self.world.distributed):
+                    raise
+                error = str(e)
+        if collective:
+            run_id, error = distributed.broadcast(self.world, (run_id, error))
+        if error:
+            raise StudioError(error)
+        if run_id is None:  # a crash on a rank that does not write: nothing to record
+            return
+        self.record = self.registry.get(run_id)
+        self.dir = self.registry.run_dir(run_id)
         with self._log_lock:
             pending, self._pending = self._pending, []
             for event in pending:
                 self._append(event)
+
+    def _new_record(self) -> str:
+        if self.resume:  # the interrupted run's own row and folder, owned by this process now
+            run_id = self.resume[0]
+            self.registry.update(run_id, status="running", pid=os.getpid(), host=socket.gethostname(), message="")
+            return run_id
+        return self.registry.create(self.config, trained=self.trained).id
 
     # ---- control -------------------------------------------------------------------------------------
     def start(self) -> Run:
@@ -130,6 +158,15 @@ class Run:
 
     @property
     def stop_requested(self) -> bool:
+        """Whether `stop()` was called here, or a STOP file was left in the run's folder (`request_stop`: the
+        UI or `python -m studio stop` for a run in another process; looked for at most once a second)."""
+        if self._stop.is_set():
+            return True
+        now = time.monotonic()
+        if self.dir is not None and now - self._stop_file_checked >= 1.0:
+            self._stop_file_checked = now
+            if (self.dir / STOP_FILE).exists():
+                self.stop()
         return self._stop.is_set()
 
     def is_alive(self) -> bool:
@@ -151,6 +188,8 @@ class Run:
 
     def _append(self, event: Event) -> None:
         assert self.dir is not None
+        if not self.world.writes:  # rank 0 writes the run's log; the others' events stay on their queue
+            return
         with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(event.to_json() + "\n")
         if event.kind in ("status", "note", "done"):
@@ -171,10 +210,12 @@ class Run:
         except StudioError as e:
             outcome = ("failed", str(e), {})
         except Exception as e:  # any crash becomes a readable `failed` run; the traceback goes to log.txt
-            self._create_record()  # a crash is a bug report: keep its folder even before training began
-            assert self.dir is not None
-            with open(self.dir / "log.txt", "a", encoding="utf-8") as f:
-                f.write(traceback.format_exc())
+            self._create_record(collective=False)  # a crash is a bug report: keep its folder before training too
+            if self.dir is not None and self.world.writes:
+                with open(self.dir / "log.txt", "a", encoding="utf-8") as f:
+                    f.write(traceback.format_exc())
+            else:  # another rank of a multi-GPU run: its own output is where its traceback goes
+                traceback.print_exc()
             crash = _without_frames(e)
         finally:
             num_labels = len(state["data"].label_names) if "data" in state else 2
@@ -192,19 +233,22 @@ class Run:
         from studio import phases
 
         not_started = ("stopped", "stopped before training began", {})
+        distributed.setup(self.world)
         self.emit("status", status="preparing data", message=f"loading {self.config.data.source}")
-        state["data"] = phases.setup_data(self, self.config)
-        if self._stop.is_set():
+        with distributed.main_first(self.world):  # rank 0 fills the data and tokenization caches first
+            state["data"] = phases.setup_data(self, self.config)
+        if distributed.any_rank(self.world, self._stop.is_set()):
             return not_started
         state["plan"] = phases.plan_speed(self, self.config, state["data"])
         self.trained = state["plan"].config
         state["allocator"] = phases.configure_allocator(self.trained)
         self.emit("status", status="loading model", message=f"loading {self.config.model.name}")
-        state["bundle"], state["tokenized"] = phases.setup_model(self, self.trained, state["data"])
-        if self._stop.is_set():
+        with distributed.main_first(self.world):
+            state["bundle"], state["tokenized"] = phases.setup_model(self, self.trained, state["data"])
+        if distributed.any_rank(self.world, self._stop.is_set()):
             return not_started
-        self.registry.check_room(phases.disk_needed_mb(self.trained, state["bundle"]))  # before anything is written
-        self._create_record()
+        # the disk is checked before anything is written
+        self._create_record(disk_mb=phases.disk_needed_mb(self.trained, state["bundle"]))
         state["trainer"] = phases.build_trainer(self, self.trained, state)
         checkpoint = str(self.resume[1]) if self.resume else None
         if checkpoint:
@@ -228,6 +272,10 @@ class Run:
             self._result = RunResult(None, status, message, {})  # type: ignore[arg-type]
             return self._result
         assert self.dir is not None
+        if not self.world.writes:  # rank 0 records how the run ended
+            self.emit("done", status=status, message=message, seconds=round(time.time() - t0, 1))
+            self._result = RunResult(self.id, status, message, summary)  # type: ignore[arg-type]
+            return self._result
         if summary:
             summary["status"] = status
             write_json_atomic(self.dir / "eval.json", summary)  # written last: the run is complete
@@ -275,3 +323,13 @@ def _without_frames(e: BaseException) -> BaseException:
             chained.__traceback__ = None
         chained = chained.__cause__ or chained.__context__
     return e
+
+
+def request_stop(registry: Registry, run_id: str) -> str:
+    """Ask run `run_id`, training in any process (or several: a multi-GPU run), to stop after its current step:
+    a STOP file in its folder, which the run looks for once a second. It evaluates and saves what it trained."""
+    record = registry.get(run_id)
+    if record.status != "running":
+        raise StudioError(f"run {run_id} is {record.status}, not training: nothing to stop")
+    (registry.run_dir(run_id) / STOP_FILE).touch()
+    return f"stop requested: run {run_id} finishes its step, then evaluates and saves what it trained"

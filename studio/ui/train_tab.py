@@ -22,9 +22,17 @@ HARDWARE_EVERY = 4  # ticks between redraws of the hardware plot
 
 
 def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
+    from studio.distributed import process_choices
+
     form = ctx.form
+    choices = process_choices()
     with gr.Row():
         name = form.field("name", gr.Textbox, label="Run name", info="Part of the run id.", scale=2)
+        gpus = gr.Dropdown(
+            [(f"{n} GPU{'s' if n > 1 else ''}", n) for n in choices], value=1, label="GPUs for this run", scale=1,
+            visible=len(choices) > 1, elem_id="gpus",
+            info="more than 1: one run trained data-parallel across them (torchrun DDP), same effective batch",
+        )  # fmt: skip
         start = gr.Button("▶ Start training", variant="primary", scale=1, elem_id="start")
         stop = gr.Button("■ Stop", variant="stop", scale=1, elem_id="stop")
     status = gr.Markdown(
@@ -56,11 +64,13 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
                 "choose a dataset first: pick a shipped sample, a Hub id or upload a file in the Data tab"
             )
         config = form.read(values[session["base"]], values)
-        job = ctx.jobs.start(config)
-        gr.Info(f"Training {config.model.name} ({config.method.name}) on {config.data.source}")
+        processes = int(values[gpus] or 1)
+        job = ctx.jobs.start(config, gpus=processes)
+        where = f" on {processes} GPUs" if processes > 1 else ""
+        gr.Info(f"Training {config.model.name} ({config.method.name}) on {config.data.source}{where}")
         return job.key, ""
 
-    start.click(start_run, {session["base"], *form.components}, [ref, seen], api_name="start")
+    start.click(start_run, {session["base"], gpus, *form.components}, [ref, seen], api_name="start")
 
     @guard
     def stop_run() -> None:

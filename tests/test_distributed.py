@@ -1,0 +1,133 @@
+"""One run across several processes (torchrun DDP), checked on the CPU with gloo (STUDIO_DDP_ON_CPU=1): the
+launch the studio does itself (`train --gpus N`, the Train tab's "GPUs for this run"), rank 0 alone writing,
+evaluation gathered across ranks, the effective batch kept, a stop reaching every rank, QLoRA per rank."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from studio.config import RunConfig
+from studio.distributed import layout
+from studio.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_layout_keeps_the_effective_batch():
+    assert layout(16, 2, 2) == (16, 1, None)  # the accumulation is divided first: each device keeps its batch
+    assert layout(16, 1, 2) == (8, 1, None)  # else the per-device batch
+    assert layout(16, 4, 1) == (16, 4, None)
+    batch, accum, note = layout(5, 3, 2)  # neither divides: the effective batch grows, and the note says so
+    assert (batch, accum) == (5, 3) and "effective batch 15" in note and "30 on 2 GPUs" in note
+
+
+def studio(runs: Path, *args: str, cpu_processes: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "STUDIO_DDP_ON_CPU": "1" if cpu_processes else "0"}
+    return subprocess.run([sys.executable, "-m", "studio", "--runs-dir", str(runs), *args], capture_output=True,
+                          text=True, env=env, timeout=timeout, cwd=ROOT)  # fmt: skip
+
+
+def preset(folder: Path, model_dir: Path, method: str = "lora", **train) -> Path:
+    config = RunConfig.from_dict({
+        "name": f"ddp-{method}",
+        "data": {"source": "imdb-sample", "max_samples": 240, "max_length": 32},
+        "model": {"name": str(model_dir)},
+        "method": {"name": method, "r": 4},
+        "train": {"epochs": 1, "batch_size": 8, "grad_accum": 2, "learning_rate": 1e-3, "logging_steps": 2, **train},
+    })  # fmt: skip
+    path = folder / f"{config.name}-{len(list(folder.glob('*.yaml')))}.yaml"
+    config.to_yaml(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, tiny_model_dir):
+    """One config trained in one process (8 x accumulation 2) and in two (8 each x 1)."""
+    root = tmp_path_factory.mktemp("ddp")
+    path = preset(root, tiny_model_dir("bert"))
+    runs = root / "runs"
+    single = studio(runs, "train", str(path), "--quiet")
+    assert single.returncode == 0, single.stderr[-3000:]
+    double = studio(runs, "train", str(path), "--quiet", "--gpus", "2")
+    assert double.returncode == 0, double.stderr[-3000:]
+    registry = Registry(runs)
+    ids = [r.id for r in registry.list()]  # newest first
+    return registry, ids[1], ids[0], double.stdout
+
+
+def test_two_processes_train_one_run_as_one_process_would(pair):
+    registry, single, double, stdout = pair
+    assert len(registry.list(status="completed")) == 2  # rank 1 created no row of its own
+    assert stdout.count("completed") == 1 and "on 2 processes" in stdout  # rank 0 alone prints
+    a, b = registry.summary(single), registry.summary(double)
+    assert a["distributed"] == {"processes": 1, "per_device_batch": 8, "grad_accum": 2, "effective_batch": 16}
+    assert b["distributed"] == {"processes": 2, "per_device_batch": 8, "grad_accum": 1, "effective_batch": 16}
+    assert a["efficiency"]["steps"] == b["efficiency"]["steps"] == 12  # 192 rows / 16
+    # Evaluation gathered from both ranks: every test row once, in order, scored as the one process scored it
+    # (the same 16 rows make each step; only dropout masks and the order of the sums differ).
+    pa, pb = (pd.read_parquet(registry.run_dir(r) / "predictions.parquet") for r in (single, double))
+    assert len(pb) == len(pa) == 48 and (pa["text"] == pb["text"]).all() and (pa["label"] == pb["label"]).all()
+    np.testing.assert_allclose(np.stack(pb["probs"]), np.stack(pa["probs"]), atol=2e-3)
+    assert b["test"]["n"] == 24 and sum(map(sum, b["test"]["confusion_matrix"])) == 24
+    events = [json.loads(line) for line in (registry.run_dir(double) / "metrics.jsonl").read_text().splitlines()]
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("done") == 1 and kinds.count("data") == 1  # one writer
+    assert any("2 processes (GPUs) x batch 8 x accumulation 1: effective batch 16" in e.get("message", "")
+               for e in events)  # fmt: skip
+    folder = registry.run_dir(double)
+    assert (folder / "adapter").is_dir() and not (folder / "checkpoints").exists()
+
+
+def test_qlora_across_two_processes_stops_on_every_rank(tmp_path, tiny_model_dir):
+    path = preset(tmp_path, tiny_model_dir("bert"), "qlora", optimizer="paged_adamw_8bit", max_steps=400,
+                  batch_size=4, logging_steps=1)  # fmt: skip
+    runs = tmp_path / "runs"
+    env = {**os.environ, "STUDIO_DDP_ON_CPU": "1"}
+    command = [sys.executable, "-m", "studio", "--runs-dir", str(runs), "train", str(path), "--gpus", "2", "--quiet"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    registry = Registry(runs)
+    deadline = time.time() + 240
+    run_id = None
+    while time.time() < deadline and proc.poll() is None:
+        records = registry.list(status="running") if runs.exists() else []
+        if records:
+            run_id = records[0].id
+            log = (registry.run_dir(run_id) / "metrics.jsonl").read_text()
+            if '"kind": "log"' in log:  # trained a step or more
+                break
+        time.sleep(0.5)
+    assert run_id, proc.communicate()[0][-3000:]
+    stop = studio(runs, "stop", run_id)
+    assert stop.returncode == 0 and "stop requested" in stop.stdout
+    output = proc.communicate(timeout=240)[0]
+    assert proc.returncode == 0, output[-3000:]
+    record = registry.get(run_id)
+    assert record.status == "stopped", record.message
+    summary = registry.summary(run_id)
+    assert 0 < summary["efficiency"]["steps"] < 400 and summary["test"]["n"] == 24
+    assert "4-bit" in record.method and not (registry.run_dir(run_id) / "STOP").exists()
+    again = studio(runs, "stop", run_id)  # a finished run: nothing to stop, said plainly
+    assert again.returncode == 2 and "not training" in again.stderr
+
+
+def test_more_gpus_than_the_machine_has_is_refused(tmp_path, tiny_model_dir):
+    out = studio(tmp_path / "runs", "train", str(preset(tmp_path, tiny_model_dir("bert"))), "--gpus", "2",
+                 cpu_processes=False)  # fmt: skip
+    assert out.returncode == 2 and "train --gpus: this machine has no GPU" in out.stderr
+    assert not (tmp_path / "runs").exists() or not Registry(tmp_path / "runs").list()
+
+
+def test_bad_data_is_refused_once_before_the_processes_start(tmp_path, tiny_model_dir):
+    path = preset(tmp_path, tiny_model_dir("bert"))
+    out = studio(tmp_path / "runs", "train", str(path), "--gpus", "2", "--set", "data.text_column=body")
+    assert out.returncode == 2 and out.stderr.count("error: ") == 1 and "body" in out.stderr
+    assert "launching" not in out.stdout and "ChildFailedError" not in out.stderr
