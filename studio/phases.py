@@ -240,6 +240,14 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
         disable_tqdm=not run.progress_bar,
         use_cpu=not torch.cuda.is_available(),
     )
+    if not run.world.distributed and args.n_gpu > 1:
+        # One process sees several GPUs: the Trainer would wrap the model in nn.DataParallel, slower than one
+        # GPU for most runs and with a batch n_gpu times the one asked. One run trains on one GPU; several
+        # GPUs are DDP's (`--gpus N`). TrainingArguments has no public switch: Trainer sets the same field for
+        # model-parallel models.
+        args._n_gpu = 1
+        run.emit("note", message=f"{torch.cuda.device_count()} GPUs visible: this run trains on GPU 0; "
+                 "choose GPUs for this run (--gpus N) to train on several")  # fmt: skip
     callbacks: list[Any] = [StudioCallback(run, state)]
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
