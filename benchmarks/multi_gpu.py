@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from memory_validation import model_folder  # noqa: E402
-from train_speed import steady_rate, workload  # noqa: E402
+from train_speed import phase_seconds, workload  # noqa: E402
 
 SPEED = ["method.name=lora", "train.precision=bf16", "train.gradient_checkpointing=false",
          "train.optimizer=adamw_torch_fused", "train.batch_size=64", "train.grad_accum=2",
@@ -75,13 +75,30 @@ def newest(runs: Path) -> tuple[dict, list[dict]]:
 def row_of(part: str, setting: str, seconds: float, summary: dict, events: list[dict]) -> dict:
     eff, layout = summary["efficiency"], summary.get("distributed") or {}
     steady = steady_rate(events, layout.get("effective_batch", 1))
+    phases = phase_seconds(events, events[0]["time"])
     return {"part": part, "setting": setting, "gpus": layout.get("processes", 1),
             "per_device_batch": layout.get("per_device_batch"), "grad_accum": layout.get("grad_accum"),
             "wall_s": round(seconds, 1), "train_s": eff["train_seconds"],
             "train_samples_per_s": round(eff["train_samples_per_second"] or 0, 1),
             "steady_samples_per_s": round(steady, 1) if steady else None,
-            "peak_memory_mb_per_gpu": eff.get("peak_memory_mb"), "steps": eff["steps"],
+            "peak_memory_mb_per_gpu": eff.get("peak_memory_mb"), "steps": eff["steps"], **phases,
             "test_accuracy": summary["test"]["accuracy"], "test_f1_macro": summary["test"]["f1_macro"]}  # fmt: skip
+
+
+def steady_rate(events: list[dict], effective_batch: int) -> float | None:
+    """Training samples/s over the loss-log intervals after the first (warm-up), leaving out those that hold
+    a validation pass: the rate of the training steps themselves."""
+    intervals, previous, evaluated = [], None, False
+    for e in events:
+        if e["kind"] == "eval":
+            evaluated = True
+        elif e["kind"] == "log" and "loss" in e:
+            if previous is not None:
+                intervals.append((e["step"] - previous[0], e["time"] - previous[1], evaluated))
+            previous, evaluated = (e["step"], e["time"]), False
+    kept = [(steps, seconds) for steps, seconds, evaluated in intervals[1:] if not evaluated]
+    seconds = sum(t for _, t in kept)
+    return sum(n for n, _ in kept) * effective_batch / seconds if seconds else None
 
 
 def speed(work: Path, args: argparse.Namespace) -> list[dict]:

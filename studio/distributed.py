@@ -132,6 +132,11 @@ def layout(batch_size: int, grad_accum: int, processes: int) -> tuple[int, int, 
     )
 
 
+def fsdp_requested() -> bool:
+    """Whether accelerate launched this process with an FSDP config (presets/accelerate/fsdp_full.yaml)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
+
+
 def launch_command(processes: int, argv: list[str]) -> list[str]:
     """The torchrun command that runs ``python -m studio ARGV`` in `processes` processes on this machine."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback
 
 from studio.config import RunConfig
-from studio.distributed import any_rank, layout
+from studio.distributed import any_rank, fsdp_requested, layout
 from studio.errors import StudioError
 from studio.metrics import PeakMemory, estimated_peak, full_report, make_compute_metrics
 from studio.training import STOP_FILE
@@ -216,7 +216,8 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
         save_strategy="steps" if t.checkpoint_steps else (t.eval_strategy if load_best else "no"),
         save_steps=t.checkpoint_steps or t.eval_steps,
         save_total_limit=2,
-        save_only_model=not t.checkpoint_steps,
+        # (FSDP's checkpoints cannot hold the weights alone when the best one is reloaded: they hold it all)
+        save_only_model=not t.checkpoint_steps and not (fsdp_requested() and load_best),
         load_best_model_at_end=load_best,
         metric_for_best_model=metric if evaluating else None,
         greater_is_better=t.metric_for_best != "loss",
@@ -264,6 +265,10 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
         compute_metrics=make_compute_metrics(prepared.label_names),
         callbacks=callbacks,
     )
+    if getattr(trainer, "is_fsdp_enabled", False):  # launched with an FSDP accelerate config
+        state["layout"]["fsdp"] = True
+        run.emit("note", message=f"FSDP: weights, gradients and optimizer state sharded across {run.world.size} "
+                 "processes (accelerate config); rank 0 gathers the weights to save them")  # fmt: skip
     if not run.progress_bar:  # the run's own events carry the logs; don't also print them
         from transformers.trainer_callback import PrinterCallback
 
@@ -470,14 +475,18 @@ def save(run: Run, state: dict[str, Any]) -> None:
     """Model (adapter or full weights, safetensors), tokenizer, label map: each renamed into place whole."""
     from studio.registry import write_json_atomic
 
-    if not run.world.writes:  # rank 0 saves (every rank holds the same weights)
-        return
     trainer, bundle, names = state["trainer"], state["bundle"], state["data"].label_names
     kind = "adapter" if hasattr(trainer.model, "peft_config") else "model"
+    fsdp = getattr(trainer, "is_fsdp_enabled", False)
+    if fsdp:  # sharded weights: gathering them is a collective every rank joins; the Trainer writes on rank 0
+        trainer.save_model(str(run.dir / f".{kind}.tmp"))
+    if not run.world.writes:  # rank 0 saves (under DDP every rank holds the same weights)
+        return
     for name, writer in ((kind, trainer.model.save_pretrained), ("tokenizer", bundle.tokenizer.save_pretrained)):
         tmp = run.dir / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        writer(str(tmp))
+        if not (fsdp and name == kind):
+            shutil.rmtree(tmp, ignore_errors=True)
+            writer(str(tmp))
         tmp.rename(run.dir / name)
     _save_predictions(run.dir / "predictions.parquet", state)
     write_json_atomic(
