@@ -252,6 +252,12 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
     callbacks: list[Any] = [StudioCallback(run, state)]
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+    # A classifier's loss is its batch's mean: its forward takes **kwargs but ignores num_items_in_batch. Left
+    # to guess from the signature, the Trainer neither divides the loss by the accumulation steps nor leaves it
+    # unscaled across processes: the logged training loss read 2x with grad_accum 2 or on 2 GPUs (and the
+    # evaluation loss 2x on 2 GPUs), and the gradients were 2x, clipped at half the norm asked.
+    base = bundle.model.get_base_model() if hasattr(bundle.model, "get_base_model") else bundle.model
+    base.accepts_loss_kwargs = False
     trainer_class = _length_grouped_trainer(tokenized["train"]) if t.length_grouping else Trainer
     trainer = trainer_class(
         model=bundle.model,

@@ -78,7 +78,13 @@ def test_two_processes_train_one_run_as_one_process_would(pair):
     assert len(pb) == len(pa) == 48 and (pa["text"] == pb["text"]).all() and (pa["label"] == pb["label"]).all()
     np.testing.assert_allclose(np.stack(pb["probs"]), np.stack(pa["probs"]), atol=2e-3)
     assert b["test"]["n"] == 24 and sum(map(sum, b["test"]["confusion_matrix"])) == 24
-    events = [json.loads(line) for line in (registry.run_dir(double) / "metrics.jsonl").read_text().splitlines()]
+    # The losses are means over the batch, on one process with accumulation as on two: the untrained binary
+    # head starts at ln 2 (the Trainer had logged 2 ln 2 for both, scaling by the steps or the processes).
+    for run_id in (single, double):
+        events = [json.loads(line) for line in (registry.run_dir(run_id) / "metrics.jsonl").read_text().splitlines()]
+        first = next(e["loss"] for e in events if e["kind"] == "log" and "loss" in e)
+        evaluated = [e["loss"] for e in events if e["kind"] == "eval" and "split" not in e]
+        assert first == pytest.approx(np.log(2), abs=0.05) and evaluated[0] == pytest.approx(np.log(2), abs=0.05)
     kinds = [e["kind"] for e in events]
     assert kinds.count("done") == 1 and kinds.count("data") == 1  # one writer
     assert any("2 processes (GPUs) x batch 8 x accumulation 1: effective batch 16" in e.get("message", "")
@@ -131,3 +137,37 @@ def test_bad_data_is_refused_once_before_the_processes_start(tmp_path, tiny_mode
     out = studio(tmp_path / "runs", "train", str(path), "--gpus", "2", "--set", "data.text_column=body")
     assert out.returncode == 2 and out.stderr.count("error: ") == 1 and "body" in out.stderr
     assert "launching" not in out.stdout and "ChildFailedError" not in out.stderr
+
+
+def test_train_tab_runs_one_run_on_two_processes_and_streams_it(tmp_path, tiny_model_dir, monkeypatch):
+    """The Train tab's "GPUs for this run" (offered here because STUDIO_DDP_ON_CPU=1 stands in for 2 GPUs):
+    Start launches `train --gpus 2` as a child process, and the page follows that run's events like any."""
+    from gradio_client import Client
+    from test_ui_live import form, tick_until, tiny_preset
+
+    from studio.ui import build_app
+
+    monkeypatch.setenv("STUDIO_DDP_ON_CPU", "1")
+    app = build_app(tmp_path / "runs", preset=tiny_preset(tmp_path, tiny_model_dir("bert")))
+    app.queue().launch(prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(app.local_url, verbose=False)
+        args = form(app, "start", train__max_steps=6)
+        fn = next(f for f in app.fns.values() if f.api_name == "start")
+        index = next(i for i, c in enumerate(fn.inputs) if c.elem_id == "gpus")
+        assert fn.inputs[index].visible and fn.inputs[index].choices[-1] == ("2 GPUs", 2)
+        args[f"param_{index}"] = 2
+        client.predict(api_name="/start", **args)
+        out = tick_until(client, lambda o: "completed" in o[0] or "failed" in o[0], timeout=240)
+        assert "completed" in out[0], out[0]
+        assert (
+            "Test accuracy" in out[6] and "2 processes (GPUs) x batch 4 x accumulation 1: effective batch 8" in out[5]
+        )  # results; the log pane
+        record = app.studio.registry.list()[0]
+        assert record.status == "completed" and len(app.studio.registry.list()) == 1
+        assert app.studio.registry.summary(record.id)["distributed"]["processes"] == 2
+        app.studio.jobs.current().run.wait(60)  # the launcher exits after rank 0 recorded the end
+        assert not app.studio.jobs.current().alive()
+        assert not list((tmp_path / "runs" / ".launch").glob("*.yaml"))  # the launch's config file is gone
+    finally:
+        app.close()
