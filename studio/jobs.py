@@ -218,9 +218,13 @@ class ProcessRun:
         self._proc: subprocess.Popen | None = None
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None
+        self._t0: float | None = None
 
     @property
     def id(self) -> str | None:
+        """The run's id once the child's rank 0 has created it (looked up in the registry until then)."""
+        if self.record is None and self._t0 is not None:
+            self.record = self.registry.created_since(self.config, self._t0)
         return self.record.id if self.record else None
 
     @property
@@ -236,7 +240,7 @@ class ProcessRun:
         self.config.to_yaml(path)
         command = [sys.executable, "-m", "studio", "--runs-dir", str(self.registry.runs_dir), "train", str(path),
                    "--gpus", str(self.gpus), "--quiet"]  # fmt: skip
-        t0 = time.time()
+        self._t0 = t0 = time.time()
         self._emit("status", status="launching", message=f"starting {self.gpus} processes (torchrun, one per GPU)")
         self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       cwd=PROJECT_DIR, start_new_session=True)  # fmt: skip
@@ -249,11 +253,9 @@ class ProcessRun:
         errors: list[str] = []
         for line in self._proc.stdout:
             line = line.rstrip()
-            if self.record is None:
-                self.record = self.registry.created_since(self.config, t0)
             if line.startswith("error:"):
                 errors.append(line.removeprefix("error:").strip())
-            elif line.startswith("  ") and self.record is None and line.strip():
+            elif line.startswith("  ") and line.strip() and self.id is None:
                 self._emit("note", message=line.strip())
         code = self._proc.wait()
         path.unlink(missing_ok=True)

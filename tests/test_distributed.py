@@ -169,5 +169,11 @@ def test_train_tab_runs_one_run_on_two_processes_and_streams_it(tmp_path, tiny_m
         app.studio.jobs.current().run.wait(60)  # the launcher exits after rank 0 recorded the end
         assert not app.studio.jobs.current().alive()
         assert not list((tmp_path / "runs" / ".launch").glob("*.yaml"))  # the launch's config file is gone
+        # Bad data on 2 GPUs: refused before the processes start, the reason on the page, nothing recorded.
+        args = form(app, "start", data__text_column="body")
+        args[f"param_{index}"] = 2
+        client.predict(api_name="/start", **args)
+        out = tick_until(client, lambda o: "failed" in o[0], timeout=120)
+        assert "body" in out[0] and len(app.studio.registry.list()) == 1
     finally:
         app.close()
