@@ -372,9 +372,13 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def _quiet_libraries() -> None:
     """Library chatter (load reports, weight-loading bars) would drown the run's own progress."""
+    import warnings
+
     import datasets
     import transformers
 
+    # transformers' own deprecations (e.g. the Trainer reading is_gradient_checkpointing): not the user's to fix
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()

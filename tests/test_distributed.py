@@ -125,6 +125,26 @@ def test_qlora_across_two_processes_stops_on_every_rank(tmp_path, tiny_model_dir
     assert again.returncode == 2 and "not training" in again.stderr
 
 
+def test_accelerate_launch_runs_the_same_command(tmp_path, tiny_model_dir):
+    """`accelerate launch -m studio train ...` as a user types it (a CPU config standing in for 2 GPUs)."""
+    import socket
+
+    with socket.socket() as s:  # a free port: accelerate's default 29500 may still be closing from another run
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "accelerate.yaml"
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nmixed_precision: 'no'\n"
+                      "num_machines: 1\nnum_processes: 2\nmachine_rank: 0\nuse_cpu: true\n")  # fmt: skip
+    runs = tmp_path / "runs"
+    path = preset(tmp_path, tiny_model_dir("bert"))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--main_process_port",
+               str(port), "-m", "studio", "--runs-dir", str(runs), "train", str(path), "--quiet"]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (record,) = Registry(runs).list()
+    assert record.status == "completed" and Registry(runs).summary(record.id)["distributed"]["processes"] == 2
+
+
 def test_more_gpus_than_the_machine_has_is_refused(tmp_path, tiny_model_dir):
     out = studio(tmp_path / "runs", "train", str(preset(tmp_path, tiny_model_dir("bert"))), "--gpus", "2",
                  cpu_processes=False)  # fmt: skip
