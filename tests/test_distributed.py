@@ -180,6 +180,7 @@ def test_train_tab_runs_one_run_on_two_processes_and_streams_it(tmp_path, tiny_m
         client.predict(api_name="/start", **args)
         out = tick_until(client, lambda o: "completed" in o[0] or "failed" in o[0], timeout=240)
         assert "completed" in out[0], out[0]
+        assert "**2 GPUs:** batch 4 per GPU x accumulation 1 = effective batch 8" in out[6]
         assert (
             "Test accuracy" in out[6] and "2 processes (GPUs) x batch 4 x accumulation 1: effective batch 8" in out[5]
         )  # results; the log pane

@@ -233,6 +233,13 @@ def results_md(summary: dict) -> str:
             f"({eff.get('peak_memory_kind', '')}) · training {eff.get('train_seconds', 0):,.0f} s for "
             f"{eff.get('steps', 0)} steps ({eff.get('total_seconds', 0):,.0f} s in all)",
         ]
+    spread = summary.get("distributed") or {}
+    if spread.get("processes", 1) > 1:
+        lines.append(
+            f"  \n**{spread['processes']} GPUs{' (FSDP)' if spread.get('fsdp') else ''}:** batch "
+            f"{spread['per_device_batch']} per GPU x accumulation {spread['grad_accum']} = effective batch "
+            f"{spread['effective_batch']}; peak memory is rank 0's"
+        )
     memory = summary.get("memory", {})
     if memory.get("error_pct") is not None:
         lines.append(
