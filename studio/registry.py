@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -76,14 +77,28 @@ class Registry:
         except OSError as e:
             raise StudioError(f"runs directory {self.runs_dir} cannot be created: {e.strerror}") from None
         self.db_path = self.runs_dir / "registry.sqlite"
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        self._create()
+
+    def _create(self) -> None:
+        """The schema, in WAL mode (a property of the file: set once, it stays). Switching the journal mode
+        answers "database is locked" at once, without waiting, when another process opens the same new file
+        (the ranks of a multi-GPU run on a fresh runs folder did: tests/test_registry.py), so it is retried."""
+        for attempt in range(100):
+            try:
+                with self._connect() as db:
+                    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        db.execute("PRAGMA journal_mode=WAL")
+                    db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or attempt == 99:
+                    raise
+                time.sleep(0.05 + 0.05 * random.random())
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA busy_timeout=30000")
             db.row_factory = sqlite3.Row
             yield db

@@ -95,3 +95,29 @@ def test_unwritable_runs_dir_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StudioError, match="cannot be created"):
         Registry(blocker / "runs")
+
+
+def test_processes_opening_a_new_runs_folder_at_once(tmp_path):
+    # The ranks of a multi-GPU run open the same fresh runs folder at the same moment; switching the new file
+    # to WAL answered "database is locked" at once to some of them (3 of 180 openings before the fix).
+
+    failures = []
+    for trial in range(30):
+        folder = tmp_path / f"runs-{trial}"
+        barrier = threading.Barrier(6)
+
+        def open_it(folder=folder, barrier=barrier):
+            barrier.wait()
+            try:
+                Registry(folder).list()
+            except Exception as e:  # noqa: BLE001 - any failure is what this test looks for
+                failures.append(repr(e))
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []
+    db = sqlite3.connect(tmp_path / "runs-0" / "registry.sqlite")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
