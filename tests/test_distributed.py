@@ -145,6 +145,46 @@ def test_accelerate_launch_runs_the_same_command(tmp_path, tiny_model_dir):
     assert record.status == "completed" and Registry(runs).summary(record.id)["distributed"]["processes"] == 2
 
 
+def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_model_dir):
+    """SIGKILL every process of a 2-process run after its checkpoint at step 20; `torchrun ... -m studio resume`
+    continues it (each rank's random state restored) to exactly the probabilities of a run never killed."""
+    import signal
+
+    import psutil
+
+    path = preset(tmp_path, tiny_model_dir("bert"), epochs=20, max_steps=400, batch_size=4, logging_steps=50,
+                  checkpoint_steps=10, load_best_at_end=False)  # fmt: skip
+    runs = tmp_path / "runs"
+    env = {**os.environ, "STUDIO_DDP_ON_CPU": "1"}
+    command = [sys.executable, "-m", "studio", "--runs-dir", str(runs), "train", str(path), "--gpus", "2", "--quiet"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(runs.glob("*/checkpoints/checkpoint-20/trainer_state.json")):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.1)
+    for child in psutil.Process(proc.pid).children(recursive=True):  # torchrun and both ranks
+        child.send_signal(signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    registry = Registry(runs)
+    for _ in range(100):  # until the killed rank 0 is reaped (its pid is the row's)
+        (record,) = registry.list()
+        if record.status == "interrupted":
+            break
+        time.sleep(0.1)
+    assert record.status == "interrupted"
+    resume = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "studio",
+              "--runs-dir", str(runs), "resume", record.id, "--quiet"]  # fmt: skip
+    out = subprocess.run(resume, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert out.returncode == 0 and "resuming from checkpoint-" in out.stdout, out.stderr[-3000:]
+    assert registry.get(record.id).status == "completed"
+    whole = tmp_path / "whole"
+    assert studio(whole, "train", str(path), "--gpus", "2", "--quiet").returncode == 0
+    resumed, uninterrupted = (pd.read_parquet(Registry(r).run_dir(Registry(r).list()[0].id) / "predictions.parquet")
+                              for r in (runs, whole))  # fmt: skip
+    np.testing.assert_allclose(np.stack(resumed["probs"]), np.stack(uninterrupted["probs"]), atol=1e-6)
+
+
 def test_more_gpus_than_the_machine_has_is_refused(tmp_path, tiny_model_dir):
     out = studio(tmp_path / "runs", "train", str(preset(tmp_path, tiny_model_dir("bert"))), "--gpus", "2",
                  cpu_processes=False)  # fmt: skip
