@@ -74,7 +74,7 @@ def newest(runs: Path) -> tuple[dict, list[dict]]:
 
 def row_of(part: str, setting: str, seconds: float, summary: dict, events: list[dict]) -> dict:
     eff, layout = summary["efficiency"], summary.get("distributed") or {}
-    steady = steady_rate(events, layout.get("effective_batch", 1))
+    steady = steady_training_rate(events, layout.get("effective_batch", 1))
     phases = phase_seconds(events, events[0]["time"])
     return {"part": part, "setting": setting, "gpus": layout.get("processes", 1),
             "per_device_batch": layout.get("per_device_batch"), "grad_accum": layout.get("grad_accum"),
@@ -85,7 +85,7 @@ def row_of(part: str, setting: str, seconds: float, summary: dict, events: list[
             "test_accuracy": summary["test"]["accuracy"], "test_f1_macro": summary["test"]["f1_macro"]}  # fmt: skip
 
 
-def steady_rate(events: list[dict], effective_batch: int) -> float | None:
+def steady_training_rate(events: list[dict], effective_batch: int) -> float | None:
     """Training samples/s over the loss-log intervals after the first (warm-up), leaving out those that hold
     a validation pass: the rate of the training steps themselves."""
     intervals, previous, evaluated = [], None, False

@@ -63,15 +63,11 @@ def _launch_processes(args: argparse.Namespace, config: RunConfig, registry: Any
     import subprocess
     import time
 
-    from studio.distributed import cpu_processes_allowed, gpu_count, launch_command
+    from studio.data import prepare
+    from studio.distributed import launch_command, require_gpus
     from studio.training import request_stop
 
-    available = gpu_count()
-    if available < args.gpus and not (available == 0 and cpu_processes_allowed()):
-        raise StudioError(f"train --gpus: {args.gpus} GPUs asked, this machine has {available}; "
-                          f"ask for at most {available}" if available else
-                          "train --gpus: this machine has no GPU; train without --gpus")  # fmt: skip
-    from studio.data import prepare
+    require_gpus(args.gpus, "train --gpus")
 
     prepare(config.data, config.seed)  # bad data is refused here, once, before N processes start
     argv = [a for a in args.argv if a != f"--gpus={args.gpus}"]

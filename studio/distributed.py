@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from studio.errors import StudioError
+
 
 @dataclass(frozen=True)
 class World:
@@ -158,6 +160,17 @@ def gpu_count() -> int:
     if visible is not None:
         return min(device.count, len([v for v in visible.split(",") if v.strip()]))
     return device.count
+
+
+def require_gpus(processes: int, field: str) -> None:
+    """Refuse `processes` > the GPUs visible here (`field` names the setting in the message); on a machine
+    without GPUs, CPU processes when cpu_processes_allowed()."""
+    available = gpu_count()
+    if available >= processes or (available == 0 and cpu_processes_allowed()):
+        return
+    if available:
+        raise StudioError(f"{field}: {processes} GPUs asked, this machine has {available}; ask for at most {available}")
+    raise StudioError(f"{field}: this machine has no GPU; ask for 1 (the run trains on the CPU)")
 
 
 def process_choices() -> list[int]:

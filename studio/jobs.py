@@ -58,11 +58,9 @@ class Jobs:
         """Start training `config` in a background thread, or, on `gpus` > 1 GPUs, in child processes
         (`ProcessRun`: data-parallel); raise StudioError when one already trains."""
         if gpus > 1:
-            from studio.distributed import cpu_processes_allowed, gpu_count
+            from studio.distributed import require_gpus
 
-            available = gpu_count()
-            if gpus > available and not (available == 0 and cpu_processes_allowed()):
-                raise StudioError(f"GPUs for this run: {gpus} asked, this machine has {available}")
+            require_gpus(gpus, "GPUs for this run")
             return self._launch(lambda: ProcessRun(config, self.registry, gpus))
         return self._launch(lambda: Run(config, self.registry))
 

@@ -185,12 +185,13 @@ def build_trainer(run: Run, config: RunConfig, state: dict[str, Any]) -> Any:
     evaluating = t.eval_strategy != "no"
     load_best = t.load_best_at_end and evaluating
     batch_size, grad_accum, batch_note = layout(t.batch_size, t.grad_accum, run.world.size)
+    effective = batch_size * grad_accum * run.world.size
     state["layout"] = {"processes": run.world.size, "per_device_batch": batch_size, "grad_accum": grad_accum,
-                       "effective_batch": batch_size * grad_accum * run.world.size}  # fmt: skip
+                       "effective_batch": effective}  # fmt: skip
     if run.world.distributed:
         run.emit("note", message=batch_note or (
             f"{run.world.size} processes (GPUs) x batch {batch_size} x accumulation {grad_accum}: effective batch "
-            f"{batch_size * grad_accum * run.world.size}, as batch_size x grad_accum asks"))  # fmt: skip
+            f"{effective}, as batch_size x grad_accum asks"))  # fmt: skip
     metric = "eval_loss" if t.metric_for_best == "loss" else f"eval_{t.metric_for_best}"
     args = TrainingArguments(
         output_dir=str(run.dir / "checkpoints"),

@@ -30,6 +30,17 @@ def test_layout_keeps_the_effective_batch():
     assert (batch, accum) == (5, 3) and "effective batch 15" in note and "30 on 2 GPUs" in note
 
 
+def test_more_gpus_than_visible_are_refused_in_the_app_and_the_cli(monkeypatch, tmp_path):
+    from studio import distributed
+    from studio.errors import StudioError
+    from studio.jobs import Jobs
+
+    monkeypatch.setattr(distributed, "gpu_count", lambda: 1)
+    with pytest.raises(StudioError, match="GPUs for this run: 2 GPUs asked, this machine has 1; ask for at most 1"):
+        Jobs(Registry(tmp_path / "runs")).start(RunConfig.from_dict({"data": {"source": "imdb-sample"}}), gpus=2)
+    distributed.require_gpus(1, "train --gpus")  # one is always fine
+
+
 def studio(runs: Path, *args: str, cpu_processes: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "STUDIO_DDP_ON_CPU": "1" if cpu_processes else "0"}
     return subprocess.run([sys.executable, "-m", "studio", "--runs-dir", str(runs), *args], capture_output=True,
