@@ -124,6 +124,29 @@ def require_bitsandbytes(field_name: str, what: str) -> None:
         raise ModelError(f"{field_name}: {what} needs bitsandbytes, which failed to load here: {e}") from None
 
 
+def keep_4bit_layout(model: nn.Module) -> int:
+    """Keep every bitsandbytes 4-bit layer in the layout it trains in; returns how many layers were changed.
+
+    On CPUs with AVX512-BF16 (AMD Zen 4, recent Xeons), bitsandbytes >= 0.49 repacks a `Linear4bit`'s weight
+    for a faster CPU kernel the first time the layer runs in eval mode without grad, and never packs it back.
+    A studio run evaluates and then trains again, so the repack breaks it twice: layers narrower than the
+    quant block fail ("shape '[96, 0]' is invalid"), and the next training forward writes in place into a
+    view of the repacked weight ("a view of a leaf Variable that requires grad is being used in an in-place
+    operation"). The layer's own switch turns the repack off; nothing else changes (the same 4-bit kernel runs
+    in training and in evaluation, so numbers match on every CPU).
+    """
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:
+        return 0
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, Linear4bit) and getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
+            changed += 1
+    return changed
+
+
 def compute_dtype(method: MethodConfig) -> torch.dtype:
     if method.compute_dtype != "auto":
         return getattr(torch, method.compute_dtype)
@@ -317,6 +340,8 @@ def _load_classifier(
     except (OSError, ValueError) as e:
         reason = str(e).strip().splitlines()[0][:300]
         raise ModelError(f"model.name: could not load '{mcfg.name}' for classification: {reason}") from None
+    if quantize:
+        keep_4bit_layout(model)
     if not quantize and (model.dtype == torch.float16 or (model.dtype == torch.bfloat16 and method.adapter is None)):
         # transformers loads a checkpoint in its stored dtype. Weights stored in fp16 cannot be trained as they
         # are: AdamW's updates and eps underflow and the loss turns NaN within steps (seen with MiniLM saved in

@@ -247,3 +247,28 @@ def test_half_activations_keep_the_stream_and_frozen_weights_in_16_bit(tiny_mode
     assert layer_input_dtypes(True, "bf16") == {torch.bfloat16}
     if method == "qlora":
         assert layer_input_dtypes(False, "fp32") == {torch.float32}
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_qlora_trains_after_evaluating_on_cpus_with_avx512_bf16(tiny_model_dir, runs_dir, monkeypatch, family):
+    """bitsandbytes repacks a 4-bit weight for its AVX512-BF16 CPU kernel on the first no-grad eval forward; a
+    run that evaluates and then trains again broke on such CPUs (narrow layers: "shape '[96, 0]' is invalid";
+    wider ones: an in-place write into a view of the repacked leaf). Every host here takes that path: bitsandbytes
+    is told the CPU has AVX512-BF16, so each Linear4bit is built with the repack switched on, and the studio must
+    switch it off. The run evaluates every 2 steps and trains on after each evaluation."""
+    import bitsandbytes.nn.modules as bnb_modules
+    from bitsandbytes.nn import Linear4bit
+
+    from studio.models import keep_4bit_layout
+    from studio.registry import Registry
+    from studio.training import Run
+    from test_training import tiny_config
+
+    monkeypatch.setattr(bnb_modules, "has_avx512bf16", lambda: True)
+    layer = Linear4bit(64, 96, compute_dtype=torch.float32)
+    assert layer.support_avx512bf16_for_cpu  # the path is forced on this host
+    assert keep_4bit_layout(layer) == 1 and not layer.support_avx512bf16_for_cpu
+
+    config = tiny_config(tiny_model_dir(family), "qlora", max_steps=6, eval_strategy="steps", eval_steps=2)
+    result = Run(config, Registry(runs_dir)).execute()
+    assert result.status == "completed", result.message
