@@ -258,11 +258,11 @@ def test_qlora_trains_after_evaluating_on_cpus_with_avx512_bf16(tiny_model_dir, 
     switch it off. The run evaluates every 2 steps and trains on after each evaluation."""
     import bitsandbytes.nn.modules as bnb_modules
     from bitsandbytes.nn import Linear4bit
+    from test_training import tiny_config
 
     from studio.models import keep_4bit_layout
     from studio.registry import Registry
     from studio.training import Run
-    from test_training import tiny_config
 
     monkeypatch.setattr(bnb_modules, "has_avx512bf16", lambda: True)
     layer = Linear4bit(64, 96, compute_dtype=torch.float32)

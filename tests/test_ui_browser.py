@@ -7,14 +7,15 @@ $STUDIO_SCREENSHOTS (default: the test's temporary folder) so a person can look 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 
 import pytest
-from test_ui_live import tiny_preset
+from test_ui_live import finished_run, tiny_preset
 
-from studio.ui import build_app
+from studio.ui import CSS, build_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Skipped on a developer machine without Chromium; in CI (.ci/run installs it) a missing browser fails instead.
@@ -24,26 +25,40 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory, tiny_model_dir):
+def browser_app(tmp_path_factory, tiny_model_dir):
+    """The app and one Chromium for the module; each test opens its own page (tests pass alone, in any order)."""
     from playwright.sync_api import sync_playwright
 
     root = tmp_path_factory.mktemp("browser")
     app = build_app(root / "runs", preset=tiny_preset(root, tiny_model_dir("bert")))
-    app.queue().launch(prevent_thread_lock=True, quiet=True)
+    app.queue().launch(prevent_thread_lock=True, quiet=True, css=CSS)  # the page as app.py serves it
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(app.local_url)
-        page.get_by_text("Fine-Tune Studio").first.wait_for()
-        page.app = app
-        yield page
+        yield app, browser
         browser.close()
+    app.close()
+
+
+@pytest.fixture
+def page(browser_app):
+    app, browser = browser_app
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(app.local_url)
+    page.get_by_text("Fine-Tune Studio").first.wait_for()
+    page.get_by_text("240 rows").first.wait_for()  # hydrated: the source was inspected on load
+    page.app = app
+    yield page
+    page.close()
     job = app.studio.jobs.active()
-    if job:
+    if job:  # a test that failed mid-run leaves no run behind for the next one
         job.run.stop()
         job.run.wait(60)
-    app.close()
+
+
+@pytest.fixture
+def done(browser_app, tiny_model_dir) -> str:
+    return finished_run(browser_app[0], tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +70,6 @@ def shots(tmp_path_factory) -> Path:
 
 def tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
-
-
-def pick_first(page, dropdown: str) -> None:
-    """Choose the first option of a dropdown (the newest run)."""
-    page.locator(f"{dropdown} input").click()
-    page.get_by_role("option").first.click()
 
 
 def test_data_tab_inspects_on_load(page, shots):
@@ -84,21 +93,35 @@ def test_model_tab_estimates_and_follows_the_method(page, shots):
     page.screenshot(path=shots / "2-model.png", full_page=True)
 
 
+def wait_for_progress(page, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while any(s in page.locator("#run-progress").inner_text() for s in ("step 0 ", "waiting")):
+        assert time.time() < deadline, "no progress streamed"
+        time.sleep(0.5)
+
+
+def assert_not_covered(page, selector: str) -> None:
+    """The element's centre is the element itself (or inside it), not a toast or overlay drawn over it."""
+    covered = page.locator(selector).evaluate(
+        """el => { const r = el.getBoundingClientRect();
+                   const top = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+                   return top && !el.contains(top) ? (top.className || top.tagName) : null; }"""
+    )
+    assert covered is None, f"{selector} is covered by {covered}"
+
+
 def test_train_tab_streams_then_stops_cleanly(page, shots):
     tab(page, "3 · Train")
     page.locator("#stop").click()
     page.get_by_text("nothing is training").first.wait_for()  # stop with nothing running: a message
+    assert_not_covered(page, "#stop")  # the message never covers the buttons it talks about
     page.locator("#start").click()
     page.locator("#run-status").get_by_text("training").wait_for()
-    deadline = time.time() + 120
-    while (
-        "step 0 " in page.locator("#run-progress").inner_text()
-        or "waiting" in page.locator("#run-progress").inner_text()
-    ):
-        assert time.time() < deadline, "no progress streamed"
-        time.sleep(0.5)
+    wait_for_progress(page)
     page.locator("#start").click()
     page.get_by_text("already training").first.wait_for()  # a second run is refused
+    assert_not_covered(page, "#stop")
+    assert_not_covered(page, "#start")
     time.sleep(3)  # a few curve points
     page.screenshot(path=shots / "3-train-running.png", full_page=True)
     page.locator("#stop").click()
@@ -109,40 +132,51 @@ def test_train_tab_streams_then_stops_cleanly(page, shots):
 
 
 def test_a_reloaded_page_shows_the_run(page, shots):
-    page.reload()
-    page.get_by_text("Fine-Tune Studio").first.wait_for()
     tab(page, "3 · Train")
-    page.locator("#run-status").get_by_text("stopped").wait_for()
-    run_id = page.app.studio.registry.list()[0].id
-    assert run_id in page.locator("#run-status").inner_text()
-    # Restart after the stop: a new run trains, shows its validation metrics, and stops again.
     page.locator("#start").click()
     page.locator("#run-status").get_by_text("training").wait_for()
+    wait_for_progress(page)
+    run_id = page.app.studio.jobs.current().run_id
+    page.reload()  # mid-run: the fresh page re-attaches to the run that goes on training
+    page.get_by_text("Fine-Tune Studio").first.wait_for()
+    tab(page, "3 · Train")
+    page.locator("#run-status").get_by_text("training").wait_for()
+    assert run_id in page.locator("#run-status").inner_text()
     page.locator("#run-results").get_by_text("Validation at step").wait_for()
     page.locator("#stop").click()
     page.locator("#run-status").get_by_text("stopped").wait_for(timeout=120_000)
-    assert page.app.studio.registry.list()[0].id != run_id
+    page.reload()  # after the end: the finished run and its results
+    page.get_by_text("Fine-Tune Studio").first.wait_for()
+    tab(page, "3 · Train")
+    page.locator("#run-status").get_by_text("stopped").wait_for()
+    assert run_id in page.locator("#run-status").inner_text()
+    page.locator("#run-results").get_by_role("heading", name="Test accuracy").wait_for()
 
 
-def test_runs_tab_lists_and_shows_the_run(page, shots):
+def test_runs_tab_lists_and_shows_the_run(page, done, shots):
+    page.reload()  # the run made for this test is newer than the page
+    page.get_by_text("240 rows").first.wait_for()
     tab(page, "4 · Runs")
     table = page.locator("#runs-table")
-    table.get_by_text("stopped").first.wait_for(state="attached")  # Gradio's cells report "hidden" to playwright
-    pick_first(page, "#run-select")
+    table.get_by_text(done).first.wait_for(state="attached")  # Gradio's cells report "hidden" to playwright
+    page.locator("#run-select input").click()
+    page.get_by_role("option", name=done).first.click()
     page.locator("#run-details").get_by_role("heading", name="Test accuracy").wait_for()
-    run_id = page.app.studio.registry.list()[0].id
-    assert run_id in page.locator("#run-details").inner_text()
+    assert done in page.locator("#run-details").inner_text()
     page.screenshot(path=shots / "4-runs.png", full_page=True)
 
 
-def test_playground_predicts(page, shots):
+def test_playground_predicts(page, done, shots):
+    page.reload()
+    page.get_by_text("240 rows").first.wait_for()
     tab(page, "5 · Playground")
     page.locator("#predict").click()
     page.get_by_text("pick a run first").first.wait_for()  # predicting with no run: a message
-    pick_first(page, "#run-a")
+    page.locator("#run-a input").click()
+    page.get_by_role("option", name=done).first.click()
     page.locator("#play-text textarea").fill("What a wonderful, moving film.")
     page.locator("#predict").click()
-    page.locator("#label-a").get_by_text("positive").first.wait_for()
+    page.locator("#label-a").get_by_text(re.compile("positive|negative")).first.wait_for()  # 8 steps: either
     page.screenshot(path=shots / "5-playground.png", full_page=True)
 
 
@@ -164,7 +198,7 @@ def test_compare_tab_lists_runs_a_grid_and_draws_the_study(page, tmp_path_factor
             "data.balance.num_labels": [2, 3], "data.balance.num_samples": [80]}  # fmt: skip
     (grids / "tiny_study.yaml").write_text(yaml.safe_dump({"name": "tiny-study", "base": base, "axes": axes}))
     app = build_app(root / "runs", grids_dir=grids)
-    app.queue().launch(prevent_thread_lock=True, quiet=True)
+    app.queue().launch(prevent_thread_lock=True, quiet=True, css=CSS)  # the page as app.py serves it
     other = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
         other.set_default_timeout(60_000)

@@ -17,14 +17,18 @@ from gradio_client.exceptions import AppError
 from studio.config import RunConfig
 from studio.ui import build_app
 
+UNTIL_STOPPED = 1_000_000
+"""A run started from the page trains until the test presses Stop, however fast the host (a 400-step run once
+finished on a fast CPU before the test's Stop, and the stop was never seen)."""
 
-def tiny_preset(folder: Path, model_dir: Path) -> Path:
+
+def tiny_preset(folder: Path, model_dir: Path, max_steps: int = UNTIL_STOPPED) -> Path:
     config = RunConfig.from_dict({
         "name": "tiny-ui",
         "data": {"source": "imdb-sample", "max_samples": 240, "max_length": 32},
         "model": {"name": str(model_dir)},
         "method": {"name": "lora", "r": 4},
-        "train": {"epochs": 1, "max_steps": 400, "batch_size": 8, "learning_rate": 1e-3, "logging_steps": 1,
+        "train": {"epochs": 1, "max_steps": max_steps, "batch_size": 8, "learning_rate": 1e-3, "logging_steps": 1,
                   "eval_strategy": "steps", "eval_steps": 4},
     })  # fmt: skip
     path = folder / "tiny-ui.yaml"
@@ -44,6 +48,28 @@ def live(tmp_path_factory, tiny_model_dir):
         job.run.stop()
         job.run.wait(60)
     app.close()
+
+
+def finished_run(app, tiny_model_dir) -> str:
+    """The id of a run of the app's registry that has ended with results: the newest one, or a short run trained
+    now through the engine (so a test that needs one passes alone and in any order)."""
+    import tempfile
+
+    from studio.training import Run
+
+    for record in app.studio.registry.list():
+        if record.status in ("completed", "stopped") and record.accuracy is not None:
+            return record.id
+    config = RunConfig.from_yaml(tiny_preset(Path(tempfile.mkdtemp()), tiny_model_dir("bert"), max_steps=8))
+    result = Run(config.with_overrides(["train.eval_strategy=no", "train.eval_steps=null"]),
+                 app.studio.registry).execute()  # fmt: skip
+    assert result.status == "completed", result.message
+    return result.run_id
+
+
+@pytest.fixture
+def done(live, tiny_model_dir) -> str:
+    return finished_run(live[0], tiny_model_dir)
 
 
 def form(app, api_name: str, **changes) -> dict:
@@ -122,16 +148,15 @@ def test_train_watch_stop_and_predict(live):
     assert mistakes["headers"] == ["text", "label", "predicted", "confidence", "p_true"]
 
 
-def test_ten_playground_clients_at_once_while_a_run_trains(live):
+def test_ten_playground_clients_at_once_while_a_run_trains(live, done):
     """10 pages predicting at the same time (3 texts each) while another run trains: every answer is the one a
     single client gets, none fails, and a second Start is refused."""
     from concurrent.futures import ThreadPoolExecutor
 
     app, client = live
-    finished = next(r for r in app.studio.registry.list() if r.status in ("stopped", "completed"))
     texts = ["What a wonderful, moving film.", "Dull, long and badly acted.", "It was fine, I suppose."]
     client.predict(api_name="/playground_runs")
-    expected = [client.predict(finished.id, None, t, api_name="/predict")[0]["label"] for t in texts]
+    expected = [client.predict(done, None, t, api_name="/predict")[0]["label"] for t in texts]
     client.predict(api_name="/start", **form(app, "start"))
     try:
         tick_until(client, lambda o: "training" in o[0])
@@ -141,7 +166,7 @@ def test_ten_playground_clients_at_once_while_a_run_trains(live):
         def page(_: int) -> list[str]:
             mine = Client(app.local_url, verbose=False)
             mine.predict(api_name="/playground_runs")
-            return [mine.predict(finished.id, None, t, api_name="/predict")[0]["label"] for t in texts]
+            return [mine.predict(done, None, t, api_name="/predict")[0]["label"] for t in texts]
 
         with ThreadPoolExecutor(10) as pool:
             answers = list(pool.map(page, range(10)))
@@ -178,7 +203,7 @@ def test_resume_button_continues_an_interrupted_run(live, tmp_path, tiny_model_d
     registry.delete(record.id)  # the later tests expect the page's own runs only
 
 
-def test_bad_input_gets_a_message_and_the_app_stays_up(live, tmp_path):
+def test_bad_input_gets_a_message_and_the_app_stays_up(live, done, tmp_path):
     app, client = live
     with pytest.raises(AppError, match="pick a run first"):
         client.predict(None, None, "some text", api_name="/predict")
@@ -188,7 +213,7 @@ def test_bad_input_gets_a_message_and_the_app_stays_up(live, tmp_path):
         client.predict(api_name="/inspect_data", **form(app, "inspect_data", data__text_column="body"))
     bad = tmp_path / "notes.xlsx"
     bad.write_bytes(b"PK\x03\x04 not really a spreadsheet")
-    run_id = app.studio.registry.list()[0].id
+    run_id = done
     from gradio_client import handle_file
 
     client.predict(api_name="/playground_runs")
@@ -213,12 +238,12 @@ def test_bad_input_gets_a_message_and_the_app_stays_up(live, tmp_path):
     assert client.predict(api_name="/runs", chosen=[], one=None)[0]["data"]  # still up and answering
 
 
-def test_runs_tab_compares_opens_and_deletes(live):
+def test_runs_tab_compares_opens_and_deletes(live, done):
     app, client = live
     registry = app.studio.registry
-    run_id = registry.list()[0].id
+    run_id = done
     table, compare, selected = client.predict([], None, api_name="/runs")  # what opening the tab does
-    assert table["data"][0][0] == run_id and table["headers"][:3] == ["run", "status", "model"]
+    assert run_id in [row[0] for row in table["data"]] and table["headers"][:3] == ["run", "status", "model"]
     overlay, pareto = client.predict([run_id], "training loss", api_name="/draw_compare")
     assert run_id in overlay["plot"] and "Accuracy vs peak memory" in pareto["plot"]
     details, config_text = client.predict(run_id, api_name="/show")

@@ -17,6 +17,9 @@ CSS = """
 .studio-bar { height:12px; border-radius:6px; background:var(--neutral-200); overflow:hidden; }
 .studio-bar > div { height:100%; background:var(--color-accent); transition:width 0.6s ease; }
 #run-status p { font-size:1.05rem; }
+/* Gradio stacks its toasts at the top right, over the Train tab's Start and Stop: the very buttons an error
+   message talks about. Bottom right covers no control of the studio's. */
+.toast-wrap { top:auto !important; bottom:var(--size-4) !important; }
 """
 
 
