@@ -69,7 +69,7 @@ def newest(runs: Path) -> tuple[dict, list[dict]]:
     registry = Registry(runs)
     run_id = registry.list()[0].id
     events = [json.loads(line) for line in (registry.run_dir(run_id) / "metrics.jsonl").read_text().splitlines()]
-    return registry.summary(run_id), events
+    return registry.summary(run_id).to_dict(), events
 
 
 def row_of(part: str, setting: str, seconds: float, summary: dict, events: list[dict]) -> dict:

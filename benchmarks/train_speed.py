@@ -109,7 +109,7 @@ def profiled(path: Path, steps: int):
     import torch
     from torch.profiler import ProfilerActivity, profile, schedule
 
-    from studio import phases
+    from studio import hf_trainer as phases
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     prof = profile(activities=activities, schedule=schedule(wait=3, warmup=2, active=steps, repeat=1))
@@ -208,13 +208,13 @@ def main() -> int:
         row = {"config": name, "status": result.status, "wall_seconds": round(wall, 1),
                "overrides": " ".join(CONFIGS[name])}  # fmt: skip
         if result.status == "completed":
-            s = result.summary["efficiency"]
+            s = result.summary.to_dict()["efficiency"]
             lines = (registry.run_dir(result.run_id) / "metrics.jsonl").read_text().splitlines()
             events = [json.loads(x) for x in lines]
             trained = RunConfig.from_yaml(registry.run_dir(result.run_id) / "config.yaml")
             rate = steady_rate(events, trained.train.effective_batch_size)
             row.update(phase_seconds(events, t0))
-            speed = result.summary["reproducibility"].get("speed") or {}
+            speed = result.summary.reproducibility.speed or {}
             row["choices"] = "; ".join(f"{c['field'].split('.')[-1]}={c['after']}" for c in speed.get("choices", []))
             params = s["total_params"]
             row.update(train_seconds=s["train_seconds"], samples_per_s=rate and round(rate, 1),

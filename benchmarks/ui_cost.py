@@ -105,7 +105,7 @@ def main() -> int:
         trained = RunConfig.from_yaml(registry.run_dir(result.run_id) / "config.yaml")
         rate = steady_rate([json.loads(x) for x in lines], trained.train.effective_batch_size)
         row = {"run": i, "polled": polled, "status": result.status, "draws": draws,
-               "train_seconds": result.summary["efficiency"]["train_seconds"],
+               "train_seconds": result.summary.efficiency.train_seconds,
                "samples_per_s": rate and round(rate, 1)}  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -153,28 +153,30 @@ def _print_event(run: Any, quiet: bool) -> None:
         return
     if not run.world.writes:
         return
-    if event.kind == "note" or (event.kind == "status" and not quiet):
-        print(f"  {event.data.get('message', '')}", flush=True)
-    elif event.kind == "eval" and "split" not in event.data and not quiet:
-        d = event.data
+    from studio.events import Evaluation, Note, Status
+
+    if isinstance(event, Note) or (isinstance(event, Status) and not quiet):
+        print(f"  {event.message}", flush=True)
+    elif isinstance(event, Evaluation) and event.split is None and not quiet:
+        m, nan = event.metrics, float("nan")
         print(
-            f"  eval @ step {d['step']} (epoch {d['epoch']:.2f}): loss {d.get('loss', float('nan')):.4f} "
-            f"accuracy {d.get('accuracy', float('nan')):.4f} f1_macro {d.get('f1_macro', float('nan')):.4f}",
+            f"  eval @ step {event.step} (epoch {event.epoch:.2f}): loss {m.get('loss', nan):.4f} "
+            f"accuracy {m.get('accuracy', nan):.4f} f1_macro {m.get('f1_macro', nan):.4f}",
             flush=True,
         )
 
 
-def _print_summary(run_id: str, status: str, summary: dict[str, Any], registry: Any) -> None:
-    test, eff = summary["test"], summary["efficiency"]
+def _print_summary(run_id: str, status: str, summary: Any, registry: Any) -> None:
+    test, eff = summary.test, summary.efficiency
     print(f"run {run_id} {status}")
     print(
-        f"  test accuracy {test['accuracy']:.4f}  f1_weighted {test['f1_weighted']:.4f}  "
-        f"f1_macro {test['f1_macro']:.4f}  (n={test['n']})"
+        f"  test accuracy {test.accuracy:.4f}  f1_weighted {test.f1_weighted:.4f}  "
+        f"f1_macro {test.f1_macro:.4f}  (n={test.n})"
     )
     print(
-        f"  trained {eff['steps']} steps in {eff['train_seconds']:.1f} s ({eff['total_seconds']:.1f} s in all), "
-        f"{eff['trainable_params']:,} of {eff['total_params']:,} parameters trainable, "
-        f"peak memory {eff['peak_memory_mb']:.0f} MB ({eff['peak_memory_kind']})"
+        f"  trained {eff.steps} steps in {eff.train_seconds:.1f} s ({eff.total_seconds:.1f} s in all), "
+        f"{eff.trainable_params:,} of {eff.total_params:,} parameters trainable, "
+        f"peak memory {eff.peak_memory_mb:.0f} MB ({eff.peak_memory_kind})"
     )
     print(f"  saved in {registry.run_dir(run_id)}")
 
@@ -187,8 +189,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from studio.fit import format_suggestions, probe, suggestions
     from studio.memory import format_estimate
+    from studio.memory_advice import format_suggestions, suggestions
+    from studio.probe import probe
     from studio.speed import planned_estimate
 
     e, speed = planned_estimate(load_config(args.preset, args.set), args.labels)
@@ -302,7 +305,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     registry = Registry(args.runs_dir)
     record = registry.get(args.run_id)
-    print(json.dumps({"run": record.__dict__, **registry.summary(args.run_id)}, indent=2, default=str))
+    summary = registry.summary(args.run_id)
+    print(json.dumps({"run": record.__dict__, **(summary.to_dict() if summary else {})}, indent=2, default=str))
     return 0
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from studio.config import RunConfig
 from studio.errors import RunNotFoundError, StudioError
+from studio.events import Done, Event, Note, Status
 from studio.registry import Registry
 from studio.runlog import LogFollower, RunView
 from studio.training import Run
@@ -79,8 +80,8 @@ class Jobs:
             return job
 
     def probe(self, config: RunConfig, num_labels: int = 2) -> Any:
-        """Measure a few real training steps of `config` (`studio.fit.probe`), holding the slot meanwhile."""
-        from studio.fit import probe
+        """Measure a few real training steps of `config` (`studio.probe.probe`), holding the slot meanwhile."""
+        from studio.probe import probe
 
         with self._lock:
             self._refuse_if_busy()
@@ -189,8 +190,8 @@ class Jobs:
                 if not job.alive():
                     return
                 continue
-            job.early.apply({"kind": event.kind, "time": event.time, **event.data})
-            if event.kind == "done":
+            job.early.apply(event)
+            if isinstance(event, Done):
                 return
 
 
@@ -239,7 +240,7 @@ class ProcessRun:
         command = [sys.executable, "-m", "studio", "--runs-dir", str(self.registry.runs_dir), "train", str(path),
                    "--gpus", str(self.gpus), "--quiet"]  # fmt: skip
         self._t0 = t0 = time.time()
-        self._emit("status", status="launching", message=f"starting {self.gpus} processes (torchrun, one per GPU)")
+        self._emit(Status("launching", f"starting {self.gpus} processes (torchrun, one per GPU)"))
         self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       cwd=PROJECT_DIR, start_new_session=True)  # fmt: skip
         self._reader = threading.Thread(target=self._follow, args=(t0, path), name="process-run", daemon=True)
@@ -254,7 +255,7 @@ class ProcessRun:
             if line.startswith("error:"):
                 errors.append(line.removeprefix("error:").strip())
             elif line.startswith("  ") and line.strip() and self.id is None:
-                self._emit("note", message=line.strip())
+                self._emit(Note(line.strip()))
         code = self._proc.wait()
         path.unlink(missing_ok=True)
         self.record = self.registry.created_since(self.config, t0)
@@ -265,12 +266,10 @@ class ProcessRun:
             status = "stopped" if self._stop.is_set() else "failed"
             message = errors[-1] if errors else ("stopped before training began" if self._stop.is_set()
                                                  else f"the launcher ended with exit code {code}")  # fmt: skip
-        self._emit("done", status=status, message=message)
+        self._emit(Done(status, message))
 
-    def _emit(self, kind: str, **data: Any) -> None:
-        from studio.training import Event
-
-        self.events.put(Event(kind, data))  # type: ignore[arg-type]
+    def _emit(self, event: Event) -> None:
+        self.events.put(event)
 
     def stop(self) -> None:
         if self._stop.is_set():

@@ -298,7 +298,7 @@ def _state_bytes(optimizer: str, param_bytes: int) -> float:
 
 
 def _precision(requested: str, device: Device) -> str:
-    """phases.resolve_precision for a given device (a GPU without bf16 uses fp16: the same size)."""
+    """precision.resolve_precision for a given device (a GPU without bf16 uses fp16: the same size)."""
     if device.kind == "cuda":
         return "bf16" if requested == "auto" else requested
     from studio.hardware import cpu_has_bf16

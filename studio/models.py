@@ -203,7 +203,7 @@ def build_model(config: RunConfig, label_names: list[str]) -> ModelBundle:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
     if config.train.half_activations:
-        from studio.phases import resolve_precision
+        from studio.precision import resolve_precision
 
         precision, _ = resolve_precision(config.train.precision)
         _half_stream(model, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision))

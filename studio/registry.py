@@ -11,6 +11,7 @@ call, safe across threads and processes) indexes the folders; the folders are th
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import secrets
@@ -26,6 +27,9 @@ from typing import Any
 
 from studio.config import RunConfig
 from studio.errors import RunNotFoundError, StudioError
+from studio.results import RunSummary
+
+log = logging.getLogger(__name__)
 
 STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
 _COLUMNS = (
@@ -204,10 +208,29 @@ class Registry:
         target = config.config_hash()
         return next((r for r in self.list(status) if r.config_hash == target and r.created >= since - 1), None)
 
-    def summary(self, run_id: str) -> dict[str, Any]:
-        """The run's eval.json (metrics, efficiency, reproducibility), or {} while it has none."""
+    def summary(self, run_id: str) -> RunSummary | None:
+        """The run's eval.json (metrics, efficiency, reproducibility), or None while it has none (or it is
+        damaged: a list of runs must still show the others)."""
         path = self.run_dir(run_id) / "eval.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if not path.is_file():
+            return None
+        try:
+            return RunSummary.read(path)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("run %s: eval.json cannot be read (%s: %s)", run_id, type(e).__name__, e)
+            return None
+
+    def finish(self, run_id: str, status: str, message: str, summary: RunSummary | None) -> None:
+        """Record how a run ended, with its headline results (the columns the runs list shows and sorts by)."""
+        columns = ("accuracy", "f1_macro", "f1_weighted", "peak_memory_mb", "train_seconds", "trainable_params",
+                   "total_params")  # fmt: skip
+        results: dict[str, Any] = dict.fromkeys(columns)
+        if summary is not None:
+            test, eff = summary.test, summary.efficiency
+            results = dict(accuracy=test.accuracy, f1_macro=test.f1_macro, f1_weighted=test.f1_weighted,
+                           peak_memory_mb=eff.peak_memory_mb, train_seconds=eff.train_seconds,
+                           trainable_params=eff.trainable_params, total_params=eff.total_params)  # fmt: skip
+        self.update(run_id, status=status, message=message, finished=time.time(), **results)
 
     def _reconcile(self, record: RunRecord) -> RunRecord:
         """A `running` row whose process is gone was interrupted (killed, crashed, machine restarted); a

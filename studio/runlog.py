@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Keys of a `log` event that are not curves of their own.
-_LOG_META = ("step", "epoch", "kind", "time")
+from studio.events import DataStats, Done, Evaluation, Event, Note, Progress, Status, TrainLog, parse
 
 
 @dataclass
@@ -45,41 +44,41 @@ class RunView:
     started: float | None = None
     events: int = 0
 
-    def apply(self, event: dict[str, Any]) -> None:
-        kind, t = event.get("kind"), event.get("time", time.time())
+    def apply(self, event: Event) -> None:
+        t = event.time
         self.events += 1
         self.started = self.started or t
-        if kind == "status":
-            self.status = event.get("status", self.status)
-            self._line(t, event.get("message") or self.status)
-        elif kind == "note":
-            self._line(t, event.get("message", ""))
-        elif kind == "progress":
-            self.step = int(event.get("step") or 0)
-            self.max_steps = int(event.get("max_steps") or self.max_steps)
-            self.epoch = float(event.get("epoch") or 0.0)
-            self.elapsed = float(event.get("elapsed") or 0.0)
-            self.eta = event.get("eta")
-        elif kind == "log":
-            step = int(event.get("step") or 0)
+        if isinstance(event, Status):
+            self.status = event.status or self.status
+            self._line(t, event.message or self.status)
+        elif isinstance(event, Note):
+            self._line(t, event.message)
+        elif isinstance(event, Progress):
+            self.step = int(event.step or 0)
+            self.max_steps = int(event.max_steps or self.max_steps)
+            self.epoch = float(event.epoch or 0.0)
+            self.elapsed = float(event.elapsed or 0.0)
+            self.eta = event.eta
+        elif isinstance(event, TrainLog):
             for key, series in (("loss", self.train_loss), ("learning_rate", self.learning_rate),
                                 ("grad_norm", self.grad_norm)):  # fmt: skip
-                if isinstance(event.get(key), (int, float)):
-                    series.append((step, float(event[key])))
-        elif kind == "eval":
-            values = {k: v for k, v in event.items() if k not in ("kind", "time", "split")}
-            if event.get("split") == "test":
-                self.test = values
-                self._line(t, "test: " + _metric_line(values))
+                if isinstance(event.values.get(key), (int, float)):
+                    series.append((event.step, float(event.values[key])))
+        elif isinstance(event, Evaluation):
+            if event.split == "test":
+                self.test = dict(event.metrics)
+                self._line(t, "test: " + _metric_line(self.test))
             else:
+                where = {"step": event.step, "epoch": event.epoch}
+                values = {**{k: v for k, v in where.items() if v is not None}, **event.metrics}
                 self.evals.append(values)
-                self._line(t, f"evaluation at step {values.get('step')}: " + _metric_line(values))
-        elif kind == "data":
-            self.data = {k: v for k, v in event.items() if k not in ("kind", "time")}
-        elif kind == "done":
+                self._line(t, f"evaluation at step {event.step}: " + _metric_line(values))
+        elif isinstance(event, DataStats):
+            self.data = {"stats": event.stats, "label_names": event.label_names, "fingerprint": event.fingerprint}
+        elif isinstance(event, Done):
             self.finished = True
-            self.status = event.get("status", "done")
-            self.message = event.get("message", "")
+            self.status = event.status or "done"
+            self.message = event.message
             self._line(t, f"{self.status}: {self.message}")
 
     def _line(self, t: float, text: str) -> None:
@@ -99,7 +98,7 @@ def _metric_line(values: dict[str, Any]) -> str:
     return ", ".join(parts) or "(no metrics)"
 
 
-def view_of(events: list[dict[str, Any]]) -> RunView:
+def view_of(events: list[Event]) -> RunView:
     view = RunView()
     for event in events:
         view.apply(event)
@@ -130,10 +129,11 @@ class LogFollower:
             end = chunk.rfind(b"\n") + 1
             for raw in chunk[:end].splitlines():
                 try:
-                    event = json.loads(raw)
+                    obj = json.loads(raw)
                 except ValueError:  # a damaged line (disk full, killed mid-write) must not hide the rest
                     continue
-                if isinstance(event, dict):
+                event = parse(obj) if isinstance(obj, dict) else None
+                if event is not None:
                     self.view.apply(event)
             self._offset += end
             return self.view

@@ -3,7 +3,7 @@
 `plan(config, device, num_labels, train_rows)` returns the config that trains and each choice made, as
 (field, before, after, why) lines that the UI shows before a run starts and the run's log and eval.json
 record. `as_set` changes nothing, and neither does any profile on a CPU: the choices are about GPU kernels
-and GPU memory (bf16 autocast is ~20x slower than fp32 on CPUs without native bf16, see phases.py).
+and GPU memory (bf16 autocast is ~20x slower than fp32 on CPUs without native bf16, see studio/precision.py).
 
 The rules come from measurements on an H100 (benchmarks/train_speed.py: bert-base, IMDb's token lengths,
 through the studio's own Run; README, "Training speed"):
@@ -23,7 +23,7 @@ through the studio's own Run; README, "Training speed"):
 Not chosen (yet): length-grouped batches (`train.length_grouping`). They pad less, but every batch then has
 another shape, and on the H100 the seed recipe trained 13% slower with them and peaked 18% higher (the
 allocator keeps blocks of each shape); fast at batch 128 measured 8% slower. Grouped batches now pad to
-multiples of 64 tokens (phases.LENGTH_BUCKET: 4 shapes at 256), which is still to measure (issue 8).
+multiples of 64 tokens (hf_trainer.LENGTH_BUCKET: 4 shapes at 256), which is still to measure (issue 8).
 
 Frugal keeps the seed study's memory savers (4-bit base, checkpointing, paged 8-bit AdamW) and drops fp16's
 loss scaler (bf16 needs none). The seed recipe's time is a fixed cost per micro-batch (the GPU was idle 91%

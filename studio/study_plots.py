@@ -232,11 +232,8 @@ def run_figures(registry: Any, run_id: str) -> dict[str, go.Figure]:
         figures["Labels per split"] = plots.label_distribution(counts)
     figures["Loss"] = plots.loss_curves(view.train_loss, [(e["step"], e["loss"]) for e in view.evals if "loss" in e])
     figures["Validation metrics"] = plots.metric_curves(view.evals)
-    test = summary.get("test") or {}
-    if "confusion_matrix" in test:
-        figures["Test confusion matrix"] = plots.confusion_matrix(
-            test["confusion_matrix"], summary["data"]["label_names"]
-        )
+    if summary is not None and summary.test.confusion_matrix:
+        figures["Test confusion matrix"] = plots.confusion_matrix(summary.test.confusion_matrix, summary.label_names)
     return figures
 
 

@@ -1,14 +1,15 @@
-"""A training run: the HF Trainer in a background thread, talking to the outside through events.
+"""A training run: the recipe's phases (studio/recipe.py) in a background thread, its events, its registry row.
 
-`Run` has clear phases (setup data -> setup model -> train -> evaluate -> save -> cleanup). It publishes
-`Event`s on a queue for in-process listeners and appends each to the run's ``metrics.jsonl``, the durable
-log a reloaded page or another process re-reads. `stop()` sets a flag that a TrainerCallback turns into
-``control.should_training_stop``: the run then evaluates and saves what it has and ends as `stopped`.
+`Run` calls the phases of a `ClassifierRecipe` in order and owns everything around them: the thread, the
+registry row and run folder (created once data and model are ready, so bad input writes nothing), and the
+events (studio/events.py), published on a queue for in-process listeners and appended to the run's
+``metrics.jsonl``, the durable log a reloaded page or another process re-reads. `stop()` sets a flag that the
+recipe's Trainer callback turns into ``control.should_training_stop``: the run then evaluates and saves what
+it has and ends as `stopped`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -16,31 +17,24 @@ import socket
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from studio import distributed
-from studio.config import BNB_OPTIMIZERS, RunConfig
+from studio.config import RunConfig
 from studio.errors import StudioError
+from studio.events import Done, Event, Note, Status
 from studio.registry import Registry, RunRecord, write_json_atomic
+from studio.results import RunSummary
+
+if TYPE_CHECKING:
+    from studio.recipe import ClassifierRecipe
 
 log = logging.getLogger(__name__)
 
 STOP_FILE = "STOP"
-"""A file of this name in a training run's folder asks it to stop (`request_stop`)."""
-
-EventKind = Literal["status", "progress", "log", "eval", "note", "data", "done"]
-
-
-@dataclass
-class Event:
-    kind: EventKind
-    data: dict[str, Any]
-    time: float = field(default_factory=time.time)
-
-    def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "time": round(self.time, 3), **self.data}, default=float)
+"""A file of this name in a training run's folder asks it to stop (`request_stop`); recipe.STOP_FILE too."""
 
 
 @dataclass
@@ -49,8 +43,8 @@ class RunResult:
     """None when the run ended before training began (nothing was written)."""
     status: Literal["completed", "stopped", "failed"]
     message: str
-    summary: dict[str, Any]
-    """eval.json's content: test/validation metrics, efficiency, reproducibility."""
+    summary: RunSummary | None
+    """eval.json's content: test/validation metrics, efficiency, reproducibility (None when it has none)."""
 
 
 class Run:
@@ -68,7 +62,7 @@ class Run:
         self.resume = resume
         """(run id, checkpoint folder) when this continues an interrupted run (`Run.resuming`)."""
         self.trained: RunConfig = config
-        """What trains: `config` after its speed profile (phases.plan_speed); the run folder's config.yaml."""
+        """What trains: `config` after its speed profile (recipe.plan_speed); the run folder's config.yaml."""
         self.registry = registry
         self.progress_bar = progress_bar
         self.events: queue.Queue[Event] = queue.Queue()
@@ -94,7 +88,7 @@ class Run:
         """The run that continues interrupted run `run_id` from its last complete checkpoint, in its own folder
         and row, with the config it trained with; the Trainer restores the weights, optimizer, scheduler,
         random states and the place in the data, so it ends where the uninterrupted run would have."""
-        from studio.phases import last_checkpoint
+        from studio.checkpoints import last_checkpoint
 
         record = registry.get(run_id)
         if record.status != "interrupted":
@@ -154,7 +148,7 @@ class Run:
         """Ask the run to stop after the current step; it still evaluates and saves what it trained."""
         if not self._stop.is_set():
             self._stop.set()
-            self.emit("note", message="stop requested: finishing the current step, then evaluating and saving")
+            self.emit(Note("stop requested: finishing the current step, then evaluating and saving"))
 
     @property
     def stop_requested(self) -> bool:
@@ -177,8 +171,7 @@ class Run:
             self._thread.join(timeout)
         return self._result
 
-    def emit(self, kind: EventKind, **data: Any) -> None:
-        event = Event(kind, data)
+    def emit(self, event: Event) -> None:
         self.events.put(event)
         with self._log_lock:
             if self.dir is None:
@@ -192,8 +185,8 @@ class Run:
             return
         with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(event.to_json() + "\n")
-        if event.kind in ("status", "note", "done"):
-            line = event.data.get("message") or event.data.get("status", "")
+        if isinstance(event, (Status, Note, Done)):
+            line = event.line
             stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
             with open(self.dir / "log.txt", "a", encoding="utf-8") as f:
                 f.write(f"{stamp} {event.kind}: {line}\n")
@@ -201,14 +194,18 @@ class Run:
     # ---- phases --------------------------------------------------------------------------------------
     def execute(self) -> RunResult:
         """Run every phase here; any failure ends the run as `failed` with a readable message."""
+        from studio.recipe import ClassifierRecipe
+
         t0 = time.time()
-        state: dict[str, Any] = {}
+        recipe = ClassifierRecipe(self.config, emit=self.emit, stop_requested=lambda: self.stop_requested,
+                                  world=self.world, cache_dir=self.registry.runs_dir / ".cache",
+                                  progress_bar=self.progress_bar)  # fmt: skip
         crash: BaseException | None = None
-        outcome: tuple[str, str, dict[str, Any]] = ("failed", "", {})
+        outcome: tuple[str, str, RunSummary | None] = ("failed", "", None)
         try:
-            outcome = self._phases(state, t0)
+            outcome = self._phases(recipe, t0)
         except StudioError as e:
-            outcome = ("failed", str(e), {})
+            outcome = ("failed", str(e), None)
         except Exception as e:  # any crash becomes a readable `failed` run; the traceback goes to log.txt
             self._create_record(collective=False)  # a crash is a bug report: keep its folder before training too
             if self.dir is not None and self.world.writes:
@@ -216,113 +213,70 @@ class Run:
                     f.write(traceback.format_exc())
             else:  # another rank of a multi-GPU run: its own output is where its traceback goes
                 traceback.print_exc()
-            crash = _without_frames(e)
+            crash = without_frames(e)
         finally:
-            num_labels = len(state["data"].label_names) if "data" in state else 2
-            if state:
-                from studio.phases import cleanup
-
-                cleanup(self, state)
+            num_labels = recipe.num_labels
+            recipe.cleanup(self.dir)
         if crash is not None:  # explained after cleanup: an out-of-memory's advice reads the memory freed
-            from studio.phases import explain_failure
+            from studio.failures import explain_failure
 
-            outcome = ("failed", explain_failure(crash, self.trained, num_labels), {})
+            outcome = ("failed", explain_failure(crash, self.trained, num_labels), None)
         return self._finish(*outcome, t0)
 
-    def _phases(self, state: dict[str, Any], t0: float) -> tuple[str, str, dict[str, Any]]:
-        from studio import phases
-
-        not_started = ("stopped", "stopped before training began", {})
+    def _phases(self, recipe: ClassifierRecipe, t0: float) -> tuple[str, str, RunSummary | None]:
+        not_started = ("stopped", "stopped before training began", None)
         distributed.setup(self.world)
-        self.emit("status", status="preparing data", message=f"loading {self.config.data.source}")
+        self.emit(Status("preparing data", f"loading {self.config.data.source}"))
         with distributed.main_first(self.world):  # rank 0 fills the data and tokenization caches first
-            state["data"] = phases.setup_data(self, self.config)
+            recipe.setup_data()
         if distributed.any_rank(self.world, self._stop.is_set()):
             return not_started
-        state["plan"] = phases.plan_speed(self, self.config, state["data"])
-        self.trained = state["plan"].config
-        state["allocator"] = phases.configure_allocator(self.trained)
-        self.emit("status", status="loading model", message=f"loading {self.config.model.name}")
+        recipe.plan_speed()
+        self.trained = recipe.trained
+        self.emit(Status("loading model", f"loading {self.config.model.name}"))
         with distributed.main_first(self.world):
-            state["bundle"], state["tokenized"] = phases.setup_model(self, self.trained, state["data"])
+            recipe.setup_model()
         if distributed.any_rank(self.world, self._stop.is_set()):
             return not_started
-        # the disk is checked before anything is written
-        self._create_record(disk_mb=phases.disk_needed_mb(self.trained, state["bundle"]))
-        state["trainer"] = phases.build_trainer(self, self.trained, state)
-        checkpoint = str(self.resume[1]) if self.resume else None
-        if checkpoint:
-            self.emit("note", message=f"resuming from {self.resume[1].name} (the last complete checkpoint)")
-        self.emit("status", status="training", message="training")
-        with phases.tokenizers_serial(self.trained.train.dataloader_workers):
-            train_out = state["trainer"].train(resume_from_checkpoint=checkpoint)
-            stopped = self._stop.is_set()
-            self.emit("status", status="evaluating", message="evaluating on the test split")
-            summary = phases.evaluate(self, self.trained, state, train_out, t0)
-        self.emit("status", status="saving", message="saving the model")
-        phases.save(self, state)
-        accuracy = summary["test"]["accuracy"]
+        self._create_record(disk_mb=recipe.disk_needed_mb())  # the disk is checked before anything is written
+        assert self.dir is not None
+        recipe.setup_trainer(self.dir, self.id)
+        self.emit(Status("training", "training"))
+        train_out = recipe.train(self.resume[1] if self.resume else None)
+        stopped = self._stop.is_set()
+        self.emit(Status("evaluating", "evaluating on the test split"))
+        summary = recipe.evaluate(train_out, self.id, self.dir, t0)
+        self.emit(Status("saving", "saving the model"))
+        recipe.save(self.dir)
+        accuracy = summary.test.accuracy
         if stopped:
             return "stopped", f"stopped early; test accuracy {accuracy:.4f}", summary
         return "completed", f"test accuracy {accuracy:.4f}", summary
 
-    def _finish(self, status: str, message: str, summary: dict[str, Any], t0: float) -> RunResult:
+    def _finish(self, status: str, message: str, summary: RunSummary | None, t0: float) -> RunResult:
+        done = Done(status, message, round(time.time() - t0, 1))
         if self.record is None:  # ended before training began (bad input, or stopped): nothing was written
-            self.emit("done", status=status, message=message, seconds=round(time.time() - t0, 1))
-            self._result = RunResult(None, status, message, {})  # type: ignore[arg-type]
+            self.emit(done)
+            self._result = RunResult(None, status, message, None)  # type: ignore[arg-type]
             return self._result
         assert self.dir is not None
         if not self.world.writes:  # rank 0 records how the run ended
-            self.emit("done", status=status, message=message, seconds=round(time.time() - t0, 1))
+            self.emit(done)
             self._result = RunResult(self.id, status, message, summary)  # type: ignore[arg-type]
             return self._result
-        if summary:
-            summary["status"] = status
-            write_json_atomic(self.dir / "eval.json", summary)  # written last: the run is complete
-        test = summary.get("test", {})
-        eff = summary.get("efficiency", {})
-        self.registry.update(
-            self.id,
-            status=status,
-            message=message,
-            finished=time.time(),
-            accuracy=test.get("accuracy"),
-            f1_macro=test.get("f1_macro"),
-            f1_weighted=test.get("f1_weighted"),
-            peak_memory_mb=eff.get("peak_memory_mb"),
-            train_seconds=eff.get("train_seconds"),
-            trainable_params=eff.get("trainable_params"),
-            total_params=eff.get("total_params"),
-        )
-        self.emit("done", status=status, message=message, seconds=round(time.time() - t0, 1))
+        if summary is not None:
+            summary.status = status
+            write_json_atomic(self.dir / "eval.json", summary.to_dict())  # written last: the run is complete
+        self.registry.finish(self.id, status, message, summary)
+        self.emit(done)
         self._result = RunResult(self.id, status, message, summary)  # type: ignore[arg-type]
         return self._result
 
 
-def needs_bitsandbytes(config: RunConfig) -> list[tuple[str, str]]:
-    """(field, what) pairs of the config that need bitsandbytes."""
-    out = []
-    if config.method.quantized:
-        out.append(("method.name", f"QLoRA ({config.method.bits}-bit)"))
-    if config.train.optimizer in BNB_OPTIMIZERS:
-        out.append(("train.optimizer", f"the {config.train.optimizer} optimizer"))
-    return out
+def without_frames(e: BaseException) -> BaseException:
+    from studio.failures import without_frames as clear
 
-
-def _without_frames(e: BaseException) -> BaseException:
-    """`e` (and the exceptions it chains) with its traceback's frames cleared and dropped. A traceback keeps
-    every frame's locals alive, the model and the batch's activations among them, so a failed run would keep
-    its GPU memory until a later garbage collection, and an out-of-memory's advice would read the memory free
-    before the run's was given back (found by benchmarks/oom_check.py on an H100: 5.9 GB still held)."""
-    seen: set[int] = set()
-    chained: BaseException | None = e
-    while chained is not None and id(chained) not in seen:
-        seen.add(id(chained))
-        if chained.__traceback__ is not None:
-            traceback.clear_frames(chained.__traceback__)
-            chained.__traceback__ = None
-        chained = chained.__cause__ or chained.__context__
-    return e
+    return clear(e)
 
 
 def request_stop(registry: Registry, run_id: str) -> str:

@@ -79,7 +79,7 @@ def test_two_processes_train_one_run_as_one_process_would(pair):
     registry, single, double, stdout = pair
     assert len(registry.list(status="completed")) == 2  # rank 1 created no row of its own
     assert stdout.count("completed") == 1 and "on 2 processes" in stdout  # rank 0 alone prints
-    a, b = registry.summary(single), registry.summary(double)
+    a, b = (registry.summary(r).to_dict() for r in (single, double))
     assert a["distributed"] == {"processes": 1, "per_device_batch": 8, "grad_accum": 2, "effective_batch": 16}
     assert b["distributed"] == {"processes": 2, "per_device_batch": 8, "grad_accum": 1, "effective_batch": 16}
     assert a["efficiency"]["steps"] == b["efficiency"]["steps"] == 12  # 192 rows / 16
@@ -130,7 +130,7 @@ def test_qlora_across_two_processes_stops_on_every_rank(tmp_path, tiny_model_dir
     record = registry.get(run_id)
     assert record.status == "stopped", record.message
     summary = registry.summary(run_id)
-    assert 0 < summary["efficiency"]["steps"] < 400 and summary["test"]["n"] == 24
+    assert 0 < summary.efficiency.steps < 400 and summary.test.n == 24
     assert "4-bit" in record.method and not (registry.run_dir(run_id) / "STOP").exists()
     again = studio(runs, "stop", run_id)  # a finished run: nothing to stop, said plainly
     assert again.returncode == 2 and "not training" in again.stderr
@@ -153,7 +153,7 @@ def test_accelerate_launch_runs_the_same_command(tmp_path, tiny_model_dir):
     out = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     (record,) = Registry(runs).list()
-    assert record.status == "completed" and Registry(runs).summary(record.id)["distributed"]["processes"] == 2
+    assert record.status == "completed" and Registry(runs).summary(record.id).distributed.processes == 2
 
 
 def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_model_dir):
@@ -237,7 +237,7 @@ def test_train_tab_runs_one_run_on_two_processes_and_streams_it(tmp_path, tiny_m
         )  # results; the log pane
         record = app.studio.registry.list()[0]
         assert record.status == "completed" and len(app.studio.registry.list()) == 1
-        assert app.studio.registry.summary(record.id)["distributed"]["processes"] == 2
+        assert app.studio.registry.summary(record.id).distributed.processes == 2
         app.studio.jobs.current().run.wait(60)  # the launcher exits after rank 0 recorded the end
         assert not app.studio.jobs.current().alive()
         assert not list((tmp_path / "runs" / ".launch").glob("*.yaml"))  # the launch's config file is gone

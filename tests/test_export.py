@@ -93,16 +93,16 @@ def test_model_card_front_matter_and_body(runs):
     assert meta["tags"] == ["fine-tune-studio", "qlora", "imdb-sample"]
     assert "base_model" not in meta and "datasets" not in meta  # a local base folder, a shipped sample
     metrics = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
-    test = summary["test"]
-    assert metrics == {"Accuracy": test["accuracy"], "F1 (weighted)": test["f1_weighted"],
-                       "F1 (macro)": test["f1_macro"]}  # fmt: skip
+    test = summary.test
+    assert metrics == {"Accuracy": test.accuracy, "F1 (weighted)": test.f1_weighted,
+                       "F1 (macro)": test.f1_macro}  # fmt: skip
     from huggingface_hub import ModelCard
 
-    assert ModelCard(card).data.eval_results[0].metric_value == test["accuracy"]  # the Hub's own parser agrees
+    assert ModelCard(card).data.eval_results[0].metric_value == test.accuracy  # the Hub's own parser agrees
     for words in ("| 0 | negative |", "192 train / 24 validation / 24 test", "max_length: 32", "QLoRA, placement qv",
                   "rank 4, alpha 32", "4-bit nf4", "saved whole: classifier", "| learning rate | 0.02 |",
                   "| optimizer | adamw_torch |", "| negative |", "trainable parameters:", "peak memory:",
-                  summary["reproducibility"]["config_hash"], "python -m studio train config.yaml",
+                  summary.reproducibility.config_hash, "python -m studio train config.yaml",
                   "PeftModel.from_pretrained", "BitsAndBytesConfig"):  # fmt: skip
         assert words in card, words
 

@@ -9,6 +9,7 @@ import pytest
 from test_training import tiny_config
 
 from studio.errors import StudioError
+from studio.events import parse
 from studio.jobs import Jobs
 from studio.registry import Registry
 from studio.runlog import LogFollower, view_of
@@ -44,7 +45,7 @@ def test_one_run_at_a_time_stop_and_a_fresh_view_of_the_log(tiny_model_dir, runs
     fresh = LogFollower(Registry(runs_dir).run_dir(result.run_id) / "metrics.jsonl").refresh()
     assert fresh.train_loss == live.train_loss and len(fresh.train_loss) >= 4
     assert fresh.evals and fresh.evals[0]["step"] == 3 and "accuracy" in fresh.evals[0]
-    assert fresh.test["accuracy"] == pytest.approx(result.summary["test"]["accuracy"])
+    assert fresh.test["accuracy"] == pytest.approx(result.summary.test.accuracy)
     assert jobs.view(result.run_id) is live  # the run id and the job key name the same follower
     assert jobs.active() is None
     jobs.start(config.with_overrides(["train.max_steps=2"])).run.wait(timeout=120)  # the slot is free again
@@ -79,5 +80,5 @@ def test_follower_reads_only_complete_new_lines_and_skips_damaged_ones(tmp_path)
     assert view.evals == [{"step": 5, "accuracy": 0.75, "loss": 0.6}]
     assert view.test == {"accuracy": 0.7} and view.finished and view.status == "completed"
     assert view.events == 6 and any("test accuracy 0.7" in line for line in view.log)
-    assert view_of([json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")
-                    and line.endswith("}")]).evals == view.evals  # fmt: skip
+    lines = [line for line in path.read_text().splitlines() if line.startswith("{") and line.endswith("}")]
+    assert view_of([parse(json.loads(line)) for line in lines]).evals == view.evals

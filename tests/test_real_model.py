@@ -23,6 +23,6 @@ def test_minilm_learns_imdb_sentiment_well_above_chance(runs_dir):
     registry = Registry(runs_dir)
     result = Run(config, registry).execute()
     assert result.status == "completed", result.message
-    assert result.summary["test"]["accuracy"] >= 0.68
-    assert result.summary["test"]["f1_macro"] >= 0.66  # both classes, not one
+    assert result.summary.test.accuracy >= 0.68
+    assert result.summary.test.f1_macro >= 0.66  # both classes, not one
     assert_reload_reproduces_saved_predictions(registry, result.run_id)

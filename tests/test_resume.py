@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from test_training import events_of, tiny_config
 
+from studio.checkpoints import last_checkpoint
 from studio.cli import main
 from studio.errors import StudioError
-from studio.phases import last_checkpoint
 from studio.registry import Registry
 from studio.training import Run
 
@@ -69,9 +69,9 @@ def test_a_killed_run_resumes_to_the_uninterrupted_metrics(tiny_model_dir, tmp_p
     done = registry.get(record.id)
     assert done.status == "completed" and not (registry.run_dir(record.id) / "checkpoints").exists()
     summary = registry.summary(record.id)
-    assert summary["efficiency"]["steps"] == 10
+    assert summary.efficiency.steps == 10
     for key in ("accuracy", "f1_macro", "f1_weighted"):
-        assert summary["test"][key] == pytest.approx(whole.summary["test"][key], abs=1e-6), key
+        assert getattr(summary.test, key) == pytest.approx(getattr(whole.summary.test, key), abs=1e-6), key
     runs = ((registry, record.id), (Registry(tmp_path / "whole"), whole.run_id))
     probs = [np.stack(pd.read_parquet(r.run_dir(i) / "predictions.parquet")["probs"].to_numpy()) for r, i in runs]
     np.testing.assert_allclose(probs[0], probs[1], atol=1e-6)

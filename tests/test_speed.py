@@ -132,7 +132,7 @@ def test_a_run_records_what_trained_beside_what_was_asked(tiny_model_dir, runs_d
     assert RunConfig.from_yaml(folder / "requested.yaml") == asked
     record = registry.get(result.run_id)
     assert record.config_hash == asked.config_hash() and record.method.startswith("lora")
-    speed = result.summary["reproducibility"]["speed"]
+    speed = result.summary.reproducibility.speed
     assert speed["profile"] == "fast" and any(c["field"] == "method.name" for c in speed["choices"])
     notes = [e["message"] for e in events_of(registry, result.run_id) if e["kind"] == "note"]
     assert any(n.startswith("speed fast: method.name: qlora -> lora") for n in notes)
@@ -141,7 +141,7 @@ def test_a_run_records_what_trained_beside_what_was_asked(tiny_model_dir, runs_d
 def test_length_grouped_batches_pad_less_and_cover_every_row(tiny_model_dir):
     from datasets import Dataset
 
-    from studio.phases import _length_grouped_trainer
+    from studio.hf_trainer import length_grouped_trainer as _length_grouped_trainer
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(10, 256, size=2000).tolist()
@@ -180,7 +180,8 @@ def test_the_model_tab_shows_each_choice_of_the_plan(tiny_model_dir):
 
 def test_grouped_batches_pad_to_a_few_shapes_never_past_max_length():
     from studio.config import TrainConfig
-    from studio.phases import LENGTH_BUCKET, _pad_multiple
+    from studio.hf_trainer import LENGTH_BUCKET
+    from studio.hf_trainer import pad_multiple as _pad_multiple
 
     grouped, plain = TrainConfig(length_grouping=True), TrainConfig()
     assert _pad_multiple(grouped, "bf16", 256) == LENGTH_BUCKET == 64
@@ -191,20 +192,16 @@ def test_grouped_batches_pad_to_a_few_shapes_never_past_max_length():
 def test_expandable_segments_are_on_for_the_run_that_asks_and_off_after_it(monkeypatch, tmp_path):
     import torch
 
-    from studio import phases
+    from studio import recipe
 
     calls: list[str] = []
     monkeypatch.setattr(torch.cuda.memory, "_set_allocator_settings", calls.append)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     asked = RunConfig.from_dict({"train": {"expandable_segments": True}})
-    assert phases.configure_allocator(asked) is False and calls == []  # no GPU: nothing to set
+    assert recipe.configure_allocator(asked) is False and calls == []  # no GPU: nothing to set
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert phases.configure_allocator(RunConfig()) is False and calls == []
-    state = {"allocator": phases.configure_allocator(asked)}
+    assert recipe.configure_allocator(RunConfig()) is False and calls == []
+    turned_on = recipe.configure_allocator(asked)
     assert calls == ["expandable_segments:True"]
-
-    class NoFolder:
-        dir = None
-
-    phases.cleanup(NoFolder(), state)
+    recipe.release_device_memory(turned_on)
     assert calls == ["expandable_segments:True", "expandable_segments:False"]

@@ -300,7 +300,7 @@ def test_runs_in_separate_processes_at_once_with_a_failure_and_resume(tiny_model
     failed = [e["message"] for e in ends if e["status"] == "failed"]
     assert len(failed) == 2 and all(m.startswith("error: data.text_column") for m in failed)
     # each run was its own process, pinned to one GPU, and two trained at the same time
-    pinned = {registry.summary(r.id)["reproducibility"]["device"].get("visible_devices") for r in runs}
+    pinned = {registry.summary(r.id).reproducibility.device.get("visible_devices") for r in runs}
     assert pinned and pinned <= {"0", "1"}
     assert len({r.pid for r in runs}) == 2
     assert [kind for kind, _ in events[:2]] == ["start", "start"]  # the second began before the first ended

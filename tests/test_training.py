@@ -16,6 +16,7 @@ import torch
 from studio import inference
 from studio.config import RunConfig
 from studio.errors import RunNotFoundError
+from studio.events import TrainLog
 from studio.inference import Predictor
 from studio.registry import Registry
 from studio.training import Run
@@ -47,7 +48,7 @@ def assert_reload_reproduces_saved_predictions(registry: Registry, run_id: str) 
     got = np.array([[p.probs[n] for n in predictor.label_names] for p in preds])
     np.testing.assert_allclose(got, np.stack(test["probs"].to_numpy()), atol=2e-5)
     summary = registry.summary(run_id)
-    assert summary["test"]["accuracy"] == pytest.approx((got.argmax(1) == test["label"].to_numpy()).mean())
+    assert summary.test.accuracy == pytest.approx((got.argmax(1) == test["label"].to_numpy()).mean())
     return predictor
 
 
@@ -61,17 +62,18 @@ def test_train_evaluate_save_reload_predict_round_trip(tiny_model_dir, runs_dir)
         assert (folder / name).exists(), name
     assert not (folder / "checkpoints").exists() and not list(folder.glob(".*tmp"))
     summary = result.summary
-    assert summary["test"]["n"] == 24 and len(summary["test"]["confusion_matrix"]) == 2
-    assert summary["efficiency"]["trainable_params"] < summary["efficiency"]["total_params"]
-    assert summary["efficiency"]["peak_memory_mb"] > 0 and summary["efficiency"]["steps"] == 12
-    memory = summary["memory"]  # the estimate the studio shows, beside the peak this run measured
-    assert memory["measured_mb"] == summary["efficiency"]["peak_memory_mb"] and memory["estimate_mb"] > 0
-    assert memory["error_pct"] == pytest.approx(100 * (memory["estimate_mb"] / memory["measured_mb"] - 1), abs=0.1)
-    repro = summary["reproducibility"]
-    assert repro["config_hash"] == RunConfig.from_yaml(folder / "config.yaml").config_hash()
-    assert repro["data_fingerprint"] and repro["versions"]["transformers"] and "studio train" in repro["command"]
+    assert summary.test.n == 24 and len(summary.test.confusion_matrix) == 2
+    assert summary.efficiency.trainable_params < summary.efficiency.total_params
+    assert summary.efficiency.peak_memory_mb > 0 and summary.efficiency.steps == 12
+    memory = summary.memory  # the estimate the studio shows, beside the peak this run measured
+    assert memory.measured_mb == summary.efficiency.peak_memory_mb and memory.estimate_mb > 0
+    assert memory.error_pct == pytest.approx(100 * (memory.estimate_mb / memory.measured_mb - 1), abs=0.1)
+    repro = summary.reproducibility
+    assert repro.config_hash == RunConfig.from_yaml(folder / "config.yaml").config_hash()
+    assert repro.data_fingerprint and repro.versions["transformers"] and "studio train" in repro.command
     record = registry.get(result.run_id)
-    assert record.status == "completed" and record.accuracy == summary["test"]["accuracy"]
+    assert record.status == "completed" and record.accuracy == summary.test.accuracy
+    assert registry.summary(result.run_id) == summary  # eval.json reads back to the same typed results
     kinds = [e["kind"] for e in events_of(registry, result.run_id)]
     assert {"status", "progress", "log", "eval", "data", "note"} <= set(kinds) and kinds[-1] == "done"
     predictor = assert_reload_reproduces_saved_predictions(registry, result.run_id)
@@ -115,7 +117,7 @@ def test_early_stopping_stops(tiny_model_dir, runs_dir):
     result = Run(config, registry).execute()
     assert result.status == "completed"
     evals = [e for e in events_of(registry, result.run_id) if e["kind"] == "eval" and "split" not in e]
-    assert len(evals) == 3 and result.summary["efficiency"]["steps"] == 6
+    assert len(evals) == 3 and result.summary.efficiency.steps == 6
 
 
 def test_stop_mid_run_keeps_a_loadable_stopped_run(tiny_model_dir, runs_dir):
@@ -127,12 +129,12 @@ def test_stop_mid_run_keeps_a_loadable_stopped_run(tiny_model_dir, runs_dir):
             event = run.events.get(timeout=1)
         except queue.Empty:
             continue
-        if event.kind == "log" and event.data["step"] >= 2:
+        if isinstance(event, TrainLog) and event.step >= 2:
             break
     run.stop()
     result = run.wait(timeout=120)
     assert result is not None and result.status == "stopped", result
-    assert result.summary["efficiency"]["steps"] < 500
+    assert result.summary.efficiency.steps < 500
     assert registry.get(result.run_id).status == "stopped"
     assert_reload_reproduces_saved_predictions(registry, result.run_id)
 
@@ -159,13 +161,13 @@ def test_bad_data_fails_before_anything_is_written(tiny_model_dir, runs_dir):
 def test_a_crash_becomes_a_readable_failed_run(tiny_model_dir, runs_dir, monkeypatch, error, words):
     import torch
 
-    from studio import phases
+    from studio import hf_trainer
 
     def explode(*args, **kwargs):
         raise {"oom": torch.OutOfMemoryError("CUDA out of memory"), "memory": MemoryError(),
                "crash": RuntimeError("boom")}[error]  # fmt: skip
 
-    monkeypatch.setattr(phases, "build_trainer", explode)
+    monkeypatch.setattr(hf_trainer, "build_trainer", explode)
     registry = Registry(runs_dir)
     result = Run(tiny_config(tiny_model_dir("bert")), registry).execute()
     assert result.status == "failed"
@@ -178,7 +180,8 @@ def test_a_crash_becomes_a_readable_failed_run(tiny_model_dir, runs_dir, monkeyp
 def test_cpu_precision_and_trackers_fall_back_with_notes(monkeypatch):
     import importlib.util
 
-    from studio.phases import resolve_precision, resolve_report_to
+    from studio.hf_trainer import resolve_report_to
+    from studio.precision import resolve_precision
 
     assert resolve_precision("fp16") == ("fp32", "fp16 mixed precision needs a CUDA GPU: training in fp32 on the CPU")
     assert resolve_precision("auto") == ("fp32", None)
@@ -256,7 +259,7 @@ def test_out_of_memory_mid_training_fails_with_the_estimate_and_a_fix_then_the_n
     import torch
     from transformers import Trainer
 
-    from studio import hardware, phases
+    from studio import failures, hardware
     from studio.hardware import Device
     from studio.memory import SAFETY_MARGIN, estimate
 
@@ -276,13 +279,13 @@ def test_out_of_memory_mid_training_fails_with_the_estimate_and_a_fix_then_the_n
         return real_step(self, model, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "training_step", step)
-    real_explain, freed = phases.explain_failure, []
+    real_explain, freed = failures.explain_failure, []
 
     def explain(*args, **kwargs):  # the advice reads the memory free: the run's tensors must be gone by then
         freed.append(models[0]() is None)
         return real_explain(*args, **kwargs)
 
-    monkeypatch.setattr(phases, "explain_failure", explain)
+    monkeypatch.setattr(failures, "explain_failure", explain)
     registry = Registry(runs_dir)
     result = Run(config, registry).execute()
     assert freed == [True], "the failed run's model outlived cleanup (a traceback frame kept it)"
@@ -351,7 +354,7 @@ def test_no_secret_reaches_the_run_folder(tiny_model_dir, runs_dir, monkeypatch)
 def test_tokenizer_parallelism_is_off_only_while_dataloader_workers_may_fork(monkeypatch):
     import os
 
-    from studio.phases import tokenizers_serial
+    from studio.recipe import tokenizers_serial
 
     monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
     with tokenizers_serial(2):

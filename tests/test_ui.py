@@ -35,7 +35,7 @@ def test_ui_and_engine_config_import_no_heavy_libraries():
 
 def test_engine_never_imports_gradio():
     code = (
-        "import sys, studio.config, studio.data, studio.models, studio.training, studio.phases, studio.inference, "
+        "import sys, studio.config, studio.data, studio.models, studio.training, studio.recipe, studio.inference, "
         "studio.cli, studio.jobs, studio.runlog, studio.dataview, studio.plots; assert 'gradio' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -124,13 +124,13 @@ def test_cli_command_reproduces_the_form(app):
 def test_runs_table_lists_the_registry(app, runs_dir):
     registry = Registry(runs_dir)
     record = registry.create(RunConfig())
-    (registry.run_dir(record.id) / "eval.json").write_text("{}")  # finished, with no memory record
+    (registry.run_dir(record.id) / "eval.json").write_text("{}")  # finished, with a damaged eval.json
     registry.update(record.id, status="completed", accuracy=0.81234, train_seconds=12.34)
     ctx = Context.create(runs_dir)
     rows = runs_table(ctx)
     assert rows[0][:2] == [record.id, "completed"] and rows[0][5] == 0.8123
     row = dict(zip(COLUMNS, rows[0], strict=True))  # one value per column, each under its own header
-    assert row["train s"] == 12.3 and row["estimate err %"] is None  # no memory record: no estimate error
+    assert row["train s"] == 12.3 and row["estimate err %"] is None  # no readable results: no estimate error
 
 
 def test_launch_options_login_from_the_environment():

@@ -140,16 +140,16 @@ def test_a_reloaded_page_shows_the_run(page, shots):
     page.reload()  # mid-run: the fresh page re-attaches to the run that goes on training
     page.get_by_text("Fine-Tune Studio").first.wait_for()
     tab(page, "3 · Train")
-    page.locator("#run-status").get_by_text("training").wait_for()
-    assert run_id in page.locator("#run-status").inner_text()
+    page.locator("#run-status").get_by_text(run_id).wait_for()  # the next tick shows the run
+    assert "training" in page.locator("#run-status").inner_text()
     page.locator("#run-results").get_by_text("Validation at step").wait_for()
     page.locator("#stop").click()
     page.locator("#run-status").get_by_text("stopped").wait_for(timeout=120_000)
     page.reload()  # after the end: the finished run and its results
     page.get_by_text("Fine-Tune Studio").first.wait_for()
     tab(page, "3 · Train")
-    page.locator("#run-status").get_by_text("stopped").wait_for()
-    assert run_id in page.locator("#run-status").inner_text()
+    page.locator("#run-status").get_by_text(run_id).wait_for()
+    assert "stopped" in page.locator("#run-status").inner_text()
     page.locator("#run-results").get_by_role("heading", name="Test accuracy").wait_for()
 
 

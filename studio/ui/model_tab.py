@@ -155,7 +155,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
             return f"**{describe(device)}**", plots.empty("no estimate"), f"⚠️ {err}"
         text = _estimate_text(e, config) + _plan_text(speed)
         if not e.fits:
-            from studio.fit import suggestions
+            from studio.memory_advice import suggestions
 
             items = suggestions(config, num_labels, device)
             text += (

@@ -27,7 +27,8 @@ def runs_table(ctx: Context) -> list[list]:
     rows = []
     for r in ctx.registry.list():
         # The estimate's error is in eval.json, written when a run ends: only finished runs have one.
-        error = ctx.registry.summary(r.id).get("memory", {}).get("error_pct") if r.accuracy is not None else None
+        summary = ctx.registry.summary(r.id) if r.accuracy is not None else None
+        error = summary.memory.error_pct if summary is not None else None
         rows.append(
             [
                 r.id,

@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import StudioError
+from studio.results import RunSummary
 from studio.runlog import RunView
 from studio.ui.context import Context
 from studio.ui.feedback import guard
@@ -140,10 +141,9 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
             summary = _summary(ctx, current, ctx.jobs.view(current))
         except StudioError:
             return gr.skip()
-        test = summary.get("test", {})
-        if "confusion_matrix" not in test:
+        if summary is None or not summary.test.confusion_matrix:
             return plots.empty("the test confusion matrix appears when a run ends")
-        return plots.confusion_matrix(test["confusion_matrix"], summary["data"]["label_names"])
+        return plots.confusion_matrix(summary.test.confusion_matrix, summary.label_names)
 
     seen.change(confusion_for, [ref, seen], confusion, show_progress="hidden")
 
@@ -158,11 +158,11 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
     return {"start": start, "stop": stop, "status": status, "ref": ref, "seen": seen, "attach": attach, "name": name}
 
 
-def _summary(ctx: Context, current: str, view: RunView) -> dict:
+def _summary(ctx: Context, current: str, view: RunView) -> RunSummary | None:
     if not view.finished:
-        return {}
+        return None
     run_id = ctx.jobs.run_id(current)
-    return ctx.registry.summary(run_id) if run_id else {}
+    return ctx.registry.summary(run_id) if run_id else None
 
 
 def _status_md(ctx: Context, current: str, view: RunView) -> str:
@@ -210,40 +210,38 @@ def latest_eval_md(view: RunView) -> str:
     return "\n".join(lines)
 
 
-def results_md(summary: dict) -> str:
+def results_md(summary: RunSummary | None) -> str:
     """Test metrics and efficiency of a finished run (eval.json)."""
-    test, eff = summary.get("test", {}), summary.get("efficiency", {})
-    if not test:
+    if summary is None:
         return ""
+    test, eff = summary.test, summary.efficiency
     lines = [
-        f"### Test accuracy {test['accuracy']:.2%} · macro F1 {test['f1_macro']:.3f} · weighted F1 "
-        f"{test['f1_weighted']:.3f}",
-        f"{test.get('n', 0):,} test texts; status **{summary.get('status', '')}**",
+        f"### Test accuracy {test.accuracy:.2%} · macro F1 {test.f1_macro:.3f} · weighted F1 {test.f1_weighted:.3f}",
+        f"{test.n:,} test texts; status **{summary.status or ''}**",
         "",
         "| class | precision | recall | F1 | support |",
         "|---|---|---|---|---|",
     ]
-    for label, m in list(test.get("per_class", {}).items())[:30]:
-        lines.append(f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
-    if eff:
-        lines += [
-            "",
-            f"**Efficiency:** {eff.get('trainable_params', 0):,} trainable of {eff.get('total_params', 0):,} "
-            f"parameters ({eff.get('trainable_percent', 0):.2f}%) · peak memory {eff.get('peak_memory_mb', 0):,.0f} MB "
-            f"({eff.get('peak_memory_kind', '')}) · training {eff.get('train_seconds', 0):,.0f} s for "
-            f"{eff.get('steps', 0)} steps ({eff.get('total_seconds', 0):,.0f} s in all)",
-        ]
-    spread = summary.get("distributed") or {}
-    if spread.get("processes", 1) > 1:
+    for label, m in list(test.per_class.items())[:30]:
+        lines.append(f"| {label} | {m.precision:.3f} | {m.recall:.3f} | {m.f1:.3f} | {m.support} |")
+    lines += [
+        "",
+        f"**Efficiency:** {eff.trainable_params:,} trainable of {eff.total_params:,} "
+        f"parameters ({eff.trainable_percent:.2f}%) · peak memory {eff.peak_memory_mb or 0:,.0f} MB "
+        f"({eff.peak_memory_kind or ''}) · training {eff.train_seconds:,.0f} s for "
+        f"{eff.steps} steps ({eff.total_seconds:,.0f} s in all)",
+    ]
+    spread = summary.distributed
+    if spread is not None and spread.processes > 1:
         lines.append(
-            f"  \n**{spread['processes']} GPUs{' (FSDP)' if spread.get('fsdp') else ''}:** batch "
-            f"{spread['per_device_batch']} per GPU x accumulation {spread['grad_accum']} = effective batch "
-            f"{spread['effective_batch']}; peak memory is rank 0's"
+            f"  \n**{spread.processes} GPUs{' (FSDP)' if spread.fsdp else ''}:** batch "
+            f"{spread.per_device_batch} per GPU x accumulation {spread.grad_accum} = effective batch "
+            f"{spread.effective_batch}; peak memory is rank 0's"
         )
-    memory = summary.get("memory", {})
-    if memory.get("error_pct") is not None:
+    memory = summary.memory
+    if memory.error_pct is not None and memory.estimate_mb is not None and memory.measured_mb is not None:
         lines.append(
-            f"  \n**Memory estimate** {memory['estimate_mb']:,.0f} MB vs measured {memory['measured_mb']:,.0f} MB "
-            f"({memory['error_pct']:+.1f}%, {memory['measured_kind']})"
+            f"  \n**Memory estimate** {memory.estimate_mb:,.0f} MB vs measured {memory.measured_mb:,.0f} MB "
+            f"({memory.error_pct:+.1f}%, {memory.measured_kind})"
         )
     return "\n".join(lines)
