@@ -104,7 +104,7 @@ def _wire_page(app: StudioApp, session: Session, page: Page) -> None:
     train, runs = page.train, page.runs
     app.load(handler(train_tab.attach, session), None, [train.ref, train.seen])
     runs.resume.click(handler(runs_tab.resume_run, session), runs.selected, train.ref, api_name="resume")
-    # The page-load endpoints keep the names clients know them by.
+    # Named as clients have known this endpoint (the click that inspects is /inspect_data).
     app.load(handler(data_tab.inspect_data, session, page.data), page.data.inputs, page.data.outputs(session),
              show_progress="hidden", api_name="inspect_fn")  # fmt: skip
     app.load(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from studio.datasource import SUFFIXES
 from studio.registry import Registry
 from studio.runlog import RunView
 
-UPLOAD_TYPES = [".csv", ".tsv", ".jsonl", ".json", ".parquet", ".gz"]
-"""Data files a page accepts (the Data tab's source, the Playground's file to label): what `studio.data` reads."""
+UPLOAD_TYPES = [*SUFFIXES, ".gz"]
+"""Data files a page accepts (the Data tab's source, the Playground's file to label): the files the engine reads;
+.gz for its text formats gzipped (reviews.csv.gz)."""
 
 
 def rounded(value: float | None, digits: int) -> float | None:

@@ -127,7 +127,8 @@ class StudioApp(gr.Blocks):
 
 def handler(fn: Callable[..., Any], *first: Any) -> Callable[..., Any]:
     """`fn` with its first arguments given (the Session, a tab's components): Gradio passes the inputs' values
-    after them. Keeps `fn`'s name, which Gradio gives the endpoint when the event names none."""
+    after them. Keeps `fn`'s name, which Gradio gives the endpoint when the event names none, and its docstring,
+    the endpoint's description in the API page."""
     bound = functools.partial(fn, *first)
     bound.__name__ = fn.__name__  # type: ignore[attr-defined]
     bound.__doc__ = fn.__doc__
