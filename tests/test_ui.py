@@ -15,10 +15,10 @@ from studio.errors import ConfigError
 from studio.presets import PRESETS_DIR
 from studio.registry import Registry
 from studio.ui import build_app, launch_options
-from studio.ui.context import Context
 from studio.ui.form import get_path
 from studio.ui.model_tab import command_for
 from studio.ui.runs_tab import COLUMNS, runs_table
+from studio.ui.session import Session
 
 PRESETS = sorted(PRESETS_DIR.glob("*.yaml"))
 
@@ -46,20 +46,20 @@ def app(tmp_path_factory):
     return build_app(tmp_path_factory.mktemp("runs"))
 
 
-def form_values(ctx: Context, config: RunConfig) -> dict:
-    return {c: u["value"] for c, u in ctx.form.updates(config).items()}
+def form_values(session: Session, config: RunConfig) -> dict:
+    return session.form.values(config)
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
 def test_every_preset_survives_the_form(app, preset):
     """Shown in the form and read back, a preset is the same config: no field is lost or bent."""
-    ctx: Context = app.studio
+    session: Session = app.studio
     config = RunConfig.from_yaml(preset)
-    values = form_values(ctx, config)
-    assert ctx.form.read(config.to_dict(), values) == config
+    values = form_values(session, config)
+    assert session.form.read(config.to_dict(), values) == config
     # Every bound field comes from the form, not from the base: a form over the defaults gives the preset's values.
-    from_defaults = ctx.form.read(RunConfig().to_dict(), values).to_dict()
-    for b in ctx.form.bindings:
+    from_defaults = session.form.read(RunConfig().to_dict(), values).to_dict()
+    for b in session.form.bindings:
         assert get_path(from_defaults, b.path) == get_path(config.to_dict(), b.path), b.path
 
 
@@ -79,18 +79,18 @@ def test_form_binds_the_knobs_of_every_section(app):
 
 def test_the_app_never_runs_remote_code(app):
     """trust_remote_code only from the CLI: a base config that has it (a run the CLI trained, say) is refused."""
-    ctx: Context = app.studio
-    values = form_values(ctx, RunConfig())
+    session: Session = app.studio
+    values = form_values(session, RunConfig())
     base = RunConfig.from_dict({"model": {"name": "some/hub-model", "trust_remote_code": True}}).to_dict()
     with pytest.raises(ConfigError, match="model.trust_remote_code.*python -m studio train"):
-        ctx.form.read(base, values)
-    assert "model.trust_remote_code" not in {b.path for b in ctx.form.bindings}  # no control for it in the page
+        session.form.read(base, values)
+    assert "model.trust_remote_code" not in {b.path for b in session.form.bindings}  # no control for it in the page
 
 
 def test_form_bad_values_name_their_field(app):
-    ctx: Context = app.studio
-    comps = {b.path: b.components for b in ctx.form.bindings}
-    values = form_values(ctx, RunConfig())
+    session: Session = app.studio
+    comps = {b.path: b.components for b in session.form.bindings}
+    values = form_values(session, RunConfig())
     for path, value, words in [
         ("data.split_ratios", "0.8, 0.1", "data.split_ratios: needs 3 values"),
         ("data.split_ratios", "0.8, x, 0.1", "data.split_ratios: '0.8, x, 0.1' is not a list of numbers"),
@@ -100,12 +100,12 @@ def test_form_bad_values_name_their_field(app):
     ]:
         bad = {**values, comps[path][0]: value}
         with pytest.raises(ConfigError, match=words):
-            ctx.form.read(None, bad)
+            session.form.read(None, bad)
     k, n = comps["data.balance"][1:]
     on = {**values, comps["data.balance"][0]: True, k: 4, n: 2}
     with pytest.raises(ConfigError, match="data.balance.num_samples"):
-        ctx.form.read(None, on)
-    assert ctx.form.read(None, {**on, n: 1600}).data.balance.per_label == 400
+        session.form.read(None, on)
+    assert session.form.read(None, {**on, n: 1600}).data.balance.per_label == 400
 
 
 def test_cli_command_reproduces_the_form(app):
@@ -126,8 +126,8 @@ def test_runs_table_lists_the_registry(app, runs_dir):
     record = registry.create(RunConfig())
     (registry.run_dir(record.id) / "eval.json").write_text("{}")  # finished, with a damaged eval.json
     registry.update(record.id, status="completed", accuracy=0.81234, train_seconds=12.34)
-    ctx = Context.create(runs_dir)
-    rows = runs_table(ctx)
+    session = Session.create(runs_dir)
+    rows = runs_table(session)
     assert rows[0][:2] == [record.id, "completed"] and rows[0][5] == 0.8123
     row = dict(zip(COLUMNS, rows[0], strict=True))  # one value per column, each under its own header
     assert row["train s"] == 12.3 and row["estimate err %"] is None  # no readable results: no estimate error
@@ -148,13 +148,13 @@ def test_uploads_have_a_size_limit_from_the_environment():
 
 
 def test_uploads_are_kept_outside_gradios_temporary_cache(tmp_path):
-    ctx = Context.create(tmp_path / "runs")
+    session = Session.create(tmp_path / "runs")
     upload = tmp_path / "gradio-tmp" / "reviews.csv"
     upload.parent.mkdir()
     upload.write_text("text,label\nfine,1\n")
-    kept = ctx.keep_upload(upload)
-    assert kept.parent == ctx.uploads_dir and kept.read_text() == upload.read_text()
-    assert ctx.keep_upload(upload) == kept  # same content: one copy
+    kept = session.keep_upload(upload)
+    assert kept.parent == session.uploads_dir and kept.read_text() == upload.read_text()
+    assert session.keep_upload(upload) == kept  # same content: one copy
     upload.unlink()
     assert Path(kept).is_file()
 

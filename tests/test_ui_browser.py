@@ -131,16 +131,28 @@ def test_train_tab_streams_then_stops_cleanly(page, shots):
     page.screenshot(path=shots / "3-train-stopped.png", full_page=True)
 
 
+def started_run(page, timeout: float = 120) -> str:
+    """The id of the run Start began, once the status line shows it. (Before the first tick the status line,
+    "No run yet: press Start training", already has the word "training"; a re-attached page shows the newest
+    run's progress until then.)"""
+    deadline = time.time() + timeout
+    while True:
+        run_id = page.app.studio.jobs.current().run_id
+        if run_id and run_id in page.locator("#run-status").inner_text():
+            return run_id
+        assert time.time() < deadline, "the run never showed"
+        time.sleep(0.5)
+
+
 def test_a_reloaded_page_shows_the_run(page, shots):
     tab(page, "3 · Train")
     page.locator("#start").click()
-    page.locator("#run-status").get_by_text("training").wait_for()
+    run_id = started_run(page)
     wait_for_progress(page)
-    run_id = page.app.studio.jobs.current().run_id
     page.reload()  # mid-run: the fresh page re-attaches to the run that goes on training
     page.get_by_text("Fine-Tune Studio").first.wait_for()
     tab(page, "3 · Train")
-    page.locator("#run-status").get_by_text(run_id).wait_for()  # the next tick shows the run
+    page.locator("#run-status").get_by_text(run_id).wait_for()
     assert "training" in page.locator("#run-status").inner_text()
     page.locator("#run-results").get_by_text("Validation at step").wait_for()
     page.locator("#stop").click()
@@ -148,8 +160,8 @@ def test_a_reloaded_page_shows_the_run(page, shots):
     page.reload()  # after the end: the finished run and its results
     page.get_by_text("Fine-Tune Studio").first.wait_for()
     tab(page, "3 · Train")
-    page.locator("#run-status").get_by_text(run_id).wait_for()
-    assert "stopped" in page.locator("#run-status").inner_text()
+    page.locator("#run-status").get_by_text("stopped").wait_for()
+    assert run_id in page.locator("#run-status").inner_text()
     page.locator("#run-results").get_by_role("heading", name="Test accuracy").wait_for()
 
 

@@ -9,8 +9,20 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # gradio's import takes seconds: `launch_options` alone does without it
+    import gradio as gr
+
+    from studio.ui.compare_tab import CompareTab
+    from studio.ui.data_tab import DataTab
+    from studio.ui.model_tab import ModelTab
+    from studio.ui.playground_tab import PlaygroundTab
+    from studio.ui.runs_tab import RunsTab
+    from studio.ui.session import Session, StudioApp
+    from studio.ui.train_tab import TrainTab
 
 CSS = """
 .studio-progress { display:flex; flex-direction:column; gap:4px; font-size:0.9rem; }
@@ -23,14 +35,36 @@ CSS = """
 """
 
 
-def build_app(runs_dir: str | Path, preset: str | Path | None = None, grids_dir: str | Path | None = None) -> Any:
+INTRO = (
+    "# Fine-Tune Studio\nFine-tune a text classifier with full fine-tuning, LoRA, QLoRA or IA3. "
+    "The defaults train **MiniLM-L6 on the shipped IMDb sample**: press *Start training* in the "
+    "**Train** tab for a real sentiment model in a few minutes, even on a laptop CPU."
+)
+
+
+@dataclass
+class Page:
+    """The tabs of one app as built, and the tab pages whose opening refreshes them."""
+
+    data: DataTab
+    model: ModelTab
+    train: TrainTab
+    runs: RunsTab
+    playground: PlaygroundTab
+    compare: CompareTab
+    runs_page: gr.Tab
+    playground_page: gr.Tab
+    compare_page: gr.Tab
+
+
+def build_app(runs_dir: str | Path, preset: str | Path | None = None, grids_dir: str | Path | None = None) -> StudioApp:
     """The studio over `runs_dir`; the form starts from `preset` (a presets/ name or a YAML path); the Compare
-    tab lists the grids of `grids_dir` (default presets/grids/)."""
+    tab lists the grids of `grids_dir` (default presets/grids/). `app.studio` is its Session."""
     import gradio as gr
 
     from studio.ui import compare_tab, data_tab, model_tab, playground_tab, runs_tab, train_tab
-    from studio.ui.context import Context
     from studio.ui.feedback import import_engine_libraries
+    from studio.ui.session import Session, StudioApp
 
     for name, value in (
         ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
@@ -38,53 +72,52 @@ def build_app(runs_dir: str | Path, preset: str | Path | None = None, grids_dir:
         ("TRANSFORMERS_VERBOSITY", "error"),
     ):
         os.environ.setdefault(name, value)
-    ctx = Context.create(runs_dir, preset, Path(grids_dir) if grids_dir else None)
     # Import the engine's heavy libraries while the page loads, so the first click does not wait for them.
     threading.Thread(target=import_engine_libraries, name="warm-imports", daemon=True).start()
-    with gr.Blocks(title="Fine-Tune Studio") as app:
-        gr.Markdown(
-            "# Fine-Tune Studio\nFine-tune a text classifier with full fine-tuning, LoRA, QLoRA or IA3. "
-            "The defaults train **MiniLM-L6 on the shipped IMDb sample**: press *Start training* in the "
-            "**Train** tab for a real sentiment model in a few minutes, even on a laptop CPU."
-        )
-        session = {
-            "base": gr.State(ctx.form.initial),  # the preset or run config the form edits
-            "preset_name": gr.State(ctx.preset_name),
-            "num_labels": gr.State(2),
-            "train_rows": gr.State(None),  # known once the Data tab has inspected the source
-        }
+    with StudioApp(title="Fine-Tune Studio") as app:
+        gr.Markdown(INTRO)
+        app.studio = session = Session.create(runs_dir, preset, Path(grids_dir) if grids_dir else None)
         with gr.Tabs():
             with gr.Tab("1 · Data", id="data"):
-                data = data_tab.build(ctx, session)
-            session["source"] = data["source"]
+                data = data_tab.build(session)
             with gr.Tab("2 · Model & method", id="model"):
-                model = model_tab.build(ctx, session)
+                model = model_tab.build(session)
             with gr.Tab("3 · Train", id="train"):
-                train = train_tab.build(ctx, session)
+                train = train_tab.build(session)
             with gr.Tab("4 · Runs", id="runs") as runs_page:
-                runs = runs_tab.build(ctx, session)
+                runs = runs_tab.build(session)
             with gr.Tab("5 · Playground", id="playground") as playground_page:
-                play = playground_tab.build(ctx, session)
+                play = playground_tab.build(session)
             with gr.Tab("6 · Compare (grids)", id="compare") as compare_page:
-                compare = compare_tab.build(ctx, session)
-
-        app.load(train["attach"], None, [train["ref"], train["seen"]])
-        resume_btn, resume_run = runs["resume"]  # the Train tab follows the resumed run
-        resume_btn.click(resume_run, runs["selected"], train["ref"], api_name="resume")
-        app.load(*data["on_load"], show_progress="hidden")
-        app.load(
-            model["estimate"],
-            {session["base"], session["num_labels"], session["train_rows"], *ctx.form.components},
-            model["estimate_outputs"],
-            show_progress="hidden",
-        )
-        runs_page.select(
-            runs["refreshed"], [runs["compare"], runs["selected"]], [runs["table"], runs["compare"], runs["selected"]]
-        )
-        playground_page.select(play["refreshed"], None, [play["run_a"], play["run_b"]])
-        compare_page.select(*compare["show"], show_progress="hidden")
-    app.studio = ctx  # for tests and scripts: the engine objects behind this app
+                compare = compare_tab.build(session)
+        _wire_page(app, session, Page(data, model, train, runs, play, compare, runs_page, playground_page,
+                                      compare_page))  # fmt: skip
     return app
+
+
+def _wire_page(app: StudioApp, session: Session, page: Page) -> None:
+    """What crosses tabs: page load (re-attach to the run, inspect the data, estimate memory), Resume (the Train
+    tab follows the resumed run), and the tabs that re-read the registry when opened."""
+    from studio.ui import compare_tab, data_tab, model_tab, playground_tab, runs_tab, train_tab
+    from studio.ui.session import handler
+
+    train, runs = page.train, page.runs
+    app.load(handler(train_tab.attach, session), None, [train.ref, train.seen])
+    runs.resume.click(handler(runs_tab.resume_run, session), runs.selected, train.ref, api_name="resume")
+    # Named as clients have known this endpoint (the click that inspects is /inspect_data).
+    app.load(handler(data_tab.inspect_data, session, page.data), page.data.inputs, page.data.outputs(session),
+             show_progress="hidden", api_name="inspect_fn")  # fmt: skip
+    app.load(
+        handler(model_tab.estimate, session),
+        {session.base, session.num_labels, session.train_rows, *session.form.components},
+        page.model.estimate_outputs,
+        show_progress="hidden",
+    )
+    page.runs_page.select(handler(runs_tab.refreshed, session, runs), [runs.compare, runs.selected], runs.listed)
+    page.playground_page.select(handler(playground_tab.refreshed, session), None, page.playground.pickers)
+    compare = page.compare
+    page.compare_page.select(handler(compare_tab.show_study, session, compare), compare.grid, compare.study,
+                             show_progress="hidden")  # fmt: skip
 
 
 MAX_UPLOAD_MB = 500

@@ -3,19 +3,51 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
 from studio.errors import StudioError
 from studio.presets import names
-from studio.ui.context import Context
 from studio.ui.feedback import guard
+from studio.ui.formatting import gigabytes, rounded
+from studio.ui.session import Session, handler
 
 POINT_COLUMNS = ["#", "run", "memory estimate", "fits", "done before"]
+STUDY_PLOTS = ("heatmap", "methods", "efficiency", "pareto_memory", "pareto_time", "curves")
+"""The study's figures (`study_plots.study_figures` keys), in the order of `CompareTab.study`."""
 
 
-def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class CompareTab:
+    grid: gr.Dropdown
+    preview: gr.Button
+    workers: gr.Number
+    start: gr.Button
+    stop: gr.Button
+    description: gr.Markdown
+    points: gr.Dataframe
+    progress: gr.Markdown
+    live: gr.Plot
+    """The curves of the grid's run training now."""
+    figures: list[gr.Plot]
+    """One plot per STUDY_PLOTS entry."""
+    table: gr.Dataframe
+    """The study aggregated over seeds."""
+    report: gr.Button
+    report_file: gr.File
+    drawn: gr.State
+    """Which state of the grid the study's plots show: they are redrawn only when a run of it ended."""
+    timer: gr.Timer
+
+    @property
+    def study(self) -> list[Any]:
+        """What shows the study: its plots and its aggregated table."""
+        return [*self.figures, self.table]
+
+
+def build(session: Session) -> CompareTab:
     gr.Markdown(
         "A **grid** is a base config plus axes (models, methods, ranks, label counts, seeds ...), run in the "
         "background: one run at a time, one per GPU on a machine with several, or more per GPU when you ask. "
@@ -23,7 +55,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
         "live in `presets/grids/`; the CLI runs the same: `python -m studio sweep NAME`."
     )
     with gr.Row():
-        grids = names(ctx.grids_dir)
+        grids = names(session.grids_dir)
         grid = gr.Dropdown(grids, value=(grids or [None])[0], label="Grid", scale=3, elem_id="grid-choice")
         preview = gr.Button("List its runs", scale=1)
         workers = gr.Number(1, label="Runs at a time per GPU", precision=0, minimum=1, maximum=16, scale=1,
@@ -47,126 +79,160 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
             table = gr.Dataframe(interactive=False, max_height=320, label="Aggregated over seeds")
             report = gr.Button("Write the report (HTML + Markdown + CSV + PNGs)")
             report_file = gr.File(label="report.html", interactive=False)
-    plots_out = [heatmap, methods, efficiency, pareto, pareto_time, curves, table]
     timer = gr.Timer(3.0)
+    tab = CompareTab(grid, preview, workers, start, stop, description, points, progress, live,
+                     [heatmap, methods, efficiency, pareto, pareto_time, curves], table, report, report_file,
+                     gr.State(""), timer)  # fmt: skip
+    _wire(session, tab)
+    return tab
 
-    def load_grid(name: str | None) -> Any:
-        from studio.sweep import Grid
 
-        if not name:
-            raise StudioError("pick a grid first")
-        return Grid.from_yaml(ctx.grids_dir / f"{name}.yaml")
+def _wire(session: Session, tab: CompareTab) -> None:
+    listing = [tab.description, tab.points]
+    tab.preview.click(handler(list_points, session), tab.grid, listing, api_name="grid_points")
+    tab.start.click(handler(start_grid, session), [tab.grid, tab.workers], tab.progress, api_name="grid_start")
+    tab.stop.click(handler(stop_grid, session), None, None, api_name="grid_stop")
+    tab.timer.tick(handler(watch, session, tab), [tab.grid, tab.drawn], [tab.progress, tab.live, *tab.study, tab.drawn],
+                   show_progress="hidden", api_name="grid_watch")  # fmt: skip
+    tab.grid.change(handler(show_study, session, tab), tab.grid, tab.study, show_progress="hidden")
+    tab.grid.change(handler(list_points, session), tab.grid, listing, show_progress="hidden")  # never a stale list
+    tab.report.click(handler(write, session), tab.grid, tab.report_file, api_name="grid_report")
 
-    @guard
-    def list_points(name: str | None) -> tuple:
-        from studio.speed import planned_estimate
 
-        g = load_grid(name)
-        completed = {r.config_hash for r in ctx.registry.list(status="completed")}
-        rows = []
-        for p in g.points():
-            balance = p.config.data.balance
-            try:
-                e, _ = planned_estimate(p.config, balance.num_labels if balance else 2)
-                memory, fits = f"{e.total_mb / 1024:.2f} GB", "yes" if e.fits else "no"
-            except StudioError as err:
-                memory, fits = str(err)[:80], "?"
-            rows.append([p.index + 1, p.key, memory, fits, "yes" if p.config.config_hash() in completed else ""])
-        return f"**{g.name}**: {g.description} — {len(rows)} runs", rows
+# ---- handlers --------------------------------------------------------------------------------------------------
+def load_grid(session: Session, name: str | None) -> Any:
+    """The grid `name` of the app's grids folder (`studio.sweep.Grid`)."""
+    from studio.sweep import Grid
 
-    preview.click(list_points, grid, [description, points], api_name="grid_points")
+    if not name:
+        raise StudioError("pick a grid first")
+    return Grid.from_yaml(session.grids_dir / f"{name}.yaml")
 
-    @guard
-    def start_grid(name: str | None, per_gpu: float | None = 1) -> str:
-        sweep = ctx.jobs.start_sweep(load_grid(name), workers=int(per_gpu if per_gpu is not None else 1))
-        sweep.source = name  # which grid file the page shows plots of
-        at_once = f"{sweep.state.slots} at a time, one process each" if sweep.state.slots > 1 else "one at a time"
-        gr.Info(f"Grid {sweep.grid.name}: {sweep.state.total} runs, {at_once}")
-        return "starting ..."
 
-    start.click(start_grid, [grid, workers], progress, api_name="grid_start")
+@guard
+def list_points(session: Session, name: str | None) -> tuple[str, list[list]]:
+    """(the grid's name and size, one row per run: its memory estimate, whether it fits, whether it ran)."""
+    from studio.speed import planned_estimate
 
-    @guard
-    def stop_grid() -> None:
-        gr.Info(ctx.jobs.stop_sweep())
+    g = load_grid(session, name)
+    completed = {r.config_hash for r in session.registry.list(status="completed")}
+    rows = []
+    for p in g.points():
+        balance = p.config.data.balance
+        try:
+            e, _ = planned_estimate(p.config, balance.num_labels if balance else 2)
+            memory, fits = gigabytes(e.total_mb), "yes" if e.fits else "no"
+        except StudioError as err:
+            memory, fits = str(err)[:80], "?"
+        rows.append([p.index + 1, p.key, memory, fits, "yes" if p.config.config_hash() in completed else ""])
+    return f"**{g.name}**: {g.description} — {len(rows)} runs", rows
 
-    stop.click(stop_grid, None, None, api_name="grid_stop")
 
-    def watch(name: str | None, drawn: str) -> tuple:
-        sweep = ctx.jobs.sweep()
-        if sweep is None:
-            return (gr.skip(),) * (len(plots_out) + 3)
-        s = sweep.state
-        finished = s.done + s.skipped + s.failed
-        eta = f" · ETA {s.eta / 60:.0f} min" if s.eta is not None and not s.finished else ""
-        at_once = f" · {s.slots} at a time" if s.slots > 1 else ""
-        line = (f"**{sweep.grid.name}** · {'finished' if s.finished else f'run {min(finished + 1, s.total)}/{s.total}'}"
-                f" · {s.done} trained, {s.skipped} done before, {s.failed} failed{at_once}{eta}")  # fmt: skip
-        run, view, live_id = sweep.current_run, None, None
-        if run is not None:
-            live_id = run.id
-            view = ctx.jobs.view(run.id) if run.id else None
-            step = f" · step {view.step}/{view.max_steps}" if view and view.max_steps else ""
-            line += f"  \ncurrent: {s.current.key if s.current else ''} (`{run.id or 'loading'}`){step}"
-        elif running := list(s.running.values()):  # runs in their own processes: name them, follow the newest
-            line += "  \ntraining: " + "; ".join(p.key for p in running[:4])
-            hashes = {p.config.config_hash() for p in running}
-            live_id = next((r.id for r in ctx.registry.list(status="running") if r.config_hash in hashes), None)
-            view = ctx.jobs.view(live_id) if live_id else None
-        curves = gr.update(visible=False)
-        if view is not None and not s.finished:  # the current run's curves, as the Train tab draws them
-            from studio import plots
+@guard
+def start_grid(session: Session, name: str | None, per_gpu: float | None = 1) -> str:
+    """Run the grid in the background; it holds the app's training slot until it ends."""
+    sweep = session.jobs.start_sweep(load_grid(session, name), workers=int(per_gpu if per_gpu is not None else 1))
+    session.started_grid = (sweep, name)
+    at_once = f"{sweep.state.slots} at a time, one process each" if sweep.state.slots > 1 else "one at a time"
+    gr.Info(f"Grid {sweep.grid.name}: {sweep.state.total} runs, {at_once}")
+    return "starting ..."
 
-            evals = [(e["step"], e["loss"]) for e in view.evals if "loss" in e]
-            figure = plots.loss_curves(view.train_loss, evals)
-            figure.update_layout(title_text=f"Current run {live_id}: loss")
-            curves = gr.update(value=figure, visible=True)
-        # Redraw the study only when a run of it ended (aggregating and redrawing every tick costs both sides).
-        signature = f"{name}/{s.done}/{s.skipped}/{s.failed}/{s.finished}"
-        if getattr(sweep, "source", None) != name or signature == drawn:
-            return (line, curves) + (gr.skip(),) * (len(plots_out) + 1)
-        return (line, curves, *study_figures(sweep.grid), signature)
 
-    def study_figures(g: Any) -> tuple:
-        from studio import plots, study_plots
-        from studio.sweep import aggregate, grid_runs
+@guard
+def stop_grid(session: Session) -> None:
+    gr.Info(session.jobs.stop_sweep())
 
-        rows = aggregate(g, ctx.registry)
-        axes = list(g.axes)
-        figures = study_plots.study_figures(axes, rows, grid_runs(g, ctx.registry), ctx.registry)
-        if "heatmap" not in figures:  # a grid without label-count and sample-size axes: its ranks, if any
-            figures["heatmap"] = figures.get("rank") or plots.empty(
-                "the heatmap needs label-count and sample-size axes"
-            )
-        slots = ("heatmap", "methods", "efficiency", "pareto_memory", "pareto_time", "curves")
-        drawn = [figures.get(k) or plots.empty("this grid has no axis to compare") for k in slots]
-        labels = [a for a in axes if a != "seed"]
-        table_rows = [[*(str(r.get(a, "")) for a in labels), r["n"],
-                       None if r["accuracy_mean"] is None else round(r["accuracy_mean"], 4),
-                       None if r["accuracy_std"] is None else round(r["accuracy_std"], 4),
-                       None if r["peak_memory_mb_mean"] is None else round(r["peak_memory_mb_mean"]),
-                       None if r["train_seconds_mean"] is None else round(r["train_seconds_mean"], 1)]
-                      for r in rows]  # fmt: skip
-        headers = [*labels, "n", "accuracy", "± std", "peak MB", "train s"]
-        return (*drawn, gr.update(value=table_rows, headers=headers))
 
-    drawn = gr.State("")  # which state of the grid the plots show
-    timer.tick(watch, [grid, drawn], [progress, live, *plots_out, drawn], show_progress="hidden",
-               api_name="grid_watch")  # fmt: skip
+def watch(session: Session, tab: CompareTab, name: str | None, drawn: str) -> Any:
+    """The running grid's progress line and its current run's curves; the study redrawn only when a run of it
+    ended (aggregating and redrawing every tick costs both sides), and only while the page shows that grid."""
+    sweep = session.jobs.sweep()
+    if sweep is None:
+        return gr.skip()
+    s = sweep.state
+    current, view, live_id = _current(session, sweep)
+    live = _live_curves(view, live_id) if view is not None and not s.finished else gr.update(visible=False)
+    out = {tab.progress: _progress_line(sweep) + current, tab.live: live}
+    signature = f"{name}/{s.done}/{s.skipped}/{s.failed}/{s.finished}"
+    if session.grid_of(sweep) != name or signature == drawn:
+        return out
+    return {**out, **study_figures(session, tab, sweep.grid), tab.drawn: signature}
 
-    @guard
-    def show_study(name: str | None) -> tuple:
-        return study_figures(load_grid(name))
 
-    grid.change(show_study, grid, plots_out, show_progress="hidden")
-    grid.change(list_points, grid, [description, points], show_progress="hidden")  # never a stale run list
+def _progress_line(sweep: Any) -> str:
+    s = sweep.state
+    finished = s.done + s.skipped + s.failed
+    eta = f" · ETA {s.eta / 60:.0f} min" if s.eta is not None and not s.finished else ""
+    at_once = f" · {s.slots} at a time" if s.slots > 1 else ""
+    where = "finished" if s.finished else f"run {min(finished + 1, s.total)}/{s.total}"
+    return (
+        f"**{sweep.grid.name}** · {where} · {s.done} trained, {s.skipped} done before, {s.failed} failed{at_once}{eta}"
+    )
 
-    @guard
-    def write(name: str | None) -> str:
-        from studio.report import write_report
 
-        paths = write_report(ctx.registry, tempfile.mkdtemp(prefix="studio-report-"), grid=load_grid(name))
-        return str(paths["html"])
+def _current(session: Session, sweep: Any) -> tuple[str, Any, str | None]:
+    """(a line naming the grid's run(s) training now, the view of the run whose curves show, its id)."""
+    s, run = sweep.state, sweep.current_run
+    if run is not None:
+        view = session.jobs.view(run.id) if run.id else None
+        step = f" · step {view.step}/{view.max_steps}" if view and view.max_steps else ""
+        return f"  \ncurrent: {s.current.key if s.current else ''} (`{run.id or 'loading'}`){step}", view, run.id
+    running = list(s.running.values())
+    if not running:
+        return "", None, None
+    # Runs in their own processes: name them, follow the newest.
+    hashes = {p.config.config_hash() for p in running}
+    live_id = next((r.id for r in session.registry.list(status="running") if r.config_hash in hashes), None)
+    view = session.jobs.view(live_id) if live_id else None
+    return "  \ntraining: " + "; ".join(p.key for p in running[:4]), view, live_id
 
-    report.click(write, grid, report_file, api_name="grid_report")
-    return {"grid": grid, "show": (show_study, grid, plots_out)}
+
+def _live_curves(view: Any, live_id: str | None) -> dict[str, Any]:
+    """The loss curves of the grid's current run, as the Train tab draws them."""
+    from studio import plots
+
+    evals = [(e["step"], e["loss"]) for e in view.evals if "loss" in e]
+    figure = plots.loss_curves(view.train_loss, evals)
+    figure.update_layout(title_text=f"Current run {live_id}: loss")
+    return gr.update(value=figure, visible=True)
+
+
+def study_figures(session: Session, tab: CompareTab, g: Any) -> dict[Any, Any]:
+    """The study of grid `g` from the registry: one figure per STUDY_PLOTS entry and the aggregated table."""
+    from studio import plots, study_plots
+    from studio.sweep import aggregate, grid_runs
+
+    rows = aggregate(g, session.registry)
+    axes = list(g.axes)
+    figures = study_plots.study_figures(axes, rows, grid_runs(g, session.registry), session.registry)
+    if "heatmap" not in figures:  # a grid without label-count and sample-size axes: its ranks, if any
+        figures["heatmap"] = figures.get("rank") or plots.empty("the heatmap needs label-count and sample-size axes")
+    out = {
+        plot: figures.get(key) or plots.empty("this grid has no axis to compare")
+        for plot, key in zip(tab.figures, STUDY_PLOTS, strict=True)
+    }
+    labels = [a for a in axes if a != "seed"]
+    table_rows = [[*(str(r.get(a, "")) for a in labels), r["n"], rounded(r["accuracy_mean"], 4),
+                   rounded(r["accuracy_std"], 4), _whole(r["peak_memory_mb_mean"]), rounded(r["train_seconds_mean"], 1)]
+                  for r in rows]  # fmt: skip
+    headers = [*labels, "n", "accuracy", "± std", "peak MB", "train s"]
+    return {**out, tab.table: gr.update(value=table_rows, headers=headers)}
+
+
+def _whole(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
+@guard
+def show_study(session: Session, tab: CompareTab, name: str | None) -> dict[Any, Any]:
+    """The study of the grid `name` as far as its runs went."""
+    return study_figures(session, tab, load_grid(session, name))
+
+
+@guard
+def write(session: Session, name: str | None) -> str:
+    """The grid's report (HTML, Markdown, CSV, PNGs) in a temporary folder: the HTML file to download."""
+    from studio.report import write_report
+
+    paths = write_report(session.registry, tempfile.mkdtemp(prefix="studio-report-"), grid=load_grid(session, name))
+    return str(paths["html"])

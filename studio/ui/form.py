@@ -133,6 +133,13 @@ class ConfigForm:
     def components(self) -> list[Any]:
         return [c for b in self.bindings for c in b.components]
 
+    def component(self, path: str) -> Any:
+        """The (first) component bound to `path`; KeyError when the form has none."""
+        for b in self.bindings:
+            if b.path == path:
+                return b.components[0]
+        raise KeyError(path)
+
     def read(self, base: dict[str, Any] | None, values: dict[Any, Any]) -> RunConfig:
         """The config of `base` (a config dict, default: the initial one) with the form's values.
 
@@ -155,15 +162,19 @@ class ConfigForm:
             )
         return RunConfig.from_dict(data)
 
-    def updates(self, config: RunConfig | dict[str, Any]) -> dict[Any, Any]:
-        """Component updates that show `config` in the form."""
+    def values(self, config: RunConfig | dict[str, Any]) -> dict[Any, Any]:
+        """The value of each component when the form shows `config` (what a page sends back unchanged)."""
         data = config if isinstance(config, dict) else config.to_dict()
         out = {}
         for b in self.bindings:
             value = b.to_ui(get_path(data, b.path))
             values = value if len(b.components) > 1 else (value,)
-            out.update({c: gr.update(value=v) for c, v in zip(b.components, values, strict=True)})
+            out.update(zip(b.components, values, strict=True))
         return out
+
+    def updates(self, config: RunConfig | dict[str, Any]) -> dict[Any, Any]:
+        """Component updates that show `config` in the form."""
+        return {c: gr.update(value=v) for c, v in self.values(config).items()}
 
 
 def _none_to_blank(value: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,95 +20,62 @@ from studio.architectures import CATALOGUE
 from studio.config import RunConfig
 from studio.errors import StudioError
 from studio.presets import PRESETS_DIR, names
-from studio.ui.context import Context
 from studio.ui.feedback import guard, import_engine_libraries
-from studio.ui.form import comma_list, joined
+from studio.ui.form import ConfigForm, comma_list, joined
+from studio.ui.formatting import gigabytes
+from studio.ui.session import Session, handler
 
 ADAPTER_METHODS = ("lora", "qlora", "ia3")
 
 
-def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
-    form = ctx.form
+@dataclass
+class Adapter:
+    """The method-dependent settings: shown or hidden as the method changes."""
+
+    quantization: gr.Group
+    adapter: gr.Group
+    rank: gr.Slider
+    alpha: gr.Number
+    dropout: gr.Slider
+
+
+@dataclass
+class Presets:
+    """Load a preset (by name or file) into the form; save the form as a preset or a CLI command."""
+
+    preset: gr.Dropdown
+    load: gr.Button
+    save: gr.Button
+    cli: gr.Button
+    saved: gr.File
+    command: gr.Code
+    preset_file: gr.File
+
+
+@dataclass
+class ModelTab:
+    model: gr.Dropdown
+    method: gr.Radio
+    adapter: Adapter
+    device_line: gr.Markdown
+    memory_plot: gr.Plot
+    memory_text: gr.Markdown
+    measure: gr.Button
+    probe_text: gr.Markdown
+    presets: Presets
+
+    @property
+    def estimate_outputs(self) -> list[Any]:
+        return [self.device_line, self.memory_plot, self.memory_text]
+
+
+def build(session: Session) -> ModelTab:
+    form = session.form
     with gr.Row():
         with gr.Column(scale=3):
-            with gr.Row():
-                model = form.field(
-                    "model.name",
-                    gr.Dropdown,
-                    allow_custom_value=True,
-                    label="Model",
-                    scale=2,
-                    choices=[
-                        (f"{c.alias} ({c.params_m:,.0f}M, {c.family}){' — ' + c.note if c.note else ''}", c.alias)
-                        for c in CATALOGUE
-                    ],
-                    info="A studio model, or any Hugging Face id / local folder of a supported family.",
-                )
-                method = form.field(
-                    "method.name",
-                    gr.Radio,
-                    label="Method",
-                    scale=2,
-                    info="full: every weight; LoRA / IA3: small adapters; QLoRA: LoRA on a 4/8-bit base.",
-                )
-            initial = ctx.form.initial["method"]["name"]
-            with gr.Group(visible=initial == "qlora") as quant_group:
-                gr.Markdown("**Quantization** (QLoRA, bitsandbytes)")
-                with gr.Row():
-                    form.field("method.bits", gr.Radio, label="bits")
-                    form.field("method.quant_type", gr.Radio, label="4-bit type")
-                    form.field("method.double_quant", gr.Checkbox, label="double quantization")
-                    form.field("method.compute_dtype", gr.Dropdown, label="compute dtype")
-            with gr.Group(visible=initial in ADAPTER_METHODS) as adapter_group:
-                gr.Markdown("**Adapter**")
-                with gr.Row():
-                    lora = {"visible": initial in ("lora", "qlora")}
-                    rank = form.field(
-                        "method.r", gr.Slider, minimum=1, maximum=256, step=1, label="LoRA rank r", **lora
-                    )
-                    alpha = form.field("method.alpha", gr.Number, label="LoRA alpha", minimum=0.01, **lora)
-                    dropout = form.field(
-                        "method.dropout", gr.Slider, minimum=0, maximum=0.5, step=0.01, label="LoRA dropout", **lora
-                    )
-                with gr.Row():
-                    form.field("method.placement", gr.Dropdown, label="placement")
-                    form.field(
-                        "method.target_modules",
-                        gr.Textbox,
-                        to_config=comma_list,
-                        to_ui=joined,
-                        label="custom target modules",
-                        info="Comma-separated names (placement: custom).",
-                    )
-            with gr.Accordion("Training", open=True):
-                with gr.Row():
-                    form.field("train.speed", gr.Radio, label="speed profile", scale=3,
-                               info="fast: the studio picks the fastest settings that fit the GPU (shown on the "
-                                    "right); frugal: the least memory; as_set: exactly the settings below")  # fmt: skip
-                    form.field("train.length_grouping", gr.Checkbox, label="length-grouped batches")
-                    form.field("train.torch_compile", gr.Checkbox, label="torch.compile")
-                    form.field("train.half_activations", gr.Checkbox, label="16-bit activations")
-                    form.field("train.expandable_segments", gr.Checkbox, label="expandable GPU memory")
-                with gr.Row():
-                    form.field("train.epochs", gr.Number, minimum=0.01)
-                    form.field("train.max_steps", gr.Number, minimum=1)
-                    form.field("train.batch_size", gr.Number, minimum=1, label="batch size")
-                    form.field("train.grad_accum", gr.Number, minimum=1, label="grad accumulation")
-                with gr.Row():
-                    form.field("train.learning_rate", gr.Number, label="learning rate")
-                    form.field("train.scheduler", gr.Dropdown)
-                    form.field("train.warmup_ratio", gr.Slider, minimum=0, maximum=0.5, step=0.01)
-                    form.field("train.weight_decay", gr.Number, minimum=0)
-                with gr.Row():
-                    form.field("train.optimizer", gr.Dropdown)
-                    form.field("train.precision", gr.Dropdown)
-                    form.field("train.gradient_checkpointing", gr.Checkbox, label="gradient checkpointing")
-                    form.field("train.early_stopping_patience", gr.Number, minimum=1, label="early stopping patience")
-                with gr.Row():
-                    form.field("train.eval_strategy", gr.Radio, label="evaluate every")
-                    form.field("train.eval_steps", gr.Number, minimum=1)
-                    form.field("train.logging_steps", gr.Number, minimum=1)
-                    form.field("seed", gr.Number, minimum=0)
+            model, method = _model_and_method(form)
+            adapter = _method_settings(form)
+            _training(form)
         with gr.Column(scale=2):
             device_line = gr.Markdown(elem_id="device-line")
             memory_plot = gr.Plot(label="Memory estimate", show_label=False)
@@ -115,136 +83,224 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
             with gr.Row():
                 measure = gr.Button("Measure: train 3 real steps here", size="sm", elem_id="probe")
             probe_text = gr.Markdown(elem_id="probe-text")
-            with gr.Accordion("Presets", open=True):
-                preset = gr.Dropdown(names(), value=ctx.preset_name, label="Preset", info="Saved configs in presets/.")
-                with gr.Row():
-                    load = gr.Button("Load preset", size="sm")
-                    save = gr.Button("Save as preset YAML", size="sm")
-                    cli = gr.Button("CLI command", size="sm")
-                saved = gr.File(label="Preset YAML", interactive=False, visible=False)
-                command = gr.Code(language="shell", label="Run it from a terminal", visible=False, lines=3)
-                preset_file = gr.File(label="Load a preset YAML", file_types=[".yaml", ".yml"], height=100)
+            presets = _presets(session)
+    tab = ModelTab(model, method, adapter, device_line, memory_plot, memory_text, measure, probe_text, presets)
+    _wire(session, tab)
+    return tab
 
-    # ---- visibility follows the method -------------------------------------------------------------------
-    def show_for(name: str) -> tuple:
-        lora = name in ("lora", "qlora")
-        return (
-            gr.update(visible=name == "qlora"),
-            gr.update(visible=name in ADAPTER_METHODS),
-            gr.update(visible=lora),
-            gr.update(visible=lora),
-            gr.update(visible=lora),
+
+def _model_and_method(form: ConfigForm) -> tuple[Any, Any]:
+    with gr.Row():
+        model = form.field(
+            "model.name",
+            gr.Dropdown,
+            allow_custom_value=True,
+            label="Model",
+            scale=2,
+            choices=[
+                (f"{c.alias} ({c.params_m:,.0f}M, {c.family}){' — ' + c.note if c.note else ''}", c.alias)
+                for c in CATALOGUE
+            ],
+            info="A studio model, or any Hugging Face id / local folder of a supported family.",
         )
+        method = form.field(
+            "method.name",
+            gr.Radio,
+            label="Method",
+            scale=2,
+            info="full: every weight; LoRA / IA3: small adapters; QLoRA: LoRA on a 4/8-bit base.",
+        )
+    return model, method
 
-    method.change(show_for, method, [quant_group, adapter_group, rank, alpha, dropout], show_progress="hidden")
 
-    # ---- live memory estimate --------------------------------------------------------------------------
-    def estimate(values: dict) -> tuple:
-        from studio import plots
-        from studio.hardware import describe, detect
-        from studio.speed import planned_estimate
-
-        import_engine_libraries()
-        device = detect()
-        try:
-            asked = form.read(values[session["base"]], values)
-            num_labels = max(2, int(values[session["num_labels"]] or 2))
-            e, speed = planned_estimate(asked, num_labels, device, values.get(session["train_rows"]))
-            config = speed.config  # what would train: the estimate is of that
-        except StudioError as err:  # half-typed values are normal here: say what is wrong, no pop-up
-            return f"**{describe(device)}**", plots.empty("no estimate"), f"⚠️ {err}"
-        text = _estimate_text(e, config) + _plan_text(speed)
-        if not e.fits:
-            from studio.memory_advice import suggestions
-
-            items = suggestions(config, num_labels, device)
-            text += (
-                "\n\n**It does not fit. Any one of these would:**\n"
-                + "\n".join(f"- {s.change}: ~{s.total_mb / 1024:.2f} GB (`{' '.join(s.overrides)}`)" for s in items)
-                if items
-                else "\n\n**It does not fit**, and no simple change makes it: pick a smaller model."
+def _method_settings(form: ConfigForm) -> Adapter:
+    initial = form.initial["method"]["name"]
+    with gr.Group(visible=initial == "qlora") as quantization:
+        gr.Markdown("**Quantization** (QLoRA, bitsandbytes)")
+        with gr.Row():
+            form.field("method.bits", gr.Radio, label="bits")
+            form.field("method.quant_type", gr.Radio, label="4-bit type")
+            form.field("method.double_quant", gr.Checkbox, label="double quantization")
+            form.field("method.compute_dtype", gr.Dropdown, label="compute dtype")
+    with gr.Group(visible=initial in ADAPTER_METHODS) as adapter:
+        gr.Markdown("**Adapter**")
+        with gr.Row():
+            lora = {"visible": initial in ("lora", "qlora")}
+            rank = form.field("method.r", gr.Slider, minimum=1, maximum=256, step=1, label="LoRA rank r", **lora)
+            alpha = form.field("method.alpha", gr.Number, label="LoRA alpha", minimum=0.01, **lora)
+            dropout = form.field(
+                "method.dropout", gr.Slider, minimum=0, maximum=0.5, step=0.01, label="LoRA dropout", **lora
             )
-        return f"**{describe(device)}**", plots.memory_breakdown(e.parts, e.device.free_mb, e.device.name), text
+        with gr.Row():
+            form.field("method.placement", gr.Dropdown, label="placement")
+            form.field(
+                "method.target_modules",
+                gr.Textbox,
+                to_config=comma_list,
+                to_ui=joined,
+                label="custom target modules",
+                info="Comma-separated names (placement: custom).",
+            )
+    return Adapter(quantization, adapter, rank, alpha, dropout)
 
-    triggers = [c.change for c in form.components] + [session["num_labels"].change, session["train_rows"].change]
+
+def _training(form: ConfigForm) -> None:
+    with gr.Accordion("Training", open=True):
+        with gr.Row():
+            form.field("train.speed", gr.Radio, label="speed profile", scale=3,
+                       info="fast: the studio picks the fastest settings that fit the GPU (shown on the "
+                            "right); frugal: the least memory; as_set: exactly the settings below")  # fmt: skip
+            form.field("train.length_grouping", gr.Checkbox, label="length-grouped batches")
+            form.field("train.torch_compile", gr.Checkbox, label="torch.compile")
+            form.field("train.half_activations", gr.Checkbox, label="16-bit activations")
+            form.field("train.expandable_segments", gr.Checkbox, label="expandable GPU memory")
+        with gr.Row():
+            form.field("train.epochs", gr.Number, minimum=0.01)
+            form.field("train.max_steps", gr.Number, minimum=1)
+            form.field("train.batch_size", gr.Number, minimum=1, label="batch size")
+            form.field("train.grad_accum", gr.Number, minimum=1, label="grad accumulation")
+        with gr.Row():
+            form.field("train.learning_rate", gr.Number, label="learning rate")
+            form.field("train.scheduler", gr.Dropdown)
+            form.field("train.warmup_ratio", gr.Slider, minimum=0, maximum=0.5, step=0.01)
+            form.field("train.weight_decay", gr.Number, minimum=0)
+        with gr.Row():
+            form.field("train.optimizer", gr.Dropdown)
+            form.field("train.precision", gr.Dropdown)
+            form.field("train.gradient_checkpointing", gr.Checkbox, label="gradient checkpointing")
+            form.field("train.early_stopping_patience", gr.Number, minimum=1, label="early stopping patience")
+        with gr.Row():
+            form.field("train.eval_strategy", gr.Radio, label="evaluate every")
+            form.field("train.eval_steps", gr.Number, minimum=1)
+            form.field("train.logging_steps", gr.Number, minimum=1)
+            form.field("seed", gr.Number, minimum=0)
+
+
+def _presets(session: Session) -> Presets:
+    with gr.Accordion("Presets", open=True):
+        preset = gr.Dropdown(names(), value=session.preset_name, label="Preset", info="Saved configs in presets/.")
+        with gr.Row():
+            load = gr.Button("Load preset", size="sm")
+            save = gr.Button("Save as preset YAML", size="sm")
+            cli = gr.Button("CLI command", size="sm")
+        saved = gr.File(label="Preset YAML", interactive=False, visible=False)
+        command = gr.Code(language="shell", label="Run it from a terminal", visible=False, lines=3)
+        preset_file = gr.File(label="Load a preset YAML", file_types=[".yaml", ".yml"], height=100)
+    return Presets(preset, load, save, cli, saved, command, preset_file)
+
+
+def _wire(session: Session, tab: ModelTab) -> None:
+    form, a, p = session.form, tab.adapter, tab.presets
+    tab.method.change(handler(show_for, a), tab.method, [a.quantization, a.adapter, a.rank, a.alpha, a.dropout],
+                      show_progress="hidden")  # fmt: skip
+    page = {session.base, session.num_labels, session.train_rows, *form.components}
     gr.on(
-        triggers,
-        estimate,
-        {session["base"], session["num_labels"], session["train_rows"], *form.components},
-        [device_line, memory_plot, memory_text],
+        [c.change for c in form.components] + [session.num_labels.change, session.train_rows.change],
+        handler(estimate, session),
+        page,
+        tab.estimate_outputs,
         trigger_mode="always_last",
         show_progress="hidden",
         api_name="estimate",
     )
+    tab.measure.click(handler(measure_steps, session), page, tab.probe_text, api_name="probe")
+    loaded = [session.base, session.base_preset, *form.components]
+    p.load.click(handler(load_named, session), p.preset, loaded, api_name="load_preset")
+    p.preset_file.upload(handler(load_file, session), p.preset_file, loaded)
+    p.save.click(handler(save_yaml, session), {session.base, *form.components}, p.saved, api_name="save_preset")
+    p.cli.click(handler(cli_command, session), {session.base, session.base_preset, *form.components}, p.command,
+                api_name="cli")  # fmt: skip
 
-    @guard
-    def measure_steps(values: dict) -> str:
-        from studio.speed import planned_estimate
 
-        num_labels = max(2, int(values[session["num_labels"]] or 2))
-        asked = form.read(values[session["base"]], values)
-        _, speed = planned_estimate(asked, num_labels, train_rows=values.get(session["train_rows"]))
-        r = ctx.jobs.probe(speed.config, num_labels)  # measure what would train
-        largest = f" · largest batch from the measurement ~{r.largest_batch:,}" if r.largest_batch else ""
-        return (
-            f"**Measured** {r.measured_mb:,.0f} MB ({r.measured_kind.replace('_', ' ')}) in {r.steps} steps with "
-            f"full-length batches vs **estimate** {r.estimate.total_mb:,.0f} MB ({r.error_pct:+.1f}%){largest} · "
-            f"{r.seconds:.0f} s"
-        )
-
-    measure.click(measure_steps, {session["base"], session["num_labels"], session["train_rows"], *form.components},
-                  probe_text,
-                  api_name="probe")  # fmt: skip
-
-    # ---- presets ---------------------------------------------------------------------------------------
-    outputs = [session["base"], session["preset_name"], *form.components]
-
-    @guard
-    def load_named(name: str | None) -> dict:
-        if not name:
-            raise StudioError("pick a preset in the list first")
-        config = RunConfig.from_yaml(PRESETS_DIR / f"{name}.yaml")
-        gr.Info(f"Loaded preset {name}: {config.description or config.name}")
-        return {session["base"]: config.to_dict(), session["preset_name"]: name, **form.updates(config)}
-
-    @guard
-    def load_file(path: str | None) -> dict:
-        if not path:
-            return {}
-        config = RunConfig.from_yaml(path)
-        gr.Info(f"Loaded {Path(path).name}")
-        return {session["base"]: config.to_dict(), session["preset_name"]: None, **form.updates(config)}
-
-    load.click(load_named, preset, outputs, api_name="load_preset")
-    preset_file.upload(load_file, preset_file, outputs)
-
-    @guard
-    def save_yaml(values: dict) -> dict:
-        config = form.read(values[session["base"]], values)
-        folder = Path(tempfile.mkdtemp(prefix="studio-preset-"))
-        path = folder / f"{config.name}.yaml"
-        config.to_yaml(path, header=f"{config.description or config.name}\nRun: python -m studio train {path.name}")
-        return gr.update(value=str(path), visible=True)
-
-    save.click(save_yaml, {session["base"], *form.components}, saved, api_name="save_preset")
-
-    @guard
-    def cli_command(values: dict) -> dict:
-        config = form.read(values[session["base"]], values)
-        return gr.update(value=command_for(config, values[session["preset_name"]]), visible=True)
-
-    cli.click(cli_command, {session["base"], session["preset_name"], *form.components}, command, api_name="cli")
+# ---- handlers --------------------------------------------------------------------------------------------------
+def show_for(a: Adapter, name: str) -> dict[Any, Any]:
+    """Show the settings of method `name`: quantization for QLoRA, the adapter's for LoRA/QLoRA/IA3."""
+    lora = name in ("lora", "qlora")
     return {
-        "model": model,
-        "method": method,
-        "memory_text": memory_text,
-        "load_preset": load,
-        "preset": preset,
-        "estimate_outputs": [device_line, memory_plot, memory_text],
-        "estimate": estimate,
+        a.quantization: gr.update(visible=name == "qlora"),
+        a.adapter: gr.update(visible=name in ADAPTER_METHODS),
+        a.rank: gr.update(visible=lora),
+        a.alpha: gr.update(visible=lora),
+        a.dropout: gr.update(visible=lora),
     }
 
 
+def estimate(session: Session, values: dict[Any, Any]) -> tuple[str, Any, str]:
+    """(device line, memory breakdown plot, text) of the config the page shows, as the speed profile would train
+    it. A half-typed bad value is said in the text, with no pop-up: this runs on every keystroke."""
+    from studio import plots
+    from studio.hardware import describe, detect
+    from studio.speed import planned_estimate
+
+    import_engine_libraries()
+    device = detect()
+    try:
+        asked = session.read(values)
+        num_labels = session.labels(values)
+        e, speed = planned_estimate(asked, num_labels, device, values.get(session.train_rows))
+        config = speed.config  # what would train: the estimate is of that
+    except StudioError as err:
+        return f"**{describe(device)}**", plots.empty("no estimate"), f"⚠️ {err}"
+    text = _estimate_text(e, config) + _plan_text(speed)
+    if not e.fits:
+        text += _fit_text(config, num_labels, device)
+    return f"**{describe(device)}**", plots.memory_breakdown(e.parts, e.device.free_mb, e.device.name), text
+
+
+@guard
+def measure_steps(session: Session, values: dict[Any, Any]) -> str:
+    """Train 3 real steps of what would train and compare the measured peak with the estimate."""
+    from studio.speed import planned_estimate
+
+    num_labels = session.labels(values)
+    _, speed = planned_estimate(session.read(values), num_labels, train_rows=values.get(session.train_rows))
+    r = session.jobs.probe(speed.config, num_labels)  # measure what would train
+    largest = f" · largest batch from the measurement ~{r.largest_batch:,}" if r.largest_batch else ""
+    return (
+        f"**Measured** {r.measured_mb:,.0f} MB ({r.measured_kind.replace('_', ' ')}) in {r.steps} steps with "
+        f"full-length batches vs **estimate** {r.estimate.total_mb:,.0f} MB ({r.error_pct:+.1f}%){largest} · "
+        f"{r.seconds:.0f} s"
+    )
+
+
+@guard
+def load_named(session: Session, name: str | None) -> dict[Any, Any]:
+    """The preset `name` of presets/ fills the form (and becomes the base the CLI command starts from)."""
+    if not name:
+        raise StudioError("pick a preset in the list first")
+    config = RunConfig.from_yaml(PRESETS_DIR / f"{name}.yaml")
+    gr.Info(f"Loaded preset {name}: {config.description or config.name}")
+    return {session.base: config.to_dict(), session.base_preset: name, **session.form.updates(config)}
+
+
+@guard
+def load_file(session: Session, path: str | None) -> dict[Any, Any]:
+    """An uploaded preset YAML fills the form."""
+    if not path:
+        return {}
+    config = RunConfig.from_yaml(path)
+    gr.Info(f"Loaded {Path(path).name}")
+    return {session.base: config.to_dict(), session.base_preset: None, **session.form.updates(config)}
+
+
+@guard
+def save_yaml(session: Session, values: dict[Any, Any]) -> dict[str, Any]:
+    """The form as a preset YAML to download."""
+    config = session.read(values)
+    folder = Path(tempfile.mkdtemp(prefix="studio-preset-"))
+    path = folder / f"{config.name}.yaml"
+    config.to_yaml(path, header=f"{config.description or config.name}\nRun: python -m studio train {path.name}")
+    return gr.update(value=str(path), visible=True)
+
+
+@guard
+def cli_command(session: Session, values: dict[Any, Any]) -> dict[str, Any]:
+    """The form as a `python -m studio train` command line."""
+    config = session.read(values)
+    return gr.update(value=command_for(config, values[session.base_preset]), visible=True)
+
+
+# ---- formatting ------------------------------------------------------------------------------------------------
 def command_for(config: RunConfig, preset_name: str | None) -> str:
     """`python -m studio train <preset> --set k=v ...`: the overrides that turn the preset into `config`."""
     if preset_name is None:
@@ -280,12 +336,23 @@ def _plan_text(speed: Any) -> str:
     )
 
 
+def _fit_text(config: RunConfig, num_labels: int, device: Any) -> str:
+    """What would make a config that does not fit fit."""
+    from studio.memory_advice import suggestions
+
+    items = suggestions(config, num_labels, device)
+    if not items:
+        return "\n\n**It does not fit**, and no simple change makes it: pick a smaller model."
+    return "\n\n**It does not fit. Any one of these would:**\n" + "\n".join(
+        f"- {s.change}: ~{gigabytes(s.total_mb)} (`{' '.join(s.overrides)}`)" for s in items
+    )
+
+
 def _estimate_text(e: Any, config: RunConfig) -> str:
-    gb = e.total_mb / 1024
     where = e.device.name if e.device.kind == "cuda" else "system RAM (CPU only)"
     verdict = "fits" if e.fits else "does NOT fit"
     lines = [
-        f"### {gb:.2f} GB estimated — {verdict} in {where} ({e.device.free_mb / 1024:.1f} GB free)",
+        f"### {gigabytes(e.total_mb)} estimated — {verdict} in {where} ({e.device.free_mb / 1024:.1f} GB free)",
         f"**Trainable parameters:** {e.trainable_params:,} of {e.total_params:,} "
         f"({e.trainable_params / max(e.total_params, 1):.2%})  ",
         f"**Batch** {config.train.batch_size} x grad accumulation {config.train.grad_accum} = "

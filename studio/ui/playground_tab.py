@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from studio.errors import StudioError
-from studio.ui.context import Context
 from studio.ui.feedback import guard
-from studio.ui.runs_tab import run_choices
+from studio.ui.formatting import UPLOAD_TYPES, run_choices
+from studio.ui.session import Session, handler
 
 EXAMPLES = [
     "An absolute masterpiece: the acting, the score, the ending. I was moved to tears.",
@@ -22,13 +23,35 @@ EXAMPLES = [
     "Wow, I did not see that coming at all.",
     "I'm really worried about how this will turn out.",
 ]
-UPLOAD_TYPES = [".csv", ".tsv", ".jsonl", ".json", ".parquet", ".gz"]
 
 
-def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class PlaygroundTab:
+    run_a: gr.Dropdown
+    run_b: gr.Dropdown
+    refresh: gr.Button
+    text: gr.Textbox
+    predict: gr.Button
+    label_a: gr.Label
+    label_b: gr.Label
+    split: gr.Radio
+    show: gr.Button
+    mistakes: gr.Dataframe
+    upload: gr.File
+    column: gr.Textbox
+    labelled: gr.File
+
+    @property
+    def pickers(self) -> list[Any]:
+        """Run A and run B: what `refreshed` updates."""
+        return [self.run_a, self.run_b]
+
+
+def build(session: Session) -> PlaygroundTab:
     with gr.Row():
-        run_a = gr.Dropdown(label="Run A", choices=run_choices(ctx, with_model=True), scale=3, elem_id="run-a")
-        run_b = gr.Dropdown(label="Run B (optional, to compare)", choices=run_choices(ctx, with_model=True), scale=3)
+        choices = run_choices(session.registry, with_model=True)
+        run_a = gr.Dropdown(label="Run A", choices=choices, scale=3, elem_id="run-a")
+        run_b = gr.Dropdown(label="Run B (optional, to compare)", choices=choices, scale=3)
         refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
     text = gr.Textbox(label="Text", lines=3, placeholder="Type a review, a comment, any text…", elem_id="play-text")
     gr.Examples([[e] for e in EXAMPLES], inputs=[text], label="Examples (sentiment, then emotion)")
@@ -50,50 +73,63 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
             upload = gr.File(label="File of texts", file_types=UPLOAD_TYPES)
             column = gr.Textbox(label="Text column", placeholder="empty = detect")
             labelled = gr.File(label="Predictions (CSV)", interactive=False)
+    tab = PlaygroundTab(run_a, run_b, refresh, text, predict, label_a, label_b, split, show, mistakes_table, upload,
+                        column, labelled)  # fmt: skip
+    _wire(session, tab)
+    return tab
 
-    def refreshed() -> tuple:
-        choices = run_choices(ctx, with_model=True)
-        return gr.update(choices=choices), gr.update(choices=choices)
 
-    refresh.click(refreshed, None, [run_a, run_b], api_name="playground_runs")
+def _wire(session: Session, tab: PlaygroundTab) -> None:
+    tab.refresh.click(handler(refreshed, session), None, tab.pickers, api_name="playground_runs")
+    gr.on([tab.predict.click, tab.text.submit], handler(predict_text, session), [tab.run_a, tab.run_b, tab.text],
+          [tab.label_a, tab.label_b], api_name="predict")  # fmt: skip
+    tab.show.click(handler(show_mistakes, session), [tab.run_a, tab.split], tab.mistakes, api_name="mistakes")
+    tab.upload.upload(handler(label_file, session), [tab.run_a, tab.upload, tab.column], tab.labelled,
+                      api_name="label_file")  # fmt: skip
 
-    @guard
-    def predict_text(a: str | None, b: str | None, value: str) -> tuple:
-        if not a:
-            raise StudioError("pick a run first: choose a finished run in Run A (train one in the Train tab)")
-        if not (value or "").strip():
-            raise StudioError("type a text to classify first")
-        first = ctx.predictors.get(a).predict([value])[0]
-        if not b:
-            return first.probs, gr.update(visible=False)
-        second = ctx.predictors.get(b).predict([value])[0]
-        return first.probs, gr.update(value=second.probs, visible=True, label=f"Run B: {b}")
 
-    gr.on([predict.click, text.submit], predict_text, [run_a, run_b, text], [label_a, label_b], api_name="predict")
+# ---- handlers --------------------------------------------------------------------------------------------------
+def refreshed(session: Session) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both run pickers re-read from the registry (runs that saved a model)."""
+    choices = run_choices(session.registry, with_model=True)
+    return gr.update(choices=choices), gr.update(choices=choices)
 
-    @guard
-    def show_mistakes(a: str | None, which: str) -> Any:
-        from studio.inference import mistakes
 
-        if not a:
-            raise StudioError("pick a run first: choose a finished run in Run A")
-        frame = mistakes(ctx.registry, a, which)
-        if frame.empty:
-            gr.Info(f"No mistakes on the {which} split")
-        return frame
+@guard
+def predict_text(session: Session, a: str | None, b: str | None, value: str) -> tuple[Any, dict[str, Any]]:
+    """(run A's class probabilities, run B's shown beside them, or B's label hidden when no B is picked)."""
+    if not a:
+        raise StudioError("pick a run first: choose a finished run in Run A (train one in the Train tab)")
+    if not (value or "").strip():
+        raise StudioError("type a text to classify first")
+    first = session.predictors.get(a).predict([value])[0]
+    if not b:
+        return first.probs, gr.update(visible=False)
+    second = session.predictors.get(b).predict([value])[0]
+    return first.probs, gr.update(value=second.probs, visible=True, label=f"Run B: {b}")
 
-    show.click(show_mistakes, [run_a, split], mistakes_table, api_name="mistakes")
 
-    @guard
-    def label_file(a: str | None, path: str | None, text_column: str) -> str:
-        if not a:
-            raise StudioError("pick a run first: choose a finished run in Run A")
-        if not path:
-            raise StudioError("upload a file of texts first")
-        frame = ctx.predictors.get(a).predict_file(path, text_column=text_column.strip() or None)
-        out = Path(tempfile.mkdtemp(prefix="studio-predictions-")) / f"{Path(path).name.split('.')[0]}-predictions.csv"
-        frame.to_csv(out, index=False)
-        return str(out)
+@guard
+def show_mistakes(session: Session, a: str | None, which: str) -> Any:
+    """Run A's wrong predictions on the `which` split, most confident first."""
+    from studio.inference import mistakes
 
-    upload.upload(label_file, [run_a, upload, column], labelled, api_name="label_file")
-    return {"run_a": run_a, "run_b": run_b, "refreshed": refreshed}
+    if not a:
+        raise StudioError("pick a run first: choose a finished run in Run A")
+    frame = mistakes(session.registry, a, which)
+    if frame.empty:
+        gr.Info(f"No mistakes on the {which} split")
+    return frame
+
+
+@guard
+def label_file(session: Session, a: str | None, path: str | None, text_column: str) -> str:
+    """Run A's predictions for every text of an uploaded file, as a CSV to download."""
+    if not a:
+        raise StudioError("pick a run first: choose a finished run in Run A")
+    if not path:
+        raise StudioError("upload a file of texts first")
+    frame = session.predictors.get(a).predict_file(path, text_column=text_column.strip() or None)
+    out = Path(tempfile.mkdtemp(prefix="studio-predictions-")) / f"{Path(path).name.split('.')[0]}-predictions.csv"
+    frame.to_csv(out, index=False)
+    return str(out)

@@ -7,6 +7,7 @@ changed, so a reloaded page, a second browser, or a page that lost its connectio
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -14,21 +15,48 @@ import gradio as gr
 from studio.errors import StudioError
 from studio.results import RunSummary
 from studio.runlog import RunView
-from studio.ui.context import Context
 from studio.ui.feedback import guard
+from studio.ui.formatting import duration, latest_eval_md, results_md
+from studio.ui.session import Session, handler
 
 TICK_S = 2.0  # curves at least every 2 s; each redraw costs browser CPU that a CPU training needs
 USAGE_SAMPLES = 240  # ~6 minutes of the live monitor at one sample per tick
 HARDWARE_EVERY = 4  # ticks between redraws of the hardware plot
+NO_CONFUSION = "the test confusion matrix appears when a run ends"
 
 
-def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class TrainTab:
+    name: gr.Textbox
+    gpus: gr.Dropdown
+    start: gr.Button
+    stop: gr.Button
+    status: gr.Markdown
+    progress: gr.HTML
+    loss_plot: gr.Plot
+    metric_plot: gr.Plot
+    lr_plot: gr.Plot
+    usage_plot: gr.Plot
+    log: gr.Textbox
+    results: gr.Markdown
+    confusion: gr.Plot
+    ref: gr.State
+    """The job key or run id this page shows."""
+    seen: gr.State
+    """What the curves show (points, log lines): the curves are redrawn only when it changes."""
+    redrawn: gr.State
+    """{"at", "cost"} of the last redraw of the curves (plots.redraw_due)."""
+    usage: gr.State
+    """The hardware monitor's samples, newest last."""
+    timer: gr.Timer
+
+
+def build(session: Session) -> TrainTab:
     from studio.distributed import process_choices
 
-    form = ctx.form
     choices = process_choices()
     with gr.Row():
-        name = form.field("name", gr.Textbox, label="Run name", info="Part of the run id.", scale=2)
+        name = session.form.field("name", gr.Textbox, label="Run name", info="Part of the run id.", scale=2)
         gpus = gr.Dropdown(
             [(f"{n} GPU{'s' if n > 1 else ''}", n) for n in choices], value=1, label="GPUs for this run", scale=1,
             visible=len(choices) > 1, elem_id="gpus",
@@ -39,7 +67,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
     status = gr.Markdown(
         "No run yet: press **Start training** (the Data and Model tabs set what it trains).", elem_id="run-status"
     )
-    progress = gr.HTML(_progress_html(RunView()), elem_id="run-progress")
+    progress = gr.HTML(progress_html(RunView()), elem_id="run-progress")
     with gr.Row():
         loss_plot = gr.Plot(label="Loss", show_label=False)
         metric_plot = gr.Plot(label="Validation accuracy and F1", show_label=False)
@@ -52,196 +80,154 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
     with gr.Row():
         results = gr.Markdown(elem_id="run-results")
         confusion = gr.Plot(label="Confusion matrix (test)", show_label=False)
-    ref = gr.State(None)  # the job key or run id this page shows
-    seen = gr.State("")  # what the curves show (points, log lines): skip redrawing when nothing changed
-    redrawn = gr.State(None)  # {"at", "cost"} of the last redraw of the curves (plots.redraw_due)
-    usage = gr.State([])
-    timer = gr.Timer(TICK_S)
+    tab = TrainTab(
+        name=name, gpus=gpus, start=start, stop=stop, status=status, progress=progress, loss_plot=loss_plot,
+        metric_plot=metric_plot, lr_plot=lr_plot, usage_plot=usage_plot, log=log, results=results,
+        confusion=confusion, ref=gr.State(None), seen=gr.State(""), redrawn=gr.State(None), usage=gr.State([]),
+        timer=gr.Timer(TICK_S),
+    )  # fmt: skip
+    _wire(session, tab)
+    return tab
 
-    @guard
-    def start_run(values: dict) -> tuple:
-        if not str(values[session["source"]] or "").strip():
-            raise StudioError(
-                "choose a dataset first: pick a shipped sample, a Hub id or upload a file in the Data tab"
-            )
-        config = form.read(values[session["base"]], values)
-        processes = int(values[gpus] or 1)
-        job = ctx.jobs.start(config, gpus=processes)
-        where = f" on {processes} GPUs" if processes > 1 else ""
-        gr.Info(f"Training {config.model.name} ({config.method.name}) on {config.data.source}{where}")
+
+def _wire(session: Session, tab: TrainTab) -> None:
+    form = session.form
+    tab.start.click(handler(start_run, session, tab), {session.base, tab.gpus, *form.components}, [tab.ref, tab.seen],
+                    api_name="start")  # fmt: skip
+    tab.stop.click(handler(stop_run, session), None, None, api_name="stop")
+    # The endpoint's results, in this order: (status, progress, loss, metrics, lr, log, results, hardware) to a
+    # client, which does not see the states.
+    outputs = [tab.ref, tab.seen, tab.status, tab.progress, tab.loss_plot, tab.metric_plot, tab.lr_plot, tab.log,
+               tab.results, tab.usage_plot, tab.usage, tab.redrawn]  # fmt: skip
+    tab.timer.tick(handler(tick, session, tab), [tab.ref, tab.seen, tab.usage, tab.redrawn], outputs,
+                   show_progress="hidden", api_name="tick")  # fmt: skip
+    tab.seen.change(handler(confusion_for, session), [tab.ref, tab.seen], tab.confusion, show_progress="hidden")
+
+
+# ---- handlers --------------------------------------------------------------------------------------------------
+@guard
+def start_run(session: Session, tab: TrainTab, values: dict[Any, Any]) -> tuple[str, str]:
+    """Train the form's config in the app's job slot; the page follows the new run."""
+    if not str(values[session.form.component("data.source")] or "").strip():
+        raise StudioError("choose a dataset first: pick a shipped sample, a Hub id or upload a file in the Data tab")
+    config = session.read(values)
+    processes = int(values[tab.gpus] or 1)
+    job = session.jobs.start(config, gpus=processes)
+    where = f" on {processes} GPUs" if processes > 1 else ""
+    gr.Info(f"Training {config.model.name} ({config.method.name}) on {config.data.source}{where}")
+    return job.key, ""
+
+
+@guard
+def stop_run(session: Session) -> None:
+    gr.Info(session.jobs.stop())
+
+
+def tick(session: Session, tab: TrainTab, current: str | None, drawn: str, samples: list, last: dict | None) -> dict:
+    """What changed since the last tick of the run `current`: the hardware monitor always, progress and status
+    while there is a run, the log and curves when a curve point or log line arrived.
+
+    Redrawing a plot costs the browser real CPU (which a CPU training needs) and this process GIL time (which a
+    GPU training's Python needs): the hardware plot is redrawn every HARDWARE_EVERY ticks, the curves only when
+    something new arrived, and while the run trains only as often as plots.redraw_due allows (at most
+    REDRAW_SHARE of the time).
+    """
+    import time
+
+    from studio import plots
+
+    out = _usage(tab, samples)
+    if current is None:
+        return out
+    try:
+        view = session.jobs.view(current)
+    except StudioError:  # the run was deleted meanwhile
+        return {**out, tab.ref: None, tab.seen: "", tab.status: "That run no longer exists."}
+    out |= {tab.status: _status_md(session, current, view), tab.progress: progress_html(view)}
+    signature = f"{len(view.train_loss)}/{len(view.evals)}/{len(view.log)}/{view.finished}"
+    if signature == drawn:
+        return out
+    out[tab.log] = "\n".join(view.log[-200:])  # the log's text is cheap: it follows even when the curves wait
+    if not plots.redraw_due(last, time.time(), view.finished):
+        return out
+    t0 = time.perf_counter()
+    summary = _summary(session, current, view)
+    loss, metrics, lr = plots.live_curves(view)
+    # Gradio serialises each figure after this returns, which costs about as much as building it.
+    cost = 2 * (time.perf_counter() - t0)
+    return out | {
+        tab.ref: current,
+        tab.seen: signature,
+        tab.loss_plot: loss,
+        tab.metric_plot: metrics,
+        tab.lr_plot: lr,
+        tab.results: results_md(summary) if summary else latest_eval_md(view),
+        tab.redrawn: {"at": time.time(), "cost": cost},
+    }
+
+
+def _usage(tab: TrainTab, samples: list) -> dict[Any, Any]:
+    """The hardware monitor with one more sample; its plot every HARDWARE_EVERY ticks."""
+    from studio import plots
+    from studio.hardware import monitor_sample, usage
+
+    samples = (samples + [monitor_sample(usage())])[-USAGE_SAMPLES:]
+    out: dict[Any, Any] = {tab.usage: samples}
+    if len(samples) % HARDWARE_EVERY == 1:
+        out[tab.usage_plot] = plots.usage_history([{**s, "time": s["time"] - samples[0]["time"]} for s in samples])
+    return out
+
+
+def confusion_for(session: Session, current: str | None, drawn: str) -> Any:
+    """The test confusion matrix of the run `current` once it has one."""
+    from studio import plots
+
+    if current is None:
+        return plots.empty(NO_CONFUSION)
+    try:
+        summary = _summary(session, current, session.jobs.view(current))
+    except StudioError:
+        return gr.skip()
+    if summary is None or not summary.test.confusion_matrix:
+        return plots.empty(NO_CONFUSION)
+    return plots.confusion_matrix(summary.test.confusion_matrix, summary.label_names)
+
+
+def attach(session: Session) -> tuple[str | None, str]:
+    """A (re)loaded page shows the run training now, else the newest run."""
+    job = session.jobs.active()
+    if job is not None:
         return job.key, ""
-
-    start.click(start_run, {session["base"], gpus, *form.components}, [ref, seen], api_name="start")
-
-    @guard
-    def stop_run() -> None:
-        gr.Info(ctx.jobs.stop())
-
-    stop.click(stop_run, None, None, api_name="stop")
-
-    def tick(current: str | None, drawn: str, samples: list, last: dict | None) -> tuple:
-        import time
-
-        from studio import plots
-        from studio.hardware import monitor_sample
-        from studio.hardware import usage as hardware_usage
-
-        # Redrawing a plot costs the browser real CPU (which a CPU training needs) and this process GIL time
-        # (which a GPU training's Python needs): the hardware plot is redrawn every HARDWARE_EVERY ticks, the
-        # curves only when a curve point or log line arrived, and while the run trains only as often as
-        # plots.redraw_due allows (at most REDRAW_SHARE of the time).
-        samples = (samples + [monitor_sample(hardware_usage())])[-USAGE_SAMPLES:]
-        usage_fig = (
-            plots.usage_history([{**s, "time": s["time"] - samples[0]["time"]} for s in samples])
-            if len(samples) % HARDWARE_EVERY == 1
-            else gr.skip()
-        )
-        if current is None:
-            return (gr.skip(),) * 9 + (usage_fig, samples, gr.skip())
-        try:
-            view = ctx.jobs.view(current)
-        except StudioError:  # the run was deleted meanwhile
-            return (None, "", "That run no longer exists.") + (gr.skip(),) * 6 + (usage_fig, samples, gr.skip())
-        status_md, progress_html = _status_md(ctx, current, view), _progress_html(view)
-        signature = f"{len(view.train_loss)}/{len(view.evals)}/{len(view.log)}/{view.finished}"
-        if signature == drawn:
-            return (gr.skip(), gr.skip(), status_md, progress_html) + (gr.skip(),) * 5 + (usage_fig, samples, gr.skip())
-        log_text = "\n".join(view.log[-200:])
-        if not plots.redraw_due(last, time.time(), view.finished):  # the log's text is cheap: it follows anyway
-            skipped = (gr.skip(),) * 3
-            return (gr.skip(), gr.skip(), status_md, progress_html, *skipped, log_text, gr.skip(), usage_fig, samples,
-                    gr.skip())  # fmt: skip
-        t0 = time.perf_counter()
-        summary = _summary(ctx, current, view)
-        figures = plots.live_curves(view)
-        # Gradio serialises each figure after this returns, which costs about as much as building it.
-        cost = 2 * (time.perf_counter() - t0)
-        return (
-            current,
-            signature,
-            status_md,
-            progress_html,
-            *figures,
-            log_text,
-            results_md(summary) if summary else latest_eval_md(view),
-            usage_fig,
-            samples,
-            {"at": time.time(), "cost": cost},
-        )
-
-    outputs = [ref, seen, status, progress, loss_plot, metric_plot, lr_plot, log, results, usage_plot, usage, redrawn]
-    timer.tick(tick, [ref, seen, usage, redrawn], outputs, show_progress="hidden", api_name="tick")
-
-    def confusion_for(current: str | None, drawn: str) -> Any:
-        from studio import plots
-
-        if current is None:
-            return plots.empty("the test confusion matrix appears when a run ends")
-        try:
-            summary = _summary(ctx, current, ctx.jobs.view(current))
-        except StudioError:
-            return gr.skip()
-        if summary is None or not summary.test.confusion_matrix:
-            return plots.empty("the test confusion matrix appears when a run ends")
-        return plots.confusion_matrix(summary.test.confusion_matrix, summary.label_names)
-
-    seen.change(confusion_for, [ref, seen], confusion, show_progress="hidden")
-
-    def attach() -> tuple:
-        """A (re)loaded page shows the run training now, else the newest run."""
-        job = ctx.jobs.active()
-        if job is not None:
-            return job.key, ""
-        runs = ctx.registry.list()
-        return (runs[0].id if runs else None), ""
-
-    return {"start": start, "stop": stop, "status": status, "ref": ref, "seen": seen, "attach": attach, "name": name}
+    runs = session.registry.list()
+    return (runs[0].id if runs else None), ""
 
 
-def _summary(ctx: Context, current: str, view: RunView) -> RunSummary | None:
+# ---- formatting ------------------------------------------------------------------------------------------------
+def _summary(session: Session, current: str, view: RunView) -> RunSummary | None:
     if not view.finished:
         return None
-    run_id = ctx.jobs.run_id(current)
-    return ctx.registry.summary(run_id) if run_id else None
+    run_id = session.jobs.run_id(current)
+    return session.registry.summary(run_id) if run_id else None
 
 
-def _status_md(ctx: Context, current: str, view: RunView) -> str:
-    run_id = ctx.jobs.run_id(current)
+def _status_md(session: Session, current: str, view: RunView) -> str:
+    run_id = session.jobs.run_id(current)
     title = f"**Run** `{run_id}`" if run_id else "**Run** (starting)"
     state = view.status if not view.finished else f"{view.status} — {view.message}"
     return f"{title} · **{state}**"
 
 
-def _progress_html(view: RunView) -> str:
+def progress_html(view: RunView) -> str:
+    """The progress bar with step, epoch, elapsed time and ETA."""
     pct = view.fraction * 100
-    eta = "—" if view.eta is None or view.finished else _duration(view.eta)
+    eta = "—" if view.eta is None or view.finished else duration(view.eta)
     parts = [
         f"step {view.step:,} / {view.max_steps:,}" if view.max_steps else "waiting for the first step",
         f"epoch {view.epoch:.2f}",
-        f"elapsed {_duration(view.elapsed)}",
+        f"elapsed {duration(view.elapsed)}",
         f"ETA {eta}",
     ]
     return (
         f'<div class="studio-progress"><div class="studio-bar"><div style="width:{pct:.1f}%"></div></div>'
         f"<span>{pct:.0f}% · {' · '.join(parts)}</span></div>"
     )
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return (
-        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-    )
-
-
-def latest_eval_md(view: RunView) -> str:
-    """While training: the latest validation evaluation, with per-class F1."""
-    e = view.latest_eval()
-    if not e:
-        return "Validation metrics appear here at each evaluation."
-    lines = [
-        f"### Validation at step {e.get('step')}: accuracy {e.get('accuracy', 0):.2%} · macro F1 "
-        f"{e.get('f1_macro', 0):.3f}",
-        "",
-        "| class | F1 |",
-        "|---|---|",
-    ]
-    lines += [f"| {k.removeprefix('f1/')} | {v:.3f} |" for k, v in e.items() if k.startswith("f1/")][:30]
-    return "\n".join(lines)
-
-
-def results_md(summary: RunSummary | None) -> str:
-    """Test metrics and efficiency of a finished run (eval.json)."""
-    if summary is None:
-        return ""
-    test, eff = summary.test, summary.efficiency
-    lines = [
-        f"### Test accuracy {test.accuracy:.2%} · macro F1 {test.f1_macro:.3f} · weighted F1 {test.f1_weighted:.3f}",
-        f"{test.n:,} test texts; status **{summary.status or ''}**",
-        "",
-        "| class | precision | recall | F1 | support |",
-        "|---|---|---|---|---|",
-    ]
-    for label, m in list(test.per_class.items())[:30]:
-        lines.append(f"| {label} | {m.precision:.3f} | {m.recall:.3f} | {m.f1:.3f} | {m.support} |")
-    lines += [
-        "",
-        f"**Efficiency:** {eff.trainable_params:,} trainable of {eff.total_params:,} "
-        f"parameters ({eff.trainable_percent:.2f}%) · peak memory {eff.peak_memory_mb or 0:,.0f} MB "
-        f"({eff.peak_memory_kind or ''}) · training {eff.train_seconds:,.0f} s for "
-        f"{eff.steps} steps ({eff.total_seconds:,.0f} s in all)",
-    ]
-    spread = summary.distributed
-    if spread is not None and spread.processes > 1:
-        lines.append(
-            f"  \n**{spread.processes} GPUs{' (FSDP)' if spread.fsdp else ''}:** batch "
-            f"{spread.per_device_batch} per GPU x accumulation {spread.grad_accum} = effective batch "
-            f"{spread.effective_batch}; peak memory is rank 0's"
-        )
-    memory = summary.memory
-    if memory.error_pct is not None and memory.estimate_mb is not None and memory.measured_mb is not None:
-        lines.append(
-            f"  \n**Memory estimate** {memory.estimate_mb:,.0f} MB vs measured {memory.measured_mb:,.0f} MB "
-            f"({memory.error_pct:+.1f}%, {memory.measured_kind})"
-        )
-    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""How the tabs write numbers, durations, runs and results: one place, so every tab says them the same way."""
+
+from __future__ import annotations
+
+from studio.datasource import SUFFIXES
+from studio.registry import Registry
+from studio.results import RunSummary
+from studio.runlog import RunView
+
+UPLOAD_TYPES = [*SUFFIXES, ".gz"]
+"""Data files a page accepts (the Data tab's source, the Playground's file to label): the files the engine reads;
+.gz for its text formats gzipped (reviews.csv.gz)."""
+
+
+def rounded(value: float | None, digits: int) -> float | None:
+    """`value` to `digits` decimals for a table cell; None stays an empty cell."""
+    return None if value is None else round(value, digits)
+
+
+def duration(seconds: float) -> str:
+    """12m05s, or 1h02m from an hour on."""
+    seconds = int(seconds)
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
+
+
+def gigabytes(mb: float) -> str:
+    """1.23 GB: how memory estimates are shown."""
+    return f"{mb / 1024:.2f} GB"
+
+
+def run_choices(registry: Registry, with_model: bool = False) -> list[tuple[str, str]]:
+    """(label, run id) pairs for dropdowns, newest first; `with_model` keeps runs that saved a model (to
+    predict with)."""
+    out = []
+    for r in registry.list():
+        if with_model and not (registry.run_dir(r.id) / "label_map.json").is_file():
+            continue
+        acc = f" · {r.accuracy:.1%}" if r.accuracy is not None else ""
+        out.append((f"{r.id} · {r.status}{acc}", r.id))
+    return out
+
+
+def latest_eval_md(view: RunView) -> str:
+    """While training: the latest validation evaluation, with per-class F1."""
+    e = view.latest_eval()
+    if not e:
+        return "Validation metrics appear here at each evaluation."
+    lines = [
+        f"### Validation at step {e.get('step')}: accuracy {e.get('accuracy', 0):.2%} · macro F1 "
+        f"{e.get('f1_macro', 0):.3f}",
+        "",
+        "| class | F1 |",
+        "|---|---|",
+    ]
+    lines += [f"| {k.removeprefix('f1/')} | {v:.3f} |" for k, v in e.items() if k.startswith("f1/")][:30]
+    return "\n".join(lines)
+
+
+def results_md(summary: RunSummary | None) -> str:
+    """Test metrics, efficiency, GPUs and the memory estimate's error of a finished run (its eval.json)."""
+    if summary is None:
+        return ""
+    test = summary.test
+    lines = [
+        f"### Test accuracy {test.accuracy:.2%} · macro F1 {test.f1_macro:.3f} · weighted F1 {test.f1_weighted:.3f}",
+        f"{test.n:,} test texts; status **{summary.status or ''}**",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    for label, m in list(test.per_class.items())[:30]:
+        lines.append(f"| {label} | {m.precision:.3f} | {m.recall:.3f} | {m.f1:.3f} | {m.support} |")
+    return "\n".join(lines + _efficiency_lines(summary))
+
+
+def _efficiency_lines(summary: RunSummary) -> list[str]:
+    eff = summary.efficiency
+    lines = [
+        "",
+        f"**Efficiency:** {eff.trainable_params:,} trainable of {eff.total_params:,} "
+        f"parameters ({eff.trainable_percent:.2f}%) · peak memory {eff.peak_memory_mb or 0:,.0f} MB "
+        f"({eff.peak_memory_kind or ''}) · training {eff.train_seconds:,.0f} s for "
+        f"{eff.steps} steps ({eff.total_seconds:,.0f} s in all)",
+    ]
+    spread = summary.distributed
+    if spread is not None and spread.processes > 1:
+        lines.append(
+            f"  \n**{spread.processes} GPUs{' (FSDP)' if spread.fsdp else ''}:** batch "
+            f"{spread.per_device_batch} per GPU x accumulation {spread.grad_accum} = effective batch "
+            f"{spread.effective_batch}; peak memory is rank 0's"
+        )
+    memory = summary.memory
+    if memory.error_pct is not None and memory.estimate_mb is not None and memory.measured_mb is not None:
+        lines.append(
+            f"  \n**Memory estimate** {memory.estimate_mb:,.0f} MB vs measured {memory.measured_mb:,.0f} MB "
+            f"({memory.error_pct:+.1f}%, {memory.measured_kind})"
+        )
+    return lines

@@ -1,0 +1,232 @@
+"""The UI's handlers called as functions: a Session, a tab's components, plain values; no page, no server.
+
+A tab's components are made in a `gr.Blocks` that is never launched (handlers key their results by them); the
+runs they show are written straight into a temporary registry, so no test here trains.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pytest
+
+from studio.config import RunConfig
+from studio.presets import PRESETS_DIR
+from studio.registry import Registry
+from studio.results import DataReport, Efficiency, MemoryRecord, Reproducibility, RunSummary, SplitMetrics
+from studio.ui import compare_tab, data_tab, model_tab, runs_tab, train_tab
+from studio.ui.formatting import duration, gigabytes, results_md, run_choices
+from studio.ui.session import Session
+
+LABELS = ["negative", "positive"]
+
+
+def built(runs_dir: Path, *tabs: Any, preset: Path | None = None) -> tuple:
+    """(a Session, then each tab module's built components), made in a Blocks nobody launches."""
+    with gr.Blocks():
+        session = Session.create(runs_dir, preset)
+        return (session, *(tab.build(session) for tab in tabs))
+
+
+def page_values(session: Session, config: RunConfig) -> dict[Any, Any]:
+    """What a page whose form shows `config` sends (form fields and the page's state)."""
+    return {**session.form.values(config), session.base: config.to_dict(), session.base_preset: None,
+            session.num_labels: 2, session.train_rows: None}  # fmt: skip
+
+
+def tiny_config(model_dir: Path, **data: Any) -> RunConfig:
+    return RunConfig.from_dict({
+        "name": "tiny-ui",
+        "data": {"source": "imdb-sample", "max_samples": 240, "max_length": 32, **data},
+        "model": {"name": str(model_dir)},
+        "method": {"name": "lora", "r": 4},
+    })  # fmt: skip
+
+
+def write_events(registry: Registry, run_id: str, *events: dict[str, Any]) -> None:
+    """Append events to the run's metrics.jsonl, as a training run writes them."""
+    with open(registry.run_dir(run_id) / "metrics.jsonl", "a", encoding="utf-8") as f:
+        for event in events:
+            f.write(json.dumps({"time": time.time(), **event}) + "\n")
+
+
+def running_run(registry: Registry) -> str:
+    """A run that trains (its row is this live process's) and has logged 3 steps and one evaluation."""
+    run_id = registry.create(RunConfig(name="live")).id
+    write_events(
+        registry,
+        run_id,
+        {"kind": "status", "status": "training", "message": "training"},
+        {"kind": "progress", "step": 3, "max_steps": 10, "epoch": 0.3, "elapsed": 12.0, "eta": 28.0},
+        *({"kind": "log", "step": s, "loss": 0.7 - s / 100, "learning_rate": 1e-3} for s in (1, 2, 3)),
+        {"kind": "eval", "split": "validation", "step": 2, "accuracy": 0.75, "f1_macro": 0.7, "loss": 0.6,
+         "f1/negative": 0.72, "f1/positive": 0.68},
+    )  # fmt: skip
+    return run_id
+
+
+def a_summary(**memory) -> RunSummary:
+    """Results as a finished run writes them (eval.json)."""
+    test = {"accuracy": 0.8, "f1_macro": 0.79, "f1_weighted": 0.8, "n": 24, "confusion_matrix": [[10, 2], [3, 9]],
+            "per_class": {n: {"precision": 0.8, "recall": 0.8, "f1": 0.8, "support": 12} for n in LABELS}}  # fmt: skip
+    efficiency = Efficiency(trainable_params=1_000, total_params=100_000, trainable_percent=1.0, train_seconds=10.0,
+                            train_samples_per_second=19.2, total_seconds=12.0, steps=10, epochs=1.0,
+                            peak_memory_mb=500.0, peak_memory_kind="process_rss")  # fmt: skip
+    return RunSummary(test=SplitMetrics.from_dict(test), efficiency=efficiency, data=DataReport(list(LABELS)),
+                      reproducibility=Reproducibility(), memory=MemoryRecord(**memory), status="completed")  # fmt: skip
+
+
+def finish(registry: Registry, run_id: str) -> None:
+    """End the run: its test results in eval.json, `done` in the log, `completed` in the registry."""
+    (registry.run_dir(run_id) / "eval.json").write_text(json.dumps(a_summary().to_dict()))
+    (registry.run_dir(run_id) / "label_map.json").write_text(json.dumps(LABELS))
+    write_events(registry, run_id, {"kind": "done", "status": "completed", "message": "trained 10 steps"})
+    registry.update(run_id, status="completed", accuracy=0.8)
+
+
+# ---- Train tab ---------------------------------------------------------------------------------------------------
+def test_tick_with_no_run_only_samples_the_hardware(runs_dir):
+    session, train = built(runs_dir, train_tab)
+    first = train_tab.tick(session, train, None, "", [], None)
+    assert set(first) == {train.usage, train.usage_plot} and len(first[train.usage]) == 1
+    second = train_tab.tick(session, train, None, "", first[train.usage], None)
+    assert set(second) == {train.usage}  # the hardware plot waits HARDWARE_EVERY ticks
+    assert train_tab.confusion_for(session, None, "") is not None  # a placeholder figure
+
+
+def test_tick_follows_a_running_run_and_redraws_only_what_changed(runs_dir):
+    session, train = built(runs_dir, train_tab)
+    run_id = running_run(session.registry)
+    out = train_tab.tick(session, train, run_id, "", [], None)
+    assert run_id in out[train.status] and "training" in out[train.status]
+    assert "step 3 / 10" in out[train.progress] and "ETA 0m28s" in out[train.progress]
+    assert {train.loss_plot, train.metric_plot, train.lr_plot, train.log, train.redrawn} <= set(out)
+    results = out[train.results]
+    assert "Validation at step 2: accuracy 75.00%" in results and "| positive | 0.680 |" in results
+    # Nothing new: status and progress only, the curves are not redrawn.
+    again = train_tab.tick(session, train, run_id, out[train.seen], out[train.usage], out[train.redrawn])
+    assert train.status in again and not {train.loss_plot, train.log, train.seen} & set(again)
+    # A new log line while the last redraw was expensive: the log follows, the curves wait their turn.
+    write_events(session.registry, run_id, {"kind": "log", "step": 4, "loss": 0.5})
+    busy = {"at": time.time(), "cost": 60.0}
+    later = train_tab.tick(session, train, run_id, out[train.seen], out[train.usage], busy)
+    assert train.log in later and not {train.loss_plot, train.seen} & set(later)
+
+
+def test_tick_shows_a_finished_run_with_its_test_results(runs_dir):
+    session, train = built(runs_dir, train_tab)
+    run_id = running_run(session.registry)
+    finish(session.registry, run_id)
+    out = train_tab.tick(session, train, run_id, "", [], None)
+    assert "completed — trained 10 steps" in out[train.status]
+    assert "### Test accuracy 80.00%" in out[train.results] and "24 test texts" in out[train.results]
+    figure = train_tab.confusion_for(session, run_id, out[train.seen])
+    assert list(figure.data[0].x) == LABELS and figure.data[0].text[0][0].startswith("10<br>")
+    assert train_tab.attach(session) == (run_id, "")  # a fresh page shows the newest run
+
+
+def test_tick_of_a_run_that_cannot_exist_says_so(runs_dir):
+    session, train = built(runs_dir, train_tab)
+    out = train_tab.tick(session, train, "../elsewhere", "drawn", [], None)
+    assert out[train.status] == "That run no longer exists." and out[train.ref] is None and out[train.seen] == ""
+
+
+def test_start_without_a_dataset_is_refused_with_a_message(runs_dir):
+    session, _, train = built(runs_dir, data_tab, train_tab)
+    values = {**page_values(session, RunConfig()), session.form.component("data.source"): " ", train.gpus: 1}
+    with pytest.raises(gr.Error, match="choose a dataset first"):
+        train_tab.start_run(session, train, values)
+    with pytest.raises(gr.Error, match="nothing is training"):
+        train_tab.stop_run(session)
+
+
+# ---- Data and Model tabs -----------------------------------------------------------------------------------------
+def test_inspect_with_a_missing_column_gives_the_readable_error(runs_dir, tiny_model_dir):
+    session, data = built(runs_dir, data_tab)
+    config = tiny_config(tiny_model_dir("bert"), text_column="body")
+    with pytest.raises(gr.Error, match="text column 'body' not found; the data has columns: review, sentiment"):
+        data_tab.inspect_data(session, data, page_values(session, config))
+
+
+def test_inspect_shows_the_data_and_tells_the_other_tabs(runs_dir, tiny_model_dir):
+    session, data = built(runs_dir, data_tab)
+    out = data_tab.inspect_data(session, data, page_values(session, tiny_config(tiny_model_dir("bert"))))
+    assert "240 rows" in out[data.summary] and "longer than 32" in out[data.summary]
+    assert out[session.num_labels] == 2 and out[session.train_rows] == 192  # for the memory estimate
+    assert ("review", "review") in out[data.text_column]["choices"]
+
+
+def test_estimate_follows_the_form_and_says_a_bad_value_in_place(runs_dir, tiny_model_dir):
+    session = built(runs_dir)[0]
+    config = tiny_config(tiny_model_dir("bert"))
+    device, _, text = model_tab.estimate(session, page_values(session, config))
+    assert "CPU only" in device and "GB estimated" in text and "**Adapters on:** attention.self.query" in text
+    bigger = model_tab.estimate(session, page_values(session, config.with_overrides(["train.batch_size=512"])))[2]
+    assert float(bigger.split(" GB")[0].split()[-1]) > float(text.split(" GB")[0].split()[-1])
+    bad = page_values(session, config)
+    bad[session.base] = {**bad[session.base], "train": {**bad[session.base]["train"], "learning_rate": 0}}
+    assert model_tab.estimate(session, bad)[2].startswith("⚠️ train.learning_rate: Input should be greater than 0")
+
+
+def test_the_method_shows_its_own_settings(runs_dir):
+    session, model = built(runs_dir, model_tab)
+    a = model.adapter
+    visible = {name: {c: u["visible"] for c, u in model_tab.show_for(a, name).items()} for name in ("full", "qlora")}
+    assert visible["full"] == {a.quantization: False, a.adapter: False, a.rank: False, a.alpha: False, a.dropout: False}
+    assert all(visible["qlora"].values())
+
+
+def test_cli_command_and_presets_from_the_page(runs_dir):
+    session = built(runs_dir, data_tab, model_tab, train_tab)[0]  # the whole form
+    values = page_values(session, RunConfig.from_yaml(PRESETS_DIR / "quick_demo.yaml").with_overrides(["seed=7"]))
+    values[session.base_preset] = "quick_demo"
+    assert model_tab.cli_command(session, values)["value"] == "python -m studio train quick_demo \\\n    --set seed=7"
+    loaded = model_tab.load_named(session, "quick_demo")
+    assert loaded[session.base_preset] == "quick_demo" and loaded[session.form.component("seed")]["value"] == 42
+    with pytest.raises(gr.Error, match="pick a preset in the list first"):
+        model_tab.load_named(session, None)
+
+
+# ---- Runs tab and shared formatting ----------------------------------------------------------------------------
+def test_run_choices_name_the_runs_and_keep_those_that_can_predict(runs_dir):
+    registry = Registry(runs_dir)
+    done = registry.create(RunConfig(name="done")).id
+    finish(registry, done)
+    failed = registry.create(RunConfig(name="broken")).id
+    registry.update(failed, status="failed", message="bad data")
+    assert run_choices(registry) == [(f"{failed} · failed", failed), (f"{done} · completed · 80.0%", done)]
+    assert run_choices(registry, with_model=True) == [(f"{done} · completed · 80.0%", done)]
+
+
+def test_refreshing_and_deleting_keep_the_pickers_true_to_the_registry(runs_dir):
+    session, runs = built(runs_dir, runs_tab)
+    kept, gone = (session.registry.create(RunConfig(name=n)).id for n in ("kept", "gone"))
+    for run_id in (kept, gone):
+        finish(session.registry, run_id)
+    out = runs_tab.do_delete(session, runs, gone, [kept, gone])
+    assert out[runs.confirm_row]["visible"] is False and [row[0] for row in out[runs.table]] == [kept]
+    assert out[runs.compare]["value"] == [kept] and out[runs.selected]["value"] is None
+    assert not session.registry.run_dir(gone).exists()
+    with pytest.raises(gr.Error, match="pick a run first"):
+        runs_tab.open_run(session, None)
+    details, config_text = runs_tab.show(session, kept)
+    assert "Test accuracy 80.00%" in details and "name: kept" in config_text
+
+
+def test_the_compare_tab_waits_for_a_grid(runs_dir):
+    session, compare = built(runs_dir, compare_tab)
+    assert compare_tab.watch(session, compare, None, "") == gr.skip()  # no grid ran: nothing to redraw
+    with pytest.raises(gr.Error, match="pick a grid first"):
+        compare_tab.list_points(session, None)
+
+
+def test_shared_formatting():
+    assert (duration(59.9), duration(725), duration(3720)) == ("0m59s", "12m05s", "1h02m")
+    assert gigabytes(1536) == "1.50 GB"
+    memory = {"estimate_mb": 1000, "measured_mb": 1100, "error_pct": 10.0, "measured_kind": "cuda"}
+    assert results_md(None) == ""
+    assert "**Memory estimate** 1,000 MB vs measured 1,100 MB (+10.0%, cuda)" in results_md(a_summary(**memory))
