@@ -150,8 +150,11 @@ class ChildRun:
                 return None
             self._stop.set()
             record = self._record()
-            if record is not None and record.status == "running":
-                message = request_stop(self.registry, record.id)
+            if record is not None:
+                try:
+                    message = request_stop(self.registry, record.id)
+                except StudioError:  # it has just ended: nothing left to stop
+                    return None
                 self._emit("note", message=message)
                 return message
             if self._proc is not None and self._proc.poll() is None:
