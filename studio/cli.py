@@ -46,10 +46,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.name:
         config = config.with_overrides([f"name={args.name}"])
     registry = Registry(args.runs_dir)
+    if args.run_id and world().writes:  # a bad or taken id is refused now, not after loading the model
+        registry.check_id(args.run_id)
     if args.gpus > 1 and not world().distributed:
         return _launch_processes(args, config, registry)
     _quiet_libraries()
-    run = Run(config, registry, progress_bar=not args.quiet and world().writes)
+    run = Run(config, registry, progress_bar=not args.quiet and world().writes, run_id=args.run_id)
     if run.world.writes:
         where = f" on {run.world.size} processes" if run.world.distributed else ""
         print(f"training {config.model.name} ({config.method.name}) on {config.data.source}{where}", flush=True)
@@ -57,40 +59,37 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _launch_processes(args: argparse.Namespace, config: RunConfig, registry: Any) -> int:
-    """`train --gpus N`: the same command in N processes under torchrun (DDP), one per GPU, started in its
-    own session so that Ctrl-C here becomes a clean stop of every rank (a STOP file) instead of torchrun
-    killing them mid-step."""
-    import subprocess
-    import time
-
+    """`train --gpus N`: the same command in N processes under torchrun (DDP), one per GPU (`launch.ChildRun`:
+    its own session, so that Ctrl-C here becomes a clean stop of every rank instead of torchrun killing them
+    mid-step)."""
     from studio.data import prepare
-    from studio.distributed import launch_command, require_gpus
-    from studio.training import request_stop
+    from studio.distributed import require_gpus
+    from studio.launch import ChildRun
 
     require_gpus(args.gpus, "train --gpus")
-
     prepare(config.data, config.seed)  # bad data is refused here, once, before N processes start
-    argv = [a for a in args.argv if a != f"--gpus={args.gpus}"]
-    if "--gpus" in argv:
-        i = argv.index("--gpus")
-        del argv[i : i + 2]
-    argv = ["--runs-dir", str(args.runs_dir), *argv] if "--runs-dir" not in argv else argv
-    t0 = time.time()
-    print(f"launching {args.gpus} processes: torchrun -m studio {' '.join(argv)}", flush=True)
-    proc = subprocess.Popen(launch_command(args.gpus, argv), start_new_session=True)
+    train_args = [args.preset, *(a for value in args.set or [] for a in ("--set", value))]
+    train_args += (["--name", args.name] if args.name else []) + (["--quiet"] if args.quiet else [])
+    child = ChildRun(config, registry, processes=args.gpus, train_args=train_args, run_id=args.run_id,
+                     console=True, data_checked=True).start()  # fmt: skip
+    assert child.launch is not None
+    print(f"launching {args.gpus} processes: torchrun -m studio {' '.join(child.launch.studio_args())}", flush=True)
 
     def stop(*_: Any) -> None:
-        record = registry.created_since(config, t0, status="running")
-        if record is None:
-            proc.terminate()  # not training yet: nothing to keep
-            return
-        print(request_stop(registry, record.id), flush=True)
+        message = child.request_stop()  # before the run exists: the processes end, nothing to keep
+        if message:
+            print(message, flush=True)
 
     previous = signal.signal(signal.SIGINT, stop)
     try:
-        return _exit_status(proc.wait())
+        while child.is_alive():  # waiting in short steps: Ctrl-C's handler runs between them
+            child.wait(0.5)
     finally:
         signal.signal(signal.SIGINT, previous)
+    result = child.wait()
+    if child.exit_code is None:  # stopped before the processes started
+        return EXIT_FAILED if result is None or result.status == "failed" else 0
+    return _exit_status(child.exit_code)
 
 
 def _exit_status(code: int) -> int:
@@ -398,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, default=1, metavar="N",
                    help="train this one run data-parallel on N GPUs (torchrun DDP; the effective batch "
                         "batch_size x grad_accum is kept)")  # fmt: skip
+    p.add_argument("--run-id", metavar="ID",
+                   help="the run's id (its folder's name) instead of a drawn one; what a launcher passes the "
+                        "process it starts, to know its run")  # fmt: skip
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("stop", help="stop a run training in another process: it evaluates and saves what it trained")

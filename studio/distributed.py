@@ -13,7 +13,7 @@ of every batch and the gradients are averaged. The studio adds only what its own
 - the effective batch the config asks for (batch_size x grad_accum) is kept: the accumulation, else the
   per-device batch, is divided among the processes (`layout`).
 
-Launch: ``python -m studio train PRESET --gpus N`` starts torchrun itself; ``accelerate launch
+Launch: ``python -m studio train PRESET --gpus N`` starts torchrun itself (`studio.launch`); ``accelerate launch
 --num_processes N -m studio train PRESET`` and ``torchrun --nproc_per_node N -m studio train PRESET`` work as
 they are (docs/multi_gpu.md).
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -137,12 +136,6 @@ def layout(batch_size: int, grad_accum: int, processes: int) -> tuple[int, int, 
 def fsdp_requested() -> bool:
     """Whether accelerate launched this process with an FSDP config (presets/accelerate/fsdp_full.yaml)."""
     return os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
-
-
-def launch_command(processes: int, argv: list[str]) -> list[str]:
-    """The torchrun command that runs ``python -m studio ARGV`` in `processes` processes on this machine."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-            "-m", "studio", *argv]  # fmt: skip
 
 
 def cpu_processes_allowed() -> bool:

@@ -1,7 +1,8 @@
 """One training at a time, independent of any page: the app's job slot.
 
-`Jobs` owns the single in-process training `Run` (one GPU trains one run; a second Start is refused with a
-message naming the run that trains). The run lives in its own thread, not in a web request, so closing
+`Jobs` owns the single training run (one GPU trains one run; a second Start is refused with a message naming
+the run that trains): a `Run` in this process, or a `launch.ChildRun` on several GPUs, both used through
+`training.TrainingRun`. The run lives in its own thread, not in a web request, so closing
 the tab, reloading or a dropped connection changes nothing; a page asks `view()` for what to draw and gets
 it from the run's durable ``metrics.jsonl`` (or, in the seconds before the run has a folder, from the
 events the run has published so far).
@@ -10,21 +11,19 @@ events the run has published so far).
 from __future__ import annotations
 
 import queue
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from studio.config import RunConfig
 from studio.errors import RunNotFoundError, StudioError
-from studio.events import Done, Event, Note, Status
+from studio.events import Done
 from studio.registry import Registry
 from studio.runlog import LogFollower, RunView
-from studio.training import Run
+from studio.training import Run, TrainingRun
 
 
 @dataclass
@@ -32,7 +31,8 @@ class Job:
     """A run started by this process. `key` names it before the run has an id (data and model loading)."""
 
     key: str
-    run: Run
+    run: TrainingRun
+    """In this process (`training.Run`) or in child processes (`launch.ChildRun`)."""
     started: float = field(default_factory=time.time)
     early: RunView = field(default_factory=RunView)
     """Events seen on the run's queue: the view before the run has a folder and a metrics.jsonl."""
@@ -57,19 +57,20 @@ class Jobs:
     # ---- control -------------------------------------------------------------------------------------
     def start(self, config: RunConfig, gpus: int = 1) -> Job:
         """Start training `config` in a background thread, or, on `gpus` > 1 GPUs, in child processes
-        (`ProcessRun`: data-parallel); raise StudioError when one already trains."""
+        (`launch.ChildRun`: torchrun, data-parallel); raise StudioError when one already trains."""
         if gpus > 1:
             from studio.distributed import require_gpus
+            from studio.launch import ChildRun
 
             require_gpus(gpus, "GPUs for this run")
-            return self._launch(lambda: ProcessRun(config, self.registry, gpus))
+            return self._launch(lambda: ChildRun(config, self.registry, processes=gpus))
         return self._launch(lambda: Run(config, self.registry))
 
     def resume(self, run_id: str) -> Job:
         """Continue the interrupted run `run_id` from its last checkpoint (`Run.resuming`), as `start` trains."""
         return self._launch(lambda: Run.resuming(self.registry, run_id))
 
-    def _launch(self, make_run: Any) -> Job:
+    def _launch(self, make_run: Callable[[], TrainingRun]) -> Job:
         with self._lock:
             self._refuse_if_busy()
             run = make_run()
@@ -197,94 +198,3 @@ class Jobs:
 
 def _run_id(job: Job | None, ref: str) -> str | None:
     return job.run_id if job is not None and ref == job.key else ref
-
-
-class ProcessRun:
-    """A run trained on several GPUs by ``python -m studio train CONFIG --gpus N`` (torchrun, DDP), with what
-    `Jobs` needs of an in-process `Run`: `start`, `stop`, `is_alive`, `id`, `events`.
-
-    The child's rank 0 creates the run's row and folder as any run does; this finds the row by the config's
-    hash (`Registry.created_since`), and from then on the page follows the run's metrics.jsonl like any run.
-    Until then the child's printed notes and errors become events here, and its end becomes the `done` event.
-    A stop is the STOP file every rank looks for (`training.request_stop`), or before the run exists, an
-    interrupt to the launcher, which ends the children before anything was written.
-    """
-
-    def __init__(self, config: RunConfig, registry: Registry, gpus: int):
-        self.config, self.registry, self.gpus = config, registry, gpus
-        self.events: queue.Queue[Any] = queue.Queue()
-        self.record: Any = None
-        self._proc: subprocess.Popen | None = None
-        self._stop = threading.Event()
-        self._reader: threading.Thread | None = None
-        self._t0: float | None = None
-
-    @property
-    def id(self) -> str | None:
-        """The run's id once the child's rank 0 has created it (looked up in the registry until then)."""
-        if self.record is None and self._t0 is not None:
-            self.record = self.registry.created_since(self.config, self._t0)
-        return self.record.id if self.record else None
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
-    def start(self) -> ProcessRun:
-        from studio.sweep import PROJECT_DIR
-
-        folder = self.registry.runs_dir / ".launch"
-        folder.mkdir(exist_ok=True)
-        path = folder / f"{uuid.uuid4().hex[:12]}.yaml"
-        self.config.to_yaml(path)
-        command = [sys.executable, "-m", "studio", "--runs-dir", str(self.registry.runs_dir), "train", str(path),
-                   "--gpus", str(self.gpus), "--quiet"]  # fmt: skip
-        self._t0 = t0 = time.time()
-        self._emit(Status("launching", f"starting {self.gpus} processes (torchrun, one per GPU)"))
-        self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      cwd=PROJECT_DIR, start_new_session=True)  # fmt: skip
-        self._reader = threading.Thread(target=self._follow, args=(t0, path), name="process-run", daemon=True)
-        self._reader.start()
-        return self
-
-    def _follow(self, t0: float, path: Any) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        errors: list[str] = []
-        for line in self._proc.stdout:
-            line = line.rstrip()
-            if line.startswith("error:"):
-                errors.append(line.removeprefix("error:").strip())
-            elif line.startswith("  ") and line.strip() and self.id is None:
-                self._emit(Note(line.strip()))
-        code = self._proc.wait()
-        path.unlink(missing_ok=True)
-        self.record = self.registry.created_since(self.config, t0)
-        if self.record is not None:
-            record = self.registry.get(self.record.id)
-            status, message = record.status, record.message or ""
-        else:
-            status = "stopped" if self._stop.is_set() else "failed"
-            message = errors[-1] if errors else ("stopped before training began" if self._stop.is_set()
-                                                 else f"the launcher ended with exit code {code}")  # fmt: skip
-        self._emit(Done(status, message))
-
-    def _emit(self, event: Event) -> None:
-        self.events.put(event)
-
-    def stop(self) -> None:
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        if self.record is not None:
-            from studio.training import request_stop
-
-            request_stop(self.registry, self.record.id)
-        elif self._proc is not None:
-            self._proc.send_signal(signal.SIGINT)  # the launcher ends its children: nothing was written yet
-
-    def is_alive(self) -> bool:
-        return self._reader is not None and self._reader.is_alive()
-
-    def wait(self, timeout: float | None = None) -> None:
-        if self._reader is not None:
-            self._reader.join(timeout)

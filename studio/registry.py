@@ -14,13 +14,14 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import shutil
 import socket
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from studio.results import RunSummary
 
 log = logging.getLogger(__name__)
 
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""What a run id may be: one plain folder name inside the runs directory (not hidden, no separators)."""
 STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
 _COLUMNS = (
     "id", "name", "status", "created", "finished", "pid", "host", "model", "method", "dataset", "config_hash",
@@ -130,17 +133,20 @@ class Registry:
                 "(model, checkpoints, predictions): free some space or pick another with --runs-dir / STUDIO_RUNS_DIR"
             )
 
-    def create(self, config: RunConfig, trained: RunConfig | None = None) -> RunRecord:
+    def create(self, config: RunConfig, trained: RunConfig | None = None, *, run_id: str | None = None) -> RunRecord:
         """A new run: its folder with config.yaml, and a `running` row owned by this process.
 
         `trained` is what trains when a speed profile changed `config` (speed.plan): config.yaml holds it (what
         reloading, export and reruns need), requested.yaml the config as asked, and the row is keyed by the
         asked config's hash (a grid resumes by what it asked for) but shows the method that trained.
+        `run_id`: the id a launcher chose (`new_id`, `launch.ChildRun`); None draws a fresh one.
+
+        Raises:
+            StudioError: `run_id` is not a valid new run id or belongs to another run.
         """
         trained = trained or config
-        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}-{secrets.token_hex(2)}"
+        run_id = self._claim(run_id) if run_id is not None else self.new_id(config.name)
         folder = self.runs_dir / run_id
-        folder.mkdir()
         trained.to_yaml(folder / "config.yaml", header=f"Run {run_id}. Rerun: python -m studio train <this file>")
         if trained != config:
             config.to_yaml(folder / "requested.yaml", header=f"Run {run_id} as asked, before its speed profile "
@@ -150,9 +156,54 @@ class Registry:
             "host": socket.gethostname(), "model": trained.model.name, "method": _method_label(trained),
             "dataset": config.data.source, "config_hash": config.config_hash(), "seed": config.seed,
         }  # fmt: skip
-        with self._connect() as db:
-            db.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+        try:
+            with self._connect() as db:
+                db.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                           tuple(row.values()))  # fmt: skip
+        except sqlite3.IntegrityError:
+            raise StudioError(f"run id {run_id} belongs to another run in {self.runs_dir}; pick another") from None
         return self.get(run_id)
+
+    def new_id(self, name: str) -> str:
+        """A fresh run id for a run named `name` (`<YYYYMMDD-HHMMSS>-<name>-<4 hex>`), reserved: its folder is
+        made here, empty until `create` fills it, so no other run draws it meanwhile and a launcher can hand it
+        to the child process that creates the run. A taken id (another run of that name in the same second
+        drew the same digits) is drawn again."""
+        while True:
+            run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{secrets.token_hex(2)}"
+            try:
+                (self.runs_dir / run_id).mkdir()
+                return run_id
+            except FileExistsError:
+                continue
+
+    def check_id(self, run_id: str) -> None:
+        """Refuse `run_id` as the id of a new run: it must be a plain folder name (letters, digits, '.', '_',
+        '-'; starting with a letter or digit) that no run has yet. A folder `new_id` reserved is free.
+
+        Raises:
+            StudioError: naming the id and what to do.
+        """
+        if not RUN_ID_PATTERN.fullmatch(run_id):
+            raise StudioError(f"run id {run_id!r} is not a valid folder name: use letters, digits, '.', '_' and '-', "
+                              "starting with a letter or digit (at most 128 characters)")  # fmt: skip
+        folder = self.runs_dir / run_id
+        with self._connect() as db:
+            taken = db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+        if taken or (folder / "config.yaml").exists() or (folder.exists() and not folder.is_dir()):
+            raise StudioError(f"run id {run_id} belongs to another run in {self.runs_dir}; pick another")
+
+    def _claim(self, run_id: str) -> str:
+        self.check_id(run_id)
+        (self.runs_dir / run_id).mkdir(exist_ok=True)
+        return run_id
+
+    def release_id(self, run_id: str) -> None:
+        """Give back an id `new_id` reserved for a run that was never created (its folder is still empty)."""
+        folder = self.runs_dir / run_id
+        with suppress(OSError):  # not empty, or gone: then it is not a reservation to give back
+            if folder.parent == self.runs_dir and not any(folder.iterdir()):
+                folder.rmdir()
 
     def update(self, run_id: str, **fields: Any) -> None:
         unknown = set(fields) - set(_COLUMNS)
@@ -201,12 +252,6 @@ class Registry:
             rows = db.execute("SELECT * FROM runs ORDER BY created DESC").fetchall()
         records = [self._reconcile(RunRecord(**dict(r))) for r in rows]
         return [r for r in records if status is None or r.status == status]
-
-    def created_since(self, config: RunConfig, since: float, status: str | None = None) -> RunRecord | None:
-        """The newest run of `config` (by its hash) created at or after `since`: how a launcher finds the run a
-        child process (a grid's point, a multi-GPU run) created."""
-        target = config.config_hash()
-        return next((r for r in self.list(status) if r.config_hash == target and r.created >= since - 1), None)
 
     def summary(self, run_id: str) -> RunSummary | None:
         """The run's eval.json (metrics, efficiency, reproducibility), or None while it has none (or it is

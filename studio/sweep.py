@@ -19,22 +19,19 @@ has a completed run in the registry, whatever the order or the grid's name. One 
 failed and the grid goes on; `stop()` stops the current run and the grid.
 
 Where runs go (`slots`): by default one run at a time in this process (the UI's background thread). With
-several GPUs, or `workers` > 1, each run is a separate process (`python -m studio train`) pinned to one GPU
-with CUDA_VISIBLE_DEVICES, one per slot; every process writes to the same registry (SQLite in WAL mode,
-one folder per run), so the grid's bookkeeping is the registry's, as for a single process.
+several GPUs, or `workers` > 1, each run is a separate process (`python -m studio train`, `launch.ChildRun`)
+pinned to one GPU with CUDA_VISIBLE_DEVICES, one per slot, under the run id the grid chose for it; every
+process writes to the same registry (SQLite in WAL mode, one folder per run), so the grid's bookkeeping is
+the registry's, as for a single process. A run that fails, even before training, ends with a row that says
+why.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 import queue
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +44,7 @@ import yaml
 
 from studio.config import RunConfig
 from studio.errors import ConfigError
+from studio.launch import ChildRun
 from studio.presets import GRIDS_DIR, resolve
 from studio.registry import Registry, RunRecord
 
@@ -198,7 +196,8 @@ class Sweep:
         self.on_event = on_event or (lambda kind, data: None)
         self._stop = threading.Event()
         self._run: Any = None
-        self._procs: dict[int, subprocess.Popen] = {}
+        self._children: dict[int, ChildRun] = {}
+        """point index -> its `launch.ChildRun`, while it trains."""
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -212,9 +211,8 @@ class Sweep:
         if self._run is not None:
             self._run.stop()
         with self._lock:
-            for proc in self._procs.values():  # the CLI's Ctrl-C: the run evaluates and saves, then exits
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
+            for child in self._children.values():  # each run evaluates and saves what it trained, then exits
+                child.stop()
 
     def wait(self, timeout: float | None = None) -> SweepState:
         if self._thread is not None:
@@ -276,43 +274,32 @@ class Sweep:
         free: queue.Queue[str | None] = queue.Queue()
         for slot in slots:
             free.put(slot)
-        with tempfile.TemporaryDirectory(prefix="studio-sweep-") as configs, ThreadPoolExecutor(len(slots)) as pool:
+        with ThreadPoolExecutor(len(slots)) as pool:
             for point in pending:
                 slot = free.get()  # waits for a run to end
                 if self._stop.is_set():
                     break
-                pool.submit(self._run_process, point, slot, Path(configs), free)
+                pool.submit(self._run_process, point, slot, free)
 
-    def _run_process(self, point: Point, slot: str | None, configs: Path, free: queue.Queue) -> None:
-        """Train one point as `python -m studio train` (pinned to GPU `slot`), then give the slot back."""
+    def _run_process(self, point: Point, slot: str | None, free: queue.Queue) -> None:
+        """Train one point as `python -m studio train` (`launch.ChildRun`, pinned to GPU `slot`), then give the
+        slot back."""
         t0 = time.time()
         try:
-            config = dataclasses.replace(point.config, description=point.key)
-            path = configs / f"point-{point.index}.yaml"
-            config.to_yaml(path)
-            env = dict(os.environ)
-            if slot is not None:
-                env["CUDA_VISIBLE_DEVICES"] = slot
-            command = [sys.executable, "-m", "studio", "--runs-dir", str(self.registry.runs_dir), "train",
-                       str(path), "--quiet"]  # fmt: skip
-            with open(configs / f"point-{point.index}.log", "w+", encoding="utf-8") as log:
-                with self._lock:  # registered before `start` is announced: a stop() then reaches it
-                    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_DIR)
-                    self._procs[point.index] = proc
-                self._begin(point)
-                code = proc.wait()
-                log.seek(0)
-                tail = log.read()[-4000:]
+            child = ChildRun(dataclasses.replace(point.config, description=point.key), self.registry, gpu=slot)
+            with self._lock:  # registered before `start` is announced: a stop() then reaches it
+                if self._stop.is_set():
+                    return
+                self._children[point.index] = child.start()
+            self._begin(point)
+            result = child.wait()
+            assert result is not None
             with self._lock:
-                self._procs.pop(point.index, None)
-            record = self.registry.created_since(config, t0)
-            if record is not None:
-                self._end(point, time.time() - t0, record.status, record.message, record.id)
-            elif self._stop.is_set():  # stopped while the process was still starting up
+                self._children.pop(point.index, None)
+            if result.run_id is None:  # stopped while the process was still starting up
                 self._end(point, time.time() - t0, "stopped", "the grid was stopped before this run trained", None)
-            else:  # failed before the run had a folder (bad input): the process said why
-                lines = [ln for ln in tail.splitlines() if ln.startswith("error:")] or tail.splitlines()[-1:]
-                self._end(point, time.time() - t0, "failed", (lines or [f"exit code {code}"])[-1], None)
+            else:
+                self._end(point, time.time() - t0, result.status, result.message, result.run_id)
         except Exception as e:  # noqa: BLE001 - one point's trouble (e.g. a full disk) must not end the grid
             self._end(point, time.time() - t0, "failed", f"{type(e).__name__}: {e}", None)
         finally:
@@ -324,10 +311,6 @@ class Sweep:
         when runs train in their own processes."""
         run = self._run
         return run if run is not None and self.state.current is not None else None
-
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-"""Where `python -m studio` finds this package (the child processes' working directory)."""
 
 
 # ---- aggregation ---------------------------------------------------------------------------------------

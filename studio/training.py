@@ -19,7 +19,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from studio import distributed
 from studio.config import RunConfig
@@ -41,10 +41,43 @@ STOP_FILE = "STOP"
 class RunResult:
     run_id: str | None
     """None when the run ended before training began (nothing was written)."""
-    status: Literal["completed", "stopped", "failed"]
+    status: Literal["completed", "stopped", "failed", "interrupted"]
+    """`interrupted`: the process training it died without finishing (a child process: `launch.ChildRun`)."""
     message: str
     summary: RunSummary | None
     """eval.json's content: test/validation metrics, efficiency, reproducibility (None when it has none)."""
+
+
+@runtime_checkable
+class TrainingRun(Protocol):
+    """What the app's job slot (`jobs.Jobs`) and a grid need of a training run, whether it trains in this
+    process (`Run`) or in child processes (`launch.ChildRun`)."""
+
+    config: RunConfig
+    events: queue.Queue[Event]
+    """What happens, in order; the last event is `done` (status, message)."""
+
+    @property
+    def id(self) -> str | None:
+        """The run's id once it has its registry row and folder (None while data and model load)."""
+        ...
+
+    @property
+    def stop_requested(self) -> bool: ...
+
+    def start(self) -> TrainingRun:
+        """Begin training in the background; returns self."""
+        ...
+
+    def stop(self) -> None:
+        """Ask the run to stop after its current step; it still evaluates and saves what it trained."""
+        ...
+
+    def is_alive(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> RunResult | None:
+        """Wait for the end (at most `timeout` seconds): how the run ended, or None while it trains."""
+        ...
 
 
 class Run:
@@ -57,10 +90,15 @@ class Run:
         *,
         progress_bar: bool = False,
         resume: tuple[str, Path] | None = None,
+        run_id: str | None = None,
     ):
         self.config = config
         self.resume = resume
         """(run id, checkpoint folder) when this continues an interrupted run (`Run.resuming`)."""
+        self.assigned_id = run_id
+        """The id the run's row and folder get, chosen by the process that launched this one (`train --run-id`,
+        `launch.ChildRun`), which shows that row whatever happens: a failure before training records it too.
+        None: the registry draws the id, and bad input writes nothing."""
         self.trained: RunConfig = config
         """What trains: `config` after its speed profile (recipe.plan_speed); the run folder's config.yaml."""
         self.registry = registry
@@ -131,12 +169,20 @@ class Run:
             for event in pending:
                 self._append(event)
 
+    def _record_early_failure(self) -> None:
+        """Bad input found before the run had its row, in a run whose launcher chose its id: record it, so the
+        launcher's page or grid shows the reason from its row and log, as for any failed run."""
+        try:
+            self._create_record(collective=False)
+        except (StudioError, OSError) as e:  # e.g. the runs folder cannot be written: the launcher records the end
+            log.warning("run %s: its failure could not be recorded: %s", self.assigned_id, e)
+
     def _new_record(self) -> str:
         if self.resume:  # the interrupted run's own row and folder, owned by this process now
             run_id = self.resume[0]
             self.registry.update(run_id, status="running", pid=os.getpid(), host=socket.gethostname(), message="")
             return run_id
-        return self.registry.create(self.config, trained=self.trained).id
+        return self.registry.create(self.config, trained=self.trained, run_id=self.assigned_id).id
 
     # ---- control -------------------------------------------------------------------------------------
     def start(self) -> Run:
@@ -183,13 +229,7 @@ class Run:
         assert self.dir is not None
         if not self.world.writes:  # rank 0 writes the run's log; the others' events stay on their queue
             return
-        with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(event.to_json() + "\n")
-        if isinstance(event, (Status, Note, Done)):
-            line = event.line
-            stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
-            with open(self.dir / "log.txt", "a", encoding="utf-8") as f:
-                f.write(f"{stamp} {event.kind}: {line}\n")
+        write_event(self.dir, event)
 
     # ---- phases --------------------------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -206,6 +246,8 @@ class Run:
             outcome = self._phases(recipe, t0)
         except StudioError as e:
             outcome = ("failed", str(e), None)
+            if self.assigned_id is not None:
+                self._record_early_failure()
         except Exception as e:  # any crash becomes a readable `failed` run; the traceback goes to log.txt
             self._create_record(collective=False)  # a crash is a bug report: keep its folder before training too
             if self.dir is not None and self.world.writes:
@@ -277,6 +319,16 @@ def without_frames(e: BaseException) -> BaseException:
     from studio.failures import without_frames as clear
 
     return clear(e)
+
+
+def write_event(folder: Path, event: Event) -> None:
+    """Append `event` to a run folder's metrics.jsonl, and phases, notes and the end to its readable log.txt."""
+    with open(folder / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(event.to_json() + "\n")
+    if isinstance(event, (Status, Note, Done)):
+        stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
+        with open(folder / "log.txt", "a", encoding="utf-8") as f:
+            f.write(f"{stamp} {event.kind}: {event.line}\n")
 
 
 def request_stop(registry: Registry, run_id: str) -> str:

@@ -1,6 +1,7 @@
 """One run across several processes (torchrun DDP), checked on the CPU with gloo (STUDIO_DDP_ON_CPU=1): the
 launch the studio does itself (`train --gpus N`, the Train tab's "GPUs for this run"), rank 0 alone writing,
-evaluation gathered across ranks, the effective batch kept, a stop reaching every rank, QLoRA per rank."""
+evaluation gathered across ranks, the effective batch kept, a stop reaching every rank, QLoRA per rank; the
+launch itself (the command, the parent-chosen run id, failures) is in tests/test_launch.py."""
 
 from __future__ import annotations
 
@@ -79,6 +80,7 @@ def test_two_processes_train_one_run_as_one_process_would(pair):
     registry, single, double, stdout = pair
     assert len(registry.list(status="completed")) == 2  # rank 1 created no row of its own
     assert stdout.count("completed") == 1 and "on 2 processes" in stdout  # rank 0 alone prints
+    assert f"torchrun -m studio --runs-dir {registry.runs_dir} train " in stdout and f"--run-id {double}" in stdout
     a, b = (registry.summary(r).to_dict() for r in (single, double))
     assert a["distributed"] == {"processes": 1, "per_device_batch": 8, "grad_accum": 2, "effective_batch": 16}
     assert b["distributed"] == {"processes": 2, "per_device_batch": 8, "grad_accum": 1, "effective_batch": 16}
@@ -212,7 +214,7 @@ def test_bad_data_is_refused_once_before_the_processes_start(tmp_path, tiny_mode
 
 def test_train_tab_runs_one_run_on_two_processes_and_streams_it(tmp_path, tiny_model_dir, monkeypatch):
     """The Train tab's "GPUs for this run" (offered here because STUDIO_DDP_ON_CPU=1 stands in for 2 GPUs):
-    Start launches `train --gpus 2` as a child process, and the page follows that run's events like any."""
+    Start launches torchrun with 2 processes (`launch.ChildRun`), and the page follows that run's events like any."""
     from gradio_client import Client
     from test_ui_live import form, tick_until, tiny_preset
 
@@ -241,11 +243,13 @@ def test_train_tab_runs_one_run_on_two_processes_and_streams_it(tmp_path, tiny_m
         app.studio.jobs.current().run.wait(60)  # the launcher exits after rank 0 recorded the end
         assert not app.studio.jobs.current().alive()
         assert not list((tmp_path / "runs" / ".launch").glob("*.yaml"))  # the launch's config file is gone
-        # Bad data on 2 GPUs: refused before the processes start, the reason on the page, nothing recorded.
+        # Bad data on 2 GPUs: refused before the processes start, the reason on the page and in a failed row.
         args = form(app, "start", data__text_column="body")
         args[f"param_{index}"] = 2
         client.predict(api_name="/start", **args)
         out = tick_until(client, lambda o: "failed" in o[0], timeout=120)
-        assert "body" in out[0] and len(app.studio.registry.list()) == 1
+        failed = app.studio.registry.list()[0]
+        assert "body" in out[0] and len(app.studio.registry.list()) == 2
+        assert failed.status == "failed" and "body" in failed.message and failed.message in out[0]
     finally:
         app.close()

@@ -121,3 +121,32 @@ def test_processes_opening_a_new_runs_folder_at_once(tmp_path):
     assert failures == []
     db = sqlite3.connect(tmp_path / "runs-0" / "registry.sqlite")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_new_ids_are_reserved_and_a_taken_one_is_drawn_again(runs_dir, monkeypatch):
+    import secrets
+
+    registry = Registry(runs_dir)
+    monkeypatch.setattr("studio.registry.time.strftime", lambda fmt: "20260101-000000")
+    digits = iter(["abcd", "abcd", "abcd", "beef"])
+    monkeypatch.setattr(secrets, "token_hex", lambda n: next(digits))
+    first = registry.new_id("same")
+    assert first == "20260101-000000-same-abcd" and registry.run_dir(first).is_dir()  # reserved: its folder
+    record = registry.create(RunConfig.from_dict({"name": "same"}))  # the same second, the same digits
+    assert record.id == "20260101-000000-same-beef"
+    assert registry.create(RunConfig.from_dict({"name": "same"}), run_id=first).id == first  # the reservation
+    with pytest.raises(StudioError, match=f"run id {first} belongs to another run"):
+        registry.create(RunConfig(), run_id=first)
+    spare = "20260101-000000-spare-0000"
+    registry.run_dir(spare).mkdir()
+    registry.release_id(spare)
+    registry.release_id(first)  # a created run is not a reservation: kept
+    assert not registry.run_dir(spare).exists() and registry.run_dir(first).is_dir()
+
+
+def test_a_chosen_run_id_is_a_plain_folder_name(runs_dir):
+    registry = Registry(runs_dir)
+    for bad in ("", ".", "..", ".hidden", "a/b", "../x", "a b", "x" * 129):
+        with pytest.raises(StudioError, match="is not a valid folder name"):
+            registry.check_id(bad)
+    assert registry.create(RunConfig(), run_id="my-run_1.0").id == "my-run_1.0"

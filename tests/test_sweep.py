@@ -294,11 +294,15 @@ def test_runs_in_separate_processes_at_once_with_a_failure_and_resume(tiny_model
     ends = [data for kind, data in events if kind == "end"]
     print(f"4-run tiny grid, 2 processes at a time on CPU: {time.time() - t0:.1f} s")
     assert (state.done, state.failed, state.finished, state.running) == (2, 2, True, {})
-    runs = registry.list()
-    assert sorted(r.status for r in runs) == ["completed", "completed"] and len(state.run_ids) == 2
-    # the bad column fails before the run has a folder: the process's own error line comes back
-    failed = [e["message"] for e in ends if e["status"] == "failed"]
-    assert len(failed) == 2 and all(m.startswith("error: data.text_column") for m in failed)
+    assert sorted(r.status for r in registry.list()) == ["completed", "completed", "failed", "failed"]
+    assert len(state.run_ids) == 4 and not list((runs_dir / ".launch").iterdir())
+    # the bad column fails before training, in the child: its row and log say why, as an in-process run's would
+    failed = [e for e in ends if e["status"] == "failed"]
+    assert len(failed) == 2 and all(e["message"].startswith("data.text_column: ") for e in failed)
+    for e in failed:
+        assert registry.get(e["run_id"]).message == e["message"]
+        assert f"done: {e['message']}" in (registry.run_dir(e["run_id"]) / "log.txt").read_text()
+    runs = registry.list(status="completed")
     # each run was its own process, pinned to one GPU, and two trained at the same time
     pinned = {registry.summary(r.id).reproducibility.device.get("visible_devices") for r in runs}
     assert pinned and pinned <= {"0", "1"}
