@@ -114,31 +114,19 @@ def disk_needed_mb(config: RunConfig, bundle: Any) -> float:
     """Disk a run will write: the saved weights (fp32 safetensors: the full model, or the adapter and head)
     plus the two checkpoints the Trainer keeps when it picks the best one, and 50 MB for the tokenizer,
     predictions and logs."""
-    params = bundle.total_params if config.method.adapter is None else bundle.trainable_params
+    params = bundle.total_params if config.method.spec.saves == "model" else bundle.trainable_params
     copies = 3 if config.train.load_best_at_end and config.train.eval_strategy != "no" else 1
     return params * 4 * copies / 2**20 + 50
 
 
 # ---- the Trainer ---------------------------------------------------------------------------------------
 def resolve_precision(requested: str) -> tuple[str, str | None]:
-    """(fp32 | fp16 | bf16, note): what the hardware supports, closest to what was asked."""
-    import torch
+    """(fp32 | fp16 | bf16, note): what this process's device supports, closest to what was asked
+    (`precision.resolve`)."""
+    from studio import precision
 
-    if torch.cuda.is_available():
-        bf16 = torch.cuda.is_bf16_supported()
-        if requested == "auto":
-            return ("bf16" if bf16 else "fp16"), None
-        if requested == "bf16" and not bf16:
-            return "fp16", "this GPU has no bf16: training in fp16"
-        return requested, None
-    if requested == "fp16":
-        return "fp32", "fp16 mixed precision needs a CUDA GPU: training in fp32 on the CPU"
-    if requested == "bf16":
-        from studio.hardware import cpu_has_bf16
-
-        if not cpu_has_bf16():
-            return "fp32", "this CPU has no native bf16 (AVX512-BF16, AMX), so bf16 runs ~20x slower: training in fp32"
-    return ("fp32" if requested == "auto" else requested), None
+    resolved = precision.resolve(requested, precision.Compute.here())
+    return resolved.mode, resolved.note
 
 
 def resolve_report_to(wanted: list[str]) -> tuple[list[str], list[str]]:
@@ -612,8 +600,8 @@ def explain_failure(e: BaseException, config: RunConfig, num_labels: int = 2) ->
         tips = [f"lower train.batch_size (now {t.batch_size}) and raise train.grad_accum"]
         if not t.gradient_checkpointing:
             tips.append("turn on train.gradient_checkpointing")
-        if config.method.name in ("full", "lora"):
-            tips.append("use method qlora")
+        if config.method.spec.leaner:
+            tips.append(f"use method {config.method.spec.leaner}")
         tips.append(f"shorten data.max_length (now {config.data.max_length})")
         return f"{head}; try: " + "; ".join(tips)
     if isinstance(e, StudioError):

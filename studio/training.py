@@ -303,7 +303,7 @@ def needs_bitsandbytes(config: RunConfig) -> list[tuple[str, str]]:
     """(field, what) pairs of the config that need bitsandbytes."""
     out = []
     if config.method.quantized:
-        out.append(("method.name", f"QLoRA ({config.method.bits}-bit)"))
+        out.append(("method.name", f"{config.method.spec.label} ({config.method.bits}-bit)"))
     if config.train.optimizer in BNB_OPTIMIZERS:
         out.append(("train.optimizer", f"the {config.train.optimizer} optimizer"))
     return out

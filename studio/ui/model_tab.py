@@ -18,12 +18,11 @@ import yaml
 from studio.architectures import CATALOGUE
 from studio.config import RunConfig
 from studio.errors import StudioError
+from studio.methods import ADAPTER_METHODS, METHODS
 from studio.presets import PRESETS_DIR, names
 from studio.ui.context import Context
 from studio.ui.feedback import guard, import_engine_libraries
 from studio.ui.form import comma_list, joined
-
-ADAPTER_METHODS = ("lora", "qlora", "ia3")
 
 
 def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +50,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
                     info="full: every weight; LoRA / IA3: small adapters; QLoRA: LoRA on a 4/8-bit base.",
                 )
             initial = ctx.form.initial["method"]["name"]
-            with gr.Group(visible=initial == "qlora") as quant_group:
+            with gr.Group(visible=METHODS[initial].quantized) as quant_group:
                 gr.Markdown("**Quantization** (QLoRA, bitsandbytes)")
                 with gr.Row():
                     form.field("method.bits", gr.Radio, label="bits")
@@ -61,7 +60,7 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
             with gr.Group(visible=initial in ADAPTER_METHODS) as adapter_group:
                 gr.Markdown("**Adapter**")
                 with gr.Row():
-                    lora = {"visible": initial in ("lora", "qlora")}
+                    lora = {"visible": METHODS[initial].rank}
                     rank = form.field(
                         "method.r", gr.Slider, minimum=1, maximum=256, step=1, label="LoRA rank r", **lora
                     )
@@ -127,9 +126,9 @@ def build(ctx: Context, session: dict[str, Any]) -> dict[str, Any]:
 
     # ---- visibility follows the method -------------------------------------------------------------------
     def show_for(name: str) -> tuple:
-        lora = name in ("lora", "qlora")
+        lora = METHODS[name].rank
         return (
-            gr.update(visible=name == "qlora"),
+            gr.update(visible=METHODS[name].quantized),
             gr.update(visible=name in ADAPTER_METHODS),
             gr.update(visible=lora),
             gr.update(visible=lora),
