@@ -79,9 +79,9 @@ def base_model_id(cfg: ModelConfig) -> str | None:
 
 
 def _hub_dataset_id(source: str) -> str | None:
-    from studio.datasource import SAMPLES, _looks_like_path
+    from studio.datasource import SAMPLES, looks_like_path
 
-    if source in SAMPLES or Path(source).expanduser().exists() or _looks_like_path(source):
+    if source in SAMPLES or Path(source).expanduser().exists() or looks_like_path(source):
         return None
     return source
 
