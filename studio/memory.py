@@ -4,9 +4,9 @@ activations and overhead, for the live estimate of the UI's "Model & method" tab
 Parameter counts are exact, not estimated: the model's architecture is built on the meta device (shapes, no
 storage) from its config (for catalogue models, their published `ModelChoice.dims`); transformers' own
 bitsandbytes rules say which layers a QLoRA load quantizes; the adapters are placed by the studio's own
-`adapters.wrap` on a meta copy at rank 1 (LoRA sizes scale with r). What each method stores and trains comes
-from its row of the method table (studio/methods.py), the autocast from `precision.resolve`. Those facts are cached per
-model and placement, so a knob change costs arithmetic only.
+`adapters.wrap` on a meta copy at rank 1 (LoRA sizes scale with r). Those facts are cached per model and
+placement, so a knob change costs arithmetic only. What each method stores and trains comes from its row of
+the method table (studio/methods.py), the autocast from `precision.resolve`.
 
 Bytes come from the formula in `_peak`, every constant named below. Sources:
 - Mixed precision keeps fp32 master weights (Micikevicius et al. 2018); AdamW keeps 2 states per parameter
