@@ -109,23 +109,23 @@ def profiled(path: Path, steps: int):
     import torch
     from torch.profiler import ProfilerActivity, profile, schedule
 
-    from studio import hf_trainer as phases
+    from studio import hf_trainer
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     prof = profile(activities=activities, schedule=schedule(wait=3, warmup=2, active=steps, repeat=1))
-    original = phases.StudioCallback.on_step_end
+    original = hf_trainer.StudioCallback.on_step_end
 
     def on_step_end(self, *a, **k):
         prof.step()
         return original(self, *a, **k)
 
-    phases.StudioCallback.on_step_end = on_step_end
+    hf_trainer.StudioCallback.on_step_end = on_step_end
     prof.start()
     try:
         yield
     finally:
         prof.stop()
-        phases.StudioCallback.on_step_end = original
+        hf_trainer.StudioCallback.on_step_end = original
         table = prof.key_averages()
         device_key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
         path.write_text(f"{steps} optimizer steps\n\nby self CPU time\n"

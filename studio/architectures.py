@@ -2,7 +2,8 @@
 
 Tables, not if/elif chains: one `Family` per architecture, looked up by the model's `config.model_type`,
 plus a catalogue of model aliases the UI and presets offer. Checked on CPU with tiny random models of each
-family (transformers 5.23, peft 0.21, bitsandbytes 0.50); see docs/architectures.md for the traps.
+family (transformers 5.23, peft 0.21, bitsandbytes 0.50); docs/engine.md ("Architectures and methods") has
+the table and the traps.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
 from studio.errors import ConfigError
+from studio.methods import METHODS, AdapterName, Method, MethodName
 
 CONFIG_VERSION = 2
 """Bumped when a preset written by this version would not mean the same to an older one.
@@ -139,7 +140,7 @@ Placement = Literal["auto", "qv", "attention", "attention+ffn", "all-linear", "c
 class MethodConfig:
     """How the model is adapted: full fine-tuning, LoRA, QLoRA (LoRA on a 4/8-bit base) or IA3."""
 
-    name: Literal["full", "lora", "qlora", "ia3"] = _f("lora", "full | lora | qlora | ia3")
+    name: MethodName = _f("lora", "full | lora | qlora | ia3")
     bits: Literal[4, 8] = _f(4, "QLoRA: quantize the frozen base to 4 or 8 bits.")
     quant_type: Literal["nf4", "fp4"] = _f("nf4", "QLoRA 4-bit data type.")
     double_quant: bool = _f(True, "QLoRA 4-bit: quantize the quantization constants too (~0.4 bit/param saved).")
@@ -161,21 +162,32 @@ class MethodConfig:
             raise ConfigError("method.target_modules", "placement 'custom' needs a non-empty list of module names")
         if self.target_modules and self.placement != "custom":
             raise ConfigError("method.placement", "set placement: custom to use method.target_modules")
-        if self.name == "full" and self.placement != "auto":
+        if self.spec.trains_every_weight and self.placement != "auto":
             raise ConfigError("method.placement", "full fine-tuning trains every weight; leave placement at auto")
 
     @property
-    def quantized(self) -> bool:
-        return self.name == "qlora"
+    def spec(self) -> Method:
+        """This method's row of the method table (studio/methods.py)."""
+        return METHODS[self.name]
 
     @property
-    def adapter(self) -> Literal["lora", "ia3"] | None:
-        return {"lora": "lora", "qlora": "lora", "ia3": "ia3"}.get(self.name)  # type: ignore[return-value]
+    def quantized(self) -> bool:
+        return self.spec.quantized
+
+    @property
+    def adapter(self) -> AdapterName | None:
+        return self.spec.adapter
+
+    @property
+    def quant_bits(self) -> int | None:
+        """The bits of the quantized base (`bits`), None when the base is not quantized."""
+        return self.bits if self.spec.quantized else None
 
     def resolved_placement(self) -> str:
+        """The placement `auto` stands for: the method's default (full fine-tuning keeps `auto`)."""
         if self.placement != "auto":
             return self.placement
-        return "attention+ffn" if self.name == "ia3" else "qv"
+        return self.spec.default_placement or self.placement
 
 
 Optimizer = Literal[

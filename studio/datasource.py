@@ -73,7 +73,7 @@ def load_raw(cfg: DataConfig) -> datasets.DatasetDict:
     path = sample.path if sample else Path(cfg.source).expanduser()
     if sample or path.exists():
         return _load_path(path)
-    if _looks_like_path(cfg.source):
+    if looks_like_path(cfg.source):
         raise DataError(f"data.source: file not found: {cfg.source}")
     return _load_hub(cfg.source, cfg.hub_config)
 
@@ -103,7 +103,9 @@ def _first_split(raw: datasets.DatasetDict) -> datasets.Dataset:
     return raw["train"] if "train" in raw else next(iter(raw.values()))
 
 
-def _looks_like_path(source: str) -> bool:
+def looks_like_path(source: str) -> bool:
+    """Whether `data.source` names a local file or folder rather than a Hub dataset id, by its form alone
+    (the path need not exist)."""
     if source.startswith(("/", "./", "../", "~", ".\\")) or "\\" in source or source.count("/") > 1:
         return True
     suffix = Path(source).suffix.lower()

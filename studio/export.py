@@ -178,16 +178,20 @@ def _merged_model(run: FinishedRun) -> Any:
     from peft import PeftModel
     from transformers import AutoTokenizer
 
+    from studio import precision
     from studio.architectures import family_for
-    from studio.models import _load_classifier, compute_dtype, load_config, resolve_source
+    from studio.models import load_classifier, load_config, resolve_source
 
     cfg = run.config
     tokenizer = AutoTokenizer.from_pretrained(run.dir / "tokenizer")
     source = resolve_source(cfg.model)
     family = family_for(load_config(cfg.model, source).model_type)
-    base, _ = _load_classifier(cfg.model, source, run.labels, tokenizer, cfg.method, family, quantize=False)
+    base, _ = load_classifier(cfg, source, run.labels, tokenizer, family, quantize=False)
     if torch.cuda.is_available():
-        dtype = compute_dtype(cfg.method) if cfg.method.quantized else next(base.parameters()).dtype
+        if cfg.method.quantized:  # the dtype the 4-bit layers computed in: what the adapter trained against
+            dtype = precision.resolve(cfg.train.precision, precision.Compute.here(), cfg.method).quant_compute_dtype()
+        else:
+            dtype = next(base.parameters()).dtype
         base.to(device="cuda", dtype=dtype)
     else:
         base.to(dtype=torch.float32)

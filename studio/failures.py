@@ -41,8 +41,8 @@ def explain_failure(e: BaseException, config: RunConfig, num_labels: int = 2) ->
         tips = [f"lower train.batch_size (now {t.batch_size}) and raise train.grad_accum"]
         if not t.gradient_checkpointing:
             tips.append("turn on train.gradient_checkpointing")
-        if config.method.name in ("full", "lora"):
-            tips.append("use method qlora")
+        if config.method.spec.leaner:
+            tips.append(f"use method {config.method.spec.leaner}")
         tips.append(f"shorten data.max_length (now {config.data.max_length})")
         return f"{head}; try: " + "; ".join(tips)
     if isinstance(e, StudioError):

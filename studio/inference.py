@@ -30,6 +30,17 @@ class Prediction:
     probs: dict[str, float]
 
 
+def _autocast(cuda: bool) -> Any:
+    """bf16 autocast on a GPU that has bf16 (as the Trainer's evaluation runs), else nothing."""
+    import contextlib
+
+    import torch
+
+    if cuda and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 class Predictor:
     """A run's model in eval mode. Load once, then call `predict` as often as needed (thread-safe)."""
 
@@ -66,56 +77,63 @@ class Predictor:
         tokenized only after the last one is scored, and scored in fp32 (bf16 is emulated on most CPUs),
         CPU_BATCH at a time, which keeps one batch's activations small.
         """
-        import contextlib
-        from concurrent.futures import ThreadPoolExecutor
-
-        import torch
-
         if isinstance(texts, str):
             texts = [texts]
         texts = [t if isinstance(t, str) else "" for t in texts]
         if not texts:
             return []
+        order, probs = self._score(texts, batch_size)
+        by_row: list[Any] = [None] * len(texts)
+        for i, p in zip(order, probs, strict=True):
+            by_row[i] = p
+        out = []
+        for text, p in zip(texts, by_row, strict=True):
+            best = max(range(len(p)), key=p.__getitem__)
+            out.append(Prediction(text, self.label_names[best], p[best], dict(zip(self.label_names, p, strict=True))))
+        return out
+
+    def _score(self, texts: list[str], batch_size: int | None) -> tuple[list[int], list[list[float]]]:
+        """(row order, class probabilities in that order) of every text, chunk by chunk (see `predict`)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        import torch
+
         device = next(self.model.parameters()).device
         cuda = device.type == "cuda"
         batch_size = batch_size or (GPU_BATCH if cuda else CPU_BATCH)
         chunk = max(GPU_CHUNK, batch_size) if cuda else CPU_CHUNK
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if cuda and torch.cuda.is_bf16_supported()
-            else contextlib.nullcontext()
-        )
 
         def tokenize(start: int) -> Any:
             return self.tokenizer(texts[start : start + chunk], truncation=True, max_length=self.max_length)
 
         order: list[int] = []
-        scored = []
-        with ThreadPoolExecutor(1) as helper, torch.inference_mode(), autocast:
+        scored: list[Any] = []
+        with ThreadPoolExecutor(1) as helper, torch.inference_mode(), _autocast(cuda):
             pending = helper.submit(tokenize, 0)
             for start in range(0, len(texts), chunk):
                 encoded = pending.result()
                 more = start + chunk < len(texts)
                 if more and cuda:  # tokenize the next chunk while the GPU scores this one
                     pending = helper.submit(tokenize, start + chunk)
-                lengths = [len(ids) for ids in encoded["input_ids"]]
-                ranked = sorted(range(len(lengths)), key=lengths.__getitem__)
-                for first in range(0, len(ranked), batch_size):
-                    rows = ranked[first : first + batch_size]
-                    batch = self._padded(encoded, rows, GPU_PAD_MULTIPLE if cuda else 1, pin=cuda)
-                    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                    scored.append(torch.softmax(self.model(**batch).logits.float(), dim=-1))
-                order.extend(start + i for i in ranked)
+                order.extend(start + i for i in self._score_chunk(encoded, batch_size, device, scored))
                 if more and not cuda:  # after this chunk: on a CPU both would share the cores
                     pending = helper.submit(tokenize, start + chunk)
-        probs: list[Any] = [None] * len(texts)
-        for i, p in zip(order, torch.cat(scored).cpu().tolist(), strict=True):
-            probs[i] = p
-        out = []
-        for text, p in zip(texts, probs, strict=True):
-            best = max(range(len(p)), key=p.__getitem__)
-            out.append(Prediction(text, self.label_names[best], p[best], dict(zip(self.label_names, p, strict=True))))
-        return out
+        return order, torch.cat(scored).cpu().tolist()
+
+    def _score_chunk(self, encoded: Any, batch_size: int, device: Any, scored: list[Any]) -> list[int]:
+        """Score one tokenized chunk, shortest texts first (little padding per batch); appends each batch's
+        probabilities (left on the device) to `scored` and returns the chunk's rows in that order."""
+        import torch
+
+        cuda = device.type == "cuda"
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+        ranked = sorted(range(len(lengths)), key=lengths.__getitem__)
+        for first in range(0, len(ranked), batch_size):
+            rows = ranked[first : first + batch_size]
+            batch = self._padded(encoded, rows, GPU_PAD_MULTIPLE if cuda else 1, pin=cuda)
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            scored.append(torch.softmax(self.model(**batch).logits.float(), dim=-1))
+        return ranked
 
     def _padded(self, encoded: Any, idx: list[int], multiple: int, pin: bool = False) -> dict[str, Any]:
         """Rows `idx` of the tokenizer's unpadded output as padded tensors (in pinned memory with `pin`: the

@@ -4,8 +4,9 @@ activations and overhead, for the live estimate of the UI's "Model & method" tab
 Parameter counts are exact, not estimated: the model's architecture is built on the meta device (shapes, no
 storage) from its config (for catalogue models, their published `ModelChoice.dims`); transformers' own
 bitsandbytes rules say which layers a QLoRA load quantizes; the adapters are placed by the studio's own
-`models._wrap_with_adapter` on a meta copy at rank 1 (LoRA sizes scale with r). Those facts are cached per
-model and placement, so a knob change costs arithmetic only.
+`adapters.wrap` on a meta copy at rank 1 (LoRA sizes scale with r). Those facts are cached per model and
+placement, so a knob change costs arithmetic only. What each method stores and trains comes from its row of
+the method table (studio/methods.py), the autocast from `precision.resolve`.
 
 Bytes come from the formula in `_peak`, every constant named below. Sources:
 - Mixed precision keeps fp32 master weights (Micikevicius et al. 2018); AdamW keeps 2 states per parameter
@@ -33,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from studio import precision
+from studio.adapters import ADAPTER_KINDS
 from studio.architectures import Family, family_for, model_choice
 from studio.config import MethodConfig, ModelConfig, RunConfig
 from studio.errors import ModelError
@@ -114,11 +117,11 @@ def estimate(config: RunConfig, num_labels: int = 2, device: Device | None = Non
         ModelError: the model cannot be resolved, or the method cannot be placed on it (the same message
             training would give).
     """
-    from studio.models import _check_family
+    from studio.models import check_family
 
     device = device or detect()
     facts = _model_facts(config.model, num_labels)
-    _check_family(facts.family, facts.hf_config.model_type, config.method)
+    check_family(facts.family, facts.hf_config.model_type, config.method)
     adapter = config.method.adapter
     ad = None
     if adapter is not None:
@@ -136,7 +139,7 @@ def estimate(config: RunConfig, num_labels: int = 2, device: Device | None = Non
     if ad is None:
         trainable = total_params = facts.total_params
     else:
-        rank = config.method.r if adapter == "lora" else 1
+        rank = _rank(config.method)
         trainable, total_params = ad.per_rank * rank + ad.head, ad.base_and_head + ad.per_rank * rank
     return MemoryEstimate(
         parts=parts,
@@ -161,6 +164,94 @@ PHASE_NOTES = {
 
 
 # ---- the formula ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Widths:
+    """Bytes per element of what a step holds, from the method, the precision and the checkpoint."""
+
+    weights: int
+    """The float weights (Method.base_weights: fp32 under QLoRA, where prepare_model_for_kbit_training upcasts
+    them, and fp32 master weights under full fine-tuning; the checkpoint's dtype under LoRA / IA3), which is
+    also the residual stream's dtype."""
+    matmul: int
+    """Matmul outputs: 16-bit under autocast or in a 16-bit model."""
+    stream: int
+    """The residual stream (16 bit with half_activations, models._half_stream)."""
+    frozen: int
+    """The frozen float weights (16 bit with half_activations under adapters)."""
+    mixed: bool
+
+
+def _widths(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: Device) -> _Widths:
+    method, train = config.method, config.train
+    wb = f.weight_bytes if method.spec.base_weights == "checkpoint" else 4
+    mixed = precision.resolve(train.precision, precision.Compute.of(device)).mixed
+    e = 2 if mixed or wb == 2 else 4
+    half = train.half_activations and mixed
+    return _Widths(wb, e, e if half else wb, e if half and ad is not None else wb, mixed)
+
+
+def _held(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: Device, w: _Widths) -> tuple:
+    """(weights, adapters, gradients, optimizer states, the optimizer step's temporaries) in bytes: what a
+    step holds whatever its phase (gradients from the end of the backward pass to the optimizer step)."""
+    method, train = config.method, config.train
+    cuda = device.kind == "cuda"
+    # weights: the base as loaded; QLoRA stores its linear layers in 4/8 bit, the rest (embeddings, norms,
+    # head) in fp32.
+    weights = f.total_params * w.frozen
+    if method.quantized:
+        q = sum(i * o for i, o in f.quantized)
+        weights += _quantized_bytes(q, sum(o for _, o in f.quantized), method) - q * w.frozen
+    # trainable parameters as (count, bytes each): all in fp32 (models.py upcasts adapters and head)
+    if ad is None:
+        trainable = [(f.total_params, w.weights)]
+        adapters = 0.0
+    else:
+        n = ad.per_rank * _rank(method)
+        trainable = [(n, ADAPTER_BYTES), (ad.head, ADAPTER_BYTES)]
+        adapters = (n + ad.head) * ADAPTER_BYTES
+    gradients = sum(n * b for n, b in trainable)
+    states = sum(n * _state_bytes(train.optimizer, b) for n, b in trainable)
+    if ad is None and train.optimizer in ("paged_adamw_8bit", "adamw_bnb_8bit"):
+        states += f.embedding_params * (8.0 - _state_bytes(train.optimizer, w.weights))  # the Trainer keeps them 32-bit
+    if cuda and train.optimizer.startswith("paged_"):
+        states = 0.0  # CUDA unified memory, outside the device's allocations: paged to CPU RAM under pressure
+    # torch's foreach AdamW (the default on a GPU) computes sqrt(v) for every parameter at once: one more copy
+    step_temp = gradients if cuda and train.optimizer == "adamw_torch" else 0.0
+    return weights, adapters, gradients, states, step_temp
+
+
+def _activations(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, w: _Widths, batch: int) -> tuple:
+    """(held through the backward pass, what the backward's end holds, evaluation's, one layer's per token):
+    what one layer keeps per token for the backward pass, the adapters' own tensors, the embedding / final norm
+    and head, and autocast's 16-bit copies of fp32 weights."""
+    method, train, s = config.method, config.train, config.data.max_length
+    tokens = batch * s
+    attn = config.model.attn_implementation or f.attn_implementation
+    layer = _layer_bytes(f, s, w.matmul, w.stream, w.mixed, attn, full=ad is None, quantized=method.quantized)
+    adapter_inputs = 0.0  # LoRA keeps its layers' inputs (in 16 bit) and dropout masks; IA3 its scaled tensors
+    if ad is not None and ad.keeps_inputs:
+        adapter_inputs = ad.inputs * (w.matmul + (DROPOUT_MASK_BYTES if method.dropout > 0 else 0))
+    elif ad is not None:
+        adapter_inputs = ad.inputs * IA3_BYTES
+    if method.quant_bits == 8:  # LLM.int8() layers keep their input, frozen or not
+        adapter_inputs += sum(i for i, _ in f.quantized) * INT8_INPUT_BYTES
+    layer += adapter_inputs / f.layers
+    edges = f.hidden * (4 + (DROPOUT_MASK_BYTES if f.dropout else 0) + (w.matmul if f.decoder else 0))
+    casts = 2 * f.matmul_params if w.mixed and w.frozen == 4 and not method.quantized else 0.0
+    # Autocast caches the copies of trainable weights for the whole forward pass; frozen weights' copies are
+    # kept by each matmul that used them, so checkpointing keeps one layer's.
+    casts_one_layer = casts / f.layers
+    # the backward pass of one FFN holds gradients of its i-wide tensors beside the saved activations
+    transient = BACKWARD_TEMPORARIES * tokens * f.ffn_width * w.matmul
+    if train.gradient_checkpointing:  # each layer keeps its input; one layer at a time is recomputed
+        held = tokens * (f.layers * w.stream * f.hidden + edges + layer) + (casts if ad is None else casts_one_layer)
+    else:
+        held = tokens * (f.layers * layer + edges) + casts
+    eval_batch = train.eval_batch_size or 2 * batch
+    # evaluation keeps nothing for a backward pass: about one layer's tensors at a time
+    return held + transient, tokens * layer + casts_one_layer + transient, eval_batch * s * (layer + edges), layer
+
+
 def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: Device, batch: int) -> tuple:
     """(bytes per part, phase) for `batch` sequences per device (everything else from `config`): the largest
     of what training holds in each phase of a step.
@@ -169,75 +260,16 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
     complete, one layer's activations), the optimizer step (gradients + the optimizer's temporaries) and
     evaluation. Weights, adapters and optimizer states are held throughout.
     """
-    method, train, s = config.method, config.train, config.data.max_length
-    cuda = device.kind == "cuda"
-    # Bytes per element of: the float weights (fp32 under QLoRA: prepare_model_for_kbit_training; fp32 master
-    # weights under full fine-tuning: models.py upcasts what trains), which is also the residual stream's
-    # dtype; matmul outputs (16-bit under autocast or in a 16-bit model).
-    wb = 4 if method.quantized or ad is None else f.weight_bytes
-    mixed = _precision(train.precision, device) in ("fp16", "bf16")
-    e = 2 if mixed or wb == 2 else 4
-    # half_activations (models._half_stream): the residual stream and the frozen float weights in 16 bit
-    half = train.half_activations and mixed
-    sb = e if half else wb
-    fb = e if half and ad is not None else wb
-    tokens = batch * s
-
-    # weights: the base as loaded; QLoRA stores its linear layers in 4/8 bit, the rest (embeddings, norms,
-    # head) in fp32.
-    weights = f.total_params * fb
-    if method.quantized:
-        q = sum(i * o for i, o in f.quantized)
-        weights += _quantized_bytes(q, sum(o for _, o in f.quantized), method) - q * fb
-
-    # trainable parameters as (count, bytes each): all in fp32 (models.py upcasts adapters and head)
-    if ad is None:
-        trainable = [(f.total_params, wb)]
-        adapters = 0.0
-    else:
-        n = ad.per_rank * (method.r if method.adapter == "lora" else 1)
-        trainable = [(n, ADAPTER_BYTES), (ad.head, ADAPTER_BYTES)]
-        adapters = (n + ad.head) * ADAPTER_BYTES
-    gradients = sum(n * b for n, b in trainable)
-    states = sum(n * _state_bytes(train.optimizer, b) for n, b in trainable)
-    if ad is None and train.optimizer in ("paged_adamw_8bit", "adamw_bnb_8bit"):
-        states += f.embedding_params * (8.0 - _state_bytes(train.optimizer, wb))  # the Trainer keeps them 32-bit
-    if cuda and train.optimizer.startswith("paged_"):
-        states = 0.0  # CUDA unified memory, outside the device's allocations: paged to CPU RAM under pressure
-    # torch's foreach AdamW (the default on a GPU) computes sqrt(v) for every parameter at once: one more copy
-    step_temp = gradients if cuda and train.optimizer == "adamw_torch" else 0.0
-
-    # activations: what one layer keeps per token for the backward pass, the adapters' own tensors, the
-    # embedding / final norm and head, and autocast's 16-bit copies of fp32 weights
-    attn = config.model.attn_implementation or f.attn_implementation
-    layer = _layer_bytes(f, s, e, sb, mixed, attn, full=ad is None, quantized=method.quantized)
-    adapter_inputs = 0.0  # LoRA keeps its layers' inputs (in 16 bit) and dropout masks; IA3 its scaled tensors
-    if ad is not None and ad.lora:
-        adapter_inputs = ad.inputs * (e + (DROPOUT_MASK_BYTES if method.dropout > 0 else 0))
-    elif ad is not None:
-        adapter_inputs = ad.inputs * IA3_BYTES
-    if method.quantized and method.bits == 8:  # LLM.int8() layers keep their input, frozen or not
-        adapter_inputs += sum(i for i, _ in f.quantized) * INT8_INPUT_BYTES
-    layer += adapter_inputs / f.layers
-    edges = f.hidden * (4 + (DROPOUT_MASK_BYTES if f.dropout else 0) + (e if f.decoder else 0))
-    casts = 2 * f.matmul_params if mixed and fb == 4 and not method.quantized else 0.0
-    # Autocast caches the copies of trainable weights for the whole forward pass; frozen weights' copies are
-    # kept by each matmul that used them, so checkpointing keeps one layer's.
-    casts_one_layer = casts / f.layers
-    # the backward pass of one FFN holds gradients of its i-wide tensors beside the saved activations
-    transient = BACKWARD_TEMPORARIES * tokens * f.ffn_width * e
-    if train.gradient_checkpointing:  # each layer keeps its input; one layer at a time is recomputed
-        held = tokens * (f.layers * sb * f.hidden + edges + layer) + (casts if ad is None else casts_one_layer)
-    else:
-        held = tokens * (f.layers * layer + edges) + casts
+    train = config.train
+    w = _widths(f, ad, config, device)
+    weights, adapters, gradients, states, step_temp = _held(f, ad, config, device, w)
+    backward, backward_end, evaluation, layer = _activations(f, ad, config, w, batch)
     accumulated = gradients if train.grad_accum > 1 else 0.0  # the previous micro-batches' gradients
-    eval_batch = train.eval_batch_size or 2 * batch
     phases = {
-        "backward": (accumulated, held + transient),
-        "backward end": (gradients, tokens * layer + casts_one_layer + transient),
+        "backward": (accumulated, backward),
+        "backward end": (gradients, backward_end),
         "optimizer step": (gradients + step_temp, 0.0),
-        # evaluation keeps nothing for a backward pass: about one layer's tensors at a time
-        "evaluation": (0.0, eval_batch * s * (layer + edges)),
+        "evaluation": (0.0, evaluation),
     }
     phase = max(phases, key=lambda k: sum(phases[k]))
     grads, activations = phases[phase]
@@ -246,8 +278,8 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
     if ad is None and step_temp and phase != "optimizer step":  # (adapters' temporaries are a few MB)
         reserve += STEP_FRAGMENTATION * activations
     if train.gradient_checkpointing:  # recomputing allocates and frees a layer's tensors once per layer
-        reserve += CHECKPOINT_FRAGMENTATION * tokens * layer
-    overhead = CUDA_CONTEXT_MB * MB + reserve if cuda else CPU_RUNTIME_MB * MB
+        reserve += CHECKPOINT_FRAGMENTATION * batch * config.data.max_length * layer
+    overhead = CUDA_CONTEXT_MB * MB + reserve if device.kind == "cuda" else CPU_RUNTIME_MB * MB
     values = (weights, adapters, grads, states, activations, overhead)
     return dict(zip(PARTS, values, strict=True)), phase
 
@@ -297,13 +329,9 @@ def _state_bytes(optimizer: str, param_bytes: int) -> float:
     return OPTIMIZER_STATE_BYTES[optimizer]
 
 
-def _precision(requested: str, device: Device) -> str:
-    """precision.resolve_precision for a given device (a GPU without bf16 uses fp16: the same size)."""
-    if device.kind == "cuda":
-        return "bf16" if requested == "auto" else requested
-    from studio.hardware import cpu_has_bf16
-
-    return "bf16" if requested == "bf16" and cpu_has_bf16() else "fp32"
+def _rank(method: MethodConfig) -> int:
+    """What the adapters' size at rank 1 scales by: method.r for LoRA's matrices, 1 for IA3's vectors."""
+    return method.r if method.spec.rank else 1
 
 
 def _largest_batch(fits_at: Callable[[int], bool]) -> int | None:
@@ -320,20 +348,19 @@ def _largest_batch(fits_at: Callable[[int], bool]) -> int | None:
 
 
 def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
-    from studio.models import _check_max_length
+    from studio.models import check_max_length
 
     method, train, s = config.method, config.train, config.data.max_length
-    precision = _precision(train.precision, device)
-    if precision != "fp32":
-        dtype = f"{precision} autocast"
+    mode = precision.resolve(train.precision, precision.Compute.of(device)).mode
+    stored_16bit = f.weight_bytes == 2 and method.spec.base_weights == "checkpoint"  # a frozen bf16 base
+    if mode != "fp32":
+        dtype = f"{mode} autocast"
     else:
-        dtype = (
-            "the model's 16-bit dtype" if f.weight_bytes == 2 and method.adapter and not method.quantized else "fp32"
-        )
+        dtype = "the model's 16-bit dtype" if stored_16bit else "fp32"
     notes = [f"activations for batch {train.batch_size} x {s} tokens in {dtype} ({s} is an upper bound: "
              "batches are padded to their longest text)"]  # fmt: skip
-    if precision != train.precision and train.precision != "auto":
-        notes.append(f"train.precision {train.precision} runs as {precision} on the {device.kind.upper()}")
+    if mode != train.precision and train.precision != "auto":
+        notes.append(f"train.precision {train.precision} runs as {mode} on the {device.kind.upper()}")
     attn = config.model.attn_implementation or f.attn_implementation
     notes.append(f"{attn} attention: the {s} x {s} attention scores are {'' if attn == 'eager' else 'not '}stored")
     if train.gradient_checkpointing:
@@ -342,13 +369,13 @@ def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
         q = sum(i * o for i, o in f.quantized) / 1e6
         notes.append(f"{q:.1f}M weights in {len(f.quantized)} linear layers stored in {method.bits} bit; "
                      "embeddings, norms and head in fp32")  # fmt: skip
-    elif f.weight_bytes == 2 and method.adapter:
+    elif stored_16bit:
         notes.append("frozen weights stay in the checkpoint's 16-bit dtype; adapters and head train in fp32")
     elif f.weight_bytes == 2:
         notes.append(
             "the checkpoint's 16-bit weights train as fp32 master weights (16-bit updates would round to nothing)"
         )
-    elif precision != "fp32":
+    elif mode != "fp32":
         notes.append("activations include the 16-bit copies autocast makes of the fp32 weights for the backward pass")
     if train.optimizer.startswith("paged_") and device.kind == "cuda":
         notes.append("paged optimizer: its states live in CUDA unified memory, paged out to CPU RAM when the GPU "
@@ -356,7 +383,7 @@ def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
     if device.count > 1:
         notes.append(f"{device.count} GPUs: each holds all of this (data parallel); shown for GPU 0")
     try:
-        _check_max_length(f.hf_config, s)
+        check_max_length(f.hf_config, s)
     except ModelError as err:
         notes.append(str(err))
     return notes
@@ -422,7 +449,8 @@ class _ModelFacts:
 
 @dataclass(frozen=True)
 class _AdapterFacts:
-    lora: bool
+    keeps_inputs: bool
+    """The adapter keeps its layers' inputs for the backward pass (LoRA), not the tensors it scales (IA3)."""
     per_rank: int
     """LoRA: parameters at r = 1 (they scale with r); IA3: all of its scaling vectors."""
     head: int
@@ -523,7 +551,7 @@ def _build_meta_model(hf_config: Any, num_labels: int, trust_remote_code: bool) 
 
 
 def _new_modules(model: Any, source: str | None) -> tuple[str, ...]:
-    """What `_load_classifier` reports as missing: from a local folder's safetensors keys, else (Hub) the
+    """What `models.load_classifier` reports as missing: from a local folder's safetensors keys, else (Hub) the
     modules outside the base model, which is what a base checkpoint lacks."""
     prefix = model.base_model_prefix + "."
     names = [n for n, _ in model.named_parameters()]
@@ -560,10 +588,9 @@ def _quantized_layers(model: Any, family: Family | None, linears: dict[str, Any]
     from transformers.quantizers.base import HfQuantizer
     from transformers.quantizers.quantizers_utils import should_convert_module
 
-    from studio.models import quantization_config
+    from studio.models import quantization_skips
 
-    skip = quantization_config(MethodConfig(name="qlora"), family).llm_int8_skip_modules
-    skip = HfQuantizer.get_modules_to_not_convert(model, skip, model._keep_in_fp32_modules)
+    skip = HfQuantizer.get_modules_to_not_convert(model, quantization_skips(family), model._keep_in_fp32_modules)
     out = []
     for name, m in linears.items():
         if (type(m) is torch.nn.Linear or isinstance(m, Conv1D)) and should_convert_module(name, skip):
@@ -574,20 +601,23 @@ def _quantized_layers(model: Any, family: Family | None, linears: dict[str, Any]
 @functools.lru_cache(maxsize=32)
 def _adapter_facts(f: _ModelFacts, adapter: str, placement: str, targets: tuple[str, ...] | None) -> _AdapterFacts:
     """Place the adapters with the studio's own code (peft) on a meta copy at rank 1, and count."""
-    from studio.models import _wrap_with_adapter
+    from studio import adapters
 
+    # The method named after the adapter type places its adapters on an unquantized base: the meta copy is
+    # never quantized (its quantized layers are counted apart, `_quantized_layers`).
     method = MethodConfig(name=adapter, r=1, placement=placement, target_modules=list(targets) if targets else None)
-    peft_model = _wrap_with_adapter(copy.deepcopy(f.model), method, f.family, list(f.new_modules))
-    adapters = head = 0
+    peft_model = adapters.wrap(copy.deepcopy(f.model), method, f.family, list(f.new_modules))
+    kind = ADAPTER_KINDS[adapter]
+    count = head = 0
     for name, p in peft_model.named_parameters():
-        if p.requires_grad and ("lora_" in name or "ia3_" in name):
-            adapters += p.numel()
+        if p.requires_grad and adapters.is_adapter_weight(name):
+            count += p.numel()
         elif p.requires_grad:
             head += p.numel()
-    lora = adapter == "lora"
-    inputs = sum(m.in_features for m in peft_model.modules() if hasattr(m, "lora_A")) if lora else adapters
+    wrapped = [m for m in peft_model.modules() if hasattr(m, kind.module_marker)]
+    inputs = sum(m.in_features for m in wrapped) if kind.keeps_inputs else count
     _, total = peft_model.get_nb_trainable_parameters()
-    wrapped = [n for n, m in peft_model.named_modules() if hasattr(m, "lora_A" if lora else "ia3_l")]
-    targets = tuple(dict.fromkeys(re.sub(r"^.*?\.(?:layer|layers|h)\.\d+\.", "", n) for n in wrapped))
-    return _AdapterFacts(lora=lora, per_rank=adapters, head=head, base_and_head=int(total) - adapters, inputs=inputs,
-                         targets=targets)  # fmt: skip
+    names = [n for n, m in peft_model.named_modules() if hasattr(m, kind.module_marker)]
+    targets = tuple(dict.fromkeys(re.sub(r"^.*?\.(?:layer|layers|h)\.\d+\.", "", n) for n in names))
+    return _AdapterFacts(keeps_inputs=kind.keeps_inputs, per_rank=count, head=head, base_and_head=int(total) - count,
+                         inputs=inputs, targets=targets)  # fmt: skip

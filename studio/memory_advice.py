@@ -14,6 +14,7 @@ from studio.config import RunConfig
 from studio.errors import StudioError
 from studio.hardware import Device, detect
 from studio.memory import estimate
+from studio.methods import METHODS
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,9 @@ def suggestions(config: RunConfig, num_labels: int = 2, device: Device | None = 
         candidates.append(("turn on gradient checkpointing (~30% slower)", ["train.gradient_checkpointing=true"]))
     if t.optimizer in ("adamw_torch", "adamw_torch_fused", "paged_adamw_32bit"):
         candidates.append(("8-bit paged AdamW (bitsandbytes)", ["train.optimizer=paged_adamw_8bit"]))
-    if m.name in ("full", "lora"):
-        candidates.append(("QLoRA: LoRA on a 4-bit NF4 base", ["method.name=qlora", "method.bits=4"]))
+    if m.spec.leaner:  # at its leanest: a 4-bit base
+        leaner = METHODS[m.spec.leaner]
+        candidates.append((f"{leaner.label}: {leaner.summary}", [f"method.name={leaner.name}", "method.bits=4"]))
     length = config.data.max_length
     while length > 64:
         length //= 2

@@ -80,9 +80,9 @@ def base_model_id(cfg: ModelConfig) -> str | None:
 
 
 def _hub_dataset_id(source: str) -> str | None:
-    from studio.datasource import SAMPLES, _looks_like_path
+    from studio.datasource import SAMPLES, looks_like_path
 
-    if source in SAMPLES or Path(source).expanduser().exists() or _looks_like_path(source):
+    if source in SAMPLES or Path(source).expanduser().exists() or looks_like_path(source):
         return None
     return source
 
@@ -107,7 +107,7 @@ def card_text(run: FinishedRun, repo_id: str | None, merged: bool) -> str:
 
 
 def _method_name(run: FinishedRun) -> str:
-    return {"full": "full fine-tuning", "lora": "LoRA", "qlora": "QLoRA", "ia3": "IA3"}[run.config.method.name]
+    return run.config.method.spec.label
 
 
 def _dataset_name(run: FinishedRun) -> str:
@@ -131,7 +131,7 @@ def _source_text(run: FinishedRun) -> str:
 def _front_matter(run: FinishedRun, repo_id: str | None, merged: bool) -> str:
     from huggingface_hub import EvalResult, ModelCardData
 
-    test, method, dataset = run.summary.test, run.config.method.name, _dataset_name(run)
+    test, method, dataset = run.summary.test, run.config.method.spec, _dataset_name(run)
     hub_dataset = _hub_dataset_id(run.config.data.source)
     common = dict(task_type="text-classification", task_name="Text Classification", dataset_type=dataset,
                   dataset_name=dataset, dataset_split="test")  # fmt: skip
@@ -139,7 +139,7 @@ def _front_matter(run: FinishedRun, repo_id: str | None, merged: bool) -> str:
     for average in ("weighted", "macro"):
         name, value, args = f"F1 ({average})", getattr(test, f"f1_{average}"), {"average": average}
         results.append(EvalResult(**common, metric_type="f1", metric_name=name, metric_value=value, metric_args=args))
-    tags = ["fine-tune-studio", "full-fine-tuning" if method == "full" else method, dataset.split("/")[-1]]
+    tags = ["fine-tune-studio", method.hub_tag, dataset.split("/")[-1]]
     data = ModelCardData(
         library_name="peft" if run.kind == "adapter" and not merged else "transformers",
         base_model=base_model_id(run.config.model),
@@ -229,13 +229,13 @@ def _device(device: dict[str, Any]) -> str:
 
 def _method_lines(run: FinishedRun) -> list[str]:
     m = run.config.method
-    if m.name == "full":
+    if m.spec.trains_every_weight:
         return ["- full fine-tuning: every weight trained"]
     adapter_cfg = json.loads((run.dir / "adapter" / "adapter_config.json").read_text(encoding="utf-8"))
     targets = adapter_cfg.get("target_modules")
     targets = ", ".join(sorted(targets)) if isinstance(targets, list) else targets
     out = [f"- method: {_method_name(run)}, placement {m.resolved_placement()} (modules: `{targets}`)"]
-    if m.adapter == "lora":
+    if m.spec.rank:
         out.append(f"- rank {m.r}, alpha {m.alpha:g} (scale {m.alpha / m.r:g}), dropout {m.dropout:g}")
     if m.quantized:
         double = f" {m.quant_type}, double quantization {'on' if m.double_quant else 'off'}"
@@ -249,8 +249,10 @@ def _saved_modules(adapter_dir: Path) -> list[str]:
     """Modules saved whole next to the adapters (the head; peft's modules_to_save lists names that may not exist)."""
     from safetensors import safe_open
 
+    from studio.adapters import is_adapter_weight
+
     with safe_open(adapter_dir / "adapter_model.safetensors", "np") as f:
-        keys = [k for k in f.keys() if "lora_" not in k and "ia3_" not in k]  # noqa: SIM118 (not a dict)
+        keys = [k for k in f.keys() if not is_adapter_weight(k)]  # noqa: SIM118 (not a dict)
     return list(dict.fromkeys(k.removeprefix("base_model.model.").rsplit(".", 1)[0] for k in keys))
 
 

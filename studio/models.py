@@ -2,8 +2,11 @@
 
 `build_model` is the one entry point training uses: it resolves the model name (alias, local folder or Hub
 id), loads the tokenizer and the model (4/8-bit through bitsandbytes for QLoRA), applies the family's pad
-rules and wraps the model with peft (LoRA or IA3) so that only the adapters and the head train.
-`load_for_inference` rebuilds the same model from a finished run's folder.
+rules and wraps the model with peft (LoRA or IA3, placed by studio/adapters.py) so that only the adapters and
+the head train. `load_for_inference` rebuilds the same model from a finished run's folder.
+
+The steps others reuse are public: `check_family` and `check_max_length` (the memory estimate refuses and
+warns as training would), `load_classifier` (export merges into the same base).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from studio import gguf
+from studio import adapters, gguf, precision
 from studio.architectures import Family, family_for, model_choice, supported_model_types
 from studio.config import MethodConfig, ModelConfig, RunConfig
 from studio.errors import ModelError
@@ -147,25 +150,24 @@ def keep_4bit_layout(model: nn.Module) -> int:
     return changed
 
 
-def compute_dtype(method: MethodConfig) -> torch.dtype:
-    if method.compute_dtype != "auto":
-        return getattr(torch, method.compute_dtype)
-    if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+def quantization_skips(family: Family | None) -> list[str] | None:
+    """The modules a QLoRA load keeps out of 4/8 bit (bitsandbytes' llm_int8_skip_modules): the family's."""
+    return list(family.skip_quantization) if family else None
 
 
-def quantization_config(method: MethodConfig, family: Family | None) -> Any:
+def quantization_config(method: MethodConfig, family: Family | None, compute_dtype: torch.dtype) -> Any:
+    """transformers' bitsandbytes config for `method`'s quantized base; `compute_dtype` is what its 4-bit
+    layers compute in (`precision.resolve(...).quant_compute_dtype()`)."""
     from transformers import BitsAndBytesConfig
 
-    skip = list(family.skip_quantization) if family else None
+    skip = quantization_skips(family)
     if method.bits == 8:
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=method.quant_type,
         bnb_4bit_use_double_quant=method.double_quant,
-        bnb_4bit_compute_dtype=compute_dtype(method),
+        bnb_4bit_compute_dtype=compute_dtype,
         llm_int8_skip_modules=skip,
     )
 
@@ -177,12 +179,12 @@ def build_model(config: RunConfig, label_names: list[str]) -> ModelBundle:
     source = resolve_source(mcfg)
     hf_config = load_config(mcfg, source)
     family = family_for(hf_config.model_type)
-    _check_family(family, hf_config.model_type, method)
-    _check_max_length(hf_config, config.data.max_length)
+    check_family(family, hf_config.model_type, method)
+    check_max_length(hf_config, config.data.max_length)
     if method.quantized:
-        require_bitsandbytes("method.name", f"QLoRA ({method.bits}-bit)")
+        require_bitsandbytes("method.name", f"{method.spec.label} ({method.bits}-bit)")
     tokenizer = load_tokenizer(mcfg, source, family)
-    model, new_modules = _load_classifier(mcfg, source, label_names, tokenizer, method, family)
+    model, new_modules = load_classifier(config, source, label_names, tokenizer, family)
     _check_vocab(model, tokenizer, mcfg.name)
     notes: list[str] = []
     if method.quantized:
@@ -194,25 +196,22 @@ def build_model(config: RunConfig, label_names: list[str]) -> ModelBundle:
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
     if method.adapter is not None:
-        model = _wrap_with_adapter(model, method, family, new_modules)
+        model = adapters.wrap(model, method, family, new_modules)
         _upcast_trainable(model)
         trainable, total = model.get_nb_trainable_parameters()
         if method.quantized and family is not None and family.name == "deberta-v2":
-            _query_in_autocast_dtype(model)
+            _query_in_autocast_dtype(model)  # one architecture's quirk under 4-bit layers: see its docstring
     else:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
     if config.train.half_activations:
-        from studio.precision import resolve_precision
-
-        precision, _ = resolve_precision(config.train.precision)
-        _half_stream(model, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision))
+        _half_stream(model, precision.resolve(config.train.precision, precision.Compute.here()).autocast_dtype())
     return ModelBundle(model, tokenizer, family, source, int(trainable), int(total), notes)
 
 
 def _upcast_trainable(model: nn.Module) -> None:
     """Keep every trainable parameter in fp32. peft upcasts its adapter weights, but the head it copies for
-    `modules_to_save` keeps the base's dtype: a bf16 head would round its updates away (see _load_classifier)."""
+    `modules_to_save` keeps the base's dtype: a bf16 head would round its updates away (see load_classifier)."""
     for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()
@@ -274,8 +273,18 @@ def _query_in_autocast_dtype(model: nn.Module) -> None:
             module.register_forward_hook(_to_autocast_dtype)
 
 
-def _check_family(family: Family | None, model_type: str, method: MethodConfig) -> None:
-    if family is not None or method.name == "full" or (method.placement == "custom" and not method.quantized):
+def check_family(family: Family | None, model_type: str, method: MethodConfig) -> None:
+    """Refuse a method that needs the family table on an architecture outside it (`family` None).
+
+    Full fine-tuning needs no table, LoRA / IA3 only for named placements (custom names its own modules);
+    a quantized base always does: the table says which modules stay out of 4/8 bit (the head must train).
+
+    Raises:
+        ModelError: naming the supported architectures and what would work instead.
+    """
+    if family is not None or method.spec.trains_every_weight:
+        return
+    if method.placement == "custom" and not method.quantized:
         return
     raise ModelError(
         f"model.name: architecture '{model_type}' is not in the studio's registry (supported: "
@@ -284,7 +293,13 @@ def _check_family(family: Family | None, model_type: str, method: MethodConfig) 
     )
 
 
-def _check_max_length(hf_config: Any, max_length: int) -> None:
+def check_max_length(hf_config: Any, max_length: int) -> None:
+    """Refuse a `data.max_length` beyond the model's absolute position embeddings (relative and rotary
+    positions have no such limit).
+
+    Raises:
+        ModelError: naming the model's usable limit.
+    """
     limit = getattr(hf_config, "max_position_embeddings", None)
     relative = getattr(hf_config, "relative_attention", False)  # DeBERTa: positions are relative
     if getattr(hf_config, "position_embedding_type", "absolute") != "absolute" or not limit or relative:
@@ -305,18 +320,29 @@ def _check_vocab(model: nn.Module, tokenizer: Any, name: str) -> None:
         )
 
 
-def _load_classifier(
-    mcfg: ModelConfig,
+def load_classifier(
+    config: RunConfig,
     source: str,
     label_names: list[str],
     tokenizer: Any,
-    method: MethodConfig,
     family: Family | None,
     quantize: bool | None = None,
 ) -> tuple[nn.Module, list[str]]:
-    """The base model with a fresh head; also returns the modules the checkpoint did not have."""
+    """`config`'s base model from `source` for classification into `label_names`, with a fresh head.
+
+    The base is quantized as the method says (`quantize` overrides: export merges into an unquantized base),
+    on this process's device, and stored as `Method.base_weights` says: a 16-bit checkpoint whose weights
+    train becomes fp32.
+
+    Returns:
+        The model and the modules the checkpoint did not have (they start random and train with the head).
+
+    Raises:
+        ModelError: the checkpoint cannot be loaded for classification.
+    """
     from transformers import AutoModelForSequenceClassification
 
+    mcfg, method = config.model, config.method
     quantize = method.quantized if quantize is None else quantize
     kwargs: dict[str, Any] = dict(
         num_labels=len(label_names),
@@ -332,7 +358,8 @@ def _load_classifier(
     if mcfg.attn_implementation:
         kwargs["attn_implementation"] = mcfg.attn_implementation
     if quantize:
-        kwargs["quantization_config"] = quantization_config(method, family)
+        numerics = precision.resolve(config.train.precision, precision.Compute.here(), method)
+        kwargs["quantization_config"] = quantization_config(method, family, numerics.quant_compute_dtype())
         kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
         kwargs["dtype"] = torch.float32
     try:
@@ -342,7 +369,8 @@ def _load_classifier(
         raise ModelError(f"model.name: could not load '{mcfg.name}' for classification: {reason}") from None
     if quantize:
         keep_4bit_layout(model)
-    if not quantize and (model.dtype == torch.float16 or (model.dtype == torch.bfloat16 and method.adapter is None)):
+    trains_base = method.spec.base_weights == "fp32"
+    if not quantize and (model.dtype == torch.float16 or (model.dtype == torch.bfloat16 and trains_base)):
         # transformers loads a checkpoint in its stored dtype. Weights stored in fp16 cannot be trained as they
         # are: AdamW's updates and eps underflow and the loss turns NaN within steps (seen with MiniLM saved in
         # fp16 on an H100). bf16 keeps fp32's range but has 8 bits of mantissa: an update of lr 2e-5 x a unit
@@ -364,79 +392,6 @@ def _prefers_safetensors(source: str) -> bool | None:
     return None
 
 
-def head_modules(model: nn.Module, family: Family | None, new_modules: list[str]) -> list[str]:
-    """What trains besides the adapters: the family's head plus anything the checkpoint lacked."""
-    names = list(family.head) if family else []
-    for full in new_modules:
-        if not any(full == h or full.endswith("." + h) or full.startswith(h + ".") for h in names):
-            names.append(full.split(".")[0] if full.split(".")[0] in dict(model.named_children()) else full)
-    return list(dict.fromkeys(names))
-
-
-def _linear_module_names(model: nn.Module, exclude: list[str]) -> list[str]:
-    """Every linear layer outside the head (peft's 'all-linear' would also wrap the classifier)."""
-    from transformers.pytorch_utils import Conv1D
-
-    linear_types: tuple[type, ...] = (nn.Linear, Conv1D)
-    try:
-        import bitsandbytes as bnb
-
-        linear_types += (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
-    except ImportError:
-        pass
-    out = []
-    for name, module in model.named_modules():
-        if not isinstance(module, linear_types):
-            continue
-        parts = name.split(".")
-        if any(h in parts or name.startswith(h) for h in exclude):
-            continue
-        out.append(name)
-    return out
-
-
-def _wrap_with_adapter(model: nn.Module, method: MethodConfig, family: Family | None, new_modules: list[str]) -> Any:
-    from peft import IA3Config, LoraConfig, TaskType, get_peft_model
-
-    placement = method.resolved_placement()
-    heads = head_modules(model, family, new_modules)
-    skip = heads + (list(family.skip_quantization) if family else [])
-    if placement == "custom":
-        targets: Any = list(method.target_modules or [])
-    elif placement == "all-linear":
-        targets = _linear_module_names(model, skip)
-    else:
-        assert family is not None  # _check_family
-        targets = family.lora_targets(placement) if method.adapter == "lora" else None
-    # peft mutates modules_to_save: always hand it a fresh list.
-    if method.adapter == "lora":
-        peft_cfg = LoraConfig(
-            task_type=TaskType.SEQ_CLS,
-            r=method.r,
-            lora_alpha=method.alpha,
-            lora_dropout=method.dropout,
-            target_modules=targets,
-            modules_to_save=list(heads),
-        )
-    else:
-        if placement in ("custom", "all-linear"):
-            ff = None
-            ia3_targets: Any = targets
-        else:
-            assert family is not None
-            ia3_targets, ff = family.ia3_modules(placement)
-        peft_cfg = IA3Config(
-            task_type=TaskType.SEQ_CLS,
-            target_modules=ia3_targets,
-            feedforward_modules=ff if ff is not None else [],
-            modules_to_save=list(heads),
-        )
-    try:
-        return get_peft_model(model, peft_cfg)
-    except ValueError as e:
-        raise ModelError(f"method.placement: could not place {method.adapter} adapters: {e}") from None
-
-
 # ---- inference -----------------------------------------------------------------------------------------
 def load_for_inference(run_dir: Path, config: RunConfig, label_names: list[str]) -> tuple[nn.Module, Any]:
     """Rebuild a finished run's model from its folder (safetensors only), in eval mode."""
@@ -456,8 +411,8 @@ def load_for_inference(run_dir: Path, config: RunConfig, label_names: list[str])
         hf_config = load_config(config.model, source)
         family = family_for(hf_config.model_type)
         if config.method.quantized:
-            require_bitsandbytes("method.name", "this QLoRA run")
-        base, _ = _load_classifier(config.model, source, label_names, tokenizer, config.method, family)
+            require_bitsandbytes("method.name", f"this {config.method.spec.label} run")
+        base, _ = load_classifier(config, source, label_names, tokenizer, family)
         model = PeftModel.from_pretrained(base, adapter_dir, is_trainable=False)
     model.eval()
     return model, tokenizer

@@ -15,6 +15,8 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from studio.methods import METHODS
+
 # The studio's look, as plotly's default template rather than set on each figure: assigning a template to a
 # figure validates and copies it (~20 ms of the ~28 ms a curve took), while the default is applied, already
 # validated, when the figure is serialised. The Train tab redraws its curves every few seconds in the
@@ -24,7 +26,7 @@ pio.templates.default = "plotly_white"
 Figure = go.Figure
 
 HEIGHT = 320
-METHOD_COLORS = {"full": "#E45756", "lora": "#4C78A8", "qlora": "#54A24B", "ia3": "#B279A2"}
+METHOD_COLORS = {name: m.color for name, m in METHODS.items()}
 SPLIT_COLORS = {"train": "#4C78A8", "validation": "#F58518", "test": "#72B7B2"}
 MEMORY_PARTS = ("weights", "adapters", "gradients", "optimizer", "activations", "overhead")
 _PART_COLORS = dict(zip(MEMORY_PARTS, ("#4C78A8", "#B279A2", "#F58518", "#E45756", "#54A24B", "#BAB0AC"), strict=True))

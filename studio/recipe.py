@@ -121,7 +121,7 @@ class ClassifierRecipe:
         predictions and logs."""
         assert self.bundle is not None
         config, bundle = self.trained, self.bundle
-        params = bundle.total_params if config.method.adapter is None else bundle.trainable_params
+        params = bundle.total_params if config.method.spec.saves == "model" else bundle.trainable_params
         copies = 3 if config.train.load_best_at_end and config.train.eval_strategy != "no" else 1
         return params * 4 * copies / 2**20 + 50
 
@@ -272,7 +272,7 @@ def needs_bitsandbytes(config: RunConfig) -> list[tuple[str, str]]:
     """(field, what) pairs of the config that need bitsandbytes."""
     out = []
     if config.method.quantized:
-        out.append(("method.name", f"QLoRA ({config.method.bits}-bit)"))
+        out.append(("method.name", f"{config.method.spec.label} ({config.method.bits}-bit)"))
     if config.train.optimizer in BNB_OPTIMIZERS:
         out.append(("train.optimizer", f"the {config.train.optimizer} optimizer"))
     return out

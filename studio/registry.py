@@ -305,10 +305,10 @@ def _alive(record: RunRecord) -> bool:
 
 def _method_label(config: RunConfig) -> str:
     m = config.method
-    if m.name == "full":
-        return "full"
+    if m.spec.trains_every_weight:  # no placement, no rank
+        return m.name
     label = f"{m.name} {m.resolved_placement()}"
-    if m.adapter == "lora":
+    if m.spec.rank:
         label += f" r{m.r}"
     if m.quantized:
         label = f"{label} {m.bits}-bit" + (f" {m.quant_type}" if m.bits == 4 else "")

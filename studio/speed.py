@@ -39,6 +39,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from studio import precision
 from studio.config import RunConfig
 from studio.hardware import Device
 
@@ -126,11 +127,12 @@ def _fast(config: RunConfig, device: Device, num_labels: int, train_rows: int) -
 
     t, m = config.train, config.method
     changes: dict[str, tuple[Any, str]] = {}
-    if t.precision not in ("auto", "bf16"):
+    compute = precision.Compute.of(device)
+    if precision.resolve(t.precision, compute).mode != precision.resolve("auto", compute).mode:
         changes["train.precision"] = ("auto", "bf16 autocast on GPUs that have it (no loss scaler), else fp16")
-    if m.quantized:
-        changes["method.name"] = ("lora", "the 16-bit base fits; 4-bit layers are dequantised in every pass, "
-                                          "2-5x the step time")  # fmt: skip
+    if m.spec.unquantized_variant:
+        changes["method.name"] = (m.spec.unquantized_variant, "the 16-bit base fits; 4-bit layers are dequantised "
+                                                              "in every pass, 2-5x the step time")  # fmt: skip
     if t.optimizer in FAST_OPTIMIZERS:
         changes["train.optimizer"] = ("adamw_torch_fused", "one fused kernel for every parameter")
     if t.dataloader_workers < FAST_WORKERS:
@@ -217,8 +219,8 @@ def _frugal(config: RunConfig, device: Device, num_labels: int) -> Plan:
     t, m = config.train, config.method
     changes: dict[str, tuple[Any, str]] = {}
     bnb = importlib.util.find_spec("bitsandbytes") is not None
-    if m.name == "lora" and bnb:
-        changes["method.name"] = ("qlora", "the frozen base in 4-bit NF4")
+    if m.spec.quantized_variant and bnb:
+        changes["method.name"] = (m.spec.quantized_variant, "the frozen base in 4-bit NF4")
     if t.precision != "auto":
         changes["train.precision"] = ("auto", "bf16 autocast where the GPU has it: no fp16 loss scaler")
     if m.quantized or "method.name" in changes:

@@ -130,7 +130,7 @@ def efficiency(rows: list[dict], group: str) -> go.Figure:
         if r.get("accuracy_mean") is not None and group in r:
             by.setdefault((r["config"].model.name, str(r[group])), []).append(r)
     full = {model: members for (model, _), members in by.items()
-            if all(m["config"].method.name == "full" for m in members)}  # fmt: skip
+            if all(m["config"].method.spec.trains_every_weight for m in members)}  # fmt: skip
     metrics = {"trainable_params": "trainable params", "peak_memory_mb": "peak memory",
                "train_seconds": "training time", "accuracy": "accuracy"}  # fmt: skip
     fig = go.Figure()

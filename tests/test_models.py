@@ -217,13 +217,15 @@ def test_half_activations_keep_the_stream_and_frozen_weights_in_16_bit(tiny_mode
     where prepare_model_for_kbit_training upcasts the embeddings and the 4-bit layers return their input's
     dtype) and, where the run resolves to bf16, the frozen float weights are stored in bf16 while what trains
     stays fp32; the loss and every trainable gradient still flow."""
-    from studio import precision as models_precision
+    from studio import hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: True)  # a run asking for bf16 gets it on any CPU
 
     def layer_input_dtypes(half: bool, precision: str) -> set:
-        monkeypatch.setattr(models_precision, "resolve_precision", lambda _asked: (precision, None))
         # (bitsandbytes casts a 4-bit layer's bias to its compute dtype in every forward: bf16, as on a GPU)
         kw = {"compute_dtype": "bfloat16"} if method == "qlora" and precision == "bf16" else {}
-        config = config_for(tiny_model_dir(family), method, **kw).with_overrides([f"train.half_activations={half}"])
+        overrides = [f"train.half_activations={half}", f"train.precision={precision}"]
+        config = config_for(tiny_model_dir(family), method, **kw).with_overrides(overrides)
         bundle = build_model(config, LABELS)
         model, seen = bundle.model, set()
         layer = next(m for n, m in model.named_modules() if n.endswith(("layer.1", "layers.1")))

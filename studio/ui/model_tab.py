@@ -19,13 +19,12 @@ import yaml
 from studio.architectures import CATALOGUE
 from studio.config import RunConfig
 from studio.errors import StudioError
+from studio.methods import ADAPTER_METHODS, METHODS
 from studio.presets import PRESETS_DIR, names
 from studio.ui.feedback import guard, import_engine_libraries
 from studio.ui.form import ConfigForm, comma_list, joined
 from studio.ui.formatting import gigabytes
 from studio.ui.session import Session, handler
-
-ADAPTER_METHODS = ("lora", "qlora", "ia3")
 
 
 @dataclass
@@ -115,7 +114,7 @@ def _model_and_method(form: ConfigForm) -> tuple[Any, Any]:
 
 def _method_settings(form: ConfigForm) -> Adapter:
     initial = form.initial["method"]["name"]
-    with gr.Group(visible=initial == "qlora") as quantization:
+    with gr.Group(visible=METHODS[initial].quantized) as quantization:
         gr.Markdown("**Quantization** (QLoRA, bitsandbytes)")
         with gr.Row():
             form.field("method.bits", gr.Radio, label="bits")
@@ -125,7 +124,7 @@ def _method_settings(form: ConfigForm) -> Adapter:
     with gr.Group(visible=initial in ADAPTER_METHODS) as adapter:
         gr.Markdown("**Adapter**")
         with gr.Row():
-            lora = {"visible": initial in ("lora", "qlora")}
+            lora = {"visible": METHODS[initial].rank}
             rank = form.field("method.r", gr.Slider, minimum=1, maximum=256, step=1, label="LoRA rank r", **lora)
             alpha = form.field("method.alpha", gr.Number, label="LoRA alpha", minimum=0.01, **lora)
             dropout = form.field(
@@ -215,9 +214,9 @@ def _wire(session: Session, tab: ModelTab) -> None:
 # ---- handlers --------------------------------------------------------------------------------------------------
 def show_for(a: Adapter, name: str) -> dict[Any, Any]:
     """Show the settings of method `name`: quantization for QLoRA, the adapter's for LoRA/QLoRA/IA3."""
-    lora = name in ("lora", "qlora")
+    lora = METHODS[name].rank
     return {
-        a.quantization: gr.update(visible=name == "qlora"),
+        a.quantization: gr.update(visible=METHODS[name].quantized),
         a.adapter: gr.update(visible=name in ADAPTER_METHODS),
         a.rank: gr.update(visible=lora),
         a.alpha: gr.update(visible=lora),

@@ -1,0 +1,163 @@
+"""Where the adapters go and how peft wraps a model with them: placement, peft configs, the wrap itself.
+
+- `head_modules`: what trains besides the adapters (the family's head and every module the checkpoint
+  lacked), saved whole with the adapter (peft's `modules_to_save`).
+- `explicit_targets`: the modules of a `custom` or `all-linear` placement; the named placements (qv,
+  attention, attention+ffn) come from the family table (studio/architectures.py).
+- `peft_config` and `wrap`: the peft config of a `MethodConfig` for one model, and the wrapped model.
+- `ADAPTER_KINDS`: one `AdapterKind` per peft adapter type (`Method.adapter` in studio/methods.py): its
+  config builder and how its parameters and wrapped modules are named.
+
+Training (`models.build_model`), the memory estimate (which places the adapters on a meta copy of the model to
+count them) and export's model card (which saved tensors are adapters) all go through this module, so the
+adapters counted are the adapters trained. peft and torch are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from studio.errors import ModelError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from studio.architectures import Family
+    from studio.config import MethodConfig
+
+
+# ---- placement -----------------------------------------------------------------------------------------
+def head_modules(model: nn.Module, family: Family | None, new_modules: list[str]) -> list[str]:
+    """What trains besides the adapters: the family's head plus anything the checkpoint lacked."""
+    names = list(family.head) if family else []
+    for full in new_modules:
+        if not any(full == h or full.endswith("." + h) or full.startswith(h + ".") for h in names):
+            names.append(full.split(".")[0] if full.split(".")[0] in dict(model.named_children()) else full)
+    return list(dict.fromkeys(names))
+
+
+def linear_module_names(model: nn.Module, exclude: list[str]) -> list[str]:
+    """Every linear layer outside `exclude` by full name (peft's own 'all-linear' would also wrap the
+    classifier); bitsandbytes' 4/8-bit layers count as linear when bitsandbytes is installed."""
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    linear_types: tuple[type, ...] = (nn.Linear, Conv1D)
+    try:
+        import bitsandbytes as bnb
+
+        linear_types += (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
+    except ImportError:
+        pass
+    out = []
+    for name, module in model.named_modules():
+        if not isinstance(module, linear_types):
+            continue
+        parts = name.split(".")
+        if any(h in parts or name.startswith(h) for h in exclude):
+            continue
+        out.append(name)
+    return out
+
+
+def explicit_targets(
+    model: nn.Module, method: MethodConfig, family: Family | None, heads: list[str]
+) -> list[str] | None:
+    """The modules a `custom` or `all-linear` placement wraps (all-linear: every linear layer outside the head
+    and the layers kept out of quantization); None for a placement the family table names."""
+    placement = method.resolved_placement()
+    if placement == "custom":
+        return list(method.target_modules or [])
+    if placement == "all-linear":
+        return linear_module_names(model, heads + (list(family.skip_quantization) if family else []))
+    return None
+
+
+# ---- peft configs, one builder per adapter type --------------------------------------------------------
+def _named_family(family: Family | None) -> Family:
+    if family is None:  # models.check_family refuses named placements on unknown architectures first
+        raise ModelError("method.placement: this architecture has no named placements; use placement custom")
+    return family
+
+
+def _lora_config(method: MethodConfig, family: Family | None, targets: list[str] | None, heads: list[str]) -> Any:
+    from peft import LoraConfig, TaskType
+
+    if targets is None:
+        targets = _named_family(family).lora_targets(method.resolved_placement())
+    return LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=method.r,
+        lora_alpha=method.alpha,
+        lora_dropout=method.dropout,
+        target_modules=targets,
+        modules_to_save=list(heads),  # peft mutates modules_to_save: always hand it a fresh list
+    )
+
+
+def _ia3_config(method: MethodConfig, family: Family | None, targets: list[str] | None, heads: list[str]) -> Any:
+    from peft import IA3Config, TaskType
+
+    feedforward: list[str] | None = None
+    if targets is None:
+        targets, feedforward = _named_family(family).ia3_modules(method.resolved_placement())
+    return IA3Config(
+        task_type=TaskType.SEQ_CLS,
+        target_modules=targets,
+        feedforward_modules=feedforward if feedforward is not None else [],
+        modules_to_save=list(heads),
+    )
+
+
+@dataclass(frozen=True)
+class AdapterKind:
+    """One peft adapter type as the studio uses it."""
+
+    name: str
+    """peft's name for it (`Method.adapter`)."""
+    param_marker: str
+    """Every parameter it adds has this in its name (how a saved adapter's own tensors are told from the head)."""
+    module_marker: str
+    """An attribute of every module it wraps."""
+    keeps_inputs: bool
+    """For the backward pass it keeps each wrapped layer's input (LoRA: the input of its A matrix); otherwise
+    the tensors it scales (IA3). The memory estimate counts its activations by this."""
+    config: Callable[[MethodConfig, Family | None, list[str] | None, list[str]], Any]
+    """(method, family, explicit targets or None, head modules) -> its peft config."""
+
+
+ADAPTER_KINDS: dict[str, AdapterKind] = {
+    "lora": AdapterKind("lora", "lora_", "lora_A", keeps_inputs=True, config=_lora_config),
+    "ia3": AdapterKind("ia3", "ia3_", "ia3_l", keeps_inputs=False, config=_ia3_config),
+}
+
+
+def is_adapter_weight(name: str) -> bool:
+    """Whether a parameter (or saved tensor) name belongs to an adapter rather than the base or the head."""
+    return any(kind.param_marker in name for kind in ADAPTER_KINDS.values())
+
+
+# ---- the wrap ------------------------------------------------------------------------------------------
+def peft_config(model: nn.Module, method: MethodConfig, family: Family | None, new_modules: list[str]) -> Any:
+    """The peft config that places `method`'s adapters on `model` (and trains its head and new modules)."""
+    if method.adapter is None:
+        raise ValueError(f"method {method.name} has no adapters to place")
+    heads = head_modules(model, family, new_modules)
+    return ADAPTER_KINDS[method.adapter].config(method, family, explicit_targets(model, method, family, heads), heads)
+
+
+def wrap(model: nn.Module, method: MethodConfig, family: Family | None, new_modules: list[str]) -> Any:
+    """`model` wrapped with `method`'s adapters (a peft model in which only the adapters and the head train).
+
+    Raises:
+        ModelError: peft cannot place the adapters (e.g. a custom target that matches no module).
+    """
+    from peft import get_peft_model
+
+    config = peft_config(model, method, family, new_modules)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as e:
+        raise ModelError(f"method.placement: could not place {method.adapter} adapters: {e}") from None

@@ -1,0 +1,131 @@
+"""The fine-tuning methods as a table: one frozen `Method` per method, registered in `METHODS`.
+
+Every fact the engine, the CLI and the UI decide on by method lives here (peft's style: a config per method,
+looked up by name, instead of ``if method == ...`` spread across modules): whether peft wraps the model and
+with which adapter type, whether the frozen base is quantized, which knobs apply, how the base is stored
+while training (what the memory estimate counts), what a finished run saves and what export can do with
+it, which method to offer instead when one does not fit, and the labels shown for it.
+
+`MethodConfig.spec` (studio/config.py) returns a config's row; the peft side of each adapter type (config
+builders, parameter names) is in studio/adapters.py. Imports nothing heavy: the UI reads this at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+MethodName = Literal["full", "lora", "qlora", "ia3"]
+"""The names `method.name` accepts; tests/test_methods.py checks they are exactly the keys of `METHODS`."""
+AdapterName = Literal["lora", "ia3"]
+BaseWeights = Literal["fp32", "checkpoint", "quantized"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """What the studio knows of one fine-tuning method."""
+
+    name: MethodName
+    label: str
+    """How people write it: model cards, the run's description ("fine-tuned ... with LoRA")."""
+    summary: str
+    """What it does, in a few words (shown after the label, e.g. in the memory suggestions)."""
+    adapter: AdapterName | None
+    """The peft adapter type that wraps the model; None: no adapter, every weight trains."""
+    quantized: bool
+    """The frozen base is loaded in 4/8 bit through bitsandbytes (`method.bits`, `quant_type`, ...)."""
+    rank: bool
+    """LoRA's knobs apply (`method.r`, `alpha`, `dropout`): the adapter's parameters scale with r."""
+    default_placement: Literal["qv", "attention+ffn"] | None
+    """What `method.placement: auto` places the adapters on; None without adapters (placement must stay auto)."""
+    base_weights: BaseWeights
+    """How the base is stored while training (what the memory estimate counts): fp32 master weights (a 16-bit
+    checkpoint is upcast, models.load_classifier), the checkpoint's dtype (a frozen bf16 base stays bf16; fp16
+    is upcast), or quantized linear layers with the rest in fp32 (prepare_model_for_kbit_training)."""
+    hub_tag: str
+    """The Hugging Face Hub tag of an exported run."""
+    color: str
+    """Its colour in every plot (plots.METHOD_COLORS)."""
+    leaner: MethodName | None = None
+    """The method offered when this one does not fit (fit.suggestions, the out-of-memory advice)."""
+    quantized_variant: MethodName | None = None
+    """The same adapters on a 4-bit base: what speed frugal switches to."""
+    unquantized_variant: MethodName | None = None
+    """The same adapters on a 16-bit base: what speed fast switches to where it fits."""
+
+    @property
+    def trains_every_weight(self) -> bool:
+        """Full fine-tuning: no adapter, the whole model trains and is saved (model/ rather than adapter/)."""
+        return self.adapter is None
+
+    @property
+    def saves(self) -> Literal["adapter", "model"]:
+        """What a finished run's folder holds: the adapter and head (peft) or the whole model."""
+        return "model" if self.adapter is None else "adapter"
+
+    @property
+    def mergeable(self) -> bool:
+        """export.merge_adapter can fold what trained into the base (a full fine-tune is already a plain model)."""
+        return self.adapter is not None
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            name="full",
+            label="full fine-tuning",
+            summary="every weight trains",
+            adapter=None,
+            quantized=False,
+            rank=False,
+            default_placement=None,
+            base_weights="fp32",
+            hub_tag="full-fine-tuning",
+            color="#E45756",
+            leaner="qlora",
+        ),
+        Method(
+            name="lora",
+            label="LoRA",
+            summary="low-rank adapters on a frozen base",
+            adapter="lora",
+            quantized=False,
+            rank=True,
+            default_placement="qv",
+            base_weights="checkpoint",
+            hub_tag="lora",
+            color="#4C78A8",
+            leaner="qlora",
+            quantized_variant="qlora",
+        ),
+        Method(
+            name="qlora",
+            label="QLoRA",
+            summary="LoRA on a 4-bit NF4 base",
+            adapter="lora",
+            quantized=True,
+            rank=True,
+            default_placement="qv",
+            base_weights="quantized",
+            hub_tag="qlora",
+            color="#54A24B",
+            unquantized_variant="lora",
+        ),
+        Method(
+            name="ia3",
+            label="IA3",
+            summary="learned scales of keys, values and FFN inputs on a frozen base",
+            adapter="ia3",
+            quantized=False,
+            rank=False,
+            default_placement="attention+ffn",
+            base_weights="checkpoint",
+            hub_tag="ia3",
+            color="#B279A2",
+        ),
+    )
+}
+"""Every method by name, in the order the UI and the plots list them."""
+ADAPTER_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if m.adapter is not None)
+"""The methods that train peft adapters (the UI shows the adapter knobs for these)."""
