@@ -213,6 +213,7 @@ def test_device_slots_spread_runs_over_gpus_and_name_bad_input(monkeypatch):
         device_slots("auto", workers=0)
 
 
+@pytest.mark.slow  # two training processes at once
 def test_runs_in_separate_processes_at_once_with_a_failure_and_resume(tiny_model_dir, runs_dir):
     registry = Registry(runs_dir)
     grid = tiny_grid(tiny_model_dir("bert"), **{"data.text_column": ["review", "body"], "seed": [1, 2]})
