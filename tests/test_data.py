@@ -1,4 +1,5 @@
-"""Data: sources, columns, labels, multi-label rule, splits, balance, determinism, tokenization cache, errors.
+"""Data: what the rows mean: columns, labels, multi-label rule, splits, balance, determinism, tokenization
+cache, errors. Reading the sources themselves (formats, folders, the Hub, bad files) is tests/test_datasource.py.
 
 Real data only: the shipped samples (IMDb sample, GoEmotions) and small files written in tmp_path.
 """
@@ -68,54 +69,26 @@ def goemotions_single():
     return data.prepare(DataConfig(source="goemotions"), seed=0)
 
 
-# ---- sources -------------------------------------------------------------------------------------------
-def test_shipped_samples_load_as_they_are():
-    imdb = data.load_raw(DataConfig(source="imdb-sample"))
-    assert list(imdb) == ["train"] and imdb["train"].num_rows == 3180
-    assert Counter(imdb["train"]["sentiment"]) == {"positive": 1600, "negative": 1580}
-    go = data.load_raw(DataConfig(source="goemotions"))
-    assert {k: v.num_rows for k, v in go.items()} == {"train": 43410, "validation": 5426, "test": 5427}
-    assert go["train"].column_names == ["text", "labels", "id"]
-    assert go["validation"][1]["labels"] == ["approval", "neutral"]  # names, not ids; multi-label kept
-    assert data.columns(DataConfig(source="goemotions")) == ["text", "labels", "id"]
-    head = data.preview(DataConfig(source="imdb-sample"), n=5)
-    assert list(head.columns) == ["review", "sentiment"] and len(head) == 5
-    assert head["review"][0].startswith("One of the other reviewers")
-
-
+# ---- sources (read by studio.datasource: tests/test_datasource.py) -------------------------------------
 @pytest.mark.parametrize("name", ["d.csv", "d.tsv", "d.jsonl", "d.json", "d.parquet", "d.csv.gz", "d.jsonl.gz"])
-def test_every_file_format_reads_the_same_rows(tmp_path, name):
+def test_every_file_format_prepares_the_same_data(tmp_path, name):
     source = write(tmp_path / name, ROWS)
-    raw = data.load_raw(cfg(source))
-    assert list(raw) == ["train"] and raw["train"].to_list() == ROWS
     reference = data.prepare(cfg(write(tmp_path / "ref" / "d.parquet", ROWS)), seed=3)
     assert data.prepare(cfg(source), seed=3).fingerprint == reference.fingerprint
 
 
-def test_folder_of_split_files_names_the_splits(tmp_path):
+def test_given_splits_are_kept_not_re_split(tmp_path):
     rows = ROWS * 5
     write(tmp_path / "f" / "train.csv", rows[:40])
-    write(tmp_path / "f" / "dev.csv", rows[40:50])  # dev -> validation
-    write(tmp_path / "f" / "test-00000-of-00001.csv", rows[50:])  # Hub-style shard name
-    raw = data.load_raw(cfg(tmp_path / "f"))
-    assert {k: v.num_rows for k, v in raw.items()} == {"train": 40, "validation": 10, "test": 10}
+    write(tmp_path / "f" / "dev.csv", rows[40:50])
+    write(tmp_path / "f" / "test-00000-of-00001.csv", rows[50:])
     prepared = data.prepare(cfg(tmp_path / "f"), seed=0)
-    assert prepared.splits["test"]["text"] == [r["text"] for r in rows[50:]]  # kept, not re-split
+    assert prepared.report["rows"] == {"train": 40, "validation": 10, "test": 10}
+    assert prepared.splits["test"]["text"] == [r["text"] for r in rows[50:]]
 
 
-def test_folder_of_other_files_is_pooled_into_train(tmp_path):
-    write(tmp_path / "f" / "part1.jsonl", ROWS[:5])
-    write(tmp_path / "f" / "part2.jsonl", ROWS[5:])
-    raw = data.load_raw(cfg(tmp_path / "f"))
-    assert list(raw) == ["train"] and raw["train"]["text"] == [r["text"] for r in ROWS]
-
-
-def test_folder_mixing_split_files_and_others_is_refused(tmp_path):
+def test_a_given_split_without_the_label_column_is_refused(tmp_path):
     write(tmp_path / "f" / "train.csv", ROWS)
-    write(tmp_path / "f" / "extra.csv", ROWS)
-    with pytest.raises(DataError, match="mixes split files.*extra.csv"):
-        data.load_raw(cfg(tmp_path / "f"))
-    (tmp_path / "f" / "extra.csv").unlink()
     write(tmp_path / "f" / "test.csv", [{"text": "unlabelled"}])
     with pytest.raises(DataError, match="the test split has no column 'label' \\(it has text\\)"):
         data.prepare(cfg(tmp_path / "f"), seed=0)
@@ -131,8 +104,6 @@ def test_save_to_disk_folders_with_classlabel_names(tmp_path):
     datasets.DatasetDict({"train": ds, "valid": ds.select(range(10)), "unsupervised": unlabelled}).save_to_disk(
         tmp_path / "dd"
     )
-    raw = data.load_raw(cfg(tmp_path / "dd"))
-    assert set(raw) == {"train", "validation", "unsupervised"}  # valid -> validation, others kept as-is
     prepared = data.prepare(cfg(tmp_path / "dd"), seed=0)
     assert prepared.label_names == ["neg", "pos"]  # from the ClassLabel feature
     assert prepared.report["rows_loaded"] == 40 and prepared.report["text_column"] == "sentence"
@@ -144,30 +115,6 @@ def test_save_to_disk_folders_with_classlabel_names(tmp_path):
         "validation": 3,
         "test": 3,
     }
-    ds.save_to_disk(tmp_path / "single")  # a plain Dataset folder becomes train
-    assert list(data.load_raw(cfg(tmp_path / "single"))) == ["train"]
-
-
-def test_hub_ids_go_to_load_dataset_and_failures_become_data_errors(monkeypatch):
-    calls = []
-
-    def fake_load_dataset(source, config=None):
-        calls.append((source, config))
-        if source == "owner/missing":
-            raise FileNotFoundError("Dataset 'owner/missing' doesn't exist on the Hub")
-        return datasets.DatasetDict(
-            {"train": datasets.Dataset.from_list(ROWS), "dev": datasets.Dataset.from_list(ROWS)}
-        )
-
-    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)  # never the network
-    raw = data.load_raw(DataConfig(source="owner/emotions", hub_config="simplified"))
-    assert calls == [("owner/emotions", "simplified")] and set(raw) == {"train", "validation"}
-    with pytest.raises(DataError, match=r"could not load 'owner/missing' from the Hugging Face Hub: .*doesn't exist"):
-        data.load_raw(DataConfig(source="owner/missing"))
-    for path_like in ("reviews.csv", "./data/x", "a/b/c.parquet", "notes.xlsx"):
-        with pytest.raises(DataError, match="file not found"):
-            data.load_raw(DataConfig(source=path_like))
-    assert len(calls) == 2  # paths that look like files never reach the Hub
 
 
 # ---- columns -------------------------------------------------------------------------------------------
@@ -443,33 +390,7 @@ def test_token_lengths_and_stats(imdb_small, bert_tokenizer):
     assert "token_lengths" not in data.dataset_stats(imdb_small)
 
 
-# ---- bad input -----------------------------------------------------------------------------------------
-def test_bad_files(tmp_path):
-    with pytest.raises(DataError, match="file not found: .*nope.csv"):
-        data.load_raw(cfg(tmp_path / "nope.csv"))
-    (tmp_path / "d.xlsx").write_bytes(b"PK\x03\x04")
-    with pytest.raises(DataError, match=r"d.xlsx has an unsupported file type '.xlsx'; supported: .csv, .tsv"):
-        data.load_raw(cfg(tmp_path / "d.xlsx"))
-    (tmp_path / "zero.csv").write_bytes(b"")
-    with pytest.raises(DataError, match="zero.csv is empty"):
-        data.load_raw(cfg(tmp_path / "zero.csv"))
-    (tmp_path / "header.csv").write_text("text,label\n", encoding="utf-8")
-    with pytest.raises(DataError, match="header.csv is empty"):
-        data.load_raw(cfg(tmp_path / "header.csv"))
-    (tmp_path / "latin1.csv").write_bytes("text,label\ncafé crème,a\n".encode("latin-1"))
-    with pytest.raises(DataError, match="latin1.csv is not UTF-8 text.*re-save it as UTF-8"):
-        data.load_raw(cfg(tmp_path / "latin1.csv"))
-    (tmp_path / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
-    with pytest.raises(DataError, match="broken.parquet is not a readable Parquet file"):
-        data.load_raw(cfg(tmp_path / "broken.parquet"))
-    (tmp_path / "bad.jsonl").write_text('{"text": "a", "label": 1}\n{"text": oops}\n', encoding="utf-8")
-    with pytest.raises(DataError, match="bad.jsonl line 2 is not valid JSON"):
-        data.load_raw(cfg(tmp_path / "bad.jsonl"))
-    (tmp_path / "empty_dir").mkdir()
-    with pytest.raises(DataError, match="holds no data files"):
-        data.load_raw(cfg(tmp_path / "empty_dir"))
-
-
+# ---- bad input (bad files: tests/test_datasource.py) ---------------------------------------------------
 def test_split_ratios_must_sum_to_one():
     with pytest.raises(ConfigError, match="data.split_ratios: must sum to 1"):
         RunConfig.from_dict({"data": {"split_ratios": [0.7, 0.2, 0.2]}})

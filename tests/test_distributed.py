@@ -76,6 +76,7 @@ def pair(tmp_path_factory, tiny_model_dir):
     return registry, ids[1], ids[0], double.stdout
 
 
+@pytest.mark.slow  # two training processes (torchrun, gloo)
 def test_two_processes_train_one_run_as_one_process_would(pair):
     registry, single, double, stdout = pair
     assert len(registry.list(status="completed")) == 2  # rank 1 created no row of its own
@@ -106,6 +107,7 @@ def test_two_processes_train_one_run_as_one_process_would(pair):
     assert (folder / "adapter").is_dir() and not (folder / "checkpoints").exists()
 
 
+@pytest.mark.slow  # two training processes (torchrun, gloo)
 def test_qlora_across_two_processes_stops_on_every_rank(tmp_path, tiny_model_dir):
     path = preset(tmp_path, tiny_model_dir("bert"), "qlora", optimizer="paged_adamw_8bit", max_steps=400,
                   batch_size=4, logging_steps=1)  # fmt: skip
@@ -138,6 +140,7 @@ def test_qlora_across_two_processes_stops_on_every_rank(tmp_path, tiny_model_dir
     assert again.returncode == 2 and "not training" in again.stderr
 
 
+@pytest.mark.slow  # two training processes (accelerate launch)
 def test_accelerate_launch_runs_the_same_command(tmp_path, tiny_model_dir):
     """`accelerate launch -m studio train ...` as a user types it (a CPU config standing in for 2 GPUs)."""
     import socket
@@ -158,6 +161,7 @@ def test_accelerate_launch_runs_the_same_command(tmp_path, tiny_model_dir):
     assert record.status == "completed" and Registry(runs).summary(record.id).distributed.processes == 2
 
 
+@pytest.mark.slow  # two training processes, twice
 def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_model_dir):
     """SIGKILL every process of a 2-process run after its checkpoint at step 20; `torchrun ... -m studio resume`
     continues it (each rank's random state restored) to exactly the probabilities of a run never killed."""
@@ -212,6 +216,7 @@ def test_bad_data_is_refused_once_before_the_processes_start(tmp_path, tiny_mode
     assert "launching" not in out.stdout and "ChildFailedError" not in out.stderr
 
 
+@pytest.mark.slow  # a live app launching two training processes
 def test_train_tab_runs_one_run_on_two_processes_and_streams_it(tmp_path, tiny_model_dir, monkeypatch):
     """The Train tab's "GPUs for this run" (offered here because STUDIO_DDP_ON_CPU=1 stands in for 2 GPUs):
     Start launches torchrun with 2 processes (`launch.ChildRun`), and the page follows that run's events like any."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -162,29 +161,6 @@ def test_cli_sweep_runs_a_grid_file(tiny_model_dir, tmp_path, capsys):
     assert len((out / "runs.csv").read_text().splitlines()) == 1 + 2  # of the 4 runs, the 2 with the override
 
 
-def test_report_and_study_plots_from_a_tiny_grid(tiny_model_dir, runs_dir, tmp_path):
-    from studio import study_plots
-    from studio.report import write_report
-
-    registry = Registry(runs_dir)
-    grid = tiny_grid(tiny_model_dir("bert"), method={"lora": {"method.name": "lora"}, "ia3": {"method.name": "ia3"}},
-                     seed=[1, 2])  # fmt: skip
-    Sweep(grid, registry).execute()
-    rows = aggregate(grid, registry)
-    fig = study_plots.method_comparison(rows, "method", None)
-    assert [list(t.x) for t in fig.data] == [["lora", "ia3"]]
-    assert [round(v, 6) for v in fig.data[0].y] == [round(r["accuracy_mean"], 6) for r in rows]
-    ranked = study_plots.rank_sensitivity([{**r, "method.r": r["config"].method.r} for r in rows])
-    assert ranked.data  # builds from real rows
-    paths = write_report(registry, tmp_path / "report", grid=grid)
-    page = paths["html"].read_text()
-    assert "Aggregated over seeds" in page and "Accuracy vs peak memory" in page and "Methods compared" in page
-    assert page.count("<script") >= 1 and "plotly" in page  # self-contained: plotly.js inlined
-    md = paths["md"].read_text()
-    assert "| method | n | accuracy |" in md and "| lora | 2 |" in md
-    assert len(paths["csv"].read_text().splitlines()) == 1 + 4
-
-
 def test_efficiency_is_each_method_as_a_share_of_full_fine_tuning_of_its_model():
     from studio import study_plots
 
@@ -203,54 +179,6 @@ def test_efficiency_is_each_method_as_a_share_of_full_fine_tuning_of_its_model()
     assert bars == {"a lora": pytest.approx([0.01, 0.5, 1.5, 1.05]), "b qlora": pytest.approx([0.01, 0.25, 2.0, 1.0])}
     assert fig.layout.yaxis.type == "log"
     assert study_plots.efficiency(rows[-1:], "setup").layout.annotations  # nothing to compare: a message
-
-
-def test_a_grid_report_has_every_figure_as_html_and_png(tiny_model_dir, runs_dir, tmp_path):
-    """A setup axis (model and method together) with label-count and sample-size axes: all figures."""
-    from studio import study_plots
-    from studio.report import write_report
-
-    registry = Registry(runs_dir)
-    setups = {"full": {"method.name": "full"}, "lora": {"method.name": "lora"}}
-    base = {"name": "tiny-study", "data": {"source": "goemotions", "multi_label": "drop", "max_length": 32,
-            "balance": {"num_labels": 2, "num_samples": 80}}, "model": {"name": str(tiny_model_dir("bert"))},
-            "train": {"epochs": 2, "batch_size": 16, "eval_strategy": "epoch", "learning_rate": 1e-3}}  # fmt: skip
-    grid = Grid.from_dict({"base": base, "axes": {"setup": setups, "data.balance.num_labels": [2, 3],
-                                                  "data.balance.num_samples": [80]}})  # fmt: skip
-    Sweep(grid, registry).execute()
-    rows = aggregate(grid, registry)
-    figures = study_plots.study_figures(list(grid.axes), rows, registry.list(), registry)
-    assert list(figures) == ["heatmap", "methods", "efficiency", "pareto_memory", "pareto_time", "curves"]
-    assert [a.text for a in figures["heatmap"].layout.annotations][:2] == ["full", "lora"]  # a panel per setup
-    assert {t.name for t in figures["curves"].data} == {"full", "lora"}
-    assert figures["curves"].layout.title.text == "Validation accuracy by epoch (80 samples, 3 labels)"
-    assert [t.name for t in figures["efficiency"].data] == ["lora"]
-    paths = write_report(registry, tmp_path / "report", grid=grid)
-    page, md = paths["html"].read_text(), paths["md"].read_text()
-    for title in ("Efficiency vs full fine-tuning", "Accuracy vs training time", "Validation accuracy by epoch"):
-        assert f"<h2>{title}</h2>" in page
-    assert "4 runs trained for" in md
-    pngs = [v for k, v in paths.items() if k.startswith("png:")]
-    if shutil.which("chromium") or shutil.which("google-chrome"):  # kaleido renders in the machine's browser
-        assert len(pngs) == 6 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
-        assert "![Accuracy by labels x samples](figures/01-heatmap.png)" in md
-    else:
-        assert "No PNGs" in md
-
-
-def test_a_runs_report_has_each_runs_seed_study_figures(tiny_model_dir, runs_dir, tmp_path):
-    from studio.report import write_report
-
-    registry = Registry(runs_dir)
-    grid = tiny_grid(tiny_model_dir("bert"), seed=[1, 2])
-    state = Sweep(grid, registry).execute()
-    ids = list(state.run_ids.values())
-    paths = write_report(registry, tmp_path / "runs-report", run_ids=ids, images=False)
-    page = paths["html"].read_text()
-    for run_id in ids:
-        for title in ("Loss", "Validation metrics", "Test confusion matrix", "Labels per split"):
-            assert f"<h2>{run_id}: {title}</h2>" in page
-    assert "<h2>Validation accuracy by epoch</h2>" in page and not (tmp_path / "runs-report" / "figures").exists()
 
 
 def test_heatmap_cells_are_the_means():
@@ -285,6 +213,7 @@ def test_device_slots_spread_runs_over_gpus_and_name_bad_input(monkeypatch):
         device_slots("auto", workers=0)
 
 
+@pytest.mark.slow  # two training processes at once
 def test_runs_in_separate_processes_at_once_with_a_failure_and_resume(tiny_model_dir, runs_dir):
     registry = Registry(runs_dir)
     grid = tiny_grid(tiny_model_dir("bert"), **{"data.text_column": ["review", "body"], "seed": [1, 2]})

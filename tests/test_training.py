@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import queue
 import time
@@ -11,11 +10,9 @@ import weakref
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from studio import inference
 from studio.config import RunConfig
-from studio.errors import RunNotFoundError
 from studio.events import TrainLog
 from studio.inference import Predictor
 from studio.registry import Registry
@@ -199,26 +196,6 @@ def test_cpu_precision_and_trackers_fall_back_with_notes(monkeypatch):
     assert kept == [] and "pip install tensorboard" in notes[0] and "pip install wandb" in notes[1]
 
 
-def test_predict_with_an_unknown_run(runs_dir):
-    with pytest.raises(RunNotFoundError, match="no run 'missing'"):
-        Predictor.from_run(Registry(runs_dir), "missing")
-
-
-def test_predict_file_adds_label_and_probabilities(tiny_model_dir, runs_dir, tmp_path):
-    registry = Registry(runs_dir)
-    result = Run(tiny_config(tiny_model_dir("bert"), max_steps=2), registry).execute()
-    predictor = Predictor.from_run(registry, result.run_id)
-    file = tmp_path / "texts.csv"
-    pd.DataFrame({"id": [1, 2, 3], "review": ["great film", "awful", None]}).to_csv(file, index=False)
-    out = predictor.predict_file(file)
-    assert list(out.columns) == ["id", "review", "predicted_label", "score", "prob_negative", "prob_positive"]
-    np.testing.assert_allclose(out["prob_negative"] + out["prob_positive"], 1.0, atol=1e-5)
-    from studio.errors import DataError
-
-    with pytest.raises(DataError, match="text column 'body' not found.*id, review"):
-        predictor.predict_file(file, text_column="body")
-
-
 def test_same_config_same_result_whatever_the_process_did_before(tiny_model_dir, runs_dir):
     """The head's initialisation is seeded: the RNG state left by earlier work must not change a run."""
     import torch
@@ -317,22 +294,6 @@ def test_a_full_or_unwritable_runs_directory_is_refused_before_training(tiny_mod
     assert result.status == "failed" and result.run_id is None
     assert "cannot be written" in result.message and "--runs-dir" in result.message
     assert registry.list() == []
-
-
-@pytest.mark.parametrize("side", ["right", "left"])
-def test_predict_pads_each_batch_as_the_tokenizer_would(bert_tokenizer, side):
-    tokenizer = copy.deepcopy(bert_tokenizer)
-    tokenizer.padding_side = side
-    texts = ["short", "a somewhat longer text than that", "the longest text of the three, by a few words"]
-    predictor = Predictor(None, tokenizer, ["a", "b"], max_length=8)
-    encoded = tokenizer(texts, truncation=True, max_length=8)
-    for multiple in (1, 4):
-        got = predictor._padded(encoded, [2, 0], multiple)
-        want = tokenizer(
-            [texts[2], texts[0]], truncation=True, max_length=8, padding=True, pad_to_multiple_of=multiple,
-            return_tensors="pt",
-        )  # fmt: skip
-        assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
 
 
 def test_no_secret_reaches_the_run_folder(tiny_model_dir, runs_dir, monkeypatch):

@@ -19,9 +19,13 @@ from studio.ui import CSS, build_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Skipped on a developer machine without Chromium; in CI (.ci/run installs it) a missing browser fails instead.
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="needs Debian's chromium (apt install chromium)"
-)
+pytestmark = [
+    pytest.mark.slow,  # a live app driven in a headless browser
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists() and not os.environ.get("CI"),
+        reason="needs Debian's chromium (apt install chromium)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ from gradio_client.exceptions import AppError
 from studio.config import RunConfig
 from studio.ui import build_app
 
+pytestmark = pytest.mark.slow  # a live app on localhost, driven through gradio_client
+
 UNTIL_STOPPED = 1_000_000
 """A run started from the page trains until the test presses Stop, however fast the host (a 400-step run once
 finished on a fast CPU before the test's Stop, and the stop was never seen)."""
