@@ -70,7 +70,7 @@ CONFIGS: dict[str, list[str]] = {
     "half-b64": ["train.precision=bf16", "method.compute_dtype=bfloat16", "train.half_activations=true",
                  "train.batch_size=64", "train.grad_accum=1", "train.learning_rate=2.83e-4"],
     "fast-half": ["train.speed=fast", "train.half_activations=true"],
-    "fast": ["train.speed=fast"],  # the studio's profiles, as a user gets them (studio/speed.py)
+    "fast": ["train.speed=fast"],  # the studio's profiles, as a user gets them (studio/speed_plan.py)
     "frugal": ["train.speed=frugal"],
 }  # fmt: skip
 

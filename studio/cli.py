@@ -191,7 +191,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from studio.memory import format_estimate
     from studio.memory_advice import format_suggestions, suggestions
     from studio.probe import probe
-    from studio.speed import planned_estimate
+    from studio.speed_plan import planned_estimate
 
     e, speed = planned_estimate(load_config(args.preset, args.set), args.labels)
     config = speed.config  # what would train: the estimate, the advice and the probe are about it
@@ -217,7 +217,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     grid = _grid(args)
     points = grid.points()
     if args.dry_run:
-        from studio.speed import planned_estimate
+        from studio.speed_plan import planned_estimate
 
         print(f"{grid.name}: {len(points)} runs")
         for p in points:

@@ -33,8 +33,8 @@ _PART_COLORS = dict(zip(MEMORY_PARTS, ("#4C78A8", "#B279A2", "#F58518", "#E45756
 _EXTRA_COLORS = ("#9D755D", "#EECA3B", "#FF9DA6", "#72B7B2", "#BAB0AC", "#F58518")
 _GOOD, _BAD, _MUTED, _ACCENT, _INK = "#2E7D32", "#C62828", "#9E9E9E", "#4C78A8", "#37474F"
 REDRAW_SHARE = 0.01
-"""The share of the app's time that redrawing a training's live curves may take (issue 8: watching may slow
-training by at most 2%). Building and serialising the figures is Python work that holds the GIL, which the
+"""The share of the app's time that redrawing a training's live curves may take (watching a run may slow it
+by at most 2%: benchmarks/ui_cost.py). Building and serialising the figures is Python work that holds the GIL, which the
 training thread of the same process needs between its GPU kernels."""
 
 

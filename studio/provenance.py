@@ -12,7 +12,7 @@ from studio.config import RunConfig
 from studio.results import Reproducibility
 
 if TYPE_CHECKING:
-    from studio.speed import Plan
+    from studio.speed_plan import Plan
 
 PACKAGES = ("fine-tune-studio", "torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes")
 

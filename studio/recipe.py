@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from studio.data import PreparedData
     from studio.metrics import PeakMemory
     from studio.models import ModelBundle
-    from studio.speed import Plan
+    from studio.speed_plan import Plan
 
 STOP_FILE = "STOP"
 """A file of this name in a training run's folder asks it to stop (`training.request_stop`)."""
@@ -80,9 +80,9 @@ class ClassifierRecipe:
             self.emit(Note(note))
 
     def plan_speed(self) -> None:
-        """The speed profile's plan for this device (studio/speed.py), each choice told as a note."""
+        """The speed profile's plan for this device (studio/speed_plan.py), each choice told as a note."""
         from studio.hardware import detect
-        from studio.speed import plan
+        from studio.speed_plan import plan
 
         assert self.data is not None
         self.plan = result = plan(self.config, detect(), self.num_labels, len(self.data.splits["train"]))

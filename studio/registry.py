@@ -136,7 +136,7 @@ class Registry:
     def create(self, config: RunConfig, trained: RunConfig | None = None, *, run_id: str | None = None) -> RunRecord:
         """A new run: its folder with config.yaml, and a `running` row owned by this process.
 
-        `trained` is what trains when a speed profile changed `config` (speed.plan): config.yaml holds it (what
+        `trained` is what trains when a speed profile changed `config` (speed_plan.plan): config.yaml holds it (what
         reloading, export and reruns need), requested.yaml the config as asked, and the row is keyed by the
         asked config's hash (a grid resumes by what it asked for) but shows the method that trained.
         `run_id`: the id a launcher chose (`new_id`, `launch.ChildRun`); None draws a fresh one.

@@ -179,7 +179,7 @@ class Reproducibility:
     python: str = ""
     command: str = ""
     speed: dict[str, Any] | None = None
-    """The speed profile's plan (`speed.Plan.to_dict`): profile, note, each choice."""
+    """The speed profile's plan (`speed_plan.Plan.to_dict`): profile, note, each choice."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

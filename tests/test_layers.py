@@ -27,9 +27,9 @@ ALLOWED = {  # module -> the only studio modules it may import (anywhere in it, 
 }
 ABOVE_THE_RECIPE = {"studio.training", "studio.jobs", "studio.launch", "studio.sweep", "studio.cli"}
 FORBIDDEN = {  # module -> studio modules above it that it must not import
-    "studio.models": {"studio.recipe", "studio.hf_trainer", "studio.memory", "studio.speed", "studio.export"}
+    "studio.models": {"studio.recipe", "studio.hf_trainer", "studio.memory", "studio.speed_plan", "studio.export"}
     | ABOVE_THE_RECIPE,
-    "studio.memory": {"studio.recipe", "studio.hf_trainer", "studio.speed", "studio.export"} | ABOVE_THE_RECIPE,
+    "studio.memory": {"studio.recipe", "studio.hf_trainer", "studio.speed_plan", "studio.export"} | ABOVE_THE_RECIPE,
     "studio.config": {"studio.models", "studio.memory", "studio.recipe", "studio.training"},
     "studio.recipe": ABOVE_THE_RECIPE,
     "studio.hf_trainer": ABOVE_THE_RECIPE,

@@ -88,7 +88,7 @@ def test_training_and_the_estimate_agree(monkeypatch, requested, bf16):
 
 
 def test_speed_fast_asks_for_bf16_where_the_rule_gives_something_else():
-    from studio.speed import plan
+    from studio.speed_plan import plan
 
     h100 = hardware.Device("cuda", "NVIDIA H100 80GB HBM3", 81559.0, 80000.0, 1)
     for requested in ("auto", "bf16", "fp16", "fp32"):

@@ -112,7 +112,7 @@ def load_grid(session: Session, name: str | None) -> Any:
 @guard
 def list_points(session: Session, name: str | None) -> tuple[str, list[list]]:
     """(the grid's name and size, one row per run: its memory estimate, whether it fits, whether it ran)."""
-    from studio.speed import planned_estimate
+    from studio.speed_plan import planned_estimate
 
     g = load_grid(session, name)
     completed = {r.config_hash for r in session.registry.list(status="completed")}

@@ -229,7 +229,7 @@ def estimate(session: Session, values: dict[Any, Any]) -> tuple[str, Any, str]:
     it. A half-typed bad value is said in the text, with no pop-up: this runs on every keystroke."""
     from studio import plots
     from studio.hardware import describe, detect
-    from studio.speed import planned_estimate
+    from studio.speed_plan import planned_estimate
 
     import_engine_libraries()
     device = detect()
@@ -249,7 +249,7 @@ def estimate(session: Session, values: dict[Any, Any]) -> tuple[str, Any, str]:
 @guard
 def measure_steps(session: Session, values: dict[Any, Any]) -> str:
     """Train 3 real steps of what would train and compare the measured peak with the estimate."""
-    from studio.speed import planned_estimate
+    from studio.speed_plan import planned_estimate
 
     num_labels = session.labels(values)
     _, speed = planned_estimate(session.read(values), num_labels, train_rows=values.get(session.train_rows))

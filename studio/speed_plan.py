@@ -23,7 +23,7 @@ through the studio's own Run; README, "Training speed"):
 Not chosen (yet): length-grouped batches (`train.length_grouping`). They pad less, but every batch then has
 another shape, and on the H100 the seed recipe trained 13% slower with them and peaked 18% higher (the
 allocator keeps blocks of each shape); fast at batch 128 measured 8% slower. Grouped batches now pad to
-multiples of 64 tokens (hf_trainer.LENGTH_BUCKET: 4 shapes at 256), which is still to measure (issue 8).
+multiples of 64 tokens (hf_trainer.LENGTH_BUCKET: 4 shapes at 256), not measured yet.
 
 Frugal keeps the seed study's memory savers (4-bit base, checkpointing, paged 8-bit AdamW) and drops fp16's
 loss scaler (bf16 needs none). The seed recipe's time is a fixed cost per micro-batch (the GPU was idle 91%
@@ -51,7 +51,7 @@ FRUGAL_BATCH = 32
 """Frugal's micro-batch: with the stream in 16 bit, 32 rows peaked at the seed recipe's 16 x fp32 (H100)."""
 COMPILE_MIN_TOKENS = 500e6
 """Training tokens (rows x epochs x max_length) above which fast compiles the model: compiling bert-base's
-training step takes about a minute per padded shape, and saves ~40% of a step (issue 8's measurements:
+training step takes about a minute per padded shape, and saves ~40% of a step (benchmarks/results/train_speed/:
 ~1,100 -> ~1,900 samples/s), so below ~30 minutes of training it costs more than it saves."""
 FAST_OPTIMIZERS = {"adamw_torch", "paged_adamw_8bit", "adamw_bnb_8bit", "paged_adamw_32bit"}
 FAST_WORKERS = 2

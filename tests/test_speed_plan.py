@@ -1,4 +1,4 @@
-"""Speed profiles (studio/speed.py): what fast and frugal choose on a GPU, that as_set and CPUs change
+"""Speed profiles (studio/speed_plan.py): what fast and frugal choose on a GPU, that as_set and CPUs change
 nothing, that what trains is recorded beside what was asked, and that length-grouped batches pad less."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from studio.config import RunConfig
 from studio.hardware import Device
 from studio.memory import SAFETY_MARGIN, estimate
 from studio.registry import Registry
-from studio.speed import FAST_BATCH, plan
+from studio.speed_plan import FAST_BATCH, plan
 from studio.training import Run
 
 H100 = Device("cuda", "NVIDIA H100 80GB HBM3", 81559.0, 80000.0, 1)
