@@ -141,7 +141,8 @@ def started_run(page, timeout: float = 120) -> str:
     run's progress until then.)"""
     deadline = time.time() + timeout
     while True:
-        run_id = page.app.studio.jobs.current().run_id
+        job = page.app.studio.jobs.current()  # None until the click has reached the server
+        run_id = job.run_id if job is not None else None
         if run_id and run_id in page.locator("#run-status").inner_text():
             return run_id
         assert time.time() < deadline, "the run never showed"
