@@ -9,21 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+from test_jobs import wait_for
 from test_training import tiny_config
 
 from studio.launch import ChildRun, Launch
 from studio.registry import Registry
 from studio.training import Run, TrainingRun
-
-
-def wait_for(predicate, timeout=180.0, every=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 def log_of(registry: Registry, run_id: str) -> str:
@@ -103,7 +94,7 @@ def test_a_child_that_dies_before_its_run_exists_leaves_a_failed_row_and_its_err
     assert registry.get(result.run_id).status == "failed"
 
     killed = ChildRun(config, registry).start()
-    wait_for(lambda: killed.pid)
+    wait_for(lambda: killed.pid, timeout=180, every=0.1)
     time.sleep(0.5)  # importing: long before the run has a row
     os.kill(killed.pid, signal.SIGKILL)
     result = killed.wait(60)
@@ -115,7 +106,7 @@ def test_a_child_killed_while_training_leaves_its_row_interrupted_with_the_reaso
     registry = Registry(runs_dir)
     config = tiny_config(tiny_model_dir("bert"), max_steps=4000, logging_steps=1, eval_strategy="no")
     child = ChildRun(config, registry).start()
-    wait_for(lambda: child.id and '"kind": "log"' in _text(registry.run_dir(child.id) / "metrics.jsonl"))
+    wait_for(lambda: child.id and '"kind": "log"' in _text(registry.run_dir(child.id) / "metrics.jsonl"), 180, 0.1)
     os.kill(child.pid, signal.SIGKILL)
     result = child.wait(60)
     assert result.status == "interrupted"  # as for any run whose process died: resumable from a checkpoint
