@@ -4,6 +4,7 @@
     python -m studio validate presets/*.yaml
     python -m studio runs | show RUN_ID | predict RUN_ID "a text" | predict RUN_ID --file reviews.csv
     python -m studio presets
+    python -m studio lr-find quick_demo [--steps 100] [--methods full,lora] [--plot curve.html]
     python -m studio export RUN_ID [--out DIR] | merge RUN_ID | push RUN_ID OWNER/NAME [--merged] [--public]
 
 Bad input exits with status 2 and one line `error: <field or file>: <what to do>`; a run that fails while
@@ -208,6 +209,74 @@ def cmd_estimate(args: argparse.Namespace) -> int:
               f"({r.measured_kind}) vs estimate {r.estimate.total_mb:,.0f} MB ({r.error_pct:+.1f}%){largest}; "
               f"{r.seconds:.0f} s")  # fmt: skip
     return 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from studio.lr_find import lr_find
+    from studio.methods import METHODS
+
+    config = load_config(args.preset, args.set)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else [config.method.name]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise StudioError(f"--methods: unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    _quiet_libraries()
+    results = []
+    for method in methods:
+        one = config if method == config.method.name else config.with_overrides([f"method.name={method}"])
+        print(f"lr-find: {one.model.name} ({method}) on {one.data.source}, {args.steps} steps", flush=True)
+        result = lr_find(one, steps=args.steps, start=args.start, end=args.end,
+                         cache_dir=Path(args.runs_dir) / ".cache")  # fmt: skip
+        results.append(result)
+        for note in result.notes:
+            print(f"  {note}")
+        print(result.table())
+        print(f"suggested train.learning_rate: {result.suggested:.2g} ({result.rule_text})")
+        for caveat in result.caveats:
+            print(f"  note: {caveat}")
+        print(f"cost: {result.cost()}", flush=True)
+        suffix = method if len(methods) > 1 else ""
+        if args.plot:
+            print(f"plot: {_write_plot(result, _suffixed(Path(args.plot), suffix))}")
+        if args.json:
+            path = _suffixed(Path(args.json), suffix)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"command": _command(args), **result.to_dict()}, indent=1), encoding="utf-8")
+            print(f"json: {path}")
+    if len(results) > 1:
+        print("\nsuggested train.learning_rate per method:")
+        for r in results:
+            print(f"  {r.method:6} {r.suggested:.2g}  ({r.rule}; {r.seconds:.0f} s)")
+    return 0
+
+
+def _suffixed(path: Path, suffix: str) -> Path:
+    """curve.png -> curve-lora.png: one file per method when several are tested."""
+    return path.with_name(f"{path.stem}-{suffix}{path.suffix}") if suffix else path
+
+
+def _command(args: argparse.Namespace) -> str:
+    import shlex
+
+    return shlex.join(["python", "-m", "studio", *args.argv])
+
+
+def _write_plot(result: Any, path: Path) -> Path:
+    """The curve as HTML (plotly.js inside: opens offline) or PNG (kaleido and a Chrome/Chromium)."""
+    if path.suffix.lower() not in (".html", ".png"):
+        raise StudioError(f"--plot: write a .html or a .png file, not {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = result.figure()
+    if path.suffix.lower() == ".html":
+        fig.write_html(path, include_plotlyjs=True)
+        return path
+    try:
+        fig.write_image(path, width=900, height=420)
+    except Exception as e:  # noqa: BLE001 - kaleido raises several kinds (missing package, browser, timeout)
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        raise StudioError(f"--plot: the PNG export failed ({type(e).__name__}: {reason}); write a .html file "
+                          "instead, or pip install kaleido and a Chrome/Chromium") from None  # fmt: skip
+    return path
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -422,6 +491,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=int, default=2, help="number of classes (default 2)")
     p.add_argument("--probe", action="store_true", help="also train 3 real steps here and measure the peak")
     p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("lr-find", help="learning-rate range test: a short run with a rising rate, the suggested rate")
+    p.add_argument("preset")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--steps", type=int, default=100, help="steps of the sweep (default 100)")
+    p.add_argument("--start", type=float, help="first rate (default: the method's sweep, e.g. 1e-7 for full)")
+    p.add_argument("--end", type=float, help="last rate (default: the method's sweep, e.g. 1e-1 for full)")
+    p.add_argument(
+        "--methods",
+        metavar="M1,M2",
+        help="test each of these methods (e.g. full,lora) instead of the preset's: a rate per method",
+    )
+    p.add_argument("--plot", metavar="FILE", help="write the curve as .html or .png")
+    p.add_argument("--json", metavar="FILE", help="write the curve, the suggestion and its cost as JSON")
+    p.set_defaults(func=cmd_lr_find)
 
     p = sub.add_parser("sweep", help="run a grid preset (presets/grids/) in order; resumes where it stopped")
     p.add_argument("grid", help="grid file, or a name from presets/grids/ (e.g. imdb_peft_ablation)")

@@ -10,11 +10,12 @@ events the run has published so far).
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,8 @@ class Jobs:
         self._lock = threading.Lock()
         self._current: Job | None = None
         self._followers: dict[str, LogFollower] = {}
-        self._probing = False
+        self._measuring: str | None = None
+        """What a probe or range test holding the slot is doing (said to whoever asks for the device)."""
         self._sweep: Any = None
 
     # ---- control -------------------------------------------------------------------------------------
@@ -84,13 +86,27 @@ class Jobs:
         """Measure a few real training steps of `config` (`studio.probe.probe`), holding the slot meanwhile."""
         from studio.probe import probe
 
+        with self._measure("a memory probe is measuring a few training steps; wait for it (seconds to a minute)"):
+            return probe(config, num_labels)
+
+    def lr_find(self, config: RunConfig, steps: int | None = None) -> Any:
+        """The learning-rate range test of `config` (`studio.lr_find.lr_find`), holding the slot meanwhile; its
+        tokenized splits are cached where runs cache them, so the training that follows reuses them."""
+        from studio.lr_find import DEFAULT_STEPS, lr_find
+
+        with self._measure("a learning-rate range test is training ~100 steps; wait for it (a minute or a few)"):
+            return lr_find(config, steps=steps or DEFAULT_STEPS, cache_dir=self.registry.runs_dir / ".cache")
+
+    @contextlib.contextmanager
+    def _measure(self, what: str) -> Iterator[None]:
+        """Hold the slot for a short measurement in the caller's thread (refused while anything trains)."""
         with self._lock:
             self._refuse_if_busy()
-            self._probing = True
+            self._measuring = what
         try:
-            return probe(config, num_labels)
+            yield
         finally:
-            self._probing = False
+            self._measuring = None
 
     def start_sweep(self, grid: Any, workers: int = 1) -> Any:
         """Run a grid (`studio.sweep.Sweep`) in the background, holding the slot: one run at a time here, or
@@ -126,8 +142,8 @@ class Jobs:
             s = sweep.state
             return (f"grid {sweep.grid.name} is running (run {s.done + s.skipped + s.failed + 1}/{s.total}); "
                     "it holds the device: stop the grid or wait")  # fmt: skip
-        if self._probing:
-            return "a memory probe is measuring a few training steps; wait for it (seconds to a minute)"
+        if self._measuring:
+            return self._measuring
         job = self._current
         if job is not None and job.alive():
             return (f"a run is already training ({job.run_id or job.run.config.name}); one run trains at a time: "

@@ -52,6 +52,10 @@ class Method:
     """The same adapters on a 4-bit base: what speed frugal switches to."""
     unquantized_variant: MethodName | None = None
     """The same adapters on a 16-bit base: what speed fast switches to where it fits."""
+    lr_sweep: tuple[float, float] = (1e-7, 1.0)
+    """The learning-rate range test's default sweep (studio/lr_find.py), 5-6 decades around where the method's
+    rates usually lie: adapters train at ~10x full fine-tuning's rate (LoRA 1e-4..1e-3 where full takes
+    1e-5..1e-4; IA3's learned scales higher still), so each sweep ends where its method surely diverges."""
 
     @property
     def trains_every_weight(self) -> bool:
@@ -84,6 +88,7 @@ METHODS: dict[str, Method] = {
             hub_tag="full-fine-tuning",
             color="#E45756",
             leaner="qlora",
+            lr_sweep=(1e-7, 1e-1),
         ),
         Method(
             name="lora",
@@ -98,6 +103,7 @@ METHODS: dict[str, Method] = {
             color="#4C78A8",
             leaner="qlora",
             quantized_variant="qlora",
+            lr_sweep=(1e-6, 1.0),
         ),
         Method(
             name="qlora",
@@ -111,6 +117,7 @@ METHODS: dict[str, Method] = {
             hub_tag="qlora",
             color="#54A24B",
             unquantized_variant="lora",
+            lr_sweep=(1e-6, 1.0),
         ),
         Method(
             name="ia3",
@@ -123,6 +130,7 @@ METHODS: dict[str, Method] = {
             base_weights="checkpoint",
             hub_tag="ia3",
             color="#B279A2",
+            lr_sweep=(1e-5, 1.0),
         ),
     )
 }

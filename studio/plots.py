@@ -290,6 +290,39 @@ def lr_curve(points: list[tuple[int, float]]) -> Figure:
     return _layout(fig, "Learning rate", x_title="step", y_title="learning rate", showlegend=False)
 
 
+def lr_find_curve(
+    rates: list[float], losses: list[float], smoothed: list[float], suggested: float | None = None, label: str = ""
+) -> Figure:
+    """The learning-rate range test (studio/lr_find.py): each step's loss (faint) and its moving average against
+    the rate (log scale), and a line at the suggested rate, named by `label` (e.g. "suggested 3e-4 (steepest)")."""
+    raw_x, raw_y = _xy(zip(rates or (), losses or (), strict=False))
+    xs, ys = _xy(zip(rates or (), smoothed or (), strict=False))
+    if not xs:
+        return empty("No range test yet")
+    fig = go.Figure()
+    fig.add_scatter(
+        x=raw_x,
+        y=raw_y,
+        name="loss (each step)",
+        mode="markers",
+        opacity=0.35,
+        marker=dict(color=_MUTED, size=5),
+        hovertemplate="rate %{x:.2e}<br>loss %{y:.4f}<extra></extra>",
+    )
+    fig.add_scatter(x=xs, y=ys, name="smoothed", mode="lines", line=dict(color=_ACCENT, width=3),
+                    hovertemplate="rate %{x:.2e}<br>smoothed %{y:.4f}<extra></extra>")  # fmt: skip
+    # the losses past divergence can be orders larger: the axis follows the smoothed curve, with room around it
+    low, high = min(ys), max(ys)
+    pad = (high - low) or abs(high) or 1.0
+    bottom, top = low - 0.1 * pad, high + 0.25 * pad
+    if _finite(suggested) and suggested > 0:  # a trace, not add_vline: its label would sit wrong on a log axis
+        fig.add_scatter(x=[suggested, suggested], y=[bottom, top], name=label or f"suggested {suggested:.1e}",
+                        mode="lines", line=dict(dash="dash", width=2, color=_GOOD), hoverinfo="skip")  # fmt: skip
+    fig.update_yaxes(range=[bottom, top])
+    fig.update_xaxes(type="log", exponentformat="e")
+    return _layout(fig, "Learning-rate range test", x_title="learning rate (log scale)", y_title="training loss")
+
+
 def confusion_matrix(matrix: list[list[int]], labels: list[str], normalize: bool = True) -> Figure:
     """Heat map of predictions: rows are true labels, columns predicted, the diagonal top left to bottom right.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -175,3 +177,20 @@ def test_estimate_probe_and_suggestions(capsys, tiny_model_dir):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "Probe: 3 real steps" in out and "measured peak" in out and "process_rss" in out
+
+
+def test_lr_find_prints_the_suggestion_its_cost_and_writes_the_plot(tiny_model_dir, runs_dir, capsys, tmp_path):
+    code, out, err = run_cli(
+        capsys, "--runs-dir", runs_dir, "lr-find", "quick_demo", "--steps", "12", "--plot", tmp_path / "curve.html",
+        "--json", tmp_path / "curve.json",
+        "--set", f"model.name={tiny_model_dir('bert')}", "--set", "data.max_samples=200", "--set", "data.max_length=32",
+        "--set", "train.batch_size=8",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "suggested train.learning_rate: " in out and "cost: " in out and "of 12 steps" in out
+    assert "<- suggested" in out and (tmp_path / "curve.html").stat().st_size > 100_000  # plotly.js inside
+    saved = json.loads((tmp_path / "curve.json").read_text())
+    assert saved["command"].startswith("python -m studio --runs-dir") and len(saved["rates"]) == saved["steps"]
+    assert f"suggested train.learning_rate: {saved['suggested']:.2g}" in out
+    code, _, err = run_cli(capsys, "--runs-dir", runs_dir, "lr-find", "quick_demo", "--methods", "full,dora")
+    assert code == EXIT_BAD_INPUT and "unknown method dora" in err

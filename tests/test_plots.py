@@ -116,6 +116,16 @@ def test_lr_curve_uses_scientific_ticks():
     assert list(fig.data[0].y) == [0.0, 2e-5, 1e-6] and "e" in fig.layout.yaxis.tickformat
 
 
+def test_lr_find_curve_draws_the_steps_the_average_and_the_suggestion_on_a_log_axis():
+    rates, losses = [1e-6, 1e-5, 1e-4, 1e-3], [0.7, 0.69, 0.5, 9.0]
+    fig = plots.lr_find_curve(rates, losses, [0.7, 0.695, 0.62, 0.8], 1e-4, "suggested 1.0e-04 (steepest)")
+    assert fig.layout.xaxis.type == "log"
+    assert list(trace(fig, "loss (each step)").y) == losses and list(trace(fig, "smoothed").x) == rates
+    assert list(trace(fig, "suggested 1.0e-04 (steepest)").x) == [1e-4, 1e-4]
+    assert fig.layout.yaxis.range[1] < 9.0  # the diverged step does not flatten the curve
+    assert "No range test yet" in annotations(plots.lr_find_curve([], [], []))
+
+
 def test_confusion_matrix_2x2_counts_and_row_percentages():
     fig = plots.confusion_matrix([[8, 2], [1, 9]], ["neg", "pos"])
     heat = fig.data[0]

@@ -1,7 +1,8 @@
 """The UI's handlers called as functions: a Session, a tab's components, plain values; no page, no server.
 
 A tab's components are made in a `gr.Blocks` that is never launched (handlers key their results by them); the
-runs they show are written straight into a temporary registry, so no test here trains.
+runs they show are written straight into a temporary registry, so no test here trains but the learning-rate
+range test's (a tiny model, a dozen steps).
 """
 
 from __future__ import annotations
@@ -189,6 +190,20 @@ def test_cli_command_and_presets_from_the_page(runs_dir):
     assert loaded[session.base_preset] == "quick_demo" and loaded[session.form.component("seed")]["value"] == 42
     with pytest.raises(gr.Error, match="pick a preset in the list first"):
         model_tab.load_named(session, None)
+
+
+def test_find_a_learning_rate_shows_the_curve_and_apply_sets_the_field(runs_dir, tiny_model_dir):
+    session, model = built(runs_dir, model_tab)
+    lr = model.lr_finder
+    config = tiny_config(tiny_model_dir("bert")).with_overrides(["train.batch_size=8"])
+    out = model_tab.find_learning_rate(session, lr, page_values(session, config))
+    assert out[lr.result]["visible"] is True and out[lr.plot].data and "Suggested learning rate" in out[lr.text]
+    suggested = out[lr.suggested]
+    assert 1e-6 <= suggested <= 1.0  # inside LoRA's sweep
+    assert model_tab.apply_rate(suggested) == suggested
+    with pytest.raises(gr.Error, match="find a learning rate first"):
+        model_tab.apply_rate(None)
+    assert session.registry.list() == []  # the test trained no run
 
 
 # ---- Runs tab and shared formatting ----------------------------------------------------------------------------

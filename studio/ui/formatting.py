@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from studio.datasource import SUFFIXES
 from studio.registry import Registry
 from studio.results import RunSummary
 from studio.runlog import RunView
+
+if TYPE_CHECKING:
+    from studio.lr_find import LrFindResult
 
 UPLOAD_TYPES = [*SUFFIXES, ".gz"]
 """Data files a page accepts (the Data tab's source, the Playground's file to label): the files the engine reads;
@@ -98,3 +103,10 @@ def _efficiency_lines(summary: RunSummary) -> list[str]:
             f"({memory.error_pct:+.1f}%, {memory.measured_kind})"
         )
     return lines
+
+
+def lr_find_md(r: LrFindResult) -> str:
+    """The range test's suggestion, how it was read, what the test cost, and its caveats."""
+    head = (f"**Suggested learning rate {r.suggested:.2g}** for {r.method} ({r.rule_text}) · swept {r.start:.0e} "
+            f"to {r.end:.0e} · {r.cost()}")  # fmt: skip
+    return "\n\n".join([head, "\n".join(f"- {c}" for c in r.caveats)]).strip()

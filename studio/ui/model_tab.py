@@ -23,7 +23,7 @@ from studio.methods import ADAPTER_METHODS, METHODS
 from studio.presets import PRESETS_DIR, names
 from studio.ui.feedback import guard, import_engine_libraries
 from studio.ui.form import ConfigForm, comma_list, joined
-from studio.ui.formatting import gigabytes
+from studio.ui.formatting import gigabytes, lr_find_md
 from studio.ui.session import Session, handler
 
 
@@ -52,10 +52,27 @@ class Presets:
 
 
 @dataclass
+class LrFinder:
+    """The learning-rate range test beside the learning-rate field: the curve, the suggestion, and Apply, which
+    puts the suggestion in the field."""
+
+    find: gr.Button
+    text: gr.Markdown
+    """The suggestion, the rule, the cost and the caveats."""
+    result: gr.Group
+    """The curve and Apply: hidden until a test has run."""
+    plot: gr.Plot
+    apply: gr.Button
+    suggested: gr.State
+    """The last suggested rate (None before a test)."""
+
+
+@dataclass
 class ModelTab:
     model: gr.Dropdown
     method: gr.Radio
     adapter: Adapter
+    lr_finder: LrFinder
     device_line: gr.Markdown
     memory_plot: gr.Plot
     memory_text: gr.Markdown
@@ -74,7 +91,7 @@ def build(session: Session) -> ModelTab:
         with gr.Column(scale=3):
             model, method = _model_and_method(form)
             adapter = _method_settings(form)
-            _training(form)
+            lr_finder = _training(form)
         with gr.Column(scale=2):
             device_line = gr.Markdown(elem_id="device-line")
             memory_plot = gr.Plot(label="Memory estimate", show_label=False)
@@ -83,7 +100,8 @@ def build(session: Session) -> ModelTab:
                 measure = gr.Button("Measure: train 3 real steps here", size="sm", elem_id="probe")
             probe_text = gr.Markdown(elem_id="probe-text")
             presets = _presets(session)
-    tab = ModelTab(model, method, adapter, device_line, memory_plot, memory_text, measure, probe_text, presets)
+    tab = ModelTab(model, method, adapter, lr_finder, device_line, memory_plot, memory_text, measure, probe_text,
+                   presets)  # fmt: skip
     _wire(session, tab)
     return tab
 
@@ -143,7 +161,7 @@ def _method_settings(form: ConfigForm) -> Adapter:
     return Adapter(quantization, adapter, rank, alpha, dropout)
 
 
-def _training(form: ConfigForm) -> None:
+def _training(form: ConfigForm) -> LrFinder:
     with gr.Accordion("Training", open=True):
         with gr.Row():
             form.field("train.speed", gr.Radio, label="speed profile", scale=3,
@@ -160,9 +178,14 @@ def _training(form: ConfigForm) -> None:
             form.field("train.grad_accum", gr.Number, minimum=1, label="grad accumulation")
         with gr.Row():
             form.field("train.learning_rate", gr.Number, label="learning rate")
+            find = gr.Button("Find a learning rate", size="sm", scale=0, min_width=150, elem_id="lr-find")
             form.field("train.scheduler", gr.Dropdown)
             form.field("train.warmup_ratio", gr.Slider, minimum=0, maximum=0.5, step=0.01)
             form.field("train.weight_decay", gr.Number, minimum=0)
+        text = gr.Markdown(elem_id="lr-find-text")  # visible from the start: it shows the test is running
+        with gr.Group(visible=False) as result:
+            plot = gr.Plot(label="Learning-rate range test", show_label=False)
+            apply = gr.Button("Apply: set the learning rate to the suggestion", size="sm")
         with gr.Row():
             form.field("train.optimizer", gr.Dropdown)
             form.field("train.precision", gr.Dropdown)
@@ -173,6 +196,7 @@ def _training(form: ConfigForm) -> None:
             form.field("train.eval_steps", gr.Number, minimum=1)
             form.field("train.logging_steps", gr.Number, minimum=1)
             form.field("seed", gr.Number, minimum=0)
+    return LrFinder(find, text, result, plot, apply, gr.State(None))
 
 
 def _presets(session: Session) -> Presets:
@@ -203,6 +227,10 @@ def _wire(session: Session, tab: ModelTab) -> None:
         api_name="estimate",
     )
     tab.measure.click(handler(measure_steps, session), page, tab.probe_text, api_name="probe")
+    lr = tab.lr_finder
+    lr.find.click(handler(find_learning_rate, session, lr), {session.base, *form.components},
+                  [lr.text, lr.result, lr.plot, lr.suggested], api_name="lr_find")  # fmt: skip
+    lr.apply.click(apply_rate, lr.suggested, form.component("train.learning_rate"), api_name="apply_lr")
     loaded = [session.base, session.base_preset, *form.components]
     p.load.click(handler(load_named, session), p.preset, loaded, api_name="load_preset")
     p.preset_file.upload(handler(load_file, session), p.preset_file, loaded)
@@ -260,6 +288,23 @@ def measure_steps(session: Session, values: dict[Any, Any]) -> str:
         f"full-length batches vs **estimate** {r.estimate.total_mb:,.0f} MB ({r.error_pct:+.1f}%){largest} · "
         f"{r.seconds:.0f} s"
     )
+
+
+@guard
+def find_learning_rate(session: Session, lr: LrFinder, values: dict[Any, Any]) -> dict[Any, Any]:
+    """The learning-rate range test of what the form would train (a short run with a rising rate, in the
+    training slot): its curve and the suggested rate, which Apply puts in the learning-rate field."""
+    r = session.jobs.lr_find(session.read(values))
+    return {lr.result: gr.update(visible=True), lr.plot: r.figure(), lr.text: lr_find_md(r), lr.suggested: r.suggested}
+
+
+@guard
+def apply_rate(suggested: float | None) -> float:
+    """The suggested rate, for the learning-rate field."""
+    if not suggested:
+        raise StudioError("find a learning rate first (the button beside the learning rate)")
+    gr.Info(f"learning rate set to {suggested:.2g}")
+    return suggested
 
 
 @guard
