@@ -46,6 +46,11 @@ class Method:
     """The Hugging Face Hub tag of an exported run."""
     color: str
     """Its colour in every plot (plots.METHOD_COLORS)."""
+    usual_learning_rate: float
+    """A learning rate this method usually trains well at: what a run that collapsed or diverged is advised to
+    try (studio/health.py). Full fine-tuning moves every pretrained weight, so it wants the smallest; LoRA's
+    low-rank update starts at zero and takes ~10x more (the GoEmotions study's LoRA runs at 1e-3 collapsed on
+    one seed in five cells); IA3's scales start at one and need larger steps still."""
     leaner: MethodName | None = None
     """The method offered when this one does not fit (fit.suggestions, the out-of-memory advice)."""
     quantized_variant: MethodName | None = None
@@ -83,6 +88,7 @@ METHODS: dict[str, Method] = {
             base_weights="fp32",
             hub_tag="full-fine-tuning",
             color="#E45756",
+            usual_learning_rate=5e-5,
             leaner="qlora",
         ),
         Method(
@@ -96,6 +102,7 @@ METHODS: dict[str, Method] = {
             base_weights="checkpoint",
             hub_tag="lora",
             color="#4C78A8",
+            usual_learning_rate=2e-4,
             leaner="qlora",
             quantized_variant="qlora",
         ),
@@ -110,6 +117,7 @@ METHODS: dict[str, Method] = {
             base_weights="quantized",
             hub_tag="qlora",
             color="#54A24B",
+            usual_learning_rate=2e-4,
             unquantized_variant="lora",
         ),
         Method(
@@ -123,6 +131,7 @@ METHODS: dict[str, Method] = {
             base_weights="checkpoint",
             hub_tag="ia3",
             color="#B279A2",
+            usual_learning_rate=3e-3,
         ),
     )
 }
