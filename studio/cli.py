@@ -297,11 +297,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not records:
         print(f"no runs in {Path(args.runs_dir).resolve()}")
         return 0
-    print(f"{'run id':42} {'status':11} {'model':16} {'method':24} {'accuracy':>8} {'f1_macro':>8}")
+    print(f"{'run id':42} {'status':11} {'model':16} {'method':24} {'accuracy':>8} {'f1_macro':>8}  flag")
     for r in records:
         acc = f"{r.accuracy:.4f}" if r.accuracy is not None else "-"
         f1 = f"{r.f1_macro:.4f}" if r.f1_macro is not None else "-"
-        print(f"{r.id:42} {r.status:11} {r.model[-16:]:16} {r.method[:24]:24} {acc:>8} {f1:>8}")
+        line = f"{r.id:42} {r.status:11} {r.model[-16:]:16} {r.method[:24]:24} {acc:>8} {f1:>8}  {r.flag or ''}"
+        print(line.rstrip())
     return 0
 
 
