@@ -301,9 +301,9 @@ class Run:
         summary = recipe.evaluate(train_out, self.id, self.dir, t0)
         self.emit(Status("saving", "saving the model"))
         recipe.save(self.dir)
-        summary.health = self.health.final(summary)
-        accuracy, flag = summary.test.accuracy, summary.health.flag
-        said = f"; {flag}: {summary.health.reason}" if flag else ""
+        summary.health = self.health.final(summary) if self.health is not None else None
+        accuracy, health = summary.test.accuracy, summary.health
+        said = f"; {health.flag}: {health.reason}" if health is not None and health.flag else ""
         if stopped:
             return "stopped", f"stopped early; test accuracy {accuracy:.4f}{said}", summary
         return "completed", f"test accuracy {accuracy:.4f}{said}", summary

@@ -3,6 +3,7 @@ or divergence with a huge learning rate (flagged live and on the run, stopped wh
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -110,6 +111,21 @@ def _summary(matrix: list[list[int]]) -> dict:
             "efficiency": {"trainable_params": 1, "total_params": 2, "trainable_percent": 50, "train_seconds": 1,
                            "train_samples_per_second": 1, "total_seconds": 1, "steps": 1, "epochs": 1},
             "data": {"label_names": NAMES}, "reproducibility": {}}  # fmt: skip
+
+
+def test_a_committed_tiny_run_that_predicts_one_class_is_not_called_broken():
+    """The version-1 run folder: 6 steps of a tiny model whose test predictions are all 'negative' (and whose
+    evaluations predate the prediction shares). Six steps are no evidence of anything: no flag."""
+    from pathlib import Path
+
+    from studio.events import parse
+
+    folder = next((Path(__file__).parent / "assets" / "run_folders" / "v1").iterdir())
+    m = monitor()
+    events = [parse(json.loads(line)) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert feed(m, [e for e in events if e is not None]) == []
+    summary = RunSummary.read(folder / "eval.json")
+    assert summary.test.confusion_matrix == [[6, 0], [6, 0]] and m.final(summary) == Health()
 
 
 @pytest.mark.parametrize("k", [2, 4, 8, 16])
