@@ -88,8 +88,11 @@ def collapse_reason(evals: list[EvalPoint]) -> str | None:
         return None
     if last[-1].step < COLLAPSE_MIN_STEPS:
         return None
-    classes = " and ".join(f"'{c}'" for c in last[-1].collapsed_onto or [])
-    return f"predicts only {classes} after {len(evals)} evaluations (steps {last[0].step}-{last[-1].step})"
+    named = [" and ".join(f"'{c}'" for c in e.collapsed_onto or []) for e in last]
+    where = f"after {len(evals)} evaluations (steps {last[0].step}-{last[-1].step})"
+    if len(set(named)) == 1:
+        return f"predicts only {named[-1]} {where}"
+    return f"predicts one class whatever the text (now {named[-1]}; it changed between evaluations) {where}"
 
 
 def loss_reason(losses: list[tuple[int, float]]) -> str | None:
