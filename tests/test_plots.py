@@ -200,7 +200,7 @@ def test_runs_that_did_not_learn_are_marked_and_kept_off_the_front():
         trace(fig, "Pareto front").text
     ) == ["A", "B", "C", "H"]  # fmt: skip
     marked = trace(fig, "did not learn (collapsed, 1)")
-    assert list(marked.x) == [500] and marked.marker.symbol == "x" and "flag: collapsed" in marked.hovertext[0]
+    assert list(marked.x) == [500 / 1024] and marked.marker.symbol == "x" and "flag: collapsed" in marked.hovertext[0]
     assert all("X" not in (t.hovertext or [""])[0] for t in fig.data if t.name == "lora")
 
 

@@ -249,8 +249,9 @@ def test_heatmap_cells_are_the_means():
     rows[0] |= {"n": 1, "accuracy_std": 0.0, "note": "mean of 1 of 2 seeds; 1 collapsed"}
     rows[1] |= {"n": 0, "accuracy_mean": None, "flags": {"r1": "collapsed", "r2": "collapsed"},
                 "note": "no mean: 2 collapsed of 2 seeds"}  # fmt: skip
-    text = study_plots.accuracy_heatmap(rows, "data.balance.num_samples", "data.balance.num_labels").data[0].text
-    assert text[0][0] == "50.1%<br>mean of 1 of 2 seeds<br>1 collapsed"  # the cell says what the mean left out
+    axes = ("data.balance.num_samples", "data.balance.num_labels", "model.name")
+    text = study_plots.accuracy_heatmap(rows, *axes).data[0].text  # model a's panel
+    assert text[0][0] == "58.0%<br>mean of 1 of 2 seeds<br>1 collapsed"  # the cell says what the mean left out
     assert text[0][1] == "no mean: 2 collapsed of 2 seeds"
 
 
