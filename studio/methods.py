@@ -49,8 +49,9 @@ class Method:
     usual_learning_rate: float
     """A learning rate this method usually trains well at: what a run that collapsed or diverged is advised to
     try (studio/health.py). Full fine-tuning moves every pretrained weight, so it wants the smallest; LoRA's
-    low-rank update starts at zero and takes ~10x more (the GoEmotions study's LoRA runs at 1e-3 collapsed on
-    one seed in five cells); IA3's scales start at one and need larger steps still."""
+    low-rank update starts at zero and takes a few times more (but not 1e-3: the GoEmotions study's MiniLM LoRA
+    runs at that rate collapsed onto one class on one seed in four cells); IA3's scales start at one and need
+    larger steps still."""
     leaner: MethodName | None = None
     """The method offered when this one does not fit (fit.suggestions, the out-of-memory advice)."""
     quantized_variant: MethodName | None = None

@@ -232,8 +232,9 @@ class Run:
             from studio.health import to_event
 
             self.emit(to_event(flagged))
-            if self.trained.train.stop_on_collapse:
-                self.stop()
+            if self.trained.train.stop_on_collapse and not self._stop.is_set():
+                self._stop.set()
+                self.emit(Note("train.stop_on_collapse: stopping after this step, then evaluating and saving"))
 
     def _append(self, event: Event) -> None:
         assert self.dir is not None
