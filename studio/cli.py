@@ -153,9 +153,11 @@ def _print_event(run: Any, quiet: bool) -> None:
         return
     if not run.world.writes:
         return
-    from studio.events import Evaluation, Note, Status
+    from studio.events import Evaluation, HealthFlag, Note, Status
 
-    if isinstance(event, Note) or (isinstance(event, Status) and not quiet):
+    if isinstance(event, HealthFlag):  # a run that is not learning is said even when quiet
+        print(f"  warning: {event.line}", flush=True)
+    elif isinstance(event, Note) or (isinstance(event, Status) and not quiet):
         print(f"  {event.message}", flush=True)
     elif isinstance(event, Evaluation) and event.split is None and not quiet:
         m, nan = event.metrics, float("nan")
@@ -169,6 +171,10 @@ def _print_event(run: Any, quiet: bool) -> None:
 def _print_summary(run_id: str, status: str, summary: Any, registry: Any) -> None:
     test, eff = summary.test, summary.efficiency
     print(f"run {run_id} {status}")
+    if summary.health is not None and summary.health.flag:
+        from studio.health import to_event
+
+        print(f"  warning: {to_event(summary.health).line}")
     print(
         f"  test accuracy {test.accuracy:.4f}  f1_weighted {test.f1_weighted:.4f}  "
         f"f1_macro {test.f1_macro:.4f}  (n={test.n})"
@@ -360,11 +366,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not records:
         print(f"no runs in {Path(args.runs_dir).resolve()}")
         return 0
-    print(f"{'run id':42} {'status':11} {'model':16} {'method':24} {'accuracy':>8} {'f1_macro':>8}")
+    print(f"{'run id':42} {'status':11} {'model':16} {'method':24} {'accuracy':>8} {'f1_macro':>8}  flag")
     for r in records:
         acc = f"{r.accuracy:.4f}" if r.accuracy is not None else "-"
         f1 = f"{r.f1_macro:.4f}" if r.f1_macro is not None else "-"
-        print(f"{r.id:42} {r.status:11} {r.model[-16:]:16} {r.method[:24]:24} {acc:>8} {f1:>8}")
+        line = f"{r.id:42} {r.status:11} {r.model[-16:]:16} {r.method[:24]:24} {acc:>8} {f1:>8}  {r.flag or ''}"
+        print(line.rstrip())
     return 0
 
 

@@ -257,6 +257,12 @@ class TrainConfig:
         "`python -m studio resume RUN_ID` continues a run that was killed from its last one.",
         ge=1,
     )
+    stop_on_collapse: bool = _f(
+        False,
+        "Stop a run that is not learning (its validation predictions collapsed onto one class for several "
+        "evaluations, or its loss diverged): it evaluates and saves what it has and ends as stopped, flagged. "
+        "Off: the run goes on and is flagged all the same.",
+    )
 
     def __post_init__(self) -> None:
         if self.eval_strategy == "steps" and self.eval_steps is None:
@@ -370,6 +376,7 @@ _HASH_NEUTRAL = {
     "half_activations": False,
     "expandable_segments": False,
     "checkpoint_steps": None,
+    "stop_on_collapse": False,
 }
 _ADAPTER = TypeAdapter(RunConfig)
 SECTIONS: dict[str, type] = {  # dotted section path -> its dataclass (the top level is "")

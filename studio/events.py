@@ -118,6 +118,23 @@ class Evaluation(Event):
 
 
 @dataclass
+class HealthFlag(Event):
+    """The run is not learning (studio/health.py): it collapsed onto one class or diverged; why, and what to
+    change. Raised once, when the evidence is in; the verdict is also recorded in eval.json and the registry."""
+
+    kind: ClassVar[str] = "health"
+    flag: str
+    """"collapsed" or "diverged"."""
+    reason: str
+    advice: str = ""
+    step: int | None = None
+
+    @property
+    def line(self) -> str:
+        return f"{self.flag}: this run {self.reason}" + (f": {self.advice}" if self.advice else "")
+
+
+@dataclass
 class Done(Event):
     kind: ClassVar[str] = "done"
     status: str
@@ -133,7 +150,9 @@ class Done(Event):
         return self.message or self.status
 
 
-KINDS: dict[str, type[Event]] = {c.kind: c for c in (Status, Note, DataStats, Progress, TrainLog, Evaluation, Done)}
+KINDS: dict[str, type[Event]] = {
+    c.kind: c for c in (Status, Note, DataStats, Progress, TrainLog, Evaluation, HealthFlag, Done)
+}
 
 
 def parse(obj: dict[str, Any]) -> Event | None:

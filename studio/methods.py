@@ -46,6 +46,12 @@ class Method:
     """The Hugging Face Hub tag of an exported run."""
     color: str
     """Its colour in every plot (plots.METHOD_COLORS)."""
+    usual_learning_rate: float
+    """A learning rate this method usually trains well at: what a run that collapsed or diverged is advised to
+    try (studio/health.py). Full fine-tuning moves every pretrained weight, so it wants the smallest; LoRA's
+    low-rank update starts at zero and takes a few times more (but not 1e-3: the GoEmotions study's MiniLM LoRA
+    runs at that rate collapsed onto one class on one seed in four cells); IA3's scales start at one and need
+    larger steps still."""
     leaner: MethodName | None = None
     """The method offered when this one does not fit (fit.suggestions, the out-of-memory advice)."""
     quantized_variant: MethodName | None = None
@@ -87,6 +93,7 @@ METHODS: dict[str, Method] = {
             base_weights="fp32",
             hub_tag="full-fine-tuning",
             color="#E45756",
+            usual_learning_rate=5e-5,
             leaner="qlora",
             lr_sweep=(1e-7, 1e-1),
         ),
@@ -101,6 +108,7 @@ METHODS: dict[str, Method] = {
             base_weights="checkpoint",
             hub_tag="lora",
             color="#4C78A8",
+            usual_learning_rate=2e-4,
             leaner="qlora",
             quantized_variant="qlora",
             lr_sweep=(1e-6, 1.0),
@@ -116,6 +124,7 @@ METHODS: dict[str, Method] = {
             base_weights="quantized",
             hub_tag="qlora",
             color="#54A24B",
+            usual_learning_rate=2e-4,
             unquantized_variant="lora",
             lr_sweep=(1e-6, 1.0),
         ),
@@ -131,6 +140,7 @@ METHODS: dict[str, Method] = {
             hub_tag="ia3",
             color="#B279A2",
             lr_sweep=(1e-5, 1.0),
+            usual_learning_rate=3e-3,
         ),
     )
 }

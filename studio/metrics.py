@@ -30,13 +30,26 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, label_names: l
 
 
 def make_compute_metrics(label_names: list[str]):
-    """The Trainer's compute_metrics for validation during training."""
+    """The Trainer's compute_metrics for validation during training: the metrics above and what the health
+    rules read (studio/health.py): the share of predictions per class (``predicted/<label>``) and the share of
+    the most frequent true label (``majority_share``)."""
 
     def compute(eval_pred: Any) -> dict[str, float]:
         logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
-        return classification_metrics(np.asarray(eval_pred.label_ids), np.argmax(logits, axis=-1), label_names)
+        labels, preds = np.asarray(eval_pred.label_ids), np.argmax(logits, axis=-1)
+        return {**classification_metrics(labels, preds, label_names), **prediction_shares(labels, preds, label_names)}
 
     return compute
+
+
+def prediction_shares(labels: np.ndarray, preds: np.ndarray, label_names: list[str]) -> dict[str, float]:
+    """``predicted/<label>``: the share of predictions on each class; ``majority_share``: the largest share
+    of one class among the true labels."""
+    k, n = len(label_names), max(len(preds), 1)
+    predicted = np.bincount(np.asarray(preds, dtype=np.int64), minlength=k)[:k] / n
+    majority = np.bincount(np.asarray(labels, dtype=np.int64), minlength=k).max() / n if len(labels) else 0.0
+    return {**{f"predicted/{name}": float(v) for name, v in zip(label_names, predicted, strict=True)},
+            "majority_share": float(majority)}  # fmt: skip
 
 
 def full_report(labels: np.ndarray, logits: np.ndarray, label_names: list[str]) -> dict[str, Any]:

@@ -427,8 +427,9 @@ def pareto(points: list[dict], cost: str = "peak_memory_mb") -> Figure:
     Args:
         points: one dict per run with "run", "accuracy" (0..1), the cost ("peak_memory_mb" or
             "train_seconds"), "method" (full / lora / qlora / ia3 or any label) and optionally the other
-            cost and "trainable_params"; every field shows on hover. Runs missing accuracy or the cost are
-            skipped.
+            cost, "trainable_params" and "flag" (a run that did not learn: collapsed, diverged, drawn as a
+            grey cross and kept off the front); every field shows on hover. Runs missing accuracy or the
+            cost are skipped.
     """
     usable = [p for p in points or () if _finite(p.get("accuracy")) and _finite(p.get(cost))]
     if not usable:
@@ -438,13 +439,21 @@ def pareto(points: list[dict], cost: str = "peak_memory_mb") -> Figure:
     else:
         unit, scale = ("min", 60.0) if max(p[cost] for p in usable) > 600 else ("s", 1.0)
     fig = go.Figure()
-    for method in _ordered(dict.fromkeys(str(p.get("method", "?")) for p in usable), METHOD_COLORS):
-        group = [p for p in usable if str(p.get("method", "?")) == method]
+    learned = [p for p in usable if not p.get("flag")]
+    for method in _ordered(dict.fromkeys(str(p.get("method", "?")) for p in learned), METHOD_COLORS):
+        group = [p for p in learned if str(p.get("method", "?")) == method]
         marker = dict(size=11, color=_color(method, METHOD_COLORS), line=dict(width=1, color="white"))
         xs, ys = [p[cost] / scale for p in group], [p["accuracy"] for p in group]
         hover = [_run_hover(p) for p in group]
         fig.add_scatter(x=xs, y=ys, name=method, mode="markers", marker=marker, hovertext=hover, hoverinfo="text")
-    front = pareto_front(usable, cost)  # the step line ("hv"): the best accuracy reachable within each budget
+    flagged = [p for p in usable if p.get("flag")]
+    if flagged:  # shown, never on the front: a run that predicts one class is no trade-off worth making
+        flags = "/".join(dict.fromkeys(str(p["flag"]) for p in flagged))
+        fig.add_scatter(x=[p[cost] / scale for p in flagged], y=[p["accuracy"] for p in flagged], mode="markers",
+                        name=f"did not learn ({flags}, {len(flagged)})", hoverinfo="text",
+                        marker=dict(size=10, symbol="x", color="#9E9E9E"),
+                        hovertext=[_run_hover(p) for p in flagged])  # fmt: skip
+    front = pareto_front(learned, cost)  # the step line ("hv"): the best accuracy reachable within each budget
     line = dict(shape="hv", dash="dash", color=_INK, width=1.5)
     # Name the front's points (by "label", else the run) while they are few enough to read; hover names all.
     text = [str(p.get("label") or p.get("run", "")) for p in front] if len(front) <= _FRONT_LABELS else None

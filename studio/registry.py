@@ -38,18 +38,19 @@ STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
 _COLUMNS = (
     "id", "name", "status", "created", "finished", "pid", "host", "model", "method", "dataset", "config_hash",
     "seed", "accuracy", "f1_macro", "f1_weighted", "peak_memory_mb", "train_seconds", "trainable_params",
-    "total_params", "message",
+    "total_params", "message", "flag",
 )  # fmt: skip
-_SCHEMA = f"""
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT, status TEXT NOT NULL, created REAL, finished REAL, pid INTEGER, host TEXT,
     model TEXT, method TEXT, dataset TEXT, config_hash TEXT, seed INTEGER, accuracy REAL, f1_macro REAL,
     f1_weighted REAL, peak_memory_mb REAL, train_seconds REAL, trainable_params INTEGER, total_params INTEGER,
-    message TEXT
+    message TEXT, flag TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs(created);
-PRAGMA user_version = {1};
 """
+SCHEMA_VERSION = 2
+"""2: the `flag` column (`RunRecord.flag`), added to older files when they are opened."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ class RunRecord:
     trainable_params: int | None
     total_params: int | None
     message: str | None
+    flag: str | None = None
+    """"collapsed" or "diverged" when the run did not learn (studio/health.py); "" when it was checked and
+    learned; None when it was not checked (recorded before the check existed, or still running)."""
 
 
 class Registry:
@@ -96,6 +100,7 @@ class Registry:
                     if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                         db.execute("PRAGMA journal_mode=WAL")
                     db.executescript(_SCHEMA)
+                    _migrate(db)
                 return
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) or attempt == 99:
@@ -274,7 +279,8 @@ class Registry:
             test, eff = summary.test, summary.efficiency
             results = dict(accuracy=test.accuracy, f1_macro=test.f1_macro, f1_weighted=test.f1_weighted,
                            peak_memory_mb=eff.peak_memory_mb, train_seconds=eff.train_seconds,
-                           trainable_params=eff.trainable_params, total_params=eff.total_params)  # fmt: skip
+                           trainable_params=eff.trainable_params, total_params=eff.total_params,
+                           flag=(summary.health.flag or "") if summary.health else None)  # fmt: skip
         self.update(run_id, status=status, message=message, finished=time.time(), **results)
 
     def _reconcile(self, record: RunRecord) -> RunRecord:
@@ -289,6 +295,21 @@ class Registry:
         message = "the process training it ended without finishing (killed or crashed)"
         self.update(record.id, status="interrupted", message=message)
         return RunRecord(**{**record.__dict__, "status": "interrupted", "message": message})
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a registry written by an older studio to `SCHEMA_VERSION` (its rows stay; new columns are NULL).
+    Another process opening the same file may have added the column a moment ago: that is not an error."""
+    if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    if "flag" not in columns:
+        try:
+            db.execute("ALTER TABLE runs ADD COLUMN flag TEXT")
+        except sqlite3.OperationalError as e:
+            if "duplicate column" not in str(e):
+                raise
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _alive(record: RunRecord) -> bool:

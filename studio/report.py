@@ -8,6 +8,7 @@ file opens offline; the Markdown holds the same tables for a README or an issue.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import time
 from pathlib import Path
@@ -16,8 +17,9 @@ from typing import Any
 from studio.registry import Registry, RunRecord
 from studio.sweep import METRICS, Grid, aggregate, grid_runs
 
-RUN_COLUMNS = ("id", "status", "model", "method", "dataset", "seed", "accuracy", "f1_macro", "f1_weighted",
+RUN_COLUMNS = ("id", "status", "flag", "model", "method", "dataset", "seed", "accuracy", "f1_macro", "f1_weighted",
                "peak_memory_mb", "train_seconds", "trainable_params", "total_params", "config_hash")  # fmt: skip
+"""The runs table's columns; `flag` is the run's health flag (collapsed, diverged: studio/health.py)."""
 
 
 def write_report(registry: Registry, out: str | Path, grid: Grid | None = None,
@@ -32,6 +34,8 @@ def write_report(registry: Registry, out: str | Path, grid: Grid | None = None,
         runs = grid_runs(grid, registry)
         title, summary = f"Study: {grid.name}", grid.description
         rows = aggregate(grid, registry)
+        flags = {run_id: flag for r in rows for run_id, flag in r["flags"].items()}
+        runs = [dataclasses.replace(r, flag=flags.get(r.id, r.flag)) for r in runs]  # flagged after the fact too
         figures = study_plots.study_figures(list(grid.axes), rows, runs, registry)
     else:
         runs = [registry.get(i) for i in run_ids or []]
@@ -41,7 +45,7 @@ def write_report(registry: Registry, out: str | Path, grid: Grid | None = None,
     paths = {"csv": out / "runs.csv", "md": out / "report.md", "html": out / "report.html"}
     _write_csv(paths["csv"], runs)
     pngs, png_error = _write_pngs(figures, out / "figures") if images else ({}, None)
-    agg_header, agg_rows = _aggregate_table(rows, axes)
+    agg_header, agg_rows = aggregate_table(rows, axes)
     run_rows = [[_fmt(getattr(r, c)) for c in RUN_COLUMNS] for r in runs]
     stamp = time.strftime("%Y-%m-%d %H:%M")
     timing = _timing(runs) + (f" {png_error}" if png_error else "")
@@ -49,8 +53,9 @@ def write_report(registry: Registry, out: str | Path, grid: Grid | None = None,
     for key, png in pngs.items():
         name = study_plots.TITLES.get(key, key)
         md += [f"### {name}", "", f"![{name}](figures/{png.name})", ""]
+    health = _health_line(rows)
     if agg_rows:
-        md += ["## Aggregated over seeds", "", *_md_table(agg_header, agg_rows), ""]
+        md += ["## Aggregated over seeds", "", *([health, ""] if health else []), *_md_table(agg_header, agg_rows), ""]
     md += ["## Runs", "", *_md_table(list(RUN_COLUMNS), run_rows), ""]
     paths["md"].write_text("\n".join(md), encoding="utf-8")
     body = [f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p><p><small>Generated {stamp}</small></p>",
@@ -59,7 +64,8 @@ def write_report(registry: Registry, out: str | Path, grid: Grid | None = None,
         body.append(f"<h2>{html.escape(study_plots.TITLES.get(key, key))}</h2>")
         body.append(fig.to_html(full_html=False, include_plotlyjs=i == 0))  # plotly.js once: opens offline
     if agg_rows:
-        body += ["<h2>Aggregated over seeds</h2>", _html_table(agg_header, agg_rows)]
+        body += ["<h2>Aggregated over seeds</h2>", f"<p>{html.escape(health)}</p>" if health else "",
+                 _html_table(agg_header, agg_rows)]  # fmt: skip
     body += ["<h2>Runs</h2>", _html_table(list(RUN_COLUMNS), run_rows)]
     paths["html"].write_text(_PAGE.format(title=html.escape(title), body="\n".join(body)), encoding="utf-8")
     paths.update({f"png:{key}": path for key, path in pngs.items()})
@@ -119,12 +125,23 @@ def _timing(runs: list[RunRecord]) -> str:
     return text + "."
 
 
-def _aggregate_table(rows: list[dict], axes: list[str]) -> tuple[list[str], list[list[str]]]:
+def _health_line(rows: list[dict]) -> str:
+    """What the means leave out: the runs flagged as not learning (studio/health.py), by flag."""
+    flags = [flag for r in rows for flag in r["flags"].values()]
+    if not flags:
+        return ""
+    counts = ", ".join(f"{flags.count(f)} {f}" for f in dict.fromkeys(flags))
+    return (f"{len(flags)} run(s) did not learn ({counts}: they predict one class, or their loss diverged) and are "
+            "left out of the means; n counts the runs averaged, and the cell says how many were left out.")  # fmt: skip
+
+
+def aggregate_table(rows: list[dict], axes: list[str]) -> tuple[list[str], list[list[str]]]:
     labels = [a for a in axes if a != "seed"]
     header = [*labels, "n", *(m for m in METRICS)]
     table = []
     for r in rows:
-        cells = [str(r.get(a, "")) for a in labels] + [str(r["n"])]
+        n = f"{r['n']} ({r['note']})" if r.get("note") else str(r["n"])
+        cells = [str(r.get(a, "")) for a in labels] + [n]
         for m in METRICS:
             mean, std = r.get(f"{m}_mean"), r.get(f"{m}_std")
             cells.append("" if mean is None else f"{_fmt(mean)} ± {_fmt(std)}" if r["n"] > 1 else _fmt(mean))

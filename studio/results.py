@@ -12,7 +12,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 RESULTS_VERSION = 2
 """Version of eval.json this code writes. 1: no "version" key."""
@@ -186,6 +186,35 @@ class Reproducibility:
         return _to_dict(self)
 
 
+HealthFlagName = Literal["collapsed", "diverged"]
+"""collapsed: the run predicts one class (or a few) whatever the input; diverged: its loss went NaN/inf or
+blew up, or its gradients exploded. The rules are in studio/health.py."""
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether a run learned: a flag (None: nothing wrong was seen), why, and what to change."""
+
+    flag: HealthFlagName | None = None
+    reason: str = ""
+    """What was seen: "predicts only 'positive' at 3 evaluations in a row (steps 40-120)"."""
+    advice: str = ""
+    """What to change: "the learning rate 1e-3 is likely too high for LoRA on this model; try 2e-4"."""
+    step: int | None = None
+    """The optimizer step at which the flag was raised (None after the fact)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Health | None:
+        if not isinstance(data, dict):
+            return None
+        flag = data.get("flag")
+        return cls(flag if flag in ("collapsed", "diverged") else None, str(data.get("reason") or ""),
+                   str(data.get("advice") or ""), data.get("step"))  # fmt: skip
+
+
 @dataclass
 class RunSummary:
     """A finished run's eval.json: written last, so a folder that has it is complete."""
@@ -201,6 +230,8 @@ class RunSummary:
     """None when the run trained without validation."""
     best_checkpoint_step: int | None = None
     distributed: Layout | None = None
+    health: Health | None = None
+    """Whether the run learned (studio/health.py); None in folders written before the check existed."""
     version: int = RESULTS_VERSION
     """The version this summary was written in (read from eval.json; to_dict always writes the current one)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -225,6 +256,7 @@ class RunSummary:
             efficiency=_from_dict(Efficiency, data.get("efficiency")),
             memory=_from_dict(MemoryRecord, data.get("memory")),
             distributed=_from_dict(Layout, layout) if layout else None,
+            health=Health.from_dict(data.get("health")),
             data=_from_dict(DataReport, data.get("data") or {"label_names": []}),
             reproducibility=_from_dict(Reproducibility, data.get("reproducibility")),
         )
@@ -242,6 +274,7 @@ class RunSummary:
             "data": self.data.to_dict(),
             "reproducibility": self.reproducibility.to_dict(),
             "status": self.status,
+            **({"health": self.health.to_dict()} if self.health is not None else {}),
             **self.extra,
         }
 

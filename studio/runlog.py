@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.events import DataStats, Done, Evaluation, Event, Note, Progress, Status, TrainLog, parse
+from studio.events import DataStats, Done, Evaluation, Event, HealthFlag, Note, Progress, Status, TrainLog, parse
 
 
 @dataclass
@@ -40,7 +40,9 @@ class RunView:
     data: dict[str, Any] = field(default_factory=dict)
     """The `data` event: split stats, label names, fingerprint."""
     log: list[str] = field(default_factory=list)
-    """Human-readable lines: phases, notes, evaluations, the end."""
+    """Human-readable lines: phases, notes, evaluations, health warnings, the end."""
+    health: HealthFlag | None = None
+    """The run is not learning (collapsed, diverged): why and what to change (studio/health.py)."""
     started: float | None = None
     events: int = 0
 
@@ -73,6 +75,9 @@ class RunView:
                 values = {**{k: v for k, v in where.items() if v is not None}, **event.metrics}
                 self.evals.append(values)
                 self._line(t, f"evaluation at step {event.step}: " + _metric_line(values))
+        elif isinstance(event, HealthFlag):
+            self.health = event
+            self._line(t, "warning: " + event.line)
         elif isinstance(event, DataStats):
             self.data = {"stats": event.stats, "label_names": event.label_names, "fingerprint": event.fingerprint}
         elif isinstance(event, Done):

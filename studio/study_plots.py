@@ -25,8 +25,9 @@ def accuracy_heatmap(rows: list[dict], x: str, y: str, panel: str | None = None,
     """Mean `metric` over the seeds for each (y, x) cell, one panel per value of `panel` (e.g. the model).
 
     For the GoEmotions grid: x = data.balance.num_samples, y = data.balance.num_labels, panel = model.name.
+    A cell whose runs were left out of the mean (flagged as not learning: `sweep.aggregate_runs`) says so.
     """
-    rows = [r for r in rows if r.get(f"{metric}_mean") is not None and x in r and y in r]
+    rows = [r for r in rows if (r.get(f"{metric}_mean") is not None or r.get("flags")) and x in r and y in r]
     if not rows:
         return empty(f"No finished runs with {metric} for a {y} x {x} heatmap yet")
     panels = _values(rows, panel) if panel else [None]
@@ -52,7 +53,9 @@ def _cell_text(row: dict | None, metric: str) -> str:
     if row is None:
         return ""
     mean, std, n = row[f"{metric}_mean"], row.get(f"{metric}_std"), row.get("n", 1)
-    return f"{mean:.1%}" + (f"<br>±{std:.1%}" if n and n > 1 and std is not None else "")
+    text = "" if mean is None else f"{mean:.1%}" + (f"<br>±{std:.1%}" if n and n > 1 and std is not None else "")
+    note = str(row.get("note") or "").replace("; ", "<br>")
+    return f"{text}<br>{note}" if text and note else text or note
 
 
 def rank_sensitivity(rows: list[dict], rank: str = "method.r") -> go.Figure:
@@ -243,5 +246,6 @@ def runs_pareto(records: list[Any], cost: str = "peak_memory_mb") -> go.Figure:
 
     points = [{"run": r.id, "label": f"{Path(r.model).name} {r.method}", "accuracy": r.accuracy,
                "peak_memory_mb": r.peak_memory_mb, "method": r.method.split()[0], "train_seconds": r.train_seconds,
-               "trainable_params": r.trainable_params} for r in records if r.accuracy is not None]  # fmt: skip
+               "trainable_params": r.trainable_params, **({"flag": r.flag} if getattr(r, "flag", None) else {})}
+              for r in records if r.accuracy is not None]  # fmt: skip
     return pareto(points, cost)

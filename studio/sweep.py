@@ -321,8 +321,7 @@ def grid_runs(grid: Grid, registry: Registry) -> list[RunRecord]:
 
 
 def aggregate(grid: Grid, registry: Registry, over: str = "seed") -> list[dict[str, Any]]:
-    """One row per group of points that differ only in `over` (the seed): mean, std and n of each metric,
-    the run ids, and the group's `config`.
+    """One row per group of points that differ only in `over` (the seed): see `aggregate_runs`.
 
     Only completed runs of the grid's points count (matched by config hash, so runs from a CLI `train` of
     the same config count too).
@@ -330,9 +329,21 @@ def aggregate(grid: Grid, registry: Registry, over: str = "seed") -> list[dict[s
     records: dict[str, RunRecord] = {}
     for r in registry.list(status="completed"):
         records.setdefault(r.config_hash, r)  # newest first: the latest completed run of a config
+    return aggregate_runs(grid, records, over)
+
+
+def aggregate_runs(grid: Grid, records: dict[str, RunRecord], over: str = "seed") -> list[dict[str, Any]]:
+    """One row per group of points that differ only in `over`: mean, std and n of each metric over the runs
+    that learned, the run ids, and the group's `config`. `records`: config hash -> the run of that point.
+
+    A run flagged as not learning (`health_flag`: collapsed, diverged) is left out of the means and counted:
+    `runs` is every run of the group, `n` those averaged, `flags` run id -> flag of the others, and `note`
+    says it ("mean of 1 of 2 seeds; 1 collapsed"; "" when none was left out).
+    """
     groups: dict[tuple, list[RunRecord]] = {}
     labels_of: dict[tuple, dict[str, Any]] = {}
     configs: dict[tuple, RunConfig] = {}
+    flags: dict[str, str] = {}
     for point in grid.points():
         record = records.get(point.config.config_hash())
         key_labels = {k: v for k, v in point.labels.items() if k != over}
@@ -342,14 +353,41 @@ def aggregate(grid: Grid, registry: Registry, over: str = "seed") -> list[dict[s
         groups.setdefault(key, [])
         if record is not None:
             groups[key].append(record)
+            flag = health_flag(record, point.config)
+            if flag:
+                flags[record.id] = flag
     rows = []
     for key, members in groups.items():
-        row: dict[str, Any] = {**labels_of[key], "n": len(members)}
+        kept = [m for m in members if m.id not in flags]
+        left_out = {m.id: flags[m.id] for m in members if m.id in flags}
+        row: dict[str, Any] = {**labels_of[key], "n": len(kept), "runs": len(members), "flags": left_out,
+                               "note": health_note(len(kept), len(members), list(left_out.values()), over)}  # fmt: skip
         for metric in METRICS:
-            values = [getattr(m, metric) for m in members if getattr(m, metric) is not None]
+            values = [getattr(m, metric) for m in kept if getattr(m, metric) is not None]
             row[f"{metric}_mean"] = statistics.mean(values) if values else None
             row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0 if values else None
-        row["run_ids"] = [m.id for m in members]
+        row["run_ids"] = [m.id for m in kept] + list(left_out)  # the runs that learned first (curves take [0])
         row["config"] = configs[key]  # the group's config (its first seed): derived facts such as the rank
         rows.append(row)
     return rows
+
+
+def health_flag(record: RunRecord, config: RunConfig) -> str | None:
+    """The run's flag (collapsed, diverged) or None: as recorded, or for a run recorded before the check
+    existed (flag NULL), from its test scores when the config says how many labels it has."""
+    from studio.health import flag_from_scores
+
+    if record.flag is not None:
+        return record.flag or None
+    data = config.data
+    k = data.balance.num_labels if data.balance else len(data.label_names) if data.label_names else None
+    return flag_from_scores(record.accuracy, record.f1_macro, k)
+
+
+def health_note(kept: int, runs: int, flags: list[str], over: str = "seed") -> str:
+    """ "mean of 1 of 2 seeds; 1 collapsed" when runs were left out of a mean, else ""."""
+    if not flags:
+        return ""
+    counts = ", ".join(f"{flags.count(f)} {f}" for f in dict.fromkeys(flags))
+    what = "seeds" if over == "seed" else "runs"
+    return f"mean of {kept} of {runs} {what}; {counts}" if kept else f"no mean: {counts} of {runs} {what}"

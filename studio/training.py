@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 from studio import distributed
 from studio.config import RunConfig
 from studio.errors import StudioError
-from studio.events import Done, Event, Note, Status
+from studio.events import Done, Event, HealthFlag, Note, Status
 from studio.registry import Registry, RunRecord, write_json_atomic
 from studio.results import RunSummary
 
 if TYPE_CHECKING:
+    from studio.health import HealthMonitor
     from studio.recipe import ClassifierRecipe
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,8 @@ class Run:
         self.world = distributed.world()
         """This process's rank among a multi-GPU run's processes (one process: rank 0 of 1)."""
         self._stop_file_checked = 0.0
+        self.health: HealthMonitor | None = None
+        """Judges the run's events once its labels are known (studio/health.py): flags a run not learning."""
 
     @property
     def id(self) -> str | None:
@@ -224,6 +227,14 @@ class Run:
                 self._pending.append(event)
             else:
                 self._append(event)
+        flagged = self.health.observe(event) if self.health is not None else None
+        if flagged is not None:
+            from studio.health import to_event
+
+            self.emit(to_event(flagged))
+            if self.trained.train.stop_on_collapse and not self._stop.is_set():
+                self._stop.set()
+                self.emit(Note("train.stop_on_collapse: stopping after this step, then evaluating and saving"))
 
     def _append(self, event: Event) -> None:
         assert self.dir is not None
@@ -275,6 +286,7 @@ class Run:
             return not_started
         recipe.plan_speed()
         self.trained = recipe.trained
+        self.health = _monitor(recipe)
         self.emit(Status("loading model", f"loading {self.config.model.name}"))
         with distributed.main_first(self.world):
             recipe.setup_model()
@@ -290,10 +302,12 @@ class Run:
         summary = recipe.evaluate(train_out, self.id, self.dir, t0)
         self.emit(Status("saving", "saving the model"))
         recipe.save(self.dir)
-        accuracy = summary.test.accuracy
+        summary.health = self.health.final(summary) if self.health is not None else None
+        accuracy, health = summary.test.accuracy, summary.health
+        said = f"; {health.flag}: {health.reason}" if health is not None and health.flag else ""
         if stopped:
-            return "stopped", f"stopped early; test accuracy {accuracy:.4f}", summary
-        return "completed", f"test accuracy {accuracy:.4f}", summary
+            return "stopped", f"stopped early; test accuracy {accuracy:.4f}{said}", summary
+        return "completed", f"test accuracy {accuracy:.4f}{said}", summary
 
     def _finish(self, status: str, message: str, summary: RunSummary | None, t0: float) -> RunResult:
         done = Done(status, message, round(time.time() - t0, 1))
@@ -315,6 +329,14 @@ class Run:
         return self._result
 
 
+def _monitor(recipe: ClassifierRecipe) -> HealthMonitor:
+    from studio.health import HealthMonitor
+
+    assert recipe.data is not None
+    t = recipe.trained
+    return HealthMonitor(list(recipe.data.label_names), t.method.name, t.train.learning_rate)
+
+
 def without_frames(e: BaseException) -> BaseException:
     from studio.failures import without_frames as clear
 
@@ -325,7 +347,7 @@ def write_event(folder: Path, event: Event) -> None:
     """Append `event` to a run folder's metrics.jsonl, and phases, notes and the end to its readable log.txt."""
     with open(folder / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(event.to_json() + "\n")
-    if isinstance(event, (Status, Note, Done)):
+    if isinstance(event, (Status, Note, HealthFlag, Done)):
         stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
         with open(folder / "log.txt", "a", encoding="utf-8") as f:
             f.write(f"{stamp} {event.kind}: {event.line}\n")

@@ -102,6 +102,9 @@ def test_config_hash_tracks_what_is_trained_only():
     base = RunConfig()
     assert base.config_hash() == RunConfig.from_dict({"name": "other", "description": "words"}).config_hash()
     assert base.config_hash() != base.with_overrides(["train.learning_rate=1e-5"]).config_hash()
+    # a field added later keeps earlier runs' identity at its neutral value (a grid resumes across the upgrade)
+    assert base.config_hash() == base.with_overrides(["train.stop_on_collapse=false"]).config_hash()
+    assert base.config_hash() != base.with_overrides(["train.stop_on_collapse=true"]).config_hash()
 
 
 def test_derived_values():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.events import DataStats, Done, Evaluation, Note, Progress, Status, TrainLog, parse
+from studio.events import DataStats, Done, Evaluation, HealthFlag, Note, Progress, Status, TrainLog, parse
 
 V1 = next((Path(__file__).parent / "assets" / "run_folders" / "v1").iterdir())
 
@@ -19,6 +19,9 @@ EXAMPLES = [
     TrainLog(2, 0.25, {"loss": 0.69, "learning_rate": 0.001, "grad_norm": 0.5}, time=5.0),
     Evaluation({"loss": 0.7, "accuracy": 0.5, "f1/negative": 0.6}, step=3, epoch=0.5, time=6.0),
     Evaluation({"accuracy": 0.5}, split="test", time=7.0),
+    HealthFlag(
+        "collapsed", "predicts only 'positive' after 3 evaluations (steps 40-120)", "try 0.0002", 120, time=7.5
+    ),  # fmt: skip
     Done("completed", "test accuracy 0.5000", 10.0, time=8.0),
 ]
 

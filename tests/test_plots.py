@@ -202,6 +202,18 @@ def test_pareto_against_training_time_uses_its_own_front():
     assert "No finished runs with accuracy and training time" in str(plots.pareto(runs[:0], "train_seconds").layout)
 
 
+def test_runs_that_did_not_learn_are_marked_and_kept_off_the_front():
+    """A collapsed run as light as anything and (by luck of the split) as accurate is shown, never a trade-off."""
+    runs = [*PARETO_RUNS, {"run": "X", "accuracy": 0.95, "peak_memory_mb": 500, "method": "lora", "flag": "collapsed"}]
+    fig = plots.pareto(runs)
+    assert [p["run"] for p in plots.pareto_front([p for p in runs if not p.get("flag")])] == list(
+        trace(fig, "Pareto front").text
+    ) == ["A", "B", "C", "H"]  # fmt: skip
+    marked = trace(fig, "did not learn (collapsed, 1)")
+    assert list(marked.x) == [500 / 1024] and marked.marker.symbol == "x" and "flag: collapsed" in marked.hovertext[0]
+    assert all("X" not in (t.hovertext or [""])[0] for t in fig.data if t.name == "lora")
+
+
 def test_pareto_figure_colours_methods_and_labels_the_front():
     fig = plots.pareto(PARETO_RUNS)
     front = trace(fig, "Pareto front")

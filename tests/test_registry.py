@@ -10,7 +10,7 @@ import pytest
 
 from studio.config import RunConfig
 from studio.errors import RunNotFoundError, StudioError
-from studio.registry import Registry
+from studio.registry import SCHEMA_VERSION, Registry
 
 
 def test_create_lists_and_survives_reopening(runs_dir):
@@ -29,6 +29,27 @@ def test_create_lists_and_survives_reopening(runs_dir):
     assert reopened.get(record.id).status == "completed" and reopened.get(record.id).accuracy == 0.9
     with sqlite3.connect(runs_dir / "registry.sqlite") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_registry_from_before_the_flag_column_opens_and_keeps_its_rows(runs_dir):
+    """Registries written before `flag` existed (schema 1) get the column on opening; their rows read as not
+    checked (None), and a finished run records its flag."""
+    runs_dir.mkdir()
+    old_columns = ("id TEXT PRIMARY KEY, name TEXT, status TEXT NOT NULL, created REAL, finished REAL, pid INTEGER, "
+                   "host TEXT, model TEXT, method TEXT, dataset TEXT, config_hash TEXT, seed INTEGER, accuracy REAL, "
+                   "f1_macro REAL, f1_weighted REAL, peak_memory_mb REAL, train_seconds REAL, trainable_params "
+                   "INTEGER, total_params INTEGER, message TEXT")  # fmt: skip
+    with sqlite3.connect(runs_dir / "registry.sqlite") as db:
+        db.execute(f"CREATE TABLE runs ({old_columns})")
+        db.execute("INSERT INTO runs (id, name, status, created, model, method, dataset, config_hash, seed) "
+                   "VALUES ('old', 'old', 'failed', 1.0, 'm', 'lora', 'd', 'h', 1)")  # fmt: skip
+        db.execute("PRAGMA user_version = 1")
+    registry = Registry(runs_dir)
+    assert registry.get("old").flag is None and registry.get("old").status == "failed"
+    registry.update("old", flag="collapsed")
+    assert Registry(runs_dir).get("old").flag == "collapsed"  # opened again: nothing to migrate
+    with sqlite3.connect(runs_dir / "registry.sqlite") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_a_running_row_whose_process_is_gone_is_interrupted(runs_dir):

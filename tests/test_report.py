@@ -141,6 +141,29 @@ def test_report_and_study_plots_from_a_tiny_grid(tiny_model_dir, runs_dir, tmp_p
     md = paths["md"].read_text()
     assert "| method | n | accuracy |" in md and "| lora | 2 |" in md
     assert len(paths["csv"].read_text().splitlines()) == 1 + 4
+    assert "did not learn" not in md  # tiny healthy runs: nothing flagged, nothing left out
+    # one run found not learning: left out of its mean, counted in the cell, marked in the runs table
+    flagged = rows[0]["run_ids"][1]
+    registry.update(flagged, flag="collapsed")
+    md = write_report(registry, tmp_path / "flagged", grid=grid, images=False)["md"].read_text()
+    assert "| lora | 1 (mean of 1 of 2 seeds; 1 collapsed) |" in md
+    assert "1 run(s) did not learn (1 collapsed" in md and f"| {flagged} | completed | collapsed |" in md
+
+
+def test_the_goemotions_table_without_its_collapsed_runs():
+    """The committed study's aggregated table, regenerated offline from its runs.csv: the four collapsed runs
+    are out of the means and each of their cells says so (test_sweep.py has the rule that finds them)."""
+    from test_sweep import goemotions_real_records
+
+    from studio.sweep import aggregate_runs
+
+    grid = Grid.from_yaml("goemotions_real")
+    rows = aggregate_runs(grid, goemotions_real_records())
+    header, table = report.aggregate_table(rows, list(grid.axes))
+    lines = {" | ".join(cells[:3]): cells for cells in table}
+    assert header[:4] == ["setup", "data.balance.num_labels", "data.balance.num_samples", "n"]
+    assert lines["MiniLM LoRA | 2 | 1600"][3:5] == ["1 (mean of 1 of 2 seeds; 1 collapsed)", "0.9000"]
+    assert lines["MiniLM LoRA | 2 | 800"][3] == "2"  # both seeds learned
 
 
 @pytest.mark.slow  # renders six PNGs in a headless Chromium (kaleido)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_training import tiny_config
 
-from studio.events import DataStats, Done, Evaluation, Note, Progress, Status, TrainLog, parse
+from studio.events import DataStats, Done, Evaluation, HealthFlag, Note, Progress, Status, TrainLog, parse
 from studio.registry import Registry
 from studio.runlog import LogFollower, RunView, view_of
 from studio.training import Run
@@ -58,6 +58,13 @@ def test_each_kind_of_event_changes_its_part_of_the_view():
         at(108.0, "test: accuracy 0.7500, f1_macro 0.7000"),
         at(109.0, "done: test accuracy 0.7500"),
     ]
+
+
+def test_a_health_flag_is_kept_and_logged_as_a_warning():
+    flag = HealthFlag("diverged", "has a training loss of nan (steps 8-10)", "try 0.0002", 10, time=5.0)
+    view = view_of([Status("training", time=4.0), flag])
+    assert view.health == flag and view.log[-1] == at(5.0, "warning: " + flag.line)
+    assert view_of([Status("training", time=4.0)]).health is None
 
 
 def test_progress_fraction_and_the_latest_evaluation():

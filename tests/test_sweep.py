@@ -12,8 +12,8 @@ from studio.cli import main
 from studio.config import RunConfig
 from studio.errors import ConfigError
 from studio.presets import GRIDS_DIR
-from studio.registry import Registry
-from studio.sweep import Grid, Sweep, aggregate
+from studio.registry import Registry, RunRecord
+from studio.sweep import Grid, Sweep, aggregate, aggregate_runs
 
 GRIDS = sorted(GRIDS_DIR.glob("*.yaml"))
 
@@ -94,6 +94,8 @@ def test_a_2x2_grid_runs_resumes_and_aggregates(tiny_model_dir, runs_dir):
     assert (again.done, again.skipped) == (0, 4) and len(registry.list()) == 4
     rows = aggregate(grid, registry)
     assert [(r["method"], r["n"]) for r in rows] == [("lora", 2), ("ia3", 2)]
+    assert all(r["flags"] == {} and r["note"] == "" for r in rows)  # tiny healthy runs are never flagged
+    assert {registry.get(i).flag for i in state.run_ids.values()} == {""}  # checked, and learned
     lora = [registry.get(state.run_ids[i]).accuracy for i in (0, 1)]
     assert rows[0]["accuracy_mean"] == pytest.approx(statistics.mean(lora))
     assert rows[0]["accuracy_std"] == pytest.approx(statistics.stdev(lora))
@@ -130,6 +132,58 @@ def test_aggregate_on_a_synthetic_registry(runs_dir):
     assert rows[4]["accuracy_std"] == pytest.approx(0.02)
     assert rows[8]["n"] == 2 and rows[8]["accuracy_mean"] == pytest.approx(0.80)
     assert rows[8]["peak_memory_mb_mean"] == 1008 and rows[8]["train_seconds_mean"] is None
+
+
+def test_runs_that_did_not_learn_are_left_out_of_the_means_and_counted(runs_dir):
+    registry = Registry(runs_dir)
+    grid = Grid.from_dict({"base": {"name": "synthetic"}, "axes": {"method.r": [4, 8], "seed": [1, 2]}})
+    flags = {(4, 2): "collapsed", (8, 1): "diverged", (8, 2): "collapsed"}
+    for p in grid.points():
+        record = registry.create(p.config)
+        (registry.run_dir(record.id) / "eval.json").write_text("{}")
+        flag = flags.get((p.config.method.r, p.config.seed), "")
+        registry.update(record.id, status="completed", accuracy=0.5 if flag else 0.9, flag=flag)
+    rows = {r["method.r"]: r for r in aggregate(grid, registry)}
+    assert (rows[4]["n"], rows[4]["runs"], rows[4]["accuracy_mean"]) == (1, 2, 0.9)  # never averaged in
+    assert rows[4]["note"] == "mean of 1 of 2 seeds; 1 collapsed" and list(rows[4]["flags"].values()) == ["collapsed"]
+    assert rows[8]["n"] == 0 and rows[8]["accuracy_mean"] is None
+    assert rows[8]["note"] == "no mean: 1 diverged, 1 collapsed of 2 seeds"
+    assert rows[4]["run_ids"][0] not in rows[4]["flags"]  # the run that learned comes first (its curves are drawn)
+
+
+def goemotions_real_records() -> dict[str, RunRecord]:
+    """The committed GoEmotions study's completed runs, as registry rows (config hash -> row) from its runs.csv,
+    recorded before the health check existed (flag NULL)."""
+    import dataclasses
+
+    import pandas as pd
+
+    runs = pd.read_csv(Path(__file__).parents[1] / "benchmarks" / "results" / "goemotions_real" / "runs.csv")
+    names = [f.name for f in dataclasses.fields(RunRecord)]
+    records: dict[str, RunRecord] = {}
+    for row in runs[runs["status"] == "completed"].to_dict("records"):
+        unknown = {"name": "goemotions-real", "created": 0.0, "finished": None, "pid": None, "host": None,
+                   "message": None, "flag": None}  # fmt: skip
+        values = {n: row.get(n) for n in names} | unknown
+        records.setdefault(row["config_hash"], RunRecord(**values))
+    return records
+
+
+def test_the_goemotions_studys_collapsed_runs_are_left_out_of_its_means():
+    """The committed study (recorded before the check) holds four completed MiniLM LoRA runs of seed 43 (lr
+    1e-3) that predict a single class: accuracy 1/k and macro-F1 2/(k(k+1)). runs.csv has no predictions, so
+    they are found by the rule on test scores (`health.flag_from_scores`); its report averaged them in
+    ("MiniLM LoRA 2 x 1600: 0.70 ± 0.28"). The fifth such run was stopped (no mean counts it), and the MiniLM
+    full run at 0.2375 (16 labels x 800) predicts several classes (macro-F1 0.15): low, not collapsed."""
+    rows = aggregate_runs(Grid.from_yaml("goemotions_real"), goemotions_real_records())
+    flagged = {(r["setup"], r["data.balance.num_labels"], r["data.balance.num_samples"]): r for r in rows if r["flags"]}
+    assert sorted(flagged) == [("MiniLM LoRA", 2, 1600), ("MiniLM LoRA", 2, 2400), ("MiniLM LoRA", 4, 2400),
+                               ("MiniLM LoRA", 16, 2400)]  # fmt: skip
+    for row in flagged.values():
+        assert row["n"] == 1 and row["note"] == "mean of 1 of 2 seeds; 1 collapsed" and row["accuracy_std"] == 0.0
+    assert flagged[("MiniLM LoRA", 2, 1600)]["accuracy_mean"] == pytest.approx(0.9)  # the seed that learned
+    assert flagged[("MiniLM LoRA", 4, 2400)]["accuracy_mean"] == pytest.approx(0.775)
+    assert sum(r["n"] for r in rows) == 96 - 4 and all(r["runs"] == 2 for r in rows)
 
 
 def test_cli_sweep_dry_run_lists_runs_with_memory(capsys):
@@ -192,6 +246,13 @@ def test_heatmap_cells_are_the_means():
     assert fig.data[0].z[0][1] == pytest.approx(0.5 + 0.16) and fig.data[0].y == ("2", "4")
     assert "±1.0%" in fig.data[0].text[0][0]
     assert study_plots.accuracy_heatmap([], "x", "y").layout.annotations  # empty: a message, no error
+    rows[0] |= {"n": 1, "accuracy_std": 0.0, "note": "mean of 1 of 2 seeds; 1 collapsed"}
+    rows[1] |= {"n": 0, "accuracy_mean": None, "flags": {"r1": "collapsed", "r2": "collapsed"},
+                "note": "no mean: 2 collapsed of 2 seeds"}  # fmt: skip
+    axes = ("data.balance.num_samples", "data.balance.num_labels", "model.name")
+    text = study_plots.accuracy_heatmap(rows, *axes).data[0].text  # model a's panel
+    assert text[0][0] == "58.0%<br>mean of 1 of 2 seeds<br>1 collapsed"  # the cell says what the mean left out
+    assert text[0][1] == "no mean: 2 collapsed of 2 seeds"
 
 
 # ---- one process per run (several GPUs, or several runs at a time) ---------------------------------------

@@ -16,6 +16,7 @@ from studio.config import RunConfig
 from studio.events import TrainLog
 from studio.inference import Predictor
 from studio.registry import Registry
+from studio.results import Health
 from studio.training import Run
 
 
@@ -70,6 +71,7 @@ def test_train_evaluate_save_reload_predict_round_trip(tiny_model_dir, runs_dir)
     assert repro.data_fingerprint and repro.versions["transformers"] and "studio train" in repro.command
     record = registry.get(result.run_id)
     assert record.status == "completed" and record.accuracy == summary.test.accuracy
+    assert summary.health == Health() and record.flag == ""  # checked, and not flagged
     assert registry.summary(result.run_id) == summary  # eval.json reads back to the same typed results
     kinds = [e["kind"] for e in events_of(registry, result.run_id)]
     assert {"status", "progress", "log", "eval", "data", "note"} <= set(kinds) and kinds[-1] == "done"

@@ -18,7 +18,15 @@ import pytest
 from studio.config import RunConfig
 from studio.presets import PRESETS_DIR
 from studio.registry import Registry
-from studio.results import DataReport, Efficiency, MemoryRecord, Reproducibility, RunSummary, SplitMetrics
+from studio.results import (
+    DataReport,
+    Efficiency,
+    Health,
+    MemoryRecord,
+    Reproducibility,
+    RunSummary,
+    SplitMetrics,
+)
 from studio.ui import compare_tab, data_tab, model_tab, runs_tab, train_tab
 from studio.ui.formatting import duration, gigabytes, results_md, run_choices
 from studio.ui.session import Session
@@ -128,6 +136,21 @@ def test_tick_shows_a_finished_run_with_its_test_results(runs_dir):
     figure = train_tab.confusion_for(session, run_id, out[train.seen])
     assert list(figure.data[0].x) == LABELS and figure.data[0].text[0][0].startswith("10<br>")
     assert train_tab.attach(session) == (run_id, "")  # a fresh page shows the newest run
+
+
+def test_a_run_that_is_not_learning_is_said_live_and_in_its_results(runs_dir):
+    session, train = built(runs_dir, train_tab)
+    run_id = running_run(session.registry)
+    advice = "the learning rate 0.001 is likely too high for LoRA on this model; try 0.0002"
+    reason = "predicts only 'positive' after 3 evaluations (steps 40-120)"
+    write_events(session.registry, run_id, {"kind": "health", "flag": "collapsed", "step": 120, "reason": reason,
+                                            "advice": advice})  # fmt: skip
+    status = train_tab.tick(session, train, run_id, "", [], None)[train.status]
+    assert "**collapsed**: this run predicts only 'positive' after 3 evaluations" in status and "try 0.0002" in status
+    summary = a_summary()
+    summary.health = Health("collapsed", "predicts only 'positive'", "try 0.0002", 120)
+    assert "⚠ **collapsed**: this run predicts only 'positive'. Try 0.0002." in results_md(summary)
+    assert "⚠" not in results_md(a_summary())
 
 
 def test_tick_of_a_run_that_cannot_exist_says_so(runs_dir):

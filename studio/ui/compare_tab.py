@@ -212,10 +212,10 @@ def study_figures(session: Session, tab: CompareTab, g: Any) -> dict[Any, Any]:
         for plot, key in zip(tab.figures, STUDY_PLOTS, strict=True)
     }
     labels = [a for a in axes if a != "seed"]
-    table_rows = [[*(str(r.get(a, "")) for a in labels), r["n"], rounded(r["accuracy_mean"], 4),
+    table_rows = [[*(str(r.get(a, "")) for a in labels), r["n"], r["note"], rounded(r["accuracy_mean"], 4),
                    rounded(r["accuracy_std"], 4), _whole(r["peak_memory_mb_mean"]), rounded(r["train_seconds_mean"], 1)]
                   for r in rows]  # fmt: skip
-    headers = [*labels, "n", "accuracy", "± std", "peak MB", "train s"]
+    headers = [*labels, "n", "left out (did not learn)", "accuracy", "± std", "peak MB", "train s"]
     return {**out, tab.table: gr.update(value=table_rows, headers=headers)}
 
 

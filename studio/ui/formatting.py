@@ -71,6 +71,7 @@ def results_md(summary: RunSummary | None) -> str:
     lines = [
         f"### Test accuracy {test.accuracy:.2%} · macro F1 {test.f1_macro:.3f} · weighted F1 {test.f1_weighted:.3f}",
         f"{test.n:,} test texts; status **{summary.status or ''}**",
+        *_health_lines(summary),
         "",
         "| class | precision | recall | F1 | support |",
         "|---|---|---|---|---|",
@@ -78,6 +79,15 @@ def results_md(summary: RunSummary | None) -> str:
     for label, m in list(test.per_class.items())[:30]:
         lines.append(f"| {label} | {m.precision:.3f} | {m.recall:.3f} | {m.f1:.3f} | {m.support} |")
     return "\n".join(lines + _efficiency_lines(summary))
+
+
+def _health_lines(summary: RunSummary) -> list[str]:
+    """A warning when the run did not learn (studio/health.py): what it does, and what to change."""
+    h = summary.health
+    if h is None or not h.flag:
+        return []
+    advice = f". {h.advice[0].upper()}{h.advice[1:]}." if h.advice else ""
+    return ["", f"⚠ **{h.flag}**: this run {h.reason}{advice}"]
 
 
 def _efficiency_lines(summary: RunSummary) -> list[str]:

@@ -191,6 +191,7 @@ def _training(form: ConfigForm) -> LrFinder:
             form.field("train.precision", gr.Dropdown)
             form.field("train.gradient_checkpointing", gr.Checkbox, label="gradient checkpointing")
             form.field("train.early_stopping_patience", gr.Number, minimum=1, label="early stopping patience")
+            form.field("train.stop_on_collapse", gr.Checkbox, label="stop a run that is not learning")
         with gr.Row():
             form.field("train.eval_strategy", gr.Radio, label="evaluate every")
             form.field("train.eval_steps", gr.Number, minimum=1)

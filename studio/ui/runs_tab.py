@@ -13,8 +13,8 @@ from studio.ui.feedback import guard
 from studio.ui.formatting import results_md, rounded, run_choices
 from studio.ui.session import Session, handler
 
-COLUMNS = ["run", "status", "model", "method", "dataset", "accuracy", "F1 macro", "peak MB", "estimate err %",
-           "train s", "trainable"]  # fmt: skip
+COLUMNS = ["run", "status", "flag", "model", "method", "dataset", "accuracy", "F1 macro", "peak MB",
+           "estimate err %", "train s", "trainable"]  # fmt: skip
 CURVES = {  # label -> (where in the run view, key)
     "validation accuracy": ("evals", "accuracy"),
     "validation macro F1": ("evals", "f1_macro"),
@@ -153,8 +153,9 @@ def runs_table(session: Session) -> list[list]:
         # The estimate's error is in eval.json, written when a run ends: only finished runs have one.
         summary = session.registry.summary(r.id) if r.accuracy is not None else None
         error = summary.memory.error_pct if summary is not None else None
-        rows.append([r.id, r.status, r.model, r.method, r.dataset, rounded(r.accuracy, 4), rounded(r.f1_macro, 4),
-                     rounded(r.peak_memory_mb, 0), error, rounded(r.train_seconds, 1), r.trainable_params])  # fmt: skip
+        rows.append([r.id, r.status, r.flag or "", r.model, r.method, r.dataset, rounded(r.accuracy, 4),
+                     rounded(r.f1_macro, 4), rounded(r.peak_memory_mb, 0), error, rounded(r.train_seconds, 1),
+                     r.trainable_params])  # fmt: skip
     return rows
 
 

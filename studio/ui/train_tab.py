@@ -214,7 +214,9 @@ def _status_md(session: Session, current: str, view: RunView) -> str:
     run_id = session.jobs.run_id(current)
     title = f"**Run** `{run_id}`" if run_id else "**Run** (starting)"
     state = view.status if not view.finished else f"{view.status} — {view.message}"
-    return f"{title} · **{state}**"
+    warning = f"\n\n⚠ **{view.health.flag}**: this run {view.health.reason}" if view.health else ""
+    advice = f": {view.health.advice}" if view.health and view.health.advice else ""
+    return f"{title} · **{state}**{warning}{advice}"
 
 
 def progress_html(view: RunView) -> str:
