@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from studio.speed_plan import Plan
 
 STOP_FILE = "STOP"
-"""A file of this name in a training run's folder asks it to stop (`training.request_stop`)."""
+"""A file of this name in a training run's folder asks it to stop (`training.request_stop` writes it; `Run` looks
+for it, cleanup removes it)."""
 
 
 class ClassifierRecipe:

@@ -25,6 +25,8 @@ from studio import distributed
 from studio.config import RunConfig
 from studio.errors import StudioError
 from studio.events import Done, Event, HealthFlag, Note, Status
+from studio.failures import without_frames
+from studio.recipe import STOP_FILE
 from studio.registry import Registry, RunRecord, write_json_atomic
 from studio.results import RunSummary
 
@@ -34,8 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STOP_FILE = "STOP"
-"""A file of this name in a training run's folder asks it to stop (`request_stop`); recipe.STOP_FILE too."""
 
 
 @dataclass
@@ -335,12 +335,6 @@ def _monitor(recipe: ClassifierRecipe) -> HealthMonitor:
     assert recipe.data is not None
     t = recipe.trained
     return HealthMonitor(list(recipe.data.label_names), t.method.name, t.train.learning_rate)
-
-
-def without_frames(e: BaseException) -> BaseException:
-    from studio.failures import without_frames as clear
-
-    return clear(e)
 
 
 def write_event(folder: Path, event: Event) -> None:
