@@ -19,7 +19,8 @@ python3 -c "import torch, transformers, peft, bitsandbytes; print('torch', torch
 
 pack() {  # the runs folder without weights, and the logs
   tar czf "$OUT/$1.tgz" --exclude=checkpoints --exclude=model --exclude=adapter --exclude=merged --exclude=tokenizer \
-    --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' --exclude=.cache -C /tmp runs logs
+    --exclude='*.safetensors' --exclude='*.pt' --exclude='*.bin' --exclude=.cache --exclude=predictions.parquet \
+    -C /tmp runs logs
   ls -la "$OUT"
 }
 
@@ -42,11 +43,15 @@ case "$1" in
     tail -3 /tmp/logs/goemotions_real.log /tmp/logs/seed_recipe_check.log
     pack goemotions ;;
   imdb)
+    # RULE=lower: the lower of lr-find's suggestion and min/10; REUSE=1: the range tests of the steepest round
     only_setups presets/grids/imdb_peft_real.yaml "$2" "/tmp/imdb_peft_real_$2.yaml"
-    timeout "${3:-540}" python3 benchmarks/lr_then_sweep.py "/tmp/imdb_peft_real_$2.yaml" --out "/tmp/logs/imdb-$2" \
-      --set data.source=$IMDB --gpus 0,1 --lr-workers 3 --workers 3 --steps 200 > "/tmp/logs/imdb-$2.log" 2>&1
-    tail -40 "/tmp/logs/imdb-$2.log"
-    pack "imdb-$2" ;;
+    D="/tmp/logs/imdb-$2${RULE:+-$RULE}"
+    [ -n "${REUSE:-}" ] && mkdir -p "$D" && cp -r "/tmp/logs/imdb-$2/lr" "$D/"
+    timeout "${3:-540}" python3 benchmarks/lr_then_sweep.py "/tmp/imdb_peft_real_$2.yaml" --out "$D" \
+      --rule "${RULE:-steepest}" ${REUSE:+--reuse} --set data.source=$IMDB --gpus 0,1 --lr-workers 3 --workers 3 \
+      --steps 200 > "$D.log" 2>&1
+    tail -40 "$D.log"
+    pack "imdb-$2${RULE:+-$RULE}" ;;
   bert-cost)
     python3 -c "
 import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path

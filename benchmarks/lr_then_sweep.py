@@ -83,20 +83,34 @@ def range_tests(configs: dict[str, object], out: Path, gpus: list[str], per_gpu:
         return dict(zip(configs, pool.map(one, configs), strict=True))
 
 
-def write_grid(source: Path, axis: str, results: dict[str, dict], out: Path) -> Path:
+def min_tenth(result: dict) -> float:
+    """A tenth of the rate at the smoothed loss's minimum (never below the sweep's first rate)."""
+    finite = [(v, i) for i, v in enumerate(result["smoothed"]) if v == v and abs(v) != float("inf")]
+    best = min(finite)[1]
+    return max(result["rates"][best] / 10, result["rates"][0])
+
+
+def chosen_rate(result: dict, rule: str) -> float:
+    """steepest: lr-find's suggestion as it printed it; lower: the lower of that and min/10."""
+    return result["suggested"] if rule == "steepest" else min(result["suggested"], min_tenth(result))
+
+
+def write_grid(source: Path, axis: str, results: dict[str, dict], out: Path, rule: str = "steepest") -> Path:
     """The grid file as written, each setup's learning rate replaced by its range test's suggestion."""
     data = yaml.safe_load(source.read_text(encoding="utf-8"))
     for label, result in results.items():
-        data["axes"][axis][label]["train.learning_rate"] = float(f"{result['suggested']:.2g}")
+        data["axes"][axis][label]["train.learning_rate"] = float(f"{chosen_rate(result, rule):.2g}")
     path = out / "grid.yaml"
     header = (f"# {source.name} with each {axis}'s train.learning_rate from the range test "
               f"(benchmarks/lr_then_sweep.py, {time.strftime('%Y-%m-%d')}): see lr_find.csv\n")  # fmt: skip
     path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=120), encoding="utf-8")
     with open(out / "lr_find.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow([axis, "model", "method", "suggested", "rule", "steps", "seconds", "device", "caveats"])
+        w.writerow([axis, "model", "method", "suggested", "rule", "min/10", "chosen", "steps", "seconds", "device",
+                    "caveats"])  # fmt: skip
         for label, r in results.items():
-            w.writerow([label, r["model"], r["method"], f"{r['suggested']:.3g}", r["rule"], r["steps"],
+            w.writerow([label, r["model"], r["method"], f"{r['suggested']:.3g}", r["rule"], f"{min_tenth(r):.3g}",
+                        f"{chosen_rate(r, rule):.2g}", r["steps"],
                         f"{r['seconds']:.0f}", r["device"], " | ".join(r["caveats"])])  # fmt: skip
     return path
 
@@ -107,13 +121,25 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--axis", default="setup")
-    ap.add_argument("--at", action="append", default=[], metavar="AXIS=LABEL",
-                    help="range-test at this value of another axis (default: its first), e.g. data.balance.num_labels=16")
+    ap.add_argument(
+        "--at",
+        action="append",
+        default=[],
+        metavar="AXIS=LABEL",
+        help="range-test at this value of another axis (default: its first), e.g. seed=43",
+    )
     ap.add_argument("--gpus", default="", help="comma list of GPU indices (default: none, the CPU)")
     ap.add_argument("--lr-workers", type=int, default=1, help="range tests at a time on each GPU")
     ap.add_argument("--workers", type=int, default=1, help="grid runs at a time on each GPU")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--no-sweep", action="store_true")
+    ap.add_argument(
+        "--rule",
+        choices=["steepest", "lower"],
+        default="steepest",
+        help="steepest: lr-find's suggestion; lower: the lower of it and a tenth of the minimum's rate",
+    )
+    ap.add_argument("--reuse", action="store_true", help="read DIR/lr/*.json of an earlier call instead of testing")
     args = ap.parse_args()
     out = Path(args.out)
     source = resolve(args.grid, GRIDS_DIR, "grid")
@@ -123,8 +149,11 @@ def main() -> int:
     gpus = [g for g in args.gpus.split(",") if g] or [""]
     configs = setup_configs(grid, args.axis, dict(a.split("=", 1) for a in args.at))
     print(f"range tests: {len(configs)} setups of {grid.name}, {args.steps} steps each", flush=True)
-    results = range_tests(configs, out, gpus, args.lr_workers, args.steps)
-    path = write_grid(source, args.axis, results, out)
+    if args.reuse:
+        results = {label: json.loads((out / "lr" / f"{slug(label)}.json").read_text()) for label in configs}
+    else:
+        results = range_tests(configs, out, gpus, args.lr_workers, args.steps)
+    path = write_grid(source, args.axis, results, out, args.rule)
     print(f"grid with the suggested rates: {path}", flush=True)
     if args.no_sweep:
         return 0

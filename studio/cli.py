@@ -238,6 +238,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
             print(f"  {note}")
         print(result.table())
         print(f"suggested train.learning_rate: {result.suggested:.2g} ({result.rule_text})")
+        if result.steepest:
+            print(f"  steepest descent at {result.steepest:.2g}: the top of the usable range; whole runs there can "
+                  "collapse")  # fmt: skip
         for caveat in result.caveats:
             print(f"  note: {caveat}")
         print(f"cost: {result.cost()}", flush=True)

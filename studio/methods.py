@@ -58,6 +58,12 @@ class Method:
     """The same adapters on a 4-bit base: what speed frugal switches to."""
     unquantized_variant: MethodName | None = None
     """The same adapters on a 16-bit base: what speed fast switches to where it fits."""
+    safe_learning_rate: float | None = None
+    """The highest rate the range test suggests on the real models the project can reach: the lowest
+    min/10 suggestion (studio/lr_find.py) over all-MiniLM-L6-v2 and SmolLM2-135M on the full IMDb, batch 32,
+    on an H200 (issue 20, benchmarks/results/imdb_peft_real/lr_find.csv); every run trained at these rates
+    learned (none flagged). The fast speed profile never scales a rate above it (speed_plan._fast), and the
+    shipped presets stay within 2x of it (tests/test_presets.py)."""
     lr_sweep: tuple[float, float] = (1e-7, 1.0)
     """The learning-rate range test's default sweep (studio/lr_find.py), 5-6 decades around where the method's
     rates usually lie: adapters train at ~10x full fine-tuning's rate (LoRA 1e-4..1e-3 where full takes
@@ -96,6 +102,7 @@ METHODS: dict[str, Method] = {
             usual_learning_rate=5e-5,
             leaner="qlora",
             lr_sweep=(1e-7, 1e-1),
+            safe_learning_rate=5.9e-5,  # SmolLM2 5.9e-5, MiniLM 8.9e-5
         ),
         Method(
             name="lora",
@@ -112,6 +119,7 @@ METHODS: dict[str, Method] = {
             leaner="qlora",
             quantized_variant="qlora",
             lr_sweep=(1e-6, 1.0),
+            safe_learning_rate=3.9e-4,  # r8/alpha 16: SmolLM2 3.9e-4, MiniLM 5.1e-4; rank 64/alpha 128 lower: 1.6e-4
         ),
         Method(
             name="qlora",
@@ -127,6 +135,7 @@ METHODS: dict[str, Method] = {
             usual_learning_rate=2e-4,
             unquantized_variant="lora",
             lr_sweep=(1e-6, 1.0),
+            safe_learning_rate=2.7e-4,  # MiniLM 2.7e-4, SmolLM2 3.9e-4
         ),
         Method(
             name="ia3",
@@ -140,6 +149,7 @@ METHODS: dict[str, Method] = {
             hub_tag="ia3",
             color="#B279A2",
             lr_sweep=(1e-5, 1.0),
+            safe_learning_rate=1.7e-3,  # SmolLM2 1.7e-3, MiniLM 1.6e-2
             usual_learning_rate=3e-3,
         ),
     )

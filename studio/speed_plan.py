@@ -42,6 +42,7 @@ from typing import Any
 from studio import precision
 from studio.config import RunConfig
 from studio.hardware import Device
+from studio.methods import METHODS
 
 FAST_BATCH = 128
 """The per-device batch fast grows to (bert-base at 256 tokens: past it samples/s barely rise, memory does)."""
@@ -149,10 +150,7 @@ def _fast(config: RunConfig, device: Device, num_labels: int, train_rows: int) -
     fitted, batch, grad_accum = found
     new_effective = batch * grad_accum
     if new_effective != asked:
-        factor = math.sqrt(new_effective / asked)
-        fitted["train.learning_rate"] = (float(f"{t.learning_rate * factor:.3g}"),
-                                         f"effective batch {asked} -> {new_effective}: x{factor:.2f}, the "
-                                         "square-root rule for Adam")  # fmt: skip
+        _scale_learning_rate(fitted, t.learning_rate, asked, new_effective, fitted.get("method.name", (m.name,))[0])
         logging = max(1, round(t.logging_steps * asked / new_effective))
         if logging != t.logging_steps:
             fitted["train.logging_steps"] = (logging, "the loss is logged as often per sample as asked")
@@ -166,6 +164,20 @@ def _fast(config: RunConfig, device: Device, num_labels: int, train_rows: int) -
     mb = estimate(settled, num_labels, device).total_mb
     note = f"speed fast: estimated {mb:,.0f} MB of this GPU's {device.free_mb:,.0f} MB free"
     return Plan("fast", settled, _choices(config, fitted), note)
+
+
+def _scale_learning_rate(fitted: dict[str, tuple[Any, str]], rate: float, asked: int, effective: int,
+                         method: str) -> None:  # fmt: skip
+    """The square-root rule for Adam on the larger effective batch, never above the method's safe rate
+    (`methods.Method.safe_learning_rate`, measured with the range test) unless the rate asked is already."""
+    factor = math.sqrt(effective / asked)
+    why = f"effective batch {asked} -> {effective}: x{factor:.2f}, the square-root rule for Adam"
+    scaled, safe = rate * factor, METHODS[method].safe_learning_rate
+    if safe is not None and scaled > max(rate, safe):
+        scaled = max(rate, safe)
+        why += f", capped at {scaled:.2g}, the highest rate the range test found safe for {method}"
+    if not math.isclose(scaled, rate):
+        fitted["train.learning_rate"] = (float(f"{scaled:.3g}"), why)
 
 
 def _first_fit(

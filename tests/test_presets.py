@@ -39,3 +39,15 @@ def test_seed_000_preset_is_the_study_recipe():
     assert (t.warmup_ratio, t.weight_decay, t.optimizer, t.precision) == (0.1, 0.01, "paged_adamw_8bit", "fp16")
     assert t.gradient_checkpointing and t.early_stopping_patience == 2
     assert c.data.max_length == 256 and c.data.split_ratios == [0.8, 0.1, 0.1] and c.data.splits == "ratio"
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
+def test_a_presets_learning_rate_stays_near_its_methods_safe_rate_and_says_why_above_it(path):
+    """Issue 20: presets use the range test's measured safe rates (methods.Method.safe_learning_rate); a short
+    demo may need more (its few steps), within 3x, and its learning_rate line says so."""
+    config = RunConfig.from_yaml(path)
+    rate, safe = config.train.learning_rate, config.method.spec.safe_learning_rate
+    assert rate <= 3 * safe, f"{path.name}: {rate:g} is more than 3x {config.method.name}'s safe rate {safe:g}"
+    if rate > safe:
+        line = next(x for x in path.read_text().splitlines() if x.strip().startswith("learning_rate:"))
+        assert "safe rate" in line, f"{path.name}: say on the learning_rate line why it is above the safe rate"

@@ -12,6 +12,7 @@ from test_training import events_of, tiny_config
 from studio.config import RunConfig
 from studio.hardware import Device
 from studio.memory import SAFETY_MARGIN, estimate
+from studio.methods import METHODS
 from studio.registry import Registry
 from studio.speed_plan import FAST_BATCH, plan
 from studio.training import Run
@@ -35,11 +36,12 @@ def test_fast_on_a_large_gpu_takes_every_speed_up_and_says_why(tiny_model_dir):
     t, m = p.config.train, p.config.method
     assert (m.name, t.precision, t.gradient_checkpointing, t.optimizer) == ("lora", "auto", False, "adamw_torch_fused")
     assert (t.batch_size, t.grad_accum, t.speed) == (FAST_BATCH, 1, "as_set")
-    # the effective batch grew 32 -> 128: the learning rate follows the square-root rule, the logging cadence
-    # stays per sample, and the choice says so
-    assert t.learning_rate == pytest.approx(4e-4) and t.logging_steps == 6
+    # the effective batch grew 32 -> 128: the learning rate follows the square-root rule (2e-4 -> 4e-4) up to
+    # LoRA's safe rate from the range test (3.9e-4), the logging cadence stays per sample, and the choice says so
+    assert t.learning_rate == pytest.approx(METHODS["lora"].safe_learning_rate) and t.logging_steps == 6
     fields = {c.field: c for c in p.choices}
-    assert "square-root" in fields["train.learning_rate"].why and fields["method.name"].before == "qlora"
+    assert "square-root" in fields["train.learning_rate"].why and "capped" in fields["train.learning_rate"].why
+    assert fields["method.name"].before == "qlora"
     assert not t.torch_compile  # 16k x 3 epochs x 32 tokens: far too short to pay back compiling
     assert estimate(p.config, 2, H100).fits
     # the unchanged knobs stay as asked
@@ -50,6 +52,14 @@ def test_fast_on_a_large_gpu_takes_every_speed_up_and_says_why(tiny_model_dir):
         4,
         asked.method.alpha,
     )
+
+
+def test_fast_never_scales_a_rate_past_the_methods_safe_rate_but_keeps_a_higher_one_asked(tiny_model_dir):
+    low = plan(seed_recipe(tiny_model_dir("bert")).with_overrides(["train.learning_rate=1e-4"]), H100, 2, 16_000)
+    assert low.config.train.learning_rate == pytest.approx(2e-4)  # x2 stays under LoRA's 3.9e-4
+    high = plan(seed_recipe(tiny_model_dir("bert")).with_overrides(["train.learning_rate=1e-3"]), H100, 2, 16_000)
+    assert high.config.train.learning_rate == pytest.approx(1e-3)  # above the safe rate already: as asked
+    assert "train.learning_rate" not in {c.field for c in high.choices}
 
 
 def test_fast_fits_a_small_gpu_and_never_shrinks_the_effective_batch(tiny_model_dir):

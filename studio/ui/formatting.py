@@ -119,4 +119,6 @@ def lr_find_md(r: LrFindResult) -> str:
     """The range test's suggestion, how it was read, what the test cost, and its caveats."""
     head = (f"**Suggested learning rate {r.suggested:.2g}** for {r.method} ({r.rule_text}) · swept {r.start:.0e} "
             f"to {r.end:.0e} · {r.cost()}")  # fmt: skip
-    return "\n\n".join([head, "\n".join(f"- {c}" for c in r.caveats)]).strip()
+    steep = [f"- the loss fell fastest at {r.steepest:.2g}: the top of the usable range (whole runs there can "
+             "collapse)"] if r.steepest else []  # fmt: skip
+    return "\n\n".join([head, "\n".join([*steep, *(f"- {c}" for c in r.caveats)])]).strip()
