@@ -1,4 +1,4 @@
-"""Whether a run is learning: the rules that flag a run that collapsed onto one class or diverged.
+"""Whether a run is learning: the rules that flag a run that collapsed onto one class, diverged, or never learned.
 
 A run is judged from what it already tells (its events): the validation evaluations during training (each
 carries the share of predictions per class, ``predicted/<label>``, and the share of the most frequent true
@@ -55,6 +55,13 @@ FLAT_LOSS_LOGS = 5
 """...over its last this many logs..."""
 FLAT_LOSS_MIN_STEPS = 200
 """...the last of them at least this many optimizer steps in."""
+CHANCE_Z = 3.0
+"""Untrained: test accuracy within this many binomial standard errors of the majority class's share (what
+always answering that class scores): on IMDb's 25,000 test reviews, at most 50.9%..."""
+CHANCE_MIN_STEPS = 200
+"""...after at least this many optimizer steps (a short run has had no time to learn; the suite's tiny runs
+train a few dozen). The SmolLM2 QLoRA run of issue 20 at 2.5e-6 scored 50.1% after 704 steps, predicting both
+classes, so no other rule saw it."""
 SCORES_TOLERANCE = 0.002
 """`flag_from_scores`: how close macro-F1 must be to a single-class predictor's to count as one."""
 
@@ -205,8 +212,12 @@ class HealthMonitor:
     def final(self, summary: RunSummary | None) -> Health:
         """The verdict recorded on the run: the flag raised while it trained, unless it was a collapse and the
         model the run ended with (a recovery, or the best checkpoint, kept from before the collapse) no longer
-        predicts one class on the test split."""
+        predicts one class on the test split; with no flag, "untrained" when its test scores are at chance."""
         if self.flagged is None:
+            steps = max([s for s, _ in self.losses[-1:]] + [e.step for e in self.evals[-1:]], default=0)
+            reason = chance_reason(summary, steps) if summary is not None else None
+            if reason:
+                return Health("untrained", reason, untrained_advice(self.method, self.learning_rate), steps)
             return Health()
         collapse = self.flagged.flag == "collapsed" and summary is not None and summary.test.confusion_matrix
         if collapse and summary is not None and collapsed_on_test(summary) is None:
@@ -223,6 +234,30 @@ def collapsed_on_test(summary: RunSummary) -> list[str] | None:
     shares = {n: sum(row[j] for row in matrix) / total for j, n in enumerate(names)}
     majority = max(sum(row) for row in matrix) / total
     return collapsed_onto(shares, majority)
+
+
+def chance_reason(summary: RunSummary, steps: int) -> str | None:
+    """Untrained: past `CHANCE_MIN_STEPS`, test accuracy within `CHANCE_Z` standard errors of the majority
+    class's share of the test split (from the confusion matrix: rows are true labels)."""
+    matrix, accuracy = summary.test.confusion_matrix, summary.test.accuracy
+    total = sum(sum(row) for row in matrix) if matrix else 0
+    if steps < CHANCE_MIN_STEPS or not total or accuracy is None:
+        return None
+    majority = max(sum(row) for row in matrix) / total
+    if accuracy > majority + CHANCE_Z * math.sqrt(majority * (1 - majority) / total):
+        return None
+    return (f"scores {accuracy:.1%} on the test split after {steps} steps, where always answering the most "
+            f"frequent class scores {majority:.1%}: it learned nothing")  # fmt: skip
+
+
+def untrained_advice(method: str, learning_rate: float) -> str:
+    """What to change for a run that never moved: a higher rate (the method's usual one) when it is below it."""
+    spec = METHODS.get(method)
+    label, usual = (spec.label, spec.usual_learning_rate) if spec else (method, learning_rate * 10)
+    if learning_rate < usual:
+        return (f"the learning rate {learning_rate:g} is likely too low for {label}; try {usual:g}, or run "
+                "'Find a learning rate'")  # fmt: skip
+    return "check that the labels match the texts, and train for more steps"
 
 
 def flag_from_scores(accuracy: float | None, f1_macro: float | None, num_labels: int | None) -> str | None:

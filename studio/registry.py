@@ -76,7 +76,7 @@ class RunRecord:
     total_params: int | None
     message: str | None
     flag: str | None = None
-    """"collapsed" or "diverged" when the run did not learn (studio/health.py); "" when it was checked and
+    """"collapsed", "diverged" or "untrained" when the run did not learn (studio/health.py); "" when it was checked and
     learned; None when it was not checked (recorded before the check existed, or still running)."""
 
 

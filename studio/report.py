@@ -19,7 +19,7 @@ from studio.sweep import METRICS, Grid, aggregate, grid_runs
 
 RUN_COLUMNS = ("id", "status", "flag", "model", "method", "dataset", "seed", "accuracy", "f1_macro", "f1_weighted",
                "peak_memory_mb", "train_seconds", "trainable_params", "total_params", "config_hash")  # fmt: skip
-"""The runs table's columns; `flag` is the run's health flag (collapsed, diverged: studio/health.py)."""
+"""The runs table's columns; `flag` is the run's health flag (collapsed, diverged, untrained: studio/health.py)."""
 
 
 def write_report(registry: Registry, out: str | Path, grid: Grid | None = None,
@@ -131,8 +131,9 @@ def _health_line(rows: list[dict]) -> str:
     if not flags:
         return ""
     counts = ", ".join(f"{flags.count(f)} {f}" for f in dict.fromkeys(flags))
-    return (f"{len(flags)} run(s) did not learn ({counts}: they predict one class, or their loss diverged) and are "
-            "left out of the means; n counts the runs averaged, and the cell says how many were left out.")  # fmt: skip
+    return (f"{len(flags)} run(s) did not learn ({counts}: they predict one class, their loss diverged, or they "
+            "score at chance) and are left out of the means; n counts the runs averaged, and the cell says how many "
+            "were left out.")  # fmt: skip
 
 
 def aggregate_table(rows: list[dict], axes: list[str]) -> tuple[list[str], list[list[str]]]:

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 RESULTS_VERSION = 2
 """Version of eval.json this code writes. 1: no "version" key."""
@@ -186,9 +186,10 @@ class Reproducibility:
         return _to_dict(self)
 
 
-HealthFlagName = Literal["collapsed", "diverged"]
+HealthFlagName = Literal["collapsed", "diverged", "untrained"]
 """collapsed: the run predicts one class (or a few) whatever the input; diverged: its loss went NaN/inf or
-blew up, or its gradients exploded. The rules are in studio/health.py."""
+blew up, or its gradients exploded; untrained: after hundreds of steps it scores no better on the test split
+than always answering the most frequent class. The rules are in studio/health.py."""
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ class Health:
         if not isinstance(data, dict):
             return None
         flag = data.get("flag")
-        return cls(flag if flag in ("collapsed", "diverged") else None, str(data.get("reason") or ""),
+        return cls(flag if flag in get_args(HealthFlagName) else None, str(data.get("reason") or ""),
                    str(data.get("advice") or ""), data.get("step"))  # fmt: skip
 
 

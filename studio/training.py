@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class RunResult:
     run_id: str | None
@@ -304,6 +303,10 @@ class Run:
         recipe.save(self.dir)
         summary.health = self.health.final(summary) if self.health is not None else None
         accuracy, health = summary.test.accuracy, summary.health
+        if health is not None and health.flag == "untrained":  # judged on the test split: shown as live flags are
+            from studio.health import to_event
+
+            self.emit(to_event(health))
         said = f"; {health.flag}: {health.reason}" if health is not None and health.flag else ""
         if stopped:
             return "stopped", f"stopped early; test accuracy {accuracy:.4f}{said}", summary

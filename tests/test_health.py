@@ -106,6 +106,26 @@ def test_a_collapse_the_final_model_no_longer_shows_is_not_recorded():
     assert m.final(RunSummary.from_dict(_summary([[6, 0], [6, 0]]))).flag == "collapsed"
 
 
+def test_a_run_that_scores_at_chance_after_hundreds_of_steps_is_untrained_and_told_to_raise_the_rate():
+    """SmolLM2 QLoRA at 2.5e-6 on the H200 (issue 20): 704 steps, 50.1% on IMDb's 25,000 test reviews, both
+    classes predicted, so neither a collapse nor a divergence: it learned nothing."""
+    m = monitor("qlora", 2.5e-6)
+    assert feed(m, [TrainLog(s, 0.0, {"loss": 0.8}) for s in range(20, 720, 20)]) == []
+    at_chance = RunSummary.from_dict({**_summary([[6000, 6500], [5975, 6525]]), "test": {
+        "accuracy": 0.501, "f1_macro": 0.48, "f1_weighted": 0.48, "n": 25000,
+        "confusion_matrix": [[6000, 6500], [5975, 6525]]}})  # fmt: skip
+    verdict = m.final(at_chance)
+    assert verdict.flag == "untrained" and "50.1%" in verdict.reason and "50.0%" in verdict.reason
+    assert "too low for QLoRA; try 0.0002" in verdict.advice
+    learned = {"accuracy": 0.88, "f1_macro": 0.88, "f1_weighted": 0.88, "n": 25000,
+               "confusion_matrix": [[11000, 1500], [1500, 11000]]}  # fmt: skip
+    assert m.final(RunSummary.from_dict({**_summary([[1]]), "test": learned})) == Health()
+    short = monitor("qlora", 2.5e-6)
+    feed(short, [TrainLog(s, 0.0, {"loss": 0.8}) for s in range(10, 60, 10)])
+    assert short.final(at_chance) == Health()  # 50 steps: no time to learn yet, no evidence
+    assert Health.from_dict(verdict.to_dict()) == verdict  # eval.json and the registry keep it
+
+
 def _summary(matrix: list[list[int]]) -> dict:
     return {"test": {"accuracy": 0.5, "f1_macro": 0.3, "f1_weighted": 0.3, "n": 12, "confusion_matrix": matrix},
             "efficiency": {"trainable_params": 1, "total_params": 2, "trainable_percent": 50, "train_seconds": 1,
