@@ -12,10 +12,9 @@ Why min/10 and not the steepest descent (issue 20, benchmarks/results/imdb_peft_
 H200, MiniLM-L6 and SmolLM2-135M, the steepest-descent rate trained a full epoch well for full fine-tuning and
 IA3 but collapsed 3 of 6 MiniLM LoRA runs onto one class (LoRA on attention+FFN at 4.4e-3, both seeds; rank
 64 at 9.7e-4) and left one QLoRA run at 68.6%; on SmolLM2 QLoRA an early bump of the still-noisy average made
-the "steepest" point 2.5e-6, where nothing trains. A tenth of the minimum's rate trained all 12 MiniLM setups
-x 2 seeds (86.8-90.1%, none flagged) and every SmolLM2 setup it was tried on: the range test sees a few
-hundred steps, a run sees thousands, and the rate that wins the short race is the one that collapses the
-long one.
+the "steepest" point 2.5e-6, where nothing trains. A tenth of the minimum's rate trained all 6 MiniLM setups
+x 2 seeds (86.8-90.1%, none flagged) and the 5 SmolLM2 setups it was tried on: the range test sees a few
+hundred steps, a run sees thousands, and the rate that wins the short race can collapse the long one.
 
 It trains through the studio's own recipe (studio/recipe.py): the config's data, its speed plan, the model
 with its adapters or 4-bit base, the Trainer with the config's optimizer, batch, precision and clipping, so the
