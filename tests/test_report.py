@@ -151,7 +151,7 @@ def test_report_and_study_plots_from_a_tiny_grid(tiny_model_dir, runs_dir, tmp_p
 
 
 def test_the_goemotions_table_without_its_collapsed_runs():
-    """The committed study's aggregated table, regenerated offline from its runs.csv: the four collapsed runs
+    """The study's first aggregated table, regenerated offline from its runs CSV: the four collapsed runs
     are out of the means and each of their cells says so (test_sweep.py has the rule that finds them)."""
     from test_sweep import goemotions_real_records
 

@@ -11,6 +11,7 @@ import pytest
 from studio.cli import main
 from studio.config import RunConfig
 from studio.errors import ConfigError
+from studio.health import flag_from_scores
 from studio.presets import GRIDS_DIR
 from studio.registry import Registry, RunRecord
 from studio.sweep import Grid, Sweep, aggregate, aggregate_runs
@@ -151,14 +152,17 @@ def test_runs_that_did_not_learn_are_left_out_of_the_means_and_counted(runs_dir)
     assert rows[4]["run_ids"][0] not in rows[4]["flags"]  # the run that learned comes first (its curves are drawn)
 
 
+GOEMOTIONS_RESULTS = Path(__file__).parents[1] / "benchmarks" / "results" / "goemotions_real"
+
+
 def goemotions_real_records() -> dict[str, RunRecord]:
-    """The committed GoEmotions study's completed runs, as registry rows (config hash -> row) from its runs.csv,
-    recorded before the health check existed (flag NULL)."""
+    """The GoEmotions study's first completed runs (H100, 2026-11-23), as registry rows (config hash -> row) from
+    their runs CSV, recorded before the health check existed (flag NULL)."""
     import dataclasses
 
     import pandas as pd
 
-    runs = pd.read_csv(Path(__file__).parents[1] / "benchmarks" / "results" / "goemotions_real" / "runs.csv")
+    runs = pd.read_csv(GOEMOTIONS_RESULTS / "runs-2026-11-23-h100.csv")
     names = [f.name for f in dataclasses.fields(RunRecord)]
     records: dict[str, RunRecord] = {}
     for row in runs[runs["status"] == "completed"].to_dict("records"):
@@ -175,7 +179,11 @@ def test_the_goemotions_studys_collapsed_runs_are_left_out_of_its_means():
     they are found by the rule on test scores (`health.flag_from_scores`); its report averaged them in
     ("MiniLM LoRA 2 x 1600: 0.70 ± 0.28"). The fifth such run was stopped (no mean counts it), and the MiniLM
     full run at 0.2375 (16 labels x 800) predicts several classes (macro-F1 0.15): low, not collapsed."""
-    rows = aggregate_runs(Grid.from_yaml("goemotions_real"), goemotions_real_records())
+    rows = [
+        r
+        for r in aggregate_runs(Grid.from_yaml("goemotions_real"), goemotions_real_records())
+        if r["setup"] != "MiniLM LoRA lr 3e-4"
+    ]  # added to the grid after this run (issue 20)
     flagged = {(r["setup"], r["data.balance.num_labels"], r["data.balance.num_samples"]): r for r in rows if r["flags"]}
     assert sorted(flagged) == [("MiniLM LoRA", 2, 1600), ("MiniLM LoRA", 2, 2400), ("MiniLM LoRA", 4, 2400),
                                ("MiniLM LoRA", 16, 2400)]  # fmt: skip
@@ -313,14 +321,33 @@ def test_method_bars_average_the_cells_of_other_axes():
 
 
 def test_the_real_grids_runs_keep_their_identity_across_config_formats():
-    """The 96 runs of goemotions_real were recorded under config format 1; its points must still hash to
-    them (its inline base takes the grid's `version: 1`, so speed is as_set), or `sweep` would rerun all."""
+    """The 96 runs of goemotions_real were recorded under config format 1 (H100), its MiniLM half again later
+    (H200, with a third MiniLM setup); its points must still hash to them (its inline base takes the grid's
+    `version: 1`, so speed is as_set), or `sweep` would rerun all."""
     import pandas as pd
 
     from studio.sweep import Grid
 
-    runs = pd.read_csv(Path(__file__).parents[1] / "benchmarks" / "results" / "goemotions_real" / "runs.csv")
-    done = set(runs.loc[runs["status"] == "completed", "config_hash"])
+    first, again = (pd.read_csv(GOEMOTIONS_RESULTS / f) for f in ("runs-2026-11-23-h100.csv", "runs.csv"))
+    done = {h for runs in (first, again) for h in runs.loc[runs["status"] == "completed", "config_hash"]}
     points = Grid.from_yaml("goemotions_real").points()
-    assert len(points) == 96 and all(p.config.config_hash() in done for p in points)
+    assert len(points) == 120 and all(p.config.config_hash() in done for p in points)
     assert {p.config.train.speed for p in points} == {"as_set"}
+
+
+def test_the_re_run_goemotions_report_records_its_collapses_and_they_are_the_first_runs_cells():
+    """Issue 20: the MiniLM half re-run on the H200 recorded its health flags; the seed-43 LoRA runs at 1e-3
+    collapsed in the same 4 cells as on the H100, and nothing else was flagged."""
+    import pandas as pd
+
+    from studio.sweep import Grid
+
+    again = pd.read_csv(GOEMOTIONS_RESULTS / "runs.csv").fillna({"flag": ""})
+    labels = {p.config.config_hash(): p.labels for p in Grid.from_yaml("goemotions_real").points()}
+    cells = sorted((labels[h]["setup"], labels[h]["data.balance.num_labels"], labels[h]["data.balance.num_samples"])
+                   for h in again.loc[again["flag"] == "collapsed", "config_hash"])  # fmt: skip
+    assert len(again) == 72 and set(again["flag"]) == {"", "collapsed"}
+    first = {k: r for k, r in goemotions_real_records().items() if flag_from_scores(r.accuracy, r.f1_macro,
+             labels[k]["data.balance.num_labels"])}  # fmt: skip
+    assert cells == sorted((labels[k]["setup"], labels[k]["data.balance.num_labels"],
+                            labels[k]["data.balance.num_samples"]) for k in first)  # fmt: skip
