@@ -214,6 +214,17 @@ class TrainConfig:
     optimizer: Optimizer = _f("adamw_torch", "Optimizer (8-bit and paged ones need bitsandbytes).")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 = off).", ge=0)
     label_smoothing: float = _f(0.0, "Label smoothing factor.", ge=0, lt=1)
+    class_weights: Literal["none", "balanced"] | dict[str, float] = _f(
+        "none",
+        "Weight each class in the loss: none; balanced (inversely to its count in the training split, as "
+        "scikit-learn's 'balanced'); or {label: weight}. Weights are relative: scaled so the average training "
+        "example weighs 1. For skewed classes (the Data tab shows the ratio).",
+    )
+    loss: Literal["cross_entropy", "focal"] = _f(
+        "cross_entropy",
+        "cross_entropy, or focal (Lin et al. 2017): down-weights examples the model already gets right.",
+    )
+    focal_gamma: float = _f(2.0, "Focal loss's focusing parameter (0 = cross-entropy; 2 is the paper's).", ge=0, le=10)
     precision: Literal["auto", "fp32", "fp16", "bf16"] = _f(
         "auto", "Mixed precision; auto = bf16 on GPUs that have it, else fp16; fp32 on CPU."
     )
@@ -265,6 +276,13 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        if isinstance(self.class_weights, dict):
+            if not self.class_weights:
+                raise ConfigError("train.class_weights", "is empty; name labels and weights, or use balanced / none")
+            bad = {k: v for k, v in self.class_weights.items() if not v > 0}
+            if bad:
+                label, weight = next(iter(bad.items()))
+                raise ConfigError("train.class_weights", f"the weight of '{label}' is {weight:g}; weights must be > 0")
         if self.eval_strategy == "steps" and self.eval_steps is None:
             raise ConfigError("train.eval_steps", "is required when eval_strategy is 'steps'")
         # the Trainer picks the best among its saved checkpoints, so with load_best it saves when it evaluates
@@ -377,6 +395,9 @@ _HASH_NEUTRAL = {
     "expandable_segments": False,
     "checkpoint_steps": None,
     "stop_on_collapse": False,
+    "class_weights": "none",
+    "loss": "cross_entropy",
+    "focal_gamma": 2.0,
 }
 _ADAPTER = TypeAdapter(RunConfig)
 SECTIONS: dict[str, type] = {  # dotted section path -> its dataclass (the top level is "")
@@ -414,13 +435,15 @@ def _parse_value(raw: str) -> Any:
 
 def _to_config_error(e: ValidationError) -> ConfigError:
     """Turn pydantic's report into one line per problem, each naming its dotted field."""
-    messages, first_field = [], ""
+    messages, first_field, fields_said = [], "", set()
     for err in e.errors():
         path: list[str] = []
         for part in err["loc"]:
             section = ".".join(path)
             cls = SECTIONS.get(section)
-            known = cls is None or part in {f.name for f in dataclasses.fields(cls)}
+            if cls is None:  # inside a field: the rest names a branch of its type (a union's), not a field
+                break
+            known = part in {f.name for f in dataclasses.fields(cls)}
             if not isinstance(part, str) or not (known or err["type"] == "unexpected_keyword_argument"):
                 break
             path.append(part)
@@ -437,6 +460,9 @@ def _to_config_error(e: ValidationError) -> ConfigError:
                 msg = str(inner)
         else:
             msg = f"{err['msg']} (got {err.get('input')!r})"
+        if field and field in fields_said:  # a union's other branches: its first complaint says enough
+            continue
+        fields_said.add(field)
         first_field = first_field or field
         line = f"{field}: {msg}" if field else msg
         if line not in messages:

@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 from studio.config import RunConfig
 from studio.distributed import World, any_rank, fsdp_requested, layout
 from studio.events import Evaluation, Event, Note, Progress, TrainLog
+from studio.losses import loss_for
 from studio.metrics import PeakMemory, make_compute_metrics
 from studio.precision import resolve_precision
 from studio.results import Layout
@@ -97,6 +98,7 @@ def build_trainer(recipe: ClassifierRecipe, run_dir: Path, run_id: str | None) -
         ),
         processing_class=bundle.tokenizer,
         compute_metrics=make_compute_metrics(recipe.data.label_names),
+        compute_loss_func=loss_for(t, recipe.data.label_names, recipe.train_counts),
         callbacks=callbacks,
     )
     fsdp = bool(getattr(trainer, "is_fsdp_enabled", False))  # launched with an FSDP accelerate config

@@ -53,6 +53,8 @@ class ClassifierRecipe:
         """Where tokenized splits are cached (the runs folder's .cache)."""
         self.progress_bar = progress_bar
         self.data: PreparedData | None = None
+        self.train_counts: dict[str, int] = {}
+        """Rows of each label in the training split (class weights and the imbalance note read them)."""
         self.plan: Plan | None = None
         self.bundle: ModelBundle | None = None
         self.tokenized: Any = None
@@ -78,6 +80,23 @@ class ClassifierRecipe:
             f"data: {counts['train']} train / {counts['validation']} validation / {counts['test']} test rows, "
             f"{len(names)} labels ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})"))  # fmt: skip
         for note in prepared.report.get("notes", []):
+            self.emit(Note(note))
+        self._weigh_classes()
+
+    def _weigh_classes(self) -> None:
+        """Count the training split's labels, check `train.class_weights` against them (a ConfigError names an
+        unknown label before any model loads), and say when the classes are skewed."""
+        from collections import Counter
+
+        from studio.losses import class_weights, imbalance_note
+
+        assert self.data is not None
+        names = self.data.label_names
+        ids = Counter(self.data.splits["train"]["label"])
+        self.train_counts = {name: ids.get(i, 0) for i, name in enumerate(names)}
+        class_weights(self.config.train.class_weights, names, self.train_counts)
+        note = imbalance_note(self.train_counts, self.config.train)
+        if note:
             self.emit(Note(note))
 
     def plan_speed(self) -> None:

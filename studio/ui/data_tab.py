@@ -140,7 +140,7 @@ def inspect_data(session: Session, tab: DataTab, values: dict[Any, Any]) -> dict
         else plots.empty("token lengths need the model's tokenizer (see the notes)")
     )
     return {
-        tab.summary: summary_md(o, config.data.max_length),
+        tab.summary: summary_md(o, config.data.max_length, config.train),
         tab.labels_plot: plots.label_distribution(o.label_counts),
         tab.lengths_plot: lengths,
         tab.preview: o.preview,
@@ -160,8 +160,11 @@ def remark(values: list[int], limit: float) -> Any:
 
 
 # ---- formatting ------------------------------------------------------------------------------------------------
-def summary_md(o: Any, max_length: int) -> str:
-    """Rows per split, labels, columns, how many texts get cut, and the data's notes."""
+def summary_md(o: Any, max_length: int, train: Any = None) -> str:
+    """Rows per split, labels, columns, the classes' imbalance (and what to change above 3:1, given the config's
+    `train` section), how many texts get cut, and the data's notes."""
+    from studio.losses import imbalance_note, imbalance_ratio
+
     rows = " / ".join(f"{o.rows[s]:,} {s}" for s in ("train", "validation", "test"))
     names = ", ".join(o.label_names[:20]) + (" ..." if len(o.label_names) > 20 else "")
     lines = [
@@ -169,6 +172,12 @@ def summary_md(o: Any, max_length: int) -> str:
         f"**{len(o.label_names)} labels**: {names}  ",
         f"text column `{o.text_column}`, label column `{o.label_column}`  ",
     ]
+    counts = o.label_counts.get("train") or {}
+    if len(counts) > 1:
+        lines.append(f"classes {imbalance_ratio(counts):.1f}:1, largest to smallest in train  ")
+        note = imbalance_note(counts, train) if train is not None else None
+        if note:
+            lines.append(f"**{note[0].upper() + note[1:]}**  ")
     if o.lengths:
         share = o.truncated_share(max_length)
         median = sorted(o.lengths)[len(o.lengths) // 2]

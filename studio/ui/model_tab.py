@@ -193,6 +193,13 @@ def _training(form: ConfigForm) -> LrFinder:
             form.field("train.early_stopping_patience", gr.Number, minimum=1, label="early stopping patience")
             form.field("train.stop_on_collapse", gr.Checkbox, label="stop a run that is not learning")
         with gr.Row():
+            form.field("train.class_weights", gr.Textbox, label="class weights", to_config=weights_to_config,
+                       to_ui=weights_to_ui, info="none, balanced (for skewed classes: the Data tab shows the "
+                       "ratio), or label: weight, ...")  # fmt: skip
+            form.field("train.loss", gr.Dropdown)
+            form.field("train.focal_gamma", gr.Number, minimum=0, label="focal gamma")
+            form.field("train.metric_for_best", gr.Dropdown, label="best-model metric")
+        with gr.Row():
             form.field("train.eval_strategy", gr.Radio, label="evaluate every")
             form.field("train.eval_steps", gr.Number, minimum=1)
             form.field("train.logging_steps", gr.Number, minimum=1)
@@ -409,3 +416,25 @@ def _estimate_text(e: Any, config: RunConfig) -> str:
         lines.append(f"**Largest batch that fits:** {e.largest_batch}  ")
     lines += [f"- {n}" for n in e.notes]
     return "\n".join(lines)
+
+
+def weights_to_config(text: Any) -> Any:
+    """'none', 'balanced' or 'pos: 3, neg: 1' (the class-weights box) as the config takes it; text that is
+    none of these goes through as typed, so the config's check names it."""
+    value = str(text or "").strip()
+    if value.lower() in ("", "none", "balanced"):
+        return value.lower() or "none"
+    pairs = [p.partition(":") for p in value.split(",") if p.strip()]
+    if not all(sep for _, sep, _ in pairs):
+        return value
+    try:
+        return {label.strip(): float(weight) for label, _, weight in pairs}
+    except ValueError:
+        return value
+
+
+def weights_to_ui(value: Any) -> str:
+    """The config's class weights as the box shows them."""
+    if isinstance(value, dict):
+        return ", ".join(f"{label}: {weight:g}" for label, weight in value.items())
+    return str(value)
