@@ -384,7 +384,34 @@ def cmd_show(args: argparse.Namespace) -> int:
     registry = Registry(args.runs_dir)
     record = registry.get(args.run_id)
     summary = registry.summary(args.run_id)
-    print(json.dumps({"run": record.__dict__, **(summary.to_dict() if summary else {})}, indent=2, default=str))
+    from studio.file_eval import evaluations
+
+    named = [{"name": e.name, "file": e.file, "rows": e.rows, **e.metrics.scalars()}
+             for e in evaluations(registry.run_dir(args.run_id))]  # fmt: skip
+    shown = {"run": record.__dict__, **(summary.to_dict() if summary else {})}
+    print(json.dumps({**shown, **({"evaluations": named} if named else {})}, indent=2, default=str))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from studio.file_eval import evaluate_file
+    from studio.registry import Registry
+
+    registry = Registry(args.runs_dir)
+    _quiet_libraries()
+    result, path = evaluate_file(registry, args.run_id, args.file, text_column=args.text_column,
+                                 label_column=args.label_column, name=args.name)  # fmt: skip
+    m = result.metrics
+    left = f" ({result.left_out} without a text or label left out)" if result.left_out else ""
+    print(f"{result.name}: {result.rows} rows of {Path(result.file).name}{left}, text '{result.text_column}', "
+          f"label '{result.label_column}'")  # fmt: skip
+    print(f"accuracy {m.accuracy:.4f}  macro-F1 {m.f1_macro:.4f}  weighted-F1 {m.f1_weighted:.4f}")
+    width = max(len(n) for n in m.per_class)
+    print(f"  {'label':{width}}  precision  recall      f1  support")
+    for label, c in m.per_class.items():
+        print(f"  {label:{width}}  {c.precision:9.4f}  {c.recall:6.4f}  {c.f1:6.4f}  {c.support:7d}")
+    print(f"confusion matrix (rows: true, columns: predicted): {m.confusion_matrix}")
+    print(f"saved: {path}")
     return 0
 
 
@@ -551,6 +578,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", help="column of the file holding the texts (default: detect)")
     p.add_argument("--out", help="where to write the predictions CSV")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="evaluate a finished run on a labelled file (saved in the run folder)")
+    p.add_argument("run_id")
+    p.add_argument("--file", required=True, help="CSV/TSV/JSONL/JSON/Parquet file (or folder) of texts and labels")
+    p.add_argument("--text-column", help="column holding the texts (default: detect)")
+    p.add_argument("--label-column", help="column holding the labels (default: detect)")
+    p.add_argument("--name", help="name of the evaluation (default: the file's name)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export", help="zip a finished run with a model card (prints the zip's path)")
     p.add_argument("run_id")
