@@ -20,6 +20,7 @@ import dataclasses
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,11 +93,13 @@ def read_labelled(path: str | Path, label_names: list[str], text_column: str | N
 
 
 def evaluate_file(registry: Any, run_id: str, path: str | Path, *, text_column: str | None = None,
-                  label_column: str | None = None, name: str | None = None, predictor: Any = None,
+                  label_column: str | None = None, name: str | None = None,
+                  load_predictor: Callable[[], Any] | None = None,
                   batch_size: int | None = None) -> tuple[FileEvaluation, Path]:  # fmt: skip
     """Evaluate run `run_id`'s model on the labelled file and save it as a named evaluation; (it, its JSON path).
 
-    The file and the name are checked before the model loads and before anything is written.
+    The file and the name are checked before the model loads and before anything is written. `load_predictor`
+    gives the run's `inference.Predictor` (the app's cache of loaded models); default: load it here.
     """
     import numpy as np
 
@@ -112,10 +115,12 @@ def evaluate_file(registry: Any, run_id: str, path: str | Path, *, text_column: 
         raise StudioError(f"--name: '{name}' must be letters, digits, '.', '_' or '-' (at most 80), starting with "
                           "a letter or digit")  # fmt: skip
     rows = read_labelled(path, label_names, text_column, label_column)
-    if predictor is None:
+    if load_predictor is None:
         from studio.inference import Predictor
 
         predictor = Predictor.from_run(registry, run_id)
+    else:
+        predictor = load_predictor()
     preds = predictor.predict(rows.texts, batch_size=batch_size)
     probs = np.array([[p.probs[n] for n in label_names] for p in preds], dtype=np.float64)
     report = full_report(np.array(rows.labels), np.log(np.clip(probs, 1e-12, 1.0)), label_names)

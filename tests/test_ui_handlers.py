@@ -255,6 +255,27 @@ def test_refreshing_and_deleting_keep_the_pickers_true_to_the_registry(runs_dir)
     assert "Test accuracy 80.00%" in details and "name: kept" in config_text
 
 
+def test_the_runs_tab_evaluates_a_run_on_a_labelled_file_and_lists_it(runs_dir, tiny_model_dir, tmp_path):
+    from studio.training import Run
+
+    session, runs = built(runs_dir, runs_tab)
+    config = tiny_config(tiny_model_dir("bert")).with_overrides(["train.max_steps=2", "train.eval_strategy=no"])
+    run_id = Run(config, session.registry).execute().run_id
+    path = tmp_path / "reviews.csv"
+    path.write_text(
+        "review,sentiment\n" + "".join(f"film {i},{'positive' if i % 2 else 'negative'}\n" for i in range(8))
+    )
+    with pytest.raises(gr.Error, match="upload a labelled file first"):
+        runs_tab.evaluate_on_file(session, run_id, None, "", "")
+    md = runs_tab.evaluate_on_file(session, run_id, str(path), "", "")
+    assert "**reviews**: 8 rows of `reviews.csv`" in md and "| positive |" in md and "saved:" in md
+    details, _ = runs_tab.show(session, run_id)
+    assert "Evaluations on other files" in details and "`reviews`: 8 rows of reviews.csv" in details
+    path.write_text("review,sentiment\nfine,so-so\n")
+    with pytest.raises(gr.Error, match="labels the model does not know: 'so-so'"):
+        runs_tab.evaluate_on_file(session, run_id, str(path), "", "")
+
+
 def test_the_compare_tab_waits_for_a_grid(runs_dir):
     session, compare = built(runs_dir, compare_tab)
     assert compare_tab.watch(session, compare, None, "") == gr.skip()  # no grid ran: nothing to redraw

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from studio.datasource import SUFFIXES
@@ -10,6 +11,7 @@ from studio.results import RunSummary
 from studio.runlog import RunView
 
 if TYPE_CHECKING:
+    from studio.file_eval import FileEvaluation
     from studio.lr_find import LrFindResult
 
 UPLOAD_TYPES = [*SUFFIXES, ".gz"]
@@ -122,3 +124,22 @@ def lr_find_md(r: LrFindResult) -> str:
     steep = [f"- the loss fell fastest at {r.steepest:.2g}: the top of the usable range (whole runs there can "
              "collapse)"] if r.steepest else []  # fmt: skip
     return "\n\n".join([head, "\n".join([*steep, *(f"- {c}" for c in r.caveats)])]).strip()
+
+
+def file_eval_md(result: FileEvaluation, saved: Path) -> str:
+    """A named evaluation on a labelled file: headline metrics, per-class table, confusion matrix, where saved."""
+    m = result.metrics
+    left = f" ({result.left_out} without a text or label left out)" if result.left_out else ""
+    lines = [
+        f"**{result.name}**: {result.rows:,} rows of `{Path(result.file).name}`{left}, text `{result.text_column}`, "
+        f"label `{result.label_column}`  ",
+        f"**accuracy {m.accuracy:.4f}** · macro F1 {m.f1_macro:.4f} · weighted F1 {m.f1_weighted:.4f}",
+        "",
+        "| label | precision | recall | F1 | support |",
+        "|---|---:|---:|---:|---:|",
+        *(f"| {n} | {c.precision:.3f} | {c.recall:.3f} | {c.f1:.3f} | {c.support} |" for n, c in m.per_class.items()),
+        "",
+        f"confusion matrix (rows: true, columns: predicted): `{m.confusion_matrix}`  ",
+        f"saved: `{saved}`",
+    ]
+    return "\n".join(lines)

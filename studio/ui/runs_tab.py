@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -10,7 +11,7 @@ import gradio as gr
 from studio.config import RunConfig
 from studio.errors import StudioError
 from studio.ui.feedback import guard
-from studio.ui.formatting import results_md, rounded, run_choices
+from studio.ui.formatting import file_eval_md, results_md, rounded, run_choices
 from studio.ui.session import Session, handler
 
 COLUMNS = ["run", "status", "flag", "model", "method", "dataset", "accuracy", "F1 macro", "peak MB",
@@ -39,6 +40,17 @@ class Export:
 
 
 @dataclass
+class FileEval:
+    """Evaluate the selected run on a labelled file (studio/file_eval.py)."""
+
+    file: gr.File
+    text_column: gr.Textbox
+    label_column: gr.Textbox
+    run: gr.Button
+    result: gr.Markdown
+
+
+@dataclass
 class RunsTab:
     refresh: gr.Button
     table: gr.Dataframe
@@ -57,6 +69,7 @@ class RunsTab:
     details: gr.Markdown
     config_view: gr.Code
     export: Export
+    file_eval: FileEval
 
     @property
     def listed(self) -> list[Any]:
@@ -99,7 +112,7 @@ def build(session: Session) -> RunsTab:
         details = gr.Markdown(elem_id="run-details")
         config_view = gr.Code(language="yaml", label="config.yaml", lines=12, max_lines=30)
     tab = RunsTab(refresh, table, compare, curve, overlay, pareto, selected, open_btn, resume, delete, confirm_row,
-                  confirm_text, confirm, cancel, details, config_view, _export())  # fmt: skip
+                  confirm_text, confirm, cancel, details, config_view, _export(), _file_eval())  # fmt: skip
     _wire(session, tab)
     return tab
 
@@ -122,6 +135,20 @@ def _export() -> Export:
     return Export(download, merge, zip_file, repo, token, private, merged, push, status)
 
 
+def _file_eval() -> FileEval:
+    with gr.Accordion("Evaluate on a labelled file", open=False):
+        gr.Markdown("Metrics of the selected run on any file with texts and labels (CSV, TSV, JSON Lines, JSON, "
+                    "Parquet), saved in its folder beside, never over, its own test results.")  # fmt: skip
+        with gr.Row():
+            file = gr.File(label="Labelled file", file_types=[".csv", ".tsv", ".jsonl", ".json", ".parquet", ".gz"],
+                           height=100, scale=2)  # fmt: skip
+            text_column = gr.Textbox(label="text column", placeholder="detect", scale=1)
+            label_column = gr.Textbox(label="label column", placeholder="detect", scale=1)
+            run = gr.Button("Evaluate", scale=0, min_width=120, elem_id="evaluate-file")
+        result = gr.Markdown(elem_id="file-eval-result")
+    return FileEval(file, text_column, label_column, run, result)
+
+
 def _wire(session: Session, tab: RunsTab) -> None:
     tab.refresh.click(handler(refreshed, session, tab), [tab.compare, tab.selected], tab.listed, api_name="runs")
     tab.table.select(pick_row, tab.table, tab.selected)
@@ -139,6 +166,9 @@ def _wire(session: Session, tab: RunsTab) -> None:
     tab.cancel.click(lambda: gr.update(visible=False), None, tab.confirm_row)
     tab.confirm.click(handler(do_delete, session, tab), [tab.selected, tab.compare], [tab.confirm_row, *tab.listed],
                       api_name="delete_run")  # fmt: skip
+    f = tab.file_eval
+    f.run.click(handler(evaluate_on_file, session), [tab.selected, f.file, f.text_column, f.label_column], f.result,
+                api_name="evaluate_file")  # fmt: skip
     e = tab.export
     e.download.click(handler(zip_run, session), tab.selected, e.zip_file)
     e.merge.click(handler(merge_run, session), tab.selected, e.status)
@@ -206,7 +236,13 @@ def show(session: Session, run_id: str | None) -> tuple[str, str]:
     config_text = (folder / "config.yaml").read_text(encoding="utf-8") if (folder / "config.yaml").is_file() else ""
     head = f"**{record.id}** · {record.status}" + (f" — {record.message}" if record.message else "")
     head += f"  \nfolder: `{folder}`"
-    return head + "\n\n" + results_md(session.registry.summary(run_id)), config_text
+    from studio.file_eval import evaluations
+
+    named = evaluations(folder)
+    listed = "\n\n**Evaluations on other files**  \n" + "  \n".join(
+        f"`{e.name}`: {e.rows:,} rows of {Path(e.file).name}, accuracy {e.metrics.accuracy:.4f}, macro F1 "
+        f"{e.metrics.f1_macro:.4f}" for e in named) if named else ""  # fmt: skip
+    return head + "\n\n" + results_md(session.registry.summary(run_id)) + listed, config_text
 
 
 @guard
@@ -257,6 +293,22 @@ def zip_run(session: Session, run_id: str | None) -> str:
     if not run_id:
         raise StudioError("pick a run first")
     return str(export_zip(session.registry, run_id))
+
+
+@guard
+def evaluate_on_file(session: Session, run_id: str | None, path: str | None, text_column: str,
+                     label_column: str) -> str:  # fmt: skip
+    """Evaluate the run on the uploaded file: its metrics and where they were saved (Markdown)."""
+    from studio.file_eval import evaluate_file
+
+    if not run_id:
+        raise StudioError("pick a run first")
+    if not path:
+        raise StudioError("upload a labelled file first")
+    result, saved = evaluate_file(session.registry, run_id, path, text_column=text_column.strip() or None,
+                                  label_column=label_column.strip() or None,
+                                  load_predictor=lambda: session.predictors.get(run_id))  # fmt: skip
+    return file_eval_md(result, saved)
 
 
 @guard
