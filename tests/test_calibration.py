@@ -197,3 +197,14 @@ def test_export_and_merge_carry_the_temperature(calibrated_run):
     merged = merge_adapter(registry, run_id)
     assert json.loads((merged / CALIBRATION_FILE).read_text()) == saved
     assert "T = " in model_card(registry, run_id)
+
+
+def test_the_reliability_diagram_draws_both_curves(calibrated_run):
+    from studio import plots
+
+    registry, run_id = calibrated_run
+    c = registry.summary(run_id).calibration
+    fig = plots.reliability_diagram(c)
+    assert [t.name for t in fig.data] == ["perfect", "raw", f"T = {c.temperature:.2f}"]
+    assert len(fig.data[2].x) == len(c.bins_after) and "ECE" in fig.layout.title.text
+    assert "No calibration" in plots.reliability_diagram(None).layout.annotations[0].text
