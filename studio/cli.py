@@ -421,19 +421,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if not args.texts and not args.file:
         raise StudioError("predict needs texts or --file FILE")
+    if args.min_confidence is not None:
+        from studio.calibration import check_threshold
+
+        args.min_confidence = check_threshold(args.min_confidence)  # refused before anything loads or is written
     registry = Registry(args.runs_dir)
     registry.get(args.run_id)  # a clear error before loading any library
     _quiet_libraries()
     predictor = Predictor.from_run(registry, args.run_id)
     if args.file:
-        frame = predictor.predict_file(args.file, text_column=args.text_column)
+        frame = predictor.predict_file(args.file, text_column=args.text_column, raw=args.raw,
+                                       min_confidence=args.min_confidence)  # fmt: skip
         out = args.out or str(Path(args.file).with_suffix("")) + ".predictions.csv"
         frame.to_csv(out, index=False)
         print(f"{len(frame)} predictions written to {out}")
         return 0
-    for p in predictor.predict(args.texts):
+    for p in predictor.predict(args.texts, raw=args.raw, min_confidence=args.min_confidence):
         probs = "  ".join(f"{k} {v:.3f}" for k, v in sorted(p.probs.items(), key=lambda kv: -kv[1])[:5])
-        print(f"{p.label}\t{p.score:.3f}\t{probs}\t{p.text[:60]}")
+        print(f"{p.answer}\t{p.score:.3f}\t{probs}\t{p.text[:60]}")
     return 0
 
 
@@ -577,6 +582,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="CSV/TSV/JSONL/Parquet file of texts")
     p.add_argument("--text-column", help="column of the file holding the texts (default: detect)")
     p.add_argument("--out", help="where to write the predictions CSV")
+    p.add_argument("--min-confidence", metavar="X",
+                   help="answer 'unsure' when the top (calibrated) probability is under X, in [0, 1]; eval.json's "
+                        "calibration.coverage gives the accuracy and coverage at thresholds")  # fmt: skip
+    p.add_argument("--raw", action="store_true",
+                   help="the model's raw probabilities, without the run's temperature scaling")  # fmt: skip
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="evaluate a finished run on a labelled file (saved in the run folder)")

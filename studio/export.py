@@ -1,7 +1,8 @@
 """Take a finished run out of the studio: a model card, a zip, a merged model, a Hugging Face Hub repo.
 
 - `studio.model_card.model_card` writes the Hugging Face README.md that every export carries.
-- `export_zip` packs the run's model, tokenizer, label map, config and metrics with that card into
+- `export_zip` packs the run's model, tokenizer, label map, calibration.json (the temperature), config and
+  metrics with that card into
   ``<runs_dir>/exports/<run_id>.zip`` (outside the run folder: the run's own artifacts stay as training left
   them). The zip keeps the run folder's layout under one ``<run_id>/`` folder.
 - `merge_adapter` folds a LoRA / QLoRA / IA3 adapter into its base: a plain transformers model in
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from studio.calibration import CALIBRATION_FILE
 from studio.errors import StudioError
 from studio.model_card import FinishedRun, base_model_id, card_text, finished_run
 from studio.registry import Registry
@@ -74,6 +76,8 @@ def _entries(run: FinishedRun, card: str, *, flat: bool, merged: bool = False) -
         out[config_name] = json.dumps({**adapter_cfg, "base_model_name_or_path": base}, indent=2).encode()
     for name in ("label_map.json", "config.yaml", "eval.json"):
         out.setdefault(name, next(_files(run.dir / name, run.dir)))
+    if (run.dir / CALIBRATION_FILE).exists():  # the temperature travels with the model
+        out.setdefault(CALIBRATION_FILE, next(_files(run.dir / CALIBRATION_FILE, run.dir)))
     out["README.md"] = card.encode("utf-8")
     return out
 
@@ -163,6 +167,8 @@ def merge_adapter(registry: Registry, run_id: str) -> Path:
         model.save_pretrained(tmp)  # safetensors
         _write_folder(tmp, {f.relative_to(tokenizer_dir).as_posix(): f for f in _files(tokenizer_dir, run.dir)})
         _write_folder(tmp, {"label_map.json": run.dir / "label_map.json", "README.md": card.encode("utf-8")})
+        if (run.dir / CALIBRATION_FILE).exists():  # the temperature travels with the model
+            _write_folder(tmp, {CALIBRATION_FILE: next(_files(run.dir / CALIBRATION_FILE, run.dir))})
         try:
             tmp.rename(target)
         except OSError:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.calibration import UNSURE, check_threshold, read_temperature
 from studio.config import RunConfig
 from studio.errors import DataError, StudioError
 from studio.registry import Registry
@@ -28,6 +29,13 @@ class Prediction:
     score: float
     """Probability of the predicted label."""
     probs: dict[str, float]
+    unsure: bool = False
+    """The top probability is under the confidence threshold asked for (`min_confidence`)."""
+
+    @property
+    def answer(self) -> str:
+        """The label, or "unsure" under the threshold."""
+        return UNSURE if self.unsure else self.label
 
 
 def _autocast(cuda: bool) -> Any:
@@ -42,11 +50,18 @@ def _autocast(cuda: bool) -> Any:
 
 
 class Predictor:
-    """A run's model in eval mode. Load once, then call `predict` as often as needed (thread-safe)."""
+    """A run's model in eval mode. Load once, then call `predict` as often as needed (thread-safe).
 
-    def __init__(self, model: Any, tokenizer: Any, label_names: list[str], max_length: int, run_id: str = ""):
+    Probabilities are calibrated: softmax(logits / temperature), the temperature the run fitted on its validation
+    split (its calibration.json; None: a run without one, whose probabilities are the raw ones)."""
+
+    def __init__(
+        self, model: Any, tokenizer: Any, label_names: list[str], max_length: int, run_id: str = "",
+        temperature: float | None = None,
+    ):  # fmt: skip
         self.model, self.tokenizer = model, tokenizer
         self.label_names, self.max_length, self.run_id = label_names, max_length, run_id
+        self.temperature = temperature
 
     @classmethod
     def from_run(cls, registry: Registry, run_id: str) -> Predictor:
@@ -58,11 +73,16 @@ class Predictor:
             raise StudioError(f"run {run_id} has no saved model (status: {record.status}); pick a finished run")
         config = RunConfig.from_yaml(run_dir / "config.yaml")
         labels = read_label_map(run_dir)
+        temperature = read_temperature(run_dir)  # a bad file is refused before the model loads
         model, tokenizer = load_for_inference(run_dir, config, labels)
-        return cls(model, tokenizer, labels, config.data.max_length, run_id)
+        return cls(model, tokenizer, labels, config.data.max_length, run_id, temperature)
 
-    def predict(self, texts: list[str], batch_size: int | None = None) -> list[Prediction]:
-        """Predictions in input order.
+    def predict(
+        self, texts: list[str], batch_size: int | None = None, *, raw: bool = False,
+        min_confidence: float | None = None,
+    ) -> list[Prediction]:  # fmt: skip
+        """Predictions in input order: calibrated probabilities (`raw`: the model's own softmax), each marked
+        `unsure` when its top probability is under `min_confidence` (a threshold in [0, 1]).
 
         Texts are tokenized a chunk at a time (one tokenizer call per chunk: the Rust tokenizer spreads a call
         over the cores, and a call per batch took 3.7x as long on the H100's host), each chunk sorted by token
@@ -77,22 +97,27 @@ class Predictor:
         tokenized only after the last one is scored, and scored in fp32 (bf16 is emulated on most CPUs),
         CPU_BATCH at a time, which keeps one batch's activations small.
         """
+        threshold = check_threshold(min_confidence) if min_confidence is not None else None
         if isinstance(texts, str):
             texts = [texts]
         texts = [t if isinstance(t, str) else "" for t in texts]
         if not texts:
             return []
-        order, probs = self._score(texts, batch_size)
+        order, probs = self._score(texts, batch_size, None if raw else self.temperature)
         by_row: list[Any] = [None] * len(texts)
         for i, p in zip(order, probs, strict=True):
             by_row[i] = p
         out = []
         for text, p in zip(texts, by_row, strict=True):
             best = max(range(len(p)), key=p.__getitem__)
-            out.append(Prediction(text, self.label_names[best], p[best], dict(zip(self.label_names, p, strict=True))))
+            unsure = threshold is not None and p[best] < threshold
+            probs_of = dict(zip(self.label_names, p, strict=True))
+            out.append(Prediction(text, self.label_names[best], p[best], probs_of, unsure))
         return out
 
-    def _score(self, texts: list[str], batch_size: int | None) -> tuple[list[int], list[list[float]]]:
+    def _score(
+        self, texts: list[str], batch_size: int | None, temperature: float | None = None
+    ) -> tuple[list[int], list[list[float]]]:
         """(row order, class probabilities in that order) of every text, chunk by chunk (see `predict`)."""
         from concurrent.futures import ThreadPoolExecutor
 
@@ -115,14 +140,17 @@ class Predictor:
                 more = start + chunk < len(texts)
                 if more and cuda:  # tokenize the next chunk while the GPU scores this one
                     pending = helper.submit(tokenize, start + chunk)
-                order.extend(start + i for i in self._score_chunk(encoded, batch_size, device, scored))
+                order.extend(start + i for i in self._score_chunk(encoded, batch_size, device, scored, temperature))
                 if more and not cuda:  # after this chunk: on a CPU both would share the cores
                     pending = helper.submit(tokenize, start + chunk)
         return order, torch.cat(scored).cpu().tolist()
 
-    def _score_chunk(self, encoded: Any, batch_size: int, device: Any, scored: list[Any]) -> list[int]:
+    def _score_chunk(
+        self, encoded: Any, batch_size: int, device: Any, scored: list[Any], temperature: float | None = None
+    ) -> list[int]:
         """Score one tokenized chunk, shortest texts first (little padding per batch); appends each batch's
-        probabilities (left on the device) to `scored` and returns the chunk's rows in that order."""
+        probabilities (left on the device; softmax(logits / temperature) when one is given) to `scored` and
+        returns the chunk's rows in that order."""
         import torch
 
         cuda = device.type == "cuda"
@@ -132,7 +160,8 @@ class Predictor:
             rows = ranked[first : first + batch_size]
             batch = self._padded(encoded, rows, GPU_PAD_MULTIPLE if cuda else 1, pin=cuda)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            scored.append(torch.softmax(self.model(**batch).logits.float(), dim=-1))
+            logits = self.model(**batch).logits.float()
+            scored.append(torch.softmax(logits if temperature is None else logits / temperature, dim=-1))
         return ranked
 
     def _padded(self, encoded: Any, idx: list[int], multiple: int, pin: bool = False) -> dict[str, Any]:
@@ -165,11 +194,18 @@ class Predictor:
             out[key] = tensor.pin_memory() if pin else tensor
         return out
 
-    def predict_file(self, path: str | Path, text_column: str | None = None, batch_size: int | None = None) -> Any:
-        """A table (pandas) of the file's rows plus `predicted_label`, `score` and one `prob_<label>` per class.
+    def predict_file(
+        self, path: str | Path, text_column: str | None = None, batch_size: int | None = None, *, raw: bool = False,
+        min_confidence: float | None = None,
+    ) -> Any:  # fmt: skip
+        """A table (pandas) of the file's rows plus `predicted_label`, `score` and one `prob_<label>` per class
+        (calibrated unless `raw`). With `min_confidence`, `predicted_label` is "unsure" under the threshold and
+        `top_label` keeps the most probable label.
 
         The file is read by the data layer, so it takes the same formats and gives the same errors.
         """
+        if min_confidence is not None:
+            check_threshold(min_confidence)  # before the file is read
         from studio.config import DataConfig
         from studio.data import TEXT_COLUMNS, load_raw
 
@@ -184,8 +220,11 @@ class Predictor:
         )
         if column not in columns:
             raise DataError(f"text column '{column}' not found in {path.name}; it has columns: {', '.join(columns)}")
-        preds = self.predict(frame[column].fillna("").astype(str).tolist(), batch_size=batch_size)
-        frame["predicted_label"] = [p.label for p in preds]
+        texts = frame[column].fillna("").astype(str).tolist()
+        preds = self.predict(texts, batch_size=batch_size, raw=raw, min_confidence=min_confidence)
+        frame["predicted_label"] = [p.answer for p in preds]
+        if min_confidence is not None:
+            frame["top_label"] = [p.label for p in preds]
         frame["score"] = [round(p.score, 6) for p in preds]
         for name in self.label_names:
             frame[f"prob_{name}"] = [round(p.probs[name], 6) for p in preds]

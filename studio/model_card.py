@@ -192,6 +192,7 @@ def _body(run: FinishedRun, repo_id: str | None, merged: bool) -> str:
         "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|",
         *(f"| {n} | {c.precision:.4f} | {c.recall:.4f} | {c.f1:.4f} | {c.support} |"
           for n, c in test.per_class.items()),
+        *_calibration_lines(run),
         "", "## Efficiency", "",
         f"- trainable parameters: {eff.trainable_params:,} of {eff.total_params:,} "
         f"({eff.trainable_percent:.2f}%)",
@@ -208,6 +209,22 @@ def _body(run: FinishedRun, repo_id: str | None, merged: bool) -> str:
         "",
     ]  # fmt: skip
     return "\n".join(lines)
+
+
+def _calibration_lines(run: FinishedRun) -> list[str]:
+    """The temperature and what it did to the test split's calibration (nothing for a run without one)."""
+    c = run.summary.calibration
+    if c is None:
+        return []
+    return [
+        "", "## Calibration", "",
+        f"Temperature scaling, fitted on {c.validation_rows:,} validation rows: **T = {c.temperature:.4f}** "
+        "(probabilities = softmax(logits / T); the predicted label is unchanged). It is saved in "
+        "`calibration.json`; the studio applies it, other code should divide the logits by it before the softmax.",
+        "",
+        f"On the test split: expected calibration error (15 bins) {c.ece_before:.4f} -> {c.ece_after:.4f}, "
+        f"Brier score {c.brier_before:.4f} -> {c.brier_after:.4f}.",
+    ]  # fmt: skip
 
 
 _QLORA_MERGE_NOTE = (

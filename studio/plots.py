@@ -352,6 +352,28 @@ def confusion_matrix(matrix: list[list[int]], labels: list[str], normalize: bool
     )
 
 
+def reliability_diagram(calibration: Any) -> Figure:
+    """Accuracy against mean confidence in each confidence bin of the test split, before and after temperature
+    scaling (a `results.Calibration`); the diagonal is perfect calibration. Marker size follows the bin's rows."""
+    if calibration is None:
+        return empty("No calibration (the run had no validation rows)")
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", hoverinfo="skip",
+                               line=dict(color=_MUTED, dash="dot")))  # fmt: skip
+    c = calibration
+    for name, bins, color in (("raw", c.bins_before, _BAD), (f"T = {c.temperature:.2f}", c.bins_after, _ACCENT)):
+        largest = max((b["count"] for b in bins), default=1)
+        fig.add_trace(go.Scatter(
+            x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="lines+markers", name=name,
+            marker=dict(color=color, size=[6 + 14 * math.sqrt(b["count"] / largest) for b in bins]),
+            line=dict(color=color), text=[f"{b['count']:,} rows" for b in bins],
+            hovertemplate="confidence %{x:.3f}<br>accuracy %{y:.3f}<br>%{text}<extra>" + name + "</extra>",
+        ))  # fmt: skip
+    fig.update_xaxes(range=[0, 1.02], tickformat=".0%")
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    title = f"Reliability (test ECE {c.ece_before:.3f} -> {c.ece_after:.3f})"
+    return _layout(fig, title, x_title="mean confidence in the bin", y_title="accuracy in the bin")
+
+
 def probabilities(probs: dict[str, float], top: int = 10) -> Figure:
     """Horizontal bars of the `top` most probable classes, largest first and highlighted; probs are 0..1."""
     items = sorted(((str(k), v) for k, v in (probs or {}).items() if _finite(v)), key=lambda kv: -kv[1])

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from studio.config import BNB_OPTIMIZERS, RunConfig
 from studio.distributed import World
 from studio.events import DataStats, Evaluation, Event, Note
-from studio.results import DataReport, Efficiency, Layout, MemoryRecord, RunSummary, SplitMetrics
+from studio.results import Calibration, DataReport, Efficiency, Layout, MemoryRecord, RunSummary, SplitMetrics
 
 if TYPE_CHECKING:
     from studio.data import PreparedData
@@ -63,6 +63,8 @@ class ClassifierRecipe:
         self.memory: PeakMemory | None = None
         self.predictions: dict[str, Any] = {}
         """The Trainer's prediction output per split ("test", and "validation" when the run validates)."""
+        self.calibration: Calibration | None = None
+        """Temperature scaling fitted in `evaluate` (None when skipped); `save` writes its calibration.json."""
         self._expandable = False
 
     @property
@@ -174,6 +176,7 @@ class ClassifierRecipe:
                 pred = trainer.predict(self.tokenized["validation"], metric_key_prefix="val")
                 self.predictions["validation"] = pred
                 validation = SplitMetrics.from_dict(full_report(pred.label_ids, pred.predictions, names))
+            self.calibration = self._calibrate()
         tm = train_out.metrics
         efficiency = Efficiency(
             trainable_params=bundle.trainable_params,
@@ -198,7 +201,24 @@ class ClassifierRecipe:
             efficiency=efficiency,
             data=DataReport(**_data_report(prepared)),
             reproducibility=reproducibility(config, prepared.fingerprint, run_dir, self.plan),
+            calibration=self.calibration,
         )
+
+    def _calibrate(self) -> Calibration | None:
+        """Temperature scaling fitted on the validation split, judged on test (studio/calibration.py). A run that
+        did not validate has its validation split predicted here; an empty one skips calibration with a note."""
+        from studio.calibration import calibrate, summary_line
+
+        validation = self.predictions.get("validation")
+        if validation is None and len(self.tokenized["validation"]):
+            validation = self.trainer.predict(self.tokenized["validation"], metric_key_prefix="calibration")
+        if validation is None or not len(validation.label_ids):
+            self.emit(Note("calibration skipped: the validation split is empty (predictions stay uncalibrated)"))
+            return None
+        test = self.predictions["test"]
+        result = calibrate(validation.predictions, validation.label_ids, test.predictions, test.label_ids)
+        self.emit(Note(summary_line(result), {"temperature": result.temperature}))
+        return result
 
     # ---- save and clean up -----------------------------------------------------------------------------
     def save(self, run_dir: Path) -> None:
@@ -226,6 +246,10 @@ class ClassifierRecipe:
             run_dir / "label_map.json",
             {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}},
         )
+        if self.calibration is not None:
+            from studio.calibration import CALIBRATION_FILE, file_content
+
+            write_json_atomic(run_dir / CALIBRATION_FILE, file_content(self.calibration))
 
     def _save_predictions(self, path: Path) -> None:
         """Validation and test predictions with class probabilities (the playground browses the mistakes)."""
@@ -244,11 +268,22 @@ class ClassifierRecipe:
                 "label": pred.label_ids.astype(int),
                 "predicted": probs.argmax(axis=-1),
                 "probs": list(probs.astype(np.float32)),
+                **self._calibrated_column(pred.predictions),
             }))  # fmt: skip
         if frames:
             tmp = path.with_name(f".{path.name}.tmp")
             pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
             tmp.replace(path)
+
+    def _calibrated_column(self, logits: Any) -> dict[str, Any]:
+        """``probs_calibrated`` beside the raw ``probs`` (which stay as they were) when the run is calibrated."""
+        if self.calibration is None:
+            return {}
+        import numpy as np
+
+        from studio.calibration import scaled_probs
+
+        return {"probs_calibrated": list(scaled_probs(logits, self.calibration.temperature).astype(np.float32))}
 
     def cleanup(self, run_dir: Path | None) -> None:
         """Free memory and drop checkpoints (the final model is saved on its own). Also runs when the model

@@ -217,6 +217,44 @@ class Health:
 
 
 @dataclass
+class Calibration:
+    """Temperature scaling fitted after training (studio/calibration.py): probabilities = softmax(logits / T).
+
+    One temperature for a single-label classifier, fitted on the validation split; the figures before / after
+    are on the test split. `per_label` is reserved for a temperature per label (multi-label), None here. The
+    argmax, and so every raw test metric, is the same at any temperature."""
+
+    temperature: float
+    validation_rows: int = 0
+    test_rows: int = 0
+    ece_before: float | None = None
+    """Expected calibration error: 15 equal-width bins over the top-class confidence (studio/calibration.py)."""
+    ece_after: float | None = None
+    brier_before: float | None = None
+    """Multi-class Brier score: the mean over rows of sum_k (p_k - y_k)^2 (twice sklearn's binary figure)."""
+    brier_after: float | None = None
+    bins_before: list[dict[str, float]] = field(default_factory=list)
+    """The reliability diagram's bins (lower, upper, count, confidence, accuracy), raw probabilities; empty bins
+    are left out."""
+    bins_after: list[dict[str, float]] = field(default_factory=list)
+    coverage: list[dict[str, float | None]] = field(default_factory=list)
+    """Calibrated test accuracy against coverage: threshold, answered (rows), coverage (share), accuracy (of the
+    answered rows; None when none is)."""
+    per_label: dict[str, float] | None = None
+    method: str = "temperature"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self, skip_none=("per_label",))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Calibration | None:
+        if not isinstance(data, dict) or "temperature" not in data:
+            return None
+        return _from_dict(cls, data)
+
+
+@dataclass
 class RunSummary:
     """A finished run's eval.json: written last, so a folder that has it is complete."""
 
@@ -233,6 +271,8 @@ class RunSummary:
     distributed: Layout | None = None
     health: Health | None = None
     """Whether the run learned (studio/health.py); None in folders written before the check existed."""
+    calibration: Calibration | None = None
+    """Temperature scaling and its test figures; None in older folders and when it was skipped (no validation)."""
     version: int = RESULTS_VERSION
     """The version this summary was written in (read from eval.json; to_dict always writes the current one)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -258,6 +298,7 @@ class RunSummary:
             memory=_from_dict(MemoryRecord, data.get("memory")),
             distributed=_from_dict(Layout, layout) if layout else None,
             health=Health.from_dict(data.get("health")),
+            calibration=Calibration.from_dict(data.get("calibration")),
             data=_from_dict(DataReport, data.get("data") or {"label_names": []}),
             reproducibility=_from_dict(Reproducibility, data.get("reproducibility")),
         )
@@ -276,6 +317,7 @@ class RunSummary:
             "reproducibility": self.reproducibility.to_dict(),
             "status": self.status,
             **({"health": self.health.to_dict()} if self.health is not None else {}),
+            **({"calibration": self.calibration.to_dict()} if self.calibration is not None else {}),
             **self.extra,
         }
 

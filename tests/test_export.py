@@ -137,7 +137,7 @@ def test_export_zip_holds_a_loadable_run_and_a_working_card(runs, tiny_model_dir
         names = set(zf.namelist())
         zf.extractall(tmp_path)
     expected = {"adapter/adapter_config.json", "adapter/adapter_model.safetensors", "tokenizer/tokenizer.json",
-                "tokenizer/tokenizer_config.json", "label_map.json", "config.yaml", "eval.json",
+                "tokenizer/tokenizer_config.json", "label_map.json", "calibration.json", "config.yaml", "eval.json",
                 "README.md"}  # fmt: skip
     assert names == {f"{run_id}/{n}" for n in expected}  # no predictions (the test texts), logs or peft stub
     folder = tmp_path / run_id
@@ -362,8 +362,9 @@ def test_push_uploads_the_adapter_in_the_hub_layout(runs, tiny_model_dir):
     assert api.token == "hf_secret"
     assert api.calls[0] == ("create_repo", "alice/imdb-lora", {"private": True, "exist_ok": True})
     assert api.calls[1][0] == "upload_folder" and api.calls[1][2]["repo_type"] == "model"
-    assert api.files == ["README.md", "adapter_config.json", "adapter_model.safetensors", "config.yaml", "eval.json",
-                         "label_map.json", "tokenizer.json", "tokenizer_config.json"]  # fmt: skip
+    assert api.files == ["README.md", "adapter_config.json", "adapter_model.safetensors", "calibration.json",
+                         "config.yaml", "eval.json", "label_map.json", "tokenizer.json",
+                         "tokenizer_config.json"]  # fmt: skip
     assert not list(registry.runs_dir.glob(".push-*")), "the staging folder is removed"
     card = (FakeHfApi.keep / "README.md").read_text()
     assert front_matter(card)["model-index"][0]["name"] == "imdb-lora" and 'repo = "alice/imdb-lora"' in card

@@ -22,6 +22,7 @@ ALLOWED = {  # module -> the only studio modules it may import (anywhere in it, 
     "studio.errors": set(),
     "studio.events": set(),
     "studio.results": set(),
+    "studio.calibration": {"studio.errors", "studio.results"},
     "studio.precision": {"studio.hardware", "studio.config"},
     "studio.adapters": {"studio.architectures", "studio.config", "studio.errors"},
 }

@@ -40,10 +40,27 @@ def test_writing_back_keeps_every_key_and_value_of_version_1():
 
 def test_keys_from_a_newer_studio_survive_a_round_trip():
     raw = json.loads((V1 / "eval.json").read_text())
-    raw.update(version=RESULTS_VERSION + 1, calibration={"temperature": 1.7})
+    raw.update(version=RESULTS_VERSION + 1, conformal={"alpha": 0.1})
     raw["test"]["ece"] = 0.04
     back = RunSummary.from_dict(raw).to_dict()
-    assert back["calibration"] == {"temperature": 1.7} and back["test"]["ece"] == 0.04
+    assert back["conformal"] == {"alpha": 0.1} and back["test"]["ece"] == 0.04
+
+
+def test_calibration_round_trips_and_older_folders_have_none():
+    assert RunSummary.read(V1 / "eval.json").calibration is None
+    assert "calibration" not in RunSummary.read(V1 / "eval.json").to_dict()  # not written when there is none
+    raw = json.loads((V1 / "eval.json").read_text())
+    bins = [{"lower": 0.6, "upper": 2 / 3, "count": 3, "confidence": 0.65, "accuracy": 2 / 3}]
+    coverage = [{"threshold": 0.9, "answered": 0, "coverage": 0.0, "accuracy": None}]
+    raw["calibration"] = {"temperature": 1.7, "validation_rows": 12, "test_rows": 12, "ece_before": 0.2,
+                          "ece_after": 0.1, "brier_before": 0.5, "brier_after": 0.4, "bins_before": bins,
+                          "bins_after": bins, "coverage": coverage, "method": "temperature", "later": 1}  # fmt: skip
+    summary = RunSummary.from_dict(raw)
+    c = summary.calibration
+    assert c is not None and c.temperature == 1.7 and c.coverage[0]["accuracy"] is None and c.per_label is None
+    assert c.extra == {"later": 1}  # a key from a newer studio survives
+    back = summary.to_dict()
+    assert back["calibration"] == raw["calibration"] and RunSummary.from_dict(back).calibration == c
 
 
 def test_a_run_without_validation_and_without_an_estimate():

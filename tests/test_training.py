@@ -38,13 +38,18 @@ def events_of(registry: Registry, run_id: str) -> list[dict]:
 
 
 def assert_reload_reproduces_saved_predictions(registry: Registry, run_id: str) -> Predictor:
-    """Reload the saved model and check it gives exactly the probabilities the run measured on test."""
+    """Reload the saved model and check it gives exactly the probabilities the run measured on test: the raw
+    ones, and the calibrated ones (what `predict` returns by default) where the run fitted a temperature."""
     saved = pd.read_parquet(registry.run_dir(run_id) / "predictions.parquet")
     test = saved[saved["split"] == "test"]
     predictor = Predictor.from_run(registry, run_id)
-    preds = predictor.predict(test["text"].tolist(), batch_size=7)  # other batching than training used
+    preds = predictor.predict(test["text"].tolist(), batch_size=7, raw=True)  # other batching than training used
     got = np.array([[p.probs[n] for n in predictor.label_names] for p in preds])
     np.testing.assert_allclose(got, np.stack(test["probs"].to_numpy()), atol=2e-5)
+    if "probs_calibrated" in test:
+        calibrated = predictor.predict(test["text"].tolist(), batch_size=7)
+        got_calibrated = np.array([[p.probs[n] for n in predictor.label_names] for p in calibrated])
+        np.testing.assert_allclose(got_calibrated, np.stack(test["probs_calibrated"].to_numpy()), atol=2e-5)
     summary = registry.summary(run_id)
     assert summary.test.accuracy == pytest.approx((got.argmax(1) == test["label"].to_numpy()).mean())
     return predictor
