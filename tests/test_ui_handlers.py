@@ -19,6 +19,7 @@ from studio.config import RunConfig
 from studio.presets import PRESETS_DIR
 from studio.registry import Registry
 from studio.results import (
+    Calibration,
     DataReport,
     Efficiency,
     Health,
@@ -104,7 +105,7 @@ def test_tick_with_no_run_only_samples_the_hardware(runs_dir):
     assert set(first) == {train.usage, train.usage_plot} and len(first[train.usage]) == 1
     second = train_tab.tick(session, train, None, "", first[train.usage], None)
     assert set(second) == {train.usage}  # the hardware plot waits HARDWARE_EVERY ticks
-    assert train_tab.confusion_for(session, None, "") is not None  # a placeholder figure
+    assert all(fig is not None for fig in train_tab.result_plots(session, None, ""))  # placeholder figures
 
 
 def test_tick_follows_a_running_run_and_redraws_only_what_changed(runs_dir):
@@ -133,8 +134,9 @@ def test_tick_shows_a_finished_run_with_its_test_results(runs_dir):
     out = train_tab.tick(session, train, run_id, "", [], None)
     assert "completed — trained 10 steps" in out[train.status]
     assert "### Test accuracy 80.00%" in out[train.results] and "24 test texts" in out[train.results]
-    figure = train_tab.confusion_for(session, run_id, out[train.seen])
+    figure, reliability = train_tab.result_plots(session, run_id, out[train.seen])
     assert list(figure.data[0].x) == LABELS and figure.data[0].text[0][0].startswith("10<br>")
+    assert "No calibration" in str(reliability.layout)  # this summary has none: the diagram says so
     assert train_tab.attach(session) == (run_id, "")  # a fresh page shows the newest run
 
 
@@ -274,6 +276,25 @@ def test_the_runs_tab_evaluates_a_run_on_a_labelled_file_and_lists_it(runs_dir, 
     path.write_text("review,sentiment\nfine,so-so\n")
     with pytest.raises(gr.Error, match="labels the model does not know: 'so-so'"):
         runs_tab.evaluate_on_file(session, run_id, str(path), "", "")
+
+
+def test_results_say_the_calibration_and_what_a_confidence_threshold_buys():
+    import dataclasses
+
+    from studio import plots
+
+    coverage = [{"threshold": t, "answered": n, "coverage": n / 24, "accuracy": a}
+                for t, n, a in ((0.0, 24, 0.8), (0.5, 24, 0.8), (0.7, 18, 0.889), (0.9, 6, 1.0))]  # fmt: skip
+    bins = [{"lower": 0.9, "upper": 0.9667, "count": 24, "confidence": 0.95, "accuracy": 0.8}]
+    calibration = Calibration(1.8, validation_rows=30, test_rows=24, ece_before=0.15, ece_after=0.04,
+                              brier_before=0.31, brier_after=0.27, bins_before=bins, bins_after=bins,
+                              coverage=coverage)  # fmt: skip
+    md = results_md(dataclasses.replace(a_summary(), calibration=calibration))
+    assert "**Calibrated confidence:** temperature 1.80, fitted on 30 validation texts" in md
+    assert "ECE 0.150 → 0.040, Brier 0.310 → 0.270" in md
+    assert "0.7: 75% of texts at 88.9% accuracy; 0.9: 25% of texts at 100.0% accuracy" in md
+    assert "Calibrated" not in results_md(a_summary())  # no calibration recorded: nothing said
+    assert len(plots.reliability_diagram(calibration).data) >= 3  # the diagonal, before, after
 
 
 def test_the_compare_tab_waits_for_a_grid(runs_dir):

@@ -74,6 +74,7 @@ def results_md(summary: RunSummary | None) -> str:
         f"### Test accuracy {test.accuracy:.2%} · macro F1 {test.f1_macro:.3f} · weighted F1 {test.f1_weighted:.3f}",
         f"{test.n:,} test texts; status **{summary.status or ''}**",
         *_health_lines(summary),
+        *_calibration_lines(summary),
         "",
         "| class | precision | recall | F1 | support |",
         "|---|---|---|---|---|",
@@ -90,6 +91,26 @@ def _health_lines(summary: RunSummary) -> list[str]:
         return []
     advice = f". {h.advice[0].upper()}{h.advice[1:]}." if h.advice else ""
     return ["", f"⚠ **{h.flag}**: this run {h.reason}{advice}"]
+
+
+def _calibration_lines(summary: RunSummary) -> list[str]:
+    """The temperature fitted on validation, ECE and Brier on test before -> after, and a few thresholds of
+    accuracy against coverage (what `predict --min-confidence` would answer)."""
+    c = summary.calibration
+    if c is None:
+        return []
+    figures = []
+    if c.ece_before is not None and c.ece_after is not None:
+        figures.append(f"ECE {c.ece_before:.3f} → {c.ece_after:.3f}")
+    if c.brier_before is not None and c.brier_after is not None:
+        figures.append(f"Brier {c.brier_before:.3f} → {c.brier_after:.3f}")
+    lines = ["", f"**Calibrated confidence:** temperature {c.temperature:.2f}, fitted on {c.validation_rows:,} "
+                 f"validation texts" + (f"; on test {', '.join(figures)}" if figures else "")]  # fmt: skip
+    picks = [p for p in c.coverage if p.get("threshold") in (0.5, 0.7, 0.9) and p.get("accuracy") is not None]
+    said = [f"{p['threshold']:.1f}: {p['coverage']:.0%} of texts at {p['accuracy']:.1%} accuracy" for p in picks]
+    if said:
+        lines.append("answering only above a confidence of " + "; ".join(said))
+    return lines
 
 
 def _efficiency_lines(summary: RunSummary) -> list[str]:

@@ -23,6 +23,9 @@ TICK_S = 2.0  # curves at least every 2 s; each redraw costs browser CPU that a 
 USAGE_SAMPLES = 240  # ~6 minutes of the live monitor at one sample per tick
 HARDWARE_EVERY = 4  # ticks between redraws of the hardware plot
 NO_CONFUSION = "the test confusion matrix appears when a run ends"
+NO_RELIABILITY = (
+    "the reliability diagram (confidence vs accuracy, before and after calibration) appears when a run ends"
+)
 
 
 @dataclass
@@ -40,6 +43,7 @@ class TrainTab:
     log: gr.Textbox
     results: gr.Markdown
     confusion: gr.Plot
+    reliability: gr.Plot
     ref: gr.State
     """The job key or run id this page shows."""
     seen: gr.State
@@ -80,11 +84,12 @@ def build(session: Session) -> TrainTab:
     with gr.Row():
         results = gr.Markdown(elem_id="run-results")
         confusion = gr.Plot(label="Confusion matrix (test)", show_label=False)
+        reliability = gr.Plot(label="Reliability diagram (test)", show_label=False, elem_id="reliability")
     tab = TrainTab(
         name=name, gpus=gpus, start=start, stop=stop, status=status, progress=progress, loss_plot=loss_plot,
         metric_plot=metric_plot, lr_plot=lr_plot, usage_plot=usage_plot, log=log, results=results,
-        confusion=confusion, ref=gr.State(None), seen=gr.State(""), redrawn=gr.State(None), usage=gr.State([]),
-        timer=gr.Timer(TICK_S),
+        confusion=confusion, reliability=reliability, ref=gr.State(None), seen=gr.State(""), redrawn=gr.State(None),
+        usage=gr.State([]), timer=gr.Timer(TICK_S),
     )  # fmt: skip
     _wire(session, tab)
     return tab
@@ -101,7 +106,8 @@ def _wire(session: Session, tab: TrainTab) -> None:
                tab.results, tab.usage_plot, tab.usage, tab.redrawn]  # fmt: skip
     tab.timer.tick(handler(tick, session, tab), [tab.ref, tab.seen, tab.usage, tab.redrawn], outputs,
                    show_progress="hidden", api_name="tick")  # fmt: skip
-    tab.seen.change(handler(confusion_for, session), [tab.ref, tab.seen], tab.confusion, show_progress="hidden")
+    tab.seen.change(handler(result_plots, session), [tab.ref, tab.seen], [tab.confusion, tab.reliability],
+                    show_progress="hidden")  # fmt: skip
 
 
 # ---- handlers --------------------------------------------------------------------------------------------------
@@ -178,19 +184,20 @@ def _usage(tab: TrainTab, samples: list) -> dict[Any, Any]:
     return out
 
 
-def confusion_for(session: Session, current: str | None, drawn: str) -> Any:
-    """The test confusion matrix of the run `current` once it has one."""
+def result_plots(session: Session, current: str | None, drawn: str) -> tuple[Any, Any]:
+    """The test confusion matrix and reliability diagram of the run `current` once it has them."""
     from studio import plots
 
     if current is None:
-        return plots.empty(NO_CONFUSION)
+        return plots.empty(NO_CONFUSION), plots.empty(NO_RELIABILITY)
     try:
         summary = _summary(session, current, session.jobs.view(current))
     except StudioError:
-        return gr.skip()
+        return gr.skip(), gr.skip()
     if summary is None or not summary.test.confusion_matrix:
-        return plots.empty(NO_CONFUSION)
-    return plots.confusion_matrix(summary.test.confusion_matrix, summary.label_names)
+        return plots.empty(NO_CONFUSION), plots.empty(NO_RELIABILITY)
+    confusion = plots.confusion_matrix(summary.test.confusion_matrix, summary.label_names)
+    return confusion, plots.reliability_diagram(summary.calibration)
 
 
 def attach(session: Session) -> tuple[str | None, str]:
