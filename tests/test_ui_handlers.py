@@ -276,6 +276,14 @@ def test_the_runs_tab_evaluates_a_run_on_a_labelled_file_and_lists_it(runs_dir, 
     path.write_text("review,sentiment\nfine,so-so\n")
     with pytest.raises(gr.Error, match="labels the model does not know: 'so-so'"):
         runs_tab.evaluate_on_file(session, run_id, str(path), "", "")
+    # the playground answers 'unsure' under its confidence slider (a tiny model is never 99% sure)
+    from studio.ui import playground_tab
+
+    sure, _ = playground_tab.predict_text(session, run_id, None, "a film", 0.0)
+    unsure, _ = playground_tab.predict_text(session, run_id, None, "a film", 0.99)
+    assert (
+        sure["label"] == "Run A" and unsure["label"].startswith("Run A: unsure (top ") and "< 99%)" in unsure["label"]
+    )
 
 
 def test_results_say_the_calibration_and_what_a_confidence_threshold_buys():

@@ -144,7 +144,7 @@ def test_train_watch_stop_and_predict(live):
     assert "stopped" in fresh.predict(api_name="/tick")[0] and record.id in fresh.predict(api_name="/tick")[0]
     # The playground predicts with it (after listing the runs, as opening the tab does).
     client.predict(api_name="/playground_runs")
-    label = client.predict(record.id, None, "What a wonderful, moving film.", api_name="/predict")[0]
+    label = client.predict(record.id, None, "What a wonderful, moving film.", 0, api_name="/predict")[0]
     assert {c["label"] for c in label["confidences"]} == {"negative", "positive"}
     mistakes = client.predict(record.id, "test", api_name="/mistakes")
     assert mistakes["headers"] == ["text", "label", "predicted", "confidence", "p_true"]
@@ -158,7 +158,7 @@ def test_ten_playground_clients_at_once_while_a_run_trains(live, done):
     app, client = live
     texts = ["What a wonderful, moving film.", "Dull, long and badly acted.", "It was fine, I suppose."]
     client.predict(api_name="/playground_runs")
-    expected = [client.predict(done, None, t, api_name="/predict")[0]["label"] for t in texts]
+    expected = [client.predict(done, None, t, 0, api_name="/predict")[0]["label"] for t in texts]
     client.predict(api_name="/start", **form(app, "start"))
     try:
         tick_until(client, lambda o: "training" in o[0])
@@ -168,7 +168,7 @@ def test_ten_playground_clients_at_once_while_a_run_trains(live, done):
         def page(_: int) -> list[str]:
             mine = Client(app.local_url, verbose=False)
             mine.predict(api_name="/playground_runs")
-            return [mine.predict(done, None, t, api_name="/predict")[0]["label"] for t in texts]
+            return [mine.predict(done, None, t, 0, api_name="/predict")[0]["label"] for t in texts]
 
         with ThreadPoolExecutor(10) as pool:
             answers = list(pool.map(page, range(10)))
@@ -208,7 +208,7 @@ def test_resume_button_continues_an_interrupted_run(live, tmp_path, tiny_model_d
 def test_bad_input_gets_a_message_and_the_app_stays_up(live, done, tmp_path):
     app, client = live
     with pytest.raises(AppError, match="pick a run first"):
-        client.predict(None, None, "some text", api_name="/predict")
+        client.predict(None, None, "some text", 0, api_name="/predict")
     with pytest.raises(AppError, match="choose a dataset first"):
         client.predict(api_name="/start", **form(app, "start", data__source=""))
     with pytest.raises(AppError, match="text_column"):
@@ -220,14 +220,14 @@ def test_bad_input_gets_a_message_and_the_app_stays_up(live, done, tmp_path):
 
     client.predict(api_name="/playground_runs")
     with pytest.raises(AppError, match="Invalid file type"):
-        client.predict(run_id, handle_file(str(bad)), "", api_name="/label_file")
+        client.predict(run_id, handle_file(str(bad)), "", 0, api_name="/label_file")
     no_text = tmp_path / "scores.csv"
     no_text.write_text("id,score\n1,0.5\n2,0.7\n")
     with pytest.raises(AppError, match="text column 'text' not found in scores.csv; it has columns: id, score"):
-        client.predict(run_id, handle_file(str(no_text)), "", api_name="/label_file")
+        client.predict(run_id, handle_file(str(no_text)), "", 0, api_name="/label_file")
     texts = tmp_path / "texts.csv"
     texts.write_text("text\nloved it\nhated it\n")
-    out = client.predict(run_id, handle_file(str(texts)), "", api_name="/label_file")
+    out = client.predict(run_id, handle_file(str(texts)), "", 0, api_name="/label_file")
     labelled = Path(out).read_text().splitlines()
     assert labelled[0] == "text,predicted_label,score,prob_negative,prob_positive" and len(labelled) == 3
     with pytest.raises(AppError, match="pick a run first"):

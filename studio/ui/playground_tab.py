@@ -32,6 +32,7 @@ class PlaygroundTab:
     refresh: gr.Button
     text: gr.Textbox
     predict: gr.Button
+    min_confidence: gr.Slider
     label_a: gr.Label
     label_b: gr.Label
     split: gr.Radio
@@ -55,7 +56,12 @@ def build(session: Session) -> PlaygroundTab:
         refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
     text = gr.Textbox(label="Text", lines=3, placeholder="Type a review, a comment, any text…", elem_id="play-text")
     gr.Examples([[e] for e in EXAMPLES], inputs=[text], label="Examples (sentiment, then emotion)")
-    predict = gr.Button("Predict", variant="primary", elem_id="predict")
+    with gr.Row():
+        predict = gr.Button("Predict", variant="primary", elem_id="predict", scale=2)
+        min_confidence = gr.Slider(0, 0.99, value=0, step=0.01, scale=3, elem_id="min-confidence",
+                                   label="Answer 'unsure' below this confidence (0 = always answer)",
+                                   info="probabilities are calibrated on the run's validation split (Train tab "
+                                        "results: accuracy against coverage)")  # fmt: skip
     with gr.Row():
         label_a = gr.Label(label="Run A", num_top_classes=10, elem_id="label-a")
         label_b = gr.Label(label="Run B", num_top_classes=10, visible=False)
@@ -73,19 +79,20 @@ def build(session: Session) -> PlaygroundTab:
             upload = gr.File(label="File of texts", file_types=UPLOAD_TYPES)
             column = gr.Textbox(label="Text column", placeholder="empty = detect")
             labelled = gr.File(label="Predictions (CSV)", interactive=False)
-    tab = PlaygroundTab(run_a, run_b, refresh, text, predict, label_a, label_b, split, show, mistakes_table, upload,
-                        column, labelled)  # fmt: skip
+    tab = PlaygroundTab(run_a, run_b, refresh, text, predict, min_confidence, label_a, label_b, split, show,
+                        mistakes_table, upload, column, labelled)  # fmt: skip
     _wire(session, tab)
     return tab
 
 
 def _wire(session: Session, tab: PlaygroundTab) -> None:
     tab.refresh.click(handler(refreshed, session), None, tab.pickers, api_name="playground_runs")
-    gr.on([tab.predict.click, tab.text.submit], handler(predict_text, session), [tab.run_a, tab.run_b, tab.text],
-          [tab.label_a, tab.label_b], api_name="predict")  # fmt: skip
+    inputs = [tab.run_a, tab.run_b, tab.text, tab.min_confidence]
+    gr.on([tab.predict.click, tab.text.submit], handler(predict_text, session), inputs, [tab.label_a, tab.label_b],
+          api_name="predict")  # fmt: skip
     tab.show.click(handler(show_mistakes, session), [tab.run_a, tab.split], tab.mistakes, api_name="mistakes")
-    tab.upload.upload(handler(label_file, session), [tab.run_a, tab.upload, tab.column], tab.labelled,
-                      api_name="label_file")  # fmt: skip
+    tab.upload.upload(handler(label_file, session), [tab.run_a, tab.upload, tab.column, tab.min_confidence],
+                      tab.labelled, api_name="label_file")  # fmt: skip
 
 
 # ---- handlers --------------------------------------------------------------------------------------------------
@@ -96,17 +103,27 @@ def refreshed(session: Session) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 @guard
-def predict_text(session: Session, a: str | None, b: str | None, value: str) -> tuple[Any, dict[str, Any]]:
-    """(run A's class probabilities, run B's shown beside them, or B's label hidden when no B is picked)."""
+def predict_text(session: Session, a: str | None, b: str | None, value: str,
+                 min_confidence: float = 0.0) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """(run A's class probabilities, run B's shown beside them, or B's label hidden when no B is picked); a run
+    whose top probability is under `min_confidence` says it is unsure in its label's title."""
     if not a:
         raise StudioError("pick a run first: choose a finished run in Run A (train one in the Train tab)")
     if not (value or "").strip():
         raise StudioError("type a text to classify first")
-    first = session.predictors.get(a).predict([value])[0]
+    threshold = min_confidence or None
+    first = session.predictors.get(a).predict([value], min_confidence=threshold)[0]
+    shown_a = gr.update(value=first.probs, label=_title("Run A", first, threshold))
     if not b:
-        return first.probs, gr.update(visible=False)
-    second = session.predictors.get(b).predict([value])[0]
-    return first.probs, gr.update(value=second.probs, visible=True, label=f"Run B: {b}")
+        return shown_a, gr.update(visible=False)
+    second = session.predictors.get(b).predict([value], min_confidence=threshold)[0]
+    return shown_a, gr.update(value=second.probs, visible=True, label=_title(f"Run B: {b}", second, threshold))
+
+
+def _title(name: str, prediction: Any, threshold: float | None) -> str:
+    if not prediction.unsure or threshold is None:
+        return name
+    return f"{name}: unsure (top {prediction.score:.0%} < {threshold:.0%})"
 
 
 @guard
@@ -123,13 +140,15 @@ def show_mistakes(session: Session, a: str | None, which: str) -> Any:
 
 
 @guard
-def label_file(session: Session, a: str | None, path: str | None, text_column: str) -> str:
+def label_file(session: Session, a: str | None, path: str | None, text_column: str,
+               min_confidence: float = 0.0) -> str:  # fmt: skip
     """Run A's predictions for every text of an uploaded file, as a CSV to download."""
     if not a:
         raise StudioError("pick a run first: choose a finished run in Run A")
     if not path:
         raise StudioError("upload a file of texts first")
-    frame = session.predictors.get(a).predict_file(path, text_column=text_column.strip() or None)
+    frame = session.predictors.get(a).predict_file(path, text_column=text_column.strip() or None,
+                                                   min_confidence=min_confidence or None)  # fmt: skip
     out = Path(tempfile.mkdtemp(prefix="studio-predictions-")) / f"{Path(path).name.split('.')[0]}-predictions.csv"
     frame.to_csv(out, index=False)
     return str(out)
