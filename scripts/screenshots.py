@@ -9,6 +9,11 @@ or, over an existing runs folder (e.g. a grid run on a GPU), the Compare tab of 
 
     python scripts/screenshots.py --compare RUNS_DIR --grid goemotions_real
 
+or the Train tab's results of the newest finished run of a runs folder (test metrics, calibrated confidence,
+confusion matrix, reliability diagram) as train_results.png:
+
+    python scripts/screenshots.py --results RUNS_DIR
+
 Needs Chromium (Debian: apt install chromium) and playwright (pip). Takes ~5 minutes on 2 CPU cores.
 Prints the wall time of the training and its test accuracy as seen in the page.
 """
@@ -33,16 +38,21 @@ def main() -> int:
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--compare", metavar="RUNS_DIR", help="only the Compare tab, over this runs folder")
     parser.add_argument("--grid", default="goemotions_real", help="the grid --compare shows")
+    parser.add_argument(
+        "--results", metavar="RUNS_DIR", help="only the Train tab's results of this folder's newest run"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = args.compare or tempfile.mkdtemp(prefix="studio-screenshots-")
+    runs = args.compare or args.results or tempfile.mkdtemp(prefix="studio-screenshots-")
     env = {**os.environ, "STUDIO_RUNS_DIR": runs, "GRADIO_SERVER_PORT": str(args.port), "HF_HUB_OFFLINE": "1"}
     server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env)
     try:
         url = f"http://127.0.0.1:{args.port}"
         if args.compare:
             return shoot_compare(url, out, args.chromium, args.grid)
+        if args.results:
+            return shoot_results(url, out, args.chromium)
         return shoot(url, out, args.chromium)
     finally:
         server.terminate()
@@ -74,6 +84,23 @@ def shoot_compare(url: str, out: Path, chromium: str, grid: str) -> int:
         page.get_by_text("Accuracy vs training time").first.wait_for(timeout=120_000)
         time.sleep(4)
         page.screenshot(path=out / "compare.png", full_page=True)
+        browser.close()
+    return 0
+
+
+def shoot_results(url: str, out: Path, chromium: str) -> int:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = _open(p, url, chromium)
+        page.get_by_role("tab", name="3 · Train").click()  # a fresh page attaches to the newest run
+        page.get_by_text("Calibrated confidence").first.wait_for(timeout=120_000)
+        page.locator("#reliability").get_by_text("perfect").first.wait_for(timeout=60_000)
+        time.sleep(3)
+        page.locator("#run-results").scroll_into_view_if_needed()
+        box = page.locator("#run-results").bounding_box()
+        clip = {"x": 0, "y": box["y"] - 10, "width": 1440, "height": max(box["height"], 520) + 20}
+        page.screenshot(path=out / "train_results.png", full_page=True, clip=clip)
         browser.close()
     return 0
 

@@ -34,8 +34,10 @@ class Prediction:
 
     @property
     def answer(self) -> str:
-        """The label, or "unsure" under the threshold."""
-        return UNSURE if self.unsure else self.label
+        """The label, or "unsure" under the threshold ("(unsure)" for a model with a label named "unsure")."""
+        if not self.unsure:
+            return self.label
+        return f"({UNSURE})" if UNSURE in self.probs else UNSURE
 
 
 def _autocast(cuda: bool) -> Any:

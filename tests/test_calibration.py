@@ -208,3 +208,12 @@ def test_the_reliability_diagram_draws_both_curves(calibrated_run):
     assert [t.name for t in fig.data] == ["perfect", "raw", f"T = {c.temperature:.2f}"]
     assert len(fig.data[2].x) == len(c.bins_after) and "ECE" in fig.layout.title.text
     assert "No calibration" in plots.reliability_diagram(None).layout.annotations[0].text
+
+
+def test_the_abstain_answer_never_reads_as_a_label_of_the_model():
+    from studio.inference import Prediction
+
+    plain = Prediction("t", "positive", 0.55, {"negative": 0.45, "positive": 0.55}, unsure=True)
+    clash = Prediction("t", "sure", 0.55, {"sure": 0.55, "unsure": 0.45}, unsure=True)
+    assert plain.answer == "unsure" and clash.answer == "(unsure)"
+    assert Prediction("t", "unsure", 0.9, {"sure": 0.1, "unsure": 0.9}).answer == "unsure"  # the model's own label
