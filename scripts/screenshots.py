@@ -97,10 +97,7 @@ def shoot_results(url: str, out: Path, chromium: str) -> int:
         page.get_by_text("Calibrated confidence").first.wait_for(timeout=120_000)
         page.locator("#reliability").get_by_text("perfect").first.wait_for(timeout=60_000)
         time.sleep(3)
-        page.locator("#run-results").scroll_into_view_if_needed()
-        box = page.locator("#run-results").bounding_box()
-        clip = {"x": 0, "y": box["y"] - 10, "width": 1440, "height": max(box["height"], 520) + 20}
-        page.screenshot(path=out / "train_results.png", full_page=True, clip=clip)
+        page.locator("#run-results-row").screenshot(path=out / "train_results.png")
         browser.close()
     return 0
 

@@ -105,7 +105,7 @@ def _calibration_lines(summary: RunSummary) -> list[str]:
     if c.brier_before is not None and c.brier_after is not None:
         figures.append(f"Brier {c.brier_before:.3f} → {c.brier_after:.3f}")
     lines = ["", f"**Calibrated confidence:** temperature {c.temperature:.2f}, fitted on {c.validation_rows:,} "
-                 f"validation texts" + (f"; on test {', '.join(figures)}" if figures else "")]  # fmt: skip
+                 f"validation texts" + (f"; on test {', '.join(figures)}" if figures else "") + "  "]  # fmt: skip
     picks = [p for p in c.coverage if p.get("threshold") in (0.5, 0.7, 0.9) and p.get("accuracy") is not None]
     said = [f"{p['threshold']:.1f}: {p['coverage']:.0%} of texts at {p['accuracy']:.1%} accuracy" for p in picks]
     if said:

@@ -81,10 +81,11 @@ def build(session: Session) -> TrainTab:
             usage_plot = gr.Plot(label="Hardware", show_label=False)
         with gr.Column(scale=3):
             log = gr.Textbox(label="Log", lines=12, max_lines=12, autoscroll=True, interactive=False, elem_id="run-log")
-    with gr.Row():
-        results = gr.Markdown(elem_id="run-results")
-        confusion = gr.Plot(label="Confusion matrix (test)", show_label=False)
-        reliability = gr.Plot(label="Reliability diagram (test)", show_label=False, elem_id="reliability")
+    with gr.Row(elem_id="run-results-row"):
+        with gr.Column(scale=5, min_width=420):  # the per-class table needs the room
+            results = gr.Markdown(elem_id="run-results")
+        confusion = gr.Plot(label="Confusion matrix (test)", show_label=False, scale=4)
+        reliability = gr.Plot(label="Reliability diagram (test)", show_label=False, elem_id="reliability", scale=4)
     tab = TrainTab(
         name=name, gpus=gpus, start=start, stop=stop, status=status, progress=progress, loss_plot=loss_plot,
         metric_plot=metric_plot, lr_plot=lr_plot, usage_plot=usage_plot, log=log, results=results,
