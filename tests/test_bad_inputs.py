@@ -111,6 +111,10 @@ MATRIX: list[Bad] = [
     Bad("config", "an empty preset", lambda t, m: ["train", _file(t, "empty.yaml", "")], ("empty",)),
     Bad("config", "a preset that does not exist", lambda t, m: ["train", "no_such_preset"],
         ("preset not found", "quick_demo")),
+    Bad("config", "a negative class weight", lambda t, m: _train("train.class_weights={positive: -1}"),
+        ("train.class_weights", "must be > 0")),
+    Bad("config", "focal gamma below 0", lambda t, m: _train("train.loss=focal", "train.focal_gamma=-1"),
+        ("train.focal_gamma", "greater than or equal to 0")),
     # ---- data ----------------------------------------------------------------------------------------
     Bad("data", "a file that does not exist", lambda t, m: _train("data.source=missing.csv"),
         ("file not found: missing.csv",)),
@@ -137,6 +141,9 @@ MATRIX: list[Bad] = [
         ("dup.csv", "more than one column named 'text'")),
     Bad("data", "a test label that train never has", lambda t, m: _train(f"data.source={_split_folder(t)}"),
         ("data.label_column", "'meh' in test", "never has")),
+    Bad("data", "class weights naming a label the data does not have",
+        lambda t, m: _train("train.class_weights={thrilled: 2}"),
+        ("train.class_weights", "'thrilled' is not a label", "negative, positive")),
     Bad("data", "a balanced subset larger than the data",
         lambda t, m: _train("data.balance={num_labels: 2, num_samples: 100000}"), ("data.balance",)),
     # ---- model ---------------------------------------------------------------------------------------
