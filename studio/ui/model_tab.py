@@ -424,6 +424,12 @@ def weights_to_config(text: Any) -> Any:
     value = str(text or "").strip()
     if value.lower() in ("", "none", "balanced"):
         return value.lower() or "none"
+    if value.startswith("{"):  # a mapping as a preset writes it: {pos: 3, neg: 1}
+        try:
+            mapping = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return mapping if isinstance(mapping, dict) else value
     pairs = [p.partition(":") for p in value.split(",") if p.strip()]
     if not all(sep for _, sep, _ in pairs):
         return value

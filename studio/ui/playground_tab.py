@@ -33,6 +33,7 @@ class PlaygroundTab:
     text: gr.Textbox
     predict: gr.Button
     min_confidence: gr.Slider
+    verdict: gr.Markdown
     label_a: gr.Label
     label_b: gr.Label
     split: gr.Radio
@@ -62,6 +63,7 @@ def build(session: Session) -> PlaygroundTab:
                                    label="Answer 'unsure' below this confidence (0 = always answer)",
                                    info="probabilities are calibrated on the run's validation split (Train tab "
                                         "results: accuracy against coverage)")  # fmt: skip
+    verdict = gr.Markdown(elem_id="play-verdict")
     with gr.Row():
         label_a = gr.Label(label="Run A", num_top_classes=10, elem_id="label-a")
         label_b = gr.Label(label="Run B", num_top_classes=10, visible=False)
@@ -79,7 +81,7 @@ def build(session: Session) -> PlaygroundTab:
             upload = gr.File(label="File of texts", file_types=UPLOAD_TYPES)
             column = gr.Textbox(label="Text column", placeholder="empty = detect")
             labelled = gr.File(label="Predictions (CSV)", interactive=False)
-    tab = PlaygroundTab(run_a, run_b, refresh, text, predict, min_confidence, label_a, label_b, split, show,
+    tab = PlaygroundTab(run_a, run_b, refresh, text, predict, min_confidence, verdict, label_a, label_b, split, show,
                         mistakes_table, upload, column, labelled)  # fmt: skip
     _wire(session, tab)
     return tab
@@ -88,8 +90,8 @@ def build(session: Session) -> PlaygroundTab:
 def _wire(session: Session, tab: PlaygroundTab) -> None:
     tab.refresh.click(handler(refreshed, session), None, tab.pickers, api_name="playground_runs")
     inputs = [tab.run_a, tab.run_b, tab.text, tab.min_confidence]
-    gr.on([tab.predict.click, tab.text.submit], handler(predict_text, session), inputs, [tab.label_a, tab.label_b],
-          api_name="predict")  # fmt: skip
+    gr.on([tab.predict.click, tab.text.submit], handler(predict_text, session), inputs,
+          [tab.label_a, tab.label_b, tab.verdict], api_name="predict")  # fmt: skip
     tab.show.click(handler(show_mistakes, session), [tab.run_a, tab.split], tab.mistakes, api_name="mistakes")
     tab.upload.upload(handler(label_file, session), [tab.run_a, tab.upload, tab.column, tab.min_confidence],
                       tab.labelled, api_name="label_file")  # fmt: skip
@@ -104,26 +106,29 @@ def refreshed(session: Session) -> tuple[dict[str, Any], dict[str, Any]]:
 
 @guard
 def predict_text(session: Session, a: str | None, b: str | None, value: str,
-                 min_confidence: float = 0.0) -> tuple[Any, dict[str, Any]]:  # fmt: skip
-    """(run A's class probabilities, run B's shown beside them, or B's label hidden when no B is picked); a run
-    whose top probability is under `min_confidence` says it is unsure in its label's title."""
+                 min_confidence: float = 0.0) -> tuple[Any, dict[str, Any], str]:  # fmt: skip
+    """(run A's class probabilities, run B's shown beside them or B's label hidden when no B is picked, and
+    which run is unsure: its top probability under `min_confidence`)."""
     if not a:
         raise StudioError("pick a run first: choose a finished run in Run A (train one in the Train tab)")
     if not (value or "").strip():
         raise StudioError("type a text to classify first")
     threshold = min_confidence or None
     first = session.predictors.get(a).predict([value], min_confidence=threshold)[0]
-    shown_a = gr.update(value=first.probs, label=_title("Run A", first, threshold))
     if not b:
-        return shown_a, gr.update(visible=False)
+        return first.probs, gr.update(visible=False), _verdict([("Run A", first)], threshold)
     second = session.predictors.get(b).predict([value], min_confidence=threshold)[0]
-    return shown_a, gr.update(value=second.probs, visible=True, label=_title(f"Run B: {b}", second, threshold))
+    shown_b = gr.update(value=second.probs, visible=True, label=f"Run B: {b}")
+    return first.probs, shown_b, _verdict([("Run A", first), ("Run B", second)], threshold)
 
 
-def _title(name: str, prediction: Any, threshold: float | None) -> str:
-    if not prediction.unsure or threshold is None:
-        return name
-    return f"{name}: unsure (top {prediction.score:.0%} < {threshold:.0%})"
+def _verdict(predictions: list[tuple[str, Any]], threshold: float | None) -> str:
+    """Each run's answer under the confidence threshold: its label, or unsure ("" without a threshold)."""
+    if threshold is None:
+        return ""
+    said = [f"{name}: **unsure** (top {p.score:.0%} < {threshold:.0%})" if p.unsure else f"{name}: **{p.label}**"
+            for name, p in predictions]  # fmt: skip
+    return " · ".join(said)
 
 
 @guard
