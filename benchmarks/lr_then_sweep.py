@@ -34,6 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from studio.lr_find import suggest  # noqa: E402
 from studio.presets import GRIDS_DIR, resolve  # noqa: E402
 from studio.sweep import Grid  # noqa: E402
 
@@ -84,10 +85,9 @@ def range_tests(configs: dict[str, object], out: Path, gpus: list[str], per_gpu:
 
 
 def min_tenth(result: dict) -> float:
-    """A tenth of the rate at the smoothed loss's minimum (never below the sweep's first rate)."""
-    finite = [(v, i) for i, v in enumerate(result["smoothed"]) if v == v and abs(v) != float("inf")]
-    best = min(finite)[1]
-    return max(result["rates"][best] / 10, result["rates"][0])
+    """A tenth of the rate at the smoothed loss's minimum: lr-find's own rule (`lr_find.suggest`) on the curve a
+    range test's JSON holds (JSON written before issue 20 suggested the steepest descent instead)."""
+    return suggest(result["rates"], result["smoothed"])[0]
 
 
 def chosen_rate(result: dict, rule: str) -> float:

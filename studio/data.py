@@ -51,7 +51,8 @@ from studio.errors import DataError
 from studio.tokenization import dataset_stats, length_stats, token_lengths, tokenize
 
 __all__ = ["SAMPLES", "Sample", "PreparedData", "load_raw", "columns", "preview", "prepare", "tokenize",
-           "token_lengths", "length_stats", "dataset_stats", "TEXT_COLUMNS", "LABEL_COLUMNS"]  # fmt: skip
+           "token_lengths", "length_stats", "dataset_stats", "TEXT_COLUMNS", "LABEL_COLUMNS", "find_column",
+           "missing"]  # fmt: skip
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "comment", "document")
 LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "category", "target")
@@ -166,6 +167,15 @@ def _pick_column(found: list[str], wanted: str | None, what: str) -> str:
         raise DataError(f"data.{what}_column: {what} column '{wanted}' not found; the data has columns: {listed}; "
                         f"set data.{what}_column to one of them")  # fmt: skip
     candidates = TEXT_COLUMNS if what == "text" else LABEL_COLUMNS
+    column = find_column(found, candidates)
+    if column is not None:
+        return column
+    raise DataError(f"data.{what}_column: no {what} column found (looked for {', '.join(candidates)}); "
+                    f"the data has columns: {listed}; set data.{what}_column")  # fmt: skip
+
+
+def find_column(found: list[str], candidates: tuple[str, ...]) -> str | None:
+    """The first of `candidates` among the column names `found`, exactly, else ignoring case; None if none."""
     lowered = {c.lower(): c for c in found}
     for name in candidates:
         if name in found:
@@ -173,8 +183,7 @@ def _pick_column(found: list[str], wanted: str | None, what: str) -> str:
     for name in candidates:
         if name in lowered:
             return lowered[name]
-    raise DataError(f"data.{what}_column: no {what} column found (looked for {', '.join(candidates)}); "
-                    f"the data has columns: {listed}; set data.{what}_column")  # fmt: skip
+    return None
 
 
 def _class_names(feature: Any) -> list[str] | None:
@@ -185,7 +194,8 @@ def _class_names(feature: Any) -> list[str] | None:
     return list(inner.names) if isinstance(inner, ClassLabel) else None
 
 
-def _missing(value: Any) -> bool:
+def missing(value: Any) -> bool:
+    """No value: None, NaN, or a blank string (a row's text or label that is not there)."""
     if value is None:
         return True
     if isinstance(value, float):
@@ -206,20 +216,20 @@ def _clean(name: str, split: Any, text_col: str, label_col: str, cfg: DataConfig
     report["rows_loaded"] += len(texts)
     kept_texts, kept_labels = [], []
     for text, value in zip(texts, labels, strict=True):
-        if _missing(text):
+        if missing(text):
             report["dropped_empty_text"] += 1
             continue
         if isinstance(value, str) and cfg.label_separator:
             value = [v.strip() for v in value.split(cfg.label_separator)]
         if isinstance(value, (list, tuple, np.ndarray)):
-            value = list(dict.fromkeys(v for v in value if not _missing(v)))  # order kept, duplicates gone
+            value = list(dict.fromkeys(v for v in value if not missing(v)))  # order kept, duplicates gone
             if len(value) > 1:
                 if cfg.multi_label == "drop":
                     report["dropped_multi_label"] += 1
                     continue
                 report["multi_label_first"] += 1
             value = value[0] if value else None
-        if _missing(value) or (class_names and isinstance(value, (int, np.integer)) and value < 0):
+        if missing(value) or (class_names and isinstance(value, (int, np.integer)) and value < 0):
             report["dropped_missing_label"] += 1
             continue
         kept_texts.append(text if isinstance(text, str) else str(text))

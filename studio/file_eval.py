@@ -75,7 +75,7 @@ def read_labelled(path: str | Path, label_names: list[str], text_column: str | N
         DataError: no such file, a column not found, labels the model does not know, or no usable rows.
     """
     from studio.config import DataConfig
-    from studio.data import LABEL_COLUMNS, TEXT_COLUMNS, load_raw
+    from studio.data import LABEL_COLUMNS, TEXT_COLUMNS, load_raw, missing
 
     path = Path(path)
     if not path.exists():
@@ -85,7 +85,7 @@ def read_labelled(path: str | Path, label_names: list[str], text_column: str | N
     text_col = _pick(columns, text_column, TEXT_COLUMNS, "text", path)
     label_col = _pick(columns, label_column, LABEL_COLUMNS, "label", path)
     texts, values = frame[text_col].tolist(), frame[label_col].tolist()
-    usable = [i for i, (t, v) in enumerate(zip(texts, values, strict=True)) if _present(t) and _present(v)]
+    usable = [i for i, (t, v) in enumerate(zip(texts, values, strict=True)) if not missing(t) and not missing(v)]
     if not usable:
         raise DataError(f"--file: {path.name} has no row with both a text ('{text_col}') and a label ('{label_col}')")
     ids = _label_ids([values[i] for i in usable], label_names, path.name)
@@ -155,18 +155,13 @@ def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], w
         if wanted in columns:
             return wanted
         raise DataError(f"--{what}-column: '{wanted}' not found in {path.name}; it has columns: {', '.join(columns)}")
-    lowered = {c.lower(): c for c in columns}
-    for candidate in candidates:
-        if candidate in lowered:
-            return lowered[candidate]
+    from studio.data import find_column
+
+    found = find_column(columns, candidates)
+    if found is not None:
+        return found
     raise DataError(f"--{what}-column: no {what} column found in {path.name} (looked for {', '.join(candidates)}); "
                     f"it has columns: {', '.join(columns)}; name it with --{what}-column")  # fmt: skip
-
-
-def _present(value: Any) -> bool:
-    if value is None or (isinstance(value, float) and value != value):
-        return False
-    return not (isinstance(value, str) and not value.strip())
 
 
 def _label_ids(values: list[Any], label_names: list[str], file_name: str) -> list[int]:

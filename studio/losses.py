@@ -28,7 +28,7 @@ macro-F1 as the best-model metric (the issue's threshold: 3:1)."""
 
 def imbalance_ratio(counts: Mapping[str, int]) -> float:
     """The largest class's count over the smallest's (1.0 for balanced data; inf when a class has none)."""
-    sizes = [n for n in counts.values()]
+    sizes = list(counts.values())
     if not sizes:
         return 1.0
     return max(sizes) / min(sizes) if min(sizes) > 0 else float("inf")
