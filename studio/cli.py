@@ -161,24 +161,28 @@ def _print_event(run: Any, quiet: bool) -> None:
         print(f"  {event.message}", flush=True)
     elif isinstance(event, Evaluation) and event.split is None and not quiet:
         m, nan = event.metrics, float("nan")
-        print(
-            f"  eval @ step {event.step} (epoch {event.epoch:.2f}): loss {m.get('loss', nan):.4f} "
-            f"accuracy {m.get('accuracy', nan):.4f} f1_macro {m.get('f1_macro', nan):.4f}",
-            flush=True,
-        )
+        scores = (f"macro-F1 {m.get('f1_macro', nan):.4f} micro-F1 {m['f1_micro']:.4f} (at 0.5)" if "f1_micro" in m
+                  else f"accuracy {m.get('accuracy', nan):.4f} f1_macro {m.get('f1_macro', nan):.4f}")  # fmt: skip
+        print(f"  eval @ step {event.step} (epoch {event.epoch:.2f}): loss {m.get('loss', nan):.4f} {scores}", flush=True)
 
 
 def _print_summary(run_id: str, status: str, summary: Any, registry: Any) -> None:
-    test, eff = summary.test, summary.efficiency
+    test, eff, nan = summary.test, summary.efficiency, float("nan")
     print(f"run {run_id} {status}")
     if summary.health is not None and summary.health.flag:
         from studio.health import to_event
 
         print(f"  warning: {to_event(summary.health).line}")
-    print(
-        f"  test accuracy {test.accuracy:.4f}  f1_weighted {test.f1_weighted:.4f}  "
-        f"f1_macro {test.f1_macro:.4f}  (n={test.n})"
-    )
+    if test.multi_label:
+        x = test.extra
+        print(f"  test macro-F1 {test.f1_macro:.4f}  micro-F1 {x.get('f1_micro', nan):.4f}  exact match "
+              f"{test.accuracy:.4f}  Hamming {x.get('hamming_loss', nan):.4f}  ROC-AUC {x.get('roc_auc_macro', nan):.4f}"
+              f"  (n={test.n}, thresholds tuned per label)")  # fmt: skip
+    else:
+        print(
+            f"  test accuracy {test.accuracy:.4f}  f1_weighted {test.f1_weighted:.4f}  "
+            f"f1_macro {test.f1_macro:.4f}  (n={test.n})"
+        )
     print(
         f"  trained {eff.steps} steps in {eff.train_seconds:.1f} s ({eff.total_seconds:.1f} s in all), "
         f"{eff.trainable_params:,} of {eff.total_params:,} parameters trainable, "
@@ -400,17 +404,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     registry = Registry(args.runs_dir)
     _quiet_libraries()
     result, path = evaluate_file(registry, args.run_id, args.file, text_column=args.text_column,
-                                 label_column=args.label_column, name=args.name)  # fmt: skip
+                                 label_column=args.label_column, name=args.name,
+                                 label_separator=args.label_separator)  # fmt: skip
     m = result.metrics
     left = f" ({result.left_out} without a text or label left out)" if result.left_out else ""
     print(f"{result.name}: {result.rows} rows of {Path(result.file).name}{left}, text '{result.text_column}', "
           f"label '{result.label_column}'")  # fmt: skip
-    print(f"accuracy {m.accuracy:.4f}  macro-F1 {m.f1_macro:.4f}  weighted-F1 {m.f1_weighted:.4f}")
+    if m.multi_label:
+        x = m.extra
+        print(f"macro-F1 {m.f1_macro:.4f}  micro-F1 {x['f1_micro']:.4f}  exact match {m.accuracy:.4f}  Hamming "
+              f"{x['hamming_loss']:.4f}  ROC-AUC {x['roc_auc_macro']:.4f}  AP {x['ap_macro']:.4f}")  # fmt: skip
+    else:
+        print(f"accuracy {m.accuracy:.4f}  macro-F1 {m.f1_macro:.4f}  weighted-F1 {m.f1_weighted:.4f}")
     width = max(len(n) for n in m.per_class)
     print(f"  {'label':{width}}  precision  recall      f1  support")
     for label, c in m.per_class.items():
         print(f"  {label:{width}}  {c.precision:9.4f}  {c.recall:6.4f}  {c.f1:6.4f}  {c.support:7d}")
-    print(f"confusion matrix (rows: true, columns: predicted): {m.confusion_matrix}")
+    if m.confusion_matrix:
+        print(f"confusion matrix (rows: true, columns: predicted): {m.confusion_matrix}")
     print(f"saved: {path}")
     return 0
 
@@ -425,18 +436,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from studio.calibration import check_threshold
 
         args.min_confidence = check_threshold(args.min_confidence)  # refused before anything loads or is written
+    if args.threshold is not None:
+        from studio.multilabel import check_threshold as check_label_threshold
+
+        args.threshold = check_label_threshold(args.threshold)
     registry = Registry(args.runs_dir)
     registry.get(args.run_id)  # a clear error before loading any library
     _quiet_libraries()
     predictor = Predictor.from_run(registry, args.run_id)
     if args.file:
+        if args.threshold is not None and not predictor.multi_label:
+            raise StudioError("--threshold: this run is single-label (it answers with its most probable class); "
+                              "use --min-confidence to abstain under a confidence")  # fmt: skip
         frame = predictor.predict_file(args.file, text_column=args.text_column, raw=args.raw,
-                                       min_confidence=args.min_confidence)  # fmt: skip
+                                       min_confidence=args.min_confidence, label_threshold=args.threshold)  # fmt: skip
         out = args.out or str(Path(args.file).with_suffix("")) + ".predictions.csv"
         frame.to_csv(out, index=False)
         print(f"{len(frame)} predictions written to {out}")
         return 0
-    for p in predictor.predict(args.texts, raw=args.raw, min_confidence=args.min_confidence):
+    if args.threshold is not None and not predictor.multi_label:
+        raise StudioError("--threshold: this run is single-label (it answers with its most probable class); use "
+                          "--min-confidence to abstain under a confidence")  # fmt: skip
+    for p in predictor.predict(args.texts, raw=args.raw, min_confidence=args.min_confidence,
+                               label_threshold=args.threshold):  # fmt: skip
         probs = "  ".join(f"{k} {v:.3f}" for k, v in sorted(p.probs.items(), key=lambda kv: -kv[1])[:5])
         print(f"{p.answer}\t{p.score:.3f}\t{probs}\t{p.text[:60]}")
     return 0
@@ -587,6 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "calibration.coverage gives the accuracy and coverage at thresholds")  # fmt: skip
     p.add_argument("--raw", action="store_true",
                    help="the model's raw probabilities, without the run's temperature scaling")  # fmt: skip
+    p.add_argument("--threshold", metavar="T",
+                   help="multi-label runs: give every label whose probability reaches T, in [0, 1], instead of "
+                        "each label's threshold tuned on validation (thresholds.json)")  # fmt: skip
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="evaluate a finished run on a labelled file (saved in the run folder)")
@@ -595,6 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", help="column holding the texts (default: detect)")
     p.add_argument("--label-column", help="column holding the labels (default: detect)")
     p.add_argument("--name", help="name of the evaluation (default: the file's name)")
+    p.add_argument("--label-separator", default=",",
+                   help="multi-label runs: what separates a row's labels written as one string (default ',')")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export", help="zip a finished run with a model card (prints the zip's path)")

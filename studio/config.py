@@ -21,9 +21,11 @@ from pydantic.dataclasses import dataclass
 from studio.errors import ConfigError
 from studio.methods import METHODS, AdapterName, Method, MethodName
 
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
 """Bumped when a preset written by this version would not mean the same to an older one.
-2: `train.speed` (default fast); a version-1 config without it means exactly what it says (as_set)."""
+2: `train.speed` (default fast); a version-1 config without it means exactly what it says (as_set).
+3: `data.task` (default auto: rows with several labels make a multi-label task); a config of format 1 or 2
+without it was single-label (rows with several labels dropped unless `multi_label: first`), and reads so."""
 
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -84,8 +86,16 @@ class DataConfig:
     label_separator: str | None = _f(
         None, "Labels given as one string with several values (e.g. '3,27') are split on this."
     )
-    multi_label: Literal["drop", "first"] = _f(
-        "drop", "Rows with several labels: drop them (single-label subset) or keep the first label."
+    task: Literal["auto", "single_label", "multi_label"] = _f(
+        "auto",
+        "single_label: one class per text (softmax); multi_label: any number of labels per text (a sigmoid per "
+        "label, a tuned threshold each); auto: multi-label when rows carry several labels (a list, or a string "
+        "split on label_separator) and multi_label is not set, else single-label.",
+    )
+    multi_label: Literal["drop", "first"] | None = _f(
+        None,
+        "Make data with several labels per row single-label: drop such rows, or keep each row's first label. "
+        "Empty: keep every label (a multi-label task; under task single_label such rows are dropped).",
     )
     splits: Literal["auto", "ratio"] = _f(
         "auto",
@@ -114,6 +124,26 @@ class DataConfig:
             raise ConfigError("data.max_samples", "does not apply with data.balance (its num_samples sets the size)")
         if self.label_separator == "":
             raise ConfigError("data.label_separator", "must not be empty; use null for single labels")
+        if self.task == "multi_label" and self.multi_label is not None:
+            raise ConfigError(
+                "data.multi_label",
+                f"'{self.multi_label}' makes the data single-label, but data.task is multi_label; leave "
+                "multi_label empty, or set task: single_label",
+            )
+        if self.task == "multi_label" and self.balance is not None:
+            raise ConfigError(
+                "data.balance",
+                "draws k labels x n rows of one label each, which a multi-label task does not have; remove "
+                "balance (use max_samples) or set task: single_label",
+            )
+
+    @property
+    def reduce_multi_label(self) -> Literal["drop", "first"] | None:
+        """How rows with several labels become single-label: the `multi_label` setting; `drop` under
+        task single_label when it is empty; None when they stay multi-label (task multi_label or auto)."""
+        if self.multi_label is not None:
+            return self.multi_label
+        return "drop" if self.task == "single_label" else None
 
 
 @dataclass(config=_STRICT)
@@ -193,6 +223,12 @@ class MethodConfig:
 Optimizer = Literal[
     "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adamw_bnb_8bit", "paged_adamw_32bit", "adafactor", "sgd"
 ]
+MetricName = Literal[
+    "accuracy", "f1_macro", "f1_weighted", "loss", "f1_micro", "hamming_loss", "roc_auc_macro", "ap_macro"
+]
+MULTI_LABEL_METRICS = frozenset({"f1_micro", "hamming_loss", "roc_auc_macro", "ap_macro"})
+"""Validation metrics only multi-label runs compute."""
+LOWER_IS_BETTER = frozenset({"loss", "hamming_loss"})
 BNB_OPTIMIZERS = frozenset({"paged_adamw_8bit", "adamw_bnb_8bit", "paged_adamw_32bit"})
 
 
@@ -235,8 +271,11 @@ class TrainConfig:
     early_stopping_patience: int | None = _f(
         None, "Stop after this many evaluations without improvement of metric_for_best.", ge=1
     )
-    metric_for_best: Literal["accuracy", "f1_macro", "f1_weighted", "loss"] = _f(
-        "accuracy", "Validation metric that picks the best checkpoint and drives early stopping."
+    metric_for_best: MetricName = _f(
+        "accuracy",
+        "Validation metric that picks the best checkpoint and drives early stopping. Multi-label tasks: accuracy "
+        "is the exact-match share; f1_micro, hamming_loss, roc_auc_macro and ap_macro are theirs (F1 and Hamming "
+        "at threshold 0.5 while training; thresholds are tuned at the end).",
     )
     load_best_at_end: bool = _f(True, "Finish with the best checkpoint's weights rather than the last.")
     report_to: list[Literal["tensorboard", "wandb"]] = _f(
@@ -332,6 +371,11 @@ class RunConfig:
             if version < 2 and isinstance(data.get("train", {}), dict) and "speed" not in data.get("train", {}):
                 # format 1 had no speed profiles: such a preset (or a saved run's config) meant its settings
                 data = {**data, "train": {**data.get("train", {}), "speed": "as_set"}}
+            section = data.get("data", {})
+            if version < 3 and isinstance(section, dict) and "task" not in section:
+                # formats 1-2 were single-label: rows with several labels dropped unless multi_label said first
+                data = {**data, "data": {**section, "task": "single_label",
+                                         "multi_label": section.get("multi_label") or "drop"}}  # fmt: skip
         try:
             return cls(**data)
         except ValidationError as e:
@@ -384,6 +428,10 @@ class RunConfig:
         for key, neutral in _HASH_NEUTRAL.items():
             if d["train"].get(key) == neutral:
                 d["train"].pop(key)
+        if d["data"].get("task") == "single_label" and d["data"].get("multi_label") in (None, "drop"):
+            d["data"].pop("task")  # what formats 1-2 meant: single-label, multi-label rows dropped
+            d["data"]["multi_label"] = "drop"
+        d["version"] = min(d.get("version", CONFIG_VERSION), 2)  # format 3 adds task only
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -12,8 +12,12 @@ The rules below are also written for users in docs/data.md; keep the two in step
   numbers themselves as text (ids renumbered 0..k-1 in numeric order); floats that are all whole numbers
   are integers; other floats are an error (this is classification). With ``data.label_names`` set, string
   labels take that order too (every label must be listed).
-- Several labels per row (a list, e.g. GoEmotions, or a string split on ``data.label_separator``):
-  ``multi_label: drop`` keeps single-label rows only, ``first`` keeps each row's first label. Both counted.
+- Several labels per row (a list, e.g. GoEmotions, or a string split on ``data.label_separator``): the
+  task is multi-label (``data.task: multi_label``, or ``auto`` when some row has several labels and
+  ``multi_label`` is empty): each row keeps its set of labels (duplicates dropped; a row with none is a row
+  without a label). Otherwise ``multi_label: drop`` keeps single-label rows only (the default of
+  ``task: single_label``), ``first`` keeps each row's first label. Both counted. Under ``auto``, list labels
+  that never hold more than one label make a single-label task.
 - Rows with an empty/missing text or no label (None, NaN, "", -1 under a ClassLabel) are dropped and
   counted; only when nothing is left is it an error. Fewer than 2 classes is an error.
 - Splits (``splits: auto``): the source's train/validation/test are kept (other splits, e.g. IMDb's
@@ -22,6 +26,9 @@ The rules below are also written for users in docs/data.md; keep the two in step
   with train only is split by ``split_ratios``; one without train is pooled and split. ``ratio``: every
   split is pooled and split by ``split_ratios``. Sizes: test = round(N x r_test), validation =
   round(N x r_val), train the rest (at least 1 row each).
+- Multi-label splits keep the label as a list of ids (``Sequence(ClassLabel)``); carving and sampling
+  stratify by each row's rarest label (a row of a rare emotion lands in every split in proportion); ``balance``
+  is single-label only (an error that says so).
 - All carving and sampling is stratified by label (``datasets``' ``train_test_split`` with
   ``stratify_by_column``) and seeded; when a class is too small to stratify, a seeded random split is used
   and a note says so.
@@ -65,7 +72,7 @@ class PreparedData:
 
     Attributes:
         splits: ``datasets.DatasetDict`` with exactly train / validation / test, each with the columns
-            ``text`` (string) and ``label`` (ClassLabel named `label_names`).
+            ``text`` (string) and ``label`` (ClassLabel named `label_names`; multi-label: a list of them).
         label_names: class names; a label's id is its position.
         fingerprint: 16 hex digits over the label names and every split's texts and labels in order.
         report: rows_loaded, dropped_empty_text, dropped_missing_label, dropped_multi_label,
@@ -77,6 +84,12 @@ class PreparedData:
     label_names: list[str]
     fingerprint: str
     report: dict[str, Any] = field(default_factory=dict)
+    task: str = "single_label"
+    """single_label | multi_label (what `data.task: auto` resolved to)."""
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task == "multi_label"
 
 
 # ---- prepare -------------------------------------------------------------------------------------------
@@ -105,17 +118,25 @@ def prepare(cfg: DataConfig, seed: int, raw: Any = None) -> PreparedData:
     class_names = _class_names(first.features.get(label_col))
     cleaned = {name: _clean(name, split, text_col, label_col, cfg, class_names, report) for name, split in used.items()}
     _note_drops(report)
-    all_labels = [v for _, labels in cleaned.values() for v in labels]
+    task = _resolve_task(cfg, cleaned, notes)
+    all_labels = [v for _, labels in cleaned.values() for row in labels for v in (row if task != "single_label" else [row])]
     if not all_labels:
         raise DataError(f"data.source: no usable rows in {cfg.source}: every row has an empty text or no label")
     names, to_id = _label_mapping(all_labels, cfg, class_names)
     present = sorted({to_id(v) for v in all_labels})
     if len(present) < 2:
         raise DataError(f"data.label_column: '{label_col}' needs at least 2 classes; found only '{names[present[0]]}'")
-    splits = {k: _dataset(texts, [to_id(v) for v in labels], names) for k, (texts, labels) in cleaned.items()}
+    if task == "multi_label":
+        splits = {k: _dataset(texts, [sorted({to_id(v) for v in row}) for row in labels], names, multi=True)
+                  for k, (texts, labels) in cleaned.items()}  # fmt: skip
+    else:
+        splits = {k: _dataset(texts, [to_id(v) for v in labels], names) for k, (texts, labels) in cleaned.items()}
     for k in [k for k, v in splits.items() if len(v) == 0]:
         del splits[k]
         notes.append(f"the source's {k} split has no usable rows: treated as missing")
+    if cfg.balance is not None and task == "multi_label":
+        raise DataError("data.balance: draws rows of one label each, but this data is multi-label (rows carry "
+                        "several labels); set data.multi_label: drop (or first), or remove balance")  # fmt: skip
     if cfg.balance is not None:
         pooled = _balance(_concat(list(splits.values())), names, cfg, seed, report)
         names = pooled.features["label"].names
@@ -131,14 +152,33 @@ def prepare(cfg: DataConfig, seed: int, raw: Any = None) -> PreparedData:
     out = DatasetDict({k: splits[k].flatten_indices() for k in SPLITS})
     report["rows"] = {k: len(v) for k, v in out.items()}
     report["notes"] = list(dict.fromkeys(notes))
-    return PreparedData(out, list(names), _fingerprint(out, names), report)
+    report["task"] = task
+    return PreparedData(out, list(names), _fingerprint(out, names), report, task)
+
+
+def _resolve_task(cfg: DataConfig, cleaned: dict[str, tuple[list, list]], notes: list[str]) -> str:
+    """single_label or multi_label; under single_label every row's label becomes one value (in place)."""
+    rows = [row for _, labels in cleaned.values() for row in labels]
+    several = any(isinstance(row, list) and len(row) > 1 for row in rows)
+    task = cfg.task if cfg.task != "auto" else ("multi_label" if several else "single_label")
+    if task == "multi_label":
+        for _, labels in cleaned.values():
+            labels[:] = [row if isinstance(row, list) else [row] for row in labels]
+        if cfg.task == "auto":
+            share = sum(isinstance(r, list) and len(r) > 1 for r in rows) / max(len(rows), 1)
+            notes.append(f"multi-label task: {share:.0%} of the rows carry several labels (data.task: auto); set "
+                         "data.multi_label: drop or first to train a single-label classifier")  # fmt: skip
+    else:
+        for _, labels in cleaned.values():
+            labels[:] = [row[0] if isinstance(row, list) else row for row in labels]
+    return task
 
 
 def _refuse_unseen_labels(splits: dict, given: list[str], names: list[str]) -> None:
     """A label in the source's own validation or test split that the training split never has: the model
     cannot learn it, and every such row would count as an error. (Splits the studio carves are stratified.)"""
-    trained = set(splits["train"]["label"])
-    unseen = {k: sorted(names[i] for i in set(splits[k]["label"]) - trained) for k in given}
+    trained = set(label_ids(splits["train"]))
+    unseen = {k: sorted(names[i] for i in set(label_ids(splits[k])) - trained) for k in given}
     unseen = {k: v for k, v in unseen.items() if v}
     if unseen:
         where = "; ".join(f"{', '.join(repr(n) for n in v)} in {k}" for k, v in unseen.items())
@@ -214,6 +254,7 @@ def _clean(name: str, split: Any, text_col: str, label_col: str, cfg: DataConfig
             )
     texts, labels = _column(split, text_col), _column(split, label_col)
     report["rows_loaded"] += len(texts)
+    reduce = cfg.reduce_multi_label
     kept_texts, kept_labels = [], []
     for text, value in zip(texts, labels, strict=True):
         if missing(text):
@@ -222,19 +263,25 @@ def _clean(name: str, split: Any, text_col: str, label_col: str, cfg: DataConfig
         if isinstance(value, str) and cfg.label_separator:
             value = [v.strip() for v in value.split(cfg.label_separator)]
         if isinstance(value, (list, tuple, np.ndarray)):
-            value = list(dict.fromkeys(v for v in value if not missing(v)))  # order kept, duplicates gone
-            if len(value) > 1:
-                if cfg.multi_label == "drop":
-                    report["dropped_multi_label"] += 1
-                    continue
+            value = [v.item() if isinstance(v, np.generic) else v for v in value]
+            value = list(dict.fromkeys(v for v in value if not _no_label(v, class_names)))  # order kept, no repeats
+            if len(value) > 1 and reduce == "drop":
+                report["dropped_multi_label"] += 1
+                continue
+            if len(value) > 1 and reduce == "first":
                 report["multi_label_first"] += 1
-            value = value[0] if value else None
-        if missing(value) or (class_names and isinstance(value, (int, np.integer)) and value < 0):
+            value = (value[:1] if reduce else value) or None
+        if value is None or (not isinstance(value, list) and _no_label(value, class_names)):
             report["dropped_missing_label"] += 1
             continue
         kept_texts.append(text if isinstance(text, str) else str(text))
         kept_labels.append(value.item() if isinstance(value, np.generic) else value)
     return kept_texts, kept_labels
+
+
+def _no_label(value: Any, class_names: list[str] | None) -> bool:
+    """Missing, or -1 under a ClassLabel (its "no label")."""
+    return missing(value) or bool(class_names and isinstance(value, (int, np.integer)) and value < 0)
 
 
 def _note_drops(report: dict) -> None:
@@ -281,11 +328,28 @@ def _label_mapping(values: list, cfg: DataConfig, class_names: list[str] | None)
     return [str(i) for i in ids], lambda v: position[int(v)]
 
 
-def _dataset(texts: list[str], labels: list[int], names: list[str]) -> Any:
-    from datasets import ClassLabel, Dataset, Features, Value
+def _dataset(texts: list[str], labels: list, names: list[str], multi: bool = False) -> Any:
+    from datasets import ClassLabel, Dataset, Features, List, Value
 
-    features = Features({"text": Value("string"), "label": ClassLabel(names=list(names))})
+    label = ClassLabel(names=list(names))
+    features = Features({"text": Value("string"), "label": List(label) if multi else label})
     return Dataset.from_dict({"text": texts, "label": labels}, features=features)
+
+
+def label_ids(split: Any) -> list[int]:
+    """Every label id of a split, once per row it occurs in (multi-label rows give each of theirs)."""
+    values = _column(split, "label")
+    return [i for row in values for i in row] if values and isinstance(values[0], list) else values
+
+
+def strata(split: Any) -> np.ndarray:
+    """What carving stratifies by: the label; for multi-label rows, each row's rarest label (so the rows of a
+    rare label spread over the splits in proportion, as iterative stratification would do for it)."""
+    values = _column(split, "label")
+    if not values or not isinstance(values[0], list):
+        return np.asarray(values, dtype=np.int64)
+    counts = np.bincount(np.asarray([i for row in values for i in row], dtype=np.int64))
+    return np.asarray([min(row, key=counts.__getitem__) if row else -1 for row in values], dtype=np.int64)
 
 
 def _column(dataset: Any, name: str) -> list:
@@ -350,7 +414,7 @@ def _carve(dataset: Any, n: int, seed: int, notes: list[str]) -> tuple[Any, Any]
     n = max(1, n)
     if n >= len(dataset):
         raise DataError(f"data.source: cannot take {n} of only {len(dataset)} rows; use more data or other ratios")
-    labels = np.asarray(_column(dataset, "label"))
+    labels = strata(dataset)
     try:
         rng = np.random.default_rng(seed)
         rest, taken = next(stratified_shuffle_split_generate_indices(labels, len(dataset) - n, n, rng=rng))

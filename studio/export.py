@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.calibration import CALIBRATION_FILE
+from studio.multilabel import THRESHOLDS_FILE
 from studio.errors import StudioError
 from studio.model_card import FinishedRun, base_model_id, card_text, finished_run
 from studio.registry import Registry
@@ -76,8 +77,9 @@ def _entries(run: FinishedRun, card: str, *, flat: bool, merged: bool = False) -
         out[config_name] = json.dumps({**adapter_cfg, "base_model_name_or_path": base}, indent=2).encode()
     for name in ("label_map.json", "config.yaml", "eval.json"):
         out.setdefault(name, next(_files(run.dir / name, run.dir)))
-    if (run.dir / CALIBRATION_FILE).exists():  # the temperature travels with the model
-        out.setdefault(CALIBRATION_FILE, next(_files(run.dir / CALIBRATION_FILE, run.dir)))
+    for name in (CALIBRATION_FILE, THRESHOLDS_FILE):  # the temperature and the thresholds travel with the model
+        if (run.dir / name).exists():
+            out.setdefault(name, next(_files(run.dir / name, run.dir)))
     out["README.md"] = card.encode("utf-8")
     return out
 
@@ -167,8 +169,9 @@ def merge_adapter(registry: Registry, run_id: str) -> Path:
         model.save_pretrained(tmp)  # safetensors
         _write_folder(tmp, {f.relative_to(tokenizer_dir).as_posix(): f for f in _files(tokenizer_dir, run.dir)})
         _write_folder(tmp, {"label_map.json": run.dir / "label_map.json", "README.md": card.encode("utf-8")})
-        if (run.dir / CALIBRATION_FILE).exists():  # the temperature travels with the model
-            _write_folder(tmp, {CALIBRATION_FILE: next(_files(run.dir / CALIBRATION_FILE, run.dir))})
+        for name in (CALIBRATION_FILE, THRESHOLDS_FILE):  # the temperature and thresholds travel with the model
+            if (run.dir / name).exists():
+                _write_folder(tmp, {name: next(_files(run.dir / name, run.dir))})
         try:
             tmp.rename(target)
         except OSError:
@@ -186,13 +189,13 @@ def _merged_model(run: FinishedRun) -> Any:
 
     from studio import precision
     from studio.architectures import family_for
-    from studio.models import load_classifier, load_config, resolve_source
+    from studio.models import load_classifier, load_config, read_task, resolve_source
 
     cfg = run.config
     tokenizer = AutoTokenizer.from_pretrained(run.dir / "tokenizer")
     source = resolve_source(cfg.model)
     family = family_for(load_config(cfg.model, source).model_type)
-    base, _ = load_classifier(cfg, source, run.labels, tokenizer, family, quantize=False)
+    base, _ = load_classifier(cfg, source, run.labels, tokenizer, family, quantize=False, task=read_task(run.dir))
     if torch.cuda.is_available():
         if cfg.method.quantized:  # the dtype the 4-bit layers computed in: what the adapter trained against
             dtype = precision.resolve(cfg.train.precision, precision.Compute.here(), cfg.method).quant_compute_dtype()

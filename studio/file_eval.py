@@ -61,15 +61,18 @@ class LabelledRows:
     """The file's usable rows: texts, label ids (the model's), and what was picked and left out."""
 
     texts: list[str]
-    labels: list[int]
+    labels: list[Any]
+    """Label ids; multi-label: a list of ids per row."""
     text_column: str
     label_column: str
     left_out: int
 
 
 def read_labelled(path: str | Path, label_names: list[str], text_column: str | None = None,
-                  label_column: str | None = None) -> LabelledRows:  # fmt: skip
-    """The file's texts and label ids for a model with `label_names`.
+                  label_column: str | None = None, multi_label: bool = False,
+                  label_separator: str = ",") -> LabelledRows:  # fmt: skip
+    """The file's texts and label ids for a model with `label_names`; for a `multi_label` model each row's set of
+    ids, from a list or a string split on `label_separator`.
 
     Raises:
         DataError: no such file, a column not found, labels the model does not know, or no usable rows.
@@ -88,14 +91,22 @@ def read_labelled(path: str | Path, label_names: list[str], text_column: str | N
     usable = [i for i, (t, v) in enumerate(zip(texts, values, strict=True)) if not missing(t) and not missing(v)]
     if not usable:
         raise DataError(f"--file: {path.name} has no row with both a text ('{text_col}') and a label ('{label_col}')")
-    ids = _label_ids([values[i] for i in usable], label_names, path.name)
+    if multi_label:
+        sets = [_as_list(values[i], label_separator) for i in usable]
+        flat = _label_ids([v for row in sets for v in row], label_names, path.name)
+        ids, start = [], 0
+        for row in sets:
+            ids.append(sorted(set(flat[start : start + len(row)])))
+            start += len(row)
+    else:
+        ids = _label_ids([values[i] for i in usable], label_names, path.name)
     return LabelledRows([str(texts[i]) for i in usable], ids, text_col, label_col, len(texts) - len(usable))
 
 
 def evaluate_file(registry: Any, run_id: str, path: str | Path, *, text_column: str | None = None,
                   label_column: str | None = None, name: str | None = None,
-                  load_predictor: Callable[[], Any] | None = None,
-                  batch_size: int | None = None) -> tuple[FileEvaluation, Path]:  # fmt: skip
+                  load_predictor: Callable[[], Any] | None = None, batch_size: int | None = None,
+                  label_separator: str = ",") -> tuple[FileEvaluation, Path]:  # fmt: skip
     """Evaluate run `run_id`'s model on the labelled file and save it as a named evaluation; (it, its JSON path).
 
     The file and the name are checked before the model loads and before anything is written. `load_predictor`
@@ -103,8 +114,9 @@ def evaluate_file(registry: Any, run_id: str, path: str | Path, *, text_column: 
     """
     import numpy as np
 
+    from studio import multilabel
     from studio.metrics import full_report
-    from studio.models import read_label_map
+    from studio.models import read_label_map, read_task
 
     record = registry.get(run_id)  # RunNotFoundError with a hint
     run_dir = registry.run_dir(run_id)
@@ -114,7 +126,8 @@ def evaluate_file(registry: Any, run_id: str, path: str | Path, *, text_column: 
     if name is not None and not _NAME.match(name):
         raise StudioError(f"--name: '{name}' must be letters, digits, '.', '_' or '-' (at most 80), starting with "
                           "a letter or digit")  # fmt: skip
-    rows = read_labelled(path, label_names, text_column, label_column)
+    multi = read_task(run_dir) == "multi_label"
+    rows = read_labelled(path, label_names, text_column, label_column, multi, label_separator)
     if load_predictor is None:
         from studio.inference import Predictor
 
@@ -123,12 +136,20 @@ def evaluate_file(registry: Any, run_id: str, path: str | Path, *, text_column: 
         predictor = load_predictor()
     preds = predictor.predict(rows.texts, batch_size=batch_size)
     probs = np.array([[p.probs[n] for n in label_names] for p in preds], dtype=np.float64)
-    report = full_report(np.array(rows.labels), np.log(np.clip(probs, 1e-12, 1.0)), label_names)
+    if multi:
+        from studio.tokenization import multi_hot
+
+        cut = predictor.decision_thresholds()
+        report = multilabel.full_report(multi_hot(rows.labels, len(label_names)), probs, cut, label_names)
+        decided = [[label_names[j] for j in np.flatnonzero(row)] for row in multilabel.decide(probs, cut)]
+    else:
+        report = full_report(np.array(rows.labels), np.log(np.clip(probs, 1e-12, 1.0)), label_names)
+        decided = [[label_names[j]] for j in probs.argmax(axis=1)]
     folder = run_dir / EVALUATIONS_DIR
     name = _free_name(folder, name or Path(path).name.split(".")[0])
     result = FileEvaluation(name, str(Path(path).resolve()), rows.text_column, rows.label_column, len(rows.texts),
                             rows.left_out, SplitMetrics.from_dict(report), round(time.time(), 3))  # fmt: skip
-    _write(folder, result, rows, label_names, probs)
+    _write(folder, result, rows, label_names, probs, decided)
     return result, folder / f"{name}.json"
 
 
@@ -164,6 +185,19 @@ def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], w
                     f"it has columns: {', '.join(columns)}; name it with --{what}-column")  # fmt: skip
 
 
+def _as_list(value: Any, separator: str) -> list[Any]:
+    """A multi-label cell as its labels: a list as it is, a string split on `separator`, one value alone."""
+    import numpy as np
+
+    from studio.data import missing
+
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [v for v in value if not missing(v)]
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(separator) if v.strip()]
+    return [value]
+
+
 def _label_ids(values: list[Any], label_names: list[str], file_name: str) -> list[int]:
     """Each value's id among the model's labels: by name, or as an id 0..k-1 when the names are not integers."""
     from collections import Counter
@@ -196,12 +230,13 @@ def _free_name(folder: Path, name: str) -> str:
     return candidate
 
 
-def _write(folder: Path, result: FileEvaluation, rows: LabelledRows, label_names: list[str], probs: Any) -> None:
+def _write(folder: Path, result: FileEvaluation, rows: LabelledRows, label_names: list[str], probs: Any,
+           decided: list[list[str]]) -> None:  # fmt: skip
     import pandas as pd
 
     folder.mkdir(parents=True, exist_ok=True)
-    table = pd.DataFrame({"text": rows.texts, "label": [label_names[i] for i in rows.labels],
-                          "predicted": [label_names[i] for i in probs.argmax(axis=1)]})  # fmt: skip
+    truth = [", ".join(label_names[i] for i in v) if isinstance(v, list) else label_names[v] for v in rows.labels]
+    table = pd.DataFrame({"text": rows.texts, "label": truth, "predicted": [", ".join(d) for d in decided]})
     for i, label in enumerate(label_names):
         table[f"prob_{label}"] = probs[:, i].round(6)
     table.to_parquet(folder / f"{result.name}.predictions.parquet", index=False)

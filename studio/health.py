@@ -166,6 +166,9 @@ class HealthMonitor:
     label_names: list[str]
     method: str
     learning_rate: float
+    multi_label: bool = False
+    """A sigmoid per label: no class to collapse onto, and no ln(k) loss to be flat at; divergence still counts,
+    and the end's verdict reads ranking quality (`multilabel_chance_reason`)."""
     losses: list[tuple[int, float]] = field(default_factory=list)
     grad_norms: list[tuple[int, float]] = field(default_factory=list)
     evals: list[EvalPoint] = field(default_factory=list)
@@ -205,7 +208,7 @@ class HealthMonitor:
             if reason:
                 return Health("diverged", reason, tip, step)
         reason = collapse_reason(self.evals)
-        if reason is None and not self.evals:
+        if reason is None and not self.evals and not self.multi_label:
             reason = flat_loss_reason(self.losses, len(self.label_names))
         return Health("collapsed", reason, tip, step) if reason else None
 
@@ -215,7 +218,8 @@ class HealthMonitor:
         predicts one class on the test split; with no flag, "untrained" when its test scores are at chance."""
         if self.flagged is None:
             steps = max([s for s, _ in self.losses[-1:]] + [e.step for e in self.evals[-1:]], default=0)
-            reason = chance_reason(summary, steps) if summary is not None else None
+            judge = multilabel_chance_reason if self.multi_label else chance_reason
+            reason = judge(summary, steps) if summary is not None else None
             if reason:
                 return Health("untrained", reason, untrained_advice(self.method, self.learning_rate), steps)
             return Health()
@@ -248,6 +252,20 @@ def chance_reason(summary: RunSummary, steps: int) -> str | None:
         return None
     return (f"scores {accuracy:.1%} on the test split after {steps} steps, where always answering the most "
             f"frequent class scores {majority:.1%}: it learned nothing")  # fmt: skip
+
+
+MULTI_LABEL_CHANCE_AUC = 0.55
+"""Untrained (multi-label): test macro ROC-AUC at or under this, where 0.5 is a model that ranks the texts
+carrying a label no higher than the others."""
+
+
+def multilabel_chance_reason(summary: RunSummary, steps: int) -> str | None:
+    """Untrained multi-label run: past `CHANCE_MIN_STEPS`, a test macro ROC-AUC of chance."""
+    auc = summary.test.extra.get("roc_auc_macro")
+    if steps < CHANCE_MIN_STEPS or not isinstance(auc, (int, float)) or not auc <= MULTI_LABEL_CHANCE_AUC:
+        return None
+    return (f"ranks the test texts at chance after {steps} steps (macro ROC-AUC {auc:.3f}; 0.5 is chance): it "
+            "learned nothing")  # fmt: skip
 
 
 def untrained_advice(method: str, learning_rate: float) -> str:

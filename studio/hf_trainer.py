@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
-from studio.config import RunConfig
+from studio.config import LOWER_IS_BETTER, RunConfig
 from studio.distributed import World, any_rank, fsdp_requested, layout
 from studio.events import Evaluation, Event, Note, Progress, TrainLog
 from studio.losses import loss_for
@@ -97,8 +97,9 @@ def build_trainer(recipe: ClassifierRecipe, run_dir: Path, run_id: str | None) -
             bundle.tokenizer, pad_to_multiple_of=pad_multiple(t, precision, config.data.max_length)
         ),
         processing_class=bundle.tokenizer,
-        compute_metrics=make_compute_metrics(recipe.data.label_names),
-        compute_loss_func=loss_for(t, recipe.data.label_names, recipe.train_counts),
+        compute_metrics=compute_metrics_for(recipe.data),
+        compute_loss_func=loss_for(t, recipe.data.label_names, recipe.train_counts, recipe.data.multi_label,
+                                   len(recipe.data.splits["train"])),  # fmt: skip
         callbacks=callbacks,
     )
     fsdp = bool(getattr(trainer, "is_fsdp_enabled", False))  # launched with an FSDP accelerate config
@@ -111,6 +112,15 @@ def build_trainer(recipe: ClassifierRecipe, run_dir: Path, run_id: str | None) -
         trainer.remove_callback(PrinterCallback)
     kept = Layout(world.size, per_device, grad_accum, batch.effective, fsdp=True if fsdp else None)
     return trainer, kept, memory
+
+
+def compute_metrics_for(data: Any) -> Callable[[Any], dict[str, float]]:
+    """Validation metrics while training: softmax and argmax, or a sigmoid per label at 0.5 (multi-label)."""
+    if data.multi_label:
+        from studio import multilabel
+
+        return multilabel.make_compute_metrics(data.label_names)
+    return make_compute_metrics(data.label_names)
 
 
 def training_arguments(
@@ -153,7 +163,7 @@ def training_arguments(
         save_only_model=not t.checkpoint_steps and not (fsdp_requested() and load_best),
         load_best_model_at_end=load_best,
         metric_for_best_model=metric if evaluating else None,
-        greater_is_better=t.metric_for_best != "loss",
+        greater_is_better=t.metric_for_best not in LOWER_IS_BETTER,
         logging_strategy="steps",
         logging_steps=t.logging_steps,
         logging_first_step=True,

@@ -26,17 +26,23 @@ each of which the attention kernels plan once (cuDNN's SDPA builds a plan per ne
 class Prediction:
     text: str
     label: str
+    """The predicted class; multi-label: the labels given, joined by ", " ("" when none reached its threshold)."""
     score: float
-    """Probability of the predicted label."""
+    """Probability of the predicted label; multi-label: how sure the answer is, the least probability among its
+    decisions (p for a label given, 1 - p for one withheld)."""
     probs: dict[str, float]
     unsure: bool = False
-    """The top probability is under the confidence threshold asked for (`min_confidence`)."""
+    """The score is under the confidence threshold asked for (`min_confidence`)."""
+    labels: tuple[str, ...] | None = None
+    """Multi-label: every label whose probability reached its threshold; None for a single-label model."""
+    thresholds: dict[str, float] | None = None
+    """Multi-label: each label's threshold, on the scale of `probs` (raw or calibrated)."""
 
     @property
     def answer(self) -> str:
-        """The label, or "unsure" under the threshold ("(unsure)" for a model with a label named "unsure")."""
+        """The label(s), or "unsure" under the threshold ("(unsure)" for a model with a label named "unsure")."""
         if not self.unsure:
-            return self.label
+            return self.label if self.labels is None or self.labels else "(none)"
         return f"({UNSURE})" if UNSURE in self.probs else UNSURE
 
 
@@ -55,36 +61,66 @@ class Predictor:
     """A run's model in eval mode. Load once, then call `predict` as often as needed (thread-safe).
 
     Probabilities are calibrated: softmax(logits / temperature), the temperature the run fitted on its validation
-    split (its calibration.json; None: a run without one, whose probabilities are the raw ones)."""
+    split (its calibration.json; None: a run without one, whose probabilities are the raw ones). A multi-label
+    model (`task`) scores sigmoid(logit / T) per label (T one number or one per label) and gives every label whose
+    probability reaches its threshold (`thresholds`, tuned on validation: thresholds.json; 0.5 without one).
+    Thresholds are set on the calibrated scale; with `raw` they are moved to the raw one, so the labels given never
+    change, only the probabilities shown."""
 
     def __init__(
         self, model: Any, tokenizer: Any, label_names: list[str], max_length: int, run_id: str = "",
-        temperature: float | None = None,
+        temperature: Any = None, task: str = "single_label", thresholds: Any = None,
     ):  # fmt: skip
         self.model, self.tokenizer = model, tokenizer
         self.label_names, self.max_length, self.run_id = label_names, max_length, run_id
-        self.temperature = temperature
+        self.temperature, self.task = temperature, task
+        self.thresholds = thresholds
+        """Multi-label: `multilabel.Thresholds` (None: 0.5 for every label)."""
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task == "multi_label"
 
     @classmethod
     def from_run(cls, registry: Registry, run_id: str) -> Predictor:
-        from studio.models import load_for_inference, read_label_map
+        from studio import multilabel
+        from studio.models import load_for_inference, read_label_map, read_task
 
         record = registry.get(run_id)  # raises RunNotFoundError with a hint
         run_dir = registry.run_dir(run_id)
         if not (run_dir / "label_map.json").is_file():
             raise StudioError(f"run {run_id} has no saved model (status: {record.status}); pick a finished run")
         config = RunConfig.from_yaml(run_dir / "config.yaml")
-        labels = read_label_map(run_dir)
-        temperature = read_temperature(run_dir)  # a bad file is refused before the model loads
+        labels, task = read_label_map(run_dir), read_task(run_dir)
+        temperature = read_temperature(run_dir, labels)  # bad files are refused before the model loads
+        thresholds = multilabel.read(run_dir, labels) if task == "multi_label" else None
         model, tokenizer = load_for_inference(run_dir, config, labels)
-        return cls(model, tokenizer, labels, config.data.max_length, run_id, temperature)
+        return cls(model, tokenizer, labels, config.data.max_length, run_id, temperature, task, thresholds)
+
+    def decision_thresholds(self, raw: bool = False, override: float | None = None) -> Any:
+        """Multi-label: each label's threshold (numpy, label order) on the scale of the probabilities returned:
+        the tuned ones (or `override` for every label), moved to the raw scale under `raw`: p_cal >= t exactly
+        when sigmoid(z) >= sigmoid(T logit(t))."""
+        import numpy as np
+
+        from studio import multilabel
+
+        names = self.label_names
+        t = np.full(len(names), override) if override is not None else (
+            (self.thresholds or multilabel.Thresholds.default(names)).array(names))  # fmt: skip
+        if not raw or self.temperature is None:
+            return t
+        with np.errstate(divide="ignore"):
+            logit = np.log(t) - np.log1p(-t)
+        return multilabel.sigmoid(logit * np.asarray(self.temperature))
 
     def predict(
         self, texts: list[str], batch_size: int | None = None, *, raw: bool = False,
-        min_confidence: float | None = None,
+        min_confidence: float | None = None, label_threshold: float | None = None,
     ) -> list[Prediction]:  # fmt: skip
-        """Predictions in input order: calibrated probabilities (`raw`: the model's own softmax), each marked
-        `unsure` when its top probability is under `min_confidence` (a threshold in [0, 1]).
+        """Predictions in input order: calibrated probabilities (`raw`: the model's own softmax or sigmoids), each
+        marked `unsure` when its score is under `min_confidence` (a threshold in [0, 1]). Multi-label:
+        `label_threshold` replaces every label's tuned threshold (in [0, 1], on the calibrated scale).
 
         Texts are tokenized a chunk at a time (one tokenizer call per chunk: the Rust tokenizer spreads a call
         over the cores, and a call per batch took 3.7x as long on the H100's host), each chunk sorted by token
@@ -100,6 +136,10 @@ class Predictor:
         CPU_BATCH at a time, which keeps one batch's activations small.
         """
         threshold = check_threshold(min_confidence) if min_confidence is not None else None
+        if label_threshold is not None:
+            from studio.multilabel import check_threshold as check_label_threshold
+
+            label_threshold = check_label_threshold(label_threshold)
         if isinstance(texts, str):
             texts = [texts]
         texts = [t if isinstance(t, str) else "" for t in texts]
@@ -109,12 +149,33 @@ class Predictor:
         by_row: list[Any] = [None] * len(texts)
         for i, p in zip(order, probs, strict=True):
             by_row[i] = p
+        if self.multi_label:
+            return self._label_sets(texts, by_row, self.decision_thresholds(raw, label_threshold), threshold)
         out = []
         for text, p in zip(texts, by_row, strict=True):
             best = max(range(len(p)), key=p.__getitem__)
             unsure = threshold is not None and p[best] < threshold
             probs_of = dict(zip(self.label_names, p, strict=True))
             out.append(Prediction(text, self.label_names[best], p[best], probs_of, unsure))
+        return out
+
+    def _label_sets(self, texts: list[str], rows: list[Any], cut: Any, min_confidence: float | None) -> list:
+        """Multi-label predictions: the labels at or above their threshold, scored by `decision_confidence`."""
+        import numpy as np
+
+        from studio.calibration import decision_confidence
+
+        p = np.asarray(rows, dtype=np.float64)
+        decided = p >= cut
+        confidence = decision_confidence(p, decided)
+        cuts = {n: float(c) for n, c in zip(self.label_names, cut, strict=True)}
+        out = []
+        for text, row, given, score in zip(texts, rows, decided, confidence, strict=True):
+            labels = tuple(sorted((n for n, g in zip(self.label_names, given, strict=True) if g),
+                                  key=lambda n: -row[self.label_names.index(n)]))  # fmt: skip
+            unsure = min_confidence is not None and score < min_confidence
+            probs_of = dict(zip(self.label_names, row, strict=True))
+            out.append(Prediction(text, ", ".join(labels), float(score), probs_of, unsure, labels, cuts))
         return out
 
     def _score(
@@ -163,7 +224,9 @@ class Predictor:
             batch = self._padded(encoded, rows, GPU_PAD_MULTIPLE if cuda else 1, pin=cuda)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             logits = self.model(**batch).logits.float()
-            scored.append(torch.softmax(logits if temperature is None else logits / temperature, dim=-1))
+            if temperature is not None:
+                logits = logits / torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device)
+            scored.append(torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1))
         return ranked
 
     def _padded(self, encoded: Any, idx: list[int], multiple: int, pin: bool = False) -> dict[str, Any]:
@@ -198,16 +261,21 @@ class Predictor:
 
     def predict_file(
         self, path: str | Path, text_column: str | None = None, batch_size: int | None = None, *, raw: bool = False,
-        min_confidence: float | None = None,
+        min_confidence: float | None = None, label_threshold: float | None = None,
     ) -> Any:  # fmt: skip
         """A table (pandas) of the file's rows plus `predicted_label`, `score` and one `prob_<label>` per class
         (calibrated unless `raw`). With `min_confidence`, `predicted_label` is "unsure" under the threshold and
-        `top_label` keeps the most probable label.
+        `top_label` keeps the most probable label. Multi-label: `predicted_labels` (the set, joined by ", ";
+        "unsure" under `min_confidence`) and `label_count` instead of `predicted_label`, `top_label` the set.
 
         The file is read by the data layer, so it takes the same formats and gives the same errors.
         """
         if min_confidence is not None:
             check_threshold(min_confidence)  # before the file is read
+        if label_threshold is not None:
+            from studio.multilabel import check_threshold as check_label_threshold
+
+            check_label_threshold(label_threshold)
         from studio.config import DataConfig
         from studio.data import TEXT_COLUMNS, load_raw
 
@@ -223,8 +291,13 @@ class Predictor:
         if column not in columns:
             raise DataError(f"text column '{column}' not found in {path.name}; it has columns: {', '.join(columns)}")
         texts = frame[column].fillna("").astype(str).tolist()
-        preds = self.predict(texts, batch_size=batch_size, raw=raw, min_confidence=min_confidence)
-        frame["predicted_label"] = [p.answer for p in preds]
+        preds = self.predict(texts, batch_size=batch_size, raw=raw, min_confidence=min_confidence,
+                             label_threshold=label_threshold)  # fmt: skip
+        if self.multi_label:  # the label set, joined by ", " (empty when no label reached its threshold)
+            frame["predicted_labels"] = [p.answer if p.unsure else p.label for p in preds]
+            frame["label_count"] = [len(p.labels or ()) for p in preds]
+        else:
+            frame["predicted_label"] = [p.answer for p in preds]
         if min_confidence is not None:
             frame["top_label"] = [p.label for p in preds]
         frame["score"] = [round(p.score, 6) for p in preds]
@@ -281,6 +354,8 @@ def mistakes(registry: Registry, run_id: str, split: str = "test", limit: int = 
         raise StudioError(f"run {run_id} saved no predictions (status: {status}); pick a finished run")
     names = read_label_map(registry.run_dir(run_id))
     frame = pd.read_parquet(path)
+    if len(frame) and not np.isscalar(frame["label"].iloc[0]):
+        return _label_set_mistakes(frame[frame["split"] == split], names, limit)
     frame = frame[(frame["split"] == split) & (frame["label"] != frame["predicted"])]
     probs = np.stack(frame["probs"].to_numpy()) if len(frame) else np.zeros((0, len(names)))
     rows = np.arange(len(frame))
@@ -291,4 +366,27 @@ def mistakes(registry: Registry, run_id: str, split: str = "test", limit: int = 
         "confidence": probs[rows, frame["predicted"].to_numpy()].round(4),
         "p_true": probs[rows, frame["label"].to_numpy()].round(4),
     })  # fmt: skip
+    return out.sort_values("confidence", ascending=False, kind="stable").head(limit).reset_index(drop=True)
+
+
+def _label_set_mistakes(frame: Any, names: list[str], limit: int) -> Any:
+    """Multi-label rows whose predicted set differs from the true one: label (true set), predicted, missing (true
+    labels not given), extra (labels given wrongly), confidence (the surest wrong decision's probability: p of an
+    extra label, 1 - p of a missing one; calibrated where the run was). Surest mistakes first."""
+    import numpy as np
+    import pandas as pd
+
+    column = "probs_calibrated" if "probs_calibrated" in frame else "probs"
+    rows = []
+    for text, true, given, probs in zip(frame["text"], frame["label"], frame["predicted"], frame[column], strict=True):
+        true, given = {int(i) for i in true}, {int(i) for i in given}
+        if true == given:
+            continue
+        missing, extra = sorted(true - given), sorted(given - true)
+        sure = [float(probs[i]) for i in extra] + [1 - float(probs[i]) for i in missing]
+        rows.append({"text": text, "label": ", ".join(names[i] for i in sorted(true)),
+                     "predicted": ", ".join(names[i] for i in sorted(given)) or "(none)",
+                     "missing": ", ".join(names[i] for i in missing), "extra": ", ".join(names[i] for i in extra),
+                     "confidence": round(max(sure), 4)})  # fmt: skip
+    out = pd.DataFrame(rows, columns=["text", "label", "predicted", "missing", "extra", "confidence"])
     return out.sort_values("confidence", ascending=False, kind="stable").head(limit).reset_index(drop=True)

@@ -74,6 +74,28 @@ def class_weights(setting: Any, label_names: list[str], counts: Mapping[str, int
     return [w / mean for w in raw]
 
 
+def pos_weights(setting: Any, label_names: list[str], positives: Mapping[str, int], rows: int) -> list[float] | None:
+    """Multi-label: the weight of each label's positive rows in its binary cross-entropy (PyTorch's `pos_weight`);
+    balanced = negatives / positives, so a label's positives weigh as much in total as its negatives; a mapping
+    gives the weights itself (unnamed labels 1). None for `none`.
+
+    Raises:
+        ConfigError: a weight names an unknown label, or balanced meets a label no training row carries.
+    """
+    if setting == "none":
+        return None
+    if setting == "balanced":
+        empty = [n for n in label_names if not positives.get(n)]
+        if empty:
+            raise ConfigError("train.class_weights", f"balanced needs every label in train; no row carries '{empty[0]}'")
+        return [(rows - positives[n]) / positives[n] for n in label_names]
+    unknown = [k for k in setting if k not in label_names]
+    if unknown:
+        raise ConfigError("train.class_weights", f"'{unknown[0]}' is not a label of this data; its labels: "
+                                                 f"{', '.join(label_names)}")  # fmt: skip
+    return [float(setting.get(n, 1.0)) for n in label_names]
+
+
 @dataclass
 class ClassifierLoss:
     """The Trainer's `compute_loss_func`: weighted and/or focal cross-entropy over the logits.
@@ -85,6 +107,8 @@ class ClassifierLoss:
     weights: list[float] | None = None
     gamma: float = 0.0
     label_smoothing: float = 0.0
+    multi_label: bool = False
+    """Binary cross-entropy per label (sigmoid outputs, multi-hot labels); `weights` are then `pos_weight`s."""
 
     def __call__(self, outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
         import torch
@@ -92,6 +116,8 @@ class ClassifierLoss:
 
         logits = outputs["logits"] if isinstance(outputs, Mapping) else outputs[0]
         logits = logits.float()
+        if self.multi_label:
+            return self._binary(logits, labels.float(), num_items_in_batch)
         weight = torch.tensor(self.weights, device=logits.device) if self.weights else None
         ce = F.cross_entropy(logits, labels, reduction="none", label_smoothing=self.label_smoothing)
         per_example = ce
@@ -104,11 +130,35 @@ class ClassifierLoss:
         return per_example.sum() / count
 
 
-def loss_for(train: TrainConfig, label_names: list[str], counts: Mapping[str, int]) -> ClassifierLoss | None:
+    def _binary(self, logits: Any, targets: Any, num_items_in_batch: Any) -> Any:
+        """Each label's binary cross-entropy (smoothed targets y(1 - e) + e/2), times (1 - p_t)^gamma for focal
+        loss: the mean over every (row, label), as `BCEWithLogitsLoss` averages."""
+        import torch
+        import torch.nn.functional as F
+
+        smooth = targets * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        weight = torch.tensor(self.weights, device=logits.device) if self.weights else None
+        bce = F.binary_cross_entropy_with_logits(logits, smooth, pos_weight=weight, reduction="none")
+        if self.gamma:
+            p = torch.sigmoid(logits)
+            p_true = p * targets + (1 - p) * (1 - targets)
+            bce = (1 - p_true).pow(self.gamma) * bce
+        # the Trainer counts label entries that are not -100: rows x labels here, so this is the mean over them
+        count = num_items_in_batch if num_items_in_batch is not None else targets.numel()
+        return bce.sum() / count
+
+
+def loss_for(
+    train: TrainConfig, label_names: list[str], counts: Mapping[str, int], multi_label: bool = False, rows: int = 0
+) -> ClassifierLoss | None:
     """The custom loss the config asks for, or None: the model's own (plain cross-entropy, label smoothing by
-    the Trainer)."""
+    the Trainer). Multi-label runs always get this one (binary cross-entropy; `counts` are then each label's
+    positive rows among `rows`)."""
+    gamma = train.focal_gamma if train.loss == "focal" else 0.0
+    if multi_label:
+        weights = pos_weights(train.class_weights, label_names, counts, rows)
+        return ClassifierLoss(weights, gamma, train.label_smoothing, multi_label=True)
     weights = class_weights(train.class_weights, label_names, counts)
     if weights is None and train.loss == "cross_entropy":
         return None
-    gamma = train.focal_gamma if train.loss == "focal" else 0.0
     return ClassifierLoss(weights, gamma, train.label_smoothing)

@@ -173,8 +173,9 @@ def quantization_config(method: MethodConfig, family: Family | None, compute_dty
 
 
 # ---- the model -----------------------------------------------------------------------------------------
-def build_model(config: RunConfig, label_names: list[str]) -> ModelBundle:
-    """Load tokenizer + model for `config` with a head of len(label_names) classes, ready to train."""
+def build_model(config: RunConfig, label_names: list[str], task: str = "single_label") -> ModelBundle:
+    """Load tokenizer + model for `config` with a head of len(label_names) classes (`task` multi_label: a
+    sigmoid per label), ready to train."""
     method, mcfg = config.method, config.model
     source = resolve_source(mcfg)
     hf_config = load_config(mcfg, source)
@@ -184,7 +185,7 @@ def build_model(config: RunConfig, label_names: list[str]) -> ModelBundle:
     if method.quantized:
         require_bitsandbytes("method.name", f"{method.spec.label} ({method.bits}-bit)")
     tokenizer = load_tokenizer(mcfg, source, family)
-    model, new_modules = load_classifier(config, source, label_names, tokenizer, family)
+    model, new_modules = load_classifier(config, source, label_names, tokenizer, family, task=task)
     _check_vocab(model, tokenizer, mcfg.name)
     notes: list[str] = []
     if method.quantized:
@@ -327,8 +328,12 @@ def load_classifier(
     tokenizer: Any,
     family: Family | None,
     quantize: bool | None = None,
+    task: str = "single_label",
 ) -> tuple[nn.Module, list[str]]:
     """`config`'s base model from `source` for classification into `label_names`, with a fresh head.
+
+    `task` multi_label records ``problem_type: multi_label_classification`` in the model's config: its saved
+    config then tells any transformers user (the pipeline, an export) to read a sigmoid per label.
 
     The base is quantized as the method says (`quantize` overrides: export merges into an unquantized base),
     on this process's device, and stored as `Method.base_weights` says: a 16-bit checkpoint whose weights
@@ -355,6 +360,8 @@ def load_classifier(
     if family is not None and family.decoder:
         # Decoder heads pool the last token that is not pad_token_id; their configs often have none.
         kwargs["pad_token_id"] = tokenizer.pad_token_id
+    if task == "multi_label":
+        kwargs["problem_type"] = "multi_label_classification"
     if mcfg.attn_implementation:
         kwargs["attn_implementation"] = mcfg.attn_implementation
     if quantize:
@@ -412,7 +419,7 @@ def load_for_inference(run_dir: Path, config: RunConfig, label_names: list[str])
         family = family_for(hf_config.model_type)
         if config.method.quantized:
             require_bitsandbytes("method.name", f"this {config.method.spec.label} run")
-        base, _ = load_classifier(config, source, label_names, tokenizer, family)
+        base, _ = load_classifier(config, source, label_names, tokenizer, family, task=read_task(run_dir))
         model = PeftModel.from_pretrained(base, adapter_dir, is_trainable=False)
     model.eval()
     return model, tokenizer
@@ -421,3 +428,9 @@ def load_for_inference(run_dir: Path, config: RunConfig, label_names: list[str])
 def read_label_map(run_dir: Path) -> list[str]:
     data = json.loads((run_dir / "label_map.json").read_text(encoding="utf-8"))
     return [data["id2label"][str(i)] for i in range(len(data["id2label"]))]
+
+
+def read_task(run_dir: Path) -> str:
+    """single_label | multi_label, from the run's label_map.json (runs from before multi-label: single_label)."""
+    data = json.loads((Path(run_dir) / "label_map.json").read_text(encoding="utf-8"))
+    return "multi_label" if data.get("task") == "multi_label" else "single_label"

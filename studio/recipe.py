@@ -65,6 +65,9 @@ class ClassifierRecipe:
         """The Trainer's prediction output per split ("test", and "validation" when the run validates)."""
         self.calibration: Calibration | None = None
         """Temperature scaling fitted in `evaluate` (None when skipped); `save` writes its calibration.json."""
+        self.thresholds: Any = None
+        """Multi-label: the per-label decision thresholds tuned in `evaluate` (`multilabel.Thresholds`); `save`
+        writes its thresholds.json."""
         self._expandable = False
 
     @property
@@ -90,14 +93,20 @@ class ClassifierRecipe:
         unknown label before any model loads), and say when the classes are skewed."""
         from collections import Counter
 
-        from studio.losses import class_weights, imbalance_note
+        from studio.config import MULTI_LABEL_METRICS
+        from studio.data import label_ids
+        from studio.errors import ConfigError
+        from studio.losses import loss_for, imbalance_note
 
         assert self.data is not None
-        names = self.data.label_names
-        ids = Counter(self.data.splits["train"]["label"])
+        names, train = self.data.label_names, self.config.train
+        ids = Counter(label_ids(self.data.splits["train"]))
         self.train_counts = {name: ids.get(i, 0) for i, name in enumerate(names)}
-        class_weights(self.config.train.class_weights, names, self.train_counts)
-        note = imbalance_note(self.train_counts, self.config.train)
+        loss_for(train, names, self.train_counts, self.data.multi_label, len(self.data.splits["train"]))
+        if not self.data.multi_label and train.metric_for_best in MULTI_LABEL_METRICS:
+            raise ConfigError("train.metric_for_best", f"{train.metric_for_best} is a multi-label metric and this data "
+                                                       "is single-label; use accuracy, f1_macro or f1_weighted")  # fmt: skip
+        note = imbalance_note(self.train_counts, train)
         if note:
             self.emit(Note(note))
 
@@ -127,7 +136,7 @@ class ClassifierRecipe:
         # The new head (and adapter weights) are initialised from the global RNG: seed it here, or the result
         # depends on what the process did before (the studio's UI process and a fresh CLI process differed).
         set_seed(config.seed)
-        self.bundle = bundle = build_model(config, prepared.label_names)
+        self.bundle = bundle = build_model(config, prepared.label_names, prepared.task)
         pct = 100 * bundle.trainable_params / max(bundle.total_params, 1)
         counts = {"trainable_params": bundle.trainable_params, "total_params": bundle.total_params}
         self.emit(Note(f"model: {bundle.total_params / 1e6:.1f}M parameters, {bundle.trainable_params / 1e6:.3f}M "
@@ -169,14 +178,15 @@ class ClassifierRecipe:
         assert prepared is not None and bundle is not None and self.memory is not None
         names = prepared.label_names
         with tokenizers_serial(config.train.dataloader_workers):
-            self.predictions["test"] = pred = trainer.predict(self.tokenized["test"], metric_key_prefix="test")
-            test = SplitMetrics.from_dict(full_report(pred.label_ids, pred.predictions, names))
-            validation = None
-            if config.train.eval_strategy != "no":
+            self.predictions["test"] = trainer.predict(self.tokenized["test"], metric_key_prefix="test")
+            if config.train.eval_strategy != "no" or prepared.multi_label:  # multi-label tunes thresholds on it
                 pred = trainer.predict(self.tokenized["validation"], metric_key_prefix="val")
                 self.predictions["validation"] = pred
-                validation = SplitMetrics.from_dict(full_report(pred.label_ids, pred.predictions, names))
             self.calibration = self._calibrate()
+            if prepared.multi_label:
+                self.thresholds = self._tune_thresholds()
+            test = self._report("test")
+            validation = self._report("validation") if config.train.eval_strategy != "no" else None
         tm = train_out.metrics
         efficiency = Efficiency(
             trainable_params=bundle.trainable_params,
@@ -204,6 +214,49 @@ class ClassifierRecipe:
             calibration=self.calibration,
         )
 
+    def _report(self, split: str) -> SplitMetrics:
+        """A split's metrics from its predictions: argmax (single-label), or the tuned thresholds on calibrated
+        probabilities (multi-label)."""
+        from studio import metrics, multilabel
+
+        assert self.data is not None
+        pred, names = self.predictions[split], self.data.label_names
+        if not self.data.multi_label:
+            return SplitMetrics.from_dict(metrics.full_report(pred.label_ids, pred.predictions, names))
+        assert self.thresholds is not None
+        probs = self.probabilities(pred.predictions)
+        return SplitMetrics.from_dict(multilabel.full_report(pred.label_ids, probs, self.thresholds.array(names), names))
+
+    def probabilities(self, logits: Any) -> Any:
+        """Calibrated probabilities of `logits` (raw ones when the run is not calibrated): softmax over the
+        classes, or a sigmoid per label."""
+        from studio.calibration import scaled_probs, sigmoid_probs, temperatures
+
+        assert self.data is not None
+        t = temperatures(self.calibration, self.data.label_names)
+        if self.data.multi_label:
+            return sigmoid_probs(logits, 1.0 if t is None else t)
+        return scaled_probs(logits, 1.0 if t is None else t)
+
+    def _tune_thresholds(self) -> Any:
+        """Per-label thresholds on the calibrated validation probabilities (studio/multilabel.py); 0.5 for every
+        label, with a note, when the validation split is empty."""
+        from studio import multilabel
+        from studio.calibration import multilabel_coverage
+
+        assert self.data is not None
+        names, validation = self.data.label_names, self.predictions.get("validation")
+        if validation is None or not len(validation.label_ids):
+            self.emit(Note("thresholds not tuned: the validation split is empty (every label is given at 0.5)"))
+            return multilabel.Thresholds.default(names)
+        found = multilabel.tune_thresholds(self.probabilities(validation.predictions), validation.label_ids, names)
+        self.emit(Note(multilabel.summary_line(found), {"thresholds": found.per_label}))
+        if self.calibration is not None:
+            test = self.predictions["test"]
+            probs = self.probabilities(test.predictions)
+            self.calibration.coverage = multilabel_coverage(probs, test.label_ids, found.array(names))
+        return found
+
     def _calibrate(self) -> Calibration | None:
         """Temperature scaling fitted on the validation split, judged on test (studio/calibration.py). A run that
         did not validate has its validation split predicted here; an empty one skips calibration with a note."""
@@ -216,7 +269,13 @@ class ClassifierRecipe:
             self.emit(Note("calibration skipped: the validation split is empty (predictions stay uncalibrated)"))
             return None
         test = self.predictions["test"]
-        result = calibrate(validation.predictions, validation.label_ids, test.predictions, test.label_ids)
+        if self.data is not None and self.data.multi_label:
+            from studio.calibration import calibrate_multilabel
+
+            result = calibrate_multilabel(validation.predictions, validation.label_ids, test.predictions,
+                                          test.label_ids, self.data.label_names)  # fmt: skip
+        else:
+            result = calibrate(validation.predictions, validation.label_ids, test.predictions, test.label_ids)
         self.emit(Note(summary_line(result), {"temperature": result.temperature}))
         return result
 
@@ -244,8 +303,12 @@ class ClassifierRecipe:
         names = prepared.label_names
         write_json_atomic(
             run_dir / "label_map.json",
-            {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}},
+            {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}, "task": prepared.task},
         )
+        if self.thresholds is not None:
+            from studio import multilabel
+
+            multilabel.write(run_dir, self.thresholds)
         if self.calibration is not None:
             from studio.calibration import CALIBRATION_FILE, file_content
 
@@ -257,16 +320,25 @@ class ClassifierRecipe:
         import pandas as pd
 
         from studio.metrics import softmax
+        from studio.multilabel import decide, sigmoid
 
         assert self.data is not None
         frames = []
+        multi, names = self.data.multi_label, self.data.label_names
         for split, pred in self.predictions.items():
-            probs = softmax(np.asarray(pred.predictions, dtype=np.float64))
+            logits = np.asarray(pred.predictions, dtype=np.float64)
+            probs = sigmoid(logits) if multi else softmax(logits)
+            if multi:  # label sets as id lists; decisions as predict makes them (calibrated, tuned thresholds)
+                chosen = decide(self.probabilities(logits), self.thresholds.array(names))
+                label = [np.flatnonzero(row).tolist() for row in pred.label_ids]
+                predicted = [np.flatnonzero(row).tolist() for row in chosen]
+            else:
+                label, predicted = pred.label_ids.astype(int), probs.argmax(axis=-1)
             frames.append(pd.DataFrame({
                 "split": split,
                 "text": self.data.splits[split]["text"],
-                "label": pred.label_ids.astype(int),
-                "predicted": probs.argmax(axis=-1),
+                "label": label,
+                "predicted": predicted,
                 "probs": list(probs.astype(np.float32)),
                 **self._calibrated_column(pred.predictions),
             }))  # fmt: skip
@@ -281,9 +353,7 @@ class ClassifierRecipe:
             return {}
         import numpy as np
 
-        from studio.calibration import scaled_probs
-
-        return {"probs_calibrated": list(scaled_probs(logits, self.calibration.temperature).astype(np.float32))}
+        return {"probs_calibrated": list(self.probabilities(logits).astype(np.float32))}
 
     def cleanup(self, run_dir: Path | None) -> None:
         """Free memory and drop checkpoints (the final model is saved on its own). Also runs when the model

@@ -18,6 +18,7 @@ RESULTS_VERSION = 2
 """Version of eval.json this code writes. 1: no "version" key."""
 
 T = TypeVar("T")
+MULTI_LABEL_SCALARS = ("f1_micro", "hamming_loss", "roc_auc_macro", "ap_macro")
 
 
 def _from_dict(cls: type[T], values: dict[str, Any] | None, /, **nested: Any) -> T:
@@ -72,9 +73,23 @@ class SplitMetrics:
         out["per_class"] = {name: dataclasses.asdict(v) for name, v in self.per_class.items()}
         return out
 
+    @property
+    def multi_label(self) -> bool:
+        return self.extra.get("task") == "multi_label"
+
     def scalars(self) -> dict[str, float]:
-        """The headline figures (what the test `eval` event carries)."""
-        return {"accuracy": self.accuracy, "f1_macro": self.f1_macro, "f1_weighted": self.f1_weighted}
+        """The headline figures (what the test `eval` event carries); multi-label adds its own
+        (`MULTI_LABEL_SCALARS`; `accuracy` is then the exact-match share)."""
+        out = {"accuracy": self.accuracy, "f1_macro": self.f1_macro, "f1_weighted": self.f1_weighted}
+        out.update({k: self.extra[k] for k in MULTI_LABEL_SCALARS if k in self.extra})
+        return out
+
+    def headline(self) -> str:
+        """One phrase of the figure a user reads first: accuracy, or macro-F1 for a multi-label task."""
+        if self.multi_label:
+            return (f"test macro-F1 {self.f1_macro:.4f} (micro-F1 {self.extra.get('f1_micro', float('nan')):.4f}, "
+                    f"exact match {self.accuracy:.4f})")  # fmt: skip
+        return f"test accuracy {self.accuracy:.4f}"
 
 
 @dataclass

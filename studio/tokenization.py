@@ -86,7 +86,18 @@ def _encode(split: Any, tokenizer: Any, max_length: int) -> Any:
     ids = tokenizer(_column(split, "text"), truncation=True, max_length=max_length, return_attention_mask=False,
                     return_token_type_ids=False, verbose=False)["input_ids"]  # fmt: skip
     labels = split.with_format("arrow")["label"]
+    if pa.types.is_list(labels.type):  # multi-label: a 0/1 float per label (binary cross-entropy's targets)
+        labels = pa.array(multi_hot(labels.to_pylist(), split.features["label"].feature.num_classes).tolist(),
+                          type=pa.list_(pa.float32()))  # fmt: skip
     return Dataset.from_dict({"input_ids": pa.array(ids, type=pa.list_(pa.int32())), "labels": labels})
+
+
+def multi_hot(rows: list[list[int]], k: int) -> np.ndarray:
+    """(n, k) float32 of 0/1: row i has a 1 at each of its label ids."""
+    out = np.zeros((len(rows), k), dtype=np.float32)
+    for i, row in enumerate(rows):
+        out[i, row] = 1.0
+    return out
 
 
 def token_lengths(texts: list[str], tokenizer: Any, sample: int = 2000, seed: int = 0) -> list[int]:
@@ -111,15 +122,21 @@ def length_stats(lengths: list[int], max_length: int) -> dict[str, float]:
 
 
 def dataset_stats(data: PreparedData, tokenizer: Any = None, max_length: int | None = None) -> dict[str, Any]:
-    """Rows and label counts per split; token-length statistics of train when a tokenizer is given.
+    """Rows and label counts per split (multi-label: rows carrying each label, and the mean labels per row);
+    token-length statistics of train when a tokenizer is given.
 
     Without `max_length`, the truncated share is measured against the tokenizer's ``model_max_length``.
     """
-    stats: dict[str, Any] = {"rows": {}, "labels": {}}
+    from studio.data import label_ids
+
+    stats: dict[str, Any] = {"rows": {}, "labels": {}, "task": data.task}
     for name, split in data.splits.items():
-        counts = np.bincount(np.asarray(_column(split, "label"), dtype=int), minlength=len(data.label_names))
+        ids = label_ids(split)
+        counts = np.bincount(np.asarray(ids, dtype=int), minlength=len(data.label_names))
         stats["rows"][name] = len(split)
         stats["labels"][name] = {label: int(c) for label, c in zip(data.label_names, counts, strict=True)}
+        if data.multi_label:
+            stats.setdefault("labels_per_row", {})[name] = round(len(ids) / max(len(split), 1), 4)
     if tokenizer is not None:
         limit = max_length or int(min(getattr(tokenizer, "model_max_length", 512), 1_000_000))
         lengths = token_lengths(_column(data.splits["train"], "text"), tokenizer)

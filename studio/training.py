@@ -302,15 +302,15 @@ class Run:
         self.emit(Status("saving", "saving the model"))
         recipe.save(self.dir)
         summary.health = self.health.final(summary) if self.health is not None else None
-        accuracy, health = summary.test.accuracy, summary.health
+        headline, health = summary.test.headline(), summary.health
         if health is not None and health.flag == "untrained":  # judged on the test split: shown as live flags are
             from studio.health import to_event
 
             self.emit(to_event(health))
         said = f"; {health.flag}: {health.reason}" if health is not None and health.flag else ""
         if stopped:
-            return "stopped", f"stopped early; test accuracy {accuracy:.4f}{said}", summary
-        return "completed", f"test accuracy {accuracy:.4f}{said}", summary
+            return "stopped", f"stopped early; {headline}{said}", summary
+        return "completed", f"{headline}{said}", summary
 
     def _finish(self, status: str, message: str, summary: RunSummary | None, t0: float) -> RunResult:
         done = Done(status, message, round(time.time() - t0, 1))
@@ -337,7 +337,8 @@ def _monitor(recipe: ClassifierRecipe) -> HealthMonitor:
 
     assert recipe.data is not None
     t = recipe.trained
-    return HealthMonitor(list(recipe.data.label_names), t.method.name, t.train.learning_rate)
+    return HealthMonitor(list(recipe.data.label_names), t.method.name, t.train.learning_rate,
+                         multi_label=recipe.data.multi_label)  # fmt: skip
 
 
 def write_event(folder: Path, event: Event) -> None:

@@ -66,7 +66,7 @@ def goemotions_raw() -> dict[str, list[list[str]]]:
 
 @pytest.fixture(scope="module")
 def goemotions_single():
-    return data.prepare(DataConfig(source="goemotions"), seed=0)
+    return data.prepare(DataConfig(source="goemotions", task="single_label"), seed=0)
 
 
 # ---- sources (read by studio.datasource: tests/test_datasource.py) -------------------------------------
@@ -172,7 +172,7 @@ def test_multi_label_drop_and_first_on_goemotions(goemotions_raw, goemotions_sin
     for split, rows in goemotions_raw.items():  # auto keeps GoEmotions' own splits, minus multi-label rows
         assert len(goemotions_single.splits[split]) == len(rows) - multi[split]
     assert len(goemotions_single.label_names) == 28 and "neutral" in goemotions_single.label_names
-    first = data.prepare(DataConfig(source="goemotions", multi_label="first"), seed=0)
+    first = data.prepare(DataConfig(source="goemotions", task="single_label", multi_label="first"), seed=0)
     assert first.report["dropped_multi_label"] == 0 and first.report["multi_label_first"] == 8817
     assert len(first.splits["validation"]) == 5426
     assert labels_of(first.splits["validation"])[1] == "approval"  # ["approval", "neutral"] -> first
@@ -197,7 +197,7 @@ def test_multi_label_classlabel_lists_like_the_hub_goemotions(tmp_path):
 def test_separator_multi_label_strings(tmp_path):
     rows = [{"text": f"t{i}", "label": ["a", "b", "a,b", "b, a"][i % 4]} for i in range(40)]
     source = write(tmp_path / "d.csv", rows)
-    dropped = data.prepare(cfg(source, label_separator=","), seed=0)
+    dropped = data.prepare(cfg(source, label_separator=",", multi_label="drop"), seed=0)
     assert dropped.report["dropped_multi_label"] == 20 and sum(dropped.report["rows"].values()) == 20
     first = data.prepare(cfg(source, label_separator=",", multi_label="first"), seed=0)
     assert Counter(lab for s in first.splits.values() for lab in labels_of(s)) == {"a": 20, "b": 20}
@@ -268,7 +268,7 @@ def test_max_samples_and_max_train_samples(goemotions_single):
     capped = data.prepare(DataConfig(source="imdb-sample", max_train_samples=100), seed=0)
     assert capped.report["rows"] == {"train": 100, "validation": 318, "test": 318}
     assert abs(labels_of(capped.splits["train"]).count("positive") - 50) <= 1  # stratified
-    go = data.prepare(DataConfig(source="goemotions", max_samples=1000), seed=0)
+    go = data.prepare(DataConfig(source="goemotions", task="single_label", max_samples=1000), seed=0)
     own = {k: len(v) for k, v in goemotions_single.splits.items()}  # each own split sampled in proportion
     assert go.report["rows"] == {k: round(1000 * n / sum(own.values())) for k, n in own.items()}
     assert Counter(labels_of(go.splits["train"]))["neutral"] == pytest.approx(
@@ -291,7 +291,7 @@ def test_carving_is_datasets_stratified_train_test_split():
 
 def test_balance_goemotions_4_labels_800_samples(goemotions_single):
     balance = BalanceConfig(num_labels=4, num_samples=800)
-    prepared = data.prepare(DataConfig(source="goemotions", balance=balance), seed=0)
+    prepared = data.prepare(DataConfig(source="goemotions", task="single_label", balance=balance), seed=0)
     assert prepared.report["rows"] == {"train": 640, "validation": 80, "test": 80}
     single = Counter(lab for s in goemotions_single.splits.values() for lab in labels_of(s))
     top4 = sorted(sorted(single, key=lambda n: (-single[n], n))[:4])
@@ -301,7 +301,7 @@ def test_balance_goemotions_4_labels_800_samples(goemotions_single):
     assert Counter(labels_of(prepared.splits["validation"])) == dict.fromkeys(top4, 20)
     assert prepared.report["dropped_other_labels"] == sum(single.values()) - sum(single[n] for n in top4)
     named = BalanceConfig(num_labels=3, num_samples=100, labels=["joy", "anger", "fear"])
-    uneven = data.prepare(DataConfig(source="goemotions", balance=named), seed=0)
+    uneven = data.prepare(DataConfig(source="goemotions", task="single_label", balance=named), seed=0)
     assert uneven.label_names == ["anger", "fear", "joy"] and sum(uneven.report["rows"].values()) == 99
     assert any("not a multiple of 3: 99 rows used" in note for note in uneven.report["notes"])
 
@@ -311,10 +311,10 @@ def test_balance_errors(goemotions_single):
     grief += sum(labels_of(goemotions_single.splits[s]).count("grief") for s in ("validation", "test"))
     too_many = BalanceConfig(num_labels=2, num_samples=2000, labels=["grief", "joy"])
     with pytest.raises(DataError, match=f"label 'grief' has {grief} rows but 1000 were asked"):
-        data.prepare(DataConfig(source="goemotions", balance=too_many), seed=0)
+        data.prepare(DataConfig(source="goemotions", task="single_label", balance=too_many), seed=0)
     unknown = BalanceConfig(num_labels=2, num_samples=100, labels=["joy", "glee"])
     with pytest.raises(DataError, match="unknown label.*glee.*admiration, amusement"):
-        data.prepare(DataConfig(source="goemotions", balance=unknown), seed=0)
+        data.prepare(DataConfig(source="goemotions", task="single_label", balance=unknown), seed=0)
     with pytest.raises(ConfigError, match="data.balance.labels: lists a label twice"):  # caught by the config now
         BalanceConfig(num_labels=2, num_samples=100, labels=["joy", "joy"])
 
