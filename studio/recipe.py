@@ -136,7 +136,11 @@ class ClassifierRecipe:
         # The new head (and adapter weights) are initialised from the global RNG: seed it here, or the result
         # depends on what the process did before (the studio's UI process and a fresh CLI process differed).
         set_seed(config.seed)
-        self.bundle = bundle = build_model(config, prepared.label_names, prepared.task)
+        rows = len(prepared.splits["train"])
+        priors = [self.train_counts.get(n, 0) / max(rows, 1) for n in prepared.label_names] if prepared.multi_label else None
+        self.bundle = bundle = build_model(config, prepared.label_names, prepared.task, priors)
+        for note in bundle.notes:
+            self.emit(Note(note))
         pct = 100 * bundle.trainable_params / max(bundle.total_params, 1)
         counts = {"trainable_params": bundle.trainable_params, "total_params": bundle.total_params}
         self.emit(Note(f"model: {bundle.total_params / 1e6:.1f}M parameters, {bundle.trainable_params / 1e6:.3f}M "

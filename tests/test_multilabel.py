@@ -316,3 +316,21 @@ def test_adapters_train_multi_label_and_reload(tmp_path, tiny_model_dir, runs_di
     pred = Predictor.from_run(registry, result.run_id).predict(["happy glad"])[0]
     assert pred.labels is not None and set(pred.probs) == {"anger", "joy", "neutral"}
     assert all(0 <= v <= 1 for v in pred.probs.values()) and not math.isclose(sum(pred.probs.values()), 1.0)
+
+
+def test_a_multi_label_head_starts_at_the_label_priors(tiny_model_dir):
+    from studio.models import build_model
+
+    config = RunConfig.from_dict({"model": {"name": str(tiny_model_dir("bert"))}, "method": {"name": "full"}})
+    bundle = build_model(config, NAMES, "multi_label", priors=[0.1, 0.5, 0.9])
+    np.testing.assert_allclose(bundle.model.classifier.bias.detach().numpy(), [math.log(1 / 9), 0.0, math.log(9)],
+                               atol=1e-6)  # fmt: skip
+    assert bundle.model.config.problem_type == "multi_label_classification"
+    assert any("log-odds" in n for n in bundle.notes)
+    lora = RunConfig.from_dict({"model": {"name": str(tiny_model_dir("roberta"))}, "method": {"name": "lora", "r": 2}})
+    head = build_model(lora, NAMES, "multi_label", priors=[0.1, 0.5, 0.9]).model.base_model.model.classifier
+    bias = head.modules_to_save["default"].out_proj.bias if hasattr(head, "modules_to_save") else head.out_proj.bias
+    np.testing.assert_allclose(bias.detach().numpy(), [math.log(1 / 9), 0.0, math.log(9)], atol=1e-6)
+    decoder = build_model(RunConfig.from_dict({"model": {"name": str(tiny_model_dir("llama"))}}), NAMES, "multi_label",
+                          priors=[0.1, 0.5, 0.9])  # fmt: skip
+    assert not any("log-odds" in n for n in decoder.notes)  # its score layer has no bias: left as it is
