@@ -36,7 +36,9 @@ def finished_runs(folders: list[Path]) -> list[tuple[str, dict]]:
                 per_label_cut = json.loads(cuts.read_text(encoding="utf-8"))["per_label"]
                 for label, scores in summary["test"]["per_class"].items():
                     scores.setdefault("threshold", per_label_cut[label])
-            model = {"minilm-l6": "MiniLM", "smollm2-135m": "SmolLM2"}.get(config["model"]["name"], config["model"]["name"])
+            model = {"minilm-l6": "MiniLM", "smollm2-135m": "SmolLM2"}.get(
+                config["model"]["name"], config["model"]["name"]
+            )
             method = {"full": "full", "lora": "LoRA", "qlora": "QLoRA", "ia3": "IA3"}[config["method"]["name"]]
             rows = summary["data"]["rows"]["train"]
             setup = f"{model} {method}" + (f" ({rows:,} train, {config['data']['max_length']} tokens)"
@@ -51,9 +53,15 @@ def _mean_sd(values: list[float], digits: int = 4) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def _before_after(cals: list[dict], what: str) -> str:
+    before, after = (statistics.mean(c[f"{what}_{when}"] for c in cals) for when in ("before", "after"))
+    return f"{before:.4f} -> {after:.4f}"
+
+
 def headline(runs: list[tuple[str, dict]]) -> tuple[list[str], list[list[str]]]:
     header = ["setup", "seeds", "test macro-F1", "micro-F1", "exact match", "Hamming", "ROC-AUC", "AP",
-              "ECE before -> after", "Brier before -> after", "temperature", "thresholds", "train s", "flag"]  # fmt: skip
+              "ECE before -> after", "Brier before -> after", "temperature", "thresholds", "train s",
+              "flag"]  # fmt: skip
     rows = []
     for setup in dict.fromkeys(s for s, _ in runs):
         group = [r for s, r in runs if s == setup]
@@ -66,8 +74,7 @@ def headline(runs: list[tuple[str, dict]]) -> tuple[list[str], list[list[str]]]:
             setup, str(len(group)), _mean_sd([t["f1_macro"] for t in tests]), _mean_sd([t["f1_micro"] for t in tests]),
             _mean_sd([t["accuracy"] for t in tests]), _mean_sd([t["hamming_loss"] for t in tests]),
             _mean_sd([t["roc_auc_macro"] for t in tests]), _mean_sd([t["ap_macro"] for t in tests]),
-            f"{statistics.mean(c['ece_before'] for c in cals):.4f} -> {statistics.mean(c['ece_after'] for c in cals):.4f}",
-            f"{statistics.mean(c['brier_before'] for c in cals):.4f} -> {statistics.mean(c['brier_after'] for c in cals):.4f}",
+            _before_after(cals, "ece"), _before_after(cals, "brier"),
             " / ".join(k.replace("temperature_per_label", "per label").replace("temperature", "one") for k in kinds),
             f"{min(thresholds):.2f}-{max(thresholds):.2f}",
             f"{statistics.mean(r['efficiency']['train_seconds'] for r in group):.0f}", ", ".join(flags),

@@ -225,7 +225,9 @@ def multilabel_coverage(probs: Any, y: Any, thresholds: Any, levels: tuple[float
     return out
 
 
-def calibrate_multilabel(val_logits: Any, val_y: Any, test_logits: Any, test_y: Any, label_names: list[str]) -> Calibration:
+def calibrate_multilabel(
+    val_logits: Any, val_y: Any, test_logits: Any, test_y: Any, label_names: list[str]
+) -> Calibration:
     """One temperature or one per label (whichever predicts held-out validation rows better), fitted on all of
     validation; binary ECE, Brier and reliability bins on test before and after. `coverage` is filled once the
     thresholds are tuned (`multilabel_coverage`)."""

@@ -14,10 +14,12 @@ training exits with 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,16 +83,30 @@ def _launch_processes(args: argparse.Namespace, config: RunConfig, registry: Any
         if message:
             print(message, flush=True)
 
-    previous = signal.signal(signal.SIGINT, stop)
-    try:
+    with _stop_signals(stop):
         while child.is_alive():  # waiting in short steps: Ctrl-C's handler runs between them
             child.wait(0.5)
-    finally:
-        signal.signal(signal.SIGINT, previous)
     result = child.wait()
     if child.exit_code is None:  # stopped before the processes started
         return EXIT_FAILED if result is None or result.status == "failed" else 0
     return _exit_status(child.exit_code)
+
+
+@contextlib.contextmanager
+def _stop_signals(handler: Any) -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM (`kill`, `timeout`, a job scheduler) both call `handler`: a clean stop that
+    keeps what trained. Without it SIGTERM ended the studio at once and left its child runs (their own process
+    groups) training as orphans."""
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _exit_status(code: int) -> int:
@@ -120,13 +136,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _train(run: Any, registry: Any, quiet: bool) -> int:
     """Train `run` here, printing its events (rank 0 of a multi-GPU run; the others print only errors); the
     exit status."""
-    previous = signal.signal(signal.SIGINT, lambda *_: run.stop())  # Ctrl-C: stop cleanly, keep what trained
-    try:
+    with _stop_signals(lambda *_: run.stop()):  # Ctrl-C, SIGTERM: stop cleanly, keep what trained
         run.start()
         while run.is_alive() or not run.events.empty():
             _print_event(run, quiet)
-    finally:
-        signal.signal(signal.SIGINT, previous)
     result = run.wait()
     assert result is not None
     if not run.world.writes:
@@ -163,7 +176,9 @@ def _print_event(run: Any, quiet: bool) -> None:
         m, nan = event.metrics, float("nan")
         scores = (f"macro-F1 {m.get('f1_macro', nan):.4f} micro-F1 {m['f1_micro']:.4f} (at 0.5)" if "f1_micro" in m
                   else f"accuracy {m.get('accuracy', nan):.4f} f1_macro {m.get('f1_macro', nan):.4f}")  # fmt: skip
-        print(f"  eval @ step {event.step} (epoch {event.epoch:.2f}): loss {m.get('loss', nan):.4f} {scores}", flush=True)
+        print(
+            f"  eval @ step {event.step} (epoch {event.epoch:.2f}): loss {m.get('loss', nan):.4f} {scores}", flush=True
+        )
 
 
 def _print_summary(run_id: str, status: str, summary: Any, registry: Any) -> None:
@@ -176,8 +191,8 @@ def _print_summary(run_id: str, status: str, summary: Any, registry: Any) -> Non
     if test.multi_label:
         x = test.extra
         print(f"  test macro-F1 {test.f1_macro:.4f}  micro-F1 {x.get('f1_micro', nan):.4f}  exact match "
-              f"{test.accuracy:.4f}  Hamming {x.get('hamming_loss', nan):.4f}  ROC-AUC {x.get('roc_auc_macro', nan):.4f}"
-              f"  (n={test.n}, thresholds tuned per label)")  # fmt: skip
+              f"{test.accuracy:.4f}  Hamming {x.get('hamming_loss', nan):.4f}  ROC-AUC "
+              f"{x.get('roc_auc_macro', nan):.4f}  (n={test.n}, thresholds tuned per label)")  # fmt: skip
     else:
         print(
             f"  test accuracy {test.accuracy:.4f}  f1_weighted {test.f1_weighted:.4f}  "
@@ -328,8 +343,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"{len(slots)} runs at a time, each in its own process: {where}", flush=True)
     sweep = Sweep(grid, registry, on_event=show, slots=slots)
     try:
-        state = sweep.start().wait()
-    except KeyboardInterrupt:
+        with _stop_signals(_interrupt):
+            state = sweep.start().wait()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runs training stop cleanly (none is left an orphan)
         sweep.stop()
         state = sweep.wait()
     print(f"{grid.name}: {state.done} run, {state.skipped} skipped (done before), {state.failed} failed "
@@ -620,8 +636,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", help="column holding the texts (default: detect)")
     p.add_argument("--label-column", help="column holding the labels (default: detect)")
     p.add_argument("--name", help="name of the evaluation (default: the file's name)")
-    p.add_argument("--label-separator", default=",",
-                   help="multi-label runs: what separates a row's labels written as one string (default ',')")
+    p.add_argument(
+        "--label-separator",
+        default=",",
+        help="multi-label runs: what separates a row's labels written as one string (default ',')",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export", help="zip a finished run with a model card (prints the zip's path)")

@@ -119,7 +119,9 @@ def prepare(cfg: DataConfig, seed: int, raw: Any = None) -> PreparedData:
     cleaned = {name: _clean(name, split, text_col, label_col, cfg, class_names, report) for name, split in used.items()}
     _note_drops(report)
     task = _resolve_task(cfg, cleaned, notes)
-    all_labels = [v for _, labels in cleaned.values() for row in labels for v in (row if task != "single_label" else [row])]
+    all_labels = [
+        v for _, labels in cleaned.values() for row in labels for v in (row if task != "single_label" else [row])
+    ]
     if not all_labels:
         raise DataError(f"data.source: no usable rows in {cfg.source}: every row has an empty text or no label")
     names, to_id = _label_mapping(all_labels, cfg, class_names)

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from studio.calibration import CALIBRATION_FILE
-from studio.multilabel import THRESHOLDS_FILE
 from studio.errors import StudioError
 from studio.model_card import FinishedRun, base_model_id, card_text, finished_run
+from studio.multilabel import THRESHOLDS_FILE
 from studio.registry import Registry
 
 EXPORTS_DIR = "exports"

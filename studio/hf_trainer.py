@@ -98,8 +98,9 @@ def build_trainer(recipe: ClassifierRecipe, run_dir: Path, run_id: str | None) -
         ),
         processing_class=bundle.tokenizer,
         compute_metrics=compute_metrics_for(recipe.data),
-        compute_loss_func=loss_for(t, recipe.data.label_names, recipe.train_counts, recipe.data.multi_label,
-                                   len(recipe.data.splits["train"])),  # fmt: skip
+        compute_loss_func=loss_for(
+            t, recipe.data.label_names, recipe.train_counts, recipe.data.multi_label, len(recipe.data.splits["train"])
+        ),  # fmt: skip
         callbacks=callbacks,
     )
     fsdp = bool(getattr(trainer, "is_fsdp_enabled", False))  # launched with an FSDP accelerate config

@@ -373,7 +373,6 @@ def _label_set_mistakes(frame: Any, names: list[str], limit: int) -> Any:
     """Multi-label rows whose predicted set differs from the true one: label (true set), predicted, missing (true
     labels not given), extra (labels given wrongly), confidence (the surest wrong decision's probability: p of an
     extra label, 1 - p of a missing one; calibrated where the run was). Surest mistakes first."""
-    import numpy as np
     import pandas as pd
 
     column = "probs_calibrated" if "probs_calibrated" in frame else "probs"

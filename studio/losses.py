@@ -87,7 +87,9 @@ def pos_weights(setting: Any, label_names: list[str], positives: Mapping[str, in
     if setting == "balanced":
         empty = [n for n in label_names if not positives.get(n)]
         if empty:
-            raise ConfigError("train.class_weights", f"balanced needs every label in train; no row carries '{empty[0]}'")
+            raise ConfigError(
+                "train.class_weights", f"balanced needs every label in train; no row carries '{empty[0]}'"
+            )
         return [(rows - positives[n]) / positives[n] for n in label_names]
     unknown = [k for k in setting if k not in label_names]
     if unknown:
@@ -128,7 +130,6 @@ class ClassifierLoss:
             per_example = per_example * weight[labels]
         count = num_items_in_batch if num_items_in_batch is not None else labels.numel()
         return per_example.sum() / count
-
 
     def _binary(self, logits: Any, targets: Any, num_items_in_batch: Any) -> Any:
         """Each label's binary cross-entropy (smoothed targets y(1 - e) + e/2), times (1 - p_t)^gamma for focal

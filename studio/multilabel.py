@@ -151,8 +151,13 @@ def full_report(y: Any, probs: Any, thresholds: np.ndarray, label_names: list[st
     precision, recall, f1, support = precision_recall_fscore_support(truth, pred, average=None, zero_division=0)
     scores = {k: v for k, v in metrics(truth, probs, thresholds, label_names).items() if not k.startswith("f1/")}
     per_class = {
-        name: {"precision": float(precision[j]), "recall": float(recall[j]), "f1": float(f1[j]),
-               "support": int(support[j]), "threshold": float(thresholds[j])}  # fmt: skip
+        name: {
+            "precision": float(precision[j]),
+            "recall": float(recall[j]),
+            "f1": float(f1[j]),
+            "support": int(support[j]),
+            "threshold": float(thresholds[j]),
+        }  # fmt: skip
         for j, name in enumerate(label_names)
     }
     return {**scores, "task": "multi_label", "n": int(len(truth)), "confusion_matrix": [], "per_class": per_class}

@@ -96,7 +96,7 @@ class ClassifierRecipe:
         from studio.config import MULTI_LABEL_METRICS
         from studio.data import label_ids
         from studio.errors import ConfigError
-        from studio.losses import loss_for, imbalance_note
+        from studio.losses import imbalance_note, loss_for
 
         assert self.data is not None
         names, train = self.data.label_names, self.config.train
@@ -104,8 +104,8 @@ class ClassifierRecipe:
         self.train_counts = {name: ids.get(i, 0) for i, name in enumerate(names)}
         loss_for(train, names, self.train_counts, self.data.multi_label, len(self.data.splits["train"]))
         if not self.data.multi_label and train.metric_for_best in MULTI_LABEL_METRICS:
-            raise ConfigError("train.metric_for_best", f"{train.metric_for_best} is a multi-label metric and this data "
-                                                       "is single-label; use accuracy, f1_macro or f1_weighted")  # fmt: skip
+            said = f"{train.metric_for_best} is a multi-label metric and this data is single-label"
+            raise ConfigError("train.metric_for_best", f"{said}; use accuracy, f1_macro or f1_weighted")
         note = imbalance_note(self.train_counts, train)
         if note:
             self.emit(Note(note))
@@ -137,7 +137,9 @@ class ClassifierRecipe:
         # depends on what the process did before (the studio's UI process and a fresh CLI process differed).
         set_seed(config.seed)
         rows = len(prepared.splits["train"])
-        priors = [self.train_counts.get(n, 0) / max(rows, 1) for n in prepared.label_names] if prepared.multi_label else None
+        priors = (
+            [self.train_counts.get(n, 0) / max(rows, 1) for n in prepared.label_names] if prepared.multi_label else None
+        )
         self.bundle = bundle = build_model(config, prepared.label_names, prepared.task, priors)
         for note in bundle.notes:
             self.emit(Note(note))
@@ -175,7 +177,6 @@ class ClassifierRecipe:
 
     def evaluate(self, train_out: Any, run_id: str | None, run_dir: Path | None, t0: float) -> RunSummary:
         """Test (and validation) metrics, efficiency, the memory estimate beside the measured peak, provenance."""
-        from studio.metrics import full_report
         from studio.provenance import reproducibility
 
         trainer, prepared, bundle, config = self.trainer, self.data, self.bundle, self.trained
@@ -229,7 +230,9 @@ class ClassifierRecipe:
             return SplitMetrics.from_dict(metrics.full_report(pred.label_ids, pred.predictions, names))
         assert self.thresholds is not None
         probs = self.probabilities(pred.predictions)
-        return SplitMetrics.from_dict(multilabel.full_report(pred.label_ids, probs, self.thresholds.array(names), names))
+        return SplitMetrics.from_dict(
+            multilabel.full_report(pred.label_ids, probs, self.thresholds.array(names), names)
+        )
 
     def probabilities(self, logits: Any) -> Any:
         """Calibrated probabilities of `logits` (raw ones when the run is not calibrated): softmax over the
@@ -307,7 +310,11 @@ class ClassifierRecipe:
         names = prepared.label_names
         write_json_atomic(
             run_dir / "label_map.json",
-            {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}, "task": prepared.task},
+            {
+                "id2label": dict(enumerate(names)),
+                "label2id": {n: i for i, n in enumerate(names)},
+                "task": prepared.task,
+            },
         )
         if self.thresholds is not None:
             from studio import multilabel

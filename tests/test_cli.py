@@ -194,3 +194,48 @@ def test_lr_find_prints_the_suggestion_its_cost_and_writes_the_plot(tiny_model_d
     assert f"suggested train.learning_rate: {saved['suggested']:.2g}" in out
     code, _, err = run_cli(capsys, "--runs-dir", runs_dir, "lr-find", "quick_demo", "--methods", "full,dora")
     assert code == EXIT_BAD_INPUT and "unknown method dora" in err
+
+
+def test_sigterm_stops_a_sweep_and_its_child_runs_cleanly(tiny_model_dir, tmp_path):
+    """`timeout`, `kill` and job schedulers end a process with SIGTERM: the sweep stops its runs as Ctrl-C does
+    (each evaluates, saves and ends `stopped`) rather than dying and leaving them training as orphans."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import yaml
+
+    from studio.registry import Registry
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({
+        "version": 3, "name": "sigterm",
+        "base": {"data": {"source": "imdb-sample", "max_samples": 240, "max_length": 16},
+                 "model": {"name": str(tiny_model_dir("bert"))}, "method": {"name": "lora", "r": 2},
+                 "train": {"max_steps": 100000, "batch_size": 4, "eval_strategy": "no"}},
+        "axes": {"seed": [1, 2]},
+    }))  # fmt: skip
+    runs = tmp_path / "runs"
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "studio", "--runs-dir", str(runs), "sweep", str(grid), "--gpus", "none",
+               "--workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    registry, deadline = Registry(runs), time.time() + 240
+    while time.time() < deadline and proc.poll() is None:  # both runs training (their logs have steps)
+        training = [r for r in registry.list() if r.status == "running"
+                    and '"kind": "log"' in (registry.run_dir(r.id) / "metrics.jsonl").read_text()]  # fmt: skip
+        if len(training) == 2:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None and len(training) == 2, proc.stdout.read() if proc.poll() is not None else "timeout"
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=240)
+    records = registry.list()
+    assert sorted(r.status for r in records) == ["stopped", "stopped"], output
+    for record in records:
+        with pytest.raises(ProcessLookupError):  # no run left training on its own
+            os.kill(record.pid, 0)
+    assert "0 run, 0 skipped (done before), 0 failed of 2" in output or "stopped" in output

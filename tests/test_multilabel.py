@@ -63,7 +63,9 @@ def test_goemotions_is_multi_label_by_default_with_its_official_splits():
     assert any("16% of the rows carry several labels" in n for n in prepared.report["notes"])
     stats = data.dataset_stats(prepared)
     assert stats["task"] == "multi_label" and 1.1 < stats["labels_per_row"]["train"] < 1.25
-    assert sum(len(row) for row in prepared.splits["validation"]["label"]) == sum(stats["labels"]["validation"].values())
+    assert sum(len(row) for row in prepared.splits["validation"]["label"]) == sum(
+        stats["labels"]["validation"].values()
+    )
 
 
 def test_separator_labels_make_a_multi_label_task_and_carving_spreads_rare_labels(tmp_path):
@@ -108,7 +110,10 @@ def test_tokenized_labels_are_multi_hot_floats(tmp_path, bert_tokenizer):
     prepared = data.prepare(DataConfig(source=write_rows(tmp_path / "d.csv", rows), label_separator=","), seed=0)
     tokenized, _ = data.tokenize(prepared, bert_tokenizer, 16, None)
     got = np.asarray(tokenized["train"]["labels"])
-    assert tokenized["train"].features["labels"].feature.dtype == "float32" and got.shape == (len(prepared.splits["train"]), 2)
+    assert tokenized["train"].features["labels"].feature.dtype == "float32" and got.shape == (
+        len(prepared.splits["train"]),
+        2,
+    )
     np.testing.assert_array_equal(got, multi_hot(prepared.splits["train"]["label"], 2))
 
 
@@ -283,7 +288,9 @@ def test_an_evaluation_file_with_unknown_labels_in_a_set_is_refused(multi_label_
     from studio.file_eval import evaluate_file
 
     registry, result, _ = multi_label_run
-    bad = write_rows(tmp_path / "bad.csv", [{"text": "angry", "label": "anger|zebra"}, {"text": "x", "label": "giraffe"}])
+    bad = write_rows(
+        tmp_path / "bad.csv", [{"text": "angry", "label": "anger|zebra"}, {"text": "x", "label": "giraffe"}]
+    )
     with pytest.raises(DataError, match="labels the model does not know: 'zebra' \\(1 rows\\), 'giraffe'"):
         evaluate_file(registry, result.run_id, bad, label_separator="|")
     assert not (registry.run_dir(result.run_id) / "evaluations").exists()
