@@ -59,7 +59,7 @@ def _before_after(cals: list[dict], what: str) -> str:
 
 
 def headline(runs: list[tuple[str, dict]]) -> tuple[list[str], list[list[str]]]:
-    header = ["setup", "seeds", "test macro-F1", "micro-F1", "exact match", "Hamming", "ROC-AUC", "AP",
+    header = ["setup", "seeds", "test macro-F1", "dev macro-F1 (tuned on)", "micro-F1", "exact match", "Hamming", "ROC-AUC", "AP",
               "ECE before -> after", "Brier before -> after", "temperature", "thresholds", "train s",
               "flag"]  # fmt: skip
     rows = []
@@ -71,7 +71,9 @@ def headline(runs: list[tuple[str, dict]]) -> tuple[list[str], list[list[str]]]:
         kinds = sorted({c.get("method", "-") for c in cals})
         flags = sorted({(r.get("health") or {}).get("flag") or "none" for r in group})
         rows.append([
-            setup, str(len(group)), _mean_sd([t["f1_macro"] for t in tests]), _mean_sd([t["f1_micro"] for t in tests]),
+            setup, str(len(group)), _mean_sd([t["f1_macro"] for t in tests]),
+            _mean_sd([r["validation"]["f1_macro"] for r in group if r.get("validation")]),
+            _mean_sd([t["f1_micro"] for t in tests]),
             _mean_sd([t["accuracy"] for t in tests]), _mean_sd([t["hamming_loss"] for t in tests]),
             _mean_sd([t["roc_auc_macro"] for t in tests]), _mean_sd([t["ap_macro"] for t in tests]),
             _before_after(cals, "ece"), _before_after(cals, "brier"),

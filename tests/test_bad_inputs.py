@@ -56,6 +56,16 @@ def _split_folder(tmp: Path) -> str:
     return str(folder)
 
 
+def _multi_label_folder(tmp: Path) -> str:
+    folder = tmp / "multi-label-splits"
+    folder.mkdir()
+    labels = ["pos", "neg", "pos;neg"]
+    pd.DataFrame({"text": [f"t{i}" for i in range(30)], "label": [labels[i % 3] for i in range(30)]}).to_csv(
+        folder / "train.csv", index=False)  # fmt: skip
+    pd.DataFrame({"text": ["a", "b"], "label": ["pos;zebra", "neg"]}).to_csv(folder / "test.csv", index=False)
+    return str(folder)
+
+
 def _no_config(tmp: Path) -> str:
     (tmp / "empty-model").mkdir()
     return str(tmp / "empty-model")
@@ -115,6 +125,12 @@ MATRIX: list[Bad] = [
         ("train.class_weights", "must be > 0")),
     Bad("config", "focal gamma below 0", lambda t, m: _train("train.loss=focal", "train.focal_gamma=-1"),
         ("train.focal_gamma", "greater than or equal to 0")),
+    Bad("config", "a multi-label task told to drop multi-label rows",
+        lambda t, m: _train("data.task=multi_label", "data.multi_label=drop"),
+        ("data.multi_label", "single-label", "task: single_label")),
+    Bad("config", "a multi-label metric on single-label data",
+        lambda t, m: _train("train.metric_for_best=roc_auc_macro"),
+        ("train.metric_for_best", "multi-label metric", "f1_macro")),
     # ---- data ----------------------------------------------------------------------------------------
     Bad("data", "a file that does not exist", lambda t, m: _train("data.source=missing.csv"),
         ("file not found: missing.csv",)),
@@ -144,6 +160,14 @@ MATRIX: list[Bad] = [
     Bad("data", "class weights naming a label the data does not have",
         lambda t, m: _train("train.class_weights={thrilled: 2}"),
         ("train.class_weights", "'thrilled' is not a label", "negative, positive")),
+    Bad("data", "a multi-label test label that train never has",
+        lambda t, m: _train(f"data.source={_multi_label_folder(t)}", "data.label_separator=;", "data.task=auto",
+                            "data.multi_label=null"),
+        ("data.label_column", "'zebra' in test", "never has")),
+    Bad("data", "a balanced subset of multi-label data",
+        lambda t, m: _train("data.source=goemotions", "data.task=auto", "data.multi_label=null",
+                            "data.balance={num_labels: 2, num_samples: 100}"),
+        ("data.balance", "multi-label", "multi_label: drop")),
     Bad("data", "a balanced subset larger than the data",
         lambda t, m: _train("data.balance={num_labels: 2, num_samples: 100000}"), ("data.balance",)),
     # ---- model ---------------------------------------------------------------------------------------
@@ -165,6 +189,9 @@ MATRIX: list[Bad] = [
         ("no run '20990101-000000-nope-0000'",)),
     Bad("predict", "a path instead of a run id", lambda t, m: ["predict", "../../etc", "hi"], ("not a run id",)),
     Bad("predict", "show a run that does not exist", lambda t, m: ["show", "nope"], ("no run 'nope'",)),
+    Bad("predict", "a label threshold outside [0, 1]",
+        lambda t, m: ["predict", "20990101-000000-nope-0000", "hi", "--threshold", "1.5"],
+        ("--threshold", "outside [0, 1]")),
 ]  # fmt: skip
 
 
