@@ -2,11 +2,12 @@
 
     python benchmarks/multilabel_table.py RUNS_DIR [RUNS_DIR ...] --out benchmarks/results/goemotions_multilabel
 
-Groups the finished multi-label runs by setup (model, method, and the run's name for the CPU preset) and writes
+Groups the finished multi-label runs by setup (model, method, the training rows when not all of them, and for
+MiniLM runs trained before `models.init_output_bias` existed, "head bias at 0") and writes
 DIR/headline.md and .csv (test macro-F1, micro-F1, exact match, Hamming loss, macro ROC-AUC and AP: mean ± std over
 the seeds; calibration ECE and Brier before -> after, which kind of temperature won, the thresholds' range;
-train seconds; the run health flag) and DIR/per_label.md and .csv (each label's test F1 per setup, the label's
-test support, and the mean tuned threshold). The paper's BERT-base (Demszky et al. 2020) reached macro-F1 0.46.
+train seconds; the run health flag), DIR/per_label.md and .csv (each label's test F1 per setup, the label's
+test support, and the mean tuned threshold) and DIR/runs.md and .csv (one row per run). The paper's BERT-base (Demszky et al. 2020) reached macro-F1 0.46.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def finished_runs(folders: list[Path]) -> list[tuple[str, dict]]:
             rows = summary["data"]["rows"]["train"]
             setup = f"{model} {method}" + (f" ({rows:,} train, {config['data']['max_length']} tokens)"
                                            if rows < 40000 else "")  # fmt: skip
+            log = (run.parent / "metrics.jsonl").read_text(encoding="utf-8")
+            if model == "MiniLM" and "log-odds" not in log:  # trained before heads started at the label priors
+                setup += ", head bias at 0"
             out.append((setup, summary))
     return out
 
@@ -99,6 +103,18 @@ def per_label(runs: list[tuple[str, dict]]) -> tuple[list[str], list[list[str]]]
     return header, rows
 
 
+def each_run(runs: list[tuple[str, dict]]) -> tuple[list[str], list[list[str]]]:
+    header = ["run", "setup", "seed", "test macro-F1", "micro-F1", "exact match", "ROC-AUC", "dev macro-F1",
+              "flag", "train s", "peak memory MB", "device"]  # fmt: skip
+    rows = [[r["run_id"], setup, str(r["reproducibility"]["seed"]), f"{r['test']['f1_macro']:.4f}",
+             f"{r['test']['f1_micro']:.4f}", f"{r['test']['accuracy']:.4f}", f"{r['test']['roc_auc_macro']:.4f}",
+             f"{r['validation']['f1_macro']:.4f}" if r.get("validation") else "",
+             (r.get("health") or {}).get("flag") or "", f"{r['efficiency']['train_seconds']:.0f}",
+             f"{r['efficiency']['peak_memory_mb']:.0f}", r["reproducibility"]["device"].get("name", "")]
+            for setup, r in runs]  # fmt: skip
+    return header, rows
+
+
 def write(out: Path, name: str, header: list[str], rows: list[list[str]]) -> None:
     with open(out / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([header, *[[c.replace("*", "") for c in r] for r in rows]])
@@ -118,6 +134,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     write(args.out, "headline", *headline(runs))
     write(args.out, "per_label", *per_label(runs))
+    write(args.out, "runs", *each_run(runs))
     print((args.out / "headline.md").read_text(encoding="utf-8"))
     print(f"paper (BERT-base): macro-F1 {PAPER_MACRO_F1}")
 
