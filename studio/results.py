@@ -49,6 +49,11 @@ class ClassScores:
     recall: float
     f1: float
     support: int
+    threshold: float | None = None
+    """Multi-label: the label's decision threshold (tuned on validation); None for a single-label class."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self, skip_none=("threshold",))
 
 
 @dataclass
@@ -70,7 +75,7 @@ class SplitMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         out = _to_dict(self)
-        out["per_class"] = {name: dataclasses.asdict(v) for name, v in self.per_class.items()}
+        out["per_class"] = {name: v.to_dict() for name, v in self.per_class.items()}
         return out
 
     @property
