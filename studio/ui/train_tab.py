@@ -186,7 +186,9 @@ def _usage(tab: TrainTab, samples: list) -> dict[Any, Any]:
 
 
 def result_plots(session: Session, current: str | None, drawn: str) -> tuple[Any, Any]:
-    """The test confusion matrix and reliability diagram of the run `current` once it has them."""
+    """The test confusion matrix and reliability diagram of the run `current` once it has them; a multi-label run's
+    F1 per label in the confusion matrix's place (a text may carry several labels: there is no one predicted class
+    to cross with one true class) and its reliability over every (text, label) probability."""
     from studio import plots
 
     if current is None:
@@ -195,6 +197,8 @@ def result_plots(session: Session, current: str | None, drawn: str) -> tuple[Any
         summary = _summary(session, current, session.jobs.view(current))
     except StudioError:
         return gr.skip(), gr.skip()
+    if summary is not None and summary.test.multi_label:  # no confusion matrix (labels are not exclusive)
+        return plots.label_scores(summary.test.per_class), plots.reliability_diagram(summary.calibration, True)
     if summary is None or not summary.test.confusion_matrix:
         return plots.empty(NO_CONFUSION), plots.empty(NO_RELIABILITY)
     confusion = plots.confusion_matrix(summary.test.confusion_matrix, summary.label_names)
