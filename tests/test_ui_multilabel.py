@@ -20,7 +20,7 @@ from studio.inference import Prediction
 from studio.registry import Registry
 from studio.results import Calibration, RunSummary
 from studio.ui import compare_tab, data_tab, model_tab, playground_tab, runs_tab, train_tab
-from studio.ui.formatting import latest_eval_md, results_md, run_choices
+from studio.ui.formatting import results_md, run_choices
 
 NAMES = ["anger", "joy", "neutral"]
 BOTH = "the film angry furious happy glad it"
@@ -66,12 +66,12 @@ def test_the_data_tab_says_in_plain_words_what_auto_decided(runs_dir, tiny_model
     assert counts == {"anger": 33, "joy": 31, "neutral": 16} and sum(counts.values()) == 64 * 1.25  # once per label
     assert out[session.num_labels] == 3
     # rows with several labels dropped: a single-label task, and the page says why
-    single = data_tab.inspect_data(session, data, page_values(session, config.with_overrides(["data.multi_label=drop"])))
-    assert "**Single-label task** (auto): each text gets exactly one class; 20 rows carried several labels" in single[
-        data.summary]
-    imdb = data_tab.inspect_data(session, data, page_values(session, tiny_config(tiny_model_dir("bert"))))
-    assert "**Single-label task** (auto): each text gets exactly one class; no row carries several labels" in imdb[
-        data.summary]
+    dropped = page_values(session, config.with_overrides(["data.multi_label=drop"]))
+    md = data_tab.inspect_data(session, data, dropped)[data.summary]
+    assert "**Single-label task** (auto): each text gets exactly one class; 20 rows carried several labels" in md
+    imdb = page_values(session, tiny_config(tiny_model_dir("bert")))
+    md = data_tab.inspect_data(session, data, imdb)[data.summary]
+    assert "**Single-label task** (auto): each text gets exactly one class; no row carries several labels" in md
     bad = {**page_values(session, config), data.task: "multi_label", data.several: "drop"}  # as the page sends them
     with pytest.raises(gr.Error, match="data.multi_label: 'drop' makes the data single-label, but data.task is"):
         data_tab.inspect_data(session, data, bad)
@@ -126,11 +126,11 @@ def test_the_results_of_a_multi_label_run(trained):
     out = train_tab.tick(session, train, multi, "", [], None)
     md = out[train.results]
     assert md.startswith("### Test macro F1 ") and " · micro F1 " in md and " · exact match " in md
-    for words in ("Hamming loss", "ROC-AUC", "average precision", "No confusion matrix: a text may carry several",
-                  "a text gets every label whose probability reaches that label's threshold (tuned on validation",
-                  "| label | precision | recall | F1 | support | threshold |", "| joy |",
-                  "on test over every (text, label) probability ECE", "least sure label decision reaches"):
-        assert words in md, words
+    said = ("Hamming loss", "ROC-AUC", "average precision", "No confusion matrix: a text may carry several",
+            "a text gets every label whose probability reaches that label's threshold (tuned on validation",
+            "| label | precision | recall | F1 | support | threshold |", "| joy |",
+            "on test, over every (text, label) probability: ECE", "least sure label decision reaches")  # fmt: skip
+    assert [words for words in said if words not in md] == []
     assert "### Test accuracy" not in md and "| class |" not in md
     scores, reliability = train_tab.result_plots(session, multi, out[train.seen])
     assert sorted(scores.data[0].y) == NAMES and "F1 per label" in scores.layout.title.text  # the matrix's place
@@ -168,8 +168,10 @@ def test_the_playground_shows_a_label_set_with_its_thresholds(trained):
     session, play = built(runs, playground_tab)
     label, hidden_b, said, bars, bars_b = playground_tab.predict_text(session, multi, None, BOTH)
     assert said in ("Run A: **anger, joy**", "Run A: **joy, anger**")  # every label above its threshold
-    assert label["visible"] is False and set(label["value"]) == set(NAMES)  # the API still gets the probabilities
+    assert set(label) == set(NAMES)  # the Label's value as for any run: /predict keeps its shape
     assert bars["visible"] is True and hidden_b["visible"] is False and bars_b["visible"] is False
+    shown_label, shown_bars = playground_tab.shown_for(session, multi)  # picking the run: the bars, not the Label
+    assert shown_label["visible"] is False and shown_bars["visible"] is True and shown_bars["value"].layout.annotations
     figure = bars["value"]
     title = figure.layout.title.text
     assert title.startswith("Run A: ") and "anger" in title and "joy" in title
@@ -181,6 +183,19 @@ def test_the_playground_shows_a_label_set_with_its_thresholds(trained):
     unsure = playground_tab.predict_text(session, multi, None, BOTH, 0.99)
     assert unsure[2].startswith("Run A: **unsure** (least sure label decision ") and "< 99%; it would give" in unsure[2]
     assert unsure[3]["value"].layout.title.text.startswith("Run A: unsure (it would give ")
+
+
+def test_the_playground_warns_of_a_run_that_did_not_learn(trained):
+    runs, multi, single, _ = trained
+    session, play = built(runs, playground_tab)
+    session.registry.update(multi, flag="untrained")
+    try:
+        said = playground_tab.predict_text(session, single, multi, BOTH)[2]
+    finally:
+        session.registry.update(multi, flag="")  # the module's other tests use the run
+    lines = said.split("  \n")
+    assert lines[0].startswith("Run A: **") and lines[1].startswith("⚠ Run B did not learn (**untrained**)")
+    assert "⚠" not in playground_tab.predict_text(session, single, multi, BOTH)[2]
 
 
 def test_the_playground_answers_none_in_words():
@@ -197,12 +212,12 @@ def test_a_b_mixes_single_and_multi_label_runs(trained):
     runs, multi, single, _ = trained
     session, play = built(runs, playground_tab)
     label_a, label_b, said, bars_a, bars_b = playground_tab.predict_text(session, single, multi, "happy glad")
-    assert label_a["visible"] is True and set(label_a["value"]) == {"negative", "positive"}
+    assert set(label_a) == {"negative", "positive"}
     assert bars_a["visible"] is False and label_b["visible"] is False and bars_b["visible"] is True
     assert said.startswith("Run A: **") and " · Run B: **" in said
     assert bars_b["value"].layout.title.text.startswith(f"Run B: {multi}: ")
     again = playground_tab.predict_text(session, multi, single, "happy glad")  # the other way round
-    assert again[0]["visible"] is False and again[3]["visible"] is True and again[1]["visible"] is True
+    assert set(again[0]) == set(NAMES) and again[3]["visible"] is True and again[1]["visible"] is True
 
 
 def test_mistakes_and_file_labelling_of_a_multi_label_run(trained, tmp_path):
@@ -253,6 +268,18 @@ def test_evaluating_a_multi_label_run_on_a_file_takes_a_separator(trained, tmp_p
         runs_tab.evaluate_on_file(session, multi, source, "", "", ",")  # the wrong separator: one unknown label
 
 
+def test_results_written_without_thresholds_take_them_from_the_thresholds_file(tmp_path):
+    from studio import multilabel
+    from studio.ui.formatting import run_summary
+
+    registry = Registry(tmp_path / "runs")
+    run_id = finished(registry, RunConfig(), "multi_label", accuracy=0.3, f1=0.6)  # eval.json without thresholds
+    assert "| anger | 0.600 | 0.600 | 0.600 | 8 | n/a |" in results_md(registry.summary(run_id))
+    multilabel.write(registry.run_dir(run_id), multilabel.Thresholds({"anger": 0.3, "joy": 0.45, "neutral": 0.6}))
+    md = results_md(run_summary(registry, run_id))
+    assert "| anger | 0.600 | 0.600 | 0.600 | 8 | 0.30 |" in md and "(tuned on validation, 0.30-0.60)" in md
+
+
 # ---- Compare tab and reports -------------------------------------------------------------------------------------
 def finished(registry: Registry, config: RunConfig, task: str, accuracy: float, f1: float) -> str:
     """A completed run of `config` with results but no model (what a study's figures read)."""
@@ -296,7 +323,8 @@ def test_a_study_is_scored_by_macro_f1_when_its_runs_are_multi_label(tmp_path, t
         tab = compare_tab.build(session)
     grid = compare_tab.load_grid(session, name)
     for point in grid.points():  # exact match far under macro F1, as multi-label runs have it
-        finished(session.registry, point.config, task, accuracy=0.3, f1=0.6 + 0.1 * (point.config.method.name == "full"))
+        f1 = 0.7 if point.config.method.name == "full" else 0.6
+        finished(session.registry, point.config, task, accuracy=0.3, f1=f1)
     out = compare_tab.show_study(session, tab, name)
     methods = out[tab.figures[compare_tab.STUDY_PLOTS.index("methods")]]
     table = out[tab.table]

@@ -59,6 +59,32 @@ def _headline_of(registry: Registry, r: RunRecord) -> str:
     return f" · {r.accuracy:.1%}"
 
 
+def run_summary(registry: Registry, run_id: str) -> RunSummary | None:
+    """The run's results (`Registry.summary`); a multi-label run's per-label thresholds filled from the
+    thresholds.json that travels with its model where its eval.json lacks them (runs written before results kept
+    them)."""
+    import dataclasses
+
+    from studio import multilabel
+    from studio.errors import StudioError
+
+    summary = registry.summary(run_id)
+    if summary is None or not summary.test.multi_label:
+        return summary
+    if all(c.threshold is not None for c in summary.test.per_class.values()):
+        return summary
+    try:
+        found = multilabel.read(registry.run_dir(run_id), summary.label_names)
+    except StudioError:  # a damaged file: the table says n/a, the playground says what is wrong
+        return summary
+    if found is not None:
+        cut = dict(zip(summary.label_names, found.array(summary.label_names), strict=True))
+        for name, scores in summary.test.per_class.items():
+            if scores.threshold is None and name in cut:
+                summary.test.per_class[name] = dataclasses.replace(scores, threshold=float(cut[name]))
+    return summary
+
+
 def number(value: float | None, spec: str = ".3f") -> str:
     """`value` formatted, or "n/a" when it is missing or not a number (ROC-AUC of a label with no positives)."""
     return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
@@ -168,7 +194,7 @@ def _calibration_lines(summary: RunSummary) -> list[str]:
         figures.append(f"ECE {c.ece_before:.3f} → {c.ece_after:.3f}")
     if c.brier_before is not None and c.brier_after is not None:
         figures.append(f"Brier {c.brier_before:.3f} → {c.brier_after:.3f}")
-    where = "on test over every (text, label) probability" if multi else "on test"
+    where = "on test, over every (text, label) probability:" if multi else "on test"
     lines = ["", f"**Calibrated confidence:** {_temperatures(c, multi)}, fitted on {c.validation_rows:,} validation "
                  f"texts" + (f"; {where} {', '.join(figures)}" if figures else "") + "  "]  # fmt: skip
     picks = [p for p in c.coverage if p.get("threshold") in (0.5, 0.7, 0.9) and p.get("accuracy") is not None]

@@ -36,7 +36,8 @@ class PlaygroundTab:
     min_confidence: gr.Slider
     verdict: gr.Markdown
     label_a: gr.Label
-    """A single-label run's classes (a multi-label run's probabilities too, hidden: the /predict API's first value)."""
+    """A single-label run's classes (a multi-label run's probabilities too, hidden: the /predict API's first value
+    keeps its shape for every run)."""
     label_b: gr.Label
     bars_a: gr.Plot
     """A multi-label run's probability per label with its threshold (hidden for a single-label run)."""
@@ -102,6 +103,7 @@ def build(session: Session) -> PlaygroundTab:
 
 def _wire(session: Session, tab: PlaygroundTab) -> None:
     tab.refresh.click(handler(refreshed, session), None, tab.pickers, api_name="playground_runs")
+    tab.run_a.change(handler(shown_for, session), tab.run_a, [tab.label_a, tab.bars_a], show_progress="hidden")
     inputs = [tab.run_a, tab.run_b, tab.text, tab.min_confidence]
     gr.on([tab.predict.click, tab.text.submit], handler(predict_text, session), inputs,
           [tab.label_a, tab.label_b, tab.verdict, tab.bars_a, tab.bars_b], api_name="predict")  # fmt: skip
@@ -121,32 +123,58 @@ def refreshed(session: Session) -> tuple[dict[str, Any], dict[str, Any]]:
 def predict_text(session: Session, a: str | None, b: str | None, value: str,
                  min_confidence: float = 0.0) -> tuple[Any, Any, str, Any, Any]:  # fmt: skip
     """(run A's class probabilities, run B's beside them or hidden when no B is picked, each run's answer, run A's
-    and run B's label bars). A single-label run shows its classes (a Label); a multi-label run its bars, each label's
-    probability against its threshold, and its answer (the labels given) in the answer line; its Label, hidden,
-    still carries the probabilities for API clients. Under `min_confidence` a run answers unsure."""
+    and run B's label bars). Run A's probabilities come as they always have (a single-label run's Label; a
+    multi-label run's, in the same shape, hidden: `shown_for` picks what shows when the run is picked); a
+    multi-label run's bars give each label's probability against its threshold, its answer line the labels given.
+    Under `min_confidence` a run answers unsure."""
     if not a:
         raise StudioError("pick a run first: choose a finished run in Run A (train one in the Train tab)")
     if not (value or "").strip():
         raise StudioError("type a text to classify first")
     threshold = min_confidence or None
     first = session.predictors.get(a).predict([value], min_confidence=threshold)[0]
-    label_a, bars_a = _shown(first, "Run A")
     if not b:
         hidden = gr.update(visible=False)
-        return label_a, hidden, _verdict([("Run A", first)], threshold), bars_a, hidden
+        said = _with_warnings(session, _verdict([("Run A", first)], threshold), {"Run A": a})
+        return first.probs, hidden, said, _bars(first, "Run A"), hidden
     second = session.predictors.get(b).predict([value], min_confidence=threshold)[0]
-    label_b, bars_b = _shown(second, f"Run B: {b}")
-    return label_a, label_b, _verdict([("Run A", first), ("Run B", second)], threshold), bars_a, bars_b
+    shown_b = gr.update(value=second.probs, visible=second.labels is None, label=f"Run B: {b}")
+    said = _with_warnings(session, _verdict([("Run A", first), ("Run B", second)], threshold), {"Run A": a, "Run B": b})
+    return first.probs, shown_b, said, _bars(first, "Run A"), _bars(second, f"Run B: {b}")
 
 
-def _shown(p: Any, name: str) -> tuple[Any, Any]:
-    """(the Label's update, the bars' update) of one run's prediction `p`."""
+def _with_warnings(session: Session, said: str, runs: dict[str, str]) -> str:
+    """The answer line, and a line for each run flagged as not learning (studio/health.py): its answers look like
+    any other run's, so the page says they mean little."""
+    lines = [said] if said else []
+    for name, run_id in runs.items():
+        flag = session.registry.get(run_id).flag
+        if flag:
+            lines.append(f"⚠ {name} did not learn (**{flag}**): its answers mean little; its results in the Runs tab "
+                         "say why")  # fmt: skip
+    return "  \n".join(lines)
+
+
+def shown_for(session: Session, a: str | None) -> tuple[Any, Any]:
+    """What shows run A's predictions once it is picked: the Label for a single-label run, the label bars (empty
+    until the first prediction) for a multi-label one."""
+    from studio import plots
+
+    if not a or session.registry.task(a) != "multi_label":
+        return gr.update(visible=True), gr.update(visible=False)
+    waiting = plots.empty("each label's probability and threshold appear here: type a text and press Predict")
+    return gr.update(visible=False), gr.update(value=waiting, visible=True)
+
+
+def _bars(p: Any, name: str) -> Any:
+    """A multi-label prediction's bars (every label's probability and threshold), titled with its answer; hidden for
+    a single-label one."""
     from studio import plots
 
     if p.labels is None:
-        return gr.update(value=p.probs, visible=True, label=name), gr.update(visible=False)
-    bars = plots.label_probabilities(p.probs, p.thresholds or {}, f"{name}: {_answer(p)}")
-    return gr.update(value=p.probs, visible=False, label=name), gr.update(value=bars, visible=True)
+        return gr.update(visible=False)
+    return gr.update(value=plots.label_probabilities(p.probs, p.thresholds or {}, f"{name}: {_answer(p)}"),
+                     visible=True)  # fmt: skip
 
 
 def _answer(p: Any) -> str:

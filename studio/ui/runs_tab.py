@@ -11,7 +11,7 @@ import gradio as gr
 from studio.config import RunConfig
 from studio.errors import StudioError
 from studio.ui.feedback import guard
-from studio.ui.formatting import file_eval_md, results_md, rounded, run_choices
+from studio.ui.formatting import file_eval_md, results_md, rounded, run_choices, run_summary
 from studio.ui.session import Session, handler
 
 COLUMNS = ["run", "status", "flag", "model", "method", "dataset", "task", "accuracy", "F1 macro", "peak MB",
@@ -249,7 +249,7 @@ def show(session: Session, run_id: str | None) -> tuple[str, str]:
     named = evaluations(folder)
     said = [f"`{e.name}`: {e.rows:,} rows of {Path(e.file).name}, {_scored(e.metrics)}" for e in named]
     listed = "\n\n**Evaluations on other files**  \n" + "  \n".join(said) if said else ""
-    return head + "\n\n" + results_md(session.registry.summary(run_id)) + listed, config_text
+    return head + "\n\n" + results_md(run_summary(session.registry, run_id)) + listed, config_text
 
 
 def _scored(m: Any) -> str:

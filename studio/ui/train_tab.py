@@ -16,7 +16,7 @@ from studio.errors import StudioError
 from studio.results import RunSummary
 from studio.runlog import RunView
 from studio.ui.feedback import guard
-from studio.ui.formatting import duration, latest_eval_md, results_md
+from studio.ui.formatting import duration, latest_eval_md, results_md, run_summary
 from studio.ui.session import Session, handler
 
 TICK_S = 2.0  # curves at least every 2 s; each redraw costs browser CPU that a CPU training needs
@@ -219,7 +219,7 @@ def _summary(session: Session, current: str, view: RunView) -> RunSummary | None
     if not view.finished:
         return None
     run_id = session.jobs.run_id(current)
-    return session.registry.summary(run_id) if run_id else None
+    return run_summary(session.registry, run_id) if run_id else None
 
 
 def _status_md(session: Session, current: str, view: RunView) -> str:
