@@ -384,10 +384,9 @@ def reliability_diagram(calibration: Any, multi_label: bool = False) -> Figure:
         ))  # fmt: skip
     fig.update_xaxes(range=[0, 1.02], tickformat=".0%")
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    title = f"Reliability (test ECE {c.ece_before:.3f} -> {c.ece_after:.3f})"  # the axes say what a bin holds
     if multi_label:
-        title = f"Reliability, every (text, label) (test ECE {c.ece_before:.3f} -> {c.ece_after:.3f})"
-        return _layout(fig, title, x_title="mean probability in the bin", y_title="share that carry the label")
-    title = f"Reliability (test ECE {c.ece_before:.3f} -> {c.ece_after:.3f})"
+        return _layout(fig, title, x_title="mean probability of a (text, label)", y_title="share that carry the label")
     return _layout(fig, title, x_title="mean confidence in the bin", y_title="accuracy in the bin")
 
 
@@ -436,8 +435,9 @@ def label_probabilities(probs: Mapping[str, float], thresholds: Mapping[str, flo
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=names, autorange="reversed",
                      automargin=True)  # fmt: skip
-    return _layout(fig, title, height=max(HEIGHT, 120 + 24 * len(names)), x_title="probability", barmode="overlay",
-                   margin=dict(r=56), hovermode="closest")  # fmt: skip
+    # t: the title above the legend's row, each on its own line however tall the figure
+    return _layout(fig, title, height=max(HEIGHT, 130 + 24 * len(names)), x_title="probability", barmode="overlay",
+                   margin=dict(t=96, r=56), hovermode="closest")  # fmt: skip
 
 
 def label_scores(per_class: Mapping[str, Any]) -> Figure:
@@ -453,7 +453,7 @@ def label_scores(per_class: Mapping[str, Any]) -> Figure:
         customdata=[[c.precision, c.recall] for _, c in items],
         hovertemplate="%{y}: F1 %{x:.3f}<br>precision %{customdata[0]:.3f}, recall %{customdata[1]:.3f}<extra></extra>",
     ))  # fmt: skip
-    fig.update_xaxes(range=[0, 1.25], tickvals=[0, 0.25, 0.5, 0.75, 1], tickformat=".0%")
+    fig.update_xaxes(range=[0, 1.25], tickvals=[0, 0.25, 0.5, 0.75, 1], tickformat=".2f")  # as the bars say F1
     fig.update_yaxes(type="category", autorange="reversed", automargin=True)
     return _layout(fig, "F1 per label (test)", height=max(HEIGHT, 100 + 20 * len(items)), x_title="F1",
                    showlegend=False)  # fmt: skip

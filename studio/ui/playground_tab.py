@@ -58,8 +58,12 @@ class PlaygroundTab:
 def build(session: Session) -> PlaygroundTab:
     with gr.Row():
         choices = run_choices(session.registry, with_model=True)
-        run_a = gr.Dropdown(label="Run A", choices=choices, scale=3, elem_id="run-a")
-        run_b = gr.Dropdown(label="Run B (optional, to compare)", choices=choices, scale=3)
+        newest = choices[0][1] if choices else None  # run A starts at the newest run, as a Dropdown does
+        run_a = gr.Dropdown(label="Run A", choices=choices, value=newest, scale=3, elem_id="run-a")
+        # None said outright: left to its default, a Dropdown starts at its first choice, and every prediction
+        # would compare the newest run with itself
+        run_b = gr.Dropdown(label="Run B (optional, to compare)", choices=choices, value=None, scale=3,
+                            elem_id="run-b")  # fmt: skip
         refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
     text = gr.Textbox(label="Text", lines=3, placeholder="Type a review, a comment, any text…", elem_id="play-text")
     gr.Examples([[e] for e in EXAMPLES], inputs=[text], label="Examples (sentiment, then emotion)")
@@ -72,8 +76,10 @@ def build(session: Session) -> PlaygroundTab:
                                         "on the run's validation split (Train tab results: coverage)")  # fmt: skip
     verdict = gr.Markdown(elem_id="play-verdict")
     with gr.Row():  # hidden ones take no room: one run fills the row, two share it
-        label_a = gr.Label(label="Run A", num_top_classes=10, elem_id="label-a")
-        bars_a = gr.Plot(label="Run A: labels", show_label=False, visible=False, elem_id="bars-a")
+        first_label, first_bars = shown_for(session, newest)
+        label_a = gr.Label(label="Run A", num_top_classes=10, elem_id="label-a", visible=first_label["visible"])
+        bars_a = gr.Plot(first_bars.get("value"), label="Run A: labels", show_label=False,
+                         visible=first_bars["visible"], elem_id="bars-a")  # fmt: skip
         label_b = gr.Label(label="Run B", num_top_classes=10, visible=False)
         bars_b = gr.Plot(label="Run B: labels", show_label=False, visible=False, elem_id="bars-b")
     with gr.Accordion("Mistakes on the validation / test split", open=False):
@@ -103,7 +109,8 @@ def build(session: Session) -> PlaygroundTab:
 
 def _wire(session: Session, tab: PlaygroundTab) -> None:
     tab.refresh.click(handler(refreshed, session), None, tab.pickers, api_name="playground_runs")
-    tab.run_a.change(handler(shown_for, session), tab.run_a, [tab.label_a, tab.bars_a], show_progress="hidden")
+    # `input`: a pick in the page (Gradio 6.31's Dropdown sent no `change` for it here)
+    tab.run_a.input(handler(shown_for, session), tab.run_a, [tab.label_a, tab.bars_a], show_progress="hidden")
     inputs = [tab.run_a, tab.run_b, tab.text, tab.min_confidence]
     gr.on([tab.predict.click, tab.text.submit], handler(predict_text, session), inputs,
           [tab.label_a, tab.label_b, tab.verdict, tab.bars_a, tab.bars_b], api_name="predict")  # fmt: skip
@@ -140,7 +147,7 @@ def predict_text(session: Session, a: str | None, b: str | None, value: str,
     second = session.predictors.get(b).predict([value], min_confidence=threshold)[0]
     shown_b = gr.update(value=second.probs, visible=second.labels is None, label=f"Run B: {b}")
     said = _with_warnings(session, _verdict([("Run A", first), ("Run B", second)], threshold), {"Run A": a, "Run B": b})
-    return first.probs, shown_b, said, _bars(first, "Run A"), _bars(second, f"Run B: {b}")
+    return first.probs, shown_b, said, _bars(first, "Run A"), _bars(second, "Run B")
 
 
 def _with_warnings(session: Session, said: str, runs: dict[str, str]) -> str:
@@ -167,14 +174,24 @@ def shown_for(session: Session, a: str | None) -> tuple[Any, Any]:
 
 
 def _bars(p: Any, name: str) -> Any:
-    """A multi-label prediction's bars (every label's probability and threshold), titled with its answer; hidden for
-    a single-label one."""
+    """A multi-label prediction's bars (every label's probability and threshold), titled with what it gave; hidden
+    for a single-label one."""
     from studio import plots
 
     if p.labels is None:
         return gr.update(visible=False)
-    return gr.update(value=plots.label_probabilities(p.probs, p.thresholds or {}, f"{name}: {_answer(p)}"),
-                     visible=True)  # fmt: skip
+    return gr.update(value=plots.label_probabilities(p.probs, p.thresholds or {}, _bars_title(p, name)), visible=True)
+
+
+def _bars_title(p: Any, name: str) -> str:
+    """Short enough for half the page: the labels given when they are few, else how many (the answer line above
+    lists them all)."""
+    given, k = len(p.labels or ()), len(p.probs)
+    if p.unsure:
+        return f"{name}: unsure ({given} of {k} labels would be given)"
+    if not given:
+        return f"{name}: no label reached its threshold"
+    return f"{name}: {p.answer} ({given} of {k} labels)" if given <= 3 else f"{name}: {given} of {k} labels given"
 
 
 def _answer(p: Any) -> str:
