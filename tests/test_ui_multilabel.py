@@ -237,6 +237,12 @@ def test_the_runs_tab_names_a_multi_label_run_by_its_macro_f1(trained):
     session, tab = built(runs, runs_tab)
     table = {row[0]: dict(zip(runs_tab.COLUMNS, row, strict=True)) for row in runs_tab.runs_table(session)}
     assert table[multi]["task"] == "multi-label" and table[single]["task"] == "single-label"
+    live = session.registry.create(RunConfig(name="loading")).id  # no label map yet: the data has not decided
+    try:
+        assert dict(zip(runs_tab.COLUMNS, runs_tab.runs_table(session)[0], strict=True))["task"] == ""
+    finally:
+        session.registry.update(live, status="failed")  # a failed run may be deleted: the others' list as it was
+        session.registry.delete(live)
     labels = dict((v, k) for k, v in run_choices(session.registry, with_model=True))
     f1 = session.registry.get(multi).f1_macro
     assert labels[multi].endswith(f" · completed · macro-F1 {f1:.3f}") and labels[single].endswith("%")

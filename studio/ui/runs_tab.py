@@ -190,11 +190,17 @@ def runs_table(session: Session) -> list[list]:
         # The estimate's error is in eval.json, written when a run ends: only finished runs have one.
         summary = session.registry.summary(r.id) if r.accuracy is not None else None
         error = summary.memory.error_pct if summary is not None else None
-        task = "multi-label" if session.registry.task(r.id) == "multi_label" else "single-label"
-        rows.append([r.id, r.status, r.flag or "", r.model, r.method, r.dataset, task, rounded(r.accuracy, 4),
-                     rounded(r.f1_macro, 4), rounded(r.peak_memory_mb, 0), error, rounded(r.train_seconds, 1),
-                     r.trainable_params])  # fmt: skip
+        rows.append([r.id, r.status, r.flag or "", r.model, r.method, r.dataset, _task(session, r.id),
+                     rounded(r.accuracy, 4), rounded(r.f1_macro, 4), rounded(r.peak_memory_mb, 0), error,
+                     rounded(r.train_seconds, 1), r.trainable_params])  # fmt: skip
     return rows
+
+
+def _task(session: Session, run_id: str) -> str:
+    """single-label / multi-label once the run has saved its label map; "" before (the data decides it)."""
+    if not (session.registry.run_dir(run_id) / "label_map.json").is_file():
+        return ""
+    return "multi-label" if session.registry.task(run_id) == "multi_label" else "single-label"
 
 
 def refreshed(session: Session, tab: RunsTab, chosen: list[str] | None, one: str | None) -> dict[Any, Any]:
