@@ -109,7 +109,7 @@ def build(session: Session) -> PlaygroundTab:
 
 def _wire(session: Session, tab: PlaygroundTab) -> None:
     tab.refresh.click(handler(refreshed, session), None, tab.pickers, api_name="playground_runs")
-    # `input`: a pick in the page (Gradio 6.31's Dropdown sent no `change` for it here)
+    # `input`: every pick in the page, also of the run A already shows (its value unchanged: no `change`)
     tab.run_a.input(handler(shown_for, session), tab.run_a, [tab.label_a, tab.bars_a], show_progress="hidden")
     inputs = [tab.run_a, tab.run_b, tab.text, tab.min_confidence]
     gr.on([tab.predict.click, tab.text.submit], handler(predict_text, session), inputs,

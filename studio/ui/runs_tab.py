@@ -104,7 +104,10 @@ def build(session: Session) -> RunsTab:
         pareto = gr.Plot(label="Accuracy vs peak memory (all finished runs)", show_label=False)
     gr.Markdown("### One run")
     with gr.Row():
-        selected = gr.Dropdown(label="Run", choices=run_choices(session.registry), scale=3, elem_id="run-select")
+        # None said outright: a Dropdown left to its default starts at its first choice without the `change` that
+        # shows a run's details, and picking that run then changes nothing
+        selected = gr.Dropdown(label="Run", choices=run_choices(session.registry), value=None, scale=3,
+                               elem_id="run-select")  # fmt: skip
         open_btn = gr.Button("Open in studio", scale=1)
         resume = gr.Button("Resume", scale=1, elem_id="resume")
         delete = gr.Button("Delete…", variant="stop", scale=1)
