@@ -50,7 +50,7 @@ class ClassScores:
     f1: float
     support: int
     threshold: float | None = None
-    """Multi-label: the label's decision threshold (tuned on validation); None for a single-label class."""
+    """Multi-label: the label's decision threshold the scores were taken at (None for single-label classes)."""
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self, skip_none=("threshold",))
