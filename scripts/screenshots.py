@@ -10,9 +10,14 @@ or, over an existing runs folder (e.g. a grid run on a GPU), the Compare tab of 
     python scripts/screenshots.py --compare RUNS_DIR --grid goemotions_real
 
 or the Train tab's results of the newest finished run of a runs folder (test metrics, calibrated confidence,
-confusion matrix, reliability diagram) as train_results.png:
+confusion matrix, reliability diagram) as train_results.png (or --name, e.g. train_results_multilabel.png):
 
-    python scripts/screenshots.py --results RUNS_DIR
+    python scripts/screenshots.py --results RUNS_DIR [--name train_results_multilabel.png]
+
+or the Playground with the newest finished run of a runs folder predicting one text (a multi-label run's answer
+line and label bars with their thresholds) as playground_multilabel.png (or --name):
+
+    python scripts/screenshots.py --playground RUNS_DIR [--text "Thank you so much, I love this!"]
 
 Needs Chromium (Debian: apt install chromium) and playwright (pip). Takes ~5 minutes on 2 CPU cores.
 Prints the wall time of the training and its test accuracy as seen in the page.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,6 +35,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MULTI_LABEL_TEXT = "Thank you so much, I love this! Best news all week."
+"""A comment that carries several emotions (gratitude, love, joy, excitement): a multi-label run's case."""
 
 
 def main() -> int:
@@ -41,10 +49,15 @@ def main() -> int:
     parser.add_argument(
         "--results", metavar="RUNS_DIR", help="only the Train tab's results of this folder's newest run"
     )
+    parser.add_argument(
+        "--playground", metavar="RUNS_DIR", help="only the Playground, with this folder's newest finished run"
+    )
+    parser.add_argument("--text", default=MULTI_LABEL_TEXT, help="the text --playground predicts")
+    parser.add_argument("--name", help="the PNG's file name (--results, --playground)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = args.compare or args.results or tempfile.mkdtemp(prefix="studio-screenshots-")
+    runs = args.compare or args.results or args.playground or tempfile.mkdtemp(prefix="studio-screenshots-")
     env = {**os.environ, "STUDIO_RUNS_DIR": runs, "GRADIO_SERVER_PORT": str(args.port), "HF_HUB_OFFLINE": "1"}
     server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env)
     try:
@@ -52,7 +65,10 @@ def main() -> int:
         if args.compare:
             return shoot_compare(url, out, args.chromium, args.grid)
         if args.results:
-            return shoot_results(url, out, args.chromium)
+            return shoot_results(url, out / (args.name or "train_results.png"), args.chromium)
+        if args.playground:
+            name = args.name or "playground_multilabel.png"
+            return shoot_playground(url, out / name, args.chromium, newest_finished(runs), args.text)
         return shoot(url, out, args.chromium)
     finally:
         server.terminate()
@@ -88,6 +104,39 @@ def shoot_compare(url: str, out: Path, chromium: str, grid: str) -> int:
     return 0
 
 
+def newest_finished(runs: str) -> str:
+    """The id of the newest run of the folder that saved a model (what the Playground lists)."""
+    sys.path.insert(0, str(ROOT))
+    from studio.registry import Registry
+
+    registry = Registry(runs)
+    for record in registry.list():
+        if record.status in ("completed", "stopped") and (registry.run_dir(record.id) / "label_map.json").is_file():
+            return record.id
+    raise SystemExit(f"{runs} has no finished run with a model")
+
+
+def shoot_playground(url: str, path: Path, chromium: str, run_id: str, text: str) -> int:
+    """Run A set to `run_id`, `text` predicted; the tab from the run pickers to the answer (bars or Label)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = _open(p, url, chromium)
+        page.get_by_text(re.compile(r"\d rows")).first.wait_for(timeout=120_000)  # hydrated: the Data tab inspected
+        page.get_by_role("tab", name="5 · Playground").click()
+        page.locator("#run-a input").click()
+        page.get_by_role("option", name=run_id).first.click()
+        page.locator("#play-text textarea").fill(text)
+        page.locator("#predict").click()
+        answer = page.locator("#bars-a").get_by_text("threshold", exact=True).or_(page.locator("#label-a h2"))
+        answer.first.wait_for(timeout=300_000)  # the model loads on the first prediction
+        time.sleep(3)
+        page.screenshot(path=path, full_page=True)
+        print(page.locator("#play-verdict").inner_text())
+        browser.close()
+    return 0
+
+
 def shoot_results(url: str, out: Path, chromium: str) -> int:
     from playwright.sync_api import sync_playwright
 
@@ -97,7 +146,7 @@ def shoot_results(url: str, out: Path, chromium: str) -> int:
         page.get_by_text("Calibrated confidence").first.wait_for(timeout=120_000)
         page.locator("#reliability").get_by_text("perfect").first.wait_for(timeout=60_000)
         time.sleep(3)
-        page.locator("#run-results-row").screenshot(path=out / "train_results.png")
+        page.locator("#run-results-row").screenshot(path=out)
         browser.close()
     return 0
 

@@ -26,10 +26,20 @@ class DataOverview:
     rows: dict[str, int]
     label_names: list[str]
     label_counts: dict[str, dict[str, int]]
-    """split -> label -> rows."""
+    """split -> label -> rows (multi-label: the rows carrying the label)."""
     lengths: list[int] = field(default_factory=list)
     """Untruncated token counts of up to `sample` train texts; empty when no tokenizer could be loaded."""
     notes: list[str] = field(default_factory=list)
+    task: str = "single_label"
+    """What the data makes: single_label or multi_label (what `data.task: auto` resolved to)."""
+    labels_per_row: dict[str, float] = field(default_factory=dict)
+    """Multi-label: split -> the mean number of labels a row carries."""
+    made_single: int = 0
+    """Rows with several labels that were made single-label (dropped, or cut to their first label)."""
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task == "multi_label"
 
     def truncated_share(self, max_length: int) -> float:
         return sum(n > max_length for n in self.lengths) / len(self.lengths) if self.lengths else 0.0
@@ -64,6 +74,9 @@ def overview(config: RunConfig, preview_rows: int = 20, sample: int = 2000) -> D
         label_counts=stats["labels"],
         lengths=lengths,
         notes=notes,
+        task=stats["task"],
+        labels_per_row=stats.get("labels_per_row", {}),
+        made_single=prepared.report.get("dropped_multi_label", 0) + prepared.report.get("multi_label_first", 0),
     )
 
 

@@ -52,7 +52,6 @@ class BatchLayout:
 
 def build_trainer(recipe: ClassifierRecipe, run_dir: Path, run_id: str | None) -> tuple[Any, Layout, PeakMemory]:
     """The Trainer for the recipe's model and data, the batch layout it trains with, and its memory sampler."""
-    import torch
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
     config, bundle, world, emit = recipe.trained, recipe.bundle, recipe.world, recipe.emit
@@ -70,13 +69,7 @@ def build_trainer(recipe: ClassifierRecipe, run_dir: Path, run_id: str | None) -
             f"{batch.effective}, as batch_size x grad_accum asks")))  # fmt: skip
     args = training_arguments(config, run_dir / "checkpoints", run_id, precision, batch, report_to, recipe.progress_bar)
     if not world.distributed and args.n_gpu > 1:
-        # One process sees several GPUs: the Trainer would wrap the model in nn.DataParallel, slower than one
-        # GPU for most runs and with a batch n_gpu times the one asked. One run trains on one GPU; several
-        # GPUs are DDP's (`--gpus N`). TrainingArguments has no public switch: Trainer sets the same field for
-        # model-parallel models.
-        args._n_gpu = 1
-        emit(Note(f"{torch.cuda.device_count()} GPUs visible: this run trains on GPU 0; "
-                  "choose GPUs for this run (--gpus N) to train on several"))  # fmt: skip
+        _one_gpu(args, emit)
     memory = PeakMemory()
     callbacks: list[Any] = [StudioCallback(emit, recipe.stop_requested, world, memory)]
     if t.early_stopping_patience:
@@ -113,6 +106,19 @@ def build_trainer(recipe: ClassifierRecipe, run_dir: Path, run_id: str | None) -
         trainer.remove_callback(PrinterCallback)
     kept = Layout(world.size, per_device, grad_accum, batch.effective, fsdp=True if fsdp else None)
     return trainer, kept, memory
+
+
+def _one_gpu(args: Any, emit: Callable[[Any], None]) -> None:
+    """Train on GPU 0 when one process sees several GPUs.
+
+    The Trainer would wrap the model in nn.DataParallel, slower than one GPU for most runs and with a batch n_gpu
+    times the one asked. One run trains on one GPU; several GPUs are DDP's (`--gpus N`). TrainingArguments has no
+    public switch: Trainer sets the same field for model-parallel models."""
+    import torch
+
+    args._n_gpu = 1
+    emit(Note(f"{torch.cuda.device_count()} GPUs visible: this run trains on GPU 0; "
+              "choose GPUs for this run (--gpus N) to train on several"))  # fmt: skip
 
 
 def compute_metrics_for(data: Any) -> Callable[[Any], dict[str, float]]:

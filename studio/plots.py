@@ -145,12 +145,14 @@ def empty(message: str, height: int = HEIGHT) -> Figure:
     return _layout(fig, height=height)
 
 
-def label_distribution(counts: dict[str, dict[str, int]]) -> Figure:
+def label_distribution(counts: dict[str, dict[str, int]], multi_label: bool = False) -> Figure:
     """Rows per label, grouped bars with one colour per split.
 
     Args:
         counts: ``counts[split][label] = rows``, splits usually train / validation / test. Above 30
             labels the bars turn horizontal, sorted by train count (largest on top).
+        multi_label: the rows carrying each label (a text with several labels counts once for each); the title
+            says so.
     """
     splits = [s for s in _ordered(counts or {}, SPLIT_COLORS) if counts[s]]
     labels = list(dict.fromkeys(str(label) for s in splits for label in counts[s]))
@@ -169,11 +171,12 @@ def label_distribution(counts: dict[str, dict[str, int]]) -> Figure:
         hover = f"%{{{axis}}}<br>{split}: %{{{value}:,}} rows (%{{customdata:.1%}})<extra></extra>"
         style = dict(marker_color=_color(split, SPLIT_COLORS), orientation="h" if horizontal else "v")
         fig.add_bar(name=split, **{axis: labels, value: rows}, customdata=shares, hovertemplate=hover, **style)
+    title = "Rows carrying each label (a text counts once per label)" if multi_label else "Rows per label"
     if horizontal:
         fig.update_yaxes(type="category", autorange="reversed")
-        return _layout(fig, "Rows per label", height=min(2400, 120 + 16 * len(labels)), x_title="rows", barmode="group")
+        return _layout(fig, title, height=min(2400, 120 + 16 * len(labels)), x_title="rows", barmode="group")
     fig.update_xaxes(type="category")  # labels such as "0", "1" stay names, not numbers
-    return _layout(fig, "Rows per label", y_title="rows", barmode="group")
+    return _layout(fig, title, y_title="rows", barmode="group")
 
 
 def token_lengths(lengths: list[int], max_length: int, truncated_share: float | None = None) -> Figure:
@@ -252,16 +255,19 @@ def loss_curves(train: list[tuple[int, float]], evals: list[tuple[int, float]]) 
 
 def metric_curves(evals: list[dict]) -> Figure:
     """Validation metrics against the step: accuracy and macro F1 bold, weighted F1 dashed, per-class F1 dotted.
+    A multi-label run's (its evaluations carry "f1_micro") adds micro F1 and calls its accuracy "exact match".
 
     Args:
-        evals: one dict per evaluation with "step" and any of "accuracy", "f1_macro", "f1_weighted" and
-            "f1/<label>" (0..1). Above 8 classes the per-class lines start hidden (click the legend).
+        evals: one dict per evaluation with "step" and any of "accuracy", "f1_macro", "f1_weighted", "f1_micro"
+            and "f1/<label>" (0..1). Above 8 classes the per-class lines start hidden (click the legend).
     """
     rows = [e for e in evals or () if isinstance(e, Mapping) and _finite(e.get("step"))]
     classes = list(dict.fromkeys(k for e in rows for k in e if isinstance(k, str) and k.startswith("f1/")))
+    multi = any("f1_micro" in e for e in rows)  # a multi-label run: its accuracy is the exact-match share
     lines = [
-        ("accuracy", "accuracy", dict(width=3.5, color="#4C78A8")),
+        ("accuracy", "exact match" if multi else "accuracy", dict(width=3.5, color="#4C78A8")),
         ("f1_macro", "macro F1", dict(width=3.5, color="#F58518")),
+        *([("f1_micro", "micro F1", dict(width=2.5, color="#B279A2"))] if multi else []),
         ("f1_weighted", "weighted F1", dict(width=1.5, color="#54A24B", dash="dash")),
     ]
     lines += [(key, f"F1 {key[3:]}", dict(width=1, dash="dot")) for key in classes]
@@ -276,7 +282,8 @@ def metric_curves(evals: list[dict]) -> Figure:
     if not fig.data:
         return empty("No evaluations yet")
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%")  # 1.02: a line at 100% is not cut in half
-    return _layout(fig, "Validation metrics", x_title="step", hovermode="x unified")
+    title = "Validation metrics (labels given at 0.5)" if multi else "Validation metrics"
+    return _layout(fig, title, x_title="step", hovermode="x unified")
 
 
 def lr_curve(points: list[tuple[int, float]]) -> Figure:
@@ -352,25 +359,34 @@ def confusion_matrix(matrix: list[list[int]], labels: list[str], normalize: bool
     )
 
 
-def reliability_diagram(calibration: Any) -> Figure:
+def reliability_diagram(calibration: Any, multi_label: bool = False) -> Figure:
     """Accuracy against mean confidence in each confidence bin of the test split, before and after temperature
-    scaling (a `results.Calibration`); the diagonal is perfect calibration. Marker size follows the bin's rows."""
+    scaling (a `results.Calibration`); the diagonal is perfect calibration. Marker size follows the bin's rows.
+
+    `multi_label`: the bins are over every (text, label) probability (`calibration.binary_bins`): the share of
+    them whose text carries the label against the mean probability, so 40% should hold the label 40% of the time.
+    """
     if calibration is None:
         return empty("No calibration (the run had no validation rows)")
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", hoverinfo="skip",
                                line=dict(color=_MUTED, dash="dot")))  # fmt: skip
     c = calibration
-    for name, bins, color in (("raw", c.bins_before, _BAD), (f"T = {c.temperature:.2f}", c.bins_after, _ACCENT)):
+    after = "T per label" if c.per_label else f"T = {c.temperature:.2f}"
+    unit, x_name, y_name = ("(text, label) pairs", "probability", "carry the label") if multi_label else (
+        "rows", "confidence", "accuracy")  # fmt: skip
+    for name, bins, color in (("raw", c.bins_before, _BAD), (after, c.bins_after, _ACCENT)):
         largest = max((b["count"] for b in bins), default=1)
         fig.add_trace(go.Scatter(
             x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="lines+markers", name=name,
             marker=dict(color=color, size=[6 + 14 * math.sqrt(b["count"] / largest) for b in bins]),
-            line=dict(color=color), text=[f"{b['count']:,} rows" for b in bins],
-            hovertemplate="confidence %{x:.3f}<br>accuracy %{y:.3f}<br>%{text}<extra>" + name + "</extra>",
+            line=dict(color=color), text=[f"{b['count']:,} {unit}" for b in bins],
+            hovertemplate=f"{x_name} %{{x:.3f}}<br>{y_name} %{{y:.3f}}<br>%{{text}}<extra>{name}</extra>",
         ))  # fmt: skip
     fig.update_xaxes(range=[0, 1.02], tickformat=".0%")
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
-    title = f"Reliability (test ECE {c.ece_before:.3f} -> {c.ece_after:.3f})"
+    title = f"Reliability (test ECE {c.ece_before:.3f} -> {c.ece_after:.3f})"  # the axes say what a bin holds
+    if multi_label:
+        return _layout(fig, title, x_title="mean probability of a (text, label)", y_title="share that carry the label")
     return _layout(fig, title, x_title="mean confidence in the bin", y_title="accuracy in the bin")
 
 
@@ -389,6 +405,58 @@ def probabilities(probs: dict[str, float], top: int = 10) -> Figure:
     fig.update_yaxes(type="category", autorange="reversed")
     title = f"Top {len(shown)} of {len(items)} classes" if len(shown) < len(items) else "Class probabilities"
     return _layout(fig, title, height=max(HEIGHT, 100 + 26 * len(shown)), x_title="probability", showlegend=False)
+
+
+def label_probabilities(probs: Mapping[str, float], thresholds: Mapping[str, float], title: str = "") -> Figure:
+    """A multi-label prediction: one bar per label (its probability, most probable on top), filled where it reaches
+    its threshold (the label is given), grey where it does not, with each label's threshold as a dark tick across
+    its bar and the probability written at the right end of the row, clear of the ticks.
+
+    Args:
+        probs: label -> probability (0..1; sigmoids, so they need not sum to 1).
+        thresholds: label -> the probability at which the label is given (a label without one takes 0.5).
+    """
+    items = sorted(((str(k), float(v)) for k, v in (probs or {}).items() if _finite(v)), key=lambda kv: -kv[1])
+    if not items:
+        return empty("No prediction yet")
+    names = [n for n, _ in items]
+    cut = {n: float(thresholds.get(n, 0.5)) for n in names}
+    fig = go.Figure()
+    for given, name, color in ((True, "given (reaches its threshold)", _ACCENT), (False, "not given", "#CFD8DC")):
+        part = [(n, p) for n, p in items if (p >= cut[n]) == given]
+        fig.add_bar(x=[p for _, p in part], y=[n for n, _ in part], orientation="h", name=name, marker_color=color,
+                    customdata=[cut[n] for n, _ in part], showlegend=bool(part),
+                    hovertemplate="%{y}: %{x:.1%} (threshold %{customdata:.0%})<extra>" + name
+                    + "</extra>")  # fmt: skip
+    fig.add_scatter(x=[cut[n] for n in names], y=names, mode="markers", name="threshold", hoverinfo="skip",
+                    marker=dict(symbol="line-ns", size=18, line=dict(width=3, color=_INK)))  # fmt: skip
+    fig.add_scatter(x=[1.0] * len(names), y=names, mode="text", text=[_percent(p) for _, p in items],
+                    textposition="middle right", showlegend=False, hoverinfo="skip", cliponaxis=False)  # fmt: skip
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=names, autorange="reversed",
+                     automargin=True)  # fmt: skip
+    # t: the title above the legend's row, each on its own line however tall the figure
+    return _layout(fig, title, height=max(HEIGHT, 130 + 24 * len(names)), x_title="probability", barmode="overlay",
+                   margin=dict(t=96, r=56), hovermode="closest")  # fmt: skip
+
+
+def label_scores(per_class: Mapping[str, Any]) -> Figure:
+    """A multi-label run's test F1 per label (what a confusion matrix shows of a single-label run: where it errs),
+    most accurate on top, each bar's text its F1 and the rows that carry the label. `per_class`: label ->
+    `results.ClassScores`."""
+    items = sorted(((str(n), c) for n, c in (per_class or {}).items()), key=lambda nc: -nc[1].f1)
+    if not items:
+        return empty("No per-label scores yet")
+    fig = go.Figure(go.Bar(
+        x=[c.f1 for _, c in items], y=[n for n, _ in items], orientation="h", marker_color=_ACCENT,
+        text=[f"{c.f1:.2f} · {c.support:,} rows" for _, c in items], textposition="outside", cliponaxis=False,
+        customdata=[[c.precision, c.recall] for _, c in items],
+        hovertemplate="%{y}: F1 %{x:.3f}<br>precision %{customdata[0]:.3f}, recall %{customdata[1]:.3f}<extra></extra>",
+    ))  # fmt: skip
+    fig.update_xaxes(range=[0, 1.25], tickvals=[0, 0.25, 0.5, 0.75, 1], tickformat=".2f")  # as the bars say F1
+    fig.update_yaxes(type="category", autorange="reversed", automargin=True)
+    return _layout(fig, "F1 per label (test)", height=max(HEIGHT, 100 + 20 * len(items)), x_title="F1",
+                   showlegend=False)  # fmt: skip
 
 
 def runs_overlay(series: dict[str, list[tuple[float, float]]], metric: str, x_label: str = "step") -> Figure:

@@ -258,6 +258,16 @@ class Registry:
         records = [self._reconcile(RunRecord(**dict(r))) for r in rows]
         return [r for r in records if status is None or r.status == status]
 
+    def task(self, run_id: str) -> str:
+        """single_label | multi_label: what the run's model predicts, from its label_map.json. Lenient, for lists
+        of runs (single_label while the run has no readable label map); `models.read_task` is the strict reader a
+        model load uses, and imports torch, which a page listing runs should not."""
+        try:
+            data = json.loads((self.run_dir(run_id) / "label_map.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, RunNotFoundError):
+            return "single_label"
+        return "multi_label" if isinstance(data, dict) and data.get("task") == "multi_label" else "single_label"
+
     def summary(self, run_id: str) -> RunSummary | None:
         """The run's eval.json (metrics, efficiency, reproducibility), or None while it has none (or it is
         damaged: a list of runs must still show the others)."""

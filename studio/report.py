@@ -42,6 +42,10 @@ def write_report(registry: Registry, out: str | Path, grid: Grid | None = None,
         title, summary, rows = "Runs", f"{len(runs)} runs", []
         figures = _runs_figures(registry, runs)
     axes = list(grid.axes) if grid else []
+    metric = study_plots.headline_metric(registry, [r.id for r in runs])
+    if metric != "accuracy":
+        summary += (" Multi-label runs are scored by macro F1 (their accuracy column is the exact-match share: the "
+                    "texts whose whole label set is right).")  # fmt: skip
     paths = {"csv": out / "runs.csv", "md": out / "report.md", "html": out / "report.html"}
     _write_csv(paths["csv"], runs)
     pngs, png_error = _write_pngs(figures, out / "figures") if images else ({}, None)
@@ -51,7 +55,7 @@ def write_report(registry: Registry, out: str | Path, grid: Grid | None = None,
     timing = _timing(runs) + (f" {png_error}" if png_error else "")
     md = [f"# {title}", "", summary, "", f"Generated {stamp} from {registry.runs_dir}.", "", timing, ""]
     for key, png in pngs.items():
-        name = study_plots.TITLES.get(key, key)
+        name = study_plots.title(key, metric)
         md += [f"### {name}", "", f"![{name}](figures/{png.name})", ""]
     health = _health_line(rows)
     if agg_rows:
@@ -61,7 +65,7 @@ def write_report(registry: Registry, out: str | Path, grid: Grid | None = None,
     body = [f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p><p><small>Generated {stamp}</small></p>",
             f"<p>{html.escape(timing)}</p>"]  # fmt: skip
     for i, (key, fig) in enumerate(figures.items()):
-        body.append(f"<h2>{html.escape(study_plots.TITLES.get(key, key))}</h2>")
+        body.append(f"<h2>{html.escape(study_plots.title(key, metric))}</h2>")
         body.append(fig.to_html(full_html=False, include_plotlyjs=i == 0))  # plotly.js once: opens offline
     if agg_rows:
         body += ["<h2>Aggregated over seeds</h2>", f"<p>{html.escape(health)}</p>" if health else "",
@@ -82,10 +86,11 @@ def _runs_figures(registry: Registry, runs: list[RunRecord]) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     finished = [r for r in runs if (registry.run_dir(r.id) / "metrics.jsonl").is_file()]
     if len(finished) > 1:
-        figures["curves"] = study_plots.curves(registry, {r.id: r.id for r in finished})
+        metric = study_plots.headline_metric(registry, [r.id for r in finished])
+        figures["curves"] = study_plots.curves(registry, {r.id: r.id for r in finished}, metric)
     completed = [r for r in runs if r.status == "completed"]
-    figures["pareto_memory"] = study_plots.runs_pareto(completed)
-    figures["pareto_time"] = study_plots.runs_pareto(completed, "train_seconds")
+    figures["pareto_memory"] = study_plots.runs_pareto(completed, registry=registry)
+    figures["pareto_time"] = study_plots.runs_pareto(completed, "train_seconds", registry)
     for r in finished[:MAX_RUN_FIGURES]:
         figures.update({f"{r.id}: {name}": fig for name, fig in study_plots.run_figures(registry, r.id).items()})
     return figures

@@ -128,8 +128,8 @@ def test_runs_table_lists_the_registry(app, runs_dir):
     registry.update(record.id, status="completed", accuracy=0.81234, train_seconds=12.34)
     session = Session.create(runs_dir)
     rows = runs_table(session)
-    assert rows[0][:3] == [record.id, "completed", ""] and rows[0][6] == 0.8123
     row = dict(zip(COLUMNS, rows[0], strict=True))  # one value per column, each under its own header
+    assert rows[0][:3] == [record.id, "completed", ""] and row["accuracy"] == 0.8123 and row["task"] == ""  # no model
     registry.update(record.id, flag="collapsed")
     assert dict(zip(COLUMNS, runs_table(session)[0], strict=True))["flag"] == "collapsed"
     assert row["train s"] == 12.3 and row["estimate err %"] is None  # no readable results: no estimate error

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_ui_live import finished_run, tiny_preset
+from test_ui_live import BOTH, finished_run, multi_label_run, tiny_preset
 
 from studio.ui import CSS, build_app
 
@@ -195,6 +195,34 @@ def test_playground_predicts(page, done, shots):
     page.locator("#predict").click()
     page.locator("#label-a").get_by_text(re.compile("positive|negative")).first.wait_for()  # 8 steps: either
     page.screenshot(path=shots / "5-playground.png", full_page=True)
+
+
+def test_playground_shows_a_multi_label_runs_label_set_and_bars(page, tiny_model_dir, shots):
+    """A multi-label run: the answer line names every label above its threshold, and a bar per label shows its
+    probability and threshold (the single-label Label gives way); a single-label run then brings the Label back."""
+    multi = multi_label_run(page.app, tiny_model_dir)
+    single = finished_run(page.app, tiny_model_dir)
+    page.reload()  # the runs made for this test are newer than the page
+    page.get_by_text("240 rows").first.wait_for()
+    tab(page, "5 · Playground")
+    page.locator("#run-a input").click()
+    page.get_by_role("option", name=multi).first.click()
+    page.locator("#play-text textarea").fill(BOTH)
+    page.locator("#predict").click()
+    verdict = page.locator("#play-verdict")
+    verdict.get_by_text(re.compile(r"Run A: (anger, joy|joy, anger)")).wait_for()
+    bars = page.locator("#bars-a")
+    bars.get_by_text("threshold", exact=True).wait_for()  # plotly drew the figure, with its legend
+    ticks = {t.strip() for t in bars.locator(".ytick text").all_text_contents()}
+    assert ticks == {"anger", "joy", "neutral"}  # one bar per label, every name in view
+    assert "given (reaches its threshold)" in bars.locator(".legendtext").all_text_contents()
+    assert not page.locator("#label-a").is_visible()  # the Label gives way to the bars
+    page.screenshot(path=shots / "5-playground-multilabel.png", full_page=True)
+    page.locator("#run-a input").click()
+    page.get_by_role("option", name=single).first.click()
+    page.locator("#predict").click()
+    page.locator("#label-a").get_by_text(re.compile("positive|negative")).first.wait_for()
+    bars.wait_for(state="hidden")
 
 
 def test_compare_tab_lists_runs_a_grid_and_draws_the_study(page, tmp_path_factory, tiny_model_dir, shots):

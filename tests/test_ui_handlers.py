@@ -279,9 +279,11 @@ def test_the_runs_tab_evaluates_a_run_on_a_labelled_file_and_lists_it(runs_dir, 
     # the playground answers 'unsure' under its confidence slider (a tiny model is never 99% sure)
     from studio.ui import playground_tab
 
-    probs, _, said = playground_tab.predict_text(session, run_id, None, "a film", 0.0)
-    assert set(probs) == {"negative", "positive"} and said == ""
-    _, _, unsure = playground_tab.predict_text(session, run_id, None, "a film", 0.99)
+    label, _, said, bars, _ = playground_tab.predict_text(session, run_id, None, "a film", 0.0)
+    assert set(label) == {"negative", "positive"} and said == ""  # the Label's value, as /predict has always sent it
+    assert bars["visible"] is False  # a single-label run: its classes in the Label, no label bars
+    assert [u["visible"] for u in playground_tab.shown_for(session, run_id)] == [True, False]
+    unsure = playground_tab.predict_text(session, run_id, None, "a film", 0.99)[2]
     assert unsure.startswith("Run A: **unsure** (top ") and unsure.endswith("< 99%)")
     assert model_tab.weights_to_config("{positive: -1}") == {"positive": -1}  # a mapping as a preset writes it
 

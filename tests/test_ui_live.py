@@ -53,14 +53,16 @@ def live(tmp_path_factory, tiny_model_dir):
 
 
 def finished_run(app, tiny_model_dir) -> str:
-    """The id of a run of the app's registry that has ended with results: the newest one, or a short run trained
-    now through the engine (so a test that needs one passes alone and in any order)."""
+    """The id of a single-label run of the app's registry that has ended with results: the newest one, or a short
+    run trained now through the engine (so a test that needs one passes alone and in any order)."""
     import tempfile
 
     from studio.training import Run
 
-    for record in app.studio.registry.list():
-        if record.status in ("completed", "stopped") and record.accuracy is not None:
+    registry = app.studio.registry
+    for record in registry.list():
+        ended = record.status in ("completed", "stopped") and record.accuracy is not None
+        if ended and registry.task(record.id) == "single_label":  # a multi-label run answers otherwise
             return record.id
     config = RunConfig.from_yaml(tiny_preset(Path(tempfile.mkdtemp()), tiny_model_dir("bert"), max_steps=8))
     result = Run(config.with_overrides(["train.eval_strategy=no", "train.eval_steps=null"]),
@@ -74,15 +76,49 @@ def done(live, tiny_model_dir) -> str:
     return finished_run(live[0], tiny_model_dir)
 
 
+BOTH = "the film angry furious happy glad it"
+"""A text the tiny multi-label run gives both anger and joy (tests/test_multilabel.py's data)."""
+
+
+def multi_label_run(app, tiny_model_dir) -> str:
+    """A finished multi-label run of the app's registry (anger / joy / neutral, the words say them): the newest
+    one, or one trained now through the engine (so a test that needs one passes alone and in any order)."""
+    import tempfile
+
+    from test_multilabel import multi_label_rows, write_rows
+
+    from studio.training import Run
+
+    registry = app.studio.registry
+    for record in registry.list(status="completed"):
+        if registry.task(record.id) == "multi_label":
+            return record.id
+    source = write_rows(Path(tempfile.mkdtemp()) / "emotions.csv", multi_label_rows())
+    config = RunConfig.from_dict({
+        "name": "tiny-ml", "data": {"source": source, "label_separator": "|", "max_length": 16},
+        "model": {"name": str(tiny_model_dir("bert"))}, "method": {"name": "full"},
+        "train": {"epochs": 6, "batch_size": 16, "learning_rate": 3e-3, "metric_for_best": "f1_macro",
+                  "class_weights": "balanced"},
+    })  # fmt: skip
+    result = Run(config, registry).execute()
+    assert result.status == "completed", result.message
+    return result.run_id
+
+
 def form(app, api_name: str, **changes) -> dict:
-    """Every form input of an endpoint at the preset's value (what a fresh page sends), with `changes` by path."""
+    """Every form input of an endpoint at the preset's value (what a fresh page sends), with `changes` by path
+    (data__max_samples=60): config values, shown as the form shows them (a field of several components, such as
+    data.balance, sets each of them; an optional number's None is its 0)."""
     fn = next(f for f in app.fns.values() if f.api_name == api_name)
-    by_path = {b.components[0]: b.path for b in app.studio.form.bindings}
+    shown = {}
+    for b in app.studio.form.bindings:
+        if (key := b.path.replace(".", "__")) in changes:
+            value = b.to_ui(changes[key])
+            shown.update(zip(b.components, value if len(b.components) > 1 else (value,), strict=True))
     args = {}
     for i, component in enumerate(fn.inputs):
         if component.__class__.__name__ != "State":
-            path = by_path.get(component, "")
-            args[f"param_{i}"] = changes.get(path.replace(".", "__"), component.value)
+            args[f"param_{i}"] = shown.get(component, component.value)
     return args
 
 
@@ -205,6 +241,32 @@ def test_resume_button_continues_an_interrupted_run(live, tmp_path, tiny_model_d
     registry.delete(record.id)  # the later tests expect the page's own runs only
 
 
+def test_the_playground_predicts_a_label_set_through_the_api(live, done, tiny_model_dir):
+    """/predict keeps its shape (label A, label B, answer line, bars A, bars B) for either kind of run: a
+    multi-label run answers with its label set in the answer line, its probabilities in the (hidden) Label, and
+    a bar per label with its threshold."""
+    import json
+
+    app, client = live
+    multi = multi_label_run(app, tiny_model_dir)
+    client.predict(api_name="/playground_runs")
+    label, _, said, bars, _ = client.predict(multi, None, BOTH, 0, api_name="/predict")
+    assert said in ("Run A: **joy, anger**", "Run A: **anger, joy**")
+    assert {c["label"] for c in label["confidences"]} == {"anger", "joy", "neutral"}
+    assert bars["visible"] is True  # the bars come as an update: shown for a multi-label run, hidden otherwise
+    figure = json.loads(bars["value"]["plot"])
+    assert {t.get("name") for t in figure["data"]} >= {"given (reaches its threshold)", "threshold"}
+    assert "anger" in figure["layout"]["title"]["text"] and "joy" in figure["layout"]["title"]["text"]
+    # A/B: the single-label run beside it; its Label shows, its answer is said too
+    single_label, multi_label, said, _, bars_b = client.predict(done, multi, BOTH, 0, api_name="/predict")
+    assert {c["label"] for c in single_label["confidences"]} == {"negative", "positive"}
+    assert said.startswith("Run A: **") and "Run B: **" in said and "plot" in bars_b["value"]
+    b_labels = {c["label"] for c in multi_label["value"]["confidences"]}  # B's Label as it always came (an update)
+    assert multi_label["visible"] is False and b_labels == {"anger", "joy", "neutral"}  # hidden: a multi-label run
+    unsure = client.predict(multi, None, BOTH, 0.99, api_name="/predict")[2]
+    assert unsure.startswith("Run A: **unsure** (least sure label decision")
+
+
 def test_bad_input_gets_a_message_and_the_app_stays_up(live, done, tmp_path):
     app, client = live
     with pytest.raises(AppError, match="pick a run first"):
@@ -323,6 +385,8 @@ def test_the_bad_input_matrix_in_the_page(live, tmp_path, tiny_model_dir):
         if not set(changes) <= paths or bad.what in ("a value of the wrong type", "a choice that does not exist"):
             continue  # a field the page has no control for, or a value its widget cannot hold
         values = {k.replace(".", "__"): v if v in ("no", "yes") else yaml.safe_load(v) for k, v in changes.items()}
+        if "data.balance" in changes:  # the CLI's quick_demo has no max_samples; the page's tiny preset has 240,
+            values.setdefault("data__max_samples", None)  # which a balance refuses before its own checks
         try:
             client.predict(api_name="/start", **form(app, "start", **values))
             out = tick_until(client, lambda o: any(s in o[0] for s in ("failed", "completed", "stopped")))

@@ -29,6 +29,11 @@ CSS = """
 .studio-bar { height:12px; border-radius:6px; background:var(--neutral-200); overflow:hidden; }
 .studio-bar > div { height:100%; background:var(--color-accent); transition:width 0.6s ease; }
 #run-status p { font-size:1.05rem; }
+/* Results tables (a multi-label run's has six columns, and a row per label) in their column without wrapping a
+   number or a header mid-word */
+#run-results table, #run-details table, #file-eval-result table { font-size:0.85rem; display:block; overflow-x:auto; }
+#run-results :is(th, td), #run-details :is(th, td), #file-eval-result :is(th, td) { padding:3px 6px !important; }
+#run-results :is(th, td), #run-details :is(th, td), #file-eval-result :is(th, td) { white-space:nowrap; }
 /* Gradio stacks its toasts at the top right, over the Train tab's Start and Stop: the very buttons an error
    message talks about. Bottom right covers no control of the studio's. */
 .toast-wrap { top:auto !important; bottom:var(--size-4) !important; }

@@ -204,18 +204,22 @@ def study_figures(session: Session, tab: CompareTab, g: Any) -> dict[Any, Any]:
 
     rows = aggregate(g, session.registry)
     axes = list(g.axes)
-    figures = study_plots.study_figures(axes, rows, grid_runs(g, session.registry), session.registry)
+    runs = grid_runs(g, session.registry)
+    figures = study_plots.study_figures(axes, rows, runs, session.registry)
     if "heatmap" not in figures:  # a grid without label-count and sample-size axes: its ranks, if any
         figures["heatmap"] = figures.get("rank") or plots.empty("the heatmap needs label-count and sample-size axes")
     out = {
         plot: figures.get(key) or plots.empty("this grid has no axis to compare")
         for plot, key in zip(tab.figures, STUDY_PLOTS, strict=True)
     }
+    # scored as the figures are: accuracy, or macro F1 for a study with multi-label runs
+    metric = study_plots.headline_metric(session.registry, [r.id for r in runs])
     labels = [a for a in axes if a != "seed"]
-    table_rows = [[*(str(r.get(a, "")) for a in labels), r["n"], r["note"], rounded(r["accuracy_mean"], 4),
-                   rounded(r["accuracy_std"], 4), _whole(r["peak_memory_mb_mean"]), rounded(r["train_seconds_mean"], 1)]
-                  for r in rows]  # fmt: skip
-    headers = [*labels, "n", "left out (did not learn)", "accuracy", "± std", "peak MB", "train s"]
+    table_rows = [[*(str(r.get(a, "")) for a in labels), r["n"], r["note"], rounded(r[f"{metric}_mean"], 4),
+                   rounded(r[f"{metric}_std"], 4), _whole(r["peak_memory_mb_mean"]),
+                   rounded(r["train_seconds_mean"], 1)] for r in rows]  # fmt: skip
+    score = study_plots.METRIC_NAMES[metric]
+    headers = [*labels, "n", "left out (did not learn)", score, "± std", "peak MB", "train s"]
     return {**out, tab.table: gr.update(value=table_rows, headers=headers)}
 
 

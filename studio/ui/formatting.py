@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from studio.datasource import SUFFIXES
-from studio.registry import Registry
-from studio.results import RunSummary
+from studio.registry import Registry, RunRecord
+from studio.results import Calibration, RunSummary, SplitMetrics
 from studio.runlog import RunView
 
 if TYPE_CHECKING:
@@ -44,23 +45,99 @@ def run_choices(registry: Registry, with_model: bool = False) -> list[tuple[str,
     for r in registry.list():
         if with_model and not (registry.run_dir(r.id) / "label_map.json").is_file():
             continue
-        acc = f" · {r.accuracy:.1%}" if r.accuracy is not None else ""
-        out.append((f"{r.id} · {r.status}{acc}", r.id))
+        out.append((f"{r.id} · {r.status}{_headline_of(registry, r)}", r.id))
     return out
 
 
+def _headline_of(registry: Registry, r: RunRecord) -> str:
+    """' · 80.0%' (accuracy), or ' · macro-F1 0.512' for a multi-label run (whose accuracy is the exact-match share,
+    a harsh figure beside a single-label run's); '' before the run has results."""
+    if r.accuracy is None:
+        return ""
+    if r.f1_macro is not None and registry.task(r.id) == "multi_label":
+        return f" · macro-F1 {r.f1_macro:.3f}"
+    return f" · {r.accuracy:.1%}"
+
+
+def run_summary(registry: Registry, run_id: str) -> RunSummary | None:
+    """The run's results (`Registry.summary`); a multi-label run's per-label thresholds filled from the
+    thresholds.json that travels with its model where its eval.json lacks them (runs written before results kept
+    them)."""
+    import dataclasses
+
+    from studio import multilabel
+    from studio.errors import StudioError
+
+    summary = registry.summary(run_id)
+    if summary is None or not summary.test.multi_label:
+        return summary
+    if all(c.threshold is not None for c in summary.test.per_class.values()):
+        return summary
+    try:
+        found = multilabel.read(registry.run_dir(run_id), summary.label_names)
+    except StudioError:  # a damaged file: the table says n/a, the playground says what is wrong
+        return summary
+    if found is not None:
+        cut = dict(zip(summary.label_names, found.array(summary.label_names), strict=True))
+        for name, scores in summary.test.per_class.items():
+            if scores.threshold is None and name in cut:
+                summary.test.per_class[name] = dataclasses.replace(scores, threshold=float(cut[name]))
+    return summary
+
+
+def number(value: float | None, spec: str = ".3f") -> str:
+    """`value` formatted, or "n/a" when it is missing or not a number (ROC-AUC of a label with no positives)."""
+    return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def metrics_line(m: SplitMetrics) -> str:
+    """The headline figures of a split, in words: accuracy and F1, or a multi-label split's macro / micro F1,
+    exact match, Hamming loss, ROC-AUC and average precision."""
+    if not m.multi_label:
+        return f"accuracy {m.accuracy:.4f} · macro F1 {m.f1_macro:.4f} · weighted F1 {m.f1_weighted:.4f}"
+    x = m.extra
+    return (f"macro F1 {m.f1_macro:.3f} · micro F1 {number(x.get('f1_micro'))} · exact match {m.accuracy:.2%} · "
+            f"Hamming loss {number(x.get('hamming_loss'), '.4f')} · ROC-AUC {number(x.get('roc_auc_macro'))} · "
+            f"average precision {number(x.get('ap_macro'))}")  # fmt: skip
+
+
+NO_CONFUSION_MULTI_LABEL = (
+    "No confusion matrix: a text may carry several labels or none, so there is no one predicted class to set "
+    "against one true class; the table gives each label's own errors."
+)
+
+
+def class_table(m: SplitMetrics, limit: int = 30) -> list[str]:
+    """The per-class (per-label) table: precision, recall, F1, support, and a multi-label label's threshold."""
+    if m.multi_label:
+        lines = ["| label | precision | recall | F1 | support | threshold |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {n} | {c.precision:.3f} | {c.recall:.3f} | {c.f1:.3f} | {c.support} | "
+                  f"{number(c.threshold, '.2f')} |" for n, c in list(m.per_class.items())[:limit]]  # fmt: skip
+    else:
+        lines = ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {n} | {c.precision:.3f} | {c.recall:.3f} | {c.f1:.3f} | {c.support} |"
+                  for n, c in list(m.per_class.items())[:limit]]  # fmt: skip
+    more = len(m.per_class) - limit
+    return lines + ([f"| ... {more} more |"] if more > 0 else [])
+
+
 def latest_eval_md(view: RunView) -> str:
-    """While training: the latest validation evaluation, with per-class F1."""
+    """While training: the latest validation evaluation, with per-class F1 (multi-label: macro and micro F1 and
+    the exact-match share, each label given at probability 0.5 until the thresholds are tuned at the end)."""
     e = view.latest_eval()
     if not e:
         return "Validation metrics appear here at each evaluation."
-    lines = [
-        f"### Validation at step {e.get('step')}: accuracy {e.get('accuracy', 0):.2%} · macro F1 "
-        f"{e.get('f1_macro', 0):.3f}",
-        "",
-        "| class | F1 |",
-        "|---|---|",
-    ]
+    if "f1_micro" in e:  # only a multi-label run's evaluations carry it
+        head = [f"### Validation at step {e.get('step')}: macro F1 {e.get('f1_macro', 0):.3f} · micro F1 "
+                f"{e['f1_micro']:.3f} · exact match {e.get('accuracy', 0):.2%}",
+                "each label given at probability 0.5 while training; its own threshold is tuned on validation at "
+                "the end"]  # fmt: skip
+        header = "| label | F1 |"
+    else:
+        head = [f"### Validation at step {e.get('step')}: accuracy {e.get('accuracy', 0):.2%} · macro F1 "
+                f"{e.get('f1_macro', 0):.3f}"]  # fmt: skip
+        header = "| class | F1 |"
+    lines = [*head, "", header, "|---|---|"]
     lines += [f"| {k.removeprefix('f1/')} | {v:.3f} |" for k, v in e.items() if k.startswith("f1/")][:30]
     return "\n".join(lines)
 
@@ -70,18 +147,29 @@ def results_md(summary: RunSummary | None) -> str:
     if summary is None:
         return ""
     test = summary.test
-    lines = [
-        f"### Test accuracy {test.accuracy:.2%} · macro F1 {test.f1_macro:.3f} · weighted F1 {test.f1_weighted:.3f}",
-        f"{test.n:,} test texts; status **{summary.status or ''}**",
-        *_health_lines(summary),
-        *_calibration_lines(summary),
-        "",
-        "| class | precision | recall | F1 | support |",
-        "|---|---|---|---|---|",
-    ]
-    for label, m in list(test.per_class.items())[:30]:
-        lines.append(f"| {label} | {m.precision:.3f} | {m.recall:.3f} | {m.f1:.3f} | {m.support} |")
+    if test.multi_label:
+        head = [f"### Test macro F1 {test.f1_macro:.3f} · micro F1 {number(test.extra.get('f1_micro'))} · exact "
+                f"match {test.accuracy:.2%}", *_multi_label_lines(test)]  # fmt: skip
+    else:
+        head = [f"### Test accuracy {test.accuracy:.2%} · macro F1 {test.f1_macro:.3f} · weighted F1 "
+                f"{test.f1_weighted:.3f}", f"{test.n:,} test texts; status **{summary.status or ''}**"]  # fmt: skip
+    lines = [*head, *_health_lines(summary), *_calibration_lines(summary), "", *class_table(test)]
     return "\n".join(lines + _efficiency_lines(summary))
+
+
+def _multi_label_lines(test: SplitMetrics) -> list[str]:
+    """What a multi-label result needs said: its other figures, how a label is given, and why no confusion matrix."""
+    x = test.extra
+    cuts = sorted(c.threshold for c in test.per_class.values() if c.threshold is not None)
+    given = (f"; a text gets every label whose probability reaches that label's threshold (tuned on validation, "
+             f"{cuts[0]:.2f}-{cuts[-1]:.2f})" if cuts else "")  # fmt: skip
+    return [
+        f"Hamming loss {number(x.get('hamming_loss'), '.4f')} · ROC-AUC {number(x.get('roc_auc_macro'))} · average "
+        f"precision {number(x.get('ap_macro'))} (macro: the mean over labels)  ",
+        f"{test.n:,} test texts, {len(test.per_class)} labels{given}  ",
+        "exact match: the share of texts whose whole label set is right  ",
+        NO_CONFUSION_MULTI_LABEL,
+    ]
 
 
 def _health_lines(summary: RunSummary) -> list[str]:
@@ -94,23 +182,36 @@ def _health_lines(summary: RunSummary) -> list[str]:
 
 
 def _calibration_lines(summary: RunSummary) -> list[str]:
-    """The temperature fitted on validation, ECE and Brier on test before -> after, and a few thresholds of
-    accuracy against coverage (what `predict --min-confidence` would answer)."""
+    """The temperature(s) fitted on validation, ECE and Brier on test before -> after, and a few thresholds of
+    accuracy against coverage (what `predict --min-confidence` would answer). Multi-label: one temperature or one
+    per label, the figures over every (text, label) probability, and the exact-match share of the texts answered."""
     c = summary.calibration
     if c is None:
         return []
+    multi = summary.test.multi_label
     figures = []
     if c.ece_before is not None and c.ece_after is not None:
         figures.append(f"ECE {c.ece_before:.3f} → {c.ece_after:.3f}")
     if c.brier_before is not None and c.brier_after is not None:
         figures.append(f"Brier {c.brier_before:.3f} → {c.brier_after:.3f}")
-    lines = ["", f"**Calibrated confidence:** temperature {c.temperature:.2f}, fitted on {c.validation_rows:,} "
-                 f"validation texts" + (f"; on test {', '.join(figures)}" if figures else "") + "  "]  # fmt: skip
+    where = "on test, over every (text, label) probability:" if multi else "on test"
+    lines = ["", f"**Calibrated confidence:** {_temperatures(c, multi)}, fitted on {c.validation_rows:,} validation "
+                 f"texts" + (f"; {where} {', '.join(figures)}" if figures else "") + "  "]  # fmt: skip
     picks = [p for p in c.coverage if p.get("threshold") in (0.5, 0.7, 0.9) and p.get("accuracy") is not None]
-    said = [f"{p['threshold']:.1f}: {p['coverage']:.0%} of texts at {p['accuracy']:.1%} accuracy" for p in picks]
+    right = "exact match" if multi else "accuracy"
+    said = [f"{p['threshold']:.1f}: {p['coverage']:.0%} of texts at {p['accuracy']:.1%} {right}" for p in picks]
     if said:
-        lines.append("answering only above a confidence of " + "; ".join(said))
+        sure = "when the least sure label decision reaches" if multi else "above a confidence of"
+        lines.append(f"answering only {sure} " + "; ".join(said))
     return lines
+
+
+def _temperatures(c: Calibration, multi: bool) -> str:
+    if c.per_label:
+        values = sorted(c.per_label.values())
+        return (f"a temperature per label ({values[0]:.2f}-{values[-1]:.2f}; it predicted held-out validation texts "
+                "better than one)")  # fmt: skip
+    return f"one temperature {c.temperature:.2f} for every label" if multi else f"temperature {c.temperature:.2f}"
 
 
 def _efficiency_lines(summary: RunSummary) -> list[str]:
@@ -148,19 +249,21 @@ def lr_find_md(r: LrFindResult) -> str:
 
 
 def file_eval_md(result: FileEvaluation, saved: Path) -> str:
-    """A named evaluation on a labelled file: headline metrics, per-class table, confusion matrix, where saved."""
+    """A named evaluation on a labelled file: headline metrics, per-class table, confusion matrix (multi-label: why
+    there is none), where saved."""
     m = result.metrics
     left = f" ({result.left_out} without a text or label left out)" if result.left_out else ""
+    first, _, rest = metrics_line(m).partition(" · ")
+    confusion = (NO_CONFUSION_MULTI_LABEL if m.multi_label
+                 else f"confusion matrix (rows: true, columns: predicted): `{m.confusion_matrix}`")  # fmt: skip
     lines = [
         f"**{result.name}**: {result.rows:,} rows of `{Path(result.file).name}`{left}, text `{result.text_column}`, "
         f"label `{result.label_column}`  ",
-        f"**accuracy {m.accuracy:.4f}** · macro F1 {m.f1_macro:.4f} · weighted F1 {m.f1_weighted:.4f}",
+        f"**{first}** · {rest}",
         "",
-        "| label | precision | recall | F1 | support |",
-        "|---|---:|---:|---:|---:|",
-        *(f"| {n} | {c.precision:.3f} | {c.recall:.3f} | {c.f1:.3f} | {c.support} |" for n, c in m.per_class.items()),
+        *class_table(m, limit=len(m.per_class)),
         "",
-        f"confusion matrix (rows: true, columns: predicted): `{m.confusion_matrix}`  ",
+        f"{confusion}  ",
         f"saved: `{saved}`",
     ]
     return "\n".join(lines)

@@ -22,6 +22,7 @@ EXAMPLES = [
     "I can't believe they cancelled it again, this is so frustrating.",
     "Wow, I did not see that coming at all.",
     "I'm really worried about how this will turn out.",
+    "Thank you so much, I love this! Best news all week.",  # several emotions at once: a multi-label run's case
 ]
 
 
@@ -35,7 +36,12 @@ class PlaygroundTab:
     min_confidence: gr.Slider
     verdict: gr.Markdown
     label_a: gr.Label
+    """A single-label run's classes (a multi-label run's probabilities too, hidden: the /predict API's first value
+    keeps its shape for every run)."""
     label_b: gr.Label
+    bars_a: gr.Plot
+    """A multi-label run's probability per label with its threshold (hidden for a single-label run)."""
+    bars_b: gr.Plot
     split: gr.Radio
     show: gr.Button
     mistakes: gr.Dataframe
@@ -52,8 +58,12 @@ class PlaygroundTab:
 def build(session: Session) -> PlaygroundTab:
     with gr.Row():
         choices = run_choices(session.registry, with_model=True)
-        run_a = gr.Dropdown(label="Run A", choices=choices, scale=3, elem_id="run-a")
-        run_b = gr.Dropdown(label="Run B (optional, to compare)", choices=choices, scale=3)
+        newest = choices[0][1] if choices else None  # run A starts at the newest run, as a Dropdown does
+        run_a = gr.Dropdown(label="Run A", choices=choices, value=newest, scale=3, elem_id="run-a")
+        # None said outright: left to its default, a Dropdown starts at its first choice, and every prediction
+        # would compare the newest run with itself
+        run_b = gr.Dropdown(label="Run B (optional, to compare)", choices=choices, value=None, scale=3,
+                            elem_id="run-b")  # fmt: skip
         refresh = gr.Button("↻", size="sm", scale=0, min_width=40)
     text = gr.Textbox(label="Text", lines=3, placeholder="Type a review, a comment, any text…", elem_id="play-text")
     gr.Examples([[e] for e in EXAMPLES], inputs=[text], label="Examples (sentiment, then emotion)")
@@ -61,37 +71,49 @@ def build(session: Session) -> PlaygroundTab:
         predict = gr.Button("Predict", variant="primary", elem_id="predict", scale=2)
         min_confidence = gr.Slider(0, 0.99, value=0, step=0.01, scale=3, elem_id="min-confidence",
                                    label="Answer 'unsure' below this confidence (0 = always answer)",
-                                   info="probabilities are calibrated on the run's validation split (Train tab "
-                                        "results: accuracy against coverage)")  # fmt: skip
+                                   info="confidence: the top class's probability; for a multi-label run, its least "
+                                        "sure label decision (p of a label given, 1 - p of one left out). Calibrated "
+                                        "on the run's validation split (Train tab results: coverage)")  # fmt: skip
     verdict = gr.Markdown(elem_id="play-verdict")
-    with gr.Row():
-        label_a = gr.Label(label="Run A", num_top_classes=10, elem_id="label-a")
+    with gr.Row():  # hidden ones take no room: one run fills the row, two share it
+        first_label, first_bars = shown_for(session, newest)
+        label_a = gr.Label(label="Run A", num_top_classes=10, elem_id="label-a", visible=first_label["visible"])
+        bars_a = gr.Plot(first_bars.get("value"), label="Run A: labels", show_label=False,
+                         visible=first_bars["visible"], elem_id="bars-a")  # fmt: skip
         label_b = gr.Label(label="Run B", num_top_classes=10, visible=False)
+        bars_b = gr.Plot(label="Run B: labels", show_label=False, visible=False, elem_id="bars-b")
     with gr.Accordion("Mistakes on the validation / test split", open=False):
         with gr.Row():
             split = gr.Radio(["test", "validation"], value="test", label="Split")
             show = gr.Button("Show run A's mistakes")
+        gr.Markdown("A multi-label run's mistakes are texts whose label set is not exactly right: *missing* lists "
+                    "the true labels it left out, *extra* the labels it gave wrongly; *confidence* is its surest "
+                    "wrong decision.")  # fmt: skip
         mistakes_table = gr.Dataframe(interactive=False, wrap=True, max_height=360)
     with gr.Accordion("Label a file", open=False):
         gr.Markdown(
             "Upload a CSV / TSV / JSONL / Parquet file with a text column (`text`, `review`, … or the "
-            "only column); get it back as CSV with `predicted_label`, `score` and one `prob_<label>` per class."
+            "only column); get it back as CSV with `predicted_label`, `score` and one `prob_<label>` per class. A "
+            'multi-label run writes `predicted_labels` (the labels given, joined by ", "; empty when none reached '
+            "its threshold) and `label_count` instead of `predicted_label`."
         )
         with gr.Row():
             upload = gr.File(label="File of texts", file_types=UPLOAD_TYPES)
             column = gr.Textbox(label="Text column", placeholder="empty = detect")
             labelled = gr.File(label="Predictions (CSV)", interactive=False)
-    tab = PlaygroundTab(run_a, run_b, refresh, text, predict, min_confidence, verdict, label_a, label_b, split, show,
-                        mistakes_table, upload, column, labelled)  # fmt: skip
+    tab = PlaygroundTab(run_a, run_b, refresh, text, predict, min_confidence, verdict, label_a, label_b, bars_a, bars_b,
+                        split, show, mistakes_table, upload, column, labelled)  # fmt: skip
     _wire(session, tab)
     return tab
 
 
 def _wire(session: Session, tab: PlaygroundTab) -> None:
     tab.refresh.click(handler(refreshed, session), None, tab.pickers, api_name="playground_runs")
+    # `input`: every pick in the page, also of the run A already shows (its value unchanged: no `change`)
+    tab.run_a.input(handler(shown_for, session), tab.run_a, [tab.label_a, tab.bars_a], show_progress="hidden")
     inputs = [tab.run_a, tab.run_b, tab.text, tab.min_confidence]
     gr.on([tab.predict.click, tab.text.submit], handler(predict_text, session), inputs,
-          [tab.label_a, tab.label_b, tab.verdict], api_name="predict")  # fmt: skip
+          [tab.label_a, tab.label_b, tab.verdict, tab.bars_a, tab.bars_b], api_name="predict")  # fmt: skip
     tab.show.click(handler(show_mistakes, session), [tab.run_a, tab.split], tab.mistakes, api_name="mistakes")
     tab.upload.upload(handler(label_file, session), [tab.run_a, tab.upload, tab.column, tab.min_confidence],
                       tab.labelled, api_name="label_file")  # fmt: skip
@@ -106,9 +128,12 @@ def refreshed(session: Session) -> tuple[dict[str, Any], dict[str, Any]]:
 
 @guard
 def predict_text(session: Session, a: str | None, b: str | None, value: str,
-                 min_confidence: float = 0.0) -> tuple[Any, dict[str, Any], str]:  # fmt: skip
-    """(run A's class probabilities, run B's shown beside them or B's label hidden when no B is picked, and
-    which run is unsure: its top probability under `min_confidence`)."""
+                 min_confidence: float = 0.0) -> tuple[Any, Any, str, Any, Any]:  # fmt: skip
+    """(run A's class probabilities, run B's beside them or hidden when no B is picked, each run's answer, run A's
+    and run B's label bars). Run A's probabilities come as they always have (a single-label run's Label; a
+    multi-label run's, in the same shape, hidden: `shown_for` picks what shows when the run is picked); a
+    multi-label run's bars give each label's probability against its threshold, its answer line the labels given.
+    Under `min_confidence` a run answers unsure."""
     if not a:
         raise StudioError("pick a run first: choose a finished run in Run A (train one in the Train tab)")
     if not (value or "").strip():
@@ -116,18 +141,81 @@ def predict_text(session: Session, a: str | None, b: str | None, value: str,
     threshold = min_confidence or None
     first = session.predictors.get(a).predict([value], min_confidence=threshold)[0]
     if not b:
-        return first.probs, gr.update(visible=False), _verdict([("Run A", first)], threshold)
+        hidden = gr.update(visible=False)
+        said = _with_warnings(session, _verdict([("Run A", first)], threshold), {"Run A": a})
+        return first.probs, hidden, said, _bars(first, "Run A"), hidden
     second = session.predictors.get(b).predict([value], min_confidence=threshold)[0]
-    shown_b = gr.update(value=second.probs, visible=True, label=f"Run B: {b}")
-    return first.probs, shown_b, _verdict([("Run A", first), ("Run B", second)], threshold)
+    shown_b = gr.update(value=second.probs, visible=second.labels is None, label=f"Run B: {b}")
+    said = _with_warnings(session, _verdict([("Run A", first), ("Run B", second)], threshold), {"Run A": a, "Run B": b})
+    return first.probs, shown_b, said, _bars(first, "Run A"), _bars(second, "Run B")
+
+
+def _with_warnings(session: Session, said: str, runs: dict[str, str]) -> str:
+    """The answer line, and a line for each run flagged as not learning (studio/health.py): its answers look like
+    any other run's, so the page says they mean little."""
+    lines = [said] if said else []
+    for name, run_id in runs.items():
+        flag = session.registry.get(run_id).flag
+        if flag:
+            lines.append(f"⚠ {name} did not learn (**{flag}**): its answers mean little; its results in the Runs tab "
+                         "say why")  # fmt: skip
+    return "  \n".join(lines)
+
+
+def shown_for(session: Session, a: str | None) -> tuple[Any, Any]:
+    """What shows run A's predictions once it is picked: the Label for a single-label run, the label bars (empty
+    until the first prediction) for a multi-label one."""
+    from studio import plots
+
+    if not a or session.registry.task(a) != "multi_label":
+        return gr.update(visible=True), gr.update(visible=False)
+    waiting = plots.empty("each label's probability and threshold appear here: type a text and press Predict")
+    return gr.update(visible=False), gr.update(value=waiting, visible=True)
+
+
+def _bars(p: Any, name: str) -> Any:
+    """A multi-label prediction's bars (every label's probability and threshold), titled with what it gave; hidden
+    for a single-label one."""
+    from studio import plots
+
+    if p.labels is None:
+        return gr.update(visible=False)
+    return gr.update(value=plots.label_probabilities(p.probs, p.thresholds or {}, _bars_title(p, name)), visible=True)
+
+
+def _bars_title(p: Any, name: str) -> str:
+    """Short enough for half the page: the labels given when they are few, else how many (the answer line above
+    lists them all)."""
+    given, k = len(p.labels or ()), len(p.probs)
+    if p.unsure:
+        return f"{name}: unsure ({given} of {k} labels would be given)"
+    if not given:
+        return f"{name}: no label reached its threshold"
+    return f"{name}: {p.answer} ({given} of {k} labels)" if given <= 3 else f"{name}: {given} of {k} labels given"
+
+
+def _answer(p: Any) -> str:
+    """A multi-label prediction in words: the labels given, "(none)", or unsure and what it would have given."""
+    if p.unsure:
+        return f"unsure (it would give {p.label or 'no label'})"
+    return p.answer if p.labels else "(none): no label reached its threshold"
 
 
 def _verdict(predictions: list[tuple[str, Any]], threshold: float | None) -> str:
-    """Each run's answer under the confidence threshold: its label, or unsure ("" without a threshold)."""
-    if threshold is None:
+    """Each run's answer: its label, its labels (a multi-label run's, always said: its Label is hidden), or unsure
+    under the confidence threshold ("" for single-label runs without a threshold: the Label says it)."""
+    if threshold is None and all(p.labels is None for _, p in predictions):
         return ""
-    said = [f"{name}: **unsure** (top {p.score:.0%} < {threshold:.0%})" if p.unsure else f"{name}: **{p.label}**"
-            for name, p in predictions]  # fmt: skip
+    said = []
+    for name, p in predictions:
+        if p.unsure:
+            sure = "least sure label decision" if p.labels is not None else "top"
+            would = f"; it would give {p.label or 'no label'}" if p.labels is not None else ""
+            said.append(f"{name}: **unsure** ({sure} {p.score:.0%} < {threshold:.0%}{would})")
+        elif p.labels is not None:
+            said.append(f"{name}: **{_answer(p)}**")
+        else:
+            said.append(f"{name}: **{p.label}**")
     return " · ".join(said)
 
 

@@ -11,10 +11,10 @@ import gradio as gr
 from studio.config import RunConfig
 from studio.errors import StudioError
 from studio.ui.feedback import guard
-from studio.ui.formatting import file_eval_md, results_md, rounded, run_choices
+from studio.ui.formatting import file_eval_md, results_md, rounded, run_choices, run_summary
 from studio.ui.session import Session, handler
 
-COLUMNS = ["run", "status", "flag", "model", "method", "dataset", "accuracy", "F1 macro", "peak MB",
+COLUMNS = ["run", "status", "flag", "model", "method", "dataset", "task", "accuracy", "F1 macro", "peak MB",
            "estimate err %", "train s", "trainable"]  # fmt: skip
 CURVES = {  # label -> (where in the run view, key)
     "validation accuracy": ("evals", "accuracy"),
@@ -46,6 +46,8 @@ class FileEval:
     file: gr.File
     text_column: gr.Textbox
     label_column: gr.Textbox
+    separator: gr.Textbox
+    """What splits a cell of several labels; shown for a multi-label run only."""
     run: gr.Button
     result: gr.Markdown
 
@@ -80,7 +82,9 @@ class RunsTab:
 def build(session: Session) -> RunsTab:
     with gr.Row():
         refresh = gr.Button("↻ Refresh", size="sm", scale=0)
-        gr.Markdown("Click a row to select that run below. Runs trained from the CLI show up here too.")
+        gr.Markdown("Click a row to select that run below. Runs trained from the CLI show up here too. A "
+                    "multi-label run's accuracy is its exact-match share (every label of a text right): compare "
+                    "such runs by F1 macro.")  # fmt: skip
     table = gr.Dataframe(
         headers=COLUMNS,
         value=lambda: runs_table(session),
@@ -100,7 +104,10 @@ def build(session: Session) -> RunsTab:
         pareto = gr.Plot(label="Accuracy vs peak memory (all finished runs)", show_label=False)
     gr.Markdown("### One run")
     with gr.Row():
-        selected = gr.Dropdown(label="Run", choices=run_choices(session.registry), scale=3, elem_id="run-select")
+        # None said outright: a Dropdown left to its default starts at its first choice without the `change` that
+        # shows a run's details, and picking that run then changes nothing
+        selected = gr.Dropdown(label="Run", choices=run_choices(session.registry), value=None, scale=3,
+                               elem_id="run-select")  # fmt: skip
         open_btn = gr.Button("Open in studio", scale=1)
         resume = gr.Button("Resume", scale=1, elem_id="resume")
         delete = gr.Button("Delete…", variant="stop", scale=1)
@@ -144,9 +151,11 @@ def _file_eval() -> FileEval:
                            height=100, scale=2)  # fmt: skip
             text_column = gr.Textbox(label="text column", placeholder="detect", scale=1)
             label_column = gr.Textbox(label="label column", placeholder="detect", scale=1)
+            separator = gr.Textbox(",", label="label separator", scale=1, visible=False, elem_id="file-eval-separator",
+                                   info="this run is multi-label: what splits a cell such as anger|joy")  # fmt: skip
             run = gr.Button("Evaluate", scale=0, min_width=120, elem_id="evaluate-file")
         result = gr.Markdown(elem_id="file-eval-result")
-    return FileEval(file, text_column, label_column, run, result)
+    return FileEval(file, text_column, label_column, separator, run, result)
 
 
 def _wire(session: Session, tab: RunsTab) -> None:
@@ -160,6 +169,7 @@ def _wire(session: Session, tab: RunsTab) -> None:
         show_progress="hidden",
     )
     tab.selected.change(handler(show, session), tab.selected, [tab.details, tab.config_view], show_progress="hidden")
+    tab.selected.change(handler(separator_for, session), tab.selected, tab.file_eval.separator, show_progress="hidden")
     tab.open_btn.click(handler(open_run, session), tab.selected, [session.base, session.base_preset,
                                                                   *session.form.components])  # fmt: skip
     tab.delete.click(handler(ask_delete, session), tab.selected, [tab.confirm_row, tab.confirm_text])
@@ -167,8 +177,8 @@ def _wire(session: Session, tab: RunsTab) -> None:
     tab.confirm.click(handler(do_delete, session, tab), [tab.selected, tab.compare], [tab.confirm_row, *tab.listed],
                       api_name="delete_run")  # fmt: skip
     f = tab.file_eval
-    f.run.click(handler(evaluate_on_file, session), [tab.selected, f.file, f.text_column, f.label_column], f.result,
-                api_name="evaluate_file")  # fmt: skip
+    f.run.click(handler(evaluate_on_file, session), [tab.selected, f.file, f.text_column, f.label_column, f.separator],
+                f.result, api_name="evaluate_file")  # fmt: skip
     e = tab.export
     e.download.click(handler(zip_run, session), tab.selected, e.zip_file)
     e.merge.click(handler(merge_run, session), tab.selected, e.status)
@@ -183,10 +193,17 @@ def runs_table(session: Session) -> list[list]:
         # The estimate's error is in eval.json, written when a run ends: only finished runs have one.
         summary = session.registry.summary(r.id) if r.accuracy is not None else None
         error = summary.memory.error_pct if summary is not None else None
-        rows.append([r.id, r.status, r.flag or "", r.model, r.method, r.dataset, rounded(r.accuracy, 4),
-                     rounded(r.f1_macro, 4), rounded(r.peak_memory_mb, 0), error, rounded(r.train_seconds, 1),
-                     r.trainable_params])  # fmt: skip
+        rows.append([r.id, r.status, r.flag or "", r.model, r.method, r.dataset, _task(session, r.id),
+                     rounded(r.accuracy, 4), rounded(r.f1_macro, 4), rounded(r.peak_memory_mb, 0), error,
+                     rounded(r.train_seconds, 1), r.trainable_params])  # fmt: skip
     return rows
+
+
+def _task(session: Session, run_id: str) -> str:
+    """single-label / multi-label once the run has saved its label map; "" before (the data decides it)."""
+    if not (session.registry.run_dir(run_id) / "label_map.json").is_file():
+        return ""
+    return "multi-label" if session.registry.task(run_id) == "multi_label" else "single-label"
 
 
 def refreshed(session: Session, tab: RunsTab, chosen: list[str] | None, one: str | None) -> dict[Any, Any]:
@@ -223,7 +240,7 @@ def draw_compare(session: Session, run_ids: list[str] | None, which: str) -> tup
         else:
             series[run_id] = list(view.train_loss)
     overlay = plots.runs_overlay(series, which) if series else plots.empty("pick runs to compare")
-    return overlay, study_plots.runs_pareto(session.registry.list())
+    return overlay, study_plots.runs_pareto(session.registry.list(), registry=session.registry)
 
 
 @guard
@@ -239,10 +256,22 @@ def show(session: Session, run_id: str | None) -> tuple[str, str]:
     from studio.file_eval import evaluations
 
     named = evaluations(folder)
-    listed = "\n\n**Evaluations on other files**  \n" + "  \n".join(
-        f"`{e.name}`: {e.rows:,} rows of {Path(e.file).name}, accuracy {e.metrics.accuracy:.4f}, macro F1 "
-        f"{e.metrics.f1_macro:.4f}" for e in named) if named else ""  # fmt: skip
-    return head + "\n\n" + results_md(session.registry.summary(run_id)) + listed, config_text
+    said = [f"`{e.name}`: {e.rows:,} rows of {Path(e.file).name}, {_scored(e.metrics)}" for e in named]
+    listed = "\n\n**Evaluations on other files**  \n" + "  \n".join(said) if said else ""
+    return head + "\n\n" + results_md(run_summary(session.registry, run_id)) + listed, config_text
+
+
+def _scored(m: Any) -> str:
+    """An evaluation's headline: accuracy and macro F1, or a multi-label one's macro F1, micro F1 and exact match."""
+    if m.multi_label:
+        return m.headline().removeprefix("test ")  # the engine's one phrase, less the split it names
+    return f"accuracy {m.accuracy:.4f}, macro F1 {m.f1_macro:.4f}"
+
+
+def separator_for(session: Session, run_id: str | None) -> Any:
+    """The label separator box, shown when the picked run is multi-label (a single-label file has one label a row)."""
+    multi = bool(run_id) and session.registry.task(run_id) == "multi_label"
+    return gr.update(visible=multi)
 
 
 @guard
@@ -297,8 +326,9 @@ def zip_run(session: Session, run_id: str | None) -> str:
 
 @guard
 def evaluate_on_file(session: Session, run_id: str | None, path: str | None, text_column: str,
-                     label_column: str) -> str:  # fmt: skip
-    """Evaluate the run on the uploaded file: its metrics and where they were saved (Markdown)."""
+                     label_column: str, separator: str | None = ",") -> str:  # fmt: skip
+    """Evaluate the run on the uploaded file: its metrics and where they were saved (Markdown). A multi-label run
+    reads each label cell as a list, or a string split on `separator` (a single-label run ignores it)."""
     from studio.file_eval import evaluate_file
 
     if not run_id:
@@ -306,9 +336,16 @@ def evaluate_on_file(session: Session, run_id: str | None, path: str | None, tex
     if not path:
         raise StudioError("upload a labelled file first")
     result, saved = evaluate_file(session.registry, run_id, path, text_column=text_column.strip() or None,
-                                  label_column=label_column.strip() or None,
+                                  label_column=label_column.strip() or None, label_separator=_separator(separator),
                                   load_predictor=lambda: session.predictors.get(run_id))  # fmt: skip
     return file_eval_md(result, saved)
+
+
+def _separator(value: str | None) -> str:
+    """The separator as typed; a space stays a space (labels split on blanks), only an empty box means ","."""
+    if value is None or value == "":
+        return ","
+    return value.strip() or value
 
 
 @guard

@@ -16,7 +16,7 @@ from studio.errors import StudioError
 from studio.results import RunSummary
 from studio.runlog import RunView
 from studio.ui.feedback import guard
-from studio.ui.formatting import duration, latest_eval_md, results_md
+from studio.ui.formatting import duration, latest_eval_md, results_md, run_summary
 from studio.ui.session import Session, handler
 
 TICK_S = 2.0  # curves at least every 2 s; each redraw costs browser CPU that a CPU training needs
@@ -186,7 +186,9 @@ def _usage(tab: TrainTab, samples: list) -> dict[Any, Any]:
 
 
 def result_plots(session: Session, current: str | None, drawn: str) -> tuple[Any, Any]:
-    """The test confusion matrix and reliability diagram of the run `current` once it has them."""
+    """The test confusion matrix and reliability diagram of the run `current` once it has them; a multi-label run's
+    F1 per label in the confusion matrix's place (a text may carry several labels: there is no one predicted class
+    to cross with one true class) and its reliability over every (text, label) probability."""
     from studio import plots
 
     if current is None:
@@ -195,6 +197,8 @@ def result_plots(session: Session, current: str | None, drawn: str) -> tuple[Any
         summary = _summary(session, current, session.jobs.view(current))
     except StudioError:
         return gr.skip(), gr.skip()
+    if summary is not None and summary.test.multi_label:  # no confusion matrix (labels are not exclusive)
+        return plots.label_scores(summary.test.per_class), plots.reliability_diagram(summary.calibration, True)
     if summary is None or not summary.test.confusion_matrix:
         return plots.empty(NO_CONFUSION), plots.empty(NO_RELIABILITY)
     confusion = plots.confusion_matrix(summary.test.confusion_matrix, summary.label_names)
@@ -215,7 +219,7 @@ def _summary(session: Session, current: str, view: RunView) -> RunSummary | None
     if not view.finished:
         return None
     run_id = session.jobs.run_id(current)
-    return session.registry.summary(run_id) if run_id else None
+    return run_summary(session.registry, run_id) if run_id else None
 
 
 def _status_md(session: Session, current: str, view: RunView) -> str:
