@@ -110,12 +110,17 @@ def coverage_curve(probs: Any, labels: Any, thresholds: tuple[float, ...] = COVE
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
     confidence, correct = (p.max(axis=-1), p.argmax(axis=-1) == y) if len(y) else (np.zeros(0), np.zeros(0))
+    return _coverage(confidence, correct, thresholds)
+
+
+def _coverage(confidence: np.ndarray, right: np.ndarray, thresholds: tuple[float, ...]) -> list[dict]:
+    """Per threshold: the rows answered (confidence >= it), their share, and the share of those that are `right`."""
     out = []
     for t in thresholds:
         answered = confidence >= t
         n = int(answered.sum())
-        out.append({"threshold": t, "answered": n, "coverage": n / len(y) if len(y) else 0.0,
-                    "accuracy": float(correct[answered].mean()) if n else None})  # fmt: skip
+        out.append({"threshold": t, "answered": n, "coverage": n / len(right) if len(right) else 0.0,
+                    "accuracy": float(right[answered].mean()) if n else None})  # fmt: skip
     return out
 
 
@@ -215,14 +220,7 @@ def multilabel_coverage(probs: Any, y: Any, thresholds: Any, levels: tuple[float
     """Exact-match accuracy of the answered rows against the share answered, per confidence threshold."""
     p, truth = np.asarray(probs, dtype=np.float64), np.asarray(y, dtype=np.int64)
     decided = (p >= np.asarray(thresholds)).astype(np.int64)
-    confidence, right = decision_confidence(p, decided), (decided == truth).all(axis=-1)
-    out = []
-    for t in levels:
-        answered = confidence >= t
-        n = int(answered.sum())
-        out.append({"threshold": t, "answered": n, "coverage": n / len(truth) if len(truth) else 0.0,
-                    "accuracy": float(right[answered].mean()) if n else None})  # fmt: skip
-    return out
+    return _coverage(decision_confidence(p, decided), (decided == truth).all(axis=-1), levels)
 
 
 def calibrate_multilabel(
@@ -307,11 +305,16 @@ def read_temperature(folder: Path, label_names: list[str] | None = None) -> Any:
 
 def check_threshold(value: Any, name: str = "--min-confidence") -> float:
     """`value` as a confidence threshold in [0, 1], or a StudioError saying what to give."""
+    return in_unit_interval(value, name, "give the lowest top-class probability to answer with, e.g. 0.8 (below "
+                                         "it the answer is 'unsure')")  # fmt: skip
+
+
+def in_unit_interval(value: Any, name: str, what_to_give: str) -> float:
+    """`value` as a number in [0, 1], or a StudioError: "`name`: `value` is outside [0, 1]; `what_to_give`"."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = math.nan
     if not 0.0 <= number <= 1.0:  # NaN fails too
-        raise StudioError(f"{name}: {value} is outside [0, 1]; give the lowest top-class probability to answer "
-                          "with, e.g. 0.8 (below it the answer is 'unsure')")  # fmt: skip
+        raise StudioError(f"{name}: {value} is outside [0, 1]; {what_to_give}")
     return number

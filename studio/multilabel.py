@@ -203,14 +203,9 @@ def read(folder: Path, label_names: list[str]) -> Thresholds | None:
 
 def check_threshold(value: Any, name: str = "--threshold") -> float:
     """`value` as a decision threshold in [0, 1], or a StudioError saying what to give."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not 0.0 <= number <= 1.0:  # NaN fails too
-        raise StudioError(f"{name}: {value} is outside [0, 1]; a label is given when its probability reaches its "
-                          "threshold, e.g. 0.5")  # fmt: skip
-    return number
+    from studio.calibration import in_unit_interval
+
+    return in_unit_interval(value, name, "a label is given when its probability reaches its threshold, e.g. 0.5")
 
 
 def summary_line(t: Thresholds) -> str:
