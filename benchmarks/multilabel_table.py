@@ -7,7 +7,8 @@ MiniLM runs trained before `models.init_output_bias` existed, "head bias at 0") 
 DIR/headline.md and .csv (test macro-F1, micro-F1, exact match, Hamming loss, macro ROC-AUC and AP: mean ± std over
 the seeds; calibration ECE and Brier before -> after, which kind of temperature won, the thresholds' range;
 train seconds; the run health flag), DIR/per_label.md and .csv (each label's test F1 per setup, the label's
-test support, and the mean tuned threshold) and DIR/runs.md and .csv (one row per run). The paper's BERT-base (Demszky et al. 2020) reached macro-F1 0.46.
+test support, and the mean tuned threshold) and DIR/runs.md and .csv (one row per run). The paper's BERT-base
+(Demszky et al. 2020) reached macro-F1 0.46.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def _before_after(cals: list[dict], what: str) -> str:
 
 
 def headline(runs: list[tuple[str, dict]]) -> tuple[list[str], list[list[str]]]:
-    header = ["setup", "seeds", "test macro-F1", "dev macro-F1 (tuned on)", "micro-F1", "exact match", "Hamming", "ROC-AUC", "AP",
+    header = ["setup", "seeds", "test macro-F1", "dev macro-F1 (tuned on)", "micro-F1", "exact match", "Hamming",
+              "ROC-AUC", "AP",
               "ECE before -> after", "Brier before -> after", "temperature", "thresholds", "train s",
               "flag"]  # fmt: skip
     rows = []

@@ -119,20 +119,7 @@ def prepare(cfg: DataConfig, seed: int, raw: Any = None) -> PreparedData:
     cleaned = {name: _clean(name, split, text_col, label_col, cfg, class_names, report) for name, split in used.items()}
     _note_drops(report)
     task = _resolve_task(cfg, cleaned, notes)
-    all_labels = [
-        v for _, labels in cleaned.values() for row in labels for v in (row if task != "single_label" else [row])
-    ]
-    if not all_labels:
-        raise DataError(f"data.source: no usable rows in {cfg.source}: every row has an empty text or no label")
-    names, to_id = _label_mapping(all_labels, cfg, class_names)
-    present = sorted({to_id(v) for v in all_labels})
-    if len(present) < 2:
-        raise DataError(f"data.label_column: '{label_col}' needs at least 2 classes; found only '{names[present[0]]}'")
-    if task == "multi_label":
-        splits = {k: _dataset(texts, [sorted({to_id(v) for v in row}) for row in labels], names, multi=True)
-                  for k, (texts, labels) in cleaned.items()}  # fmt: skip
-    else:
-        splits = {k: _dataset(texts, [to_id(v) for v in labels], names) for k, (texts, labels) in cleaned.items()}
+    names, splits = _labelled(cleaned, task, cfg, class_names, label_col)
     for k in [k for k, v in splits.items() if len(v) == 0]:
         del splits[k]
         notes.append(f"the source's {k} split has no usable rows: treated as missing")
@@ -156,6 +143,23 @@ def prepare(cfg: DataConfig, seed: int, raw: Any = None) -> PreparedData:
     report["notes"] = list(dict.fromkeys(notes))
     report["task"] = task
     return PreparedData(out, list(names), _fingerprint(out, names), report, task)
+
+
+def _labelled(cleaned: dict[str, tuple[list, list]], task: str, cfg: DataConfig, class_names: list[str] | None,
+              label_col: str) -> tuple[list[str], dict[str, Any]]:  # fmt: skip
+    """(label names in id order, each split as a Dataset of text and label ids: one id, or a row's set)."""
+    multi = task == "multi_label"
+    all_labels = [v for _, labels in cleaned.values() for row in labels for v in (row if multi else [row])]
+    if not all_labels:
+        raise DataError(f"data.source: no usable rows in {cfg.source}: every row has an empty text or no label")
+    names, to_id = _label_mapping(all_labels, cfg, class_names)
+    present = sorted({to_id(v) for v in all_labels})
+    if len(present) < 2:
+        raise DataError(f"data.label_column: '{label_col}' needs at least 2 classes; found only '{names[present[0]]}'")
+    if multi:
+        return names, {k: _dataset(texts, [sorted({to_id(v) for v in row}) for row in labels], names, multi=True)
+                       for k, (texts, labels) in cleaned.items()}  # fmt: skip
+    return names, {k: _dataset(texts, [to_id(v) for v in labels], names) for k, (texts, labels) in cleaned.items()}
 
 
 def _resolve_task(cfg: DataConfig, cleaned: dict[str, tuple[list, list]], notes: list[str]) -> str:

@@ -254,7 +254,7 @@ def test_a_multi_label_run_trains_saves_and_predicts_what_it_measured(multi_labe
     registry, result, source = multi_label_run
     summary, folder = result.summary, registry.run_dir(result.run_id)
     assert result.message.startswith("test macro-F1")
-    assert summary.test.multi_label and summary.test.f1_macro > 0.9  # the words say the labels
+    assert summary.test.multi_label and summary.test.f1_macro > 0.8  # the words say the labels
     assert set(summary.test.per_class) == {"anger", "joy", "neutral"} and not summary.test.confusion_matrix
     assert summary.calibration is not None and summary.calibration.coverage
     assert (folder / multilabel.THRESHOLDS_FILE).is_file()
@@ -281,7 +281,7 @@ def test_a_multi_label_run_trains_saves_and_predicts_what_it_measured(multi_labe
     assert {"predicted_labels", "label_count", "prob_anger", "prob_joy", "prob_neutral"} <= set(frame.columns)
     assert isinstance(mistakes(registry, result.run_id), pd.DataFrame)
     evaluation, path = evaluate_file(registry, result.run_id, source, label_separator="|")
-    assert evaluation.metrics.multi_label and evaluation.metrics.f1_macro > 0.9 and path.is_file()
+    assert evaluation.metrics.multi_label and evaluation.metrics.f1_macro > 0.8 and path.is_file()
 
 
 def test_an_evaluation_file_with_unknown_labels_in_a_set_is_refused(multi_label_run, tmp_path):
