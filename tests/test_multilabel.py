@@ -282,6 +282,14 @@ def test_a_multi_label_run_trains_saves_and_predicts_what_it_measured(multi_labe
     assert isinstance(mistakes(registry, result.run_id), pd.DataFrame)
     evaluation, path = evaluate_file(registry, result.run_id, source, label_separator="|")
     assert evaluation.metrics.multi_label and evaluation.metrics.f1_macro > 0.8 and path.is_file()
+    import zipfile
+
+    from studio.export import export_zip
+
+    with zipfile.ZipFile(export_zip(registry, result.run_id)) as exported:  # the thresholds travel with the model
+        assert {f"{result.run_id}/{multilabel.THRESHOLDS_FILE}", f"{result.run_id}/calibration.json"} <= set(
+            exported.namelist()
+        )
 
 
 def test_an_evaluation_file_with_unknown_labels_in_a_set_is_refused(multi_label_run, tmp_path):
@@ -341,3 +349,28 @@ def test_a_multi_label_head_starts_at_the_label_priors(tiny_model_dir):
     decoder = build_model(RunConfig.from_dict({"model": {"name": str(tiny_model_dir("llama"))}}), NAMES, "multi_label",
                           priors=[0.1, 0.5, 0.9])  # fmt: skip
     assert not any("log-odds" in n for n in decoder.notes)  # its score layer has no bias: left as it is
+
+
+def test_an_empty_validation_split_skips_thresholds_with_a_note(tiny_model_dir, tmp_path):
+    """No validation rows to tune on: every label at 0.5 and a note; the run goes on."""
+    from studio.distributed import World
+    from studio.events import Note
+    from studio.recipe import ClassifierRecipe
+
+    said = []
+    recipe = ClassifierRecipe(RunConfig(), emit=said.append, stop_requested=lambda: False, world=World(),
+                              cache_dir=tmp_path)  # fmt: skip
+    recipe.data = data.PreparedData(None, NAMES, "f", {}, "multi_label")
+    found = recipe._tune_thresholds()
+    assert found.per_label == dict.fromkeys(NAMES, 0.5)
+    assert any(isinstance(e, Note) and "validation split is empty" in e.message for e in said)
+
+
+def test_the_memory_estimate_counts_a_multi_label_heads_parameters_exactly(tiny_model_dir):
+    from studio.memory import estimate
+    from studio.models import build_model
+
+    for method in ("full", "lora"):
+        config = RunConfig.from_dict({"model": {"name": str(tiny_model_dir("bert"))}, "method": {"name": method}})
+        bundle = build_model(config, NAMES, "multi_label", priors=[0.2, 0.3, 0.5])
+        assert estimate(config, len(NAMES)).trainable_params == bundle.trainable_params
