@@ -1,7 +1,7 @@
 """Datasets for training: pick the columns, clean, read the labels, balance, split.
 
 The one module the rest of the studio imports for data: loading lives in `studio.datasource` (`SAMPLES`,
-`load_raw`, `columns`, `preview`) and token ids and statistics in `studio.tokenization` (`tokenize`,
+`load_raw`, `columns`, `preview`) and token ids and statistics in `studio.tokenization` (`tokenize`, `label_ids`,
 `token_lengths`, `length_stats`, `dataset_stats`); both are re-exported here.
 The rules below are also written for users in docs/data.md; keep the two in step.
 
@@ -55,11 +55,11 @@ import numpy as np
 from studio.config import DataConfig
 from studio.datasource import SAMPLES, Sample, columns, describe_source, load_raw, preview
 from studio.errors import DataError
-from studio.tokenization import dataset_stats, length_stats, token_lengths, tokenize
+from studio.tokenization import dataset_stats, label_ids, length_stats, token_lengths, tokenize
 
 __all__ = ["SAMPLES", "Sample", "PreparedData", "load_raw", "columns", "preview", "prepare", "tokenize",
            "token_lengths", "length_stats", "dataset_stats", "TEXT_COLUMNS", "LABEL_COLUMNS", "find_column",
-           "missing"]  # fmt: skip
+           "missing", "label_ids"]  # fmt: skip
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "comment", "document")
 LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "category", "target")
@@ -340,12 +340,6 @@ def _dataset(texts: list[str], labels: list, names: list[str], multi: bool = Fal
     label = ClassLabel(names=list(names))
     features = Features({"text": Value("string"), "label": List(label) if multi else label})
     return Dataset.from_dict({"text": texts, "label": labels}, features=features)
-
-
-def label_ids(split: Any) -> list[int]:
-    """Every label id of a split, once per row it occurs in (multi-label rows give each of theirs)."""
-    values = _column(split, "label")
-    return [i for row in values for i in row] if values and isinstance(values[0], list) else values
 
 
 def strata(split: Any) -> np.ndarray:

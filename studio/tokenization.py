@@ -26,6 +26,12 @@ def _column(dataset: Any, name: str) -> list:
     return dataset.with_format("arrow")[name].to_pylist()
 
 
+def label_ids(split: Any) -> list[int]:
+    """Every label id of a split, once per row it occurs in (multi-label rows give each of theirs)."""
+    values = _column(split, "label")
+    return [i for row in values for i in row] if values and isinstance(values[0], list) else values
+
+
 FORMAT = 2
 """Bumped when the cached columns change (2: input_ids and labels only)."""
 
@@ -127,8 +133,6 @@ def dataset_stats(data: PreparedData, tokenizer: Any = None, max_length: int | N
 
     Without `max_length`, the truncated share is measured against the tokenizer's ``model_max_length``.
     """
-    from studio.data import label_ids
-
     stats: dict[str, Any] = {"rows": {}, "labels": {}, "task": data.task}
     for name, split in data.splits.items():
         ids = label_ids(split)
