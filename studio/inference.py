@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.calibration import UNSURE, check_threshold, read_temperature
+from studio.calibration import UNSURE, check_threshold, read_temperature, sigmoid_probs
 from studio.config import RunConfig
 from studio.errors import DataError, StudioError
 from studio.registry import Registry
@@ -112,7 +112,7 @@ class Predictor:
             return t
         with np.errstate(divide="ignore"):
             logit = np.log(t) - np.log1p(-t)
-        return multilabel.sigmoid(logit * np.asarray(self.temperature))
+        return sigmoid_probs(logit * np.asarray(self.temperature))
 
     def predict(
         self, texts: list[str], batch_size: int | None = None, *, raw: bool = False,

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from studio.calibration import in_unit_interval, sigmoid_probs
 from studio.errors import StudioError
 
 THRESHOLDS_FILE = "thresholds.json"
@@ -31,12 +32,6 @@ MIN_POSITIVES = 5
 """A label needs this many positive validation rows to get its own threshold; rarer ones take the global one."""
 GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)
 """Candidate thresholds: 0.01 .. 0.99."""
-
-
-def sigmoid(logits: Any) -> np.ndarray:
-    from scipy.special import expit
-
-    return expit(np.asarray(logits, dtype=np.float64))
 
 
 @dataclass
@@ -169,7 +164,7 @@ def make_compute_metrics(label_names: list[str]):
 
     def compute(eval_pred: Any) -> dict[str, float]:
         logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
-        return metrics(np.asarray(eval_pred.label_ids), sigmoid(logits), cut, label_names)
+        return metrics(np.asarray(eval_pred.label_ids), sigmoid_probs(logits), cut, label_names)
 
     return compute
 
@@ -203,8 +198,6 @@ def read(folder: Path, label_names: list[str]) -> Thresholds | None:
 
 def check_threshold(value: Any, name: str = "--threshold") -> float:
     """`value` as a decision threshold in [0, 1], or a StudioError saying what to give."""
-    from studio.calibration import in_unit_interval
-
     return in_unit_interval(value, name, "a label is given when its probability reaches its threshold, e.g. 0.5")
 
 

@@ -330,15 +330,16 @@ class ClassifierRecipe:
         import numpy as np
         import pandas as pd
 
+        from studio.calibration import sigmoid_probs
         from studio.metrics import softmax
-        from studio.multilabel import decide, sigmoid
+        from studio.multilabel import decide
 
         assert self.data is not None
         frames = []
         multi, names = self.data.multi_label, self.data.label_names
         for split, pred in self.predictions.items():
             logits = np.asarray(pred.predictions, dtype=np.float64)
-            probs = sigmoid(logits) if multi else softmax(logits)
+            probs = sigmoid_probs(logits) if multi else softmax(logits)
             if multi:  # label sets as id lists; decisions as predict makes them (calibrated, tuned thresholds)
                 chosen = decide(self.probabilities(logits), self.thresholds.array(names))
                 label = [np.flatnonzero(row).tolist() for row in pred.label_ids]

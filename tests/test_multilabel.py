@@ -229,18 +229,23 @@ def multi_label_rows(n: int = 240) -> list[dict]:
     return rows
 
 
+def multi_label_config(source: str, model_dir) -> RunConfig:
+    """The tiny multi-label run on `multi_label_rows` (a CSV at `source`): full fine-tuning that learns the words."""
+    return RunConfig.from_dict({
+        "name": "tiny-ml", "data": {"source": source, "label_separator": "|", "max_length": 16},
+        "model": {"name": str(model_dir)}, "method": {"name": "full"},
+        "train": {"epochs": 6, "batch_size": 16, "learning_rate": 3e-3, "logging_steps": 5,
+                  "metric_for_best": "f1_macro", "class_weights": "balanced"},
+    })  # fmt: skip
+
+
 @pytest.fixture
 def multi_label_run(tmp_path, tiny_model_dir, runs_dir):
     from studio.registry import Registry
     from studio.training import Run
 
     source = write_rows(tmp_path / "ml.csv", multi_label_rows())
-    config = RunConfig.from_dict({
-        "name": "tiny-ml", "data": {"source": source, "label_separator": "|", "max_length": 16},
-        "model": {"name": str(tiny_model_dir("bert"))}, "method": {"name": "full"},
-        "train": {"epochs": 6, "batch_size": 16, "learning_rate": 3e-3, "logging_steps": 5,
-                  "metric_for_best": "f1_macro", "class_weights": "balanced"},
-    })  # fmt: skip
+    config = multi_label_config(source, tiny_model_dir("bert"))
     registry = Registry(runs_dir)
     result = Run(config, registry).execute()
     assert result.status == "completed", result.message

@@ -12,7 +12,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 import pytest
-from test_multilabel import multi_label_rows, write_rows
+from test_multilabel import multi_label_config, multi_label_rows, write_rows
 from test_ui_handlers import built, page_values, running_run, tiny_config, write_events
 
 from studio.config import MetricName, RunConfig
@@ -35,12 +35,7 @@ def trained(tmp_path_factory, tiny_model_dir) -> tuple[Path, str, str, str]:
     root = tmp_path_factory.mktemp("ui-multilabel")
     source = write_rows(root / "emotions.csv", multi_label_rows())
     registry = Registry(root / "runs")
-    multi = RunConfig.from_dict({
-        "name": "tiny-ml", "data": {"source": source, "label_separator": "|", "max_length": 16},
-        "model": {"name": str(tiny_model_dir("bert"))}, "method": {"name": "full"},
-        "train": {"epochs": 6, "batch_size": 16, "learning_rate": 3e-3, "logging_steps": 5,
-                  "metric_for_best": "f1_macro", "class_weights": "balanced"},
-    })  # fmt: skip
+    multi = multi_label_config(source, tiny_model_dir("bert"))
     single = tiny_config(tiny_model_dir("bert")).with_overrides(["train.max_steps=4", "train.eval_strategy=no"])
     ids = []
     for config in (multi, single):
