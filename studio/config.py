@@ -15,17 +15,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic.dataclasses import dataclass
 
 from studio.errors import ConfigError
 from studio.methods import METHODS, AdapterName, Method, MethodName
 
-CONFIG_VERSION = 3
+CONFIG_VERSION = 4
 """Bumped when a preset written by this version would not mean the same to an older one.
 2: `train.speed` (default fast); a version-1 config without it means exactly what it says (as_set).
 3: `data.task` (default auto: rows with several labels make a multi-label task); a config of format 1 or 2
-without it was single-label (rows with several labels dropped unless `multi_label: first`), and reads so."""
+without it was single-label (rows with several labels dropped unless `multi_label: first`), and reads so.
+4: data intake: `data.validation_source` / `test_source` (separate files), `header`, `delimiter`, `label_file`,
+`merge_label_case`, `drop_duplicates`; an older config without them means what it meant."""
 
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -65,6 +67,29 @@ class BalanceConfig:
     @property
     def per_label(self) -> int:
         return self.num_samples // self.num_labels
+
+
+@dataclass(config=_STRICT)
+class SplitSource:
+    """A file, folder or Hub dataset that gives one split (validation or test) beside `data.source`.
+
+    In a preset, a plain string is short for ``{source: ...}``.
+    """
+
+    source: str = _f(..., "A local CSV/TSV/JSONL/JSON/Parquet/TXT file or folder, or a Hugging Face Hub dataset id.",
+                     min_length=1)  # fmt: skip
+    split: str | None = _f(
+        None, "Which split of a source with several (a folder of split files, a Hub dataset): empty = the one "
+        "named like the role (validation/dev, test), or the only one."
+    )  # fmt: skip
+    hub_config: str | None = _f(None, "Config (subset) name of a Hub dataset.")
+    text_column: str | None = _f(None, "Its text column, when named differently from data.text_column.")
+    label_column: str | None = _f(None, "Its label column, when named differently from data.label_column.")
+    label_file: str | None = _f(None, "A file with one label per line, parallel to a text-per-line source.")
+
+
+def _split_source(value: Any) -> Any:
+    return {"source": value} if isinstance(value, str) else value
 
 
 @dataclass(config=_STRICT)
@@ -111,6 +136,31 @@ class DataConfig:
         "split_ratios (the source's own splits are not kept).",
     )
     max_length: int = _f(256, "Longest input in tokens; longer texts are truncated.", ge=8, le=32768)
+    validation_source: SplitSource | None = _f(
+        None, "A separate validation file/folder/Hub split (used as is; else validation comes from source)."
+    )
+    test_source: SplitSource | None = _f(
+        None, "A separate test file/folder/Hub split, used whole (never sampled); else test comes from source."
+    )
+    header: bool | None = _f(
+        None, "Whether a CSV/TSV/TXT file's first line names its columns; empty = yes for .csv/.tsv, and for .txt "
+        "only when it names a known column. Without a header the columns are text, label (or column_1, ...)."
+    )  # fmt: skip
+    delimiter: str | None = _f(
+        None, "Field separator of CSV/TXT files; empty = detected from the file (, ; tab |).", min_length=1,
+        max_length=1
+    )  # fmt: skip
+    label_file: str | None = _f(
+        None, "A file with one label per line, parallel to a source with one text per line (.txt)."
+    )
+    merge_label_case: bool = _f(
+        False, "Treat labels that differ only by case (Pos, pos) as one class, spelled as its most common form."
+    )
+    drop_duplicates: bool = _f(
+        False, "Drop repeated texts within each split, and validation/test rows whose text is also in train."
+    )
+
+    _sources = field_validator("validation_source", "test_source", mode="before")(_split_source)
 
     def __post_init__(self) -> None:
         r = self.split_ratios
@@ -129,6 +179,12 @@ class DataConfig:
                 "data.multi_label",
                 f"'{self.multi_label}' makes the data single-label, but data.task is multi_label; leave "
                 "multi_label empty, or set task: single_label",
+            )
+        if self.balance is not None and (self.validation_source or self.test_source):
+            raise ConfigError(
+                "data.balance",
+                "pools every row and splits it again, which would mix a separate validation/test file into "
+                "training; remove balance (use max_samples), or the separate file",
             )
         if self.task == "multi_label" and self.balance is not None:
             raise ConfigError(
@@ -425,13 +481,14 @@ class RunConfig:
         d.pop("description", None)
         # Fields added since runs were first recorded drop out at the value that means the old behaviour, so
         # a registry's earlier runs keep their identity (a grid resumes across the upgrade).
-        for key, neutral in _HASH_NEUTRAL.items():
-            if d["train"].get(key) == neutral:
-                d["train"].pop(key)
+        for section, neutrals in (("train", _HASH_NEUTRAL), ("data", _DATA_HASH_NEUTRAL)):
+            for key, neutral in neutrals.items():
+                if key in d[section] and d[section][key] == neutral:
+                    d[section].pop(key)
         if d["data"].get("task") == "single_label" and d["data"].get("multi_label") in (None, "drop"):
             d["data"].pop("task")  # what formats 1-2 meant: single-label, multi-label rows dropped
             d["data"]["multi_label"] = "drop"
-        d["version"] = min(d.get("version", CONFIG_VERSION), 2)  # format 3 adds task only
+        d["version"] = min(d.get("version", CONFIG_VERSION), 2)  # formats 3-4 add data fields only (neutral above)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -447,11 +504,22 @@ _HASH_NEUTRAL = {
     "loss": "cross_entropy",
     "focal_gamma": 2.0,
 }
+_DATA_HASH_NEUTRAL = {
+    "validation_source": None,
+    "test_source": None,
+    "header": None,
+    "delimiter": None,
+    "label_file": None,
+    "merge_label_case": False,
+    "drop_duplicates": False,
+}
 _ADAPTER = TypeAdapter(RunConfig)
 SECTIONS: dict[str, type] = {  # dotted section path -> its dataclass (the top level is "")
     "": RunConfig,
     "data": DataConfig,
     "data.balance": BalanceConfig,
+    "data.validation_source": SplitSource,
+    "data.test_source": SplitSource,
     "model": ModelConfig,
     "method": MethodConfig,
     "train": TrainConfig,

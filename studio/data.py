@@ -53,7 +53,18 @@ from typing import Any
 import numpy as np
 
 from studio.config import DataConfig
-from studio.datasource import SAMPLES, Sample, columns, describe_source, load_raw, preview
+from studio.datasource import (
+    LABEL_COLUMNS,
+    SAMPLES,
+    TEXT_COLUMNS,
+    Sample,
+    columns,
+    describe_source,
+    find_column,
+    load_raw,
+    load_split,
+    preview,
+)
 from studio.errors import DataError
 from studio.tokenization import dataset_stats, label_ids, length_stats, token_lengths, tokenize
 
@@ -61,8 +72,6 @@ __all__ = ["SAMPLES", "Sample", "PreparedData", "load_raw", "columns", "preview"
            "token_lengths", "length_stats", "dataset_stats", "TEXT_COLUMNS", "LABEL_COLUMNS", "find_column",
            "missing", "label_ids"]  # fmt: skip
 
-TEXT_COLUMNS = ("text", "sentence", "review", "content", "comment", "document")
-LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "category", "target")
 SPLITS = ("train", "validation", "test")
 
 
@@ -94,7 +103,8 @@ class PreparedData:
 
 # ---- prepare -------------------------------------------------------------------------------------------
 def prepare(cfg: DataConfig, seed: int, raw: Any = None) -> PreparedData:
-    """Load `cfg.source` and turn it into labelled train/validation/test splits (rules: module docstring).
+    """Load `cfg.source` (and `validation_source` / `test_source`) and turn it into labelled
+    train/validation/test splits (rules: module docstring).
 
     `raw`: the source as `load_raw(cfg)` returns it, when the caller has already read it.
 
@@ -103,23 +113,20 @@ def prepare(cfg: DataConfig, seed: int, raw: Any = None) -> PreparedData:
             few rows/classes are left.
     """
     notes: list[str] = []
-    used = _used_splits(load_raw(cfg) if raw is None else raw, notes)
-    sample = SAMPLES.get(cfg.source)
-    first = used["train"] if "train" in used else next(iter(used.values()))
-    text_col = _pick_column(first.column_names, cfg.text_column or (sample and sample.text_column), "text")
-    label_col = _pick_column(first.column_names, cfg.label_column or (sample and sample.label_column), "label")
-    if text_col == label_col:
-        raise DataError(f"data.label_column: '{label_col}' is also the text column; set data.label_column")
+    sources = _sources(cfg, load_raw(cfg) if raw is None else raw, notes)
+    text_col, label_col = sources.columns["train" if "train" in sources.columns else next(iter(sources.columns))]
     report: dict[str, Any] = {
         "source": describe_source(cfg), "text_column": text_col, "label_column": label_col, "rows_loaded": 0,
         "dropped_empty_text": 0, "dropped_missing_label": 0, "dropped_multi_label": 0, "multi_label_first": 0,
         "dropped_other_labels": 0, "rows": {}, "notes": notes,
     }  # fmt: skip
-    class_names = _class_names(first.features.get(label_col))
-    cleaned = {name: _clean(name, split, text_col, label_col, cfg, class_names, report) for name, split in used.items()}
+    cleaned = {name: _clean(name, split, *sources.columns[name], cfg, sources.class_names, report)
+               for name, split in sources.splits.items()}  # fmt: skip
     _note_drops(report)
     task = _resolve_task(cfg, cleaned, notes)
-    names, splits = _labelled(cleaned, task, cfg, class_names, label_col)
+    _label_case(cleaned, task == "multi_label", cfg, notes)
+    names, splits = _labelled(cleaned, task, cfg, sources.class_names, label_col, report)
+    _refuse_id_like_labels(splits, names, sources, label_col)
     for k in [k for k, v in splits.items() if len(v) == 0]:
         del splits[k]
         notes.append(f"the source's {k} split has no usable rows: treated as missing")
@@ -131,25 +138,90 @@ def prepare(cfg: DataConfig, seed: int, raw: Any = None) -> PreparedData:
         names = pooled.features["label"].names
         splits = _three_way(pooled, cfg.split_ratios, seed, notes)
     else:
-        splits = _split(splits, cfg, seed, notes)
+        splits = _split(splits, cfg, seed, notes, fixed=set(sources.given))
     if cfg.max_train_samples and len(splits["train"]) > cfg.max_train_samples:
         splits["train"] = _carve(splits["train"], cfg.max_train_samples, seed, notes)[1]
         notes.append(f"train capped at {cfg.max_train_samples} rows (max_train_samples)")
-    _refuse_unseen_labels(splits, [k for k in used if k != "train" and k in splits], names)
+    _refuse_unseen_labels(splits, [k for k in sources.splits if k != "train" and k in splits], names)
+    splits = _duplicates(splits, cfg, report)
     from datasets import DatasetDict
 
     out = DatasetDict({k: splits[k].flatten_indices() for k in SPLITS})
     report["rows"] = {k: len(v) for k, v in out.items()}
+    report["origins"] = _origins(cfg, sources, out)
     report["notes"] = list(dict.fromkeys(notes))
     report["task"] = task
     return PreparedData(out, list(names), _fingerprint(out, names), report, task)
 
 
+@dataclass
+class _Sources:
+    """The raw splits a run reads, before cleaning: the source's own, and the separate files that replace them."""
+
+    splits: dict[str, Any]
+    columns: dict[str, tuple[str, str]]
+    """split -> (text column, label column) in that split."""
+    class_names: list[str] | None
+    given: dict[str, str] = field(default_factory=dict)
+    """split -> the `data.<split>_source` it came from."""
+    own: list[str] = field(default_factory=list)
+    """The source's own splits (train/validation/test) that are used."""
+
+
+def _sources(cfg: DataConfig, raw: Any, notes: list[str]) -> _Sources:
+    used = _used_splits(raw, notes)
+    given = {role: getattr(cfg, f"{role}_source").source for role in ("validation", "test")
+             if getattr(cfg, f"{role}_source") is not None}  # fmt: skip
+    for role in given:
+        if role in used:
+            notes.append(f"the source's own {role} split is not used: data.{role}_source replaces it")
+            del used[role]
+    if not used:
+        raise DataError(f"data.source: {cfg.source} gives no training rows once its splits are replaced by "
+                        "data.validation_source / test_source")  # fmt: skip
+    sample = SAMPLES.get(cfg.source)
+    first = used["train"] if "train" in used else next(iter(used.values()))
+    text_col = _pick_column(first.column_names, cfg.text_column or (sample and sample.text_column), "text")
+    label_col = _pick_column(first.column_names, cfg.label_column or (sample and sample.label_column), "label")
+    if text_col == label_col:
+        raise DataError(f"data.label_column: '{label_col}' is also the text column; set data.label_column")
+    columns = {k: (text_col, label_col) for k in used}
+    splits = dict(used)
+    for role in given:
+        spec = getattr(cfg, f"{role}_source")
+        splits[role] = load_split(cfg, role)
+        found = splits[role].column_names
+        columns[role] = (
+            _pick_column(found, spec.text_column or (text_col if text_col in found else None), "text", role),
+            _pick_column(found, spec.label_column or (label_col if label_col in found else None), "label", role),
+        )
+    return _Sources(splits, columns, _class_names(first.features.get(label_col)), given, list(used))
+
+
+def _origins(cfg: DataConfig, sources: _Sources, out: Any) -> dict[str, str]:
+    """Where each split's rows came from, in words (Inspect shows it)."""
+    origins = {}
+    for k in SPLITS:
+        if k in sources.given:
+            origins[k] = f"{sources.given[k]} (data.{k}_source, {len(out[k]):,} rows)"
+        elif cfg.balance is None and cfg.splits == "auto" and k in sources.own:
+            origins[k] = f"the source's {k} split ({len(out[k]):,} rows)"
+        else:
+            origins[k] = f"carved from {cfg.source} ({len(out[k]):,} rows)"
+    return origins
+
+
 def _labelled(cleaned: dict[str, tuple[list, list]], task: str, cfg: DataConfig, class_names: list[str] | None,
-              label_col: str) -> tuple[list[str], dict[str, Any]]:  # fmt: skip
+              label_col: str, report: dict) -> tuple[list[str], dict[str, Any]]:  # fmt: skip
     """(label names in id order, each split as a Dataset of text and label ids: one id, or a row's set)."""
     multi = task == "multi_label"
     all_labels = [v for _, labels in cleaned.values() for row in labels for v in (row if multi else [row])]
+    if not all_labels and report["dropped_multi_label"]:
+        raise DataError(
+            f"data.multi_label: every labelled row of {cfg.source} carries several labels "
+            f"({report['dropped_multi_label']:,} rows), and multi_label: drop removes such rows; set data.task: "
+            "multi_label to keep every label, or data.multi_label: first to keep each row's first"
+        )
     if not all_labels:
         raise DataError(f"data.source: no usable rows in {cfg.source}: every row has an empty text or no label")
     names, to_id = _label_mapping(all_labels, cfg, class_names)
@@ -205,31 +277,21 @@ def _used_splits(raw: Any, notes: list[str]) -> dict[str, Any]:
     return used
 
 
-def _pick_column(found: list[str], wanted: str | None, what: str) -> str:
+def _pick_column(found: list[str], wanted: str | None, what: str, role: str | None = None) -> str:
+    setting = f"data.{role}_source.{what}_column" if role else f"data.{what}_column"
+    where = f"data.{role}_source has" if role else "the data has"
     listed = ", ".join(found)
     if wanted:
         if wanted in found:
             return wanted
-        raise DataError(f"data.{what}_column: {what} column '{wanted}' not found; the data has columns: {listed}; "
-                        f"set data.{what}_column to one of them")  # fmt: skip
+        raise DataError(f"{setting}: {what} column '{wanted}' not found; {where} columns: {listed}; "
+                        f"set {setting} to one of them")  # fmt: skip
     candidates = TEXT_COLUMNS if what == "text" else LABEL_COLUMNS
     column = find_column(found, candidates)
     if column is not None:
         return column
-    raise DataError(f"data.{what}_column: no {what} column found (looked for {', '.join(candidates)}); "
-                    f"the data has columns: {listed}; set data.{what}_column")  # fmt: skip
-
-
-def find_column(found: list[str], candidates: tuple[str, ...]) -> str | None:
-    """The first of `candidates` among the column names `found`, exactly, else ignoring case; None if none."""
-    lowered = {c.lower(): c for c in found}
-    for name in candidates:
-        if name in found:
-            return name
-    for name in candidates:
-        if name in lowered:
-            return lowered[name]
-    return None
+    raise DataError(f"{setting}: no {what} column found (looked for {', '.join(candidates)}); {where} columns: "
+                    f"{listed}; set {setting} (or data.header: false: a file whose first line is data)")  # fmt: skip
 
 
 def _class_names(feature: Any) -> list[str] | None:
@@ -259,6 +321,7 @@ def _clean(name: str, split: Any, text_col: str, label_col: str, cfg: DataConfig
                 f"{', '.join(split.column_names)}); every split needs the text and the label"
             )
     texts, labels = _column(split, text_col), _column(split, label_col)
+    _refuse_nested(name, texts, labels, text_col, label_col)
     report["rows_loaded"] += len(texts)
     reduce = cfg.reduce_multi_label
     kept_texts, kept_labels = [], []
@@ -266,10 +329,10 @@ def _clean(name: str, split: Any, text_col: str, label_col: str, cfg: DataConfig
         if missing(text):
             report["dropped_empty_text"] += 1
             continue
-        if isinstance(value, str) and cfg.label_separator:
-            value = [v.strip() for v in value.split(cfg.label_separator)]
+        if isinstance(value, str):  # "pos " and "pos" are one label
+            value = [v.strip() for v in value.split(cfg.label_separator)] if cfg.label_separator else value.strip()
         if isinstance(value, (list, tuple, np.ndarray)):
-            value = [v.item() if isinstance(v, np.generic) else v for v in value]
+            value = [v.item() if isinstance(v, np.generic) else v.strip() if isinstance(v, str) else v for v in value]
             value = list(dict.fromkeys(v for v in value if not _no_label(v, class_names)))  # order kept, no repeats
             if len(value) > 1 and reduce == "drop":
                 report["dropped_multi_label"] += 1
@@ -283,6 +346,18 @@ def _clean(name: str, split: Any, text_col: str, label_col: str, cfg: DataConfig
         kept_texts.append(text if isinstance(text, str) else str(text))
         kept_labels.append(value.item() if isinstance(value, np.generic) else value)
     return kept_texts, kept_labels
+
+
+def _refuse_nested(split: str, texts: list, labels: list, text_col: str, label_col: str) -> None:
+    """Texts that are objects or lists, and labels that are objects, are refused: turned into strings they
+    would train on JSON. (A list of labels is a multi-label row.)"""
+    from studio.datasource import nested_error
+
+    for role, column, values, kinds in (("text", text_col, texts, (dict, list)), ("label", label_col, labels, dict)):
+        bad = [i for i, v in enumerate(values) if isinstance(v, kinds)]
+        if bad:
+            first = f"row {bad[0] + 1}: {json.dumps(values[bad[0]], ensure_ascii=False, default=str)[:60]}"
+            raise nested_error(role, column, f"the {split} split", len(bad), first)
 
 
 def _no_label(value: Any, class_names: list[str] | None) -> bool:
@@ -304,6 +379,10 @@ def _note_drops(report: dict) -> None:
 
 def _label_mapping(values: list, cfg: DataConfig, class_names: list[str] | None) -> tuple[list[str], Any]:
     """(names in id order, raw label -> id)."""
+    numbers = _as_numbers(values)
+    if numbers is not None:  # a CSV's "0"/"1" (every CSV cell is read as text) are the numbers 0/1
+        names, to_id = _label_mapping(numbers, cfg, class_names)
+        return names, lambda v: to_id(_number(v) if isinstance(v, str) else v)
     if all(isinstance(v, str) for v in values):
         found = set(values)
         if cfg.label_names:
@@ -332,6 +411,74 @@ def _label_mapping(values: list, cfg: DataConfig, class_names: list[str] | None)
         return list(names), int
     position = {i: k for k, i in enumerate(ids)}
     return [str(i) for i in ids], lambda v: position[int(v)]
+
+
+def _as_numbers(values: list) -> list | None:
+    """String labels that all read as numbers, as numbers; None when any is a word (or none is a string)."""
+    if not any(isinstance(v, str) for v in values):
+        return None
+    try:
+        return [_number(v) if isinstance(v, str) else v for v in values]
+    except ValueError:
+        return None
+
+
+def _number(text: str) -> int | float:
+    value = float(text)  # ValueError for words; "nan"/"inf" are words here
+    if not np.isfinite(value):
+        raise ValueError(text)
+    return int(value) if value.is_integer() else value
+
+
+def _label_case(cleaned: dict[str, tuple[list, list]], multi: bool, cfg: DataConfig, notes: list[str]) -> None:
+    """Labels that differ only by case ("Pos", "pos"): a note naming them, or (`merge_label_case`) one class
+    spelled as the listed name (data.label_names) or the most common spelling. In place."""
+    from collections import Counter
+
+    counts = Counter(v for _, labels in cleaned.values() for row in labels for v in (row if multi else [row])
+                     if isinstance(v, str))  # fmt: skip
+    groups: dict[str, list[str]] = {}
+    for spelling in counts:
+        groups.setdefault(spelling.lower(), []).append(spelling)
+    variants = [sorted(g, key=lambda v: (-counts[v], v)) for g in groups.values() if len(g) > 1]
+    if not variants:
+        return
+    shown = "; ".join(" and ".join(f"'{v}' ({counts[v]:,} rows)" for v in g) for g in variants[:3])
+    if not cfg.merge_label_case:
+        notes.append(f"labels that differ only by case are separate classes: {shown}; set data.merge_label_case: "
+                     "true to merge them")  # fmt: skip
+        return
+    listed = set(cfg.label_names or ())
+    to = {v: next((x for x in g if x in listed), g[0]) for g in variants for v in g}
+    for _, labels in cleaned.values():
+        labels[:] = [list(dict.fromkeys(to.get(v, v) for v in row)) if multi else to.get(row, row) for row in labels]
+    notes.append(f"merged labels that differ only by case (data.merge_label_case): {shown}")
+
+
+def _refuse_id_like_labels(splits: dict, names: list[str], sources: _Sources, label_col: str) -> None:
+    """A label column where most classes have a single row (an id, a free-text column) would train for minutes
+    to nothing: refused, naming a column that looks more like labels."""
+    rows = np.bincount(np.asarray([i for k in splits for i in label_ids(splits[k])], dtype=np.int64),
+                       minlength=len(names))  # fmt: skip
+    single = int((rows < 2).sum())
+    if len(names) < 20 or single <= len(names) / 2:
+        return
+    first = sources.splits["train" if "train" in sources.splits else next(iter(sources.splits))]
+    text_col = sources.columns["train" if "train" in sources.columns else next(iter(sources.columns))][0]
+    sample = first.select(range(min(len(first), 5000)))
+    distinct = {}
+    for column in sample.column_names:
+        if column not in (text_col, label_col):
+            values = {json.dumps(v, default=str) for v in _column(sample, column) if not missing(v)}
+            if 2 <= len(values) <= max(2, min(100, len(sample) // 5)):
+                distinct[column] = len(values)
+    better = min(distinct, key=lambda c: (c not in LABEL_COLUMNS, distinct[c])) if distinct else None
+    hint = (f"'{better}' ({distinct[better]} values) looks like the label: set data.label_column: {better}" if better
+            else "set data.label_column to the column that holds the classes")  # fmt: skip
+    raise DataError(
+        f"data.label_column: '{label_col}' has {len(names):,} different values and {single:,} of them occur only "
+        f"once: that is an id or a free text, not a class to learn; {hint}"
+    )
 
 
 def _dataset(texts: list[str], labels: list, names: list[str], multi: bool = False) -> Any:
@@ -364,20 +511,26 @@ def _concat(parts: list) -> Any:
 
 
 # ---- splitting -----------------------------------------------------------------------------------------
-def _split(splits: dict, cfg: DataConfig, seed: int, notes: list[str]) -> dict:
-    if cfg.splits == "ratio" or "train" not in splits:
-        if "train" not in splits and cfg.splits == "auto":
+def _split(splits: dict, cfg: DataConfig, seed: int, notes: list[str], fixed: set[str] = frozenset()) -> dict:
+    """Train/validation/test from the cleaned splits; `fixed` ones (separate files) are used as they are."""
+    kept = {k: splits[k] for k in fixed}
+    own = {k: v for k, v in splits.items() if k not in fixed}
+    if cfg.splits == "ratio" or "train" not in own:
+        if "train" not in own and cfg.splits == "auto":
             notes.append("no usable train split: pooled every split and split by split_ratios")
-        pooled = _concat([splits[k] for k in SPLITS if k in splits])
+        pooled = _concat([own[k] for k in SPLITS if k in own])
         if cfg.max_samples and len(pooled) > cfg.max_samples:
             pooled = _carve(pooled, cfg.max_samples, seed, notes)[1]
             notes.append(f"sampled {cfg.max_samples} rows (max_samples)")
-        return _three_way(pooled, cfg.split_ratios, seed, notes)
-    total = sum(len(v) for v in splits.values())
-    if cfg.max_samples and total > cfg.max_samples:
-        share = {k: max(1, round(cfg.max_samples * len(v) / total)) for k, v in splits.items()}
-        splits = {k: _carve(v, share[k], seed, notes)[1] if share[k] < len(v) else v for k, v in splits.items()}
-        notes.append(f"sampled {cfg.max_samples} rows (max_samples), each split in proportion to its size")
+        if not kept:
+            return _three_way(pooled, cfg.split_ratios, seed, notes)
+        own = {"train": pooled}
+    elif cfg.max_samples and (total := sum(len(v) for v in own.values())) > cfg.max_samples:
+        share = {k: max(1, round(cfg.max_samples * len(v) / total)) for k, v in own.items()}
+        own = {k: _carve(v, share[k], seed, notes)[1] if share[k] < len(v) else v for k, v in own.items()}
+        notes.append(f"sampled {cfg.max_samples} rows (max_samples), each split in proportion to its size"
+                     + (" (separate validation/test files are used whole)" if kept else ""))  # fmt: skip
+    splits = {**own, **kept}
     r_train, r_val, r_test = cfg.split_ratios
     if set(splits) == {"train"}:
         return _three_way(splits["train"], cfg.split_ratios, seed, notes)
@@ -390,6 +543,34 @@ def _split(splits: dict, cfg: DataConfig, seed: int, notes: list[str]) -> dict:
         splits["train"], splits["test"] = _carve(splits["train"], n, seed, notes)
         notes.append(f"carved test ({n} rows) from train")
     return splits
+
+
+def _duplicates(splits: dict, cfg: DataConfig, report: dict) -> dict:
+    """Count repeated texts in each split and validation/test texts that are also in train (leakage), into
+    ``report["duplicates"]`` / ``report["leaked"]`` with a note each; drop them with `data.drop_duplicates`."""
+    texts = {k: [t.strip() for t in _column(splits[k], "text")] for k in SPLITS}
+    in_train = set(texts["train"])
+    repeated, leaked, keep = {}, {}, {}
+    for k in SPLITS:
+        seen: set[str] = set()
+        first = [not (t in seen or seen.add(t)) for t in texts[k]]  # type: ignore[func-returns-value]
+        repeated[k] = first.count(False)
+        outside = [k == "train" or t not in in_train for t in texts[k]]
+        if k != "train":
+            leaked[k] = outside.count(False)
+        keep[k] = [a and b for a, b in zip(first, outside, strict=True)]
+    report["duplicates"], report["leaked"] = repeated, leaked
+    action = "dropped (data.drop_duplicates)" if cfg.drop_duplicates else "set data.drop_duplicates: true to drop them"
+    for k, n in repeated.items():
+        if n:
+            report["notes"].append(f"{k} has {n:,} repeated texts (a text seen earlier in {k}): {action}")
+    for k, n in leaked.items():
+        if n:
+            report["notes"].append(f"{n:,} {k} rows have a text that is also in train (leakage: {k} scores flatter "
+                                   f"the model): {action}")  # fmt: skip
+    if not cfg.drop_duplicates:
+        return splits
+    return {k: splits[k].select(np.flatnonzero(keep[k])) if not all(keep[k]) else splits[k] for k in SPLITS}
 
 
 def _three_way(pooled: Any, ratios: list[float], seed: int, notes: list[str]) -> dict:

@@ -16,14 +16,18 @@ Sources, in the order they are tried:
 
 from __future__ import annotations
 
+import bz2
+import csv
 import gzip
 import io
+import itertools
 import json
+import lzma
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from studio.config import DataConfig
+from studio.config import DataConfig, SplitSource
 from studio.errors import DataError
 
 if TYPE_CHECKING:
@@ -31,12 +35,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "data"
-TEXT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
+TEXT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".txt")
 SUFFIXES = (*TEXT_SUFFIXES, ".parquet")
 SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
                  "val": "validation", "dev": "validation", "test": "test"}  # fmt: skip
 # A source that isn't an existing path is taken for a Hub id unless it clearly means a file.
-_FILE_LIKE_SUFFIXES = (*SUFFIXES, ".gz", ".txt", ".xlsx", ".xls", ".zip", ".arrow", ".pkl")
+_FILE_LIKE_SUFFIXES = (*SUFFIXES, ".gz", ".bz2", ".xz", ".xlsx", ".xls", ".zip", ".arrow", ".pkl")
+_COMPRESSED = (".gz", ".bz2", ".xz")
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "comment", "document")
+LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "category", "target")
 
 
 @dataclass(frozen=True)
@@ -62,20 +69,82 @@ SAMPLES: dict[str, Sample] = {
 }  # fmt: skip
 
 
-def load_raw(cfg: DataConfig) -> datasets.DatasetDict:
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read one file: the `data` settings that shape reading, and the columns a run will use (a JSON
+    record lacking one of them is refused while reading, where its line is known)."""
+
+    header: bool | None = None
+    delimiter: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    label_file: str | None = None
+    check_columns: bool = True
+    """False: rows lacking the text or label come through as None (predict marks them instead)."""
+
+    @classmethod
+    def of(cls, cfg: DataConfig, spec: SplitSource | None = None, check_columns: bool = True) -> ReadOptions:
+        sample = SAMPLES.get(spec.source if spec else cfg.source)
+        text = (spec and spec.text_column) or cfg.text_column or (sample and sample.text_column) or None
+        label = (spec and spec.label_column) or cfg.label_column or (sample and sample.label_column) or None
+        return cls(cfg.header, cfg.delimiter, text, label, spec.label_file if spec else cfg.label_file, check_columns)
+
+    def names_a_column(self, fields: list[str]) -> bool:
+        """Whether a first line's fields look like column names (one is a known or configured column)."""
+        known = {n.lower() for n in (*TEXT_COLUMNS, *LABEL_COLUMNS, self.text_column or "", self.label_column or "")}
+        return any(f.strip().lower() in known for f in fields)
+
+
+def load_raw(cfg: DataConfig, check_columns: bool = True) -> datasets.DatasetDict:
     """The source as-is: all its columns and splits, split names normalised.
+
+    `check_columns`: refuse JSON records that lack the text or label column (False: they read as None).
 
     Raises:
         DataError: the file is missing, empty, not UTF-8, corrupt or of an unknown type; or the Hub
             dataset cannot be loaded.
     """
-    sample = SAMPLES.get(cfg.source)
-    path = sample.path if sample else Path(cfg.source).expanduser()
-    if sample or path.exists():
-        return _load_path(path)
-    if looks_like_path(cfg.source):
-        raise DataError(f"data.source: file not found: {cfg.source}")
-    return _load_hub(cfg.source, cfg.hub_config)
+    return _load(cfg.source, cfg.hub_config, ReadOptions.of(cfg, check_columns=check_columns), "data.source")
+
+
+def load_split(cfg: DataConfig, role: str) -> datasets.Dataset:
+    """The split that `data.validation_source` or `data.test_source` (`role`: validation or test) gives.
+
+    Raises:
+        DataError: as `load_raw`, naming the setting; or the source has several splits and none is named
+            like `role` (set its `split`).
+    """
+    spec: SplitSource = getattr(cfg, f"{role}_source")
+    setting = f"data.{role}_source"
+    raw = _load(spec.source, spec.hub_config, ReadOptions.of(cfg, spec), setting)
+    if spec.split is not None:
+        if _split_name(spec.split) not in raw:
+            raise DataError(f"{setting}.split: '{spec.split}' is not a split of {spec.source}; it has "
+                            f"{', '.join(raw)}")  # fmt: skip
+        return raw[_split_name(spec.split)]
+    if len(raw) == 1:
+        return next(iter(raw.values()))
+    if role in raw:
+        return raw[role]
+    raise DataError(f"{setting}: {spec.source} has several splits ({', '.join(raw)}); choose one with "
+                    f"{setting}.split")  # fmt: skip
+
+
+def _load(source: str, hub_config: str | None, opts: ReadOptions, setting: str) -> datasets.DatasetDict:
+    sample = SAMPLES.get(source)
+    path = sample.path if sample else Path(source).expanduser()
+    try:
+        if sample or path.exists():
+            if opts.label_file and path.is_dir():
+                raise DataError("data.label_file: pairs with a single text file (one text per line), not a folder")
+            return _load_path(path, opts)
+        if looks_like_path(source):
+            raise DataError(f"data.source: file not found: {source}")
+        return _load_hub(source, hub_config)
+    except DataError as e:
+        if setting == "data.source" or not str(e).startswith("data.source"):
+            raise
+        raise DataError(setting + str(e)[len("data.source") :]) from None
 
 
 def columns(cfg: DataConfig) -> list[str]:
@@ -113,16 +182,28 @@ def looks_like_path(source: str) -> bool:
     return suffix in _FILE_LIKE_SUFFIXES or (bool(suffix) and "/" not in source)
 
 
+def find_column(found: list[str], candidates: tuple[str, ...]) -> str | None:
+    """The first of `candidates` among the column names `found`, exactly, else ignoring case; None if none."""
+    lowered = {c.lower(): c for c in found}
+    for name in candidates:
+        if name in found:
+            return name
+    for name in candidates:
+        if name in lowered:
+            return lowered[name]
+    return None
+
+
 def _split_name(name: str) -> str:
     return SPLIT_ALIASES.get(name.lower(), name)
 
 
 # ---- local files ---------------------------------------------------------------------------------------
-def _load_path(path: Path) -> datasets.DatasetDict:
+def _load_path(path: Path, opts: ReadOptions) -> datasets.DatasetDict:
     from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 
     if not path.is_dir():
-        return DatasetDict({"train": _read_file(path)})
+        return DatasetDict({"train": _read_file(path, opts)})
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         try:
             loaded = load_from_disk(str(path))
@@ -149,7 +230,7 @@ def _load_path(path: Path) -> datasets.DatasetDict:
         groups = {"train": files}
     out = {}
     for split in sorted(groups, key=["train", "validation", "test"].index):
-        parts = [_read_file(f) for f in groups[split]]
+        parts = [_read_file(f, opts) for f in groups[split]]
         try:
             out[split] = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
         except ValueError as e:
@@ -168,12 +249,12 @@ def _split_of_file(path: Path) -> str | None:
 
 def _data_suffix(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes]
-    if len(suffixes) > 1 and suffixes[-1] == ".gz" and suffixes[-2] in TEXT_SUFFIXES:
+    if len(suffixes) > 1 and suffixes[-1] in _COMPRESSED and suffixes[-2] in TEXT_SUFFIXES:
         return suffixes[-2]
     return suffixes[-1] if suffixes else ""
 
 
-def _read_file(path: Path) -> datasets.Dataset:
+def _read_file(path: Path, opts: ReadOptions) -> datasets.Dataset:
     import pyarrow as pa
     from datasets import Dataset
 
@@ -182,34 +263,93 @@ def _read_file(path: Path) -> datasets.Dataset:
         shown = "".join(path.suffixes[-2:]) or "(none)"
         raise DataError(
             f"data.source: {path.name} has an unsupported file type '{shown}'; supported: "
-            f"{', '.join(SUFFIXES)} (.csv, .tsv, .jsonl and .json may be gzipped: .csv.gz)"
+            f"{', '.join(SUFFIXES)} (the text formats may be gzipped: .csv.gz, or bz2/xz)"
         )
     if path.stat().st_size == 0:
         raise DataError(f"data.source: {path.name} is empty (0 bytes)")
     try:
-        if suffix == ".parquet":
+        raw = path.read_bytes()
+        kind = _content_kind(raw)
+        if suffix == ".parquet" or kind == "parquet":  # a Parquet file is read as one whatever its name
             import pyarrow.parquet as pq
 
-            table = pq.read_table(path)
+            table = pq.read_table(io.BytesIO(raw))
             _refuse_duplicate_columns(path, table.column_names)
         else:
-            table = _read_text_table(path, suffix)
+            table = _read_text_table(path, suffix, _decoded(path, suffix, _decompressed(path, raw, kind)), opts)
         dataset = Dataset(table)
     except DataError:
         raise
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        kind = "Parquet" if suffix == ".parquet" else suffix.lstrip(".").upper()
+        raise DataError(f"data.source: {path.name} is not a readable {kind} file: {_reason(e)}") from None
+    except (OSError, ValueError, EOFError) as e:  # decompression/CSV parser errors
+        raise DataError(f"data.source: {path.name} could not be read: {_reason(e)}") from None
+    if len(dataset) == 0:
+        raise DataError(f"data.source: {path.name} is empty (no rows)")
+    return dataset
+
+
+# What a file is, by its first bytes (the name can lie: a spreadsheet saved as "reviews.csv"). Hand-written:
+# the file-type libraries (python-magic, filetype) need libmagic or know no data formats, and this is a table.
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"PAR1", "parquet"),
+          (b"PK\x03\x04", "zip"), (b"\xd0\xcf\x11\xe0", "ole"), (b"%PDF", "pdf"), (b"\x28\xb5\x2f\xfd", "zstd"),
+          (b"7z\xbc\xaf", "7z"), (b"Rar!", "rar"), (b"SQLite format 3", "sqlite"))  # fmt: skip
+_DECOMPRESS = {"gzip": gzip.decompress, "bz2": bz2.decompress, "xz": lzma.decompress}
+_NOT_TEXT = {
+    "ole": ("an old-format Office file (.xls or .doc)", "open it and save it as CSV UTF-8"),
+    "pdf": ("a PDF document", "export its table as CSV UTF-8"),
+    "zstd": ("a Zstandard archive", "decompress it first (gzip, bz2 and xz are read directly)"),
+    "7z": ("a 7-Zip archive", "extract it and point data.source at the file inside"),
+    "rar": ("a RAR archive", "extract it and point data.source at the file inside"),
+    "sqlite": ("an SQLite database", "export the table as CSV UTF-8"),
+}
+
+
+def _content_kind(raw: bytes) -> str | None:
+    return next((kind for magic, kind in _MAGIC if raw.startswith(magic)), None)
+
+
+def _decompressed(path: Path, raw: bytes, kind: str | None) -> bytes:
+    """The file's bytes, decompressed when its content is gzip/bz2/xz whatever its name says; other binary
+    content (a spreadsheet, an archive, a PDF) is refused, naming what the file really is."""
+    if kind in _DECOMPRESS:
+        inner = _DECOMPRESS[kind](raw)
+        inner_kind = _content_kind(inner)  # a compressed spreadsheet is still a spreadsheet
+        return _decompressed(path, inner, inner_kind) if inner_kind in ("zip", *_NOT_TEXT) else inner
+    if kind == "zip":
+        import zipfile
+
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            names = archive.namelist()
+        if any(n.startswith("xl/") for n in names):
+            what, fix = "an Excel workbook (.xlsx)", "open it and save it as CSV UTF-8 (File > Save As > CSV UTF-8)"
+        elif any(n.startswith("word/") for n in names):
+            what, fix = "a Word document (.docx)", "copy its table into a spreadsheet and save it as CSV UTF-8"
+        elif "content.xml" in names:
+            what, fix = "an OpenDocument file (.ods/.odt)", "open it and save it as CSV UTF-8"
+        else:
+            what, fix = "a zip archive", "extract it and point data.source at the file inside"
+        raise DataError(f"data.source: {path.name} is {what}, not {_data_suffix(path)[1:].upper()} text; {fix}")
+    if kind in _NOT_TEXT:
+        what, fix = _NOT_TEXT[kind]
+        raise DataError(f"data.source: {path.name} is {what}, not {_data_suffix(path)[1:].upper()} text; {fix}")
+    return raw
+
+
+def _decoded(path: Path, suffix: str, raw: bytes) -> str:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with its byte-order mark ("Unicode text" exports)
+        return raw.decode("utf-16")
+    try:
+        text = raw.decode("utf-8-sig")  # strict: a wrong encoding must not silently garble the texts
     except UnicodeDecodeError as e:
         raise DataError(
             f"data.source: {path.name} is not UTF-8 text (undecodable byte at position {e.start}); "
             "re-save it as UTF-8 (e.g. in a spreadsheet: Save As > CSV UTF-8)"
         ) from None
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        kind = "Parquet" if suffix == ".parquet" else suffix.lstrip(".").upper()
-        raise DataError(f"data.source: {path.name} is not a readable {kind} file: {_reason(e)}") from None
-    except (OSError, ValueError, EOFError) as e:  # gzip/CSV parser errors
-        raise DataError(f"data.source: {path.name} could not be read: {_reason(e)}") from None
-    if len(dataset) == 0:
+    if not text.strip():
         raise DataError(f"data.source: {path.name} is empty (no rows)")
-    return dataset
+    return text
 
 
 def _refuse_duplicate_columns(path: Path, names: list[str]) -> None:
@@ -221,33 +361,180 @@ def _refuse_duplicate_columns(path: Path, names: list[str]) -> None:
         )
 
 
-def _read_text_table(path: Path, suffix: str) -> object:
-    import pandas as pd
+def _read_text_table(path: Path, suffix: str, text: str, opts: ReadOptions) -> object:
     import pyarrow as pa
 
-    raw = path.read_bytes()
-    if path.suffix.lower() == ".gz":
-        raw = gzip.decompress(raw)
-    text = raw.decode("utf-8-sig")  # strict: a wrong encoding must not silently garble the texts
-    if not text.strip():
-        raise DataError(f"data.source: {path.name} is empty (no rows)")
-    if suffix in (".csv", ".tsv"):
-        sep = "\t" if suffix == ".tsv" else ","
-        try:
-            # only empty cells are missing: a review reading "NA" or "null" is text
-            frame = pd.read_csv(io.StringIO(text), sep=sep, keep_default_na=False, na_values=[""])
-        except pd.errors.EmptyDataError:
-            raise DataError(f"data.source: {path.name} is empty (no rows)") from None
-        except pd.errors.ParserError as e:
-            raise DataError(f"data.source: {path.name} is not valid {suffix[1:].upper()}: {_reason(e)}") from None
-        # pandas renames a repeated header ("text", "text.1"), which would train on one of them silently
-        header = pd.read_csv(io.StringIO(text), sep=sep, header=None, nrows=1, keep_default_na=False, dtype=str)
-        _refuse_duplicate_columns(path, header.iloc[0].tolist())
-        return pa.Table.from_pandas(frame, preserve_index=False)
-    return pa.Table.from_pylist(_json_records(path.name, text))
+    if suffix in (".json", ".jsonl"):
+        return _json_table(path.name, text, opts)
+    if suffix == ".txt" and opts.label_file:
+        frame = {"text": _lines(text)}
+    else:
+        sep = opts.delimiter or ("\t" if suffix == ".tsv" else sniff_delimiter(text))
+        if sep is None and suffix == ".txt":  # no separator: one text per line
+            frame = {"text": _lines(text)}
+        else:
+            return pa.Table.from_pandas(_delimited(path, suffix, text, sep or ",", opts), preserve_index=False)
+    if opts.label_file:
+        frame["label"] = _label_lines(path, opts.label_file, len(frame["text"]))
+    return pa.table(frame)
 
 
-def _json_records(name: str, text: str) -> list[dict]:
+def _lines(text: str) -> list[str]:
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():  # trailing blank lines are the file's end, not empty rows
+        lines.pop()
+    return lines
+
+
+def _label_lines(path: Path, label_file: str, rows: int) -> list[str]:
+    labels_path = Path(label_file).expanduser()
+    if not labels_path.is_file():
+        raise DataError(f"data.label_file: file not found: {label_file}")
+    raw = labels_path.read_bytes()
+    labels = _lines(_decoded(labels_path, ".txt", _decompressed(labels_path, raw, _content_kind(raw))))
+    if len(labels) != rows:
+        raise DataError(
+            f"data.label_file: {labels_path.name} has {len(labels):,} lines but {path.name} has {rows:,} texts; "
+            "give one label per line, in the order of the texts"
+        )
+    return [line.strip() for line in labels]
+
+
+def sniff_delimiter(text: str) -> str | None:
+    """The separator (, tab ; |) that splits the first lines of `text` into the same number (2 or more) of
+    fields, or None. Hand-written: `csv.Sniffer` guesses from character frequencies and picks a comma or a
+    space inside free text; this counts quoted fields per row and keeps only a consistent candidate."""
+    sample = text[:65536]
+    if len(text) > len(sample):
+        sample = sample[: sample.rfind("\n") + 1] or sample  # whole lines only
+    best, best_share = None, 0.0
+    for candidate in (",", "\t", ";", "|"):
+        counts = [len(row) for row in itertools.islice(csv.reader(io.StringIO(sample), delimiter=candidate), 200)
+                  if row]  # fmt: skip
+        if not counts:
+            continue
+        width = max(set(counts), key=counts.count)
+        share = counts.count(width) / len(counts)
+        if width >= 2 and share >= 0.9 and share > best_share:
+            best, best_share = candidate, share
+    return best
+
+
+def _delimited(path: Path, suffix: str, text: str, sep: str, opts: ReadOptions) -> pd.DataFrame:
+    import warnings
+
+    import pandas as pd
+
+    first = next(csv.reader(io.StringIO(text), delimiter=sep), [])
+    header = opts.header if opts.header is not None else (suffix != ".txt" or opts.names_a_column(first))
+    if header:
+        _refuse_duplicate_columns(path, [name.strip() for name in first])
+    kind = {",": "CSV", "\t": "TSV"}.get(sep, f"'{sep}'-separated")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            # all strings (a text "001074" stays text); only empty cells are missing ("NA" is a review too)
+            frame = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None, dtype=str,
+                                keep_default_na=False, na_values=[""], index_col=False)  # fmt: skip
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data.source: {path.name} is empty (no rows)") from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
+        raise DataError(
+            f"data.source: {path.name} is not valid {kind}: {_parser_reason(e)}; a text that contains "
+            f"{'a comma' if sep == ',' else repr(sep)} must be in double quotes (or set data.delimiter)"
+        ) from None
+    if not header:
+        width = frame.shape[1]
+        frame.columns = ["text", "label"][:width] if width <= 2 else [f"column_{i + 1}" for i in range(width)]
+    else:
+        frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _parser_reason(error: Exception) -> str:
+    import re
+
+    text = _reason(error)
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if found:
+        return f"line {found[2]} has {found[3]} fields but the header has {found[1]}"
+    if "Length of header or names does not match" in text:
+        return "the first row has more fields than the header"
+    return text
+
+
+# ---- JSON ----------------------------------------------------------------------------------------------
+def _json_table(name: str, text: str, opts: ReadOptions) -> object:
+    """JSON records as a table with every key any record has (a record without a key has None there).
+
+    A record lacking the text or label column is refused (with the count and where the first is) unless
+    ``opts.check_columns`` is off (predict marks such rows instead); nested values (objects, lists) are refused
+    as the text, and an object as the label."""
+    import pyarrow as pa
+
+    records, where = _json_records(name, text)
+    keys = list(dict.fromkeys(k for record in records for k in record))
+    wanted = {"text": opts.text_column or find_column(keys, TEXT_COLUMNS),
+              "label": opts.label_column or find_column(keys, LABEL_COLUMNS)}  # fmt: skip
+    columns = {}
+    for key in keys:
+        values = [record.get(key) for record in records]
+        role = next((r for r, column in wanted.items() if column == key), None)
+        if opts.check_columns and role:
+            absent = [i for i, record in enumerate(records) if key not in record]
+            if absent:
+                raise DataError(
+                    f"data.source: {name}: {len(absent):,} of {len(records):,} rows {_have(len(absent))} no "
+                    f"'{key}' (the {role} column), the first at {where(absent[0])}; give every row a '{key}' or set "
+                    f"data.{role}_column"
+                )
+        columns[key] = _json_column(name, key, values, role, where)
+    return pa.table(columns)
+
+
+def _json_column(name: str, key: str, values: list, role: str | None, where: Any) -> list:
+    """One column's values, made arrow-friendly: scalars of mixed types become text (labels 1 and "pos");
+    in the label column a single label beside lists becomes a list of one."""
+    nested = [i for i, v in enumerate(values) if isinstance(v, (dict, list))]
+    if not nested:
+        kinds = {type(v) for v in values if v is not None}
+        if len(kinds) > 1 and not kinds <= {int, float}:
+            return [None if v is None else str(v) for v in values]
+        return values
+    objects = [i for i in nested if isinstance(values[i], dict)]
+    if role == "text":
+        raise nested_error("text", key, name, len(nested), f"{where(nested[0])}: {_shown(values[nested[0]])}")
+    if role == "label" and objects:
+        raise nested_error("label", key, name, len(objects), f"{where(objects[0])}: {_shown(values[objects[0]])}")
+    if role == "label":
+        return [v if isinstance(v, list) or v is None else [v] for v in values]
+    if len(nested) < len([v for v in values if v is not None]):  # another column, mixed: keep it as JSON text
+        return [v if v is None else json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v)
+                for v in values]  # fmt: skip
+    return values
+
+
+def nested_error(role: str, column: str, name: str, count: int, first: str) -> DataError:
+    """Texts that are objects or lists, or labels that are objects: refused, not turned into strings."""
+    what = "texts" if role == "text" else "labels"
+    kind = "objects or lists" if role == "text" else "objects"
+    return DataError(
+        f"data.{role}_column: {count:,} {what} in '{column}' of {name} {'is' if count == 1 else 'are'} {kind}, not "
+        f"plain {'text' if role == 'text' else 'labels'} (the first at {first}); flatten "
+        f"{'them into one string each' if role == 'text' else 'them: one label, or a list of labels per row'}"
+    )
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)[:60]
+
+
+def _have(count: int) -> str:
+    return "has" if count == 1 else "have"
+
+
+def _json_records(name: str, text: str) -> tuple[list[dict], Any]:
+    """(the records, index -> where it is in the file: "line 7" or "item 7")."""
     stripped = text.lstrip()
     if stripped[:1] in "[{":
         try:
@@ -255,11 +542,22 @@ def _json_records(name: str, text: str) -> list[dict]:
         except json.JSONDecodeError:
             whole = None  # JSON lines: one object per line
         if isinstance(whole, list):
-            return whole
-        if isinstance(whole, dict) and all(isinstance(v, list) for v in whole.values()):
+            odd = next((i for i, v in enumerate(whole) if not isinstance(v, dict)), None)
+            if odd is not None:
+                raise DataError(
+                    f"data.source: {name} is a JSON array of {_json_kind(whole[odd])}s (item {odd + 1}), not of "
+                    'objects; each row must be an object such as {"text": "...", "label": "..."}'
+                )
+            return whole, lambda i: f"item {i + 1}"
+        if isinstance(whole, dict) and whole and all(isinstance(v, list) for v in whole.values()):
             keys = list(whole)
-            return [dict(zip(keys, row, strict=True)) for row in zip(*whole.values(), strict=True)]
-    records = []
+            try:
+                rows = [dict(zip(keys, row, strict=True)) for row in zip(*whole.values(), strict=True)]
+            except ValueError:
+                raise DataError(f"data.source: {name} is an object of columns of different lengths; give every "
+                                "column one value per row") from None  # fmt: skip
+            return rows, lambda i: f"row {i + 1}"
+    records, numbers = [], []
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
@@ -268,7 +566,16 @@ def _json_records(name: str, text: str) -> list[dict]:
                 raise DataError(f"data.source: {name} line {number} is not valid JSON: {e.msg}") from None
             if not isinstance(records[-1], dict):
                 raise DataError(f'data.source: {name} line {number} is not a JSON object ({{"text": ...}})')
-    return records
+            numbers.append(number)
+    return records, lambda i: f"line {numbers[i]}"
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    return "null" if value is None else "number" if isinstance(value, (int, float)) else type(value).__name__
 
 
 # ---- the Hub -------------------------------------------------------------------------------------------

@@ -101,7 +101,7 @@ def test_predict_file_adds_label_and_probabilities(predictor, tmp_path):
     out = predictor.predict_file(file)
     assert list(out.columns) == ["id", "review", "predicted_label", "score", "prob_negative", "prob_positive"]
     np.testing.assert_allclose(out["prob_negative"] + out["prob_positive"], 1.0, atol=1e-5)
-    assert out["id"].tolist() == [1, 2, 3]  # the file's own columns and rows, in order
+    assert out["id"].tolist() == ["1", "2", "3"]  # the file's own columns and rows, in order, as written (text)
     with pytest.raises(DataError, match="text column 'body' not found.*id, review"):
         predictor.predict_file(file, text_column="body")
 
