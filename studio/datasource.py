@@ -369,7 +369,7 @@ def _read_text_table(path: Path, suffix: str, text: str, opts: ReadOptions) -> o
     if suffix == ".txt" and opts.label_file:
         frame = {"text": _lines(text)}
     else:
-        sep = opts.delimiter or ("\t" if suffix == ".tsv" else sniff_delimiter(text))
+        sep = opts.delimiter or ("\t" if suffix == ".tsv" else sniff_delimiter(text, prose=suffix == ".txt"))
         if sep is None and suffix == ".txt":  # no separator: one text per line
             frame = {"text": _lines(text)}
         else:
@@ -400,15 +400,16 @@ def _label_lines(path: Path, label_file: str, rows: int) -> list[str]:
     return [line.strip() for line in labels]
 
 
-def sniff_delimiter(text: str) -> str | None:
+def sniff_delimiter(text: str, prose: bool = False) -> str | None:
     """The separator (, tab ; |) that splits the first lines of `text` into the same number (2 or more) of
-    fields, or None. Hand-written: `csv.Sniffer` guesses from character frequencies and picks a comma or a
+    fields, or None. `prose` (a .txt file): not the comma, which sentences hold (a .txt of `text,label` lines
+    needs data.delimiter). Hand-written: `csv.Sniffer` guesses from character frequencies and picks a comma or a
     space inside free text; this counts quoted fields per row and keeps only a consistent candidate."""
     sample = text[:65536]
     if len(text) > len(sample):
         sample = sample[: sample.rfind("\n") + 1] or sample  # whole lines only
     best, best_share = None, 0.0
-    for candidate in (",", "\t", ";", "|"):
+    for candidate in ("\t", ";", "|") if prose else (",", "\t", ";", "|"):
         counts = [len(row) for row in itertools.islice(csv.reader(io.StringIO(sample), delimiter=candidate), 200)
                   if row]  # fmt: skip
         if not counts:
