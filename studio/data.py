@@ -20,6 +20,14 @@ The rules below are also written for users in docs/data.md; keep the two in step
   that never hold more than one label make a single-label task.
 - Rows with an empty/missing text or no label (None, NaN, "", -1 under a ClassLabel) are dropped and
   counted; only when nothing is left is it an error. Fewer than 2 classes is an error.
+- Label strings lose surrounding spaces; labels that differ only by case get a note, or become one class
+  (``merge_label_case``); a label column where most of 20+ classes have one row (an id) is an error that
+  names a likelier column. Texts that are objects or lists, and labels that are objects, are errors.
+- ``validation_source`` / ``test_source``: separate files that give that split whole (never sampled, never
+  pooled by ``splits: ratio``); their columns are their own settings, else the main column names, else
+  detected. ``report["origins"]`` says where each split came from.
+- Repeated texts within a split and validation/test texts also in train are counted (``report["duplicates"]``,
+  ``report["leaked"]``, a note each) and dropped with ``drop_duplicates``.
 - Splits (``splits: auto``): the source's train/validation/test are kept (other splits, e.g. IMDb's
   "unsupervised", are ignored); a missing validation and/or test is carved from train so that it gets the
   size its ratio implies (train + test given: validation = train x r_val / (r_train + r_val)); a source

@@ -7,9 +7,12 @@ gives one clear `DataError` (wrong encoding, empty, corrupt) and nothing is writ
 
 Sources, in the order they are tried:
 - a `SAMPLES` name (``imdb-sample``, ``goemotions``), shipped in ``assets/data``;
-- an existing path: a ``.csv``/``.tsv``/``.jsonl``/``.json``/``.parquet`` file (the text formats may be
-  gzipped, e.g. ``reviews.csv.gz``) -> one ``train`` split; a folder written by ``save_to_disk``; a folder of
-  data files whose names give the splits (``train.csv``, ``dev.csv``, ``test-00000-of-00001.parquet``, ...);
+- an existing path: a ``.csv``/``.tsv``/``.txt``/``.jsonl``/``.json``/``.parquet`` file -> one ``train`` split
+  (what a file is comes from its first bytes: gzip/bz2/xz are decompressed whatever the name, a spreadsheet
+  or archive named ``.csv`` is refused naming what it is; delimited text is read as strings, its separator
+  and header as ``data.delimiter``/``data.header`` say or as detected; see docs/data.md); a folder written
+  by ``save_to_disk``; a folder of data files whose names give the splits (``train.csv``, ``dev.csv``,
+  ``test-00000-of-00001.parquet``, ...);
   a folder of other data files -> all pooled into ``train``;
 - anything else that does not look like a path: a Hub dataset id (``stanfordnlp/imdb``).
 """

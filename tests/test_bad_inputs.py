@@ -66,6 +66,30 @@ def _multi_label_folder(tmp: Path) -> str:
     return str(folder)
 
 
+def _jsonl_with_gaps() -> str:
+    rows = [{"text": t, "label": v} for t, v in zip(_reviews().text, _reviews().label, strict=True)]
+    rows[38] = {"body": rows[38]["text"], "label": "pos"}
+    rows[39] = {"label": "neg"}
+    return "\n".join(json.dumps(r) for r in rows)
+
+
+def _jsonl_nested() -> str:
+    return "\n".join(json.dumps({"text": {"title": f"t{i}", "body": "b"}, "label": "pos"}) for i in range(4))
+
+
+def _xlsx_named_csv(tmp: Path) -> str:
+    import zipfile
+
+    with zipfile.ZipFile(tmp / "sheet.csv", "w") as z:
+        z.writestr("xl/workbook.xml", "<workbook/>")
+    return str(tmp / "sheet.csv")
+
+
+def _csv_without_header(tmp: Path) -> str:
+    _reviews().to_csv(tmp / "bare.csv", index=False, header=False)
+    return str(tmp / "bare.csv")
+
+
 def _no_config(tmp: Path) -> str:
     (tmp / "empty-model").mkdir()
     return str(tmp / "empty-model")
@@ -170,6 +194,40 @@ MATRIX: list[Bad] = [
         ("data.balance", "multi-label", "multi_label: drop")),
     Bad("data", "a balanced subset larger than the data",
         lambda t, m: _train("data.balance={num_labels: 2, num_samples: 100000}"), ("data.balance",)),
+    # ---- data intake (issue 22) -----------------------------------------------------------------------
+    Bad("data", "a JSON array of numbers, not of rows",
+        lambda t, m: _train(f"data.source={_file(t, 'rows.json', '[1, 2, 3]')}"),
+        ("rows.json is a JSON array of numbers", "must be an object")),
+    Bad("data", "JSON lines of which some lack the text",
+        lambda t, m: _train(f"data.source={_file(t, 'gaps.jsonl', _jsonl_with_gaps())}"),
+        ("gaps.jsonl", "2 of 40 rows have no 'text'", "line 39", "data.text_column")),
+    Bad("data", "texts that are JSON objects",
+        lambda t, m: _train(f"data.source={_file(t, 'nested.jsonl', _jsonl_nested())}"),
+        ("data.text_column", "are objects or lists", "flatten")),
+    Bad("data", "a spreadsheet saved with a .csv name",
+        lambda t, m: _train(f"data.source={_xlsx_named_csv(t)}"), ("sheet.csv is an Excel workbook", "CSV UTF-8")),
+    Bad("data", "an unquoted comma in the first row's text",
+        lambda t, m: _train(f"data.source={_file(t, 'commas.csv', 'text,label' + chr(10) + 'bad, really,neg' + chr(10))}"),  # noqa: E501
+        ("commas.csv is not valid CSV", "more fields than the header", "double quotes")),
+    Bad("data", "a file without a header row",
+        lambda t, m: _train(f"data.source={_csv_without_header(t)}"), ("data.text_column", "data.header: false")),
+    Bad("data", "an id column as the label",
+        lambda t, m: _train(f"data.source={_csv(t, 'ids.csv', _reviews(60).assign(id=[f'r{i}' for i in range(60)]))}",
+                            "data.label_column=id"),
+        ("data.label_column", "'id' has 60 different values", "'label' (2 values) looks like the label")),
+    Bad("data", "every row multi-label while multi-label rows are dropped",
+        lambda t, m: _train(f"data.source={_csv(t, 'multi.csv', _reviews().assign(label='pos;neg'))}",
+                            "data.label_separator=;", "data.task=single_label"),
+        ("data.multi_label", "carries several labels", "data.task: multi_label")),
+    Bad("data", "a label file that does not match the texts",
+        lambda t, m: _train(f"data.source={_file(t, 'texts.txt', chr(10).join(_reviews().text))}",
+                            f"data.label_file={_file(t, 'labels.txt', 'pos' + chr(10) + 'neg')}"),
+        ("data.label_file", "labels.txt has 2 lines but texts.txt has 40 texts")),
+    Bad("data", "a separate test file that does not exist",
+        lambda t, m: _train("data.test_source=held-out.csv"), ("data.test_source", "file not found: held-out.csv")),
+    Bad("data", "a separate validation file without the text column",
+        lambda t, m: _train(f"data.validation_source={_file(t, 'dev.csv', 'body,sentiment' + chr(10) + 'a,positive')}"),  # noqa: E501
+        ("data.validation_source.text_column", "body, sentiment")),
     # ---- model ---------------------------------------------------------------------------------------
     Bad("model", "a Hub id that does not exist (or no network)",
         lambda t, m: _train("model.name=nobody/no-such-model-xyz", "data.max_samples=60"), ("model.name",)),
