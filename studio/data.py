@@ -571,11 +571,11 @@ def _duplicates(splits: dict, cfg: DataConfig, report: dict) -> dict:
     action = "dropped (data.drop_duplicates)" if cfg.drop_duplicates else "set data.drop_duplicates: true to drop them"
     for k, n in repeated.items():
         if n:
-            report["notes"].append(f"{k} has {n:,} repeated texts (a text seen earlier in {k}): {action}")
+            report["notes"].append(f"{k} has {_count(n, 'repeated text')} (a text seen earlier in {k}): {action}")
     for k, n in leaked.items():
         if n:
-            report["notes"].append(f"{n:,} {k} rows have a text that is also in train (leakage: {k} scores flatter "
-                                   f"the model): {action}")  # fmt: skip
+            report["notes"].append(f"{_count(n, f'{k} row')} {'has' if n == 1 else 'have'} a text that is also in "
+                                   f"train (leakage: {k} scores flatter the model): {action}")  # fmt: skip
     if not cfg.drop_duplicates:
         return splits
     return {k: splits[k].select(np.flatnonzero(keep[k])) if not all(keep[k]) else splits[k] for k in SPLITS}
@@ -654,6 +654,10 @@ def _balance(pooled: Any, names: list[str], cfg: DataConfig, seed: int, report: 
         report["notes"].append("max_samples ignored: balance.num_samples sets the size")
     subset = pooled.select(chosen)
     return _dataset(_column(subset, "text"), [remap[i] for i in _column(subset, "label")], new_names)
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n:,} {thing}" + ("" if n == 1 else "s")
 
 
 def _fingerprint(splits: Any, names: list[str]) -> str:
