@@ -292,8 +292,12 @@ def test_a_run_trains_on_the_source_and_tests_on_the_separate_file_with_its_note
     held = pd.read_csv(files["test"])
     pd.concat([held, pd.DataFrame({"text": ["train text 3"], "label": ["neg"]})]).to_csv(files["test"], index=False)
     config = tiny_config(tiny_model_dir("bert"), "lora", max_steps=1).with_overrides(
-        [f"data.source={files['source']}", f"data.test_source={files['test']}", "data.max_samples=null",
-         "data.text_column=sentence"]  # fmt: skip
+        [
+            f"data.source={files['source']}",
+            f"data.test_source={files['test']}",
+            "data.max_samples=null",
+            "data.text_column=sentence",
+        ]  # fmt: skip
     )
     result = Run(config, Registry(tmp_path / "runs")).execute()
     assert result.status == "completed"
