@@ -458,25 +458,44 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.threshold = check_label_threshold(args.threshold)
     registry = Registry(args.runs_dir)
     registry.get(args.run_id)  # a clear error before loading any library
+    source = out = None
+    if args.file:  # where the predictions go, and the texts, checked before the model loads
+        from studio.inference import output_path, read_texts
+
+        out = output_path(args.file, args.out)
+        source = read_texts(args.file, args.text_column)
     _quiet_libraries()
     predictor = Predictor.from_run(registry, args.run_id)
-    if args.file:
-        if args.threshold is not None and not predictor.multi_label:
-            raise StudioError("--threshold: this run is single-label (it answers with its most probable class); "
-                              "use --min-confidence to abstain under a confidence")  # fmt: skip
-        frame = predictor.predict_file(args.file, text_column=args.text_column, raw=args.raw,
-                                       min_confidence=args.min_confidence, label_threshold=args.threshold)  # fmt: skip
-        out = args.out or str(Path(args.file).with_suffix("")) + ".predictions.csv"
-        frame.to_csv(out, index=False)
-        print(f"{len(frame)} predictions written to {out}")
-        return 0
     if args.threshold is not None and not predictor.multi_label:
         raise StudioError("--threshold: this run is single-label (it answers with its most probable class); use "
                           "--min-confidence to abstain under a confidence")  # fmt: skip
+    if source is not None and out is not None:
+        return _predict_file(args, predictor, source, out, registry.run_dir(args.run_id))
     for p in predictor.predict(args.texts, raw=args.raw, min_confidence=args.min_confidence,
                                label_threshold=args.threshold):  # fmt: skip
         probs = "  ".join(f"{k} {v:.3f}" for k, v in sorted(p.probs.items(), key=lambda kv: -kv[1])[:5])
         print(f"{p.answer}\t{p.score:.3f}\t{probs}\t{p.text[:60]}")
+    return 0
+
+
+def _predict_file(args: argparse.Namespace, predictor: Any, source: Any, out: Path, run_dir: Path) -> int:
+    """Score the file and write the table; should writing fail now (after the checks), the predictions go to a
+    temporary file (or the run folder) and the exit status is 1."""
+    import tempfile
+
+    from studio.inference import save_table
+
+    result = predictor.score_file(source, raw=args.raw, min_confidence=args.min_confidence,
+                                  label_threshold=args.threshold)  # fmt: skip
+    saved = save_table(result.table, out, fallbacks=(Path(tempfile.gettempdir()), run_dir))
+    if result.no_text:
+        rows = "1 row has" if result.no_text == 1 else f"{result.no_text:,} rows have"
+        print(f"{rows} no text in column '{result.text_column}': marked, not predicted")
+    if saved.failed:
+        print(f"error: could not write {out} ({saved.failed}); the {result.predicted:,} predictions were saved to "
+              f"{saved.path} instead", file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
+    print(f"{result.predicted:,} predictions written to {out}")
     return 0
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
 
-from studio.cli import EXIT_BAD_INPUT, main
+from studio.cli import EXIT_BAD_INPUT, EXIT_FAILED, main
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -160,6 +161,115 @@ def test_export_bad_input_exits_2_with_one_line(finished, capsys, monkeypatch, a
     assert len(lines) == 1 and lines[0].startswith("error: ")
     for word in words:
         assert word in lines[0]
+
+
+# ---- predict --file: where the predictions go, rows without a text -------------------------------------
+@pytest.fixture
+def no_model(monkeypatch):
+    """Loading a run's model fails the test: what is refused must be refused before it."""
+    from studio.inference import Predictor
+
+    def refuse(cls, registry, run_id):
+        raise AssertionError(f"the model of {run_id} was loaded")
+
+    monkeypatch.setattr(Predictor, "from_run", classmethod(refuse))
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("missing folder", ["{tmp}/nope", "does not exist", "mkdir -p {tmp}/nope"]),
+        ("a folder", ["--out: {tmp}/results is a folder", "--out {tmp}/results/texts.predictions.csv"]),
+        ("the input", ["--out: {tmp}/texts.csv is the input file"]),
+        ("no text column", ["text column 'body' not found in texts.csv"]),
+        ("read-only folder", ["--out: cannot write in folder {tmp}/locked"]),
+        ("read-only beside the input", ["{tmp}/locked/texts.predictions.csv (beside the input)", "--out FILE"]),
+    ],
+)
+def test_predict_refuses_a_bad_output_before_the_model_loads(finished, capsys, tmp_path, no_model, case, words):
+    runs, ids = finished
+    file, locked = tmp_path / "texts.csv", tmp_path / "locked"
+    pd.DataFrame({"text": ["good", "bad"]}).to_csv(file, index=False)
+    (tmp_path / "results").mkdir()
+    extra = {
+        "missing folder": ["--out", tmp_path / "nope" / "p.csv"],
+        "a folder": ["--out", tmp_path / "results"],
+        "the input": ["--out", file],
+        "no text column": ["--text-column", "body"],
+        "read-only folder": ["--out", locked / "p.csv"],
+        "read-only beside the input": [],
+    }[case]
+    if case.startswith("read-only"):
+        if os.geteuid() == 0:
+            pytest.skip("root writes in read-only folders")
+        locked.mkdir()
+        if case == "read-only beside the input":
+            file = locked / "texts.csv"
+            pd.DataFrame({"text": ["good"]}).to_csv(file, index=False)
+        locked.chmod(0o555)
+    try:
+        code, _, err = run_cli(capsys, "--runs-dir", runs, "predict", ids["lora"], "--file", file, *extra)
+    finally:
+        if locked.exists():
+            locked.chmod(0o755)
+    assert code == EXIT_BAD_INPUT
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for word in words:
+        assert word.format(tmp=tmp_path) in lines[0]
+    assert not list(tmp_path.rglob("*.predictions.csv")) and not list(tmp_path.rglob("p.csv")), "nothing written"
+
+
+def test_predictions_are_kept_when_writing_them_fails(finished, capsys, tmp_path, monkeypatch):
+    """The checks passed, then the disk filled while the model predicted: the table goes to a temporary file,
+    said in one line (exit status 1), and no half-written file is left where it was asked for."""
+    import errno
+    import tempfile
+    from pathlib import Path
+
+    runs, ids = finished
+    file, target, spare = tmp_path / "texts.csv", tmp_path / "out", tmp_path / "spare"
+    file.write_text("id,text\n1,good\n2,\n3,bad\n", encoding="utf-8")
+    target.mkdir()
+    spare.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spare))
+    to_csv = pd.DataFrame.to_csv
+
+    def full_disk(self, path=None, *args, **kwargs):
+        if path is not None and Path(path).parent == target:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return to_csv(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+    code, out, err = run_cli(capsys, "--runs-dir", runs, "predict", ids["lora"], "--file", file, "--out",
+                             target / "p.csv")  # fmt: skip
+    assert code == EXIT_FAILED
+    lines = err.strip().splitlines()
+    (saved,) = spare.glob("p-*.csv")
+    assert len(lines) == 1 and lines[0].startswith(f"error: could not write {target / 'p.csv'} (No space left")
+    assert f"the 2 predictions were saved to {saved} instead" in lines[0]
+    assert "1 row has no text in column 'text': marked, not predicted" in out
+    table = pd.read_csv(saved, keep_default_na=False)
+    assert table["id"].tolist() == [1, 2, 3] and table["note"].tolist() == ["", "no text in column 'text'", ""]
+    assert list(target.iterdir()) == []  # no half-written file, no temporary one
+
+
+def test_predict_file_says_how_many_rows_had_no_text(finished, capsys, tmp_path):
+    runs, ids = finished
+    file = tmp_path / "gaps.csv"
+    file.write_text("id,review\n1,good\n2,\n3,\n4,bad\n5,\n", encoding="utf-8")
+    code, out, err = run_cli(capsys, "--runs-dir", runs, "predict", ids["full"], "--file", file, "--out",
+                             tmp_path / "p.csv")  # fmt: skip
+    assert code == 0, err
+    assert out.splitlines() == [
+        "3 rows have no text in column 'review': marked, not predicted",
+        f"2 predictions written to {tmp_path / 'p.csv'}",
+    ]
+    table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert table["predicted_label"].tolist()[1:3] == ["", ""] and table["predicted_label"][0] in (
+        "negative",
+        "positive",
+    )
 
 
 def test_estimate_prints_the_breakdown_and_the_verdict(capsys):
