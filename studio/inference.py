@@ -404,7 +404,7 @@ def output_path(file: str | Path, out: str | Path | None = None) -> Path:
         raise StudioError(f"{what}: folder {folder} does not exist; create it (mkdir -p {folder}) or {fix}")
     if not folder.is_dir():
         raise StudioError(f"{what}: {folder} is a file, not a folder; {fix}")
-    reason = _cannot_write_in(folder)
+    reason = cannot_write_in(folder)
     if reason:
         raise StudioError(f"{what}: cannot write in folder {folder} ({reason}); {fix} in a folder you can write")
     if path.exists() and not os.access(path, os.W_OK):
@@ -412,7 +412,7 @@ def output_path(file: str | Path, out: str | Path | None = None) -> Path:
     return path
 
 
-def _cannot_write_in(folder: Path) -> str | None:
+def cannot_write_in(folder: Path) -> str | None:
     """Why a new file cannot be created in `folder` (None: it can): a file is made there and removed."""
     import tempfile
 
