@@ -207,10 +207,42 @@ def _print_summary(run_id: str, status: str, summary: Any, registry: Any) -> Non
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Each preset's config, and (unless --no-data) its data prepared as a run would: every preset is checked, each
+    failure one `error: PRESET: ...` line; exit status 2 when any failed."""
+    failed = 0
     for preset in args.presets:
-        config = load_config(preset, args.set)
+        try:
+            config = load_config(preset, args.set)
+            data = _check_data(config, args.no_data, args.hub)
+        except StudioError as e:
+            print(f"error: {preset}: {e}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
         print(f"ok  {preset}: {config.name} ({config.model.name}, {config.method.name}, {config.data.source})")
-    return 0
+        print(f"    {data}", flush=True)
+    return EXIT_BAD_INPUT if failed else 0
+
+
+def _check_data(config: RunConfig, skip: bool, hub: bool) -> str:
+    """One line on the preset's data, prepared as a run prepares it (columns found, labels read, splits made);
+    a bad source raises its DataError. A Hub dataset is loaded only with `hub` (it needs the network)."""
+    from studio.dataview import is_hub_source
+
+    if skip:
+        return "data not checked (--no-data)"
+    if is_hub_source(config.data) and not hub:
+        return f"data not checked: {config.data.source} is a Hub dataset (needs the network; --hub loads it)"
+    import datasets
+
+    from studio.data import SPLITS, prepare
+
+    datasets.disable_progress_bars()
+    prepared = prepare(config.data, config.seed)
+    rows = prepared.report["rows"]
+    task = "multi-label" if prepared.multi_label else "single-label"
+    return (f"data: {sum(rows.values()):,} rows ({' / '.join(f'{rows[s]:,} {s}' for s in SPLITS)}), "
+            f"{len(prepared.label_names)} labels ({task}); text column '{prepared.report['text_column']}', label "
+            f"column '{prepared.report['label_column']}'")  # fmt: skip
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -579,9 +611,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-evaluation lines")
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("validate", help="check presets without training")
+    p = sub.add_parser("validate", help="check presets and their data without training")
     p.add_argument("presets", nargs="+")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--no-data", action="store_true", help="check the configs only, not their data sources")
+    p.add_argument("--hub", action="store_true",
+                   help="also load Hub datasets (needs the network or a cached copy; default: skipped)")  # fmt: skip
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("estimate", help="estimate a preset's training memory on this machine's GPU (or RAM)")

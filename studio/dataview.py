@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from studio.config import ModelConfig, RunConfig
+from studio.config import DataConfig, ModelConfig, RunConfig
 from studio.errors import StudioError
 
 
@@ -94,3 +94,15 @@ def _tokenizer(name: str, revision: str | None, trust_remote_code: bool) -> Any:
     source = resolve_source(model)
     family = family_for(load_config(model, source).model_type)
     return load_tokenizer(model, source, family)
+
+
+def is_hub_source(data: DataConfig) -> bool:
+    """Whether `data.source` is loaded from the Hugging Face Hub (which needs the network), as `load_raw` decides:
+    not a shipped sample, not an existing file or folder, and not shaped like a path."""
+    from pathlib import Path
+
+    from studio.datasource import SAMPLES, looks_like_path
+
+    if data.source in SAMPLES:
+        return False
+    return not Path(data.source).expanduser().exists() and not looks_like_path(data.source)

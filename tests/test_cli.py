@@ -72,8 +72,42 @@ def test_bad_input_exits_2_with_one_line(runs_dir, capsys, argv, words):
 def test_validate_and_presets_list(capsys):
     code, out, _ = run_cli(capsys, "validate", "quick_demo", "imdb_bert_qlora")
     assert code == 0 and out.count("ok  ") == 2
+    assert "data: 2,636 rows (2,000 train / 318 validation / 318 test), 2 labels (single-label); text column " \
+           "'review', label column 'sentiment'" in out  # fmt: skip
+    assert "data not checked: dipanjanS/imdb_sentiment_finetune_dataset20k is a Hub dataset (needs the network" in out
     code, out, _ = run_cli(capsys, "presets")
     assert code == 0 and "quick_demo" in out and "imdb_bert_qlora" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("missing.csv", None, ["data.source: file not found: ", "missing.csv"]),
+        ("latin.csv", "review,sentiment\ncaf\xe9 cr\xe8me,positive\n".encode("latin-1"), ["latin.csv is not UTF-8"]),
+        ("stars.csv", b"review,stars\ngood,5\nbad,1\n", ["data.label_column", "the data has columns: review, stars"]),
+    ],
+)
+def test_validate_checks_the_data_source(capsys, tmp_path, name, content, words):
+    file = tmp_path / name
+    if content is not None:
+        file.write_bytes(content)
+    code, out, err = run_cli(capsys, "validate", "quick_demo", "--set", f"data.source={file}")
+    assert code == EXIT_BAD_INPUT and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: quick_demo: "), err
+    for word in words:
+        assert word in lines[0]
+    code, out, err = run_cli(capsys, "validate", "quick_demo", "--no-data", "--set", f"data.source={file}")
+    assert code == 0 and "data not checked (--no-data)" in out and err == ""
+
+
+def test_validate_checks_every_preset_and_names_the_bad_one(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  source: nowhere/reviews.csv\n", encoding="utf-8")
+    code, out, err = run_cli(capsys, "validate", bad, "quick_demo")
+    assert code == EXIT_BAD_INPUT
+    assert err.strip().splitlines() == [f"error: {bad}: data.source: file not found: nowhere/reviews.csv"]
+    assert out.startswith("ok  quick_demo: ") and "data: 2,636 rows" in out  # the good one is still checked
 
 
 # ---- export, merge, push -------------------------------------------------------------------------------
