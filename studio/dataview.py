@@ -45,8 +45,9 @@ class DataOverview:
         return sum(n > max_length for n in self.lengths) / len(self.lengths) if self.lengths else 0.0
 
 
-def overview(config: RunConfig, preview_rows: int = 20, sample: int = 2000) -> DataOverview:
-    """Prepare `config.data` exactly as a run would and describe it.
+def overview(config: RunConfig, preview_rows: int = 20, sample: int = 2000, tokens: bool = True) -> DataOverview:
+    """Prepare `config.data` exactly as a run would and describe it (without `tokens`, no tokenizer is loaded and
+    no token length counted).
 
     Raises:
         DataError / ConfigError: the source cannot be loaded or does not fit the config.
@@ -60,8 +61,9 @@ def overview(config: RunConfig, preview_rows: int = 20, sample: int = 2000) -> D
     notes = list(prepared.report.get("notes", []))
     lengths: list[int] = []
     try:
-        tokenizer = tokenizer_for(config.model)
-        lengths = token_lengths(prepared.splits["train"]["text"], tokenizer, sample=sample, seed=config.seed)
+        if tokens:
+            tokenizer = tokenizer_for(config.model)
+            lengths = token_lengths(prepared.splits["train"]["text"], tokenizer, sample=sample, seed=config.seed)
     except StudioError as e:
         notes.append(f"token lengths unavailable: {e}")
     return DataOverview(

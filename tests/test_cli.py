@@ -110,6 +110,117 @@ def test_validate_checks_every_preset_and_names_the_bad_one(capsys, tmp_path):
     assert out.startswith("ok  quick_demo: ") and "data: 2,636 rows" in out  # the good one is still checked
 
 
+# ---- inspect -------------------------------------------------------------------------------------------
+def skewed_csv(path) -> str:
+    """40 short reviews, 32 'good' and 8 'bad' (4:1), a few long enough to be cut at 8 tokens."""
+    rows = [("a fine film" + " and more" * (i % 4), "good") for i in range(32)] + [("dull", "bad")] * 8
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    return str(path)
+
+
+def inspect_args(tiny_model_dir, tmp_path, *more) -> list:
+    return ["inspect", "quick_demo", "--set", f"data.source={skewed_csv(tmp_path / 'skewed.csv')}",
+            "--set", "data.text_column=text", "--set", "data.label_column=label", "--set", "data.max_length=8",
+            "--set", f"model.name={tiny_model_dir('bert')}", *more]  # fmt: skip
+
+
+@pytest.mark.parametrize("rich", [True, False])
+def test_inspect_shows_what_the_data_tab_shows(tiny_model_dir, tmp_path, capsys, monkeypatch, rich):
+    import sys
+
+    if not rich:
+        for name in ("rich", "rich.console"):  # not installed: plain aligned text
+            monkeypatch.setitem(sys.modules, name, None)
+    code, out, err = run_cli(capsys, *inspect_args(tiny_model_dir, tmp_path))
+    assert code == 0, err
+    lines = [line.rstrip() for line in out.splitlines()]
+    assert (
+        f"file {tmp_path / 'skewed.csv'}" in out and "text 'text', label 'label' (the source has: text, label)" in out
+    )
+    assert "single-label" in out and "40: 32 train / 4 validation / 4 test" in out
+    assert "2; 4.3:1 largest to smallest in train" in out
+    header = next(line for line in lines if "validation" in line and "label" in line)
+    assert header.split() == ["label", "train", "validation", "test"]
+    assert next(line for line in lines if line.strip().startswith("bad")).split() == ["bad", "6", "1", "1"]
+    assert next(line for line in lines if line.strip().startswith("good")).split() == ["good", "26", "3", "3"]
+    assert "token lengths (32 train texts" in out and "min 3, median 7, p95 11, max 11" in out
+    assert "43.8% of texts are cut at data.max_length" in out
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: classes are skewed 4.3:1 in train ('good' 26 rows")
+    if not rich:
+        assert "\x1b" not in out and "─" not in out
+
+
+def test_inspect_without_tokens_json_and_bad_input(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from studio import dataview
+
+    monkeypatch.setattr(dataview, "tokenizer_for", lambda model: pytest.fail("the tokenizer was loaded"))
+    code, out, err = run_cli(capsys, *inspect_args(tiny_model_dir, tmp_path, "--no-tokens"))
+    assert code == 0 and "not counted" in out and "--no-tokens" in out, err
+    code, out, err = run_cli(capsys, *inspect_args(tiny_model_dir, tmp_path, "--no-tokens", "--json"))
+    shown = json.loads(out)
+    assert code == 0 and "preview" not in shown and shown["source"].endswith("skewed.csv")
+    assert shown["rows"] == {"train": 32, "validation": 4, "test": 4} and shown["task"] == "single_label"
+    assert shown["label_counts"]["train"] == {"bad": 6, "good": 26} and shown["length_stats"] is None
+    code, _, err = run_cli(capsys, *inspect_args(tiny_model_dir, tmp_path, "--set", "data.label_column=stars"))
+    lines = err.strip().splitlines()
+    assert code == EXIT_BAD_INPUT and len(lines) == 1 and lines[0].startswith("error: data.label_column: ")
+    assert "'stars' not found" in lines[0]
+
+
+def test_inspect_json_has_the_token_statistics(tiny_model_dir, tmp_path, capsys):
+    code, out, err = run_cli(capsys, *inspect_args(tiny_model_dir, tmp_path, "--json"))
+    shown = json.loads(out)
+    assert code == 0, err
+    stats = shown["length_stats"]
+    assert len(shown["lengths"]) == 32 and stats["count"] == 32 and stats["min"] == min(shown["lengths"])
+    assert stats["max_length"] == 8 and 0 < stats["truncated_share"] < 1
+
+
+def test_inspect_says_why_token_lengths_are_missing_and_shows_new_fields(tiny_model_dir, tmp_path, capsys,
+                                                                       monkeypatch):  # fmt: skip
+    """A tokenizer that does not load is said, not fatal; fields the overview gains later show without a change
+    here (duplicates, leakage, per-split origins are coming), and so do their notes."""
+    import dataclasses
+
+    from studio import dataview
+    from studio.errors import ModelError
+
+    @dataclasses.dataclass
+    class Grown(dataview.DataOverview):
+        duplicates: int = 0
+        origins: dict = dataclasses.field(default_factory=dict)
+
+    def no_tokenizer(model):
+        raise ModelError("model.name: 'x' is not downloaded; connect once")
+
+    real = dataview.overview
+
+    def grown(config, **kwargs):
+        o = real(config, **kwargs)
+        fields = {f.name: getattr(o, f.name) for f in dataclasses.fields(o)}
+        fields["notes"] = [*o.notes, "3 texts are in both train and test"]
+        return Grown(**fields, duplicates=3, origins={"train": "train.csv", "test": "carved from train"})
+
+    monkeypatch.setattr(dataview, "tokenizer_for", no_tokenizer)
+    monkeypatch.setattr(dataview, "overview", grown)
+    code, out, err = run_cli(capsys, *inspect_args(tiny_model_dir, tmp_path))
+    assert code == 0, err
+    assert "the tokenizer did not load" in out
+    assert "warning: token lengths unavailable: model.name: 'x' is not downloaded; connect once" in out
+    assert "warning: 3 texts are in both train and test" in out
+    lines = [line.split() for line in out.splitlines()]
+    assert ["duplicates", "3"] in lines and [
+        "origins",
+        "train",
+        "train.csv,",
+        "test",
+        "carved",
+        "from",
+        "train",
+    ] in lines
+
+
 # ---- export, merge, push -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def finished(tiny_model_dir, tmp_path_factory):
