@@ -1,7 +1,8 @@
 """Command line: the same engine calls as the UI.
 
     python -m studio train presets/quick_demo.yaml [--set train.epochs=1 ...]
-    python -m studio validate presets/*.yaml
+    python -m studio validate presets/*.yaml [--no-data]
+    python -m studio inspect quick_demo [--no-tokens] [--json]
     python -m studio runs | show RUN_ID | predict RUN_ID "a text" | predict RUN_ID --file reviews.csv
     python -m studio presets
     python -m studio lr-find quick_demo [--steps 100] [--methods full,lora] [--plot curve.html]
