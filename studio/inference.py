@@ -395,7 +395,7 @@ def output_path(file: str | Path, out: str | Path | None = None) -> Path:
     path = Path(out).expanduser() if out is not None else default
     what = "--out" if out is not None else f"the predictions file {path} (beside the input)"
     fix = "pick another with --out FILE" if out is None else "pick another file"
-    if path.is_dir():
+    if path.is_dir() or (out is not None and str(out).endswith(("/", os.sep))):
         raise StudioError(f"--out: {path} is a folder; name a file in it, e.g. --out {path / default.name}")
     if path.exists() and path.resolve() == file.resolve():
         raise StudioError(f"--out: {path} is the input file; write the predictions to another file")

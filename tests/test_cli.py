@@ -325,6 +325,7 @@ def no_model(monkeypatch):
     [
         ("missing folder", ["{tmp}/nope", "does not exist", "mkdir -p {tmp}/nope"]),
         ("a folder", ["--out: {tmp}/results is a folder", "--out {tmp}/results/texts.predictions.csv"]),
+        ("a new folder", ["--out: {tmp}/new is a folder", "--out {tmp}/new/texts.predictions.csv"]),
         ("the input", ["--out: {tmp}/texts.csv is the input file"]),
         ("no text column", ["text column 'body' not found in texts.csv"]),
         ("read-only folder", ["--out: cannot write in folder {tmp}/locked"]),
@@ -339,6 +340,7 @@ def test_predict_refuses_a_bad_output_before_the_model_loads(finished, capsys, t
     extra = {
         "missing folder": ["--out", tmp_path / "nope" / "p.csv"],
         "a folder": ["--out", tmp_path / "results"],
+        "a new folder": ["--out", f"{tmp_path / 'new'}/"],
         "the input": ["--out", file],
         "no text column": ["--text-column", "body"],
         "read-only folder": ["--out", locked / "p.csv"],
@@ -363,6 +365,7 @@ def test_predict_refuses_a_bad_output_before_the_model_loads(finished, capsys, t
     for word in words:
         assert word.format(tmp=tmp_path) in lines[0]
     assert not list(tmp_path.rglob("*.predictions.csv")) and not list(tmp_path.rglob("p.csv")), "nothing written"
+    assert not (tmp_path / "new").exists() and not (tmp_path / "nope").exists()
 
 
 def test_predictions_are_kept_when_writing_them_fails(finished, capsys, tmp_path, monkeypatch):
