@@ -1,7 +1,8 @@
 """Command line: the same engine calls as the UI.
 
     python -m studio train presets/quick_demo.yaml [--set train.epochs=1 ...]
-    python -m studio validate presets/*.yaml
+    python -m studio validate presets/*.yaml [--no-data]
+    python -m studio inspect quick_demo [--no-tokens] [--json]
     python -m studio runs | show RUN_ID | predict RUN_ID "a text" | predict RUN_ID --file reviews.csv
     python -m studio presets
     python -m studio lr-find quick_demo [--steps 100] [--methods full,lora] [--plot curve.html]
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -207,10 +209,210 @@ def _print_summary(run_id: str, status: str, summary: Any, registry: Any) -> Non
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Each preset's config, and (unless --no-data) its data prepared as a run would: every preset is checked, each
+    failure one `error: PRESET: ...` line; exit status 2 when any failed."""
+    failed = 0
     for preset in args.presets:
-        config = load_config(preset, args.set)
+        try:
+            config = load_config(preset, args.set)
+            data = _check_data(config, args.no_data, args.hub)
+        except StudioError as e:
+            print(f"error: {preset}: {e}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
         print(f"ok  {preset}: {config.name} ({config.model.name}, {config.method.name}, {config.data.source})")
+        print(f"    {data}", flush=True)
+    return EXIT_BAD_INPUT if failed else 0
+
+
+def _check_data(config: RunConfig, skip: bool, hub: bool) -> str:
+    """One line on the preset's data, prepared as a run prepares it (columns found, labels read, splits made);
+    a bad source raises its DataError. A Hub dataset is loaded only with `hub` (it needs the network)."""
+    from studio.dataview import is_hub_source
+
+    if skip:
+        return "data not checked (--no-data)"
+    if is_hub_source(config.data) and not hub:
+        return f"data not checked: {config.data.source} is a Hub dataset (needs the network; --hub loads it)"
+    import datasets
+
+    from studio.data import SPLITS, prepare
+
+    datasets.disable_progress_bars()
+    prepared = prepare(config.data, config.seed)
+    rows = prepared.report["rows"]
+    task = "multi-label" if prepared.multi_label else "single-label"
+    return (f"data: {sum(rows.values()):,} rows ({' / '.join(f'{rows[s]:,} {s}' for s in SPLITS)}), "
+            f"{len(prepared.label_names)} labels ({task}); text column '{prepared.report['text_column']}', label "
+            f"column '{prepared.report['label_column']}'")  # fmt: skip
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """What the Data tab's Inspect shows, from the same `dataview.overview`: the data as a run would prepare it."""
+    import datasets
+
+    from studio.dataview import overview
+
+    config = load_config(args.preset, args.set)
+    if args.no_tokens:
+        datasets.disable_progress_bars()
+    else:
+        _quiet_libraries()  # the tokenizer loads
+    o = overview(config, tokens=not args.no_tokens)
+    if args.json:
+        print(json.dumps(_overview_dict(o, config), indent=1, default=_plain_value))
+        return 0
+    sections = [_data_section(o, config), _labels_section(o), _lengths_section(o, config, args.no_tokens)]
+    warnings = list(o.notes)
+    from studio.losses import imbalance_note
+
+    advice = None if o.multi_label else imbalance_note(o.label_counts.get("train") or {}, config.train)
+    if advice and advice not in warnings:
+        warnings.append(advice)
+    _show(sections, [f"warning: {w}" for w in warnings])
     return 0
+
+
+OVERVIEW_SHOWN = {"columns", "text_column", "label_column", "preview", "rows", "label_names", "label_counts",
+                  "lengths", "notes", "task", "labels_per_row", "made_single"}  # fmt: skip
+"""The `DataOverview` fields `inspect` lays out itself; any other field is listed as it is (`_data_section`)."""
+
+
+@dataclasses.dataclass
+class Section:
+    """A titled block of `inspect`'s output: a table with a header, or name/value rows (`header` empty)."""
+
+    title: str
+    rows: list[list[str]]
+    header: list[str] = dataclasses.field(default_factory=list)
+
+
+def _overview_dict(o: Any, config: RunConfig) -> dict[str, Any]:
+    """`inspect --json`: the overview's fields (the preview table left out), the source, and the length statistics."""
+    from studio.data import length_stats
+
+    fields = {f.name: getattr(o, f.name) for f in dataclasses.fields(o) if f.name != "preview"}
+    stats = length_stats(o.lengths, config.data.max_length) if o.lengths else None
+    if stats:
+        stats["min"] = min(o.lengths)
+    return {"source": config.data.source, "max_length": config.data.max_length,
+            **json.loads(json.dumps(fields, default=_plain_value)), "length_stats": stats}  # fmt: skip
+
+
+def _plain_value(value: Any) -> Any:
+    """JSON for what `json` cannot write: dataclasses as dicts, numpy numbers as numbers, anything else as text."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _data_section(o: Any, config: RunConfig) -> Section:
+    from studio.data import SPLITS
+    from studio.datasource import describe_source
+    from studio.losses import imbalance_ratio
+
+    per_split = " / ".join(f"{o.rows.get(s, 0):,} {s}" for s in SPLITS)
+    rows = [["source", describe_source(config.data)],
+            ["columns", f"text '{o.text_column}', label '{o.label_column}' (the source has: {', '.join(o.columns)})"],
+            ["task", "multi-label (any number of labels per text)" if o.multi_label else "single-label"],
+            ["rows", f"{sum(o.rows.values()):,}: {per_split}"]]  # fmt: skip
+    counts = o.label_counts.get("train") or {}
+    ratio = f"; {imbalance_ratio(counts):.1f}:1 largest to smallest in train" if len(counts) > 1 else ""
+    rows.append(["labels", f"{len(o.label_names)}{ratio}"])
+    if o.labels_per_row:
+        rows.append(["labels per text", " / ".join(f"{v:.2f} {s}" for s, v in o.labels_per_row.items())])
+    if o.made_single:
+        rows.append(["made single-label", f"{o.made_single:,} rows carried several labels (see the warnings)"])
+    for f in dataclasses.fields(o):  # fields added to the overview since: shown as they are
+        value = getattr(o, f.name)
+        if f.name not in OVERVIEW_SHOWN and value not in (None, "", [], {}, 0):
+            rows.append([f.name.replace("_", " "), _text(value)])
+    return Section("data", rows)
+
+
+def _text(value: Any) -> str:
+    """A value of any type on one line: a mapping as 'key value, ...', a list joined, a number with separators."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_text(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple, set)):
+        return ", ".join(_text(v) for v in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _text(dataclasses.asdict(value))
+    return str(value)
+
+
+def _labels_section(o: Any) -> Section:
+    splits = [s for s in ("train", "validation", "test") if s in o.label_counts]
+    rows = [[name, *(f"{o.label_counts[s].get(name, 0):,}" for s in splits)] for name in o.label_names]
+    what = "rows carrying each label" if o.multi_label else "rows per split"
+    return Section(f"labels ({what})", rows, ["label", *splits])
+
+
+def _lengths_section(o: Any, config: RunConfig, skipped: bool) -> Section:
+    from studio.data import length_stats
+
+    limit = config.data.max_length
+    if skipped:
+        return Section("token lengths", [["not counted", "--no-tokens"]])
+    if not o.lengths:
+        return Section("token lengths", [["unavailable", "the tokenizer did not load (see the warnings)"]])
+    stats = length_stats(o.lengths, limit)
+    spread = f"min {min(o.lengths):,}, median {stats['p50']:,.0f}, p95 {stats['p95']:,.0f}, max {stats['max']:,}"
+    cut = f"{stats['truncated_share']:.1%} of texts are cut at data.max_length"
+    return Section(f"token lengths ({len(o.lengths):,} train texts, {config.model.name}'s tokenizer)",
+                   [["tokens", spread], [f"over {limit:,}", cut]])  # fmt: skip
+
+
+def _show(sections: list[Section], lines: list[str]) -> None:
+    """The sections as tables (rich when installed, else aligned plain text), then the lines (warnings)."""
+    try:
+        from rich.console import Console
+    except ImportError:
+        for section in sections:
+            print(f"{section.title}")
+            table = ([section.header] if section.header else []) + section.rows
+            widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))] if table else []
+            for r in table:
+                cells = [c.ljust(w) if i == 0 or not section.header else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(r, widths, strict=True))]  # fmt: skip
+                print("  " + "  ".join(cells).rstrip())
+        for line in lines:
+            print(line)
+        return
+    console = Console(highlight=False)
+    if not console.is_terminal:  # a pipe or a file: no wrapping at 80 columns
+        console = Console(highlight=False, width=200)
+    for section in sections:
+        console.print(section.title, style="bold", markup=False, soft_wrap=True)
+        console.print(_rich_table(section))
+        if not section.header:  # a table with a header ends with a blank line of its own
+            console.print()
+    for line in lines:
+        console.print(line, style="yellow", markup=False, soft_wrap=True)
+
+
+def _rich_table(section: Section) -> Any:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    if section.header:
+        table = Table(box=box.SIMPLE_HEAD)
+        for i, name in enumerate(section.header):
+            table.add_column(name, justify="right" if i else "left")
+    else:
+        table = Table.grid(padding=(0, 2), pad_edge=True)
+        table.add_column(style="dim")
+        table.add_column()
+    for row in section.rows:
+        table.add_row(*(Text(cell) for cell in row))
+    return table
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -458,25 +660,44 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.threshold = check_label_threshold(args.threshold)
     registry = Registry(args.runs_dir)
     registry.get(args.run_id)  # a clear error before loading any library
+    source = out = None
+    if args.file:  # where the predictions go, and the texts, checked before the model loads
+        from studio.inference import output_path, read_texts
+
+        out = output_path(args.file, args.out)
+        source = read_texts(args.file, args.text_column)
     _quiet_libraries()
     predictor = Predictor.from_run(registry, args.run_id)
-    if args.file:
-        if args.threshold is not None and not predictor.multi_label:
-            raise StudioError("--threshold: this run is single-label (it answers with its most probable class); "
-                              "use --min-confidence to abstain under a confidence")  # fmt: skip
-        frame = predictor.predict_file(args.file, text_column=args.text_column, raw=args.raw,
-                                       min_confidence=args.min_confidence, label_threshold=args.threshold)  # fmt: skip
-        out = args.out or str(Path(args.file).with_suffix("")) + ".predictions.csv"
-        frame.to_csv(out, index=False)
-        print(f"{len(frame)} predictions written to {out}")
-        return 0
     if args.threshold is not None and not predictor.multi_label:
         raise StudioError("--threshold: this run is single-label (it answers with its most probable class); use "
                           "--min-confidence to abstain under a confidence")  # fmt: skip
+    if source is not None and out is not None:
+        return _predict_file(args, predictor, source, out, registry.run_dir(args.run_id))
     for p in predictor.predict(args.texts, raw=args.raw, min_confidence=args.min_confidence,
                                label_threshold=args.threshold):  # fmt: skip
         probs = "  ".join(f"{k} {v:.3f}" for k, v in sorted(p.probs.items(), key=lambda kv: -kv[1])[:5])
         print(f"{p.answer}\t{p.score:.3f}\t{probs}\t{p.text[:60]}")
+    return 0
+
+
+def _predict_file(args: argparse.Namespace, predictor: Any, source: Any, out: Path, run_dir: Path) -> int:
+    """Score the file and write the table; should writing fail now (after the checks), the predictions go to a
+    temporary file (or the run folder) and the exit status is 1."""
+    import tempfile
+
+    from studio.inference import save_table
+
+    result = predictor.score_file(source, raw=args.raw, min_confidence=args.min_confidence,
+                                  label_threshold=args.threshold)  # fmt: skip
+    saved = save_table(result.table, out, fallbacks=(Path(tempfile.gettempdir()), run_dir))
+    if result.no_text:
+        rows = "1 row has" if result.no_text == 1 else f"{result.no_text:,} rows have"
+        print(f"{rows} no text in column '{result.text_column}': marked, not predicted")
+    if saved.failed:
+        print(f"error: could not write {out} ({saved.failed}); the {result.predicted:,} predictions were saved to "
+              f"{saved.path} instead", file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
+    print(f"{result.predicted:,} predictions written to {out}")
     return 0
 
 
@@ -560,10 +781,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-evaluation lines")
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("validate", help="check presets without training")
+    p = sub.add_parser("validate", help="check presets and their data without training")
     p.add_argument("presets", nargs="+")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--no-data", action="store_true", help="check the configs only, not their data sources")
+    p.add_argument("--hub", action="store_true",
+                   help="also load Hub datasets (needs the network or a cached copy; default: skipped)")  # fmt: skip
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("inspect", help="what a preset's data looks like: columns, task, rows, labels, token lengths")
+    p.add_argument("preset")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--no-tokens", action="store_true", help="skip the token lengths (the model's tokenizer not loaded)")
+    p.add_argument("--json", action="store_true", help="print the overview as JSON (without the preview rows)")
+    p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("estimate", help="estimate a preset's training memory on this machine's GPU (or RAM)")
     p.add_argument("preset")

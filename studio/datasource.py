@@ -438,8 +438,11 @@ def _delimited(path: Path, suffix: str, text: str, sep: str, opts: ReadOptions) 
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
             # all strings (a text "001074" stays text); only empty cells are missing ("NA" is a review too)
-            frame = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None, dtype=str,
-                                keep_default_na=False, na_values=[""], index_col=False)  # fmt: skip
+            # one column: a blank line is an empty text (a row to count or mark), not nothing
+            single = len(first) == 1
+            frame = pd.read_csv(io.StringIO(text.rstrip("\r\n") + "\n" if single else text), sep=sep,
+                                header=0 if header else None, dtype=str, keep_default_na=False, na_values=[""],
+                                index_col=False, skip_blank_lines=not single)  # fmt: skip
     except pd.errors.EmptyDataError:
         raise DataError(f"data.source: {path.name} is empty (no rows)") from None
     except (pd.errors.ParserError, pd.errors.ParserWarning) as e:

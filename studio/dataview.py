@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from studio.config import ModelConfig, RunConfig
+from studio.config import DataConfig, ModelConfig, RunConfig
 from studio.errors import StudioError
 
 
@@ -45,8 +45,9 @@ class DataOverview:
         return sum(n > max_length for n in self.lengths) / len(self.lengths) if self.lengths else 0.0
 
 
-def overview(config: RunConfig, preview_rows: int = 20, sample: int = 2000) -> DataOverview:
-    """Prepare `config.data` exactly as a run would and describe it.
+def overview(config: RunConfig, preview_rows: int = 20, sample: int = 2000, tokens: bool = True) -> DataOverview:
+    """Prepare `config.data` exactly as a run would and describe it (without `tokens`, no tokenizer is loaded and
+    no token length counted).
 
     Raises:
         DataError / ConfigError: the source cannot be loaded or does not fit the config.
@@ -60,8 +61,9 @@ def overview(config: RunConfig, preview_rows: int = 20, sample: int = 2000) -> D
     notes = list(prepared.report.get("notes", []))
     lengths: list[int] = []
     try:
-        tokenizer = tokenizer_for(config.model)
-        lengths = token_lengths(prepared.splits["train"]["text"], tokenizer, sample=sample, seed=config.seed)
+        if tokens:
+            tokenizer = tokenizer_for(config.model)
+            lengths = token_lengths(prepared.splits["train"]["text"], tokenizer, sample=sample, seed=config.seed)
     except StudioError as e:
         notes.append(f"token lengths unavailable: {e}")
     return DataOverview(
@@ -94,3 +96,15 @@ def _tokenizer(name: str, revision: str | None, trust_remote_code: bool) -> Any:
     source = resolve_source(model)
     family = family_for(load_config(model, source).model_type)
     return load_tokenizer(model, source, family)
+
+
+def is_hub_source(data: DataConfig) -> bool:
+    """Whether `data.source` is loaded from the Hugging Face Hub (which needs the network), as `load_raw` decides:
+    not a shipped sample, not an existing file or folder, and not shaped like a path."""
+    from pathlib import Path
+
+    from studio.datasource import SAMPLES, looks_like_path
+
+    if data.source in SAMPLES:
+        return False
+    return not Path(data.source).expanduser().exists() and not looks_like_path(data.source)

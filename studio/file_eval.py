@@ -128,9 +128,14 @@ def evaluate_file(registry: Any, run_id: str, path: str | Path, *, text_column: 
                           "a letter or digit")  # fmt: skip
     multi = read_task(run_dir) == "multi_label"
     rows = read_labelled(path, label_names, text_column, label_column, multi, label_separator)
-    if load_predictor is None:
-        from studio.inference import Predictor
+    from studio.inference import Predictor, cannot_write_in
 
+    folder = run_dir / EVALUATIONS_DIR
+    reason = cannot_write_in(folder if folder.is_dir() else run_dir)  # before the model loads and predicts
+    if reason:
+        raise StudioError(f"run folder {run_dir} cannot be written ({reason}): the evaluation is saved there; make "
+                          "it writable")  # fmt: skip
+    if load_predictor is None:
         predictor = Predictor.from_run(registry, run_id)
     else:
         predictor = load_predictor()
@@ -145,11 +150,16 @@ def evaluate_file(registry: Any, run_id: str, path: str | Path, *, text_column: 
     else:
         report = full_report(np.array(rows.labels), np.log(np.clip(probs, 1e-12, 1.0)), label_names)
         decided = [[label_names[j]] for j in probs.argmax(axis=1)]
-    folder = run_dir / EVALUATIONS_DIR
     name = _free_name(folder, name or Path(path).name.split(".")[0])
     result = FileEvaluation(name, str(Path(path).resolve()), rows.text_column, rows.label_column, len(rows.texts),
                             rows.left_out, SplitMetrics.from_dict(report), round(time.time(), 3))  # fmt: skip
-    _write(folder, result, rows, label_names, probs, decided)
+    try:
+        _write(folder, result, rows, label_names, probs, decided)
+    except OSError as e:  # the folder was checked: a full disk, or permissions changed while predicting
+        m = result.metrics
+        raise StudioError(f"could not save evaluation '{name}' in {folder} ({e.strerror or e}); its scores: "
+                          f"accuracy {m.accuracy:.4f}, macro-F1 {m.f1_macro:.4f} on {m.n} rows; free some space and "
+                          "evaluate again") from None  # fmt: skip
     return result, folder / f"{name}.json"
 
 

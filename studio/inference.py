@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,8 @@ class Predictor:
         (calibrated unless `raw`). With `min_confidence`, `predicted_label` is "unsure" under the threshold and
         `top_label` keeps the most probable label. Multi-label: `predicted_labels` (the set, joined by ", ";
         "unsure" under `min_confidence`) and `label_count` instead of `predicted_label`, `top_label` the set.
+        Rows without a text (empty, missing) are not scored: their prediction columns are empty and a `note`
+        column says why (`score_file`).
 
         The file is read by the data layer, so it takes the same formats and gives the same errors.
         """
@@ -276,34 +279,199 @@ class Predictor:
             from studio.multilabel import check_threshold as check_label_threshold
 
             check_label_threshold(label_threshold)
-        from studio.config import DataConfig
-        from studio.data import TEXT_COLUMNS, load_raw
+        texts = read_texts(path, text_column)
+        return self.score_file(texts, batch_size, raw=raw, min_confidence=min_confidence,
+                               label_threshold=label_threshold).table  # fmt: skip
 
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"file not found: {path}")
-        raw = load_raw(DataConfig(source=str(path)))
-        frame = next(iter(raw.values())).to_pandas()
-        columns = list(map(str, frame.columns))
-        column = text_column or next(
-            (c for c in TEXT_COLUMNS if c in columns), columns[0] if len(columns) == 1 else "text"
-        )
-        if column not in columns:
-            raise DataError(f"text column '{column}' not found in {path.name}; it has columns: {', '.join(columns)}")
-        texts = frame[column].fillna("").astype(str).tolist()
-        preds = self.predict(texts, batch_size=batch_size, raw=raw, min_confidence=min_confidence,
+    def score_file(
+        self, source: TextFile, batch_size: int | None = None, *, raw: bool = False,
+        min_confidence: float | None = None, label_threshold: float | None = None,
+    ) -> FilePredictions:  # fmt: skip
+        """`predict_file` on a file already read (`read_texts`: before the model loads). Only the rows with a text
+        are scored; the others keep empty prediction columns and a note (column `note`, or `prediction_note` when
+        the file has a `note` column of its own), added only when some row has no text."""
+        frame, at = source.frame.copy(deep=False), source.rows  # the file's table stays as read
+        preds = self.predict(source.texts, batch_size=batch_size, raw=raw, min_confidence=min_confidence,
                              label_threshold=label_threshold)  # fmt: skip
+
+        def spread(values: list[Any], empty: Any) -> list[Any]:  # one value per row of the file, `empty` if unscored
+            out = [empty] * len(frame)
+            for i, v in zip(at, values, strict=True):
+                out[i] = v
+            return out
+
         if self.multi_label:  # the label set, joined by ", " (empty when no label reached its threshold)
-            frame["predicted_labels"] = [p.answer if p.unsure else p.label for p in preds]
-            frame["label_count"] = [len(p.labels or ()) for p in preds]
+            import pandas as pd
+
+            frame["predicted_labels"] = spread([p.answer if p.unsure else p.label for p in preds], "")
+            frame["label_count"] = pd.array(spread([len(p.labels or ()) for p in preds], None), dtype="Int64")
         else:
-            frame["predicted_label"] = [p.answer for p in preds]
+            frame["predicted_label"] = spread([p.answer for p in preds], "")
         if min_confidence is not None:
-            frame["top_label"] = [p.label for p in preds]
-        frame["score"] = [round(p.score, 6) for p in preds]
+            frame["top_label"] = spread([p.label for p in preds], "")
+        frame["score"] = spread([round(p.score, 6) for p in preds], float("nan"))
         for name in self.label_names:
-            frame[f"prob_{name}"] = [round(p.probs[name], 6) for p in preds]
-        return frame
+            frame[f"prob_{name}"] = spread([round(p.probs[name], 6) for p in preds], float("nan"))
+        if source.no_text:
+            note = "note" if "note" not in frame.columns else "prediction_note"
+            frame[note] = spread([""] * len(at), f"no text in column '{source.column}'")
+        return FilePredictions(frame, source.column, len(at), source.no_text)
+
+
+@dataclass
+class TextFile:
+    """A file of texts to predict, read (`read_texts`) before any model loads."""
+
+    path: Path
+    frame: Any
+    """pandas DataFrame: every row and column of the file."""
+    column: str
+    """The column holding the texts."""
+    rows: list[int]
+    """Positions of the rows that have a text, in file order."""
+    texts: list[str]
+    """Their texts."""
+
+    @property
+    def no_text(self) -> int:
+        """Rows whose text is missing or empty: marked in the output, not predicted."""
+        return len(self.frame) - len(self.rows)
+
+
+@dataclass
+class FilePredictions:
+    """A scored file: the table to write, and what was and was not predicted."""
+
+    table: Any
+    """pandas DataFrame: the file's rows and columns plus the predictions (see `Predictor.predict_file`)."""
+    text_column: str
+    predicted: int
+    no_text: int
+    """Rows without a text: their prediction columns are empty and their note says so."""
+
+
+def read_texts(path: str | Path, text_column: str | None = None) -> TextFile:
+    """The texts of a file to predict, found as `predict_file` finds them: `text_column`, else the first of the
+    usual text column names, else the only column.
+
+    Raises:
+        DataError: no such file, the file cannot be read, no such column, or no row has a text.
+    """
+    from studio.config import DataConfig
+    from studio.data import TEXT_COLUMNS, load_raw, missing
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    # rows lacking the text (a JSON line without the key) come as None, to be marked rather than refused
+    frame = next(iter(load_raw(DataConfig(source=str(path), text_column=text_column), check_columns=False).values()))
+    frame = frame.to_pandas()
+    columns = list(map(str, frame.columns))
+    column = text_column or next((c for c in TEXT_COLUMNS if c in columns), columns[0] if len(columns) == 1 else "text")
+    if column not in columns:
+        raise DataError(f"text column '{column}' not found in {path.name}; it has columns: {', '.join(columns)}")
+    values = frame[column].tolist()
+    rows = [i for i, v in enumerate(values) if not missing(v)]
+    if not rows:
+        raise DataError(f"{path.name} has no text in column '{column}' on any of its {len(values)} rows; name the "
+                        "column that holds the texts (--text-column)")  # fmt: skip
+    return TextFile(path, frame, column, rows, [str(values[i]) for i in rows])
+
+
+# ---- where predictions go ------------------------------------------------------------------------------
+PREDICTIONS_SUFFIX = ".predictions.csv"
+
+
+def output_path(file: str | Path, out: str | Path | None = None) -> Path:
+    """Where the predictions of `file` go, checked before any work: `out` (the CLI's --out), or beside the file
+    as <file without its suffix>.predictions.csv. The folder must exist and take a new file, the path must not be
+    a folder or the input itself, and an existing file there must be writable (it is replaced).
+
+    Raises:
+        DataError: `file` does not exist. StudioError: the output path cannot be written, saying what to do.
+    """
+    file = Path(file)
+    if not file.is_file():
+        raise DataError(f"file not found: {file}")
+    default = Path(str(file.with_suffix("")) + PREDICTIONS_SUFFIX)
+    path = Path(out).expanduser() if out is not None else default
+    what = "--out" if out is not None else f"the predictions file {path} (beside the input)"
+    fix = "pick another with --out FILE" if out is None else "pick another file"
+    if path.is_dir() or (out is not None and str(out).endswith(("/", os.sep))):
+        raise StudioError(f"--out: {path} is a folder; name a file in it, e.g. --out {path / default.name}")
+    if path.exists() and path.resolve() == file.resolve():
+        raise StudioError(f"--out: {path} is the input file; write the predictions to another file")
+    folder = path.parent
+    if not folder.exists():
+        raise StudioError(f"{what}: folder {folder} does not exist; create it (mkdir -p {folder}) or {fix}")
+    if not folder.is_dir():
+        raise StudioError(f"{what}: {folder} is a file, not a folder; {fix}")
+    reason = cannot_write_in(folder)
+    if reason:
+        raise StudioError(f"{what}: cannot write in folder {folder} ({reason}); {fix} in a folder you can write")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise StudioError(f"{what}: {path} exists and is read-only; {fix}, or make it writable")
+    return path
+
+
+def cannot_write_in(folder: Path) -> str | None:
+    """Why a new file cannot be created in `folder` (None: it can): a file is made there and removed."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".studio-write-test-"):
+            return None
+    except OSError as e:
+        return e.strerror or str(e)
+
+
+@dataclass(frozen=True)
+class SavedTable:
+    """Where a table was written: the path asked for, or a fallback when that failed (`failed`: why)."""
+
+    path: Path
+    failed: str | None = None
+
+
+def save_table(frame: Any, path: Path, fallbacks: tuple[Path, ...] = ()) -> SavedTable:
+    """Write `frame` as CSV to `path`, through a temporary file in its folder renamed into place (never a half
+    file). Should that fail (a full disk, permissions changed since `output_path` checked), the work is not lost:
+    it goes to a new file in the first of `fallbacks` (folders) that takes it.
+
+    Raises:
+        StudioError: nowhere could be written, naming the path and why.
+    """
+    import tempfile
+
+    try:
+        _write_csv(frame, path)
+        return SavedTable(path)
+    except OSError as e:
+        reason = e.strerror or str(e)
+    for folder in fallbacks:
+        try:
+            handle, name = tempfile.mkstemp(prefix=f"{path.stem}-", suffix=path.suffix or ".csv", dir=folder)
+            os.close(handle)
+            try:
+                frame.to_csv(name, index=False)
+            except OSError:
+                Path(name).unlink(missing_ok=True)
+                raise
+            return SavedTable(Path(name), reason)
+        except OSError:
+            continue
+    tried = ", ".join(str(f) for f in fallbacks) or "no other folder"
+    raise StudioError(f"could not write {path} ({reason}), nor a file in {tried}; free some space or pick "
+                      "another --out")  # fmt: skip
+
+
+def _write_csv(frame: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        frame.to_csv(tmp, index=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class PredictorCache:

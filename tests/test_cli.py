@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
 
-from studio.cli import EXIT_BAD_INPUT, main
+from studio.cli import EXIT_BAD_INPUT, EXIT_FAILED, main
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -71,8 +72,155 @@ def test_bad_input_exits_2_with_one_line(runs_dir, capsys, argv, words):
 def test_validate_and_presets_list(capsys):
     code, out, _ = run_cli(capsys, "validate", "quick_demo", "imdb_bert_qlora")
     assert code == 0 and out.count("ok  ") == 2
+    assert "data: 2,636 rows (2,000 train / 318 validation / 318 test), 2 labels (single-label); text column " \
+           "'review', label column 'sentiment'" in out  # fmt: skip
+    assert "data not checked: dipanjanS/imdb_sentiment_finetune_dataset20k is a Hub dataset (needs the network" in out
     code, out, _ = run_cli(capsys, "presets")
     assert code == 0 and "quick_demo" in out and "imdb_bert_qlora" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("missing.csv", None, ["data.source: file not found: ", "missing.csv"]),
+        ("latin.csv", "review,sentiment\ncaf\xe9 cr\xe8me,positive\n".encode("latin-1"), ["latin.csv is not UTF-8"]),
+        ("stars.csv", b"review,stars\ngood,5\nbad,1\n", ["data.label_column", "the data has columns: review, stars"]),
+    ],
+)
+def test_validate_checks_the_data_source(capsys, tmp_path, name, content, words):
+    file = tmp_path / name
+    if content is not None:
+        file.write_bytes(content)
+    code, out, err = run_cli(capsys, "validate", "quick_demo", "--set", f"data.source={file}")
+    assert code == EXIT_BAD_INPUT and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: quick_demo: "), err
+    for word in words:
+        assert word in lines[0]
+    code, out, err = run_cli(capsys, "validate", "quick_demo", "--no-data", "--set", f"data.source={file}")
+    assert code == 0 and "data not checked (--no-data)" in out and err == ""
+
+
+def test_validate_checks_every_preset_and_names_the_bad_one(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  source: nowhere/reviews.csv\n", encoding="utf-8")
+    code, out, err = run_cli(capsys, "validate", bad, "quick_demo")
+    assert code == EXIT_BAD_INPUT
+    assert err.strip().splitlines() == [f"error: {bad}: data.source: file not found: nowhere/reviews.csv"]
+    assert out.startswith("ok  quick_demo: ") and "data: 2,636 rows" in out  # the good one is still checked
+
+
+# ---- inspect -------------------------------------------------------------------------------------------
+def skewed_csv(path) -> str:
+    """40 short reviews, 32 'good' and 8 'bad' (4:1), a few long enough to be cut at 8 tokens."""
+    rows = [("a fine film" + " and more" * (i % 4), "good") for i in range(32)] + [("dull", "bad")] * 8
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    return str(path)
+
+
+def inspect_args(tiny_model_dir, tmp_path, *more) -> list:
+    return ["inspect", "quick_demo", "--set", f"data.source={skewed_csv(tmp_path / 'skewed.csv')}",
+            "--set", "data.text_column=text", "--set", "data.label_column=label", "--set", "data.max_length=8",
+            "--set", f"model.name={tiny_model_dir('bert')}", *more]  # fmt: skip
+
+
+@pytest.mark.parametrize("rich", [True, False])
+def test_inspect_shows_what_the_data_tab_shows(tiny_model_dir, tmp_path, capsys, monkeypatch, rich):
+    import sys
+
+    if not rich:
+        for name in ("rich", "rich.console"):  # not installed: plain aligned text
+            monkeypatch.setitem(sys.modules, name, None)
+    code, out, err = run_cli(capsys, *inspect_args(tiny_model_dir, tmp_path))
+    assert code == 0, err
+    lines = [line.rstrip() for line in out.splitlines()]
+    assert (
+        f"file {tmp_path / 'skewed.csv'}" in out and "text 'text', label 'label' (the source has: text, label)" in out
+    )
+    assert "single-label" in out and "40: 32 train / 4 validation / 4 test" in out
+    assert "2; 4.3:1 largest to smallest in train" in out
+    header = next(line for line in lines if "validation" in line and "label" in line)
+    assert header.split() == ["label", "train", "validation", "test"]
+    assert next(line for line in lines if line.strip().startswith("bad")).split() == ["bad", "6", "1", "1"]
+    assert next(line for line in lines if line.strip().startswith("good")).split() == ["good", "26", "3", "3"]
+    assert "token lengths (32 train texts" in out and "min 3, median 7, p95 11, max 11" in out
+    assert "43.8% of texts are cut at data.max_length" in out
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert warnings[-1].startswith("warning: classes are skewed 4.3:1 in train ('good' 26 rows")
+    assert "warning: train has 27 repeated texts" in warnings[0]  # 5 different texts in 40 rows: Inspect says so
+    assert any("test rows have a text that is also in train (leakage" in w for w in warnings)
+    if not rich:
+        assert "\x1b" not in out and "─" not in out
+
+
+def test_inspect_without_tokens_json_and_bad_input(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from studio import dataview
+
+    monkeypatch.setattr(dataview, "tokenizer_for", lambda model: pytest.fail("the tokenizer was loaded"))
+    code, out, err = run_cli(capsys, *inspect_args(tiny_model_dir, tmp_path, "--no-tokens"))
+    assert code == 0 and "not counted" in out and "--no-tokens" in out, err
+    code, out, err = run_cli(capsys, *inspect_args(tiny_model_dir, tmp_path, "--no-tokens", "--json"))
+    shown = json.loads(out)
+    assert code == 0 and "preview" not in shown and shown["source"].endswith("skewed.csv")
+    assert shown["rows"] == {"train": 32, "validation": 4, "test": 4} and shown["task"] == "single_label"
+    assert shown["label_counts"]["train"] == {"bad": 6, "good": 26} and shown["length_stats"] is None
+    code, _, err = run_cli(capsys, *inspect_args(tiny_model_dir, tmp_path, "--set", "data.label_column=stars"))
+    lines = err.strip().splitlines()
+    assert code == EXIT_BAD_INPUT and len(lines) == 1 and lines[0].startswith("error: data.label_column: ")
+    assert "'stars' not found" in lines[0]
+
+
+def test_inspect_json_has_the_token_statistics(tiny_model_dir, tmp_path, capsys):
+    code, out, err = run_cli(capsys, *inspect_args(tiny_model_dir, tmp_path, "--json"))
+    shown = json.loads(out)
+    assert code == 0, err
+    stats = shown["length_stats"]
+    assert len(shown["lengths"]) == 32 and stats["count"] == 32 and stats["min"] == min(shown["lengths"])
+    assert stats["max_length"] == 8 and 0 < stats["truncated_share"] < 1
+
+
+def test_inspect_says_why_token_lengths_are_missing_and_shows_new_fields(tiny_model_dir, tmp_path, capsys,
+                                                                       monkeypatch):  # fmt: skip
+    """A tokenizer that does not load is said, not fatal; fields the overview gains later show without a change
+    here (duplicates, leakage, per-split origins are coming), and so do their notes."""
+    import dataclasses
+
+    from studio import dataview
+    from studio.errors import ModelError
+
+    @dataclasses.dataclass
+    class Grown(dataview.DataOverview):
+        duplicates: int = 0
+        origins: dict = dataclasses.field(default_factory=dict)
+
+    def no_tokenizer(model):
+        raise ModelError("model.name: 'x' is not downloaded; connect once")
+
+    real = dataview.overview
+
+    def grown(config, **kwargs):
+        o = real(config, **kwargs)
+        fields = {f.name: getattr(o, f.name) for f in dataclasses.fields(o)}
+        fields["notes"] = [*o.notes, "3 texts are in both train and test"]
+        return Grown(**fields, duplicates=3, origins={"train": "train.csv", "test": "carved from train"})
+
+    monkeypatch.setattr(dataview, "tokenizer_for", no_tokenizer)
+    monkeypatch.setattr(dataview, "overview", grown)
+    code, out, err = run_cli(capsys, *inspect_args(tiny_model_dir, tmp_path))
+    assert code == 0, err
+    assert "the tokenizer did not load" in out
+    assert "warning: token lengths unavailable: model.name: 'x' is not downloaded; connect once" in out
+    assert "warning: 3 texts are in both train and test" in out
+    lines = [line.split() for line in out.splitlines()]
+    assert ["duplicates", "3"] in lines and [
+        "origins",
+        "train",
+        "train.csv,",
+        "test",
+        "carved",
+        "from",
+        "train",
+    ] in lines
 
 
 # ---- export, merge, push -------------------------------------------------------------------------------
@@ -160,6 +308,118 @@ def test_export_bad_input_exits_2_with_one_line(finished, capsys, monkeypatch, a
     assert len(lines) == 1 and lines[0].startswith("error: ")
     for word in words:
         assert word in lines[0]
+
+
+# ---- predict --file: where the predictions go, rows without a text -------------------------------------
+@pytest.fixture
+def no_model(monkeypatch):
+    """Loading a run's model fails the test: what is refused must be refused before it."""
+    from studio.inference import Predictor
+
+    def refuse(cls, registry, run_id):
+        raise AssertionError(f"the model of {run_id} was loaded")
+
+    monkeypatch.setattr(Predictor, "from_run", classmethod(refuse))
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("missing folder", ["{tmp}/nope", "does not exist", "mkdir -p {tmp}/nope"]),
+        ("a folder", ["--out: {tmp}/results is a folder", "--out {tmp}/results/texts.predictions.csv"]),
+        ("a new folder", ["--out: {tmp}/new is a folder", "--out {tmp}/new/texts.predictions.csv"]),
+        ("the input", ["--out: {tmp}/texts.csv is the input file"]),
+        ("no text column", ["text column 'body' not found in texts.csv"]),
+        ("read-only folder", ["--out: cannot write in folder {tmp}/locked"]),
+        ("read-only beside the input", ["{tmp}/locked/texts.predictions.csv (beside the input)", "--out FILE"]),
+    ],
+)
+def test_predict_refuses_a_bad_output_before_the_model_loads(finished, capsys, tmp_path, no_model, case, words):
+    runs, ids = finished
+    file, locked = tmp_path / "texts.csv", tmp_path / "locked"
+    pd.DataFrame({"text": ["good", "bad"]}).to_csv(file, index=False)
+    (tmp_path / "results").mkdir()
+    extra = {
+        "missing folder": ["--out", tmp_path / "nope" / "p.csv"],
+        "a folder": ["--out", tmp_path / "results"],
+        "a new folder": ["--out", f"{tmp_path / 'new'}/"],
+        "the input": ["--out", file],
+        "no text column": ["--text-column", "body"],
+        "read-only folder": ["--out", locked / "p.csv"],
+        "read-only beside the input": [],
+    }[case]
+    if case.startswith("read-only"):
+        if os.geteuid() == 0:
+            pytest.skip("root writes in read-only folders")
+        locked.mkdir()
+        if case == "read-only beside the input":
+            file = locked / "texts.csv"
+            pd.DataFrame({"text": ["good"]}).to_csv(file, index=False)
+        locked.chmod(0o555)
+    try:
+        code, _, err = run_cli(capsys, "--runs-dir", runs, "predict", ids["lora"], "--file", file, *extra)
+    finally:
+        if locked.exists():
+            locked.chmod(0o755)
+    assert code == EXIT_BAD_INPUT
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for word in words:
+        assert word.format(tmp=tmp_path) in lines[0]
+    assert not list(tmp_path.rglob("*.predictions.csv")) and not list(tmp_path.rglob("p.csv")), "nothing written"
+    assert not (tmp_path / "new").exists() and not (tmp_path / "nope").exists()
+
+
+def test_predictions_are_kept_when_writing_them_fails(finished, capsys, tmp_path, monkeypatch):
+    """The checks passed, then the disk filled while the model predicted: the table goes to a temporary file,
+    said in one line (exit status 1), and no half-written file is left where it was asked for."""
+    import errno
+    import tempfile
+    from pathlib import Path
+
+    runs, ids = finished
+    file, target, spare = tmp_path / "texts.csv", tmp_path / "out", tmp_path / "spare"
+    file.write_text("id,text\n1,good\n2,\n3,bad\n", encoding="utf-8")
+    target.mkdir()
+    spare.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spare))
+    to_csv = pd.DataFrame.to_csv
+
+    def full_disk(self, path=None, *args, **kwargs):
+        if path is not None and Path(path).parent == target:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return to_csv(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+    code, out, err = run_cli(capsys, "--runs-dir", runs, "predict", ids["lora"], "--file", file, "--out",
+                             target / "p.csv")  # fmt: skip
+    assert code == EXIT_FAILED
+    lines = err.strip().splitlines()
+    (saved,) = spare.glob("p-*.csv")
+    assert len(lines) == 1 and lines[0].startswith(f"error: could not write {target / 'p.csv'} (No space left")
+    assert f"the 2 predictions were saved to {saved} instead" in lines[0]
+    assert "1 row has no text in column 'text': marked, not predicted" in out
+    table = pd.read_csv(saved, keep_default_na=False)
+    assert table["id"].tolist() == [1, 2, 3] and table["note"].tolist() == ["", "no text in column 'text'", ""]
+    assert list(target.iterdir()) == []  # no half-written file, no temporary one
+
+
+def test_predict_file_says_how_many_rows_had_no_text(finished, capsys, tmp_path):
+    runs, ids = finished
+    file = tmp_path / "gaps.csv"
+    file.write_text("id,review\n1,good\n2,\n3,\n4,bad\n5,\n", encoding="utf-8")
+    code, out, err = run_cli(capsys, "--runs-dir", runs, "predict", ids["full"], "--file", file, "--out",
+                             tmp_path / "p.csv")  # fmt: skip
+    assert code == 0, err
+    assert out.splitlines() == [
+        "3 rows have no text in column 'review': marked, not predicted",
+        f"2 predictions written to {tmp_path / 'p.csv'}",
+    ]
+    table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert table["predicted_label"].tolist()[1:3] == ["", ""] and table["predicted_label"][0] in (
+        "negative",
+        "positive",
+    )
 
 
 def test_estimate_prints_the_breakdown_and_the_verdict(capsys):

@@ -39,3 +39,22 @@ def test_overview_without_a_tokenizer_still_describes_the_data():
 def test_overview_of_a_missing_column_names_the_field(tiny_model_dir):
     with pytest.raises(DataError, match="text_column"):
         overview(config(str(tiny_model_dir("bert")), text_column="body"))
+
+
+def test_overview_without_tokens_loads_no_tokenizer(monkeypatch):
+    from studio import dataview
+
+    monkeypatch.setattr(dataview, "tokenizer_for", lambda model: pytest.fail("the tokenizer was loaded"))
+    o = overview(config("someone/not-downloaded-model"), tokens=False)
+    assert o.lengths == [] and sum(o.rows.values()) == 200 and not any("token" in n for n in o.notes)
+
+
+def test_is_hub_source_decides_as_the_data_layer_does(tmp_path):
+    from studio.config import DataConfig
+    from studio.dataview import is_hub_source
+
+    (tmp_path / "here.csv").write_text("text,label\na,b\n", encoding="utf-8")
+    assert is_hub_source(DataConfig(source="stanfordnlp/imdb"))
+    assert not is_hub_source(DataConfig(source="imdb-sample"))  # a shipped sample
+    assert not is_hub_source(DataConfig(source=str(tmp_path / "here.csv")))  # an existing file
+    assert not is_hub_source(DataConfig(source="missing.csv"))  # shaped like a file: refused as not found

@@ -98,3 +98,32 @@ def test_a_missing_file_or_run_is_named(trained, tmp_path, capsys):
         read_labelled(tmp_path / "nope.csv", ["negative", "positive"])
     assert main(["--runs-dir", str(registry.runs_dir), "evaluate", "no-such-run", "--file", "x.csv"]) == 2
     assert "no-such-run" in capsys.readouterr().err
+
+
+def test_a_run_folder_that_cannot_be_written_is_refused_before_the_model_loads(trained, tmp_path, monkeypatch):
+    from studio import inference
+    from studio.errors import StudioError
+
+    registry, run_id = trained
+    path = write(tmp_path / "holdout.csv", [{"text": "fine", "label": "positive"}])
+    monkeypatch.setattr(inference, "cannot_write_in", lambda folder: "Permission denied")
+    with pytest.raises(StudioError, match=f"run folder {registry.run_dir(run_id)} cannot be written"):
+        evaluate_file(registry, run_id, path, load_predictor=lambda: pytest.fail("the model was loaded"))
+
+
+def test_an_evaluation_that_cannot_be_saved_keeps_its_scores_in_the_error(trained, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from studio import file_eval
+
+    registry, run_id = trained
+    path = write(tmp_path / "late.csv", [{"text": f"film {i}", "label": "positive"} for i in range(4)])
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(file_eval, "_write", full_disk)
+    code = main(["--runs-dir", str(registry.runs_dir), "evaluate", run_id, "--file", path])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and err.startswith("error: could not save evaluation 'late' in ")
+    assert "(No space left on device); its scores: accuracy " in err and "on 4 rows" in err

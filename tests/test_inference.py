@@ -99,9 +99,12 @@ def test_predict_file_adds_label_and_probabilities(predictor, tmp_path):
     file = tmp_path / "texts.csv"
     pd.DataFrame({"id": [1, 2, 3], "review": ["great film", "awful", None]}).to_csv(file, index=False)
     out = predictor.predict_file(file)
-    assert list(out.columns) == ["id", "review", "predicted_label", "score", "prob_negative", "prob_positive"]
-    np.testing.assert_allclose(out["prob_negative"] + out["prob_positive"], 1.0, atol=1e-5)
+    assert list(out.columns) == ["id", "review", "predicted_label", "score", "prob_negative", "prob_positive", "note"]
+    np.testing.assert_allclose(out["prob_negative"][:2] + out["prob_positive"][:2], 1.0, atol=1e-5)
     assert out["id"].tolist() == ["1", "2", "3"]  # the file's own columns and rows, in order, as written (text)
+    assert out["note"].tolist() == ["", "", "no text in column 'review'"]  # the row without a text: marked
+    (tmp_path / "clean.csv").write_text("text\ngood\nbad\n", encoding="utf-8")
+    assert "note" not in predictor.predict_file(tmp_path / "clean.csv").columns  # only when some row has no text
     with pytest.raises(DataError, match="text column 'body' not found.*id, review"):
         predictor.predict_file(file, text_column="body")
 
@@ -114,6 +117,60 @@ def test_predict_file_finds_the_text_column(predictor, tmp_path):
     (tmp_path / "two.csv").write_text("a,b\nfine,1\n", encoding="utf-8")
     with pytest.raises(DataError, match="text column 'text' not found in two.csv; it has columns: a, b"):
         predictor.predict_file(tmp_path / "two.csv")
+
+
+def test_rows_without_a_text_are_marked_and_not_scored(predictor, tmp_path, monkeypatch):
+    file = tmp_path / "gaps.csv"
+    file.write_text('id,text\n1,a fine film\n2,\n3,"   "\n4,dull\n5,\n', encoding="utf-8")
+    scored: list[list[str]] = []
+    predict = Predictor.predict
+    monkeypatch.setattr(
+        Predictor, "predict", lambda self, texts, **kw: scored.append(texts) or predict(self, texts, **kw)
+    )
+    result = predictor.score_file(inference.read_texts(file), min_confidence=0.1)
+    assert scored == [["a fine film", "dull"]]  # no model time on the empty rows
+    assert (result.predicted, result.no_text, result.text_column) == (2, 3, "text")
+    table = result.table
+    assert table["id"].tolist() == ["1", "2", "3", "4", "5"]  # as the file writes them
+    marked = table["note"] != ""
+    assert marked.tolist() == [False, True, True, False, True]
+    assert set(table.loc[marked, "note"]) == {"no text in column 'text'"}
+    assert (table.loc[marked, ["predicted_label", "top_label"]] == "").all().all()
+    assert table.loc[marked, ["score", "prob_negative", "prob_positive"]].isna().all().all()
+    assert set(table.loc[~marked, "predicted_label"]) <= {"negative", "positive"}
+    written = tmp_path / "out.csv"
+    table.to_csv(written, index=False)
+    back = pd.read_csv(written, keep_default_na=False)
+    assert back["predicted_label"].tolist()[1] == "" and back["score"].tolist()[1] == ""
+
+
+def test_a_file_with_a_note_column_keeps_it(predictor, tmp_path):
+    (tmp_path / "notes.csv").write_text("text,note\ngood,mine\n,also mine\n", encoding="utf-8")
+    out = predictor.predict_file(tmp_path / "notes.csv")
+    assert out["note"].tolist() == ["mine", "also mine"]
+    assert out["prediction_note"].tolist() == ["", "no text in column 'text'"]
+
+
+def test_a_file_without_any_text_is_refused_before_scoring(tmp_path):
+    (tmp_path / "empty.csv").write_text("text,id\n,1\n,2\n", encoding="utf-8")
+    with pytest.raises(DataError, match="empty.csv has no text in column 'text' on any of its 2 rows.*--text-column"):
+        inference.read_texts(tmp_path / "empty.csv")
+
+
+def test_json_lines_rows_lacking_the_text_key_are_marked(predictor, tmp_path):
+    file = tmp_path / "rows.jsonl"
+    file.write_text('{"text": "good", "id": 1}\n{"id": 2}\n{"text": "bad", "id": 3}\n', encoding="utf-8")
+    out = predictor.predict_file(file)
+    assert out["id"].tolist() == [1, 2, 3] and out["note"].tolist() == ["", "no text in column 'text'", ""]
+
+
+def test_json_lines_whose_first_row_lacks_the_text_key(predictor, tmp_path):
+    file = tmp_path / "rows.jsonl"
+    file.write_text('{"id": 1}\n{"text": "good", "id": 2}\n{"id": 3, "text": ""}\n', encoding="utf-8")
+    out = predictor.predict_file(file)
+    assert out["id"].tolist() == [1, 2, 3]
+    assert out["note"].tolist() == ["no text in column 'text'", "", "no text in column 'text'"]
+    assert out["predicted_label"].tolist()[1] in ("negative", "positive")
 
 
 def test_predict_file_refuses_a_missing_or_bad_file(predictor, tmp_path):

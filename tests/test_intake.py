@@ -305,3 +305,8 @@ def test_a_run_trains_on_the_source_and_tests_on_the_separate_file_with_its_note
     assert data.rows["test"] == 41 and "data.test_source" in data.extra["origins"]["test"]
     assert data.extra["leaked"]["test"] == 1
     assert any("1 test row has a text that is also in train" in n for n in data.notes)
+
+
+def test_a_blank_line_in_a_one_column_file_is_an_empty_text_not_nothing(tmp_path):
+    raw = load_raw(DataConfig(source=_write(tmp_path / "texts.csv", "text\ngood\n\nbad\n\n")))
+    assert raw["train"]["text"] == ["good", None, "bad"]  # the row is kept (predict marks it); the end is the end

@@ -284,6 +284,16 @@ def test_a_multi_label_run_trains_saves_and_predicts_what_it_measured(multi_labe
     assert predictor.predict(["angry furious"], min_confidence=1.0)[0].answer == "unsure"
     frame = predictor.predict_file(source)
     assert {"predicted_labels", "label_count", "prob_anger", "prob_joy", "prob_neutral"} <= set(frame.columns)
+    gaps = tmp_path / "gaps.csv"
+    gaps.write_text("id,text\n1,angry furious\n2,\n3,happy glad\n", encoding="utf-8")
+    marked = predictor.predict_file(gaps)  # a row without a text is marked, not scored as an empty text
+    assert marked["note"].tolist() == ["", "no text in column 'text'", ""]
+    assert marked["predicted_labels"].tolist()[1] == "" and marked["label_count"].isna().tolist() == [
+        False,
+        True,
+        False,
+    ]
+    assert marked["prob_anger"].isna().tolist() == [False, True, False]
     assert isinstance(mistakes(registry, result.run_id), pd.DataFrame)
     evaluation, path = evaluate_file(registry, result.run_id, source, label_separator="|")
     assert evaluation.metrics.multi_label and evaluation.metrics.f1_macro > 0.8 and path.is_file()
