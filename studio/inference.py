@@ -434,9 +434,10 @@ class SavedTable:
 
 
 def save_table(frame: Any, path: Path, fallbacks: tuple[Path, ...] = ()) -> SavedTable:
-    """Write `frame` as CSV to `path`, through a temporary file in its folder renamed into place (never a half
-    file). Should that fail (a full disk, permissions changed since `output_path` checked), the work is not lost:
-    it goes to a new file in the first of `fallbacks` (folders) that takes it.
+    """Write `frame` to `path` in the format its suffix names (`write_frame`), through a temporary file in its
+    folder renamed into place (never a half file). Should that fail (a full disk, permissions changed since
+    `output_path` checked), the work is not lost: it goes to a new file in the first of `fallbacks` (folders)
+    that takes it.
 
     Raises:
         StudioError: nowhere could be written, naming the path and why.
@@ -444,7 +445,7 @@ def save_table(frame: Any, path: Path, fallbacks: tuple[Path, ...] = ()) -> Save
     import tempfile
 
     try:
-        _write_csv(frame, path)
+        _write_atomically(frame, path)
         return SavedTable(path)
     except OSError as e:
         reason = e.strerror or str(e)
@@ -453,7 +454,7 @@ def save_table(frame: Any, path: Path, fallbacks: tuple[Path, ...] = ()) -> Save
             handle, name = tempfile.mkstemp(prefix=f"{path.stem}-", suffix=path.suffix or ".csv", dir=folder)
             os.close(handle)
             try:
-                frame.to_csv(name, index=False)
+                write_frame(frame, Path(name))
             except OSError:
                 Path(name).unlink(missing_ok=True)
                 raise
@@ -465,10 +466,21 @@ def save_table(frame: Any, path: Path, fallbacks: tuple[Path, ...] = ()) -> Save
                       "another --out")  # fmt: skip
 
 
-def _write_csv(frame: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+def write_frame(frame: Any, path: Path) -> None:
+    """A table in the format `path`'s suffix names: .parquet, .jsonl, .json (records), .tsv; else CSV."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    elif suffix in (".jsonl", ".json"):
+        frame.to_json(path, orient="records", lines=suffix == ".jsonl", force_ascii=False)
+    else:
+        frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+
+
+def _write_atomically(frame: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")  # the suffix names the format
     try:
-        frame.to_csv(tmp, index=False)
+        write_frame(frame, tmp)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -266,3 +266,15 @@ def test_mistakes_are_the_wrong_predictions_most_confident_first(finished):
     assert top.equals(mistakes(registry, ids[0], "test").head(2))
     none = mistakes(registry, ids[0], "train")  # training texts are not saved: no mistakes to show
     assert none.empty and list(none.columns) == ["text", "label", "predicted", "confidence", "p_true"]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".tsv", ".csv"])
+def test_predictions_are_written_in_the_format_the_output_names(predictor, tmp_path, suffix):
+    (tmp_path / "in.csv").write_text("text\ngood\nbad\n", encoding="utf-8")
+    frame = predictor.predict_file(tmp_path / "in.csv")
+    inference.save_table(frame, tmp_path / f"out{suffix}")
+    from studio.config import DataConfig
+    from studio.data import load_raw
+
+    back = load_raw(DataConfig(source=str(tmp_path / f"out{suffix}")))["train"]
+    assert back["text"] == ["good", "bad"] and back["predicted_label"] == frame["predicted_label"].tolist()
