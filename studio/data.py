@@ -154,7 +154,7 @@ def prepare(cfg: DataConfig, seed: int, raw: Any = None) -> PreparedData:
     splits = _duplicates(splits, cfg, report)
     from datasets import DatasetDict
 
-    out = DatasetDict({k: splits[k].flatten_indices() for k in SPLITS})
+    out = DatasetDict({k: _materialised(splits[k]) for k in SPLITS})
     report["rows"] = {k: len(v) for k, v in out.items()}
     report["origins"] = _origins(cfg, sources, out)
     report["notes"] = list(dict.fromkeys(notes))
@@ -490,11 +490,17 @@ def _refuse_id_like_labels(splits: dict, names: list[str], sources: _Sources, la
 
 
 def _dataset(texts: list[str], labels: list, names: list[str], multi: bool = False) -> Any:
-    from datasets import ClassLabel, Dataset, Features, List, Value
+    import pyarrow as pa
+    from datasets import ClassLabel, Dataset, DatasetInfo, Features, List, Value
+    from datasets.table import InMemoryTable
 
     label = ClassLabel(names=list(names))
     features = Features({"text": Value("string"), "label": List(label) if multi else label})
-    return Dataset.from_dict({"text": texts, "label": labels}, features=features)
+    # The ids are valid by construction: straight into Arrow, not `Dataset.from_dict`'s row-by-row encoding
+    # (1.9 s of a 248,000-row CSV's prepare).
+    table = pa.table({"text": pa.array(texts, pa.string()), "label": pa.array(labels, features.arrow_schema.field(
+        "label").type)}, schema=features.arrow_schema)  # fmt: skip
+    return Dataset(InMemoryTable(table), info=DatasetInfo(features=features))
 
 
 def strata(split: Any) -> np.ndarray:
@@ -509,7 +515,22 @@ def strata(split: Any) -> np.ndarray:
 
 def _column(dataset: Any, name: str) -> list:
     """A column as a Python list (fast: iterating a Dataset column formats row by row)."""
-    return dataset.with_format("arrow")[name].to_pylist()
+    from studio.tokenization import arrow_column
+
+    return arrow_column(dataset, name).to_pylist()
+
+
+def _materialised(dataset: Any) -> Any:
+    """`dataset` with the rows its selections chose laid out in order (no indices mapping). Not
+    `Dataset.flatten_indices`: that runs `map`, which casts every row on its own (16 s of a 248,000-row CSV's
+    17 s prepare); one Arrow `take` of the same rows is 0.1 s. The indices table is `datasets`' own (private)."""
+    from datasets import Dataset
+    from datasets.table import InMemoryTable
+
+    indices = getattr(dataset, "_indices", None)
+    if indices is None:
+        return dataset
+    return Dataset(InMemoryTable(dataset.data.table.take(indices.column(0))), info=dataset.info.copy())
 
 
 def _concat(parts: list) -> Any:

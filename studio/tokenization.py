@@ -23,7 +23,17 @@ if TYPE_CHECKING:
 
 def _column(dataset: Any, name: str) -> list:
     """A column as a Python list (fast: iterating a Dataset column formats row by row)."""
-    return dataset.with_format("arrow")[name].to_pylist()
+    return arrow_column(dataset, name).to_pylist()
+
+
+def arrow_column(dataset: Any, name: str) -> Any:
+    """A column as Arrow, in the dataset's row order. A selection (`select`, a carved split) is one Arrow
+    `take` of its indices, which are `datasets`' own (private) table: its formatter gathers them in Python
+    batches, 10x slower on 200,000 rows."""
+    indices = getattr(dataset, "_indices", None)
+    if indices is None:
+        return dataset.data.table.column(name)
+    return dataset.data.table.column(name).take(indices.column(0))
 
 
 def label_ids(split: Any) -> list[int]:
