@@ -181,7 +181,7 @@ def test_inspect_with_a_missing_column_gives_the_readable_error(runs_dir, tiny_m
     assert out[data.summary].startswith("### ⚠ This data cannot be used yet") and "Inspect data** again" in out[
         data.summary]  # fmt: skip
     assert out[data.preview] is None and out[data.lengths] == [] and data.labels_plot in out
-    assert not {data.text_column, data.label_column, session.num_labels, session.train_rows} & set(out)
+    assert not {data.text_column, data.label_column, session.num_labels, session.train_rows, *data.folds} & set(out)
 
 
 def test_inspect_shows_the_data_and_tells_the_other_tabs(runs_dir, tiny_model_dir):
@@ -268,6 +268,12 @@ def test_an_intake_error_in_the_page_has_the_clis_words(runs_dir, tiny_model_dir
     out = data_tab.inspect_data(session, data, page_values(session, tiny_config(tiny_model_dir("bert"),
                                                                                 source=str(source))))  # fmt: skip
     assert said in out[data.summary]
+    # a message naming a field in a folded section opens that section (and no other)
+    values = {**page_values(session, tiny_config(tiny_model_dir("bert"))), data.test.source: "held-out.csv"}
+    out = data_tab.inspect_data(session, data, values)
+    assert "data.test_source: file not found: held-out.csv" in out[data.summary]
+    separate = next(fold for fold, paths in data.folds.items() if "data.test_source" in paths)
+    assert out[separate]["open"] is True and set(data.folds) & set(out) == {separate}
 
 
 def test_estimate_follows_the_form_and_says_a_bad_value_in_place(runs_dir, tiny_model_dir):

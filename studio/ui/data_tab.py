@@ -61,13 +61,15 @@ class DataTab:
     preview: gr.Dataframe
     lengths: gr.State
     """Token lengths of the inspected texts: the histogram redraws from them when max length moves."""
+    folds: dict[Any, tuple[str, ...]]
+    """Each folded section (an Accordion) -> the config paths of its fields: a failed Inspect opens those it names."""
     inputs: set[Any]
     """What inspecting reads: the base config and the Data tab's fields (the model's come from the base)."""
 
     def outputs(self, session: Session) -> list[Any]:
         """What inspecting shows, in the order of its endpoint's results."""
         return [self.summary, self.labels_plot, self.lengths_plot, self.preview, self.lengths, session.num_labels,
-                session.train_rows, self.text_column, self.label_column]  # fmt: skip
+                session.train_rows, self.text_column, self.label_column, *self.folds]  # fmt: skip
 
 
 def build(session: Session) -> DataTab:
@@ -80,12 +82,12 @@ def build(session: Session) -> DataTab:
     with gr.Row():
         with gr.Column(scale=3):
             source, sample, upload, text_column, label_column = _source_and_columns(form)
-            validation, test = _separate_files(form)
-            label_file, label_file_upload = _format_and_cleaning(form)
+            validation, test, separate = _separate_files(form)
+            label_file, label_file_upload, formats = _format_and_cleaning(form)
             max_length = form.field("data.max_length", gr.Slider, minimum=16, maximum=4096, step=8,
                                     label="Max length (tokens)")  # fmt: skip
             task, several = _task(form)
-            _splits_and_balance(form)
+            splits = _splits_and_balance(form)
             inspect = gr.Button("Inspect data", variant="primary")
         with gr.Column(scale=4):
             summary = gr.Markdown("Press **Inspect data** to load the source.")
@@ -97,7 +99,7 @@ def build(session: Session) -> DataTab:
         source=source, sample=sample, upload=upload, text_column=text_column, label_column=label_column,
         validation=validation, test=test, label_file=label_file, label_file_upload=label_file_upload, task=task,
         several=several, max_length=max_length, inspect=inspect, summary=summary, labels_plot=labels_plot,
-        lengths_plot=lengths_plot, preview=preview, lengths=gr.State([]),
+        lengths_plot=lengths_plot, preview=preview, lengths=gr.State([]), folds=dict([separate, formats, splits]),
         inputs={session.base, *session.form.components},
     )  # fmt: skip
     _wire(session, tab)
@@ -127,13 +129,20 @@ def _source_and_columns(form: ConfigForm) -> tuple[Any, ...]:
     return source, sample, upload, text_column, label_column
 
 
-def _separate_files(form: ConfigForm) -> tuple[SplitSlot, SplitSlot]:
+def _separate_files(form: ConfigForm) -> tuple[SplitSlot, SplitSlot, tuple[Any, tuple[str, ...]]]:
     """Optional validation and test files beside the source, each with its own columns; folded away: most
     sources are one file."""
-    with gr.Accordion("Separate validation / test files", open=False, elem_id="separate-files"):
+    start = len(form.bindings)
+    with gr.Accordion("Separate validation / test files", open=False, elem_id="separate-files") as fold:
         gr.Markdown("Empty: carved from the training data by the split ratios. A file given here is used whole, "
                     "as it is (never sampled).")  # fmt: skip
-        return _split_slot(form, "validation"), _split_slot(form, "test")
+        slots = _split_slot(form, "validation"), _split_slot(form, "test")
+    return *slots, (fold, _paths_since(form, start))
+
+
+def _paths_since(form: ConfigForm, start: int) -> tuple[str, ...]:
+    """The config paths bound since the form had `start` bindings (those of one folded section)."""
+    return tuple(b.path for b in form.bindings[start:])
 
 
 def _split_slot(form: ConfigForm, role: str) -> SplitSlot:
@@ -155,10 +164,11 @@ def _split_slot(form: ConfigForm, role: str) -> SplitSlot:
     return SplitSlot(role, source, upload, text_column, label_column)
 
 
-def _format_and_cleaning(form: ConfigForm) -> tuple[Any, Any]:
+def _format_and_cleaning(form: ConfigForm) -> tuple[Any, Any, tuple[Any, tuple[str, ...]]]:
     """How a CSV/TXT file is read (header, delimiter, a parallel label file) and what is cleaned (label case,
     repeated and leaked texts): folded away, the defaults detect and keep."""
-    with gr.Accordion("File format and cleaning", open=False, elem_id="format-and-cleaning"):
+    start = len(form.bindings)
+    with gr.Accordion("File format and cleaning", open=False, elem_id="format-and-cleaning") as fold:
         with gr.Row():
             form.field("data.header", gr.Dropdown, choices=HEADER, label="First line", scale=2,
                        to_config=lambda v: {"yes": True, "no": False}.get(v),
@@ -178,7 +188,7 @@ def _format_and_cleaning(form: ConfigForm) -> tuple[Any, Any]:
                        info="Pos and pos become one class, spelled as its most common form")  # fmt: skip
             form.field("data.drop_duplicates", gr.Checkbox, label="Drop repeated and leaked texts",
                        info="repeats within a split, and validation/test rows whose text is also in train")  # fmt: skip
-    return label_file, upload
+    return label_file, upload, (fold, _paths_since(form, start))
 
 
 def _task(form: ConfigForm) -> tuple[Any, Any]:
@@ -198,8 +208,9 @@ def _task(form: ConfigForm) -> tuple[Any, Any]:
     return task, several
 
 
-def _splits_and_balance(form: ConfigForm) -> None:
-    with gr.Accordion("Splits, sampling and balanced subsets", open=False):
+def _splits_and_balance(form: ConfigForm) -> tuple[Any, tuple[str, ...]]:
+    start = len(form.bindings)
+    with gr.Accordion("Splits, sampling and balanced subsets", open=False) as fold:
         with gr.Row():
             form.field("data.splits", gr.Radio)
             form.field(
@@ -217,6 +228,7 @@ def _splits_and_balance(form: ConfigForm) -> None:
             k = gr.Number(label="labels (k)", value=2, precision=0, minimum=2)
             n = gr.Number(label="samples in total (n)", value=800, precision=0, minimum=2)
         form.bind("data.balance", balanced, k, n, to_config=_balance_to_config, to_ui=_balance_to_ui)
+    return fold, _paths_since(form, start)
 
 
 def _wire(session: Session, tab: DataTab) -> None:
@@ -249,7 +261,7 @@ def use_upload(session: Session, path: str) -> tuple[str, str, str]:
 def inspect_data(session: Session, tab: DataTab, values: dict[Any, Any]) -> dict[Any, Any]:
     """Load the source as a run would: summary, label and token-length plots, first rows, the column choices.
     Data that cannot be read is said in the summary, in the CLI's words, and the plots and rows are cleared: the
-    fields it names stay in sight, free to change."""
+    fields it names stay in sight, free to change (a folded section that holds one opens)."""
     from studio import plots
     from studio.dataview import overview
 
@@ -257,8 +269,9 @@ def inspect_data(session: Session, tab: DataTab, values: dict[Any, Any]) -> dict
         config = session.read(values)
         o = overview(config)
     except StudioError as e:
+        named = {fold: gr.update(open=True) for fold, paths in tab.folds.items() if any(p in str(e) for p in paths)}
         return {tab.summary: failed_md(str(e)), tab.labels_plot: plots.empty("no data: see the message"),
-                tab.lengths_plot: plots.empty(""), tab.preview: None, tab.lengths: []}  # fmt: skip
+                tab.lengths_plot: plots.empty(""), tab.preview: None, tab.lengths: [], **named}  # fmt: skip
     columns = [("detect", DETECT)] + [(c, c) for c in o.columns]
     lengths = (
         plots.token_lengths(o.lengths, config.data.max_length)
