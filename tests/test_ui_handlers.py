@@ -225,6 +225,7 @@ def test_the_separate_files_and_file_settings_round_trip_into_the_config(runs_di
     upload.write_text("text,label\na,pos\n")
     kept, text_column, label_column = data_tab.use_upload(session, str(upload))
     assert Path(kept).parent == session.uploads_dir and (text_column, label_column) == ("", "")
+    assert data_tab._file_name(kept) == "held.csv"  # what the table of splits calls it
 
 
 def test_inspect_says_where_each_split_came_from_and_what_leaked(runs_dir, tiny_model_dir, tmp_path):
@@ -245,8 +246,8 @@ def test_inspect_says_where_each_split_came_from_and_what_leaked(runs_dir, tiny_
               data.test.text_column: "review", data.validation.source: str(tmp_path / "dev.csv")}  # fmt: skip
     md = data_tab.inspect_data(session, data, values)[data.summary]
     assert "**78 rows**: 60 train / 6 validation / 12 test" in md
-    assert f"| test | 12 | {tmp_path / 'held.csv'} (data.test_source) | ⚠ **1** | ⚠ **3** |" in md, md
-    assert f"| validation | 6 | {tmp_path / 'dev.csv'} (data.validation_source) | 0 | 0 |" in md
+    assert "| test | 12 | held.csv (data.test_source) | ⚠ **1** | ⚠ **3** |" in md, md  # a file by its name
+    assert "| validation | 6 | dev.csv (data.validation_source) | 0 | 0 |" in md
     notes = md[md.index("**Notes**") :].splitlines()
     assert notes[2].startswith("- ⚠ ") and "- ⚠ 3 test rows have a text that is also in train (leakage" in md
     # dropped: said in the table, no longer a warning
@@ -272,6 +273,7 @@ def test_an_intake_error_in_the_page_has_the_clis_words(runs_dir, tiny_model_dir
     values = {**page_values(session, tiny_config(tiny_model_dir("bert"))), data.test.source: "held-out.csv"}
     out = data_tab.inspect_data(session, data, values)
     assert "data.test_source: file not found: held-out.csv" in out[data.summary]
+    assert "(under **Separate validation / test files**, opened)" in out[data.summary]
     separate = next(fold for fold, paths in data.folds.items() if "data.test_source" in paths)
     assert out[separate]["open"] is True and set(data.folds) & set(out) == {separate}
 

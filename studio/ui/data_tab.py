@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -11,7 +12,7 @@ import gradio as gr
 from studio.datasource import SAMPLES
 from studio.errors import StudioError
 from studio.ui.feedback import guard
-from studio.ui.form import ConfigForm, floats, get_path, joined
+from studio.ui.form import ConfigForm, floats, joined
 from studio.ui.formatting import UPLOAD_TYPES
 from studio.ui.session import Session, handler
 
@@ -19,8 +20,7 @@ DETECT = ""  # the column dropdowns' "detect it" choice (the config's None)
 KEEP = "keep"  # data.multi_label's "keep every label" choice (the config's None: a radio cannot hold None)
 TASKS = [("auto: from the data", "auto"), ("single-label", "single_label"), ("multi-label", "multi_label")]
 SEVERAL = [("keep every label", KEEP), ("drop such rows", "drop"), ("keep the first label", "first")]
-HEADER = [("auto: yes for .csv/.tsv; .txt when its first line names a column", "auto"),
-          ("yes: the first line names the columns", "yes"), ("no: the first line is data", "no")]  # fmt: skip
+HEADER = [("auto: detect", "auto"), ("names the columns", "yes"), ("is data (no header)", "no")]
 SPLITS = ("train", "validation", "test")
 WARNINGS = ("repeated texts", "leakage", "differ only by case")
 """Notes that ask the user for a decision (the engine's words): listed first in the summary, marked."""
@@ -82,15 +82,15 @@ def build(session: Session) -> DataTab:
     with gr.Row():
         with gr.Column(scale=3):
             source, sample, upload, text_column, label_column = _source_and_columns(form)
-            validation, test, separate = _separate_files(form)
-            label_file, label_file_upload, formats = _format_and_cleaning(form)
             max_length = form.field("data.max_length", gr.Slider, minimum=16, maximum=4096, step=8,
                                     label="Max length (tokens)")  # fmt: skip
             task, several = _task(form)
+            validation, test, separate = _separate_files(form)  # folded below, beside the splits
+            label_file, label_file_upload, formats = _format_and_cleaning(form)
             splits = _splits_and_balance(form)
             inspect = gr.Button("Inspect data", variant="primary")
         with gr.Column(scale=4):
-            summary = gr.Markdown("Press **Inspect data** to load the source.")
+            summary = gr.Markdown("Press **Inspect data** to load the source.", elem_id="data-summary")
             with gr.Row():
                 labels_plot = gr.Plot(label="Labels per split", show_label=False)
                 lengths_plot = gr.Plot(label="Token lengths", show_label=False)
@@ -108,7 +108,7 @@ def build(session: Session) -> DataTab:
 
 def _source_and_columns(form: ConfigForm) -> tuple[Any, ...]:
     source = form.field(
-        "data.source", gr.Textbox, label="Source",
+        "data.source", gr.Textbox, label="Source", elem_id="data-source",
         info="A sample name, a Hub dataset id, or a local file/folder path: the training data (and its validation "
              "and test splits, when it has them).",
     )  # fmt: skip
@@ -146,21 +146,17 @@ def _paths_since(form: ConfigForm, start: int) -> tuple[str, ...]:
 
 
 def _split_slot(form: ConfigForm, role: str) -> SplitSlot:
-    path = f"data.{role}_source"
-    shown = _slot_to_ui(get_path(form.initial, path))
-    with gr.Group():
-        with gr.Row(equal_height=True):
-            source = gr.Textbox(value=shown[0], label=f"{role.capitalize()} file", max_lines=1, scale=4,
-                                placeholder="empty: carved from the training data", elem_id=f"{role}-source",
-                                info="A file or folder path, or a Hub dataset id; or upload one")  # fmt: skip
-            upload = gr.UploadButton("Upload", file_types=UPLOAD_TYPES, size="sm", scale=1, min_width=90)
-        with gr.Row():
-            text_column = gr.Textbox(value=shown[1], label="its text column", max_lines=1,
-                                     placeholder="as in the training data, else detected")  # fmt: skip
-            label_column = gr.Textbox(value=shown[2], label="its label column", max_lines=1,
-                                      placeholder="as in the training data, else detected")  # fmt: skip
-    form.bind(path, source, text_column, label_column, to_config=_slot_to_config, to_ui=_slot_to_ui,
-              merge=_slot_merge)  # fmt: skip
+    with gr.Row():
+        source = gr.Textbox(label=f"{role.capitalize()} file", max_lines=1, scale=4, elem_id=f"{role}-source",
+                            placeholder="empty: carved from the training data",
+                            info="A file or folder path, or a Hub dataset id; or upload one")  # fmt: skip
+        upload = gr.UploadButton("Upload", file_types=UPLOAD_TYPES, size="sm", scale=1, min_width=90,
+                                 elem_id=f"{role}-upload", elem_classes="studio-upload")  # fmt: skip
+    with gr.Row():
+        text_column = gr.Textbox(label="its text column", max_lines=1, placeholder="as in train, else detected")
+        label_column = gr.Textbox(label="its label column", max_lines=1, placeholder="as in train, else detected")
+    form.bind(f"data.{role}_source", source, text_column, label_column, to_config=_slot_to_config,
+              to_ui=_slot_to_ui, merge=_slot_merge)  # fmt: skip
     return SplitSlot(role, source, upload, text_column, label_column)
 
 
@@ -173,16 +169,17 @@ def _format_and_cleaning(form: ConfigForm) -> tuple[Any, Any, tuple[Any, tuple[s
             form.field("data.header", gr.Dropdown, choices=HEADER, label="First line", scale=2,
                        to_config=lambda v: {"yes": True, "no": False}.get(v),
                        to_ui=lambda v: "auto" if v is None else "yes" if v else "no",
-                       info="of a CSV/TSV/TXT file; without a header the columns are text, label, or column_1, ...",
-                       )  # fmt: skip
+                       info="of a CSV/TSV/TXT file. auto: a header in .csv/.tsv, in .txt when it names a column; "
+                            "without one the columns are text, label (or column_1, ...)")  # fmt: skip
             form.field("data.delimiter", gr.Textbox, label="Delimiter", max_lines=1, placeholder="detect", scale=1,
                        to_config=_delimiter_to_config, to_ui=_delimiter_to_ui,
                        info="empty: detected (, ; tab |); type tab for a tab")  # fmt: skip
-        with gr.Row(equal_height=True):
+        with gr.Row():
             label_file = form.field("data.label_file", gr.Textbox, label="Label file", max_lines=1, scale=4,
                                     placeholder="none", elem_id="label-file",
                                     info="one label per line, beside a .txt source of one text per line")  # fmt: skip
-            upload = gr.UploadButton("Upload", file_types=[".txt"], size="sm", scale=1, min_width=90)
+            upload = gr.UploadButton("Upload", file_types=[".txt"], size="sm", scale=1, min_width=90,
+                                     elem_id="label-file-upload", elem_classes="studio-upload")  # fmt: skip
         with gr.Row():
             form.field("data.merge_label_case", gr.Checkbox, label="Merge labels that differ only by case",
                        info="Pos and pos become one class, spelled as its most common form")  # fmt: skip
@@ -269,16 +266,17 @@ def inspect_data(session: Session, tab: DataTab, values: dict[Any, Any]) -> dict
         config = session.read(values)
         o = overview(config)
     except StudioError as e:
-        named = {fold: gr.update(open=True) for fold, paths in tab.folds.items() if any(p in str(e) for p in paths)}
-        return {tab.summary: failed_md(str(e)), tab.labels_plot: plots.empty("no data: see the message"),
-                tab.lengths_plot: plots.empty(""), tab.preview: None, tab.lengths: [], **named}  # fmt: skip
+        named = [fold for fold, paths in tab.folds.items() if any(p in str(e) for p in paths)]
+        return {tab.summary: failed_md(str(e), [fold.label for fold in named]),
+                tab.labels_plot: plots.empty("no data: see the message"), tab.lengths_plot: plots.empty(""),
+                tab.preview: None, tab.lengths: [], **{fold: gr.update(open=True) for fold in named}}  # fmt: skip
     columns = [("detect", DETECT)] + [(c, c) for c in o.columns]
     lengths = (
         plots.token_lengths(o.lengths, config.data.max_length)
         if o.lengths
         else plots.empty("token lengths need the model's tokenizer (see the notes)")
     )
-    summary = summary_md(o, config.data.max_length, config.train, config.data.task, config.data.drop_duplicates)
+    summary = summary_md(o, config.data.max_length, config.train, config.data.task, config.data)
     return {
         tab.summary: summary,
         tab.labels_plot: plots.label_distribution(o.label_counts, o.multi_label),
@@ -320,10 +318,11 @@ def remark(values: list[int], limit: float) -> Any:
 
 
 # ---- formatting ------------------------------------------------------------------------------------------------
-def summary_md(o: Any, max_length: int, train: Any = None, task: str = "auto", dropped: bool = False) -> str:
+def summary_md(o: Any, max_length: int, train: Any = None, task: str = "auto", data: Any = None) -> str:
     """Rows per split, the task in plain words (what `task` auto decided), labels, columns, the labels' imbalance
     (and what to change above 3:1, given the config's `train` section), how many texts get cut, where each split
-    came from with its repeated and leaked texts (`dropped`: data.drop_duplicates removed them), and the notes."""
+    came from with its repeated and leaked texts (`data`: the config's data section, see `splits_table`), and the
+    notes."""
     from studio.losses import imbalance_note, imbalance_ratio
 
     rows = " / ".join(f"{o.rows[s]:,} {s}" for s in SPLITS)
@@ -346,12 +345,15 @@ def summary_md(o: Any, max_length: int, train: Any = None, task: str = "auto", d
         share = o.truncated_share(max_length)
         median = sorted(o.lengths)[len(o.lengths) // 2]
         lines.append(f"median {median} tokens; **{share:.0%} of texts are longer than {max_length}** and get cut")
-    return "\n".join([*lines, "", splits_table(o, dropped), "", *notes_md(o.notes)])
+    return "\n".join([*lines, "", splits_table(o, data), "", *notes_md(o.notes)])
 
 
-def splits_table(o: Any, dropped: bool = False) -> str:
+def splits_table(o: Any, data: Any = None) -> str:
     """A row per split: its rows, where they came from, texts repeated in it, and (validation, test) its texts
-    that are also in train. A count that needs a decision is marked; one `dropped` says so."""
+    that are also in train. A count that needs a decision is marked; one that `data.drop_duplicates` dropped says
+    so. The data's files are named by their names: the full paths are in the fields on the left."""
+    dropped = bool(data and data.drop_duplicates)
+    files = [] if data is None else [data.source, *(s.source for s in (data.validation_source, data.test_source) if s)]
 
     def count(n: int | None) -> str:
         if n is None:
@@ -360,7 +362,10 @@ def splits_table(o: Any, dropped: bool = False) -> str:
 
     lines = ["| split | rows | from | repeated texts | texts also in train |", "|---|--:|---|--:|--:|"]
     for s in SPLITS:
-        origin = _without_count(o.origins.get(s, "")).replace("|", "\\|")
+        origin = _without_count(o.origins.get(s, ""))
+        for file in files:
+            origin = origin.replace(file, _file_name(file))
+        origin = origin.replace("|", "\\|")
         leaked = "—" if s == "train" else count(o.leaked.get(s))
         lines.append(f"| {s} | {o.rows.get(s, 0):,} | {origin} | {count(o.duplicates.get(s))} | {leaked} |")
     return "\n".join(lines)
@@ -369,6 +374,12 @@ def splits_table(o: Any, dropped: bool = False) -> str:
 def _without_count(origin: str) -> str:
     """'held.csv (data.test_source, 40 rows)' -> 'held.csv (data.test_source)': the table has a rows column."""
     return re.sub(r", [\d,]+ rows\)$", ")", re.sub(r" \([\d,]+ rows\)$", "", origin))
+
+
+def _file_name(source: str) -> str:
+    """A local file's name, without the digest an upload's copy carries (a Hub id or relative path as it is)."""
+    path = Path(source)
+    return re.sub(r"^[0-9a-f]{10}-", "", path.name) if path.is_absolute() else source
 
 
 def notes_md(notes: list[str]) -> list[str]:
@@ -380,10 +391,14 @@ def notes_md(notes: list[str]) -> list[str]:
     return ["**Notes**", "", *(f"- ⚠ {n}" for n in warn), *(f"- {n}" for n in notes if n not in warn)]
 
 
-def failed_md(message: str) -> str:
-    """What a failed Inspect shows where the summary was: the message (the CLI's words) and the way on."""
-    return (f"### ⚠ This data cannot be used yet\n\n{message}\n\nChange what the message names on the left and "
-            "press **Inspect data** again.")  # fmt: skip
+def failed_md(message: str, sections: list[str] | None = None) -> str:
+    """What a failed Inspect shows where the summary was: the message (the CLI's words; `*`, backticks and `<`
+    kept as written, not read as Markdown or HTML) and the way on (`sections`: the folded ones it opened)."""
+    where = " and ".join(f"**{s}**" for s in sections or [])
+    where = f" (under {where}, opened)" if where else ""
+    message = re.sub(r"([*`<])", r"\\\1", message)
+    return (f"### ⚠ This data cannot be used yet\n\n{message}\n\nChange what the message names on the left{where} "
+            "and press **Inspect data** again.")  # fmt: skip
 
 
 def task_line(o: Any, task: str) -> str:
