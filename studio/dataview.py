@@ -36,6 +36,12 @@ class DataOverview:
     """Multi-label: split -> the mean number of labels a row carries."""
     made_single: int = 0
     """Rows with several labels that were made single-label (dropped, or cut to their first label)."""
+    origins: dict[str, str] = field(default_factory=dict)
+    """split -> where its rows came from, in words (`report["origins"]`)."""
+    duplicates: dict[str, int] = field(default_factory=dict)
+    """split -> texts repeated in it (a text seen earlier in the split)."""
+    leaked: dict[str, int] = field(default_factory=dict)
+    """validation / test -> its rows whose text is also in train."""
 
     @property
     def multi_label(self) -> bool:
@@ -79,6 +85,9 @@ def overview(config: RunConfig, preview_rows: int = 20, sample: int = 2000, toke
         task=stats["task"],
         labels_per_row=stats.get("labels_per_row", {}),
         made_single=prepared.report.get("dropped_multi_label", 0) + prepared.report.get("multi_label_first", 0),
+        origins=prepared.report.get("origins", {}),
+        duplicates=prepared.report.get("duplicates", {}),
+        leaked=prepared.report.get("leaked", {}),
     )
 
 

@@ -71,10 +71,29 @@ def test_form_binds_the_knobs_of_every_section(app):
             "method.target_modules", "train.epochs", "train.batch_size", "train.grad_accum", "train.learning_rate",
             "train.scheduler", "train.warmup_ratio", "train.weight_decay", "train.optimizer", "train.precision",
             "train.gradient_checkpointing", "train.early_stopping_patience", "name", "seed", "train.speed",
-            "train.half_activations", "train.expandable_segments"}  # fmt: skip
+            "train.half_activations", "train.expandable_segments", "data.validation_source", "data.test_source",
+            "data.header", "data.delimiter", "data.label_file", "data.merge_label_case",
+            "data.drop_duplicates"}  # fmt: skip
     assert must <= paths, must - paths
     dropdowns = {b.path: b.components[0] for b in app.studio.form.bindings}
     assert [c[1] for c in dropdowns["train.optimizer"].choices][:2] == ["adamw_torch", "adamw_torch_fused"]
+
+
+def test_a_page_first_shows_the_preset_the_app_starts_from(tmp_path):
+    """Every component starts at the preset's value, those of a field of several components too (a balanced
+    subset's checkbox and numbers; a separate test file's path and columns): a page sent back as it loaded reads
+    back the preset."""
+    test_source = "data.test_source={source: held.csv, label_column: stars, split: dev}"
+    separate = RunConfig.from_yaml(PRESETS_DIR / "smollm2_goemotions.yaml").with_overrides(
+        ["data.balance=null", test_source, "data.header=false", "data.delimiter=;"]
+    )
+    separate.to_yaml(tmp_path / "separate.yaml")
+    for path in (PRESETS_DIR / "smollm2_goemotions.yaml", tmp_path / "separate.yaml"):
+        session: Session = build_app(tmp_path / "runs", preset=path).studio
+        preset = RunConfig.from_yaml(path)
+        shown = {c: c.value for c in session.form.components}
+        assert shown == session.form.values(preset), path.name
+        assert session.form.read(None, shown) == preset, path.name
 
 
 def test_the_app_never_runs_remote_code(app):

@@ -82,6 +82,44 @@ def test_data_tab_inspects_on_load(page, shots):
     page.screenshot(path=shots / "1-data.png", full_page=True)
 
 
+def test_a_separate_test_file_in_the_data_tab(page, shots, tmp_path):
+    """The folded "Separate validation / test files": an uploaded test file fills its slot; Inspect's table says
+    where each split came from and counts the test texts also in train. A test file that does not exist: the
+    message where the summary was, its section open, and the fields it names in sight, covered by nothing."""
+    import pandas as pd
+
+    texts = [f"review {i}: the film was {'great' if i % 2 else 'dull'}" for i in range(80)]
+    labels = ["positive" if i % 2 else "negative" for i in range(80)]
+    pd.DataFrame({"review": texts, "sentiment": labels}).to_csv(tmp_path / "reviews.csv", index=False)
+    held = [*texts[:4], *(f"held-out review {i}" for i in range(16))]  # four reviews also in train (or validation)
+    pd.DataFrame({"review": held, "sentiment": labels[:20]}).to_csv(tmp_path / "held-out.csv", index=False)
+    page.locator("#data-source textarea").fill(str(tmp_path / "reviews.csv"))
+    page.get_by_text("Separate validation / test files").click()
+    with page.expect_file_chooser() as chooser:
+        page.locator("#test-upload").click()
+    chooser.value.set_files(tmp_path / "held-out.csv")
+    slot = page.locator("#test-source textarea, #test-source input").first
+    deadline = time.time() + 30
+    while "held-out.csv" not in slot.input_value():  # kept in the runs folder, its path in the slot
+        assert time.time() < deadline, slot.input_value()
+        time.sleep(0.2)
+    page.get_by_role("button", name="Inspect data").click()
+    summary = page.locator("#data-summary")
+    summary.get_by_text("(data.test_source)").wait_for()
+    assert "texts also in train" in summary.inner_text() and "20 test" in summary.inner_text()
+    page.screenshot(path=shots / "1-data-separate-test-file.png", full_page=True)
+    slot.fill(str(tmp_path / "missing.csv"))
+    page.get_by_text("Separate validation / test files").click()  # folded away again
+    slot.wait_for(state="hidden")
+    page.get_by_role("button", name="Inspect data").click()
+    summary.get_by_text("This data cannot be used yet").wait_for()
+    slot.wait_for(state="visible")  # the section of the field the message names opens
+    assert "data.test_source: file not found" in summary.inner_text()
+    for field in ("#test-source", "#data-task"):  # the field the message names, and the others beside it
+        assert_not_covered(page, field)
+    page.screenshot(path=shots / "1-data-failed.png", full_page=True)
+
+
 def test_model_tab_estimates_and_follows_the_method(page, shots):
     tab(page, "2 · Model & method")
     page.get_by_text("GB estimated").first.wait_for()

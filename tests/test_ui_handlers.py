@@ -172,10 +172,16 @@ def test_start_without_a_dataset_is_refused_with_a_message(runs_dir):
 
 # ---- Data and Model tabs -----------------------------------------------------------------------------------------
 def test_inspect_with_a_missing_column_gives_the_readable_error(runs_dir, tiny_model_dir):
+    """A failed Inspect says why where the summary was; the plots and rows of the data shown before are cleared,
+    and the column pickers (which the message asks to change) are left as they are."""
     session, data = built(runs_dir, data_tab)
     config = tiny_config(tiny_model_dir("bert"), text_column="body")
-    with pytest.raises(gr.Error, match="text column 'body' not found; the data has columns: review, sentiment"):
-        data_tab.inspect_data(session, data, page_values(session, config))
+    out = data_tab.inspect_data(session, data, page_values(session, config))
+    assert "text column 'body' not found; the data has columns: review, sentiment" in out[data.summary]
+    assert out[data.summary].startswith("### ⚠ This data cannot be used yet") and "Inspect data** again" in out[
+        data.summary]  # fmt: skip
+    assert out[data.preview] is None and out[data.lengths] == [] and data.labels_plot in out
+    assert not {data.text_column, data.label_column, session.num_labels, session.train_rows, *data.folds} & set(out)
 
 
 def test_inspect_shows_the_data_and_tells_the_other_tabs(runs_dir, tiny_model_dir):
@@ -184,6 +190,92 @@ def test_inspect_shows_the_data_and_tells_the_other_tabs(runs_dir, tiny_model_di
     assert "240 rows" in out[data.summary] and "longer than 32" in out[data.summary]
     assert out[session.num_labels] == 2 and out[session.train_rows] == 192  # for the memory estimate
     assert ("review", "review") in out[data.text_column]["choices"]
+    assert "| train | 192 | the source's train split | 0 | — |" in out[data.summary]  # imdb-sample has its own
+    assert "| test | 24 | carved from imdb-sample | 0 | 0 |" in out[data.summary]
+
+
+def test_the_separate_files_and_file_settings_round_trip_into_the_config(runs_dir, tmp_path):
+    """The validation and test slots (a path, its own columns) and the file-format fields make the config's
+    data.validation_source / test_source, header, delimiter, label_file, merge_label_case and drop_duplicates;
+    a config shown in the form reads back the same, and an upload fills a slot with its columns reset."""
+    from studio.config import SplitSource
+
+    session, data = built(runs_dir, data_tab)
+    field = session.form.component
+    values = {**page_values(session, RunConfig()), data.test.source: " held.csv ", data.test.label_column: "stars",
+              data.validation.text_column: "content", field("data.header"): "no", field("data.delimiter"): "tab",
+              field("data.label_file"): "labels.txt", field("data.merge_label_case"): True,
+              field("data.drop_duplicates"): True}  # fmt: skip
+    config = session.read(values)
+    assert config.data.test_source == SplitSource(source="held.csv", label_column="stars")
+    assert config.data.validation_source is None  # no file: a column alone does not make one
+    assert (config.data.header, config.data.delimiter, config.data.label_file) == (False, "\t", "labels.txt")
+    assert config.data.merge_label_case and config.data.drop_duplicates
+    shown = session.form.values(config)
+    assert (shown[data.test.source], shown[data.test.label_column], shown[field("data.delimiter")]) == (
+        "held.csv", "stars", "tab")  # fmt: skip
+    assert session.read({**page_values(session, config), **shown}) == config
+    assert session.read({**values, field("data.delimiter"): "", field("data.header"): "auto"}).data.delimiter is None
+    # A preset's parts the page does not show (the split of a folder) stay while its file does, not for another
+    preset = RunConfig.from_dict({"data": {"validation_source": {"source": "dev", "split": "validation_matched"}}})
+    page = page_values(session, preset)
+    assert session.read(page).data.validation_source.split == "validation_matched"
+    assert session.read({**page, data.validation.source: "other.csv"}).data.validation_source.split is None
+    upload = tmp_path / "held.csv"
+    upload.write_text("text,label\na,pos\n")
+    kept, text_column, label_column = data_tab.use_upload(session, str(upload))
+    assert Path(kept).parent == session.uploads_dir and (text_column, label_column) == ("", "")
+    assert data_tab._file_name(kept) == "held.csv"  # what the table of splits calls it
+
+
+def test_inspect_says_where_each_split_came_from_and_what_leaked(runs_dir, tiny_model_dir, tmp_path):
+    """Separate validation and test files: the summary's table gives each split's rows, origin, repeated texts and
+    texts also in train; the leakage is listed first among the notes, marked."""
+    import pandas as pd
+
+    texts = [f"review {i} was {'good' if i % 2 else 'bad'}" for i in range(60)]
+    pd.DataFrame({"text": texts, "label": ["pos" if i % 2 else "neg" for i in range(60)]}).to_csv(
+        tmp_path / "train.csv", index=False)  # fmt: skip
+    held = [*texts[:3], "a new one", "a new one", *(f"held {i}" for i in range(7))]  # 3 leaked, 1 repeated
+    pd.DataFrame({"review": held, "label": ["neg", "pos"] * 6}).to_csv(tmp_path / "held.csv", index=False)
+    pd.DataFrame({"text": [f"dev {i}" for i in range(6)], "label": ["neg", "pos"] * 3}).to_csv(
+        tmp_path / "dev.csv", index=False)  # fmt: skip
+    session, data = built(runs_dir, data_tab)
+    config = tiny_config(tiny_model_dir("bert"), source=str(tmp_path / "train.csv"), max_samples=None)
+    values = {**page_values(session, config), data.test.source: str(tmp_path / "held.csv"),
+              data.test.text_column: "review", data.validation.source: str(tmp_path / "dev.csv")}  # fmt: skip
+    md = data_tab.inspect_data(session, data, values)[data.summary]
+    assert "**78 rows**: 60 train / 6 validation / 12 test" in md
+    assert "| test | 12 | held.csv (data.test_source) | ⚠ **1** | ⚠ **3** |" in md, md  # a file by its name
+    assert "| validation | 6 | dev.csv (data.validation_source) | 0 | 0 |" in md
+    notes = md[md.index("**Notes**") :].splitlines()
+    assert notes[2].startswith("- ⚠ ") and "- ⚠ 3 test rows have a text that is also in train (leakage" in md
+    # dropped: said in the table, no longer a warning
+    dropped = data_tab.inspect_data(session, data, {**values, session.form.component("data.drop_duplicates"): True})
+    assert "| 1 (dropped) | 3 (dropped) |" in dropped[data.summary] and "⚠" not in dropped[data.summary]
+
+
+def test_an_intake_error_in_the_page_has_the_clis_words(runs_dir, tiny_model_dir, tmp_path, capsys):
+    """A JSON array of numbers as the source: Inspect (and Start) say what `studio train` says, word for word."""
+    from studio.cli import main
+
+    source = tmp_path / "rows.json"
+    source.write_text("[1, 2, 3]")
+    assert main(["--runs-dir", str(tmp_path / "cli"), "train", "quick_demo", "--quiet", "--set",
+                 f"data.source={source}"]) == 2  # fmt: skip
+    said = capsys.readouterr().err.strip().removeprefix("error: ")
+    assert "rows.json is a JSON array of numbers" in said
+    session, data = built(runs_dir, data_tab)
+    out = data_tab.inspect_data(session, data, page_values(session, tiny_config(tiny_model_dir("bert"),
+                                                                                source=str(source))))  # fmt: skip
+    assert said in out[data.summary]
+    # a message naming a field in a folded section opens that section (and no other)
+    values = {**page_values(session, tiny_config(tiny_model_dir("bert"))), data.test.source: "held-out.csv"}
+    out = data_tab.inspect_data(session, data, values)
+    assert "data.test_source: file not found: held-out.csv" in out[data.summary]
+    assert "(under **Separate validation / test files**, opened)" in out[data.summary]
+    separate = next(fold for fold, paths in data.folds.items() if "data.test_source" in paths)
+    assert out[separate]["open"] is True and set(data.folds) & set(out) == {separate}
 
 
 def test_estimate_follows_the_form_and_says_a_bad_value_in_place(runs_dir, tiny_model_dir):

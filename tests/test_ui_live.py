@@ -273,8 +273,8 @@ def test_bad_input_gets_a_message_and_the_app_stays_up(live, done, tmp_path):
         client.predict(None, None, "some text", 0, api_name="/predict")
     with pytest.raises(AppError, match="choose a dataset first"):
         client.predict(api_name="/start", **form(app, "start", data__source=""))
-    with pytest.raises(AppError, match="text_column"):
-        client.predict(api_name="/inspect_data", **form(app, "inspect_data", data__text_column="body"))
+    said = client.predict(api_name="/inspect_data", **form(app, "inspect_data", data__text_column="body"))[0]
+    assert "This data cannot be used yet" in said and "text column 'body' not found" in said  # in the summary
     bad = tmp_path / "notes.xlsx"
     bad.write_bytes(b"PK\x03\x04 not really a spreadsheet")
     run_id = done
@@ -369,14 +369,16 @@ def test_compare_tab_runs_a_grid_and_reports(tmp_path_factory, tiny_model_dir):
 def test_the_bad_input_matrix_in_the_page(live, tmp_path, tiny_model_dir):
     """Every entry of tests/test_bad_inputs.py's matrix that the page can express (a training config set in the
     form; the rest are CLI-only: unknown keys, preset files, run ids typed on a command line) gets a visible
-    message with the same words, as an error popup or as the failed run's status, and the app stays up."""
+    message with the same words, as an error popup or as the failed run's status, and the app stays up. A bad
+    data input is said by Inspect too, where its summary would be (all but class weights, which are the
+    training's)."""
     import yaml
     from test_bad_inputs import MATRIX
 
     app, client = live
     bound = {b.components[0]: b.path for b in app.studio.form.bindings}
     paths = set(bound.values())
-    shown = []
+    shown, inspected = [], []
     for bad in MATRIX:
         argv = bad.argv(tmp_path, tiny_model_dir)
         if argv[:2] != ["train", "quick_demo"]:
@@ -387,6 +389,11 @@ def test_the_bad_input_matrix_in_the_page(live, tmp_path, tiny_model_dir):
         values = {k.replace(".", "__"): v if v in ("no", "yes") else yaml.safe_load(v) for k, v in changes.items()}
         if "data.balance" in changes:  # the CLI's quick_demo has no max_samples; the page's tiny preset has 240,
             values.setdefault("data__max_samples", None)  # which a balance refuses before its own checks
+        if bad.area == "data" and not bad.words[0].startswith("train."):  # the data as Inspect sees it: its summary
+            said = client.predict(api_name="/inspect_data", **form(app, "inspect_data", **values))[0]
+            assert said.startswith("### ⚠ This data cannot be used yet"), (bad.what, said)
+            assert all(word in said for word in bad.words), (bad.what, said)
+            inspected.append(bad.what)
         try:
             client.predict(api_name="/start", **form(app, "start", **values))
             out = tick_until(client, lambda o: any(s in o[0] for s in ("failed", "completed", "stopped")))
@@ -402,4 +409,5 @@ def test_the_bad_input_matrix_in_the_page(live, tmp_path, tiny_model_dir):
             shown.append(bad.what)
         client.predict(api_name="/tick")  # the app is up
     print("shown in the page:", len(shown), shown)
-    assert len(shown) >= 15, shown
+    print("said by Inspect:", len(inspected), inspected)
+    assert len(shown) >= 41 and len(inspected) >= 24, (shown, inspected)

@@ -34,6 +34,11 @@ CSS = """
 #run-results table, #run-details table, #file-eval-result table { font-size:0.85rem; display:block; overflow-x:auto; }
 #run-results :is(th, td), #run-details :is(th, td), #file-eval-result :is(th, td) { padding:3px 6px !important; }
 #run-results :is(th, td), #run-details :is(th, td), #file-eval-result :is(th, td) { white-space:nowrap; }
+/* The Data tab's table of splits: headers on one line; an upload button beside its path box, at the box's height */
+#data-summary table { font-size:0.85rem; }
+#data-summary th { white-space:nowrap; }
+#data-summary :is(th, td) { padding:3px 6px !important; }
+.studio-upload { align-self:flex-end; flex-grow:0 !important; margin-bottom:var(--size-2); }
 /* Gradio stacks its toasts at the top right, over the Train tab's Start and Stop: the very buttons an error
    message talks about. Bottom right covers no control of the studio's. */
 .toast-wrap { top:auto !important; bottom:var(--size-4) !important; }

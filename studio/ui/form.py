@@ -71,6 +71,9 @@ class Binding:
     """The components' values (in order) -> the field's value."""
     to_ui: Callable[[Any], Any]
     """The field's value -> the component's value (a tuple of values for several components)."""
+    merge: Callable[[Any, Any], Any] | None = None
+    """(the base's value, the form's value) -> the field's value, for a field whose parts the form does not all
+    show (a separate test file's split): the base keeps the parts the form has no component for."""
 
 
 class ConfigForm:
@@ -120,13 +123,23 @@ class ConfigForm:
         return self.bind(path, component, to_config=to_config, to_ui=to_ui)
 
     def bind(
-        self, path: str, *components: Any, to_config: Callable | None = None, to_ui: Callable | None = None
+        self,
+        path: str,
+        *components: Any,
+        to_config: Callable | None = None,
+        to_ui: Callable | None = None,
+        merge: Callable | None = None,
     ) -> Any:
-        """Bind components to `path`; several components need both converters. Returns the first one."""
+        """Bind components to `path`; several components need both converters (and show the initial config's
+        value from here on). `merge`: see `Binding.merge`. Returns the first one."""
         _field(path)  # a typo in a path fails when the app is built, not when a user clicks
         if len(components) > 1 and (to_config is None or to_ui is None):
             raise ValueError(f"{path}: binding {len(components)} components needs to_config and to_ui")
-        self.bindings.append(Binding(path, components, to_config or _blank_to_none, to_ui or (lambda v: v)))
+        binding = Binding(path, components, to_config or _blank_to_none, to_ui or (lambda v: v), merge)
+        self.bindings.append(binding)
+        if len(components) > 1:  # made before their binding: they show the preset the app starts from
+            for component, value in zip(components, to_ui(get_path(self.initial, path)), strict=True):
+                component.value = component.postprocess(value)
         return components[0]
 
     @property
@@ -150,9 +163,10 @@ class ConfigForm:
         for b in self.bindings:
             if all(c in values for c in b.components):
                 try:
-                    set_path(data, b.path, b.to_config(*(values[c] for c in b.components)))
+                    value = b.to_config(*(values[c] for c in b.components))
                 except (TypeError, ValueError) as e:
                     raise ConfigError(b.path, str(e)) from None
+                set_path(data, b.path, b.merge(get_path(data, b.path), value) if b.merge else value)
         if data.get("model", {}).get("trust_remote_code"):  # e.g. a base taken from a run the CLI trained
             raise ConfigError(
                 "model.trust_remote_code",
