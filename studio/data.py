@@ -209,11 +209,14 @@ def _sources(cfg: DataConfig, raw: Any, notes: list[str]) -> _Sources:
 def _origins(cfg: DataConfig, sources: _Sources, out: Any) -> dict[str, str]:
     """Where each split's rows came from, in words (Inspect shows it)."""
     origins = {}
+    single = sources.own == ["train"]  # one file: its rows are train, less what was carved off
     for k in SPLITS:
         if k in sources.given:
             origins[k] = f"{sources.given[k]} (data.{k}_source, {len(out[k]):,} rows)"
         elif cfg.balance is None and cfg.splits == "auto" and k in sources.own:
-            origins[k] = f"the source's {k} split ({len(out[k]):,} rows)"
+            origins[k] = (
+                f"{cfg.source} ({len(out[k]):,} rows)" if single else f"the source's {k} split ({len(out[k]):,} rows)"
+            )
         else:
             origins[k] = f"carved from {cfg.source} ({len(out[k]):,} rows)"
     return origins

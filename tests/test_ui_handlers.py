@@ -190,7 +190,7 @@ def test_inspect_shows_the_data_and_tells_the_other_tabs(runs_dir, tiny_model_di
     assert "240 rows" in out[data.summary] and "longer than 32" in out[data.summary]
     assert out[session.num_labels] == 2 and out[session.train_rows] == 192  # for the memory estimate
     assert ("review", "review") in out[data.text_column]["choices"]
-    assert "| train | 192 | the source's train split | 0 | — |" in out[data.summary]  # imdb-sample has its own
+    assert "| train | 192 | imdb-sample | 0 | — |" in out[data.summary]  # one file: its rows less the carved ones
     assert "| test | 24 | carved from imdb-sample | 0 | 0 |" in out[data.summary]
 
 
