@@ -274,7 +274,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 OVERVIEW_SHOWN = {"columns", "text_column", "label_column", "preview", "rows", "label_names", "label_counts",
-                  "lengths", "notes", "task", "labels_per_row", "made_single"}  # fmt: skip
+                  "lengths", "notes", "task", "labels_per_row", "made_single", "origins", "duplicates",
+                  "leaked"}  # fmt: skip
 """The `DataOverview` fields `inspect` lays out itself; any other field is listed as it is (`_data_section`)."""
 
 
@@ -325,11 +326,23 @@ def _data_section(o: Any, config: RunConfig) -> Section:
         rows.append(["labels per text", " / ".join(f"{v:.2f} {s}" for s, v in o.labels_per_row.items())])
     if o.made_single:
         rows.append(["made single-label", f"{o.made_single:,} rows carried several labels (see the warnings)"])
+    rows += _where_section_rows(o)
     for f in dataclasses.fields(o):  # fields added to the overview since: shown as they are
         value = getattr(o, f.name)
         if f.name not in OVERVIEW_SHOWN and value not in (None, "", [], {}, 0):
             rows.append([f.name.replace("_", " "), _text(value)])
     return Section("data", rows)
+
+
+def _where_section_rows(o: Any) -> list[list[str]]:
+    """Where each split came from, and its repeated and leaked texts (counted only where there are some)."""
+    rows = [[f"{split} from", origin] for split, origin in o.origins.items()]
+    repeated = {k: v for k, v in o.duplicates.items() if v}
+    leaked = {k: v for k, v in o.leaked.items() if v}
+    if o.origins:
+        rows.append(["repeated texts", _text(repeated) if repeated else "none"])
+        rows.append(["also in train", _text(leaked) if leaked else "none (no validation/test text is in train)"])
+    return rows
 
 
 def _text(value: Any) -> str:

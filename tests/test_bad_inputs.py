@@ -208,7 +208,7 @@ MATRIX: list[Bad] = [
         lambda t, m: _train(f"data.source={_xlsx_named_csv(t)}"), ("sheet.csv is an Excel workbook", "CSV UTF-8")),
     Bad("data", "an unquoted comma in the first row's text",
         lambda t, m: _train(f"data.source={_file(t, 'commas.csv', 'text,label' + chr(10) + 'bad, really,neg' + chr(10))}"),  # noqa: E501
-        ("commas.csv is not valid CSV", "more fields than the header", "double quotes")),
+        ("commas.csv is not valid CSV", "the header's 2 fields", "double quotes")),
     Bad("data", "a file without a header row",
         lambda t, m: _train(f"data.source={_csv_without_header(t)}"), ("data.text_column", "data.header: false")),
     Bad("data", "an id column as the label",

@@ -182,7 +182,7 @@ def test_inspect_json_has_the_token_statistics(tiny_model_dir, tmp_path, capsys)
 def test_inspect_says_why_token_lengths_are_missing_and_shows_new_fields(tiny_model_dir, tmp_path, capsys,
                                                                        monkeypatch):  # fmt: skip
     """A tokenizer that does not load is said, not fatal; fields the overview gains later show without a change
-    here (duplicates, leakage, per-split origins are coming), and so do their notes."""
+    here (as duplicates, leakage and per-split origins did), and so do their notes."""
     import dataclasses
 
     from studio import dataview
@@ -190,8 +190,8 @@ def test_inspect_says_why_token_lengths_are_missing_and_shows_new_fields(tiny_mo
 
     @dataclasses.dataclass
     class Grown(dataview.DataOverview):
-        duplicates: int = 0
-        origins: dict = dataclasses.field(default_factory=dict)
+        near_duplicates: int = 0
+        sources: dict = dataclasses.field(default_factory=dict)
 
     def no_tokenizer(model):
         raise ModelError("model.name: 'x' is not downloaded; connect once")
@@ -202,7 +202,7 @@ def test_inspect_says_why_token_lengths_are_missing_and_shows_new_fields(tiny_mo
         o = real(config, **kwargs)
         fields = {f.name: getattr(o, f.name) for f in dataclasses.fields(o)}
         fields["notes"] = [*o.notes, "3 texts are in both train and test"]
-        return Grown(**fields, duplicates=3, origins={"train": "train.csv", "test": "carved from train"})
+        return Grown(**fields, near_duplicates=3, sources={"train": "train.csv", "test": "carved from train"})
 
     monkeypatch.setattr(dataview, "tokenizer_for", no_tokenizer)
     monkeypatch.setattr(dataview, "overview", grown)
@@ -212,8 +212,8 @@ def test_inspect_says_why_token_lengths_are_missing_and_shows_new_fields(tiny_mo
     assert "warning: token lengths unavailable: model.name: 'x' is not downloaded; connect once" in out
     assert "warning: 3 texts are in both train and test" in out
     lines = [line.split() for line in out.splitlines()]
-    assert ["duplicates", "3"] in lines and [
-        "origins",
+    assert ["near", "duplicates", "3"] in lines and [
+        "sources",
         "train",
         "train.csv,",
         "test",

@@ -242,5 +242,5 @@ def test_a_json_list_of_non_objects_is_a_data_error(tmp_path):
 
 def test_a_csv_row_with_more_fields_than_the_header_is_refused(tmp_path):
     (tmp_path / "commas.csv").write_text("text,label\nbad, really bad,neg\ngreat film,pos\n", encoding="utf-8")
-    with pytest.raises(DataError, match="commas.csv is not valid CSV: the first row has more fields than the header"):
+    with pytest.raises(DataError, match="commas.csv is not valid CSV: 1 row does not have the header's 2 fields"):
         load_raw(cfg(tmp_path / "commas.csv"))
