@@ -50,12 +50,12 @@ def model_folder(root: Path) -> Path:
 def preset(root: Path, model: Path, smoke: bool) -> Path:
     path = root / "gpu_page.yaml"
     data = (
-        "{source: imdb-sample, max_length: 32, max_samples: 200}" if smoke else "{source: imdb-sample, max_length: 256}"
+        "{source: imdb-sample, max_length: 32, max_samples: 200}" if smoke else "{source: imdb-sample, max_length: 512}"
     )
     path.write_text(
         "version: 4\nname: gpu-page\ndescription: bert-base-sized LoRA on the IMDb sample, driven through the page\n"
         f"data: {data}\nmodel: {{name: {model}}}\nmethod: {{name: lora, r: 16, alpha: 32}}\n"
-        "train: {epochs: 2, batch_size: 32, learning_rate: 2.0e-4, eval_strategy: epoch, logging_steps: 5}\n",
+        "train: {epochs: 4, batch_size: 32, learning_rate: 2.0e-4, eval_strategy: epoch, logging_steps: 5}\n",
         encoding="utf-8",
     )
     return path
@@ -98,19 +98,30 @@ def shown(value: object, limit: int = 400) -> str:
     return " ".join(str(text).split())[:limit]
 
 
+def gpu_now() -> str:
+    """Memory used and utilisation of GPU 0, as nvidia-smi reads them (beside what the page shows)."""
+    query = ["nvidia-smi", "--query-gpu=memory.used,utilization.gpu", "--format=csv,noheader"]
+    try:
+        return subprocess.run(query, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "n/a"
+
+
 def drive(client: object, args: dict, out: Path, lines: list[str]) -> str:
     t0 = time.time()
     started = client.predict(api_name="/start", **args)
     lines.append(f"- `/start` ({time.time() - t0:.1f} s): {shown(started)}")
-    last, hardware, status = None, None, ""
+    last, hardware, drawn, status = None, None, None, ""
     while time.time() - t0 < 900:
         out_tick = client.predict(api_name="/tick")
-        status, progress, hardware = out_tick[0], out_tick[1], out_tick[-1] or hardware
-        if status != last:
-            lines.append(
-                f"- t+{time.time() - t0:.0f} s `/tick` status: {shown(status, 300)}; progress: {shown(progress, 300)}"
-            )
-            last = status
+        status, progress = out_tick[0], out_tick[1]
+        if isinstance(out_tick[-1], dict) and "plot" in out_tick[-1]:  # redrawn every 4th tick; else a skip
+            hardware = out_tick[-1]
+        if status != last or (hardware is not None and hardware is not drawn):
+            redrawn = "; hardware plot redrawn" if hardware is not drawn else ""
+            lines.append(f"- t+{time.time() - t0:.0f} s `/tick` status: {shown(status, 200)}; progress: "
+                         f"{shown(progress, 300)}; GPU (nvidia-smi): {gpu_now()}{redrawn}")  # fmt: skip
+            last, drawn = status, hardware
         if any(word in status for word in ("completed", "failed", "stopped")):
             break
         time.sleep(2)
