@@ -34,7 +34,7 @@ def test_train_runs_show_predict(trained, runs_dir, capsys, tmp_path):
     assert "-cli-" in run_id and "test accuracy" in out and "saved in" in out
     code, out, _ = run_cli(capsys, "--runs-dir", runs_dir, "runs")
     assert code == 0 and run_id in out and "completed" in out
-    code, out, _ = run_cli(capsys, "--runs-dir", runs_dir, "show", run_id)
+    code, out, _ = run_cli(capsys, "--runs-dir", runs_dir, "show", run_id, "--json")
     assert code == 0 and '"reproducibility"' in out and '"confusion_matrix"' in out
     code, out, _ = run_cli(capsys, "--runs-dir", runs_dir, "predict", run_id, "a fine film", "a dull film")
     assert code == 0 and len(out.strip().splitlines()) == 2
