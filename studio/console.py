@@ -13,7 +13,9 @@ warnings (`NOISE`); what the studio caused itself is fixed where it is triggered
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -134,8 +136,12 @@ class RunPrinter:
         from tqdm import tqdm  # transformers' own dependency
 
         if self.bar is None:
+            # a terminal that reports no size (a bare pty: 0 x 0) would get an empty line: then COLUMNS or 80 x 24
+            sized = _columns(self.out) > 0
+            width, height = shutil.get_terminal_size()
             self.bar = tqdm(total=event.max_steps or None, initial=event.step, desc="  training", unit="step",
-                            file=self.out, dynamic_ncols=True, leave=True)  # fmt: skip
+                            file=self.out, dynamic_ncols=sized, ncols=None if sized else width,
+                            nrows=None if sized else height, leave=True)  # fmt: skip
             self._refresh()
         if event.max_steps and self.bar.total != event.max_steps:
             self.bar.total = event.max_steps
@@ -144,3 +150,10 @@ class RunPrinter:
     def _refresh(self) -> None:
         if self.bar is not None:
             self.bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in self.postfix.items()))
+
+
+def _columns(out: TextIO) -> int:
+    try:
+        return os.get_terminal_size(out.fileno()).columns
+    except (OSError, ValueError, AttributeError):  # not a terminal, or a stream without a file descriptor
+        return 0

@@ -57,6 +57,7 @@ def test_train_runs_show_predict(trained, runs_dir, capsys, tmp_path):
         (["predict", "20990101-000000-nope-0000", "text"], ["no run '20990101-000000-nope-0000'"]),
         (["predict", "../../etc", "text"], ["not a run id"]),
         (["show", "nope"], ["no run 'nope'"]),
+        (["show", "nope", "--json"], ["no run 'nope'"]),
     ],
 )
 def test_bad_input_exits_2_with_one_line(runs_dir, capsys, argv, words):
