@@ -652,11 +652,11 @@ def _metrics_section(summary: Any) -> Section:
     if test.multi_label:
         rows.append(["Hamming / ROC-AUC", f"{test.extra.get('hamming_loss', nan):.4f} / "
                                            f"{test.extra.get('roc_auc_macro', nan):.4f}"])  # fmt: skip
-    if summary.validation is not None:
-        rows.append(["validation", summary.validation.headline().removeprefix("test ")])
-    for label, c in test.per_class.items():
+    for label, c in test.per_class.items():  # the test split's, under its headline
         rows.append([f"  {label}", f"precision {c.precision:.4f}  recall {c.recall:.4f}  f1 {c.f1:.4f}  "
                                    f"support {c.support:,}"])  # fmt: skip
+    if summary.validation is not None:
+        rows.append(["validation", summary.validation.headline().removeprefix("test ")])
     cal = summary.calibration
     if cal is not None and cal.ece_before is not None and cal.ece_after is not None:
         rows.append(["calibration", f"temperature {cal.temperature:.3f}: ECE {cal.ece_before:.4f} -> "
