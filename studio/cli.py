@@ -624,7 +624,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if files:
         rows = [[e.name, f"{e.rows:,}", f"{e.metrics.accuracy:.4f}", f"{e.metrics.f1_macro:.4f}"] for e in files]
         sections.append(Section("evaluations on files", rows, ["name", "rows", "accuracy", "f1_macro"]))
-    lines = [] if summary is not None else [f"no results yet ({record.status}): eval.json is written when it ends"]
+    lines = []
+    if summary is None:
+        lines = ["no results yet: eval.json is written when the run ends" if record.status == "running"
+                 else f"no results: this {record.status} run has no readable eval.json"]  # fmt: skip
     _show(sections, lines + [f"the full record: python -m studio show {record.id} --json"])
     return 0
 

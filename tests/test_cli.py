@@ -545,6 +545,9 @@ def test_train_prints_the_studio_lines_and_no_library_noise(tiny_model_dir, tmp_
     code, raw, _ = run_cli(capsys, "--runs-dir", runs, "show", run_id, "--json")
     record = json.loads(raw)
     assert code == 0 and record["run"]["id"] == run_id and record["efficiency"]["steps"] == 4
+    (runs / run_id / "eval.json").unlink()  # a run without results: its row, and why there is nothing more
+    code, shown, _ = run_cli(capsys, "--runs-dir", runs, "show", run_id)
+    assert code == 0 and f"run {run_id}" in shown and "no results" in shown and "reproducibility" not in shown
 
 
 def printed(live: bool, quiet: bool = False) -> str:
