@@ -271,10 +271,13 @@ class StudioCallback(TrainerCallback):
         self.emit, self.stop_requested, self.world, self.memory = emit, stop_requested, world, memory
         self._t0 = time.time()
         self._last = 0.0
+        self._first = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._t0 = time.time()
-        self.emit(Progress(step=0, max_steps=state.max_steps, epoch=0.0, elapsed=0.0, eta=None))
+        self._first = state.global_step  # a resumed run starts at its checkpoint's step
+        self.emit(Progress(step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0.0, 4),
+                           elapsed=0.0, eta=None))  # fmt: skip
 
     def on_step_end(self, args, state, control, **kwargs):
         self.memory.sample()
@@ -282,7 +285,8 @@ class StudioCallback(TrainerCallback):
         if now - self._last >= PROGRESS_EVERY_S or state.global_step >= state.max_steps:
             self._last = now
             elapsed = now - self._t0
-            eta = elapsed / state.global_step * (state.max_steps - state.global_step) if state.global_step else None
+            done = state.global_step - self._first  # steps taken here: a resumed run's ETA is from its own pace
+            eta = elapsed / done * (state.max_steps - state.global_step) if done > 0 else None
             self.emit(Progress(step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0.0, 4),
                                elapsed=round(elapsed, 2), eta=round(eta, 1) if eta is not None else None))  # fmt: skip
         if self._stop_agreed(state.global_step % STOP_SYNC_STEPS == 0 or state.global_step >= state.max_steps):
