@@ -30,11 +30,11 @@ NOISE: tuple[tuple[str, str], ...] = (
     # imports it): nothing the studio calls, and 4-bit training needs a GPU anyway.
     ("log", "Failed to load CPU gemm_4bit_forward from kernels-community"),
     # peft's PeftModel reads the model's deprecated `is_gradient_checkpointing` (transformers 5.2x) itself.
-    ("warning", "`is_gradient_checkpointing` is deprecated"),
+    ("FutureWarning", "`is_gradient_checkpointing` is deprecated"),
     # adapters saved before the studio set fan_in_fan_out for Conv1D (GPT-2) warn each time they load.
-    ("warning", "fan_in_fan_out is set to False but the target module is `Conv1D`"),
+    ("UserWarning", "fan_in_fan_out is set to False but the target module is `Conv1D`"),
 )
-"""(kind, start of the message) of each library message the command line drops."""
+"""(kind: "log" or the warning's category, start of the message) of each library message the command line drops."""
 
 
 class _DropMessages(logging.Filter):
@@ -51,9 +51,10 @@ def silence_known_noise() -> None:
     bnb = logging.getLogger(BNB_LOGGER)
     if not any(isinstance(f, _DropMessages) for f in bnb.filters):
         bnb.addFilter(_DropMessages([text for kind, text in NOISE if kind == "log"]))
+    categories = {"FutureWarning": FutureWarning, "UserWarning": UserWarning}
     for kind, text in NOISE:
-        if kind == "warning":
-            warnings.filterwarnings("ignore", message=re.escape(text))
+        if kind in categories:
+            warnings.filterwarnings("ignore", message=re.escape(text), category=categories[kind])
 
 
 def quiet_libraries() -> None:

@@ -586,3 +586,26 @@ def test_a_terminal_gets_one_progress_line_and_a_pipe_gets_lines():
     assert live.rindex("4/4") < live.index("  evaluating on the test split")  # the bar ends as training does
     quiet = ["  model: 1.0M parameters", "  warning: collapsed: this run predicts one class: lower the learning rate"]
     assert printed(live=False, quiet=True).splitlines() == quiet
+
+
+def test_only_the_known_library_noise_is_silenced(caplog):
+    """Each known message is dropped by its logger or its category and text; anything else still shows."""
+    import logging
+    import warnings
+
+    from studio.console import BNB_LOGGER, silence_known_noise
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence_known_noise()
+        for message, category in [("`is_gradient_checkpointing` is deprecated and will be removed", FutureWarning),
+                                  ("fan_in_fan_out is set to False but the target module is `Conv1D`.", UserWarning),
+                                  ("`is_gradient_checkpointing` is deprecated, said as another category", UserWarning),
+                                  ("some other deprecation", FutureWarning)]:  # fmt: skip
+            warnings.warn(message, category, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["`is_gradient_checkpointing` is deprecated, said as another category",
+                                                "some other deprecation"]  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger=BNB_LOGGER):
+        logging.getLogger(BNB_LOGGER).warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s", "x")
+        logging.getLogger(BNB_LOGGER).warning("another bitsandbytes warning")
+    assert [r.getMessage() for r in caplog.records] == ["another bitsandbytes warning"]
