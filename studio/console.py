@@ -5,9 +5,9 @@ validation, health warnings. On a terminal a single progress line (tqdm) sits un
 ETA, the last training loss and validation score; to a pipe or a file (CI, `> log.txt`) there is no bar and no
 carriage return, only the lines. The Trainer's own bar and `{'loss': ...}` dicts are off (hf_trainer.py).
 
-Library noise is silenced where the studio cannot fix its cause, each by its logger or its category and message, never all
-warnings (`NOISE`); what the studio caused itself is fixed where it is triggered (e.g. adapters.py sets
-`fan_in_fan_out` for GPT-2's Conv1D layers).
+Library noise is silenced where the studio cannot fix its cause, each by its logger or its category and
+message, never all warnings (`NOISE`); what the studio caused itself is fixed where it is triggered (e.g.
+adapters.py sets `fan_in_fan_out` for GPT-2's Conv1D layers).
 """
 
 from __future__ import annotations
