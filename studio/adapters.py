@@ -145,7 +145,16 @@ def peft_config(model: nn.Module, method: MethodConfig, family: Family | None, n
     if method.adapter is None:
         raise ValueError(f"method {method.name} has no adapters to place")
     heads = head_modules(model, family, new_modules)
-    return ADAPTER_KINDS[method.adapter].config(method, family, explicit_targets(model, method, family, heads), heads)
+    config = ADAPTER_KINDS[method.adapter].config(method, family, explicit_targets(model, method, family, heads), heads)
+    if method.adapter == "lora" and _has_conv1d(model):
+        config.fan_in_fan_out = True  # GPT-2's Conv1D stores its weight transposed (peft would warn and set it)
+    return config
+
+
+def _has_conv1d(model: nn.Module) -> bool:
+    from transformers.pytorch_utils import Conv1D
+
+    return any(isinstance(m, Conv1D) for m in model.modules())
 
 
 def wrap(model: nn.Module, method: MethodConfig, family: Family | None, new_modules: list[str]) -> Any:

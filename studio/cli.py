@@ -56,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.gpus > 1 and not world().distributed:
         return _launch_processes(args, config, registry)
     _quiet_libraries()
-    run = Run(config, registry, progress_bar=not args.quiet and world().writes, run_id=args.run_id)
+    run = Run(config, registry, run_id=args.run_id)
     if run.world.writes:
         where = f" on {run.world.size} processes" if run.world.distributed else ""
         print(f"training {config.model.name} ({config.method.name}) on {config.data.source}{where}", flush=True)
@@ -129,7 +129,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     registry = Registry(args.runs_dir)
     _quiet_libraries()
-    run = Run.resuming(registry, args.run_id, progress_bar=not args.quiet)
+    run = Run.resuming(registry, args.run_id)
     assert run.resume is not None
     print(f"resuming {args.run_id} from {run.resume[1].name}", flush=True)
     return _train(run, registry, args.quiet)
@@ -138,10 +138,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _train(run: Any, registry: Any, quiet: bool) -> int:
     """Train `run` here, printing its events (rank 0 of a multi-GPU run; the others print only errors); the
     exit status."""
+    from studio.console import RunPrinter
+
+    printer = RunPrinter.for_stdout(quiet)
     with _stop_signals(lambda *_: run.stop()):  # Ctrl-C, SIGTERM: stop cleanly, keep what trained
         run.start()
         while run.is_alive() or not run.events.empty():
-            _print_event(run, quiet)
+            event = _next_event(run)
+            if event is not None and run.world.writes:
+                printer.event(event)
+    printer.close()
     result = run.wait()
     assert result is not None
     if not run.world.writes:
@@ -159,28 +165,13 @@ def _train(run: Any, registry: Any, quiet: bool) -> int:
     return 0
 
 
-def _print_event(run: Any, quiet: bool) -> None:
+def _next_event(run: Any) -> Any:
     import queue
 
     try:
-        event = run.events.get(timeout=0.2)
+        return run.events.get(timeout=0.2)
     except queue.Empty:
-        return
-    if not run.world.writes:
-        return
-    from studio.events import Evaluation, HealthFlag, Note, Status
-
-    if isinstance(event, HealthFlag):  # a run that is not learning is said even when quiet
-        print(f"  warning: {event.line}", flush=True)
-    elif isinstance(event, Note) or (isinstance(event, Status) and not quiet):
-        print(f"  {event.message}", flush=True)
-    elif isinstance(event, Evaluation) and event.split is None and not quiet:
-        m, nan = event.metrics, float("nan")
-        scores = (f"macro-F1 {m.get('f1_macro', nan):.4f} micro-F1 {m['f1_micro']:.4f} (at 0.5)" if "f1_micro" in m
-                  else f"accuracy {m.get('accuracy', nan):.4f} f1_macro {m.get('f1_macro', nan):.4f}")  # fmt: skip
-        print(
-            f"  eval @ step {event.step} (epoch {event.epoch:.2f}): loss {m.get('loss', nan):.4f} {scores}", flush=True
-        )
+        return None
 
 
 def _print_summary(run_id: str, status: str, summary: Any, registry: Any) -> None:
@@ -614,18 +605,94 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """A run's record as aligned text (metrics, efficiency, reproducibility); `--json` the raw record."""
+    from studio.file_eval import evaluations
     from studio.registry import Registry
 
     registry = Registry(args.runs_dir)
     record = registry.get(args.run_id)
     summary = registry.summary(args.run_id)
-    from studio.file_eval import evaluations
-
-    named = [{"name": e.name, "file": e.file, "rows": e.rows, **e.metrics.scalars()}
-             for e in evaluations(registry.run_dir(args.run_id))]  # fmt: skip
-    shown = {"run": record.__dict__, **(summary.to_dict() if summary else {})}
-    print(json.dumps({**shown, **({"evaluations": named} if named else {})}, indent=2, default=str))
+    files = evaluations(registry.run_dir(args.run_id))
+    if args.json:
+        named = [{"name": e.name, "file": e.file, "rows": e.rows, **e.metrics.scalars()} for e in files]
+        shown = {"run": record.__dict__, **(summary.to_dict() if summary else {})}
+        print(json.dumps({**shown, **({"evaluations": named} if named else {})}, indent=2, default=str))
+        return 0
+    sections = [_run_section(record, registry.run_dir(args.run_id))]
+    if summary is not None:
+        sections += [_metrics_section(summary), _efficiency_section(summary), _reproducibility_section(summary)]
+    if files:
+        rows = [[e.name, f"{e.rows:,}", f"{e.metrics.accuracy:.4f}", f"{e.metrics.f1_macro:.4f}"] for e in files]
+        sections.append(Section("evaluations on files", rows, ["name", "rows", "accuracy", "f1_macro"]))
+    lines = []
+    if summary is None:
+        lines = ["no results yet: eval.json is written when the run ends" if record.status == "running"
+                 else f"no results: this {record.status} run has no readable eval.json"]  # fmt: skip
+    _show(sections, lines + [f"the full record: python -m studio show {record.id} --json"])
     return 0
+
+
+def _when(timestamp: float | None) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"
+
+
+def _run_section(record: Any, run_dir: Path) -> Section:
+    rows = [["status", record.status + (f" ({record.flag})" if record.flag else "")],
+            ["model", record.model], ["method", record.method], ["data", record.dataset],
+            ["created", _when(record.created)], ["finished", _when(record.finished)],
+            ["folder", str(run_dir)]]  # fmt: skip
+    if record.message:
+        rows.append(["message", record.message])
+    return Section(f"run {record.id}", rows)
+
+
+def _metrics_section(summary: Any) -> Section:
+    test, nan = summary.test, float("nan")
+    rows = [["test", summary.test.headline().removeprefix("test ") + f" (n={test.n:,})"],
+            ["f1_macro / f1_weighted", f"{test.f1_macro:.4f} / {test.f1_weighted:.4f}"]]  # fmt: skip
+    if test.multi_label:
+        rows.append(["Hamming / ROC-AUC", f"{test.extra.get('hamming_loss', nan):.4f} / "
+                                           f"{test.extra.get('roc_auc_macro', nan):.4f}"])  # fmt: skip
+    for label, c in test.per_class.items():  # the test split's, under its headline
+        rows.append([f"  {label}", f"precision {c.precision:.4f}  recall {c.recall:.4f}  f1 {c.f1:.4f}  "
+                                   f"support {c.support:,}"])  # fmt: skip
+    if summary.validation is not None:
+        rows.append(["validation", summary.validation.headline().removeprefix("test ")])
+    cal = summary.calibration
+    if cal is not None and cal.ece_before is not None and cal.ece_after is not None:
+        rows.append(["calibration", f"temperature {cal.temperature:.3f}: ECE {cal.ece_before:.4f} -> "
+                                    f"{cal.ece_after:.4f}"])  # fmt: skip
+    if summary.health is not None and summary.health.flag:
+        rows.append(["health", f"{summary.health.flag}: {summary.health.reason}"])
+    return Section("metrics", rows)
+
+
+def _efficiency_section(summary: Any) -> Section:
+    eff, layout = summary.efficiency, summary.distributed
+    rate = f", {eff.train_samples_per_second:.1f} samples/s" if eff.train_samples_per_second else ""
+    rows = [["trained", f"{eff.steps:,} steps, {eff.epochs:.2f} epochs in {eff.train_seconds:.1f} s{rate}"],
+            ["in all", f"{eff.total_seconds:.1f} s"],
+            ["parameters", f"{eff.trainable_params:,} of {eff.total_params:,} trainable "
+                           f"({eff.trainable_percent:.2f}%)"]]  # fmt: skip
+    peak, kind = eff.measured_peak()
+    if peak is not None:
+        estimate = f"; estimated {summary.memory.estimate_mb:,.0f} MB" if summary.memory.estimate_mb else ""
+        rows.append(["peak memory", f"{peak:,.0f} MB ({kind}){estimate}"])
+    if layout is not None:
+        rows.append(["batch", f"{layout.processes} x {layout.per_device_batch} x accumulation {layout.grad_accum} "
+                              f"= {layout.effective_batch}"])  # fmt: skip
+    return Section("efficiency", rows)
+
+
+def _reproducibility_section(summary: Any) -> Section:
+    r = summary.reproducibility
+    versions = ", ".join(f"{k} {v}" for k, v in r.versions.items() if v)
+    device = ", ".join(f"{k} {v}" for k, v in r.device.items())
+    rows = [["config hash", r.config_hash], ["seed", str(r.seed)], ["data fingerprint", r.data_fingerprint],
+            ["command", r.command], ["python", r.python], ["versions", versions], ["device", device]]  # fmt: skip
+    return Section("reproducibility", [row for row in rows if row[1] not in ("", "None")])
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -753,17 +820,10 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def _quiet_libraries() -> None:
-    """Library chatter (load reports, weight-loading bars) would drown the run's own progress."""
-    import warnings
+    """Library chatter (load reports, weight-loading bars, known warnings) would drown the run's own lines."""
+    from studio.console import quiet_libraries
 
-    import datasets
-    import transformers
-
-    # transformers' own deprecations (e.g. the Trainer reading is_gradient_checkpointing): not the user's to fix
-    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    quiet_libraries()
 
 
 # ---- parser --------------------------------------------------------------------------------------------
@@ -856,6 +916,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="a run's metrics, efficiency and reproducibility record")
     p.add_argument("run_id")
+    p.add_argument("--json", action="store_true", help="the raw record (the run's row and its eval.json) as JSON")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("predict", help="predict with a finished run")
@@ -909,6 +970,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from studio.console import silence_known_noise
+
+    silence_known_noise()  # before any library loads: some warn as they are imported
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.argv = argv

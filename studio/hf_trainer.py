@@ -67,7 +67,7 @@ def build_trainer(recipe: ClassifierRecipe, run_dir: Path, run_id: str | None) -
         emit(Note(batch_note or (
             f"{world.size} processes (GPUs) x batch {per_device} x accumulation {grad_accum}: effective batch "
             f"{batch.effective}, as batch_size x grad_accum asks")))  # fmt: skip
-    args = training_arguments(config, run_dir / "checkpoints", run_id, precision, batch, report_to, recipe.progress_bar)
+    args = training_arguments(config, run_dir / "checkpoints", run_id, precision, batch, report_to)
     if not world.distributed and args.n_gpu > 1:
         _one_gpu(args, emit)
     memory = PeakMemory()
@@ -100,10 +100,11 @@ def build_trainer(recipe: ClassifierRecipe, run_dir: Path, run_id: str | None) -
     if fsdp:
         emit(Note(f"FSDP: weights, gradients and optimizer state sharded across {world.size} processes "
                   "(accelerate config); rank 0 gathers the weights to save them"))  # fmt: skip
-    if not recipe.progress_bar:  # the run's own events carry the logs; don't also print them
-        from transformers.trainer_callback import PrinterCallback
+    # The run's own events carry the logs and the progress (the command line draws them: studio/console.py);
+    # with its bar off the Trainer would print each log as a `{'loss': ...}` dict instead.
+    from transformers.trainer_callback import PrinterCallback
 
-        trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(PrinterCallback)
     kept = Layout(world.size, per_device, grad_accum, batch.effective, fsdp=True if fsdp else None)
     return trainer, kept, memory
 
@@ -132,7 +133,7 @@ def compute_metrics_for(data: Any) -> Callable[[Any], dict[str, float]]:
 
 def training_arguments(
     config: RunConfig, output_dir: Path, run_name: str | None, precision: str, batch: BatchLayout,
-    report_to: list[str], progress_bar: bool,
+    report_to: list[str],
 ) -> Any:  # fmt: skip
     """TrainingArguments for `config`, training in `precision` (fp32 | fp16 | bf16) with `batch`."""
     import torch
@@ -188,7 +189,7 @@ def training_arguments(
         # saves it a walk of the autograd graph per step (transformers would assume unused ones)
         ddp_find_unused_parameters=False,
         label_names=["labels"],
-        disable_tqdm=not progress_bar,
+        disable_tqdm=True,  # its bars (training, every evaluation) nest badly; studio/console.py draws one line
         use_cpu=not torch.cuda.is_available(),
     )
 
@@ -270,10 +271,13 @@ class StudioCallback(TrainerCallback):
         self.emit, self.stop_requested, self.world, self.memory = emit, stop_requested, world, memory
         self._t0 = time.time()
         self._last = 0.0
+        self._first = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._t0 = time.time()
-        self.emit(Progress(step=0, max_steps=state.max_steps, epoch=0.0, elapsed=0.0, eta=None))
+        self._first = state.global_step  # a resumed run starts at its checkpoint's step
+        self.emit(Progress(step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0.0, 4),
+                           elapsed=0.0, eta=None))  # fmt: skip
 
     def on_step_end(self, args, state, control, **kwargs):
         self.memory.sample()
@@ -281,7 +285,8 @@ class StudioCallback(TrainerCallback):
         if now - self._last >= PROGRESS_EVERY_S or state.global_step >= state.max_steps:
             self._last = now
             elapsed = now - self._t0
-            eta = elapsed / state.global_step * (state.max_steps - state.global_step) if state.global_step else None
+            done = state.global_step - self._first  # steps taken here: a resumed run's ETA is from its own pace
+            eta = elapsed / done * (state.max_steps - state.global_step) if done > 0 else None
             self.emit(Progress(step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0.0, 4),
                                elapsed=round(elapsed, 2), eta=round(eta, 1) if eta is not None else None))  # fmt: skip
         if self._stop_agreed(state.global_step % STOP_SYNC_STEPS == 0 or state.global_step >= state.max_steps):

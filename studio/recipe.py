@@ -42,7 +42,7 @@ class ClassifierRecipe:
 
     def __init__(
         self, config: RunConfig, *, emit: Callable[[Event], None], stop_requested: Callable[[], bool],
-        world: World, cache_dir: Path, progress_bar: bool = False,
+        world: World, cache_dir: Path,
     ):  # fmt: skip
         self.config = config
         """The config as asked."""
@@ -51,7 +51,6 @@ class ClassifierRecipe:
         self.emit, self.stop_requested, self.world = emit, stop_requested, world
         self.cache_dir = cache_dir
         """Where tokenized splits are cached (the runs folder's .cache)."""
-        self.progress_bar = progress_bar
         self.data: PreparedData | None = None
         self.train_counts: dict[str, int] = {}
         """Rows of each label in the training split (class weights and the imbalance note read them)."""

@@ -88,7 +88,6 @@ class Run:
         config: RunConfig,
         registry: Registry,
         *,
-        progress_bar: bool = False,
         resume: tuple[str, Path] | None = None,
         run_id: str | None = None,
     ):
@@ -102,7 +101,6 @@ class Run:
         self.trained: RunConfig = config
         """What trains: `config` after its speed profile (recipe.plan_speed); the run folder's config.yaml."""
         self.registry = registry
-        self.progress_bar = progress_bar
         self.events: queue.Queue[Event] = queue.Queue()
         # The run gets its folder and registry row once data and model are ready: bad input (a missing
         # column, an unknown model) fails before anything is written. Earlier events wait in _pending.
@@ -124,7 +122,7 @@ class Run:
         return self.record.id if self.record else None
 
     @classmethod
-    def resuming(cls, registry: Registry, run_id: str, *, progress_bar: bool = False) -> Run:
+    def resuming(cls, registry: Registry, run_id: str) -> Run:
         """The run that continues interrupted run `run_id` from its last complete checkpoint, in its own folder
         and row, with the config it trained with; the Trainer restores the weights, optimizer, scheduler,
         random states and the place in the data, so it ends where the uninterrupted run would have."""
@@ -140,7 +138,7 @@ class Run:
                 "train.checkpoint_steps, or was stopped before its first one): train it again"
             )
         config = RunConfig.from_yaml(registry.run_dir(run_id) / "config.yaml")
-        return cls(config, registry, progress_bar=progress_bar, resume=(run_id, checkpoint))
+        return cls(config, registry, resume=(run_id, checkpoint))
 
     def _create_record(self, disk_mb: float | None = None, collective: bool = True) -> None:
         """The run's registry row and folder, after checking the disk has `disk_mb` free. Across processes
@@ -248,8 +246,7 @@ class Run:
 
         t0 = time.time()
         recipe = ClassifierRecipe(self.config, emit=self.emit, stop_requested=lambda: self.stop_requested,
-                                  world=self.world, cache_dir=self.registry.runs_dir / ".cache",
-                                  progress_bar=self.progress_bar)  # fmt: skip
+                                  world=self.world, cache_dir=self.registry.runs_dir / ".cache")  # fmt: skip
         crash: BaseException | None = None
         outcome: tuple[str, str, RunSummary | None] = ("failed", "", None)
         try:

@@ -103,3 +103,20 @@ def test_adapter_weights_are_told_from_the_base_and_the_head():
     assert is_adapter_weight("base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight")
     assert is_adapter_weight("base_model.model.bert.encoder.layer.0.attention.self.key.ia3_l")
     assert not is_adapter_weight("base_model.model.classifier.modules_to_save.default.weight")
+
+
+def test_lora_on_gpt2_conv1d_sets_fan_in_fan_out_so_peft_does_not_warn():
+    """GPT-2's attention and MLP are Conv1D (weights stored transposed): the config says so, rather than peft
+    warning on every wrap and load that it corrected it; a Linear model keeps the default."""
+    import warnings
+
+    from peft import get_peft_model
+
+    gpt2, bert = meta_classifier("gpt2"), meta_classifier("bert")
+    method = MethodConfig(name="lora", placement="qv")
+    config = adapters.peft_config(gpt2, method, family_of(gpt2), ["score"])
+    assert config.fan_in_fan_out is True
+    assert adapters.peft_config(bert, method, family_of(bert), ["classifier"]).fan_in_fan_out is False
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="fan_in_fan_out")
+        get_peft_model(gpt2, config)

@@ -34,7 +34,7 @@ def test_train_runs_show_predict(trained, runs_dir, capsys, tmp_path):
     assert "-cli-" in run_id and "test accuracy" in out and "saved in" in out
     code, out, _ = run_cli(capsys, "--runs-dir", runs_dir, "runs")
     assert code == 0 and run_id in out and "completed" in out
-    code, out, _ = run_cli(capsys, "--runs-dir", runs_dir, "show", run_id)
+    code, out, _ = run_cli(capsys, "--runs-dir", runs_dir, "show", run_id, "--json")
     assert code == 0 and '"reproducibility"' in out and '"confusion_matrix"' in out
     code, out, _ = run_cli(capsys, "--runs-dir", runs_dir, "predict", run_id, "a fine film", "a dull film")
     assert code == 0 and len(out.strip().splitlines()) == 2
@@ -57,6 +57,7 @@ def test_train_runs_show_predict(trained, runs_dir, capsys, tmp_path):
         (["predict", "20990101-000000-nope-0000", "text"], ["no run '20990101-000000-nope-0000'"]),
         (["predict", "../../etc", "text"], ["not a run id"]),
         (["show", "nope"], ["no run 'nope'"]),
+        (["show", "nope", "--json"], ["no run 'nope'"]),
     ],
 )
 def test_bad_input_exits_2_with_one_line(runs_dir, capsys, argv, words):
@@ -499,3 +500,112 @@ def test_sigterm_stops_a_sweep_and_its_child_runs_cleanly(tiny_model_dir, tmp_pa
         with pytest.raises(ProcessLookupError):  # no run left training on its own
             os.kill(record.pid, 0)
     assert "0 run, 0 skipped (done before), 0 failed of 2" in output or "stopped" in output
+
+
+# ---- what the terminal shows ---------------------------------------------------------------------------
+LIBRARY_NOISE = ["{'loss'", "{'eval_loss'", "{'train_runtime'", "gemm_4bit_forward", "kernels-community",
+                 "is_gradient_checkpointing", "fan_in_fan_out", "Loading weights", "LOAD REPORT", "Warning",
+                 "it/s]", "Map:", "warnings.warn"]  # fmt: skip
+
+
+def test_train_prints_the_studio_lines_and_no_library_noise(tiny_model_dir, tmp_path, capsys):
+    """A real `python -m studio train` to a pipe (as CI or `> log.txt` sees it): the studio's phases, one line per
+    evaluation and the summary; no Trainer dicts, no bars or carriage returns, no library warnings (GPT-2 with
+    LoRA and gradient checkpointing: the Conv1D and deprecation warnings' cases). Then `show` reads it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "studio", "--runs-dir", str(runs), "train", "quick_demo", "--name", "term",
+               "--set", f"model.name={tiny_model_dir('gpt2')}", "--set", "method.name=lora",
+               "--set", "train.max_steps=4", "--set", "train.eval_strategy=steps", "--set", "train.eval_steps=2",
+               "--set", "train.logging_steps=1", "--set", "train.gradient_checkpointing=true",
+               "--set", "data.max_samples=120", "--set", "data.max_length=16"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    proc = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                          env=env, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "", proc.stderr
+    out = proc.stdout
+    assert "\r" not in out
+    for noise in LIBRARY_NOISE:
+        assert noise not in out, noise
+    lines = out.splitlines()
+    assert lines[0].startswith("training ") and "  training" in lines and "  evaluating on the test split" in lines
+    assert [line.split(" (")[0] for line in lines if "eval @" in line] == ["  eval @ step 2", "  eval @ step 4"]
+    assert lines[-4].startswith("run ") and lines[-4].endswith(" completed") and lines[-1].startswith("  saved in ")
+    run_id = lines[-4].split()[1]
+
+    code, shown, err = run_cli(capsys, "--runs-dir", runs, "show", run_id)
+    assert code == 0 and err == "" and not shown.lstrip().startswith("{")
+    for words in (f"run {run_id}", "metrics", "accuracy", "efficiency", "4 steps", "trainable", "reproducibility",
+                  "config hash", "seed", "42", "versions", "torch", f"show {run_id} --json"):  # fmt: skip
+        assert words in shown, words
+    code, raw, _ = run_cli(capsys, "--runs-dir", runs, "show", run_id, "--json")
+    record = json.loads(raw)
+    assert code == 0 and record["run"]["id"] == run_id and record["efficiency"]["steps"] == 4
+    (runs / run_id / "eval.json").unlink()  # a run without results: its row, and why there is nothing more
+    code, shown, _ = run_cli(capsys, "--runs-dir", runs, "show", run_id)
+    assert code == 0 and f"run {run_id}" in shown and "no results" in shown and "reproducibility" not in shown
+
+
+def printed(live: bool, quiet: bool = False) -> str:
+    """What a RunPrinter writes for a short run's events (to a string: `live` as on a terminal)."""
+    import io
+
+    from studio.console import RunPrinter
+    from studio.events import Evaluation, HealthFlag, Note, Progress, Status, TrainLog
+
+    out = io.StringIO()
+    printer = RunPrinter(quiet=quiet, live=live, out=out)
+    events = [Status("loading model", "loading tiny"), Note("model: 1.0M parameters"), Status("training", "training"),
+              Progress(step=0, max_steps=4, epoch=0.0, elapsed=0.0), TrainLog(1, 0.1, {"loss": 0.6931}),
+              Progress(step=2, max_steps=4, epoch=0.2, elapsed=1.0, eta=1.0),
+              Evaluation({"loss": 0.69, "accuracy": 0.5, "f1_macro": 0.33}, step=2, epoch=0.2),
+              HealthFlag("collapsed", "predicts one class", "lower the learning rate"),
+              Progress(step=4, max_steps=4, epoch=0.4, elapsed=2.0, eta=0.0),
+              Status("evaluating", "evaluating on the test split")]  # fmt: skip
+    for event in events:
+        printer.event(event)
+    printer.close()
+    return out.getvalue()
+
+
+def test_a_terminal_gets_one_progress_line_and_a_pipe_gets_lines():
+    piped = printed(live=False)
+    assert "\r" not in piped and "step/s" not in piped
+    assert piped.splitlines() == ["  loading tiny", "  model: 1.0M parameters", "  training",
+                                  "  eval @ step 2 (epoch 0.20): loss 0.6900 accuracy 0.5000 f1_macro 0.3300",
+                                  "  warning: collapsed: this run predicts one class: lower the learning rate",
+                                  "  evaluating on the test split"]  # fmt: skip
+    live = printed(live=True)
+    assert "\r" in live and "4/4" in live and "loss 0.6931" in live and "val acc 0.5000" in live
+    for line in piped.splitlines():  # the same lines, above the progress line
+        assert line in live
+    assert live.rindex("4/4") < live.index("  evaluating on the test split")  # the bar ends as training does
+    quiet = ["  model: 1.0M parameters", "  warning: collapsed: this run predicts one class: lower the learning rate"]
+    assert printed(live=False, quiet=True).splitlines() == quiet
+
+
+def test_only_the_known_library_noise_is_silenced(caplog):
+    """Each known message is dropped by its logger or its category and text; anything else still shows."""
+    import logging
+    import warnings
+
+    from studio.console import BNB_LOGGER, silence_known_noise
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence_known_noise()
+        for message, category in [("`is_gradient_checkpointing` is deprecated and will be removed", FutureWarning),
+                                  ("fan_in_fan_out is set to False but the target module is `Conv1D`.", UserWarning),
+                                  ("`is_gradient_checkpointing` is deprecated, said as another category", UserWarning),
+                                  ("some other deprecation", FutureWarning)]:  # fmt: skip
+            warnings.warn(message, category, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["`is_gradient_checkpointing` is deprecated, said as another category",
+                                                "some other deprecation"]  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger=BNB_LOGGER):
+        logging.getLogger(BNB_LOGGER).warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s", "x")
+        logging.getLogger(BNB_LOGGER).warning("another bitsandbytes warning")
+    assert [r.getMessage() for r in caplog.records] == ["another bitsandbytes warning"]
