@@ -6,7 +6,11 @@ quick_demo), STUDIO_USERNAME + STUDIO_PASSWORD (require a login), GRADIO_SERVER_
 
 import os
 
-from studio.ui import build_app, launch_options
+from studio.console import silence_known_noise
+
+silence_known_noise()  # before the libraries load: their known import-time warnings (studio/console.py)
+
+from studio.ui import build_app, launch_options  # noqa: E402
 
 if __name__ == "__main__":
     app = build_app(os.environ.get("STUDIO_RUNS_DIR", "runs"), os.environ.get("STUDIO_PRESET"))
