@@ -241,7 +241,8 @@ def memory_breakdown(parts: dict[str, float], available_mb: float | None, device
                        bgcolor="rgba(255,255,255,0.8)")  # fmt: skip
     fig.update_xaxes(range=[0, end / scale], rangemode="tozero")
     fig.update_yaxes(showticklabels=False)
-    return _layout(fig, f"Estimated memory on {device_name}", height=260, x_title=unit, barmode="stack", bargap=0.55)
+    return _layout(fig, f"Estimated memory on {device_name}", height=280, x_title=unit, barmode="stack", bargap=0.55,
+                   margin=dict(t=88))  # room for a legend of two rows in a narrow column  # fmt: skip
 
 
 OVER_AXIS = 1.6
