@@ -82,9 +82,10 @@ def suggestions(config: RunConfig, num_labels: int = 2, device: Device | None = 
 
 
 def _smaller_batches(batch: int, effective: int, largest: int | None) -> list[int]:
-    """Micro-batches below `batch` to try, the largest first: the largest that fits (`largest`, from the
-    estimate), or the largest divisor of the effective batch not under half of it, so that accumulation keeps
-    the effective batch exactly (246 fits, 4096 asked: 128 x 32); then halvings, down to 1."""
+    """Micro-batches below `batch` to try, the largest first: the three largest divisors of the effective batch
+    up to `largest` (the estimate's largest batch that fits), so that accumulation keeps the effective batch
+    exactly (246 fits, 4096 asked: 128 x 32), or `largest` itself when no divisor is above half of it; then
+    halvings of `batch`, down to 1. The first that fits with its accumulation is offered."""
     tries = []
     if largest and 1 <= largest < batch:  # with accumulation a batch may need a little more: the next ones too
         divisors = [b for b in range(largest, 0, -1) if effective % b == 0][:3]
