@@ -315,16 +315,20 @@ def test_advice_ranks_the_largest_fitting_batch_first_and_apply_sets_the_form(ru
     largest = int(text.split("**Largest batch that fits:** ")[1].split()[0])
     assert batch <= largest
     buttons = model_tab.show_advice(advice)
-    assert buttons[0]["visible"] and buttons[0]["value"].startswith(f"Apply: batch {batch} x grad accumulation {accum} ")
+    assert buttons[0]["visible"] and buttons[0]["value"].startswith(f"Apply: batch {batch} x grad accumulation {accum}")
     assert [b["visible"] for b in buttons[len(advice) :]] == [False] * (model_tab.ADVICE_BUTTONS - len(advice))
-    out = model_tab.apply_advice(session, 0, advice)  # Apply: the form's batch and accumulation
+    out = model_tab.apply_advice(session, model, 0, advice)  # Apply: the form's batch and accumulation
     form = session.form
     assert out == {form.component("train.batch_size"): batch, form.component("train.grad_accum"): accum}
     applied = session.read({**page_values(session, config), **out})
     assert (applied.train.batch_size, applied.train.grad_accum) == (batch, accum)
     assert model_tab.estimate(session, page_values(session, applied))[3] == []  # and now it fits
+    checkpointing = {"change": "turn on gradient checkpointing", "overrides": ["train.gradient_checkpointing=true"],
+                     "total_mb": 900.0}  # a field under Advanced: it opens  # fmt: skip
+    opened = model_tab.apply_advice(session, model, 0, [checkpointing])
+    assert opened[form.component("train.gradient_checkpointing")] is True and opened[model.advanced]["open"] is True
     with pytest.raises(gr.Error, match="this suggestion is gone"):
-        model_tab.apply_advice(session, 3, [])
+        model_tab.apply_advice(session, model, 3, [])
 
 
 def test_an_over_budget_figure_stays_within_its_axis_and_says_by_how_much(runs_dir, tiny_model_dir, monkeypatch):

@@ -282,7 +282,8 @@ def _wire(session: Session, tab: ModelTab) -> None:
     advice = tab.advice
     advice.items.change(show_advice, advice.items, advice.buttons, show_progress="hidden")
     for i, button in enumerate(advice.buttons):
-        button.click(handler(apply_advice, session, i), advice.items, form.components, show_progress="hidden")
+        button.click(handler(apply_advice, session, tab, i), advice.items, [*form.components, tab.advanced],
+                     show_progress="hidden")  # fmt: skip
     shown = form.component("data.max_length")  # the Data tab's, when it is built: one field, kept in step
     if shown is not tab.max_length:  # `input`: a person's moves only, so the two never set each other off
         tab.max_length.input(lambda v: v, tab.max_length, shown, show_progress="hidden")
@@ -347,10 +348,15 @@ def show_advice(items: list[dict[str, Any]]) -> list[Any]:
     ]
 
 
+BASICS = {"model.name", "method.name", "train.speed", "train.epochs", "train.batch_size", "train.grad_accum",
+          "train.learning_rate", "data.max_length"}  # fmt: skip
+"""The fields shown outside Advanced."""
+
+
 @guard
-def apply_advice(session: Session, index: int, items: list[dict[str, Any]]) -> dict[Any, Any]:
+def apply_advice(session: Session, tab: ModelTab, index: int, items: list[dict[str, Any]]) -> dict[Any, Any]:
     """Suggestion `index` set in the form's fields (batch and accumulation, checkpointing, ...): the estimate
-    follows, as it does any change."""
+    follows, as it does any change. Advanced opens when a field it sets is there, so the change is in sight."""
     if not items or index >= len(items):
         raise StudioError("this suggestion is gone: the estimate changed since; pick one of those shown now")
     changes = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in items[index]["overrides"])}
@@ -361,6 +367,8 @@ def apply_advice(session: Session, index: int, items: list[dict[str, Any]]) -> d
             out.update(zip(b.components, value if len(b.components) > 1 else (value,), strict=True))
     if not out:
         raise StudioError(f"the form has no field for {', '.join(changes)}; use the CLI command")
+    if set(changes) - BASICS:
+        out[tab.advanced] = gr.update(open=True)
     gr.Info(f"Set {items[index]['change']}")
     return out
 
