@@ -163,6 +163,7 @@ def shoot(url: str, out: Path, chromium: str) -> int:
         page.get_by_role("tab", name="2 · Model & method").click()
         page.get_by_text("estimated").first.wait_for(timeout=60_000)
         page.get_by_label("lora", exact=True).check()  # show the adapter settings in the picture
+        page.get_by_text("Advanced: the method").click()  # (they are under Advanced)
         time.sleep(3)
         page.screenshot(path=out / "model.png", full_page=True)
         page.get_by_label("full", exact=True).check()  # the quick demo is a full fine-tune

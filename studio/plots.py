@@ -208,14 +208,20 @@ def memory_breakdown(parts: dict[str, float], available_mb: float | None, device
         parts: MB per part; weights, adapters, gradients, optimizer, activations, overhead come first in
             that order, other keys after them; parts of 0 MB are left out.
         available_mb: the device's memory; None (or 0) draws no line and no fits/does-not-fit verdict.
-        device_name: names the line and the title ("NVIDIA H100", "CPU").
+        device_name: names the title ("NVIDIA H100", "CPU").
+
+    A total far over the device's memory (batch 4096) would squeeze the line against the axis: the axis then
+    stops at OVER_AXIS x the device's memory, the bar runs to its end and the text says "over by X GB".
     """
     items = [(k, float(parts[k])) for k in _ordered(parts or {}, MEMORY_PARTS) if _finite(parts[k]) and parts[k] > 0]
     if not items:
         return empty("No memory estimate yet")
     total = sum(mb for _, mb in items)
     available = available_mb if _finite(available_mb) and available_mb > 0 else None
-    unit, scale = _mem_unit(max(total, available or 0))  # the bar and the line share one axis, so one unit
+    end = max(total, available or 0) * 1.15
+    if available is not None and total > available * OVER_AXIS / 1.15:
+        end = available * OVER_AXIS  # capped: the bar is cut at the axis' end
+    unit, scale = _mem_unit(end)  # the bar and the line share one axis, so one unit
     fig = go.Figure()
     for name, mb in items:
         hover = f"{name}: {_mem(mb)} ({mb / total:.0%})<extra></extra>"
@@ -224,16 +230,23 @@ def memory_breakdown(parts: dict[str, float], available_mb: float | None, device
     verdict, colour = "", _INK
     if available is not None:
         fits = total <= available
-        verdict, colour = (" — fits", _GOOD) if fits else (" — does not fit", _BAD)
-        label = f"{device_name}: {_mem(available)}"
-        line = dict(dash="dot", width=2, color=_INK)
-        fig.add_vline(x=available / scale, line=line, annotation_text=label, annotation_position="top left")
-    text = f"total {_mem(total)}{verdict}"
-    fig.add_annotation(x=total / scale, y="estimate", xanchor="left", showarrow=False, text=text,
-                       font=dict(color=colour, size=13), bgcolor="rgba(255,255,255,0.8)")  # fmt: skip
-    fig.update_xaxes(range=[0, max(total, available or 0) / scale * 1.3], rangemode="tozero")
+        verdict, colour = (" — fits", _GOOD) if fits else (f" — over by {_mem(total - available)}", _BAD)
+        side = "right" if available < end / 2 else "left"  # the label on the side with room for it
+        fig.add_vline(x=available / scale, line=dict(dash="dot", width=2, color=_INK),
+                      annotation_text=f"available: {_mem(available)}", annotation_position=f"top {side}")  # fmt: skip
+    text = f"total {_mem(total)}{verdict}" + (" ▸" if total > end else "")
+    at = min(total, end)
+    fig.add_annotation(x=at / scale, y="estimate", xanchor="right" if at > end / 2 else "left", yanchor="bottom",
+                       yshift=26, showarrow=False, text=text, font=dict(color=colour, size=13),
+                       bgcolor="rgba(255,255,255,0.8)")  # fmt: skip
+    fig.update_xaxes(range=[0, end / scale], rangemode="tozero")
     fig.update_yaxes(showticklabels=False)
-    return _layout(fig, f"Estimated memory on {device_name}", height=240, x_title=unit, barmode="stack", bargap=0.45)
+    return _layout(fig, f"Estimated memory on {device_name}", height=280, x_title=unit, barmode="stack", bargap=0.55,
+                   margin=dict(t=88))  # room for a legend of two rows in a narrow column  # fmt: skip
+
+
+OVER_AXIS = 1.6
+"""How far past the device's memory the memory bar's axis goes before the bar is cut (and says by how much)."""
 
 
 def loss_curves(train: list[tuple[int, float]], evals: list[tuple[int, float]]) -> Figure:

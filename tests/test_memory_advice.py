@@ -38,6 +38,21 @@ def test_single_changes_that_fit_are_true_and_the_least_costly_first():
     assert "--set train.gradient_checkpointing=true" in format_suggestions(items)
 
 
+def test_a_huge_batch_is_advised_the_largest_batch_that_fits_first_not_batch_1():
+    """Batch 4096 where ~100 fit: the first suggestion is the largest batch that fits with the accumulation that
+    keeps the effective batch exactly (a divisor of 4096), not 1 x 4096, nor a halving of 4096 that cannot fit."""
+    config = bert_base(batch_size=4096, grad_accum=1).with_overrides(["data.max_length=128"])
+    largest = estimate(config, device=MID).largest_batch
+    items = suggestions(config, device=MID)
+    batch, accum = (int(o.split("=")[1]) for o in items[0].overrides)
+    assert items[0].overrides[0].startswith("train.batch_size") and "effective batch, 4096" in items[0].change
+    assert 8 <= batch <= largest and batch * accum == 4096
+    assert estimate(config.with_overrides(items[0].overrides), device=MID).fits
+    twice = [f"train.batch_size={batch * 2}", f"train.grad_accum={accum // 2}"]
+    assert not estimate(config.with_overrides(twice), device=MID).fits
+    assert len([s for s in items if s.overrides[0].startswith("train.batch_size")]) == 1
+
+
 def test_a_combination_when_no_single_change_is_enough():
     config = bert_base()
     (combo,) = suggestions(config, device=SMALL)

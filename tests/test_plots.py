@@ -64,10 +64,10 @@ def test_memory_breakdown_stacks_parts_in_order_and_checks_the_fit():
     assert [t.x[0] for t in fig.data] == pytest.approx([v / 1024 for v in (1000, 500, 1000, 300, 200)])  # GB
     assert fig.layout.xaxis.title.text == "GB"
     assert fig.layout.shapes[0].x0 == 8.0  # the available line, in the axis unit
-    assert "total 2.9 GB — fits" in annotations(fig) and "NVIDIA T4: 8.0 GB" in annotations(fig)
+    assert "total 2.9 GB — fits" in annotations(fig) and "available: 8.0 GB" in annotations(fig)
 
     tight = plots.memory_breakdown(parts, available_mb=2048, device_name="small GPU")
-    assert "total 2.9 GB — does not fit" in annotations(tight) and tight.layout.shapes[0].x0 == 2.0
+    assert "total 2.9 GB — over by 952 MB" in annotations(tight) and tight.layout.shapes[0].x0 == 2.0
     fit_colour = next(a.font.color for a in fig.layout.annotations if a.text.startswith("total"))
     miss_colour = next(a.font.color for a in tight.layout.annotations if a.text.startswith("total"))
     assert fit_colour != miss_colour

@@ -123,7 +123,10 @@ def test_a_separate_test_file_in_the_data_tab(page, shots, tmp_path):
 def test_model_tab_estimates_and_follows_the_method(page, shots):
     tab(page, "2 · Model & method")
     page.get_by_text("GB estimated").first.wait_for()
-    assert page.get_by_label("LoRA rank r").first.is_visible()
+    assert page.locator("#model-max-length").is_visible()  # a basic setting, beside the estimate
+    assert not page.get_by_label("LoRA rank r").first.is_visible()  # the method's settings: under Advanced
+    page.get_by_text("Advanced: the method").click()
+    page.get_by_label("LoRA rank r").first.wait_for()
     page.get_by_label("qlora", exact=True).check()
     page.get_by_text("Quantization").first.wait_for()  # QLoRA settings appear
     page.get_by_label("full", exact=True).check()

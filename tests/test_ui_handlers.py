@@ -16,6 +16,7 @@ import gradio as gr
 import pytest
 
 from studio.config import RunConfig
+from studio.hardware import Device
 from studio.presets import PRESETS_DIR
 from studio.registry import Registry
 from studio.results import (
@@ -281,13 +282,89 @@ def test_an_intake_error_in_the_page_has_the_clis_words(runs_dir, tiny_model_dir
 def test_estimate_follows_the_form_and_says_a_bad_value_in_place(runs_dir, tiny_model_dir):
     session = built(runs_dir)[0]
     config = tiny_config(tiny_model_dir("bert"))
-    device, _, text = model_tab.estimate(session, page_values(session, config))
+    device, _, text, advice = model_tab.estimate(session, page_values(session, config))
+    assert advice == []  # it fits: nothing to apply
     assert "CPU only" in device and "GB estimated" in text and "**Adapters on:** attention.self.query" in text
     bigger = model_tab.estimate(session, page_values(session, config.with_overrides(["train.batch_size=512"])))[2]
     assert float(bigger.split(" GB")[0].split()[-1]) > float(text.split(" GB")[0].split()[-1])
     bad = page_values(session, config)
     bad[session.base] = {**bad[session.base], "train": {**bad[session.base]["train"], "learning_rate": 0}}
     assert model_tab.estimate(session, bad)[2].startswith("⚠️ train.learning_rate: Input should be greater than 0")
+
+
+SMALL = Device(kind="cuda", name="small GPU", total_mb=4096, free_mb=2500, count=1)
+
+
+def over_budget(monkeypatch: pytest.MonkeyPatch, tiny_model_dir) -> RunConfig:
+    """The estimate on a 2.4 GB GPU, of batch 4096 (a typo for 64, say): far over it."""
+    monkeypatch.setattr("studio.hardware.detect", lambda: SMALL)
+    return tiny_config(tiny_model_dir("bert")).with_overrides(
+        ["train.batch_size=4096", "data.max_length=512", "train.speed=as_set"]
+    )
+
+
+def test_advice_ranks_the_largest_fitting_batch_first_and_apply_sets_the_form(runs_dir, tiny_model_dir, monkeypatch):
+    session, data, model = built(runs_dir, data_tab, model_tab)
+    config = over_budget(monkeypatch, tiny_model_dir)
+    _, _, text, advice = model_tab.estimate(session, page_values(session, config))
+    assert "does NOT fit" in text and "the fastest training first" in text and "--set" not in text
+    first = advice[0]  # the largest batch that fits, with the accumulation that keeps 4096: not batch 1
+    assert first["overrides"][0].startswith("train.batch_size=") and "effective batch, 4096" in first["change"]
+    batch, accum = (int(o.split("=")[1]) for o in first["overrides"])
+    assert batch > 1 and batch * accum == 4096
+    largest = int(text.split("**Largest batch that fits:** ")[1].split()[0])
+    assert batch <= largest
+    buttons = model_tab.show_advice(advice)
+    assert buttons[0]["visible"] and buttons[0]["value"].startswith(f"Apply: batch {batch} x grad accumulation {accum}")
+    assert [b["visible"] for b in buttons[len(advice) :]] == [False] * (model_tab.ADVICE_BUTTONS - len(advice))
+    out = model_tab.apply_advice(session, model, 0, advice)  # Apply: the form's batch and accumulation
+    form = session.form
+    assert out == {form.component("train.batch_size"): batch, form.component("train.grad_accum"): accum}
+    applied = session.read({**page_values(session, config), **out})
+    assert (applied.train.batch_size, applied.train.grad_accum) == (batch, accum)
+    assert model_tab.estimate(session, page_values(session, applied))[3] == []  # and now it fits
+    checkpointing = {"change": "turn on gradient checkpointing", "overrides": ["train.gradient_checkpointing=true"],
+                     "total_mb": 900.0}  # a field under Advanced: it opens  # fmt: skip
+    opened = model_tab.apply_advice(session, model, 0, [checkpointing])
+    assert opened[form.component("train.gradient_checkpointing")] is True and opened[model.advanced]["open"] is True
+    with pytest.raises(gr.Error, match="this suggestion is gone"):
+        model_tab.apply_advice(session, model, 3, [])
+
+
+def test_an_over_budget_figure_stays_within_its_axis_and_says_by_how_much(runs_dir, tiny_model_dir, monkeypatch):
+    session = built(runs_dir, model_tab)[0]
+    config = over_budget(monkeypatch, tiny_model_dir)
+    _, fig, text, _ = model_tab.estimate(session, page_values(session, config))
+    end = fig.layout.xaxis.range[1]
+    line = fig.layout.shapes[0].x0  # the device's memory
+    assert line < end <= 2 * line  # the line is not squeezed against the axis' start
+    notes = [a.text for a in fig.layout.annotations]
+    total = next(t for t in notes if t.startswith("total"))
+    assert "over by" in total and total.endswith("▸")  # cut at the axis' end, and says so
+    assert next(a for a in fig.layout.annotations if a.text == total).x <= end
+    assert "available: 2.4 GB" in notes
+
+
+def test_the_max_length_is_one_field_on_both_tabs(runs_dir, tiny_model_dir):
+    """Max length sits beside the estimate and on the Data tab: both show the config's value, the Model tab's
+    reads back, and Inspect (the Data tab's inputs) still says the share cut at the chosen length."""
+    session, data, model = built(runs_dir, data_tab, model_tab)
+    assert model.max_length is not data.max_length and model.advanced.open is False
+    config = tiny_config(tiny_model_dir("bert"), max_length=16)
+    values = page_values(session, config)
+    assert values[model.max_length] == values[data.max_length] == 16
+    moved = {**values, model.max_length: 64, data.max_length: 64}  # kept in step by the page
+    assert session.read(moved).data.max_length == 64
+    out = data_tab.inspect_data(session, data, {c: v for c, v in moved.items() if c in data.inputs})
+    assert "of texts are longer than 64**" in out[data.summary]
+
+
+def test_measured_against_the_estimate_is_said_in_words():
+    assert model_tab.error_words(12.4) == (
+        "The estimate was 12% above what the run measured: it errs on the safe side."
+    )
+    assert model_tab.error_words(-8).startswith("The estimate was 8% below what the run measured: leave")
+    assert "within 1%" in model_tab.error_words(0.3)
 
 
 def test_the_method_shows_its_own_settings(runs_dir):

@@ -123,6 +123,9 @@ def _wire_page(app: StudioApp, session: Session, page: Page) -> None:
         page.model.estimate_outputs,
         show_progress="hidden",
     )
+    # Max length, shown on both tabs (kept in step): moved on the Model tab, the Data tab's histogram follows.
+    page.model.max_length.release(data_tab.remark, [page.data.lengths, page.model.max_length], page.data.lengths_plot,
+                                  show_progress="hidden")  # fmt: skip
     page.runs_page.select(handler(runs_tab.refreshed, session, runs), [runs.compare, runs.selected], runs.listed)
     page.playground_page.select(handler(playground_tab.refreshed, session), None, page.playground.pickers)
     compare = page.compare

@@ -1,12 +1,17 @@
-"""Model & method tab: model, method, quantization, adapter and training knobs, with a live memory estimate.
+"""Model & method tab: the basic settings beside a live memory estimate, every other knob under "Advanced".
 
+Basic: model, method, speed profile, epochs, batch size and accumulation, learning rate, max length (the Data
+tab's too: one field shown twice, kept in step). Advanced (closed): the method's own settings (quantization,
+adapter), schedule, optimizer, loss, evaluation, and the long help of the fields whose help would not fit.
 The estimate is recomputed on every change of any form field (data and training ones included: max length
-and batch size drive activations). Presets load into the whole form, the form saves as a preset YAML, and
-"CLI command" prints the same run for `python -m studio train`.
+and batch size drive activations); a config that does not fit gets its suggestions as Apply buttons, the
+fastest training first. Presets load into the whole form, the form saves as a preset YAML, and "CLI command"
+prints the same run for `python -m studio train`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import tempfile
 from dataclasses import dataclass
@@ -67,22 +72,40 @@ class LrFinder:
     """The last suggested rate (None before a test)."""
 
 
+ADVICE_BUTTONS = 4
+"""Apply buttons under the estimate: the suggestions past the fourth are rarer than the screen is tall."""
+
+
+@dataclass
+class Advice:
+    """What would make a config that does not fit fit: a button per suggestion, the fastest training first."""
+
+    buttons: list[gr.Button]
+    items: gr.State
+    """The suggestions the buttons show, as dicts (`memory_advice.Suggestion`'s fields)."""
+
+
 @dataclass
 class ModelTab:
     model: gr.Dropdown
     method: gr.Radio
+    max_length: gr.Slider
+    """data.max_length, beside the estimate it drives; the Data tab shows the same field (kept in step)."""
+    advanced: gr.Accordion
     adapter: Adapter
     lr_finder: LrFinder
     device_line: gr.Markdown
     memory_plot: gr.Plot
     memory_text: gr.Markdown
+    advice: Advice
     measure: gr.Button
     probe_text: gr.Markdown
     presets: Presets
 
     @property
     def estimate_outputs(self) -> list[Any]:
-        return [self.device_line, self.memory_plot, self.memory_text]
+        """The estimate's: clients get the first three (a State is not returned to them)."""
+        return [self.device_line, self.memory_plot, self.memory_text, self.advice.items]
 
 
 def build(session: Session) -> ModelTab:
@@ -90,18 +113,23 @@ def build(session: Session) -> ModelTab:
     with gr.Row():
         with gr.Column(scale=3):
             model, method = _model_and_method(form)
-            adapter = _method_settings(form)
-            lr_finder = _training(form)
+            lr_finder, max_length = _basics(form)
+            with gr.Accordion("Advanced: the method's settings, schedule, optimizer, loss, evaluation",
+                              open=False, elem_id="model-advanced") as advanced:  # fmt: skip
+                adapter = _method_settings(form)
+                _advanced(form)
         with gr.Column(scale=2):
             device_line = gr.Markdown(elem_id="device-line")
             memory_plot = gr.Plot(label="Memory estimate", show_label=False)
             memory_text = gr.Markdown(elem_id="memory-text")
+            advice = Advice([gr.Button(visible=False, size="sm", elem_id=f"advice-{i}") for i in range(ADVICE_BUTTONS)],
+                            gr.State([]))  # fmt: skip
             with gr.Row():
                 measure = gr.Button("Measure: train 3 real steps here", size="sm", elem_id="probe")
             probe_text = gr.Markdown(elem_id="probe-text")
             presets = _presets(session)
-    tab = ModelTab(model, method, adapter, lr_finder, device_line, memory_plot, memory_text, measure, probe_text,
-                   presets)  # fmt: skip
+    tab = ModelTab(model, method, max_length, advanced, adapter, lr_finder, device_line, memory_plot, memory_text,
+                   advice, measure, probe_text, presets)  # fmt: skip
     _wire(session, tab)
     return tab
 
@@ -149,7 +177,7 @@ def _method_settings(form: ConfigForm) -> Adapter:
                 "method.dropout", gr.Slider, minimum=0, maximum=0.5, step=0.01, label="LoRA dropout", **lora
             )
         with gr.Row():
-            form.field("method.placement", gr.Dropdown, label="placement")
+            form.field("method.placement", gr.Dropdown, label="placement", info="Which layers get adapters.")
             form.field(
                 "method.target_modules",
                 gr.Textbox,
@@ -161,50 +189,67 @@ def _method_settings(form: ConfigForm) -> Adapter:
     return Adapter(quantization, adapter, rank, alpha, dropout)
 
 
-def _training(form: ConfigForm) -> LrFinder:
-    with gr.Accordion("Training", open=True):
-        with gr.Row():
-            form.field("train.speed", gr.Radio, label="speed profile", scale=3,
-                       info="fast: the studio picks the fastest settings that fit the GPU (shown on the "
-                            "right); frugal: the least memory; as_set: exactly the settings below")  # fmt: skip
-            form.field("train.length_grouping", gr.Checkbox, label="length-grouped batches")
-            form.field("train.torch_compile", gr.Checkbox, label="torch.compile")
-            form.field("train.half_activations", gr.Checkbox, label="16-bit activations")
-            form.field("train.expandable_segments", gr.Checkbox, label="expandable GPU memory")
-        with gr.Row():
-            form.field("train.epochs", gr.Number, minimum=0.01)
-            form.field("train.max_steps", gr.Number, minimum=1)
-            form.field("train.batch_size", gr.Number, minimum=1, label="batch size")
-            form.field("train.grad_accum", gr.Number, minimum=1, label="grad accumulation")
-        with gr.Row():
-            form.field("train.learning_rate", gr.Number, label="learning rate")
-            find = gr.Button("Find a learning rate", size="sm", scale=0, min_width=150, elem_id="lr-find")
-            form.field("train.scheduler", gr.Dropdown)
-            form.field("train.warmup_ratio", gr.Slider, minimum=0, maximum=0.5, step=0.01)
-            form.field("train.weight_decay", gr.Number, minimum=0)
-        text = gr.Markdown(elem_id="lr-find-text")  # visible from the start: it shows the test is running
-        with gr.Group(visible=False) as result:
-            plot = gr.Plot(label="Learning-rate range test", show_label=False)
-            apply = gr.Button("Apply: set the learning rate to the suggestion", size="sm")
-        with gr.Row():
-            form.field("train.optimizer", gr.Dropdown)
-            form.field("train.precision", gr.Dropdown)
-            form.field("train.gradient_checkpointing", gr.Checkbox, label="gradient checkpointing")
-            form.field("train.early_stopping_patience", gr.Number, minimum=1, label="early stopping patience")
-            form.field("train.stop_on_collapse", gr.Checkbox, label="stop a run that is not learning")
-        with gr.Row():
-            form.field("train.class_weights", gr.Textbox, label="class weights", to_config=weights_to_config,
-                       to_ui=weights_to_ui, info="none, balanced (for skewed classes: the Data tab shows the "
-                       "ratio), or label: weight, ...")  # fmt: skip
-            form.field("train.loss", gr.Dropdown)
-            form.field("train.focal_gamma", gr.Number, minimum=0, label="focal gamma")
-            form.field("train.metric_for_best", gr.Dropdown, label="best-model metric")
-        with gr.Row():
-            form.field("train.eval_strategy", gr.Radio, label="evaluate every")
-            form.field("train.eval_steps", gr.Number, minimum=1)
-            form.field("train.logging_steps", gr.Number, minimum=1)
-            form.field("seed", gr.Number, minimum=0)
-    return LrFinder(find, text, result, plot, apply, gr.State(None))
+def _basics(form: ConfigForm) -> tuple[LrFinder, Any]:
+    """What a first run needs: the speed profile, epochs, batch, learning rate (and its range test), max length."""
+    form.field("train.speed", gr.Radio, label="speed profile",
+               info="fast: the fastest settings that fit the GPU (shown on the right); frugal: the least memory; "
+                    "as_set: exactly the form (on a CPU all three train as set)")  # fmt: skip
+    with gr.Row():
+        form.field("train.epochs", gr.Number, minimum=0.01, info="Passes over the training texts.")
+        form.field("train.batch_size", gr.Number, minimum=1, label="batch size", info="Texts per step on the device.")
+        form.field("train.grad_accum", gr.Number, minimum=1, label="grad accumulation",
+                   info="Batches per update: effective batch = batch x this.")  # fmt: skip
+    with gr.Row():
+        form.field("train.learning_rate", gr.Number, label="learning rate")
+        find = gr.Button("Find a learning rate", size="sm", scale=0, min_width=150, elem_id="lr-find")
+        max_length = form.field("data.max_length", gr.Slider, minimum=16, maximum=4096, step=8, scale=2,
+                                label="Max length (tokens)", elem_id="model-max-length",
+                                info="Longer texts are cut. Memory grows with it.")  # fmt: skip
+    text = gr.Markdown(elem_id="lr-find-text")  # visible from the start: it shows the test is running
+    with gr.Group(visible=False) as result:
+        plot = gr.Plot(label="Learning-rate range test", show_label=False)
+        apply = gr.Button("Apply: set the learning rate to the suggestion", size="sm")
+    return LrFinder(find, text, result, plot, apply, gr.State(None)), max_length
+
+
+LONG_HELP = ("train.speed", "train.half_activations", "train.expandable_segments", "train.stop_on_collapse",
+             "train.class_weights", "train.metric_for_best", "method.placement")  # fmt: skip
+"""Fields whose help is too long for a box: a short line there, the whole of it at the end of Advanced."""
+
+
+def _advanced(form: ConfigForm) -> None:
+    """Every other training knob (short help; the long ones in full below them)."""
+    with gr.Row():
+        form.field("train.max_steps", gr.Number, minimum=1)
+        form.field("train.scheduler", gr.Dropdown)
+        form.field("train.warmup_ratio", gr.Slider, minimum=0, maximum=0.5, step=0.01)
+        form.field("train.weight_decay", gr.Number, minimum=0)
+    with gr.Row():
+        form.field("train.optimizer", gr.Dropdown)
+        form.field("train.precision", gr.Dropdown)
+        form.field("train.gradient_checkpointing", gr.Checkbox, label="gradient checkpointing")
+        form.field("train.early_stopping_patience", gr.Number, minimum=1, label="early stopping patience")
+    with gr.Row():
+        form.field("train.length_grouping", gr.Checkbox, label="length-grouped batches")
+        form.field("train.torch_compile", gr.Checkbox, label="torch.compile")
+        form.field("train.half_activations", gr.Checkbox, label="16-bit activations", info="Less activation memory.")
+        form.field("train.expandable_segments", gr.Checkbox, label="expandable GPU memory",
+                   info="Less memory stranded.")  # fmt: skip
+        form.field("train.stop_on_collapse", gr.Checkbox, label="stop a run that is not learning",
+                   info="It evaluates and saves.")  # fmt: skip
+    with gr.Row():
+        form.field("train.class_weights", gr.Textbox, label="class weights", to_config=weights_to_config,
+                   to_ui=weights_to_ui, info="none, balanced, or label: weight, ...")  # fmt: skip
+        form.field("train.loss", gr.Dropdown, info="cross_entropy, or focal for hard examples.")
+        form.field("train.focal_gamma", gr.Number, minimum=0, label="focal gamma")
+        form.field("train.metric_for_best", gr.Dropdown, label="best-model metric",
+                   info="Picks the best checkpoint.")  # fmt: skip
+    with gr.Row():
+        form.field("train.eval_strategy", gr.Radio, label="evaluate every")
+        form.field("train.eval_steps", gr.Number, minimum=1)
+        form.field("train.logging_steps", gr.Number, minimum=1)
+        form.field("seed", gr.Number, minimum=0)
+    gr.Markdown(long_help_md(), elem_id="model-long-help")
 
 
 def _presets(session: Session) -> Presets:
@@ -234,6 +279,15 @@ def _wire(session: Session, tab: ModelTab) -> None:
         show_progress="hidden",
         api_name="estimate",
     )
+    advice = tab.advice
+    advice.items.change(show_advice, advice.items, advice.buttons, show_progress="hidden")
+    for i, button in enumerate(advice.buttons):
+        button.click(handler(apply_advice, session, tab, i), advice.items, [*form.components, tab.advanced],
+                     show_progress="hidden")  # fmt: skip
+    shown = form.component("data.max_length")  # the Data tab's, when it is built: one field, kept in step
+    if shown is not tab.max_length:  # `input`: a person's moves only, so the two never set each other off
+        tab.max_length.input(lambda v: v, tab.max_length, shown, show_progress="hidden")
+        shown.input(lambda v: v, shown, tab.max_length, show_progress="hidden")
     tab.measure.click(handler(measure_steps, session), page, tab.probe_text, api_name="probe")
     lr = tab.lr_finder
     lr.find.click(handler(find_learning_rate, session, lr), {session.base, *form.components},
@@ -260,11 +314,13 @@ def show_for(a: Adapter, name: str) -> dict[Any, Any]:
     }
 
 
-def estimate(session: Session, values: dict[Any, Any]) -> tuple[str, Any, str]:
-    """(device line, memory breakdown plot, text) of the config the page shows, as the speed profile would train
-    it. A half-typed bad value is said in the text, with no pop-up: this runs on every keystroke."""
+def estimate(session: Session, values: dict[Any, Any]) -> tuple[str, Any, str, list[dict[str, Any]]]:
+    """(device line, memory breakdown plot, text, suggestions) of the config the page shows, as the speed profile
+    would train it; the suggestions (what would make it fit, the fastest training first) become Apply buttons.
+    A half-typed bad value is said in the text, with no pop-up: this runs on every keystroke."""
     from studio import plots
     from studio.hardware import describe, detect
+    from studio.memory_advice import suggestions
     from studio.speed_plan import planned_estimate
 
     import_engine_libraries()
@@ -275,11 +331,46 @@ def estimate(session: Session, values: dict[Any, Any]) -> tuple[str, Any, str]:
         e, speed = planned_estimate(asked, num_labels, device, values.get(session.train_rows))
         config = speed.config  # what would train: the estimate is of that
     except StudioError as err:
-        return f"**{describe(device)}**", plots.empty("no estimate"), f"⚠️ {err}"
+        return f"**{describe(device)}**", plots.empty("no estimate"), f"⚠️ {err}", []
     text = _estimate_text(e, config) + _plan_text(speed)
+    items = [] if e.fits else [dataclasses.asdict(s) for s in suggestions(config, num_labels, device)]
     if not e.fits:
-        text += _fit_text(config, num_labels, device)
-    return f"**{describe(device)}**", plots.memory_breakdown(e.parts, e.device.free_mb, e.device.name), text
+        text += _fit_text(items)
+    return f"**{describe(device)}**", plots.memory_breakdown(e.parts, e.device.free_mb, e.device.name), text, items
+
+
+def show_advice(items: list[dict[str, Any]]) -> list[Any]:
+    """A button per suggestion (the first ADVICE_BUTTONS), the others hidden."""
+    items = (items or [])[:ADVICE_BUTTONS]
+    labels = [f"Apply: {s['change']}: ~{gigabytes(s['total_mb'])}" for s in items]
+    return [gr.update(value=label, visible=True) for label in labels] + [
+        gr.update(visible=False) for _ in range(ADVICE_BUTTONS - len(labels))
+    ]
+
+
+BASICS = {"model.name", "method.name", "train.speed", "train.epochs", "train.batch_size", "train.grad_accum",
+          "train.learning_rate", "data.max_length"}  # fmt: skip
+"""The fields shown outside Advanced."""
+
+
+@guard
+def apply_advice(session: Session, tab: ModelTab, index: int, items: list[dict[str, Any]]) -> dict[Any, Any]:
+    """Suggestion `index` set in the form's fields (batch and accumulation, checkpointing, ...): the estimate
+    follows, as it does any change. Advanced opens when a field it sets is there, so the change is in sight."""
+    if not items or index >= len(items):
+        raise StudioError("this suggestion is gone: the estimate changed since; pick one of those shown now")
+    changes = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in items[index]["overrides"])}
+    out: dict[Any, Any] = {}
+    for b in session.form.bindings:
+        if b.path in changes:
+            value = b.to_ui(changes[b.path])
+            out.update(zip(b.components, value if len(b.components) > 1 else (value,), strict=True))
+    if not out:
+        raise StudioError(f"the form has no field for {', '.join(changes)}; use the CLI command")
+    if set(changes) - BASICS:
+        out[tab.advanced] = gr.update(open=True)
+    gr.Info(f"Set {items[index]['change']}")
+    return out
 
 
 @guard
@@ -294,7 +385,19 @@ def measure_steps(session: Session, values: dict[Any, Any]) -> str:
     return (
         f"**Measured** {r.measured_mb:,.0f} MB ({r.measured_kind.replace('_', ' ')}) in {r.steps} steps with "
         f"full-length batches vs **estimate** {r.estimate.total_mb:,.0f} MB ({r.error_pct:+.1f}%){largest} · "
-        f"{r.seconds:.0f} s"
+        f"{r.seconds:.0f} s  \n{error_words(r.error_pct)}"
+    )
+
+
+def error_words(pct: float) -> str:
+    """The sign of "estimate vs measured" in words: above errs on the safe side, below leaves less room."""
+    if abs(pct) < 1:
+        return "The estimate was within 1% of what the run measured."
+    if pct > 0:
+        return f"The estimate was {pct:.0f}% above what the run measured: it errs on the safe side."
+    return (
+        f"The estimate was {-pct:.0f}% below what the run measured: leave that much room (a smaller batch) "
+        "when a config only just fits."
     )
 
 
@@ -378,6 +481,17 @@ def _yaml_value(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
 
 
+def long_help_md() -> str:
+    """The whole help of the fields whose box shows a short line (LONG_HELP), as the config documents it."""
+    from studio.config import SECTIONS, field_help
+
+    rows = []
+    for path in LONG_HELP:
+        section, _, name = path.rpartition(".")
+        rows.append(f"- **{name.replace('_', ' ')}** (`{path}`): {field_help(SECTIONS[section], name)}")
+    return "**About these settings**\n\n" + "\n".join(rows)
+
+
 def _plan_text(speed: Any) -> str:
     if not speed.choices:
         return f"\n\n**{speed.note}**"
@@ -388,15 +502,13 @@ def _plan_text(speed: Any) -> str:
     )
 
 
-def _fit_text(config: RunConfig, num_labels: int, device: Any) -> str:
-    """What would make a config that does not fit fit."""
-    from studio.memory_advice import suggestions
-
-    items = suggestions(config, num_labels, device)
+def _fit_text(items: list[dict[str, Any]]) -> str:
+    """What would make a config that does not fit fit: the Apply buttons below the text say each."""
     if not items:
         return "\n\n**It does not fit**, and no simple change makes it: pick a smaller model."
-    return "\n\n**It does not fit. Any one of these would:**\n" + "\n".join(
-        f"- {s.change}: ~{gigabytes(s.total_mb)} (`{' '.join(s.overrides)}`)" for s in items
+    return (
+        "\n\n**It does not fit. Any one of these would**, the fastest training first (Apply sets it in the form; "
+        "the CLI command button gives the same for a terminal):"
     )
 
 
