@@ -183,7 +183,7 @@ def test_train_watch_stop_and_predict(live):
     label = client.predict(record.id, None, "What a wonderful, moving film.", 0, api_name="/predict")[0]
     assert {c["label"] for c in label["confidences"]} == {"negative", "positive"}
     mistakes = client.predict(record.id, "test", api_name="/mistakes")
-    assert mistakes["headers"] == ["text", "label", "predicted", "confidence", "p_true"]
+    assert mistakes["headers"] == ["label", "predicted", "confidence", "p_true", "text"]  # labels first
 
 
 def test_ten_playground_clients_at_once_while_a_run_trains(live, done):
