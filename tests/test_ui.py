@@ -151,7 +151,7 @@ def test_runs_table_lists_the_registry(app, runs_dir):
     assert rows[0][:3] == [record.id, "completed", ""] and row["accuracy"] == "81.2%" and row["task"] == ""  # no model
     registry.update(record.id, flag="collapsed")
     assert dict(zip(COLUMNS, runs_table(session)[0], strict=True))["flag"] == "collapsed"
-    assert row["train time"] == "12.3 s" and row["estimate error"] == ""  # no readable results: no estimate error
+    assert row["train time"] == "12 s" and row["estimate error"] == ""  # no readable results: no estimate error
 
 
 def test_launch_options_login_from_the_environment():

@@ -535,7 +535,7 @@ def test_the_compare_tab_starts_small_on_a_cpu_and_says_what_to_do_before_any_ru
     first = compare_tab.load_grid(session, "goemotions_grid").points()[0]
     assert run_name(first.labels) == "bert-base · 2 labels · 800 samples · seed 42"  # not model.name=bert-base, ...
     _, rows = compare_tab.list_points(session, "cpu_quick_methods")
-    assert [row[1] for row in rows] == ["full", "lora"]  # not method=full
+    assert [row[1] for row in rows["value"]] == ["full", "lora"] and rows["visible"] is True  # not method=full
     assert run_name({"method.name": "lora", "method.r": 8, "seed": 42}) == "lora · r=8 · seed 42"
     grid = compare_tab.load_grid(session, "cpu_quick_methods")
     for point in grid.points():  # finished runs: the study shows, only the figures its axes make

@@ -68,7 +68,9 @@ def build(session: Session) -> CompareTab:
         start = gr.Button("▶ Run the grid", variant="primary", scale=1, elem_id="grid-start")
         stop = gr.Button("■ Stop the grid", variant="stop", scale=1)
     description = gr.Markdown()
-    points = gr.Dataframe(headers=POINT_COLUMNS, interactive=False, max_height=300, label="Runs of the grid")
+    points = gr.Dataframe(
+        headers=POINT_COLUMNS, interactive=False, max_height=300, label="Runs of the grid", visible=False
+    )  # shown once listed: no empty table under the empty state's message
     progress = gr.Markdown(elem_id="grid-progress")
     live = gr.Plot(label="Current run", show_label=False, visible=False)
     empty_note = gr.Markdown(elem_id="grid-empty")  # filled when the tab opens (`show_study`)
@@ -127,8 +129,9 @@ def load_grid(session: Session, name: str | None) -> Any:
 
 
 @guard
-def list_points(session: Session, name: str | None) -> tuple[str, list[list]]:
-    """(the grid's name and size, one row per run: its memory estimate, whether it fits, whether it ran)."""
+def list_points(session: Session, name: str | None) -> tuple[str, Any]:
+    """(the grid's name and size, one row per run named by its axis values: its memory estimate, whether it fits,
+    whether it ran)."""
     from studio.speed_plan import planned_estimate
 
     g = load_grid(session, name)
@@ -144,7 +147,7 @@ def list_points(session: Session, name: str | None) -> tuple[str, list[list]]:
         rows.append(
             [p.index + 1, run_name(p.labels), memory, fits, "yes" if p.config.config_hash() in completed else ""]
         )
-    return f"**{g.name}**: {g.description} — {len(rows)} runs", rows
+    return f"**{g.name}**: {g.description} — {len(rows)} runs", gr.update(value=rows, visible=True)
 
 
 @guard
