@@ -204,6 +204,8 @@ def test_inspect_shows_the_data_and_tells_the_other_tabs(runs_dir, tiny_model_di
     assert ("review", "review") in out[data.text_column]["choices"]
     assert "| train | 192 | imdb-sample | 0 | — |" in out[data.summary]  # one file: its rows less the carved ones
     assert "| test | 24 | carved from imdb-sample | 0 | 0 |" in out[data.summary]
+    preview = out[data.preview]  # the label first, each review cut to a line
+    assert list(preview.columns) == ["sentiment", "review"] and preview["review"].str.len().max() <= 120
 
 
 def test_the_separate_files_and_file_settings_round_trip_into_the_config(runs_dir, tmp_path):
@@ -535,7 +537,7 @@ def test_the_compare_tab_starts_small_on_a_cpu_and_says_what_to_do_before_any_ru
     first = compare_tab.load_grid(session, "goemotions_grid").points()[0]
     assert run_name(first.labels) == "bert-base · 2 labels · 800 samples · seed 42"  # not model.name=bert-base, ...
     _, rows = compare_tab.list_points(session, "cpu_quick_methods")
-    assert [row[1] for row in rows["value"]] == ["full", "lora"] and rows["visible"] is True  # not method=full
+    assert [row[1] for row in rows] == ["full", "lora"]  # not method=full
     assert run_name({"method.name": "lora", "method.r": 8, "seed": 42}) == "lora · r=8 · seed 42"
     grid = compare_tab.load_grid(session, "cpu_quick_methods")
     for point in grid.points():  # finished runs: the study shows, only the figures its axes make

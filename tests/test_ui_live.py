@@ -142,7 +142,7 @@ def test_inspect_data_and_estimate_memory(live):
     app, client = live
     summary, labels, lengths, preview, *_ = client.predict(api_name="/inspect_data", **form(app, "inspect_data"))
     assert "240 rows" in summary and "2 labels" in summary and "longer than 32" in summary
-    assert preview["headers"] == ["review", "sentiment"] and len(preview["data"]) == 20
+    assert preview["headers"] == ["sentiment", "review"] and len(preview["data"]) == 20  # the label first
     device, plot, text = client.predict(api_name="/estimate", **form(app, "estimate"))
     assert "CPU only" in device and "GB estimated" in text and "Trainable parameters" in text
     assert "speed fast: on a CPU the settings train as given" in text  # the profile says what it did

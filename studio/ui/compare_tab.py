@@ -98,13 +98,17 @@ def build(session: Session) -> CompareTab:
 
 def _wire(session: Session, tab: CompareTab) -> None:
     listing = [tab.description, tab.points]
-    tab.preview.click(handler(list_points, session), tab.grid, listing, api_name="grid_points")
+    shown = {"fn": lambda: gr.update(visible=True), "inputs": None, "outputs": tab.points, "api_visibility": "private",
+             "show_progress": "hidden"}  # fmt: skip
+    # the table shows once listed, by a step of its own: /grid_points gives clients the rows as it always has
+    tab.preview.click(handler(list_points, session), tab.grid, listing, api_name="grid_points").success(**shown)
     tab.start.click(handler(start_grid, session), [tab.grid, tab.workers], tab.progress, api_name="grid_start")
     tab.stop.click(handler(stop_grid, session), None, None, api_name="grid_stop")
     tab.timer.tick(handler(watch, session, tab), [tab.grid, tab.drawn], [tab.progress, tab.live, *tab.study, tab.drawn],
                    show_progress="hidden", api_name="grid_watch")  # fmt: skip
     tab.grid.change(handler(show_study, session, tab), tab.grid, tab.study, show_progress="hidden")
-    tab.grid.change(handler(list_points, session), tab.grid, listing, show_progress="hidden")  # never a stale list
+    listed = tab.grid.change(handler(list_points, session), tab.grid, listing, show_progress="hidden")
+    listed.success(**shown)  # never a stale list
     tab.report.click(handler(write, session), tab.grid, tab.report_file, api_name="grid_report")
 
 
@@ -129,7 +133,7 @@ def load_grid(session: Session, name: str | None) -> Any:
 
 
 @guard
-def list_points(session: Session, name: str | None) -> tuple[str, Any]:
+def list_points(session: Session, name: str | None) -> tuple[str, list[list]]:
     """(the grid's name and size, one row per run named by its axis values: its memory estimate, whether it fits,
     whether it ran)."""
     from studio.speed_plan import planned_estimate
@@ -147,7 +151,7 @@ def list_points(session: Session, name: str | None) -> tuple[str, Any]:
         rows.append(
             [p.index + 1, run_name(p.labels), memory, fits, "yes" if p.config.config_hash() in completed else ""]
         )
-    return f"**{g.name}**: {g.description} — {len(rows)} runs", gr.update(value=rows, visible=True)
+    return f"**{g.name}**: {g.description} — {len(rows)} runs", rows
 
 
 @guard
