@@ -100,10 +100,12 @@ def _cpu_name() -> str:
 
 
 def monitor_sample(u: dict[str, Any]) -> dict[str, Any]:
-    """One point of the live monitor's history from a `usage()` sample: time, CPU, RAM and the first GPU."""
+    """One point of the live monitor's history from a `usage()` sample: time, CPU, the machine's RAM and this
+    process's (the one a run in the app trains in), and the first GPU."""
     import time
 
-    sample = {"time": time.time(), "cpu_pct": u.get("cpu_pct"), "ram_used_mb": u.get("ram_used_mb")}
+    sample = {"time": time.time(), "cpu_pct": u.get("cpu_pct"), "ram_used_mb": u.get("ram_used_mb"),
+              "process_rss_mb": u.get("process_rss_mb")}  # fmt: skip
     if u.get("gpu"):
         g = u["gpu"][0]
         sample.update(gpu_util_pct=g["util_pct"], gpu_mem_used_mb=g["mem_used_mb"])

@@ -304,8 +304,11 @@ def lr_curve(points: list[tuple[int, float]]) -> Figure:
     xs, ys = _xy(points)
     if not xs:
         return empty("No learning rates logged yet")
+    if not any(y > 0 for y in ys):  # an axis of zeros only reads 0.0e+0 to 1.0e+0: say what is missing instead
+        return empty("No learning rate above 0 logged yet: the curve appears after the first training steps")
     hover = "step %{x}<br>learning rate %{y:.3e}<extra></extra>"
-    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=_ACCENT, width=2), hovertemplate=hover))
+    mode = "lines" if len(xs) > 1 else "markers"  # a single logged step: a line of one point would not show
+    fig = go.Figure(go.Scatter(x=xs, y=ys, mode=mode, line=dict(color=_ACCENT, width=2), hovertemplate=hover))
     fig.update_yaxes(tickformat=".1e", rangemode="tozero")
     return _layout(fig, "Learning rate", x_title="step", y_title="learning rate", showlegend=False)
 
@@ -575,17 +578,23 @@ def usage_history(samples: list[dict]) -> Figure:
 
     Args:
         samples: dicts with "time" (seconds since start) and "gpu_util_pct" + "gpu_mem_used_mb" on a GPU,
-            or "cpu_pct" + "ram_used_mb" on CPU; a series missing from every sample is not drawn.
+            or "cpu_pct" + "ram_used_mb" on CPU, and "process_rss_mb" (the RAM of the process that trains); a
+            series missing from every sample is not drawn. With the process's RAM, the machine's (every program
+            on it) is only context: listed in the legend, drawn when clicked.
     """
     rows = [s for s in samples or () if isinstance(s, Mapping) and _finite(s.get("time"))]
-    memory_max = max((s[k] for s in rows for k in ("gpu_mem_used_mb", "ram_used_mb") if _finite(s.get(k))), default=0)
+    own = any(_finite(s.get("process_rss_mb")) for s in rows)
+    drawn = ("gpu_mem_used_mb", "process_rss_mb") if own else ("gpu_mem_used_mb", "ram_used_mb")
+    memory_max = max((s[k] for s in rows for k in drawn if _finite(s.get(k))), default=0)
     unit, scale = _mem_unit(memory_max)
     series = [
         ("gpu_util_pct", "GPU utilisation", "y", 1, "#4C78A8", None),
         ("cpu_pct", "CPU", "y", 1, "#54A24B", None),
         ("gpu_mem_used_mb", "GPU memory", "y2", scale, "#E45756", "dot"),
-        ("ram_used_mb", "RAM", "y2", scale, "#B279A2", "dot"),
-    ]
+        ("process_rss_mb", "RAM of this run's process", "y2", scale, "#B279A2", None),
+        ("ram_used_mb", "RAM of the whole machine" if own else "RAM", "y2", scale, _MUTED if own else "#B279A2",
+         "dot"),
+    ]  # fmt: skip
     fig = go.Figure()
     percent_max = 100.0
     for key, name, axis, div, colour, dash in series:
@@ -596,7 +605,9 @@ def usage_history(samples: list[dict]) -> Figure:
                 percent_max = max(percent_max, *ys)  # a process's CPU % can pass 100 on several cores
             fmt = "%{y:.0f}%" if axis == "y" else f"%{{y:.{1 if unit == 'GB' else 0}f}} {unit}"
             line = dict(color=colour, width=2, dash=dash)
-            fig.add_scatter(x=xs, y=ys, name=name, yaxis=axis, mode="lines", line=line, hovertemplate=fmt)
+            visible = "legendonly" if own and key == "ram_used_mb" else True
+            fig.add_scatter(x=xs, y=ys, name=name, yaxis=axis, mode="lines", line=line, hovertemplate=fmt,
+                            visible=visible)  # fmt: skip
     if not fig.data:
         return empty("No hardware samples yet")
     fig.update_layout(

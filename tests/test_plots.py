@@ -243,6 +243,20 @@ def test_usage_history_percent_left_memory_right():
     assert list(cpu.layout.yaxis.range)[1] >= 180  # multi-core CPU % is not cut off at 100
 
 
+def test_usage_history_plots_the_run_process_ram_with_the_machine_as_context():
+    samples = [{"time": t, "cpu_pct": 90, "ram_used_mb": 20480, "process_rss_mb": 600 + 10 * t} for t in range(3)]
+    fig = plots.usage_history(samples)
+    own, machine = trace(fig, "RAM of this run's process"), trace(fig, "RAM of the whole machine")
+    assert list(own.y) == [600, 610, 620] and own.visible is True  # MB: the axis fits the process, not the machine
+    assert machine.visible == "legendonly" and "(MB)" in fig.layout.yaxis2.title.text
+
+
+def test_lr_curve_of_zeros_or_one_point_is_never_a_blank_axis():
+    assert annotations(plots.lr_curve([(0, 0.0), (1, 0.0)]))[0].startswith("No learning rate above 0 logged yet")
+    one = plots.lr_curve([(5, 1e-4)])
+    assert one.data[0].mode == "markers" and list(one.data[0].y) == [1e-4]  # a single step still shows
+
+
 EMPTY_CASES = {
     "label_distribution": (lambda: plots.label_distribution({}), "No data loaded yet"),
     "label_distribution_empty_splits": (lambda: plots.label_distribution({"train": {}}), "No data loaded yet"),

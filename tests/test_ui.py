@@ -148,10 +148,10 @@ def test_runs_table_lists_the_registry(app, runs_dir):
     session = Session.create(runs_dir)
     rows = runs_table(session)
     row = dict(zip(COLUMNS, rows[0], strict=True))  # one value per column, each under its own header
-    assert rows[0][:3] == [record.id, "completed", ""] and row["accuracy"] == 0.8123 and row["task"] == ""  # no model
+    assert rows[0][:3] == [record.id, "completed", ""] and row["accuracy"] == "81.2%" and row["task"] == ""  # no model
     registry.update(record.id, flag="collapsed")
     assert dict(zip(COLUMNS, runs_table(session)[0], strict=True))["flag"] == "collapsed"
-    assert row["train s"] == 12.3 and row["estimate err %"] is None  # no readable results: no estimate error
+    assert row["train time"] == "12 s" and row["estimate error"] == ""  # no readable results: no estimate error
 
 
 def test_launch_options_login_from_the_environment():

@@ -293,7 +293,7 @@ def test_compare_tab_lists_runs_a_grid_and_draws_the_study(page, tmp_path_factor
         tab(other, "6 · Compare (grids)")
         other.get_by_role("button", name="List its runs").click()  # the first grid: the ablation
         other.get_by_text("42 runs").first.wait_for()
-        other.get_by_text("method=qlora").first.wait_for(state="attached")
+        other.get_by_text("qlora-attention").first.wait_for(state="attached")
         assert " GB" in other.content()  # each run's memory estimate
         other.screenshot(path=shots / "6-compare-ablation-runs.png", full_page=True)
         other.locator("#grid-choice input").click()

@@ -30,7 +30,19 @@ from studio.results import (
     SplitMetrics,
 )
 from studio.ui import compare_tab, data_tab, model_tab, runs_tab, train_tab
-from studio.ui.formatting import duration, gigabytes, results_md, run_choices
+from studio.ui.formatting import (
+    clip,
+    count,
+    duration,
+    gigabytes,
+    megabytes,
+    percent,
+    results_md,
+    run_choices,
+    run_name,
+    span,
+    text_table,
+)
 from studio.ui.session import Session
 
 LABELS = ["negative", "positive"]
@@ -193,6 +205,8 @@ def test_inspect_shows_the_data_and_tells_the_other_tabs(runs_dir, tiny_model_di
     assert ("review", "review") in out[data.text_column]["choices"]
     assert "| train | 192 | imdb-sample | 0 | — |" in out[data.summary]  # one file: its rows less the carved ones
     assert "| test | 24 | carved from imdb-sample | 0 | 0 |" in out[data.summary]
+    preview = out[data.preview]  # the label first, each review cut to a line
+    assert list(preview.columns) == ["sentiment", "review"] and preview["review"].str.len().max() <= 120
 
 
 def test_the_separate_files_and_file_settings_round_trip_into_the_config(runs_dir, tmp_path):
@@ -448,6 +462,9 @@ def test_the_runs_tab_evaluates_a_run_on_a_labelled_file_and_lists_it(runs_dir, 
     # the playground answers 'unsure' under its confidence slider (a tiny model is never 99% sure)
     from studio.ui import playground_tab
 
+    same = playground_tab.predict_text(session, run_id, run_id, "a film", 0.0)[2]  # A/B of one run: said so
+    assert same.endswith(playground_tab.SAME_RUN) and "pick another run in Run B" in same
+    assert playground_tab.shown_for(session, run_id)[0]["label"] == f"Run A: {run_id}"  # Run A's panel names it
     label, _, said, bars, _ = playground_tab.predict_text(session, run_id, None, "a film", 0.0)
     assert set(label) == {"negative", "positive"} and said == ""  # the Label's value, as /predict has always sent it
     assert bars["visible"] is False  # a single-label run: its classes in the Label, no label bars
@@ -489,3 +506,124 @@ def test_shared_formatting():
     memory = {"estimate_mb": 1000, "measured_mb": 1100, "error_pct": 10.0, "measured_kind": "cuda"}
     assert results_md(None) == ""
     assert "**Memory estimate** 1,000 MB vs measured 1,100 MB (+10.0%, cuda)" in results_md(a_summary(**memory))
+
+
+# ---- Tables, Compare's empty state, what the buttons allow (issue 23: 6, 9, 10) --------------------------------------
+def test_every_table_says_numbers_the_same_way():
+    assert (percent(0.8019), span(605), span(45.2), span(3725), count(22713986), megabytes(604.4)) == (
+        "80.2%", "10 min 5 s", "45 s", "1 h 2 min", "22.7M", "604 MB")  # fmt: skip
+    assert (percent(None), span(None), count(None), megabytes(None), megabytes(20480)) == ("", "", "", "", "20.0 GB")
+    long = "word " * 100
+    assert len(clip(long)) == 120 and clip(long).endswith("…") and clip("short\ntext") == "short text"
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": [long], "label": ["positive"], "confidence": [0.93456]})
+    shown = text_table(frame, ["label", "confidence"], percents=("confidence",))
+    assert list(shown.columns) == ["label", "confidence", "text"] and shown.iloc[0].tolist()[:2] == [
+        "positive",
+        "93.5%",
+    ]
+    assert frame["text"].iloc[0] == long  # the frame given stays whole
+
+
+def test_the_runs_table_formats_its_numbers(runs_dir):
+    session, _ = built(runs_dir, runs_tab)
+    run_id = session.registry.create(RunConfig(name="done")).id
+    finish(session.registry, run_id)
+    session.registry.update(run_id, f1_macro=0.79123, peak_memory_mb=604.5, train_seconds=605.0,
+                            trainable_params=22713986)  # fmt: skip
+    row = dict(zip(runs_tab.COLUMNS, runs_tab.runs_table(session)[0], strict=True))
+    assert (row["accuracy"], row["F1 macro"], row["peak memory"], row["train time"], row["trainable"]) == (
+        "80.0%", "0.791", "604 MB", "10 min 5 s", "22.7M")  # fmt: skip
+
+
+def a_run_with_predictions(registry: Registry) -> tuple[str, str]:
+    """A finished run whose saved predictions hold two wrong test texts, one of them long; (run id, long text)."""
+    import pandas as pd
+
+    run_id = registry.create(RunConfig(name="wrong")).id
+    finish(registry, run_id)
+    long = "An opening line that goes on. " * 10 + "The end says what it meant."
+    frame = pd.DataFrame({"split": ["test"] * 3, "text": ["short one", long, "right"], "label": [0, 1, 1],
+                          "predicted": [1, 0, 1], "probs": [[0.4, 0.6], [0.9, 0.1], [0.2, 0.8]]})  # fmt: skip
+    frame.to_parquet(registry.run_dir(run_id) / "predictions.parquet")
+    label_map = {"id2label": dict(enumerate(LABELS))}
+    (registry.run_dir(run_id) / "label_map.json").write_text(json.dumps(label_map))
+    return run_id, long
+
+
+def test_mistakes_show_labels_first_texts_cut_and_the_picked_text_whole(runs_dir):
+    from studio.ui import playground_tab
+
+    session, play = built(runs_dir, playground_tab)
+    run_id, long = a_run_with_predictions(session.registry)
+    table, texts = playground_tab.show_mistakes(session, run_id, "test")
+    assert list(table.columns) == ["label", "predicted", "confidence", "p_true", "text"]
+    assert table.iloc[0].tolist()[:4] == ["positive", "negative", "90.0%", "10.0%"]  # most confident first
+    assert table["text"].iloc[0].endswith("…") and len(table["text"].iloc[0]) == 120 and texts[0] == long
+    row = table.iloc[0].tolist()
+    picked = playground_tab.mistake_text(gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row}),
+                                         table, texts)  # fmt: skip
+    assert picked["value"] == long and picked["label"] == "Whole text · positive, predicted negative (90.0% sure)"
+
+
+def test_resume_and_merge_are_offered_only_where_they_work(runs_dir):
+    session, runs = built(runs_dir, runs_tab)
+    registry = session.registry
+    full = registry.create(RunConfig.from_dict({"name": "full", "method": {"name": "full"}})).id
+    finish(registry, full)
+    resume, merge = runs_tab.actions_for(session, full)
+    assert resume["interactive"] is False and "only an interrupted run (this one is completed)" in resume["value"]
+    assert merge["interactive"] is False and "a full fine-tune is already a plain model" in merge["value"]
+    lora = registry.create(RunConfig.from_dict({"name": "lora", "method": {"name": "lora"}})).id
+    registry.update(lora, status="interrupted")
+    resume, merge = runs_tab.actions_for(session, lora)
+    assert resume["interactive"] is False and "no checkpoint saved" in resume["value"]
+    assert merge["interactive"] is False and "only a finished run" in merge["value"]
+    checkpoint = registry.run_dir(lora) / "checkpoints" / "checkpoint-4"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text("{}")
+    (checkpoint / "optimizer.pt").write_bytes(b"")
+    assert runs_tab.actions_for(session, lora)[0] == gr.update(value=runs_tab.RESUME, interactive=True)
+    finish(registry, lora)
+    assert runs_tab.actions_for(session, lora)[1] == gr.update(value=runs_tab.MERGE, interactive=True)
+    assert all(u["interactive"] is False for u in runs_tab.actions_for(session, None))
+
+
+def test_the_compare_tab_starts_small_on_a_cpu_and_says_what_to_do_before_any_run(runs_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from studio import hardware
+    from studio.presets import GRIDS_DIR
+
+    grids = tmp_path / "grids"
+    grids.mkdir()
+    for name in ("cpu_quick_methods", "goemotions_grid"):
+        shutil.copy(GRIDS_DIR / f"{name}.yaml", grids)
+    monkeypatch.setattr(hardware, "detect", lambda: hardware.Device("cpu", "CPU", 8000, 4000, 0))
+    assert compare_tab.default_grid(["goemotions_grid", "cpu_quick_methods"]) == "cpu_quick_methods"
+    assert compare_tab.default_grid(["goemotions_grid"]) == "goemotions_grid"
+    with gr.Blocks():
+        session = Session.create(runs_dir, grids_dir=grids)
+        tab = compare_tab.build(session)
+    assert tab.grid.value == "cpu_quick_methods"
+    out = compare_tab.show_study(session, tab, "goemotions_grid")
+    assert all(out[plot]["visible"] is False for plot in [*tab.figures, tab.table, tab.report])
+    note = out[tab.empty_note]["value"]
+    assert note.startswith("**Nothing to compare yet.**") and "120 runs" in note and "cpu_quick_methods" in note
+    first = compare_tab.load_grid(session, "goemotions_grid").points()[0]
+    assert run_name(first.labels) == "bert-base · 2 labels · 800 samples · seed 42"  # not model.name=bert-base, ...
+    _, rows = compare_tab.list_points(session, "cpu_quick_methods")
+    assert [row[1] for row in rows] == ["full", "lora"]  # not method=full
+    assert run_name({"method.name": "lora", "method.r": 8, "seed": 42}) == "lora · r=8 · seed 42"
+    grid = compare_tab.load_grid(session, "cpu_quick_methods")
+    for point in grid.points():  # finished runs: the study shows, only the figures its axes make
+        run_id = session.registry.create(point.config).id
+        finish(session.registry, run_id)
+        session.registry.update(run_id, peak_memory_mb=600.0, train_seconds=125.0)
+    out = compare_tab.show_study(session, tab, "cpu_quick_methods")
+    assert out[tab.empty_note]["visible"] is False and out[tab.table]["visible"] is True
+    shown = {key: out[plot]["visible"] for plot, key in zip(tab.figures, compare_tab.STUDY_PLOTS, strict=True)}
+    assert shown["heatmap"] is False and shown["pareto_memory"] is True  # no label-count axis: no empty heatmap
+    table = out[tab.table]
+    assert table["headers"][:1] == ["method"] and table["value"][0][-4:] == ["80.0%", "0.0 pt", "600 MB", "2 min 5 s"]

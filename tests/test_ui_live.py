@@ -142,7 +142,7 @@ def test_inspect_data_and_estimate_memory(live):
     app, client = live
     summary, labels, lengths, preview, *_ = client.predict(api_name="/inspect_data", **form(app, "inspect_data"))
     assert "240 rows" in summary and "2 labels" in summary and "longer than 32" in summary
-    assert preview["headers"] == ["review", "sentiment"] and len(preview["data"]) == 20
+    assert preview["headers"] == ["sentiment", "review"] and len(preview["data"]) == 20  # the label first
     device, plot, text = client.predict(api_name="/estimate", **form(app, "estimate"))
     assert "CPU only" in device and "GB estimated" in text and "Trainable parameters" in text
     assert "speed fast: on a CPU the settings train as given" in text  # the profile says what it did
@@ -183,7 +183,7 @@ def test_train_watch_stop_and_predict(live):
     label = client.predict(record.id, None, "What a wonderful, moving film.", 0, api_name="/predict")[0]
     assert {c["label"] for c in label["confidences"]} == {"negative", "positive"}
     mistakes = client.predict(record.id, "test", api_name="/mistakes")
-    assert mistakes["headers"] == ["text", "label", "predicted", "confidence", "p_true"]
+    assert mistakes["headers"] == ["label", "predicted", "confidence", "p_true", "text"]  # labels first
 
 
 def test_ten_playground_clients_at_once_while_a_run_trains(live, done):

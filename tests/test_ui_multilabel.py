@@ -217,8 +217,9 @@ def test_a_b_mixes_single_and_multi_label_runs(trained):
 def test_mistakes_and_file_labelling_of_a_multi_label_run(trained, tmp_path):
     runs, multi, _, _ = trained
     session, play = built(runs, playground_tab)
-    frame = playground_tab.show_mistakes(session, multi, "test")
-    assert list(frame.columns) == ["text", "label", "predicted", "missing", "extra", "confidence"]
+    frame, texts = playground_tab.show_mistakes(session, multi, "test")
+    assert list(frame.columns) == ["label", "predicted", "confidence", "missing", "extra", "text"]  # labels first
+    assert len(texts) == len(frame) and frame["confidence"].iloc[0].endswith("%")
     texts = tmp_path / "texts.csv"
     texts.write_text("text\nthe film angry furious happy glad it\nthe a plain words film it\n")
     out = pd.read_csv(playground_tab.label_file(session, multi, str(texts), "", 0.0))
@@ -326,14 +327,14 @@ def test_a_study_is_scored_by_macro_f1_when_its_runs_are_multi_label(tmp_path, t
         f1 = 0.7 if point.config.method.name == "full" else 0.6
         finished(session.registry, point.config, task, accuracy=0.3, f1=f1)
     out = compare_tab.show_study(session, tab, name)
-    methods = out[tab.figures[compare_tab.STUDY_PLOTS.index("methods")]]
+    methods = out[tab.figures[compare_tab.STUDY_PLOTS.index("methods")]]["value"]
     table = out[tab.table]
     multi = task == "multi_label"
     assert methods.layout.title.text.startswith("Macro F1 by method" if multi else "Accuracy by method")
     assert ("macro F1" if multi else "accuracy") in table["headers"]
     assert sorted(row[table["headers"].index("± std") - 1] for row in table["value"]) == (
-        [0.6, 0.7] if multi else [0.3, 0.3])  # fmt: skip
-    pareto = out[tab.figures[compare_tab.STUDY_PLOTS.index("pareto_memory")]]
+        ["0.600", "0.700"] if multi else ["30.0%", "30.0%"])  # fmt: skip
+    pareto = out[tab.figures[compare_tab.STUDY_PLOTS.index("pareto_memory")]]["value"]
     assert pareto.layout.title.text == ("Macro F1 vs peak memory" if multi else "Accuracy vs peak memory")
     rows = [{"x": 1, "y": 2, "f1_macro_mean": 0.6, "accuracy_mean": 0.3, "n": 1}]
     heatmap = study_plots.accuracy_heatmap(rows, "x", "y", metric="f1_macro")  # a heatmap of multi-label runs

@@ -11,12 +11,14 @@ import gradio as gr
 from studio.errors import StudioError
 from studio.presets import names
 from studio.ui.feedback import guard
-from studio.ui.formatting import gigabytes, rounded
+from studio.ui.formatting import axis_title, gigabytes, megabytes, number, percent, run_name, span
 from studio.ui.session import Session, handler
 
 POINT_COLUMNS = ["#", "run", "memory estimate", "fits", "done before"]
 STUDY_PLOTS = ("heatmap", "methods", "efficiency", "pareto_memory", "pareto_time", "curves")
 """The study's figures (`study_plots.study_figures` keys), in the order of `CompareTab.study`."""
+CPU_GRID = "cpu_quick_methods"
+"""The grid a machine without a GPU starts at: two short runs a laptop CPU trains in minutes."""
 
 
 @dataclass
@@ -37,14 +39,17 @@ class CompareTab:
     """The study aggregated over seeds."""
     report: gr.Button
     report_file: gr.File
+    empty_note: gr.Markdown
+    """What to do while the grid has no run: the study's panels stay hidden until it has one."""
     drawn: gr.State
     """Which state of the grid the study's plots show: they are redrawn only when a run of it ended."""
     timer: gr.Timer
 
     @property
     def study(self) -> list[Any]:
-        """What shows the study: its plots and its aggregated table."""
-        return [*self.figures, self.table]
+        """What shows the study: its plots, its aggregated table, the report (shown once the grid has runs) and the
+        empty state's message (shown until then)."""
+        return [*self.figures, self.table, self.report, self.report_file, self.empty_note]
 
 
 def build(session: Session) -> CompareTab:
@@ -56,47 +61,65 @@ def build(session: Session) -> CompareTab:
     )
     with gr.Row():
         grids = names(session.grids_dir)
-        grid = gr.Dropdown(grids, value=(grids or [None])[0], label="Grid", scale=3, elem_id="grid-choice")
+        grid = gr.Dropdown(grids, value=default_grid(grids), label="Grid", scale=3, elem_id="grid-choice")
         preview = gr.Button("List its runs", scale=1)
         workers = gr.Number(1, label="Runs at a time per GPU", precision=0, minimum=1, maximum=16, scale=1,
                             info="more than 1: each run in its own process; pays off for small models")  # fmt: skip
         start = gr.Button("▶ Run the grid", variant="primary", scale=1, elem_id="grid-start")
         stop = gr.Button("■ Stop the grid", variant="stop", scale=1)
     description = gr.Markdown()
-    points = gr.Dataframe(headers=POINT_COLUMNS, interactive=False, max_height=300, label="Runs of the grid")
+    points = gr.Dataframe(
+        headers=POINT_COLUMNS, interactive=False, max_height=300, label="Runs of the grid", visible=False
+    )  # shown once listed: no empty table under the empty state's message
     progress = gr.Markdown(elem_id="grid-progress")
     live = gr.Plot(label="Current run", show_label=False, visible=False)
-    heatmap = gr.Plot(label="Heatmap", show_label=False)
+    empty_note = gr.Markdown(elem_id="grid-empty")  # filled when the tab opens (`show_study`)
+    hidden = {"show_label": False, "visible": False}  # the study's panels, until the grid has runs
+    heatmap = gr.Plot(label="Heatmap", **hidden)
     with gr.Row():
-        methods = gr.Plot(label="Methods", show_label=False)
-        efficiency = gr.Plot(label="Efficiency", show_label=False)
+        methods = gr.Plot(label="Methods", **hidden)
+        efficiency = gr.Plot(label="Efficiency", **hidden)
     with gr.Row():
-        pareto = gr.Plot(label="Pareto: memory", show_label=False)
-        pareto_time = gr.Plot(label="Pareto: time", show_label=False)
+        pareto = gr.Plot(label="Pareto: memory", **hidden)
+        pareto_time = gr.Plot(label="Pareto: time", **hidden)
     with gr.Row():
-        curves = gr.Plot(label="Curves", show_label=False)
+        curves = gr.Plot(label="Curves", **hidden)
         with gr.Column():
-            table = gr.Dataframe(interactive=False, max_height=320, label="Aggregated over seeds")
-            report = gr.Button("Write the report (HTML + Markdown + CSV + PNGs)")
-            report_file = gr.File(label="report.html", interactive=False)
+            table = gr.Dataframe(interactive=False, max_height=320, label="Aggregated over seeds", visible=False)
+            report = gr.Button("Write the report (HTML + Markdown + CSV + PNGs)", visible=False)
+            report_file = gr.File(label="report.html", interactive=False, visible=False)
     timer = gr.Timer(3.0)
     tab = CompareTab(grid, preview, workers, start, stop, description, points, progress, live,
                      [heatmap, methods, efficiency, pareto, pareto_time, curves], table, report, report_file,
-                     gr.State(""), timer)  # fmt: skip
+                     empty_note, gr.State(""), timer)  # fmt: skip
     _wire(session, tab)
     return tab
 
 
 def _wire(session: Session, tab: CompareTab) -> None:
     listing = [tab.description, tab.points]
-    tab.preview.click(handler(list_points, session), tab.grid, listing, api_name="grid_points")
+    shown = {"fn": lambda: gr.update(visible=True), "inputs": None, "outputs": tab.points, "api_visibility": "private",
+             "show_progress": "hidden"}  # fmt: skip
+    # the table shows once listed, by a step of its own: /grid_points gives clients the rows as it always has
+    tab.preview.click(handler(list_points, session), tab.grid, listing, api_name="grid_points").success(**shown)
     tab.start.click(handler(start_grid, session), [tab.grid, tab.workers], tab.progress, api_name="grid_start")
     tab.stop.click(handler(stop_grid, session), None, None, api_name="grid_stop")
     tab.timer.tick(handler(watch, session, tab), [tab.grid, tab.drawn], [tab.progress, tab.live, *tab.study, tab.drawn],
                    show_progress="hidden", api_name="grid_watch")  # fmt: skip
     tab.grid.change(handler(show_study, session, tab), tab.grid, tab.study, show_progress="hidden")
-    tab.grid.change(handler(list_points, session), tab.grid, listing, show_progress="hidden")  # never a stale list
+    listed = tab.grid.change(handler(list_points, session), tab.grid, listing, show_progress="hidden")
+    listed.success(**shown)  # never a stale list
     tab.report.click(handler(write, session), tab.grid, tab.report_file, api_name="grid_report")
+
+
+def default_grid(grids: list[str]) -> str | None:
+    """The grid the list starts at: on a machine without a GPU the CPU-sized one (when the folder has it), else the
+    first."""
+    from studio.hardware import detect
+
+    if CPU_GRID in grids and detect().kind == "cpu":
+        return CPU_GRID
+    return (grids or [None])[0]
 
 
 # ---- handlers --------------------------------------------------------------------------------------------------
@@ -111,7 +134,8 @@ def load_grid(session: Session, name: str | None) -> Any:
 
 @guard
 def list_points(session: Session, name: str | None) -> tuple[str, list[list]]:
-    """(the grid's name and size, one row per run: its memory estimate, whether it fits, whether it ran)."""
+    """(the grid's name and size, one row per run named by its axis values: its memory estimate, whether it fits,
+    whether it ran)."""
     from studio.speed_plan import planned_estimate
 
     g = load_grid(session, name)
@@ -124,7 +148,9 @@ def list_points(session: Session, name: str | None) -> tuple[str, list[list]]:
             memory, fits = gigabytes(e.total_mb), "yes" if e.fits else "no"
         except StudioError as err:
             memory, fits = str(err)[:80], "?"
-        rows.append([p.index + 1, p.key, memory, fits, "yes" if p.config.config_hash() in completed else ""])
+        rows.append(
+            [p.index + 1, run_name(p.labels), memory, fits, "yes" if p.config.config_hash() in completed else ""]
+        )
     return f"**{g.name}**: {g.description} — {len(rows)} runs", rows
 
 
@@ -176,7 +202,8 @@ def _current(session: Session, sweep: Any) -> tuple[str, Any, str | None]:
     if run is not None:
         view = session.jobs.view(run.id) if run.id else None
         step = f" · step {view.step}/{view.max_steps}" if view and view.max_steps else ""
-        return f"  \ncurrent: {s.current.key if s.current else ''} (`{run.id or 'loading'}`){step}", view, run.id
+        name = run_name(s.current.labels) if s.current else ""
+        return f"  \ncurrent: {name} (`{run.id or 'loading'}`){step}", view, run.id
     running = list(s.running.values())
     if not running:
         return "", None, None
@@ -184,7 +211,7 @@ def _current(session: Session, sweep: Any) -> tuple[str, Any, str | None]:
     hashes = {p.config.config_hash() for p in running}
     live_id = next((r.id for r in session.registry.list(status="running") if r.config_hash in hashes), None)
     view = session.jobs.view(live_id) if live_id else None
-    return "  \ntraining: " + "; ".join(p.key for p in running[:4]), view, live_id
+    return "  \ntraining: " + "; ".join(run_name(p.labels) for p in running[:4]), view, live_id
 
 
 def _live_curves(view: Any, live_id: str | None) -> dict[str, Any]:
@@ -198,33 +225,59 @@ def _live_curves(view: Any, live_id: str | None) -> dict[str, Any]:
 
 
 def study_figures(session: Session, tab: CompareTab, g: Any) -> dict[Any, Any]:
-    """The study of grid `g` from the registry: one figure per STUDY_PLOTS entry and the aggregated table."""
-    from studio import plots, study_plots
+    """The study of grid `g` from the registry: one figure per STUDY_PLOTS entry and the aggregated table. Before
+    the grid has a run, one message says what to do and the panels stay hidden; a figure the grid's axes do not
+    make (no heatmap without label-count and sample-size axes) is hidden rather than shown empty."""
+    from studio import study_plots
     from studio.sweep import aggregate, grid_runs
 
+    runs = grid_runs(g, session.registry)
+    hidden = gr.update(visible=False)
+    if not runs:
+        note = gr.update(value=nothing_yet(g), visible=True)
+        return {**dict.fromkeys(tab.figures, hidden), tab.table: hidden, tab.report: hidden, tab.report_file: hidden,
+                tab.empty_note: note}  # fmt: skip
     rows = aggregate(g, session.registry)
     axes = list(g.axes)
-    runs = grid_runs(g, session.registry)
     figures = study_plots.study_figures(axes, rows, runs, session.registry)
-    if "heatmap" not in figures:  # a grid without label-count and sample-size axes: its ranks, if any
-        figures["heatmap"] = figures.get("rank") or plots.empty("the heatmap needs label-count and sample-size axes")
+    figures.setdefault("heatmap", figures.get("rank"))  # a grid without label-count and sample-size axes: its ranks
     out = {
-        plot: figures.get(key) or plots.empty("this grid has no axis to compare")
+        plot: gr.update(value=figures[key], visible=True) if figures.get(key) is not None else hidden
         for plot, key in zip(tab.figures, STUDY_PLOTS, strict=True)
     }
     # scored as the figures are: accuracy, or macro F1 for a study with multi-label runs
     metric = study_plots.headline_metric(session.registry, [r.id for r in runs])
     labels = [a for a in axes if a != "seed"]
-    table_rows = [[*(str(r.get(a, "")) for a in labels), r["n"], r["note"], rounded(r[f"{metric}_mean"], 4),
-                   rounded(r[f"{metric}_std"], 4), _whole(r["peak_memory_mb_mean"]),
-                   rounded(r["train_seconds_mean"], 1)] for r in rows]  # fmt: skip
-    score = study_plots.METRIC_NAMES[metric]
-    headers = [*labels, "n", "left out (did not learn)", score, "± std", "peak MB", "train s"]
-    return {**out, tab.table: gr.update(value=table_rows, headers=headers)}
+    score = percent if metric == "accuracy" else number
+    table_rows = [[*(str(r.get(a, "")) for a in labels), r["n"], r["note"], score(r[f"{metric}_mean"]),
+                   _spread(r[f"{metric}_std"], metric), megabytes(r["peak_memory_mb_mean"]),
+                   span(r["train_seconds_mean"])] for r in rows]  # fmt: skip
+    headers = [*map(axis_title, labels), "n", "left out (did not learn)", study_plots.METRIC_NAMES[metric], "± std",
+               "peak memory", "train time"]  # fmt: skip
+    shown = gr.update(visible=True)
+    return {**out, tab.table: gr.update(value=table_rows, headers=headers, visible=True), tab.report: shown,
+            tab.report_file: shown, tab.empty_note: hidden}  # fmt: skip
 
 
-def _whole(value: float | None) -> int | None:
-    return None if value is None else round(value)
+def _spread(std: float | None, metric: str) -> str:
+    """The spread over seeds as the mean is said: percentage points for accuracy, F1 to 3 decimals; "" for one seed."""
+    if std is None:
+        return ""
+    return f"{std * 100:.1f} pt" if metric == "accuracy" else number(std)
+
+
+def nothing_yet(g: Any) -> str:
+    """The Compare tab's one message while grid `g` has no run: what to press, and a grid too large for this machine."""
+    from studio.hardware import detect
+
+    n = len(g.points())
+    said = (f"**Nothing to compare yet.** Press **▶ Run the grid** to train the {n} runs of **{g.name}**, or **List "
+            "its runs** to see them and their memory first. The heatmap, the method comparison, the Pareto fronts "
+            "and the table appear here as its runs finish.")  # fmt: skip
+    if n > 8 and detect().kind == "cpu" and g.name != CPU_GRID.replace("_", "-"):
+        said += (f"  \nThis grid is sized for GPUs: on this machine (no GPU) start with **{CPU_GRID}** (2 short "
+                 "runs).")  # fmt: skip
+    return said
 
 
 @guard

@@ -13,7 +13,7 @@ from studio.datasource import SAMPLES
 from studio.errors import StudioError
 from studio.ui.feedback import guard
 from studio.ui.form import ConfigForm, floats, joined
-from studio.ui.formatting import UPLOAD_TYPES
+from studio.ui.formatting import UPLOAD_TYPES, text_table
 from studio.ui.session import Session, handler
 
 DETECT = ""  # the column dropdowns' "detect it" choice (the config's None)
@@ -281,7 +281,7 @@ def inspect_data(session: Session, tab: DataTab, values: dict[Any, Any]) -> dict
         tab.summary: summary,
         tab.labels_plot: plots.label_distribution(o.label_counts, o.multi_label),
         tab.lengths_plot: lengths,
-        tab.preview: o.preview,
+        tab.preview: text_table(o.preview, [o.label_column, o.text_column]),  # labels first, texts cut to a line
         tab.lengths: o.lengths,
         session.num_labels: len(o.label_names),
         session.train_rows: o.rows.get("train"),

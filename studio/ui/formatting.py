@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from studio.datasource import SUFFIXES
 from studio.registry import Registry, RunRecord
@@ -31,6 +31,89 @@ def duration(seconds: float) -> str:
     return (
         f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
     )
+
+
+def percent(share: float | None, digits: int = 1) -> str:
+    """80.2%: a share (0.8019) for a table cell; "" when missing."""
+    return "" if share is None or not math.isfinite(share) else f"{share:.{digits}%}"
+
+
+def span(seconds: float | None) -> str:
+    """How long something took, in words for a table cell: 45 s, 10 min 5 s, 1 h 2 min; "" when missing."""
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    s = round(seconds)
+    if s < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s" if s % 60 else f"{s // 60} min"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def count(n: float | None) -> str:
+    """22.7M, 1.2B, 12.3k, 604: a count (parameters, rows) for a table cell; "" when missing."""
+    if n is None or not math.isfinite(n):
+        return ""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{suffix}"
+    return f"{n:.0f}"
+
+
+def megabytes(mb: float | None) -> str:
+    """605 MB, or 2.4 GB from 2 GB on: memory in a table cell; "" when missing."""
+    if mb is None or not math.isfinite(mb):
+        return ""
+    return f"{mb / 1024:.1f} GB" if mb >= 2048 else f"{mb:,.0f} MB"
+
+
+CELL_CHARS = 120
+"""How much of a text a table cell shows; the rest is cut with "…" (the full text shows when the row is picked)."""
+
+
+def clip(value: object, limit: int = CELL_CHARS) -> object:
+    """A long text cut to `limit` characters with "…", on one line; anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    one_line = " ".join(value.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1].rstrip() + "…"
+
+
+def text_table(frame: Any, first: list[str], percents: tuple[str, ...] = ()) -> Any:
+    """A table of texts as the page shows it: the `first` columns (labels, predictions) first, `percents` columns
+    as 80.2%, and every text cut to CELL_CHARS (pandas DataFrame in, a new one out)."""
+    if frame is None or not hasattr(frame, "columns"):
+        return frame
+    order = [c for c in first if c in frame.columns] + [c for c in frame.columns if c not in first]
+    out = frame[order].copy()
+    for column in out.columns:
+        if column in percents:
+            out[column] = [percent(v) for v in out[column]]
+        elif out[column].dtype.kind not in "biufcmM":  # text (object, or pandas' string dtype), not numbers or dates
+            out[column] = [clip(v) for v in out[column]]
+    return out
+
+
+AXIS_NAMES = {"model.name": "", "method.name": "", "method": "", "setup": "", "change": "", "dataset": "",
+              "data.source": "", "seed": "seed ", "data.balance.num_labels": "{} labels",
+              "data.balance.num_samples": "{} samples", "method.r": "r={}", "train.learning_rate": "lr {}"}  # fmt: skip
+"""How a grid's axis names a run: "" for its value alone, "seed " before it, or a pattern around it."""
+
+
+def axis_title(axis: str) -> str:
+    """A grid axis as a column header: labels, samples, r, seed, model, speed (its last part)."""
+    titles = {"data.balance.num_labels": "labels", "data.balance.num_samples": "samples", "model.name": "model",
+              "method.name": "method", "train.learning_rate": "learning rate"}  # fmt: skip
+    return titles.get(axis, axis.rsplit(".", 1)[-1].replace("_", " "))
+
+
+def run_name(labels: dict[str, Any]) -> str:
+    """A grid run in words, from its axis values: "bert-base · 2 labels · 800 samples · seed 42"."""
+    said = []
+    for axis, value in labels.items():
+        pattern = AXIS_NAMES.get(axis, f"{axis_title(axis)} {{}}")
+        said.append(pattern.format(value) if "{}" in pattern else f"{pattern}{value}")
+    return " · ".join(said)
 
 
 def gigabytes(mb: float) -> str:
@@ -94,7 +177,7 @@ def metrics_line(m: SplitMetrics) -> str:
     """The headline figures of a split, in words: accuracy and F1, or a multi-label split's macro / micro F1,
     exact match, Hamming loss, ROC-AUC and average precision."""
     if not m.multi_label:
-        return f"accuracy {m.accuracy:.4f} · macro F1 {m.f1_macro:.4f} · weighted F1 {m.f1_weighted:.4f}"
+        return f"accuracy {m.accuracy:.1%} · macro F1 {m.f1_macro:.3f} · weighted F1 {m.f1_weighted:.3f}"
     x = m.extra
     return (f"macro F1 {m.f1_macro:.3f} · micro F1 {number(x.get('f1_micro'))} · exact match {m.accuracy:.2%} · "
             f"Hamming loss {number(x.get('hamming_loss'), '.4f')} · ROC-AUC {number(x.get('roc_auc_macro'))} · "

@@ -11,7 +11,7 @@ import gradio as gr
 
 from studio.errors import StudioError
 from studio.ui.feedback import guard
-from studio.ui.formatting import UPLOAD_TYPES, run_choices
+from studio.ui.formatting import UPLOAD_TYPES, clip, run_choices, text_table
 from studio.ui.session import Session, handler
 
 EXAMPLES = [
@@ -45,6 +45,11 @@ class PlaygroundTab:
     split: gr.Radio
     show: gr.Button
     mistakes: gr.Dataframe
+    """Run A's mistakes: labels and confidence first, each text cut to a line (`formatting.text_table`)."""
+    mistake_texts: gr.State
+    """The mistakes' full texts, in the table's order."""
+    mistake_text: gr.Textbox
+    """The full text of the mistake picked in the table."""
     upload: gr.File
     column: gr.Textbox
     labelled: gr.File
@@ -77,7 +82,8 @@ def build(session: Session) -> PlaygroundTab:
     verdict = gr.Markdown(elem_id="play-verdict")
     with gr.Row():  # hidden ones take no room: one run fills the row, two share it
         first_label, first_bars = shown_for(session, newest)
-        label_a = gr.Label(label="Run A", num_top_classes=10, elem_id="label-a", visible=first_label["visible"])
+        label_a = gr.Label(label=first_label.get("label", "Run A"), num_top_classes=10, elem_id="label-a",
+                           visible=first_label["visible"])  # fmt: skip
         bars_a = gr.Plot(first_bars.get("value"), label="Run A: labels", show_label=False,
                          visible=first_bars["visible"], elem_id="bars-a")  # fmt: skip
         label_b = gr.Label(label="Run B", num_top_classes=10, visible=False)
@@ -89,7 +95,9 @@ def build(session: Session) -> PlaygroundTab:
         gr.Markdown("A multi-label run's mistakes are texts whose label set is not exactly right: *missing* lists "
                     "the true labels it left out, *extra* the labels it gave wrongly; *confidence* is its surest "
                     "wrong decision.")  # fmt: skip
-        mistakes_table = gr.Dataframe(interactive=False, wrap=True, max_height=360)
+        mistakes_table = gr.Dataframe(interactive=False, wrap=True, max_height=360, elem_id="mistakes")
+        mistake_text = gr.Textbox(label="Whole text", placeholder="pick a row to read its whole text here", lines=3,
+                                  max_lines=12, interactive=False, elem_id="mistake-text")  # fmt: skip
     with gr.Accordion("Label a file", open=False):
         gr.Markdown(
             "Upload a CSV / TSV / JSONL / Parquet file with a text column (`text`, `review`, … or the "
@@ -102,7 +110,8 @@ def build(session: Session) -> PlaygroundTab:
             column = gr.Textbox(label="Text column", placeholder="empty = detect")
             labelled = gr.File(label="Predictions (CSV)", interactive=False)
     tab = PlaygroundTab(run_a, run_b, refresh, text, predict, min_confidence, verdict, label_a, label_b, bars_a, bars_b,
-                        split, show, mistakes_table, upload, column, labelled)  # fmt: skip
+                        split, show, mistakes_table, gr.State([]), mistake_text, upload, column,
+                        labelled)  # fmt: skip
     _wire(session, tab)
     return tab
 
@@ -114,7 +123,9 @@ def _wire(session: Session, tab: PlaygroundTab) -> None:
     inputs = [tab.run_a, tab.run_b, tab.text, tab.min_confidence]
     gr.on([tab.predict.click, tab.text.submit], handler(predict_text, session), inputs,
           [tab.label_a, tab.label_b, tab.verdict, tab.bars_a, tab.bars_b], api_name="predict")  # fmt: skip
-    tab.show.click(handler(show_mistakes, session), [tab.run_a, tab.split], tab.mistakes, api_name="mistakes")
+    tab.show.click(handler(show_mistakes, session), [tab.run_a, tab.split], [tab.mistakes, tab.mistake_texts],
+                   api_name="mistakes")  # fmt: skip
+    tab.mistakes.select(mistake_text, [tab.mistakes, tab.mistake_texts], tab.mistake_text)
     tab.upload.upload(handler(label_file, session), [tab.run_a, tab.upload, tab.column, tab.min_confidence],
                       tab.labelled, api_name="label_file")  # fmt: skip
 
@@ -124,6 +135,9 @@ def refreshed(session: Session) -> tuple[dict[str, Any], dict[str, Any]]:
     """Both run pickers re-read from the registry (runs that saved a model)."""
     choices = run_choices(session.registry, with_model=True)
     return gr.update(choices=choices), gr.update(choices=choices)
+
+
+SAME_RUN = "Run B is the same run as Run A, so both answer alike: pick another run in Run B to compare two runs"
 
 
 @guard
@@ -147,6 +161,8 @@ def predict_text(session: Session, a: str | None, b: str | None, value: str,
     second = session.predictors.get(b).predict([value], min_confidence=threshold)[0]
     shown_b = gr.update(value=second.probs, visible=second.labels is None, label=f"Run B: {b}")
     said = _with_warnings(session, _verdict([("Run A", first), ("Run B", second)], threshold), {"Run A": a, "Run B": b})
+    if a == b:
+        said = "  \n".join(filter(None, [said, SAME_RUN]))
     return first.probs, shown_b, said, _bars(first, "Run A"), _bars(second, "Run B")
 
 
@@ -163,12 +179,12 @@ def _with_warnings(session: Session, said: str, runs: dict[str, str]) -> str:
 
 
 def shown_for(session: Session, a: str | None) -> tuple[Any, Any]:
-    """What shows run A's predictions once it is picked: the Label for a single-label run, the label bars (empty
-    until the first prediction) for a multi-label one."""
+    """What shows run A's predictions once it is picked: the Label (titled with the run's id) for a single-label
+    run, the label bars (empty until the first prediction) for a multi-label one."""
     from studio import plots
 
     if not a or session.registry.task(a) != "multi_label":
-        return gr.update(visible=True), gr.update(visible=False)
+        return gr.update(visible=True, label=f"Run A: {a}" if a else "Run A"), gr.update(visible=False)
     waiting = plots.empty("each label's probability and threshold appear here: type a text and press Predict")
     return gr.update(visible=False), gr.update(value=waiting, visible=True)
 
@@ -219,9 +235,14 @@ def _verdict(predictions: list[tuple[str, Any]], threshold: float | None) -> str
     return " · ".join(said)
 
 
+MISTAKE_COLUMNS = ["label", "predicted", "confidence", "p_true", "missing", "extra", "text"]
+"""The mistakes table's order: what it got wrong and how sure it was, then the text (cut to a line)."""
+
+
 @guard
-def show_mistakes(session: Session, a: str | None, which: str) -> Any:
-    """Run A's wrong predictions on the `which` split, most confident first."""
+def show_mistakes(session: Session, a: str | None, which: str) -> tuple[Any, list[str]]:
+    """(run A's wrong predictions on the `which` split, most confident first: labels and confidence first, 80.2%,
+    each text cut to a line; their full texts, for the row picked)."""
     from studio.inference import mistakes
 
     if not a:
@@ -229,7 +250,20 @@ def show_mistakes(session: Session, a: str | None, which: str) -> Any:
     frame = mistakes(session.registry, a, which)
     if frame.empty:
         gr.Info(f"No mistakes on the {which} split")
-    return frame
+    return text_table(frame, MISTAKE_COLUMNS, percents=("confidence", "p_true")), list(frame["text"])
+
+
+def mistake_text(evt: gr.SelectData, rows: Any, texts: list[str]) -> Any:
+    """The picked mistake's whole text, titled with what it was and what the run said (the table cuts texts to a
+    line). Found by the picked row's own cells, so a table sorted in the page still gives the right text."""
+    columns = list(rows.columns) if hasattr(rows, "columns") else MISTAKE_COLUMNS
+    picked = dict(zip(columns, evt.row_value or [], strict=False))
+    shown = picked.get("text")
+    full = next((t for t in texts if clip(t) == shown), shown)
+    if not full:
+        return gr.skip()
+    title = f"{picked.get('label')}, predicted {picked.get('predicted')} ({picked.get('confidence')} sure)"
+    return gr.update(value=full, label=f"Whole text · {title}")
 
 
 @guard
