@@ -301,7 +301,7 @@ def test_choosing_a_source_clears_the_old_data_and_fills_the_columns(runs_dir, t
     assert out[data.rows] == {} and out[data.lengths] == [] and out[session.train_rows] is None
     assert list(out[data.preview].columns) == ["text", "label"] and len(out[data.preview]) == 20
     assert out[data.text_column]["value"] == data_tab.DETECT and ("label", "label") in out[data.label_column]["choices"]
-    assert out[data.shown] == kept and out[data.pending] is True
+    assert out[data.shown] == kept and out[data.pending] is True and data.upload not in out  # the upload stays
     assert data_tab.source_changed(session, data, {**values, data.shown: kept}) == {data.pending: False}
     values |= {data.pending: True, field("data.text_column"): "", field("data.label_column"): ""}
     full = data_tab.inspect_new(session, data, values)
@@ -309,7 +309,7 @@ def test_choosing_a_source_clears_the_old_data_and_fills_the_columns(runs_dir, t
     assert data_tab.inspect_new(session, data, {**values, data.pending: False}) == gr.skip()
     missing = data_tab.source_changed(session, data, {**values, field("data.source"): str(tmp_path / "gone.csv")})
     assert "This data cannot be used yet" in missing[data.summary] and "file not found" in missing[data.summary]
-    assert missing[data.pending] is False and missing[data.preview] is None
+    assert missing[data.pending] is False and missing[data.preview] is None and missing[data.upload] is None
     assert (data_tab.sample_of("imdb-sample"), data_tab.sample_of(kept)) == ("imdb-sample", None)
 
 

@@ -78,7 +78,7 @@ class DataTab:
         """What reading a new source clears or fills (`source_changed`)."""
         return [self.summary, self.labels_plot, self.lengths_plot, self.preview, self.lengths, self.rows,
                 session.num_labels, session.train_rows, self.text_column, self.label_column, self.shown,
-                self.pending]  # fmt: skip
+                self.pending, self.upload]  # fmt: skip
 
     def outputs(self, session: Session) -> list[Any]:
         """What inspecting shows, in the order of its endpoint's results."""
@@ -298,6 +298,8 @@ def source_changed(session: Session, tab: DataTab, values: dict[Any, Any]) -> An
     cleared = {tab.labels_plot: plots.empty("inspecting the new source ..."), tab.lengths_plot: plots.empty(""),
                tab.lengths: [], tab.rows: {}, session.num_labels: 2, session.train_rows: None, tab.shown: source,
                tab.text_column: DETECT, tab.label_column: DETECT}  # fmt: skip
+    if Path(source).parent != session.uploads_dir:  # a sample or typed path: the upload box lets go of its file
+        cleared[tab.upload] = None
     try:
         data = dataclasses.replace(session.read(values).data, text_column=None, label_column=None,
                                    validation_source=None, test_source=None)  # fmt: skip
