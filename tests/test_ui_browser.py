@@ -137,6 +137,12 @@ def test_an_upload_replaces_the_old_data_and_is_inspected(page, shots, tmp_path)
     assert page.locator("#data-sample input").input_value() == ""
     assert "tickets.csv" in page.locator("#data-source textarea").input_value()
     page.screenshot(path=shots / "1-data-upload.png", full_page=True)
+    page.locator("#data-sample input").click()  # back to the sample: read again, shown in its box
+    page.get_by_role("option", name=re.compile("^imdb-sample")).click()
+    summary.get_by_text("240 rows", exact=True).wait_for()
+    assert page.locator("#data-sample input").input_value().startswith("imdb-sample")
+    assert page.locator("#data-source textarea").input_value() == "imdb-sample"
+    assert "tickets.csv" not in page.locator("#data-upload").inner_text()  # the upload box let go of its file
 
 
 def test_model_tab_estimates_and_follows_the_method(page, shots):
