@@ -136,6 +136,10 @@ class Jobs:
         if busy:
             raise StudioError(busy)
 
+    def busy(self) -> str | None:
+        """Why a Start would be refused now (None: the slot is free)."""
+        return self._busy_message()
+
     def _busy_message(self) -> str | None:
         sweep = self._sweep
         if sweep is not None and not sweep.state.finished:

@@ -17,6 +17,9 @@ from typing import Any
 
 from studio.events import DataStats, Done, Evaluation, Event, HealthFlag, Note, Progress, Status, TrainLog, parse
 
+ETA_MIN_STEPS = 5
+"""Steps measured (after the first) before the page shows an ETA."""
+
 
 @dataclass
 class RunView:
@@ -31,6 +34,10 @@ class RunView:
     epoch: float = 0.0
     elapsed: float = 0.0
     eta: float | None = None
+    """Seconds left at the rate measured over the recent steps, evaluations included (`measured_eta`); None until
+    ETA_MIN_STEPS steps after the first were measured (the first step carries the warm-up)."""
+    marks: list[tuple[int, float]] = field(default_factory=list, repr=False)
+    """(step, elapsed) of each progress event since training began: what the ETA is measured from."""
     train_loss: list[tuple[int, float]] = field(default_factory=list)
     learning_rate: list[tuple[int, float]] = field(default_factory=list)
     grad_norm: list[tuple[int, float]] = field(default_factory=list)
@@ -60,7 +67,11 @@ class RunView:
             self.max_steps = int(event.max_steps or self.max_steps)
             self.epoch = float(event.epoch or 0.0)
             self.elapsed = float(event.elapsed or 0.0)
-            self.eta = event.eta
+            if self.step <= 0 or (self.marks and self.elapsed < self.marks[-1][1]):  # training (re)began
+                self.marks.clear()
+            if self.step > 0:
+                self.marks.append((self.step, self.elapsed))
+            self.eta = measured_eta(self.marks, self.max_steps)
         elif isinstance(event, TrainLog):
             for key, series in (("loss", self.train_loss), ("learning_rate", self.learning_rate),
                                 ("grad_norm", self.grad_norm)):  # fmt: skip
@@ -96,6 +107,19 @@ class RunView:
 
     def latest_eval(self) -> dict[str, Any]:
         return self.evals[-1] if self.evals else {}
+
+
+def measured_eta(marks: list[tuple[int, float]], max_steps: int) -> float | None:
+    """Seconds left for `max_steps` at the rate of the recent steps: from the mark halfway through the time
+    measured so far to the last one (wall time, so the evaluations in it count). None until ETA_MIN_STEPS steps
+    after the first mark: the first step's time is the warm-up, not the rate."""
+    if not marks or marks[-1][0] - marks[0][0] < ETA_MIN_STEPS:
+        return None
+    step, elapsed = marks[-1]
+    middle = (marks[0][1] + elapsed) / 2
+    start = max((m for m in marks if m[1] <= middle and step - m[0] >= ETA_MIN_STEPS), key=lambda m: m[0])
+    rate = (elapsed - start[1]) / (step - start[0])
+    return round(rate * max(max_steps - step, 0), 1)
 
 
 def _metric_line(values: dict[str, Any]) -> str:

@@ -169,3 +169,22 @@ def test_a_version_1_event_log_reads_into_the_whole_run():
     assert view.finished and view.status == "completed" and view.step == 6 and view.max_steps == 6
     assert len(view.evals) == 2 and view.test["accuracy"] == 0.5 and view.train_loss
     assert view.data["label_names"] == ["negative", "positive"]
+
+
+def test_the_eta_is_the_recent_measured_rate_with_evaluations_and_none_before_a_few_steps():
+    view = RunView()
+    view.apply(Progress(step=0, max_steps=100, epoch=0.0, elapsed=0.0, eta=None, time=1.0))
+    view.apply(Progress(step=1, max_steps=100, epoch=0.0, elapsed=30.0, eta=2970.0, time=2.0))  # the warm-up step
+    assert view.eta is None  # the event's whole-run average (50 minutes) is not shown
+    for step in range(2, 6):
+        view.apply(Progress(step=step, max_steps=100, epoch=0.0, elapsed=30.0 + (step - 1), time=3.0))
+    assert view.eta is None  # 4 steps after the first: not yet
+    view.apply(Progress(step=6, max_steps=100, epoch=0.1, elapsed=35.0, time=4.0))
+    assert view.eta == 94.0  # 1 s a step, the slow first step left out
+    # an evaluation of 20 s between steps 20 and 21: in the recent window, so the rate carries it
+    for step in range(7, 41):
+        view.apply(Progress(step=step, max_steps=100, epoch=0.4, elapsed=35.0 + (step - 6) + (20 if step > 20 else 0),
+                            time=5.0))  # fmt: skip
+    assert view.eta == 120.0  # steps 20-40 (the later half of the time): 40 s for 20 steps, 60 steps left
+    view.apply(Progress(step=0, max_steps=100, epoch=0.0, elapsed=0.0, time=6.0))  # a resumed run begins again
+    assert view.eta is None and view.marks == []

@@ -120,6 +120,31 @@ def test_a_separate_test_file_in_the_data_tab(page, shots, tmp_path):
     page.screenshot(path=shots / "1-data-failed.png", full_page=True)
 
 
+def test_an_upload_replaces_the_old_data_and_is_inspected(page, shots, tmp_path):
+    """Uploading a file reads it at once: the sample shown goes from the samples box, the old summary and rows
+    give way to the new file's, and the column pickers offer its header; picking a sample again shows it."""
+    import pandas as pd
+
+    assert page.locator("#data-sample input").input_value().startswith("imdb-sample")
+    texts = [f"ticket {i}: the {'invoice' if i % 2 else 'login'} is wrong" for i in range(60)]
+    pd.DataFrame({"text": texts, "label": ["billing" if i % 2 else "access" for i in range(60)]}).to_csv(
+        tmp_path / "tickets.csv", index=False
+    )
+    page.locator("#data-upload input[type=file]").set_input_files(tmp_path / "tickets.csv")
+    summary = page.locator("#data-summary")
+    summary.get_by_text("60 rows").wait_for()
+    assert "access, billing" in summary.inner_text() and "240 rows" not in summary.inner_text()
+    assert page.locator("#data-sample input").input_value() == ""
+    assert "tickets.csv" in page.locator("#data-source textarea").input_value()
+    page.screenshot(path=shots / "1-data-upload.png", full_page=True)
+    page.locator("#data-sample input").click()  # back to the sample: read again, shown in its box
+    page.get_by_role("option", name=re.compile("^imdb-sample")).click()
+    summary.get_by_text("240 rows", exact=True).wait_for()
+    assert page.locator("#data-sample input").input_value().startswith("imdb-sample")
+    assert page.locator("#data-source textarea").input_value() == "imdb-sample"
+    assert "tickets.csv" not in page.locator("#data-upload").inner_text()  # the upload box let go of its file
+
+
 def test_model_tab_estimates_and_follows_the_method(page, shots):
     tab(page, "2 · Model & method")
     page.get_by_text("GB estimated").first.wait_for()
@@ -157,14 +182,16 @@ def assert_not_covered(page, selector: str) -> None:
 
 def test_train_tab_streams_then_stops_cleanly(page, shots):
     tab(page, "3 · Train")
-    page.locator("#stop").click()
-    page.get_by_text("nothing is training").first.wait_for()  # stop with nothing running: a message
-    assert_not_covered(page, "#stop")  # the message never covers the buttons it talks about
+    page.locator("#start-plan").get_by_text("Start trains").wait_for()  # what Start will do, beside it
+    plan = page.locator("#start-plan").inner_text()
+    assert "rows: 192 train / 24 validation / 24 test" in plan and "trainable parameters" in plan, plan
+    assert "peak memory" in plan and "time: measured after the first steps" in plan, plan
+    wait_for_buttons(page, start=True, stop=False)  # nothing to stop: Stop is off
+    page.screenshot(path=shots / "start_summary.png", full_page=False)
     page.locator("#start").click()
     page.locator("#run-status").get_by_text("training").wait_for()
+    wait_for_buttons(page, start=False, stop=True)  # a second Start is not offered while it trains
     wait_for_progress(page)
-    page.locator("#start").click()
-    page.get_by_text("already training").first.wait_for()  # a second run is refused
     assert_not_covered(page, "#stop")
     assert_not_covered(page, "#start")
     time.sleep(3)  # a few curve points
@@ -174,6 +201,14 @@ def test_train_tab_streams_then_stops_cleanly(page, shots):
     page.locator("#run-results").get_by_role("heading", name="Test accuracy").wait_for()
     assert "stop requested" in page.locator("#run-log textarea").input_value()
     page.screenshot(path=shots / "3-train-stopped.png", full_page=True)
+
+
+def wait_for_buttons(page, start: bool, stop: bool, timeout: float = 30) -> None:
+    """Start and Stop enabled as given (the page sets them by the state of the training slot)."""
+    deadline = time.time() + timeout
+    while (page.locator("#start").is_enabled(), page.locator("#stop").is_enabled()) != (start, stop):
+        assert time.time() < deadline, f"start enabled {page.locator('#start').is_enabled()}, stop {stop}"
+        time.sleep(0.3)
 
 
 def started_run(page, timeout: float = 120) -> str:
@@ -200,6 +235,7 @@ def test_a_reloaded_page_shows_the_run(page, shots):
     tab(page, "3 · Train")
     page.locator("#run-status").get_by_text(run_id).wait_for()
     assert "training" in page.locator("#run-status").inner_text()
+    wait_for_buttons(page, start=False, stop=True)  # the re-attached page offers Stop, not Start
     page.locator("#run-results").get_by_text("Validation at step").wait_for()
     page.locator("#stop").click()
     page.locator("#run-status").get_by_text("stopped").wait_for(timeout=120_000)
@@ -208,6 +244,7 @@ def test_a_reloaded_page_shows_the_run(page, shots):
     tab(page, "3 · Train")
     page.locator("#run-status").get_by_text("stopped").wait_for()
     assert run_id in page.locator("#run-status").inner_text()
+    wait_for_buttons(page, start=True, stop=False)
     page.locator("#run-results").get_by_role("heading", name="Test accuracy").wait_for()
 
 

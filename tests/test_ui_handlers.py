@@ -115,9 +115,9 @@ def finish(registry: Registry, run_id: str) -> None:
 def test_tick_with_no_run_only_samples_the_hardware(runs_dir):
     session, train = built(runs_dir, train_tab)
     first = train_tab.tick(session, train, None, "", [], None)
-    assert set(first) == {train.usage, train.usage_plot} and len(first[train.usage]) == 1
+    assert set(first) == {train.usage, train.usage_plot, train.start, train.stop} and len(first[train.usage]) == 1
     second = train_tab.tick(session, train, None, "", first[train.usage], None)
-    assert set(second) == {train.usage}  # the hardware plot waits HARDWARE_EVERY ticks
+    assert set(second) == {train.usage, train.start, train.stop}  # the hardware plot waits HARDWARE_EVERY ticks
     assert all(fig is not None for fig in train_tab.result_plots(session, None, ""))  # placeholder figures
 
 
@@ -126,7 +126,7 @@ def test_tick_follows_a_running_run_and_redraws_only_what_changed(runs_dir):
     run_id = running_run(session.registry)
     out = train_tab.tick(session, train, run_id, "", [], None)
     assert run_id in out[train.status] and "training" in out[train.status]
-    assert "step 3 / 10" in out[train.progress] and "ETA 0m28s" in out[train.progress]
+    assert "step 3 / 10" in out[train.progress] and "ETA measured after 5 steps" in out[train.progress]
     assert {train.loss_plot, train.metric_plot, train.lr_plot, train.log, train.redrawn} <= set(out)
     results = out[train.results]
     assert "Validation at step 2: accuracy 75.00%" in results and "| positive | 0.680 |" in results
@@ -181,6 +181,58 @@ def test_start_without_a_dataset_is_refused_with_a_message(runs_dir):
         train_tab.start_run(session, train, values)
     with pytest.raises(gr.Error, match="nothing is training"):
         train_tab.stop_run(session)
+
+
+def test_start_with_data_inspect_refuses_leaves_no_run_folder_or_row(runs_dir, tiny_model_dir, tmp_path):
+    """The page's Start on a file Inspect refuses: the run fails with the CLI's words before it has a folder."""
+    session, _, train = built(runs_dir, data_tab, train_tab)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("body,stars\nfine film,5\n")
+    values = {**page_values(session, tiny_config(tiny_model_dir("bert"), source=str(bad))), train.gpus: 1}
+    key, _ = train_tab.start_run(session, train, values)
+    session.jobs.current().run.wait(120)
+    view = session.jobs.view(key)
+    assert view.finished and view.status == "failed" and "no text column found" in view.message
+    assert session.registry.list() == []
+    assert not [p for p in session.runs_dir.iterdir() if p.is_dir() and p.name not in (".cache", "uploads")]
+
+
+def test_start_and_stop_are_enabled_by_the_state_of_the_slot(runs_dir):
+    """Nothing trains: Start on, Stop off. A run training (here in another process's row: the registry says
+    running): Start off, and the summary beside Start says why; Stop stays off, as this app cannot stop it."""
+    session, data, train = built(runs_dir, data_tab, train_tab)
+    idle = train_tab.controls(session, train)
+    assert (idle[train.start]["interactive"], idle[train.stop]["interactive"]) == (True, False)
+    run_id = running_run(session.registry)
+    busy = train_tab.tick(session, train, run_id, "", [], None)  # a re-attached page gets the same state
+    assert (busy[train.start]["interactive"], busy[train.stop]["interactive"]) == (False, False)
+    plan = train_tab.start_plan(session, train, data.rows, {**page_values(session, RunConfig()), train.gpus: 1})
+    assert plan.startswith(f"**Start is off**: run {run_id} is training in another process")
+
+
+def test_the_summary_beside_start_says_what_it_will_train(runs_dir, tiny_model_dir):
+    """Rows per split, model, method, trainable parameters, peak memory, steps; the time once a finished run of
+    the same model, method, max length and batch on this machine measured a step, not before."""
+    session, data, train = built(runs_dir, data_tab, train_tab)
+    config = tiny_config(tiny_model_dir("bert"))
+    values = {**page_values(session, config), train.gpus: 1, data.rows: {"train": 192, "validation": 24, "test": 24}}
+    plan = train_tab.start_plan(session, train, data.rows, values)
+    assert f"**Start trains** `{config.model.name}` · lora on `imdb-sample`" in plan
+    assert "rows: 192 train / 24 validation / 24 test" in plan and "trainable parameters of" in plan
+    assert "peak memory ≈ " in plan and "36 steps of 16" in plan and "time: measured after the first steps" in plan
+    assert "rows: counted by **Inspect data**" in train_tab.start_plan(session, train, data.rows,
+                                                                      {**values, data.rows: {}})  # fmt: skip
+    run_id = session.registry.create(config).id  # a finished run of the same: 10 steps in 10 s, 2 s around them
+    finish(session.registry, run_id)
+    session.registry.update(run_id, train_seconds=10.0)
+    plan = train_tab.start_plan(session, train, data.rows, values)
+    assert f"time ≈ **0m38s** (1.0 s a step in run `{run_id}` on this machine" in plan
+    other = tiny_config(tiny_model_dir("bert"), max_length=64)  # another max length: not the same pace
+    assert "measured after the first steps" in train_tab.start_plan(
+        session, train, data.rows, {**values, **session.form.values(other)}
+    )
+    bad = {**values, session.form.component("data.max_length"): -1}
+    assert "⚠ Start would stop at this: data.max_length" in train_tab.start_plan(session, train, data.rows, bad)
 
 
 # ---- Data and Model tabs -----------------------------------------------------------------------------------------
@@ -241,6 +293,39 @@ def test_the_separate_files_and_file_settings_round_trip_into_the_config(runs_di
     kept, text_column, label_column = data_tab.use_upload(session, str(upload))
     assert Path(kept).parent == session.uploads_dir and (text_column, label_column) == ("", "")
     assert data_tab._file_name(kept) == "held.csv"  # what the table of splits calls it
+
+
+def test_choosing_a_source_clears_the_old_data_and_fills_the_columns(runs_dir, tiny_model_dir, tmp_path):
+    """An upload (or a sample, or a typed path) replaces what belonged to the old source at once: the summary,
+    plots, rows, counts and column picks; the new header fills the column pickers and the full Inspect follows.
+    The same source again (leaving the box unchanged) reads nothing; an unreadable one says so in place."""
+    session, data = built(runs_dir, data_tab)
+    upload = tmp_path / "tickets.csv"
+    upload.write_text("text,label\n" + "".join(f"ticket {i} is about things,{'billing' if i % 2 else 'tech'}\n"
+                                                for i in range(40)))  # fmt: skip
+    kept, *_ = data_tab.use_upload(session, str(upload))
+    field = session.form.component
+    values = {
+        **page_values(session, tiny_config(tiny_model_dir("bert"))),
+        data.shown: "imdb-sample",
+        data.pending: False,
+        field("data.source"): kept,
+    }  # the old source's columns still picked
+    out = data_tab.source_changed(session, data, values)
+    assert out[data.summary].startswith("**tickets.csv**: columns `text`, `label`. Inspecting")
+    assert out[data.rows] == {} and out[data.lengths] == [] and out[session.train_rows] is None
+    assert list(out[data.preview].columns) == ["text", "label"] and len(out[data.preview]) == 20
+    assert out[data.text_column]["value"] == data_tab.DETECT and ("label", "label") in out[data.label_column]["choices"]
+    assert out[data.shown] == kept and out[data.pending] is True and data.upload not in out  # the upload stays
+    assert data_tab.source_changed(session, data, {**values, data.shown: kept}) == {data.pending: False}
+    values |= {data.pending: True, field("data.text_column"): "", field("data.label_column"): ""}
+    full = data_tab.inspect_new(session, data, values)
+    assert "40 rows" in full[data.summary] and full[data.rows]["train"] == 32
+    assert data_tab.inspect_new(session, data, {**values, data.pending: False}) == gr.skip()
+    missing = data_tab.source_changed(session, data, {**values, field("data.source"): str(tmp_path / "gone.csv")})
+    assert "This data cannot be used yet" in missing[data.summary] and "file not found" in missing[data.summary]
+    assert missing[data.pending] is False and missing[data.preview] is None and missing[data.upload] is None
+    assert (data_tab.sample_of("imdb-sample"), data_tab.sample_of(kept)) == ("imdb-sample", None)
 
 
 def test_inspect_says_where_each_split_came_from_and_what_leaked(runs_dir, tiny_model_dir, tmp_path):

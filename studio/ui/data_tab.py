@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,11 +66,24 @@ class DataTab:
     """Each folded section (an Accordion) -> the config paths of its fields: a failed Inspect opens those it names."""
     inputs: set[Any]
     """What inspecting reads: the base config and the Data tab's fields (the model's come from the base)."""
+    rows: gr.State
+    """Rows per split of the inspected data ({} until inspected, or after the source changed): the Train tab's
+    summary beside Start shows them."""
+    shown: gr.State
+    """The source the summary, plots and rows are of: a typed source is read again only when it differs."""
+    pending: gr.State
+    """A new source was read (`source_changed`): the full Inspect follows (`inspect_new`)."""
+
+    def new_outputs(self, session: Session) -> list[Any]:
+        """What reading a new source clears or fills (`source_changed`)."""
+        return [self.summary, self.labels_plot, self.lengths_plot, self.preview, self.lengths, self.rows,
+                session.num_labels, session.train_rows, self.text_column, self.label_column, self.shown,
+                self.pending, self.upload]  # fmt: skip
 
     def outputs(self, session: Session) -> list[Any]:
         """What inspecting shows, in the order of its endpoint's results."""
         return [self.summary, self.labels_plot, self.lengths_plot, self.preview, self.lengths, session.num_labels,
-                session.train_rows, self.text_column, self.label_column, *self.folds]  # fmt: skip
+                session.train_rows, self.text_column, self.label_column, *self.folds, self.rows]  # fmt: skip
 
 
 def build(session: Session) -> DataTab:
@@ -100,7 +114,8 @@ def build(session: Session) -> DataTab:
         validation=validation, test=test, label_file=label_file, label_file_upload=label_file_upload, task=task,
         several=several, max_length=max_length, inspect=inspect, summary=summary, labels_plot=labels_plot,
         lengths_plot=lengths_plot, preview=preview, lengths=gr.State([]), folds=dict([separate, formats, splits]),
-        inputs={session.base, *session.form.components},
+        inputs={session.base, *session.form.components}, rows=gr.State({}),
+        shown=gr.State(session.form.initial["data"]["source"]), pending=gr.State(False),
     )  # fmt: skip
     _wire(session, tab)
     return tab
@@ -115,13 +130,14 @@ def _source_and_columns(form: ConfigForm) -> tuple[Any, ...]:
     with gr.Row():
         sample = gr.Dropdown(
             choices=[(f"{s.name}: {s.description}", s.name) for s in SAMPLES.values()],
-            value=None,
+            value=sample_of(form.initial["data"]["source"]),
             label="Shipped samples",
             info="Sets the source.",
+            elem_id="data-sample",
             scale=2,
         )
         form.field("data.hub_config", gr.Textbox, label="Hub config", scale=1)
-    upload = gr.File(label="Upload a data file", file_types=UPLOAD_TYPES, height=110)
+    upload = gr.File(label="Upload a data file", file_types=UPLOAD_TYPES, height=110, elem_id="data-upload")
     with gr.Row():
         column_kwargs = dict(choices=[("detect", DETECT)], allow_custom_value=True, to_ui=lambda v: v or DETECT)
         text_column = form.field("data.text_column", gr.Dropdown, label="Text column", **column_kwargs)
@@ -229,10 +245,20 @@ def _splits_and_balance(form: ConfigForm) -> tuple[Any, tuple[str, ...]]:
 
 
 def _wire(session: Session, tab: DataTab) -> None:
-    # A new source has new columns: the user's picks reset to "detect" (a loaded preset keeps its own).
+    # A new source has new columns: the user's picks reset to "detect" (a loaded preset keeps its own). Choosing
+    # one (a sample, an upload, a typed path on Enter or on leaving the box) reads it at once: what belonged to the
+    # old source goes, the column pickers get the new header, then the full Inspect follows.
     columns = [tab.source, tab.text_column, tab.label_column]
-    tab.sample.select(lambda name: (name, DETECT, DETECT), tab.sample, columns)
-    tab.upload.upload(guard(lambda path: use_upload(session, path)), tab.upload, columns)
+    read = dict(fn=handler(source_changed, session, tab), inputs={tab.shown, *tab.inputs},
+                outputs=tab.new_outputs(session), show_progress_on=[tab.summary], api_visibility="private")  # fmt: skip
+    follow = dict(fn=handler(inspect_new, session, tab), inputs={tab.pending, *tab.inputs},
+                  outputs=tab.outputs(session), api_visibility="private",
+                  show_progress_on=[tab.summary, tab.labels_plot, tab.lengths_plot, tab.preview])  # fmt: skip
+    tab.sample.select(lambda name: (name, DETECT, DETECT), tab.sample, columns).then(**read).then(**follow)
+    tab.upload.upload(guard(lambda path: use_upload(session, path)), tab.upload, columns).success(**read).then(**follow)
+    for typed in (tab.source.submit, tab.source.blur):
+        typed(**read).then(**follow)
+    tab.source.change(sample_of, tab.source, tab.sample, show_progress="hidden")  # a preset or run loaded too
     for slot in (tab.validation, tab.test):
         slot.upload.upload(guard(lambda path: use_upload(session, path)), slot.upload,
                            [slot.source, slot.text_column, slot.label_column])  # fmt: skip
@@ -254,6 +280,49 @@ def use_upload(session: Session, path: str) -> tuple[str, str, str]:
     return str(session.keep_upload(path)), DETECT, DETECT
 
 
+def sample_of(source: str | None) -> str | None:
+    """The shipped sample the source names (the samples dropdown shows it), else None."""
+    return source if source in SAMPLES else None
+
+
+def source_changed(session: Session, tab: DataTab, values: dict[Any, Any]) -> Any:
+    """A source just chosen: what belonged to the old one goes (summary, plots, rows, counts, column picks) and
+    its header and first rows come in, quickly (no tokenizing); `pending` asks the full Inspect to follow. The
+    same source as shown: nothing (leaving the box unchanged). Unreadable: the message in the summary's place."""
+    from studio import plots
+    from studio.datasource import preview
+
+    source = str(values[session.form.component("data.source")] or "").strip()
+    if not source or source == values[tab.shown]:
+        return {tab.pending: False}
+    cleared = {tab.labels_plot: plots.empty("inspecting the new source ..."), tab.lengths_plot: plots.empty(""),
+               tab.lengths: [], tab.rows: {}, session.num_labels: 2, session.train_rows: None, tab.shown: source,
+               tab.text_column: DETECT, tab.label_column: DETECT}  # fmt: skip
+    if Path(source).parent != session.uploads_dir:  # a sample or typed path: the upload box lets go of its file
+        cleared[tab.upload] = None
+    try:
+        data = dataclasses.replace(session.read(values).data, text_column=None, label_column=None,
+                                   validation_source=None, test_source=None)  # fmt: skip
+        first = preview(data, 20)
+    except StudioError as e:
+        return {**cleared, tab.summary: failed_md(str(e)), tab.preview: None, tab.pending: False,
+                tab.labels_plot: plots.empty("no data: see the message")}  # fmt: skip
+    names = [str(c) for c in first.columns]
+    choices = [("detect", DETECT)] + [(c, c) for c in names]
+    return {**cleared, tab.preview: first, tab.pending: True,
+            tab.summary: f"**{_file_name(source)}**: columns {', '.join(f'`{c}`' for c in names)}. Inspecting "
+                         "(rows, labels, token lengths) ...",
+            tab.text_column: gr.update(value=DETECT, choices=choices),
+            tab.label_column: gr.update(value=DETECT, choices=choices)}  # fmt: skip
+
+
+def inspect_new(session: Session, tab: DataTab, values: dict[Any, Any]) -> Any:
+    """The full Inspect after `source_changed` read a new source (nothing when it did not)."""
+    if not values.get(tab.pending):
+        return gr.skip()
+    return inspect_data(session, tab, values)
+
+
 @guard
 def inspect_data(session: Session, tab: DataTab, values: dict[Any, Any]) -> dict[Any, Any]:
     """Load the source as a run would: summary, label and token-length plots, first rows, the column choices.
@@ -269,7 +338,8 @@ def inspect_data(session: Session, tab: DataTab, values: dict[Any, Any]) -> dict
         named = [fold for fold, paths in tab.folds.items() if any(p in str(e) for p in paths)]
         return {tab.summary: failed_md(str(e), [fold.label for fold in named]),
                 tab.labels_plot: plots.empty("no data: see the message"), tab.lengths_plot: plots.empty(""),
-                tab.preview: None, tab.lengths: [], **{fold: gr.update(open=True) for fold in named}}  # fmt: skip
+                tab.preview: None, tab.lengths: [], tab.rows: {},
+                **{fold: gr.update(open=True) for fold in named}}  # fmt: skip
     columns = [("detect", DETECT)] + [(c, c) for c in o.columns]
     lengths = (
         plots.token_lengths(o.lengths, config.data.max_length)
@@ -285,6 +355,7 @@ def inspect_data(session: Session, tab: DataTab, values: dict[Any, Any]) -> dict
         tab.lengths: o.lengths,
         session.num_labels: len(o.label_names),
         session.train_rows: o.rows.get("train"),
+        tab.rows: dict(o.rows),
         tab.text_column: gr.update(choices=columns),
         tab.label_column: gr.update(choices=columns),
     }

@@ -14,7 +14,7 @@ import gradio as gr
 
 from studio.errors import StudioError
 from studio.results import RunSummary
-from studio.runlog import RunView
+from studio.runlog import ETA_MIN_STEPS, RunView
 from studio.ui.feedback import guard
 from studio.ui.formatting import duration, latest_eval_md, results_md, run_summary
 from studio.ui.session import Session, handler
@@ -34,6 +34,8 @@ class TrainTab:
     gpus: gr.Dropdown
     start: gr.Button
     stop: gr.Button
+    plan: gr.Markdown
+    """What Start will train (`start_plan`): rows, model, method, trainable parameters, peak memory, time."""
     status: gr.Markdown
     progress: gr.HTML
     loss_plot: gr.Plot
@@ -67,7 +69,8 @@ def build(session: Session) -> TrainTab:
             info="more than 1: one run trained data-parallel across them (torchrun DDP), same effective batch",
         )  # fmt: skip
         start = gr.Button("▶ Start training", variant="primary", scale=1, elem_id="start")
-        stop = gr.Button("■ Stop", variant="stop", scale=1, elem_id="stop")
+        stop = gr.Button("■ Stop", variant="stop", scale=1, elem_id="stop", interactive=False)
+    plan = gr.Markdown(elem_id="start-plan")
     status = gr.Markdown(
         "No run yet: press **Start training** (the Data and Model tabs set what it trains).", elem_id="run-status"
     )
@@ -87,7 +90,7 @@ def build(session: Session) -> TrainTab:
         confusion = gr.Plot(label="Confusion matrix (test)", show_label=False, scale=4)
         reliability = gr.Plot(label="Reliability diagram (test)", show_label=False, elem_id="reliability", scale=4)
     tab = TrainTab(
-        name=name, gpus=gpus, start=start, stop=stop, status=status, progress=progress, loss_plot=loss_plot,
+        name=name, gpus=gpus, start=start, stop=stop, plan=plan, status=status, progress=progress, loss_plot=loss_plot,
         metric_plot=metric_plot, lr_plot=lr_plot, usage_plot=usage_plot, log=log, results=results,
         confusion=confusion, reliability=reliability, ref=gr.State(None), seen=gr.State(""), redrawn=gr.State(None),
         usage=gr.State([]), timer=gr.Timer(TICK_S),
@@ -98,13 +101,16 @@ def build(session: Session) -> TrainTab:
 
 def _wire(session: Session, tab: TrainTab) -> None:
     form = session.form
+    # Start and Stop follow the slot at once after a click (and on every tick: a run ends, another process trains).
+    buttons = dict(fn=handler(controls, session, tab), outputs=[tab.start, tab.stop], show_progress="hidden",
+                   api_visibility="private")  # fmt: skip
     tab.start.click(handler(start_run, session, tab), {session.base, tab.gpus, *form.components}, [tab.ref, tab.seen],
-                    api_name="start")  # fmt: skip
-    tab.stop.click(handler(stop_run, session), None, None, api_name="stop")
-    # The endpoint's results, in this order: (status, progress, loss, metrics, lr, log, results, hardware) to a
-    # client, which does not see the states.
+                    api_name="start").then(**buttons)  # fmt: skip
+    tab.stop.click(handler(stop_run, session), None, None, api_name="stop").then(**buttons)
+    # The endpoint's results, in this order: (status, progress, loss, metrics, lr, log, results, hardware, start,
+    # stop) to a client, which does not see the states.
     outputs = [tab.ref, tab.seen, tab.status, tab.progress, tab.loss_plot, tab.metric_plot, tab.lr_plot, tab.log,
-               tab.results, tab.usage_plot, tab.usage, tab.redrawn]  # fmt: skip
+               tab.results, tab.usage_plot, tab.usage, tab.redrawn, tab.start, tab.stop]  # fmt: skip
     tab.timer.tick(handler(tick, session, tab), [tab.ref, tab.seen, tab.usage, tab.redrawn], outputs,
                    show_progress="hidden", api_name="tick")  # fmt: skip
     tab.seen.change(handler(result_plots, session), [tab.ref, tab.seen], [tab.confusion, tab.reliability],
@@ -143,7 +149,7 @@ def tick(session: Session, tab: TrainTab, current: str | None, drawn: str, sampl
 
     from studio import plots
 
-    out = _usage(tab, samples)
+    out = _usage(tab, samples) | controls(session, tab)
     if current is None:
         return out
     try:
@@ -171,6 +177,13 @@ def tick(session: Session, tab: TrainTab, current: str | None, drawn: str, sampl
         tab.results: results_md(summary) if summary else latest_eval_md(view),
         tab.redrawn: {"at": time.time(), "cost": cost},
     }
+
+
+def controls(session: Session, tab: TrainTab) -> dict[Any, Any]:
+    """Start on while the slot is free (off while a run, a grid or a measurement holds it, here or in another
+    process); Stop on while this app's run trains (the one it can stop)."""
+    return {tab.start: gr.update(interactive=session.jobs.busy() is None),
+            tab.stop: gr.update(interactive=session.jobs.active() is not None)}  # fmt: skip
 
 
 def _usage(tab: TrainTab, samples: list) -> dict[Any, Any]:
@@ -205,6 +218,52 @@ def result_plots(session: Session, current: str | None, drawn: str) -> tuple[Any
     return confusion, plots.reliability_diagram(summary.calibration)
 
 
+def start_plan(session: Session, tab: TrainTab, rows: Any, values: dict[Any, Any]) -> str:
+    """What Start will train, beside it: rows per split (`rows`: the Data tab's inspected counts, a state), model,
+    method, trainable parameters, estimated peak memory, steps and time (from a finished run of the same model,
+    method, max length and batch on this machine, else measured once the run has its first steps). A bad value is
+    said here in place, with no pop-up; so is why Start is off."""
+    from studio.hardware import detect
+    from studio.speed_plan import planned_estimate
+    from studio.ui.feedback import import_engine_libraries
+
+    import_engine_libraries()
+    busy = session.jobs.busy()
+    off = f"**Start is off**: {busy}\n\n" if busy else ""
+    counted = dict(values.get(rows) or {})
+    try:
+        asked = session.read(values)
+        e, speed = planned_estimate(asked, session.labels(values), detect(), counted.get("train"))
+    except StudioError as err:
+        return f"{off}⚠ Start would stop at this: {err}"
+    processes = int(values.get(tab.gpus) or 1)
+    return off + plan_md(speed.config, counted, e, processes, measured_pace(session.registry, speed.config))
+
+
+def measured_pace(registry: Any, config: Any) -> tuple[str, float, float] | None:
+    """(run id, seconds per step, seconds outside the training loop) of the newest finished run on this machine
+    that trained the same model and method at the same max length and batch size; None when there is none."""
+    import socket
+
+    from studio.config import RunConfig
+
+    same = (config.model.name, config.method.name, config.data.max_length, config.train.batch_size)
+    for record in registry.list(status="completed")[:50]:
+        if record.host != socket.gethostname() or not record.train_seconds:
+            continue
+        try:
+            c = RunConfig.from_yaml(registry.run_dir(record.id) / "config.yaml")
+            summary = registry.summary(record.id)
+        except (StudioError, OSError, ValueError):
+            continue
+        if (c.model.name, c.method.name, c.data.max_length, c.train.batch_size) != same or summary is None:
+            continue
+        eff = summary.efficiency
+        if eff.steps:
+            return record.id, eff.train_seconds / eff.steps, max(eff.total_seconds - eff.train_seconds, 0.0)
+    return None
+
+
 def attach(session: Session) -> tuple[str | None, str]:
     """A (re)loaded page shows the run training now, else the newest run."""
     job = session.jobs.active()
@@ -231,10 +290,50 @@ def _status_md(session: Session, current: str, view: RunView) -> str:
     return f"{title} · **{state}**{warning}{advice}"
 
 
+def plan_md(
+    config: Any, rows: dict[str, int], e: Any, processes: int = 1, pace: tuple[str, float, float] | None = None
+) -> str:
+    """The summary beside Start: `config` as it would train, `rows` per split (empty: not inspected yet), the
+    memory estimate `e`, and the time from `pace` (`measured_pace`)."""
+    import math
+
+    from studio.speed_plan import guess_train_rows
+    from studio.ui.formatting import gigabytes
+
+    t = config.train
+    split_rows = " / ".join(f"{rows[s]:,} {s}" for s in ("train", "validation", "test") if rows.get(s) is not None)
+    train_rows = rows.get("train") or guess_train_rows(config)
+    per_epoch = math.ceil(train_rows / (t.batch_size * t.grad_accum * processes))
+    steps = t.max_steps or math.ceil(per_epoch * t.epochs)
+    share = e.trainable_params / e.total_params if e.total_params else 0.0
+    where = "fits" if e.fits else "**does not fit**"
+    if pace is None:
+        time_line = "time: measured after the first steps"
+    else:
+        run_id, per_step, outside = pace
+        time_line = (f"time ≈ **{duration(steps * per_step + outside)}** ({per_step:.1f} s a step in run `{run_id}` "
+                     "on this machine; longer when it is busy)")  # fmt: skip
+    return "  \n".join([
+        f"**Start trains** `{config.model.name}` · {config.method.name} on `{config.data.source}`",
+        f"rows: {split_rows}" if split_rows else "rows: counted by **Inspect data** (Data tab)",
+        f"{_count(e.trainable_params)} trainable parameters of {_count(e.total_params)} ({share:.1%}) · "
+        f"peak memory ≈ {gigabytes(e.total_mb)} ({where} {e.device.name})",
+        f"{steps:,} steps of {t.batch_size * t.grad_accum * processes} · {time_line}",
+    ])  # fmt: skip
+
+
+def _count(n: int) -> str:
+    """22.7M, or every digit below a million (a tiny model's 1,090 is not 0.0M)."""
+    return f"{n / 1e6:,.1f}M" if n >= 1_000_000 else f"{n:,}"
+
+
 def progress_html(view: RunView) -> str:
     """The progress bar with step, epoch, elapsed time and ETA."""
     pct = view.fraction * 100
-    eta = "—" if view.eta is None or view.finished else duration(view.eta)
+    if view.finished or not view.max_steps:
+        eta = "—"
+    else:  # measured over the recent steps (runlog.measured_eta): nothing is promised before it is measured
+        eta = f"measured after {ETA_MIN_STEPS} steps" if view.eta is None else duration(view.eta)
     parts = [
         f"step {view.step:,} / {view.max_steps:,}" if view.max_steps else "waiting for the first step",
         f"epoch {view.epoch:.2f}",
