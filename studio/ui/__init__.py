@@ -42,6 +42,10 @@ CSS = """
 /* Gradio stacks its toasts at the top right, over the Train tab's Start and Stop: the very buttons an error
    message talks about. Bottom right covers no control of the studio's. */
 .toast-wrap { top:auto !important; bottom:var(--size-4) !important; }
+/* A failed action says why by its buttons (feedback.py) and outlines the fields it names until the next message */
+.studio-message p { color:var(--color-red-600, #dc2626); font-weight:600; margin:0; }
+.studio-flagged { box-shadow:inset 0 0 0 2px var(--color-red-500, #ef4444) !important; }
+.studio-flagged :is(input, textarea, .wrap) { border-color:var(--color-red-500, #ef4444) !important; }
 """
 
 
