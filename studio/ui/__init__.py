@@ -113,11 +113,13 @@ def _wire_page(app: StudioApp, session: Session, page: Page) -> None:
     """What crosses tabs: page load (re-attach to the run, inspect the data, estimate memory), Resume (the Train
     tab follows the resumed run), and the tabs that re-read the registry when opened."""
     from studio.ui import compare_tab, data_tab, model_tab, playground_tab, runs_tab, train_tab
+    from studio.ui.feedback import said_in
     from studio.ui.session import handler
 
     train, runs = page.train, page.runs
     app.load(handler(train_tab.attach, session), None, [train.ref, train.seen])
-    runs.resume.click(handler(runs_tab.resume_run, session), runs.selected, train.ref, api_name="resume")
+    runs.resume.click(**said_in(runs.message, handler(runs_tab.resume_run, session), train.ref), inputs=runs.selected,
+                      api_name="resume")  # fmt: skip
     # Named as clients have known this endpoint (the click that inspects is /inspect_data).
     app.load(handler(data_tab.inspect_data, session, page.data), page.data.inputs, page.data.outputs(session),
              show_progress="hidden", api_name="inspect_fn")  # fmt: skip

@@ -11,7 +11,7 @@ import gradio as gr
 
 from studio.datasource import SAMPLES
 from studio.errors import StudioError
-from studio.ui.feedback import guard
+from studio.ui.feedback import guard, said_in
 from studio.ui.form import ConfigForm, floats, joined
 from studio.ui.formatting import UPLOAD_TYPES
 from studio.ui.session import Session, handler
@@ -232,12 +232,14 @@ def _wire(session: Session, tab: DataTab) -> None:
     # A new source has new columns: the user's picks reset to "detect" (a loaded preset keeps its own).
     columns = [tab.source, tab.text_column, tab.label_column]
     tab.sample.select(lambda name: (name, DETECT, DETECT), tab.sample, columns)
-    tab.upload.upload(guard(lambda path: use_upload(session, path)), tab.upload, columns)
+    # An upload that fails is said where the summary goes (and a toast): no "Error" badge over the column pickers
+    uploaded = guard(lambda path: use_upload(session, path))
+    tab.upload.upload(**said_in(tab.summary, uploaded, columns), inputs=tab.upload)
     for slot in (tab.validation, tab.test):
-        slot.upload.upload(guard(lambda path: use_upload(session, path)), slot.upload,
-                           [slot.source, slot.text_column, slot.label_column])  # fmt: skip
-    tab.label_file_upload.upload(guard(lambda path: str(session.keep_upload(path))), tab.label_file_upload,
-                                 tab.label_file)  # fmt: skip
+        slot.upload.upload(**said_in(tab.summary, uploaded, [slot.source, slot.text_column, slot.label_column]),
+                           inputs=slot.upload)  # fmt: skip
+    tab.label_file_upload.upload(**said_in(tab.summary, guard(lambda path: str(session.keep_upload(path))),
+                                           tab.label_file), inputs=tab.label_file_upload)  # fmt: skip
     # The loading animation stays off the column pickers (outputs too: their choices): they stay free to change.
     tab.inspect.click(handler(inspect_data, session, tab), tab.inputs, tab.outputs(session), api_name="inspect_data",
                       show_progress_on=[tab.summary, tab.labels_plot, tab.lengths_plot, tab.preview])  # fmt: skip

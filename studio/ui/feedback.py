@@ -131,7 +131,32 @@ def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         except StudioError as e:
             return _fail(args, str(e), e)
         except Exception as e:  # a bug: keep the app up, give the user one line, keep the traceback for us
-            log.exception("handler %s failed", fn.__name__)
+            log.exception("handler %s failed", getattr(fn, "__name__", fn))
             return _fail(args, f"unexpected error ({type(e).__name__}: {e}); details are in the server log", None)
 
     return wrapper
+
+
+def said_in(slot: gr.Markdown, fn: Callable[..., Any], outputs: Any) -> dict[str, Any]:
+    """`fn=` and `outputs=` of an event: `fn` (a bound handler wearing `guard`), the outputs with `slot` among them.
+    A failure is said in `slot` (and a warning toast) and leaves every other output as it was: no "Error" badge.
+
+    For handlers that do not take their tab (whose `guard` cannot find the slot): the event's outputs are known here,
+    so a success keeps its plain return (a value or a tuple in the outputs' order) and a failure updates the slot
+    only. A `slot` already among the outputs (an answer line, a status) is not added twice."""
+    listed = list(outputs) if isinstance(outputs, list | tuple) else [] if outputs is None else [outputs]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> Any:
+        try:
+            out = fn(*args)
+        except gr.Error as e:
+            gr.Warning(e.message, title="Cannot do that")
+            return {slot: failed_md(e.message)}
+        if isinstance(out, dict) and "__type__" not in out:  # already keyed by component
+            return out or gr.skip()
+        if not listed or (isinstance(out, dict) and out.get("__type__") == "update" and len(out) == 1):
+            return gr.skip()
+        return dict(zip(listed, out if len(listed) > 1 else (out,), strict=True))
+
+    return {"fn": wrapper, "outputs": listed + ([] if slot in listed else [slot])}  # an event's fn= and outputs=
