@@ -153,10 +153,11 @@ def said_in(slot: gr.Markdown, fn: Callable[..., Any], outputs: Any) -> dict[str
         except gr.Error as e:
             gr.Warning(e.message, title="Cannot do that")
             return {slot: failed_md(e.message)}
+        cleared = {} if slot in listed else {slot: ""}  # a slot of its own says nothing went wrong this time
         if isinstance(out, dict) and "__type__" not in out:  # already keyed by component
-            return out or gr.skip()
+            return {**out, **cleared}
         if not listed or (isinstance(out, dict) and out.get("__type__") == "update" and len(out) == 1):
-            return gr.skip()
-        return dict(zip(listed, out if len(listed) > 1 else (out,), strict=True))
+            return cleared or gr.skip()
+        return {**dict(zip(listed, out if len(listed) > 1 else (out,), strict=True)), **cleared}
 
     return {"fn": wrapper, "outputs": listed + ([] if slot in listed else [slot])}  # an event's fn= and outputs=

@@ -26,6 +26,9 @@ from studio.ui.form import ConfigForm, comma_list, joined
 from studio.ui.formatting import gigabytes, lr_find_md
 from studio.ui.session import Session, handler
 
+MEASURED = {"process_rss": "the process's memory (RSS)", "cuda_device": "GPU memory reserved by torch + CUDA context"}
+"""The probe's kinds of measurement (`studio.probe`) as the page says them."""
+
 
 @dataclass
 class Adapter:
@@ -287,7 +290,7 @@ def estimate(session: Session, values: dict[Any, Any]) -> tuple[str, Any, str]:
         config = speed.config  # what would train: the estimate is of that
     except StudioError as err:
         return f"**{describe(device)}**", plots.empty("no estimate"), f"⚠️ {session.form.words(str(err))}"
-    text = _estimate_text(e, config) + _plan_text(speed)
+    text = _estimate_text(e, config) + session.form.words(_plan_text(speed))  # the page's names for its fields
     if not e.fits:
         text += _fit_text(config, num_labels, device)
     return f"**{describe(device)}**", plots.memory_breakdown(e.parts, e.device.free_mb, e.device.name), text
@@ -303,7 +306,8 @@ def measure_steps(session: Session, tab: ModelTab, values: dict[Any, Any]) -> di
     r = session.jobs.probe(speed.config, num_labels)  # measure what would train
     largest = f" · largest batch from the measurement ~{r.largest_batch:,}" if r.largest_batch else ""
     return {tab.probe_text: (
-        f"**Measured** {r.measured_mb:,.0f} MB ({r.measured_kind.replace('_', ' ')}) in {r.steps} steps with "
+        f"**Measured** {r.measured_mb:,.0f} MB ({MEASURED.get(r.measured_kind, r.measured_kind)}) in {r.steps} "
+        "steps with "
         f"full-length batches vs **estimate** {r.estimate.total_mb:,.0f} MB ({r.error_pct:+.1f}%){largest} · "
         f"{r.seconds:.0f} s"
     )}  # fmt: skip
@@ -395,11 +399,12 @@ def _yaml_value(value: Any) -> str:
 
 
 def _plan_text(speed: Any) -> str:
+    note = speed.note.replace("speed ", "Speed profile ", 1) if speed.note.startswith("speed ") else speed.note
     if not speed.choices:
-        return f"\n\n**{speed.note}**"
+        return f"\n\n**{note}**"
     rows = "\n".join(f"| `{c.field}` | {c.before} | **{c.after}** | {c.why} |" for c in speed.choices)
     return (
-        f"\n\n**{speed.note}**; it trains with these changes (set speed to as_set to train exactly the "
+        f"\n\n**{note}**; it trains with these changes (set speed to as_set to train exactly the "
         f"form):\n\n| setting | asked | trains with | why |\n|---|---|---|---|\n{rows}"
     )
 

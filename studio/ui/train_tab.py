@@ -237,7 +237,7 @@ def _summary(session: Session, current: str, view: RunView) -> RunSummary | None
 def _status_md(session: Session, current: str, view: RunView) -> str:
     run_id = session.jobs.run_id(current)
     title = f"**Run** `{run_id}`" if run_id else "**Run** (starting)"
-    state = view.status if not view.finished else f"{view.status} — {view.message}"
+    state = view.status if not view.finished else f"{view.status} — {session.form.words(f'{view.message}')}"
     warning = f"\n\n⚠ **{view.health.flag}**: this run {view.health.reason}" if view.health else ""
     advice = f": {view.health.advice}" if view.health and view.health.advice else ""
     return f"{title} · **{state}**{warning}{advice}"
