@@ -329,6 +329,9 @@ def test_a_failed_action_says_why_by_its_button_and_leaves_every_field_usable(pa
     assert "/gradio/" not in said.inner_text()  # the file by its name, not Gradio's temporary copy
     bad_value = tmp_path / "bad-rate.yaml"
     bad_value.write_text("name: x\ntrain:\n  learning_rate: -1\n")
+    page.reload()  # a fresh upload box
+    page.get_by_text("240 rows").first.wait_for()
+    tab(page, "Model")
     page.locator("input[type=file]").last.set_input_files(str(bad_value))
     said.get_by_text("Learning rate: Input should be greater than 0 (got -1)").wait_for()
     page.locator(".studio-flagged").first.wait_for()  # the field it names is outlined

@@ -121,6 +121,9 @@ def _fail(args: tuple[Any, ...], message: str, error: Exception | None) -> Any:
 
 
 def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` that says a failure instead of raising it: in its tab's message slot when one of its first arguments is
+    the tab (a warning toast too), else as a `gr.Error` toast (for `said_in`, or a test calling it bare)."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
