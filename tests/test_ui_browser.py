@@ -114,7 +114,7 @@ def test_a_separate_test_file_in_the_data_tab(page, shots, tmp_path):
     page.get_by_role("button", name="Inspect data").click()
     summary.get_by_text("This data cannot be used yet").wait_for()
     slot.wait_for(state="visible")  # the section of the field the message names opens
-    assert "data.test_source: file not found" in summary.inner_text()
+    assert "Test file: file not found" in summary.inner_text()  # data.test_source, by its label
     for field in ("#test-source", "#data-task"):  # the field the message names, and the others beside it
         assert_not_covered(page, field)
     page.screenshot(path=shots / "1-data-failed.png", full_page=True)

@@ -294,11 +294,11 @@ def test_an_intake_error_in_the_page_has_the_clis_words(runs_dir, tiny_model_dir
     session, data = built(runs_dir, data_tab)
     out = data_tab.inspect_data(session, data, page_values(session, tiny_config(tiny_model_dir("bert"),
                                                                                 source=str(source))))  # fmt: skip
-    assert said in out[data.summary]
+    assert session.form.words(said) in out[data.summary]  # the CLI's words, a field by its label
     # a message naming a field in a folded section opens that section (and no other)
     values = {**page_values(session, tiny_config(tiny_model_dir("bert"))), data.test.source: "held-out.csv"}
     out = data_tab.inspect_data(session, data, values)
-    assert "data.test_source: file not found: held-out.csv" in out[data.summary]
+    assert "Test file: file not found: held-out.csv" in out[data.summary]  # data.test_source, by its label
     assert "(under **Separate validation / test files**, opened)" in out[data.summary]
     separate = next(fold for fold, paths in data.folds.items() if "data.test_source" in paths)
     assert out[separate]["open"] is True and set(data.folds) & set(out) == {separate}

@@ -259,8 +259,9 @@ def use_upload(session: Session, path: str) -> tuple[str, str, str]:
 @guard
 def inspect_data(session: Session, tab: DataTab, values: dict[Any, Any]) -> dict[Any, Any]:
     """Load the source as a run would: summary, label and token-length plots, first rows, the column choices.
-    Data that cannot be read is said in the summary, in the CLI's words, and the plots and rows are cleared: the
-    fields it names stay in sight, free to change (a folded section that holds one opens)."""
+    Data that cannot be read is said in the summary, in the CLI's words (fields by their labels), and the plots
+    and rows are cleared: the fields it names stay in sight, free to change (a folded section that holds one
+    opens)."""
     from studio import plots
     from studio.dataview import overview
 
@@ -269,7 +270,7 @@ def inspect_data(session: Session, tab: DataTab, values: dict[Any, Any]) -> dict
         o = overview(config)
     except StudioError as e:
         named = [fold for fold, paths in tab.folds.items() if any(p in str(e) for p in paths)]
-        return {tab.summary: failed_md(str(e), [fold.label for fold in named]),
+        return {tab.summary: failed_md(session.form.words(str(e)), [fold.label for fold in named]),
                 tab.labels_plot: plots.empty("no data: see the message"), tab.lengths_plot: plots.empty(""),
                 tab.preview: None, tab.lengths: [], **{fold: gr.update(open=True) for fold in named}}  # fmt: skip
     columns = [("detect", DETECT)] + [(c, c) for c in o.columns]
