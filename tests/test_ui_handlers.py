@@ -451,3 +451,27 @@ def test_shared_formatting():
     memory = {"estimate_mb": 1000, "measured_mb": 1100, "error_pct": 10.0, "measured_kind": "cuda"}
     assert results_md(None) == ""
     assert "**Memory estimate** 1,000 MB vs measured 1,100 MB (+10.0%, cuda)" in results_md(a_summary(**memory))
+
+
+def test_said_in_turns_a_failure_into_its_slot_only_and_a_success_into_a_dict(monkeypatch):
+    """`said_in` (handlers that do not take their tab): a failure updates only the slot (no "Error" badge on the
+    other outputs), a success its outputs in order and an empty slot; a slot that is one of the outputs stays so."""
+    from studio.errors import StudioError
+    from studio.ui.feedback import guard, said_in
+
+    monkeypatch.setattr(gr, "Warning", lambda message, **_: None)
+    with gr.Blocks():
+        slot, a, b = gr.Markdown(), gr.Textbox(), gr.Textbox()
+
+    @guard
+    def pick(run: str | None) -> tuple[str, str]:
+        if not run:
+            raise StudioError("pick a run first")
+        return run, run.upper()
+
+    event = said_in(slot, pick, [a, b])
+    assert event["outputs"] == [a, b, slot]
+    assert event["fn"](None) == {slot: "⚠️ pick a run first"}
+    assert event["fn"]("x") == {a: "x", b: "X", slot: ""}
+    answer = said_in(a, pick, [a, b])  # the answer line is the slot
+    assert answer["outputs"] == [a, b] and answer["fn"](None) == {a: "⚠️ pick a run first"}

@@ -157,8 +157,8 @@ def said_in(slot: gr.Markdown, fn: Callable[..., Any], outputs: Any) -> dict[str
             gr.Warning(e.message, title="Cannot do that")
             return {slot: failed_md(e.message)}
         cleared = {} if slot in listed else {slot: ""}  # a slot of its own says nothing went wrong this time
-        if isinstance(out, dict) and "__type__" not in out:  # already keyed by component
-            return {**out, **cleared}
+        if isinstance(out, dict) and "__type__" not in out:  # keyed by component (a guard that found the slot too)
+            return {**cleared, **out}
         if not listed or (isinstance(out, dict) and out.get("__type__") == "update" and len(out) == 1):
             return cleared or gr.skip()
         return {**dict(zip(listed, out if len(listed) > 1 else (out,), strict=True)), **cleared}
