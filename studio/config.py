@@ -452,7 +452,7 @@ class RunConfig:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ConfigError("", f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+            raise ConfigError("", f"{path} is not valid YAML{_yaml_problem(e)}") from None
         if data is None:
             raise ConfigError("", f"{path} is empty; a preset needs at least one section (data, model, ...)")
         return cls.from_dict(data)
@@ -594,3 +594,16 @@ def field_help(section: type, name: str) -> str:
         if f.name == name:
             return getattr(f.default, "description", "") or ""
     raise KeyError(name)
+
+
+def _yaml_problem(e: Exception) -> str:
+    """': what' with the line and column (1-based) where YAML found it, and where the construct it was in began."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    if mark is None:
+        return f": {problem}"
+    said = f" at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, start = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if context and start is not None and (start.line, start.column) != (mark.line, mark.column):
+        said += f" ({context} that starts at line {start.line + 1}, column {start.column + 1})"
+    return said

@@ -118,3 +118,13 @@ def test_override_words_that_yaml_reads_as_booleans():
     config = RunConfig().with_overrides(["train.eval_strategy=no", "train.gradient_checkpointing=yes"])
     assert config.train.eval_strategy == "no" and config.train.gradient_checkpointing is True
     assert RunConfig().with_overrides(["method.double_quant=off"]).method.double_quant is False
+
+
+def test_broken_yaml_is_named_with_its_line_and_column(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\ntrain:\n  learning_rate: 1e-4\n   epochs: 2\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml is not valid YAML at line 4, column 10: mapping values"):
+        RunConfig.from_yaml(path)
+    path.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"at line 2, column 1: .*flow sequence that starts at line 1, column 7"):
+        RunConfig.from_yaml(path)

@@ -255,6 +255,7 @@ def test_train_tab_runs_one_run_on_two_processes_and_streams_it(tmp_path, tiny_m
         out = tick_until(client, lambda o: "failed" in o[0], timeout=120)
         failed = app.studio.registry.list()[0]
         assert "body" in out[0] and len(app.studio.registry.list()) == 2
-        assert failed.status == "failed" and "body" in failed.message and failed.message in out[0]
+        assert failed.status == "failed" and "body" in failed.message
+        assert app.studio.form.words(failed.message) in out[0]  # the page names the field by its label
     finally:
         app.close()

@@ -114,7 +114,7 @@ def test_a_separate_test_file_in_the_data_tab(page, shots, tmp_path):
     page.get_by_role("button", name="Inspect data").click()
     summary.get_by_text("This data cannot be used yet").wait_for()
     slot.wait_for(state="visible")  # the section of the field the message names opens
-    assert "data.test_source: file not found" in summary.inner_text()
+    assert "Test file: file not found" in summary.inner_text()  # data.test_source, by its label
     for field in ("#test-source", "#data-task"):  # the field the message names, and the others beside it
         assert_not_covered(page, field)
     page.screenshot(path=shots / "1-data-failed.png", full_page=True)
@@ -347,3 +347,56 @@ def test_compare_tab_lists_runs_a_grid_and_draws_the_study(page, tmp_path_factor
         if app.studio.jobs.sweep() is not None:
             app.studio.jobs.sweep().wait(60)
         app.close()
+
+
+def _no_error_badge(page) -> None:
+    """Gradio marks each output of an event that raised with an "Error" badge (class `error`) that must be closed
+    before the field under it can be used: none may be left anywhere on the page."""
+    assert page.locator(".error").count() == 0
+    assert page.get_by_text("Error", exact=True).count() == 0
+
+
+def test_a_failed_action_says_why_by_its_button_and_leaves_every_field_usable(page, shots, tmp_path):
+    """Bad inputs of tests/test_bad_inputs.py's matrix in the page: a broken preset YAML and one with a bad value
+    loaded in the Model tab, a bad learning rate and a missing data file at Start, Stop with nothing running."""
+    tab(page, "Model")
+    said = page.locator("#model-message")
+    broken = tmp_path / "my-preset.yaml"
+    broken.write_text("name: x\ntrain:\n  learning_rate: 1e-4\n   epochs: 2\n")
+    page.locator("input[type=file]").last.set_input_files(str(broken))
+    said.get_by_text("my-preset.yaml is not valid YAML at line 4, column 10").wait_for()
+    _no_error_badge(page)
+    assert "/gradio/" not in said.inner_text()  # the file by its name, not Gradio's temporary copy
+    bad_value = tmp_path / "bad-rate.yaml"
+    bad_value.write_text("name: x\ntrain:\n  learning_rate: -1\n")
+    page.reload()  # a fresh upload box
+    page.get_by_text("240 rows").first.wait_for()
+    tab(page, "Model")
+    page.locator("input[type=file]").last.set_input_files(str(bad_value))
+    said.get_by_text("Learning rate: Input should be greater than 0 (got -1)").wait_for()
+    page.locator(".studio-flagged").first.wait_for()  # the field it names is outlined
+    _no_error_badge(page)
+    page.screenshot(path=shots / "errors-model-preset.png", full_page=True)
+    rate = page.get_by_label("learning rate", exact=True)
+    rate.fill("-1")
+    rate.press("Tab")
+    tab(page, "Train")
+    said = page.locator("#train-message")
+    page.locator("#start").click()
+    said.get_by_text("Learning rate: Input should be greater than 0 (got -1)").wait_for()
+    _no_error_badge(page)
+    page.screenshot(path=shots / "errors-train-bad-rate.png", full_page=True)
+    tab(page, "Model")
+    rate.fill("0.001")
+    rate.press("Tab")
+    tab(page, "Data")
+    page.locator("#data-source textarea").fill(str(tmp_path / "missing.csv"))
+    tab(page, "Train")
+    page.locator("#start").click()
+    page.get_by_text(re.compile("file not found: .*missing.csv")).first.wait_for()
+    _no_error_badge(page)
+    assert page.locator(".studio-flagged").count() <= 1  # the learning rate's outline went with the next try
+    page.locator("#stop").click()
+    page.get_by_text("Nothing is training").first.wait_for()  # a notice, not an error
+    _no_error_badge(page)
+    assert said.inner_text().strip() == ""

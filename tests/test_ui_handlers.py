@@ -174,13 +174,39 @@ def test_tick_of_a_run_that_cannot_exist_says_so(runs_dir):
     assert out[train.status] == "That run no longer exists." and out[train.ref] is None and out[train.seen] == ""
 
 
-def test_start_without_a_dataset_is_refused_with_a_message(runs_dir):
+def test_start_without_a_dataset_is_refused_with_a_message(runs_dir, monkeypatch):
+    """A failed Start says why in the message slot under the buttons and leaves every other output as it was (no
+    "Error" badge over them); Stop with nothing running is a notice, not an error."""
+    said = []
+    monkeypatch.setattr(gr, "Warning", lambda message, **_: said.append(("warning", message)))
+    monkeypatch.setattr(gr, "Info", lambda message, **_: said.append(("info", message)))
     session, _, train = built(runs_dir, data_tab, train_tab)
     values = {**page_values(session, RunConfig()), session.form.component("data.source"): " ", train.gpus: 1}
-    with pytest.raises(gr.Error, match="choose a dataset first"):
-        train_tab.start_run(session, train, values)
-    with pytest.raises(gr.Error, match="nothing is training"):
-        train_tab.stop_run(session)
+    out = train_tab.start_run(session, train, values)
+    assert list(out) == [train.message] and "choose a dataset first" in out[train.message]
+    assert said == [("warning", out[train.message].removeprefix("⚠️ "))]  # the same line as a toast
+    assert train_tab.stop_run(session, train) == gr.skip()  # nothing to update: no message, no badge
+    assert said[-1] == ("info", "Nothing is training: there is no run to stop")
+
+
+def test_a_bad_field_is_said_in_the_pages_words_and_outlined(runs_dir, monkeypatch):
+    """A config error names the field by its label (not `train.learning_rate`) and carries the field's path, which
+    outlines that field (and only it) until the next message."""
+    from studio.ui.feedback import FLAGGED, mark_fields, named_fields
+
+    monkeypatch.setattr(gr, "Warning", lambda message, **_: None)
+    session, _, model, train = built(runs_dir, data_tab, model_tab, train_tab)
+    rate = session.form.component("train.learning_rate")
+    values = {**page_values(session, RunConfig()), rate: -1, train.gpus: 1}
+    out = train_tab.start_run(session, train, values)
+    assert list(out) == [train.message]
+    assert out[train.message].startswith("⚠️ Learning rate: Input should be greater than 0 (got -1)")
+    assert "train.learning_rate" not in out[train.message].split("<!--")[0]
+    assert named_fields(out[train.message]) == ["train.learning_rate"]
+    marked = mark_fields(session, session.form.components, out[train.message])
+    assert [c for c, u in marked.items() if FLAGGED in u["elem_classes"]] == [rate]
+    assert all(FLAGGED not in u["elem_classes"] for u in mark_fields(session, session.form.components, "").values())
+    assert session.form.words("data.balance.num_samples: must be") == "Balanced subset (num samples): must be"
 
 
 def test_start_with_data_inspect_refuses_leaves_no_run_folder_or_row(runs_dir, tiny_model_dir, tmp_path):
@@ -189,7 +215,7 @@ def test_start_with_data_inspect_refuses_leaves_no_run_folder_or_row(runs_dir, t
     bad = tmp_path / "bad.csv"
     bad.write_text("body,stars\nfine film,5\n")
     values = {**page_values(session, tiny_config(tiny_model_dir("bert"), source=str(bad))), train.gpus: 1}
-    key, _ = train_tab.start_run(session, train, values)
+    key, *_ = train_tab.start_run(session, train, values)
     session.jobs.current().run.wait(120)
     view = session.jobs.view(key)
     assert view.finished and view.status == "failed" and "no text column found" in view.message
@@ -368,11 +394,11 @@ def test_an_intake_error_in_the_page_has_the_clis_words(runs_dir, tiny_model_dir
     session, data = built(runs_dir, data_tab)
     out = data_tab.inspect_data(session, data, page_values(session, tiny_config(tiny_model_dir("bert"),
                                                                                 source=str(source))))  # fmt: skip
-    assert said in out[data.summary]
+    assert session.form.words(said) in out[data.summary]  # the CLI's words, a field by its label
     # a message naming a field in a folded section opens that section (and no other)
     values = {**page_values(session, tiny_config(tiny_model_dir("bert"))), data.test.source: "held-out.csv"}
     out = data_tab.inspect_data(session, data, values)
-    assert "data.test_source: file not found: held-out.csv" in out[data.summary]
+    assert "Test file: file not found: held-out.csv" in out[data.summary]  # data.test_source, by its label
     assert "(under **Separate validation / test files**, opened)" in out[data.summary]
     separate = next(fold for fold, paths in data.folds.items() if "data.test_source" in paths)
     assert out[separate]["open"] is True and set(data.folds) & set(out) == {separate}
@@ -388,6 +414,7 @@ def test_estimate_follows_the_form_and_says_a_bad_value_in_place(runs_dir, tiny_
     assert float(bigger.split(" GB")[0].split()[-1]) > float(text.split(" GB")[0].split()[-1])
     bad = page_values(session, config)
     bad[session.base] = {**bad[session.base], "train": {**bad[session.base]["train"], "learning_rate": 0}}
+    # no form here shows the field: its path is the only name it has (a page says "Learning rate")
     assert model_tab.estimate(session, bad)[2].startswith("⚠️ train.learning_rate: Input should be greater than 0")
 
 
@@ -426,8 +453,8 @@ def test_advice_ranks_the_largest_fitting_batch_first_and_apply_sets_the_form(ru
                      "total_mb": 900.0}  # a field under Advanced: it opens  # fmt: skip
     opened = model_tab.apply_advice(session, model, 0, [checkpointing])
     assert opened[form.component("train.gradient_checkpointing")] is True and opened[model.advanced]["open"] is True
-    with pytest.raises(gr.Error, match="this suggestion is gone"):
-        model_tab.apply_advice(session, model, 3, [])
+    gone = model_tab.apply_advice(session, model, 3, [])  # said by the preset buttons, not raised over the form
+    assert list(gone) == [model.message] and "this suggestion is gone" in gone[model.message]
 
 
 def test_an_over_budget_figure_stays_within_its_axis_and_says_by_how_much(runs_dir, tiny_model_dir, monkeypatch):
@@ -474,28 +501,40 @@ def test_the_method_shows_its_own_settings(runs_dir):
     assert all(visible["qlora"].values())
 
 
-def test_cli_command_and_presets_from_the_page(runs_dir):
-    session = built(runs_dir, data_tab, model_tab, train_tab)[0]  # the whole form
+def test_cli_command_and_presets_from_the_page(runs_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(gr, "Warning", lambda message, **_: None)
+    session, _, model, _ = built(runs_dir, data_tab, model_tab, train_tab)  # the whole form
     values = page_values(session, RunConfig.from_yaml(PRESETS_DIR / "quick_demo.yaml").with_overrides(["seed=7"]))
     values[session.base_preset] = "quick_demo"
-    assert model_tab.cli_command(session, values)["value"] == "python -m studio train quick_demo \\\n    --set seed=7"
-    loaded = model_tab.load_named(session, "quick_demo")
+    command = model_tab.cli_command(session, model, values)[model.presets.command]
+    assert command["value"] == "python -m studio train quick_demo \\\n    --set seed=7"
+    loaded = model_tab.load_named(session, model, "quick_demo")
     assert loaded[session.base_preset] == "quick_demo" and loaded[session.form.component("seed")]["value"] == 42
-    with pytest.raises(gr.Error, match="pick a preset in the list first"):
-        model_tab.load_named(session, None)
+    assert model_tab.load_named(session, model, None) == {model.message: "⚠️ pick a preset in the list first"}
+    # A broken preset file: the message only (no field loses its value), by its own name, with the line
+    broken = tmp_path / "gradio-cache-0123456789abcdef" / "mine.yaml"
+    broken.parent.mkdir()
+    broken.write_text("name: x\ntrain:\n  learning_rate: 1e-4\n   epochs: 2\n")
+    out = model_tab.load_file(session, model, str(broken))
+    assert list(out) == [model.message] and str(broken.parent) not in out[model.message]
+    assert out[model.message].startswith("⚠️ mine.yaml is not valid YAML at line 4, column 10")
+    broken.write_text("train:\n  learning_rate: -1\n")  # YAML, but a bad value: its field is outlined
+    out = model_tab.load_file(session, model, str(broken))
+    assert out[model.message].startswith("⚠️ Learning rate: Input should be greater than 0")
+    assert "train.learning_rate" in out[model.message]  # the marker mark_fields reads, not shown
 
 
-def test_find_a_learning_rate_shows_the_curve_and_apply_sets_the_field(runs_dir, tiny_model_dir):
+def test_find_a_learning_rate_shows_the_curve_and_apply_sets_the_field(runs_dir, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(gr, "Warning", lambda message, **_: None)
     session, model = built(runs_dir, model_tab)
     lr = model.lr_finder
     config = tiny_config(tiny_model_dir("bert")).with_overrides(["train.batch_size=8"])
-    out = model_tab.find_learning_rate(session, lr, page_values(session, config))
+    out = model_tab.find_learning_rate(session, model, page_values(session, config))
     assert out[lr.result]["visible"] is True and out[lr.plot].data and "Suggested learning rate" in out[lr.text]
     suggested = out[lr.suggested]
     assert 1e-6 <= suggested <= 1.0  # inside LoRA's sweep
-    assert model_tab.apply_rate(suggested) == suggested
-    with pytest.raises(gr.Error, match="find a learning rate first"):
-        model_tab.apply_rate(None)
+    assert model_tab.apply_rate(model, suggested) == (suggested, "")
+    assert "find a learning rate first" in model_tab.apply_rate(model, None)[model.message]
     assert session.registry.list() == []  # the test trained no run
 
 
@@ -712,3 +751,27 @@ def test_the_compare_tab_starts_small_on_a_cpu_and_says_what_to_do_before_any_ru
     assert shown["heatmap"] is False and shown["pareto_memory"] is True  # no label-count axis: no empty heatmap
     table = out[tab.table]
     assert table["headers"][:1] == ["method"] and table["value"][0][-4:] == ["80.0%", "0.0 pt", "600 MB", "2 min 5 s"]
+
+
+def test_said_in_turns_a_failure_into_its_slot_only_and_a_success_into_a_dict(monkeypatch):
+    """`said_in` (handlers that do not take their tab): a failure updates only the slot (no "Error" badge on the
+    other outputs), a success its outputs in order and an empty slot; a slot that is one of the outputs stays so."""
+    from studio.errors import StudioError
+    from studio.ui.feedback import guard, said_in
+
+    monkeypatch.setattr(gr, "Warning", lambda message, **_: None)
+    with gr.Blocks():
+        slot, a, b = gr.Markdown(), gr.Textbox(), gr.Textbox()
+
+    @guard
+    def pick(run: str | None) -> tuple[str, str]:
+        if not run:
+            raise StudioError("pick a run first")
+        return run, run.upper()
+
+    event = said_in(slot, pick, [a, b])
+    assert event["outputs"] == [a, b, slot]
+    assert event["fn"](None) == {slot: "⚠️ pick a run first"}
+    assert event["fn"]("x") == {a: "x", b: "X", slot: ""}
+    answer = said_in(a, pick, [a, b])  # the answer line is the slot
+    assert answer["outputs"] == [a, b] and answer["fn"](None) == {a: "⚠️ pick a run first"}

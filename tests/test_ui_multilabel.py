@@ -69,7 +69,7 @@ def test_the_data_tab_says_in_plain_words_what_auto_decided(runs_dir, tiny_model
     assert "**Single-label task** (auto): each text gets exactly one class; no row carries several labels" in md
     bad = {**page_values(session, config), data.task: "multi_label", data.several: "drop"}  # as the page sends them
     said = data_tab.inspect_data(session, data, bad)[data.summary]  # where the summary was, the fields in sight
-    assert "data.multi_label: 'drop' makes the data single-label, but data.task is" in said
+    assert session.form.words("data.multi_label: 'drop' makes the data single-label, but data.task is") in said
 
 
 def test_the_task_and_rows_with_several_labels_stay_in_step(runs_dir):

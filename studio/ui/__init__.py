@@ -42,6 +42,10 @@ CSS = """
 /* Gradio stacks its toasts at the top right, over the Train tab's Start and Stop: the very buttons an error
    message talks about. Bottom right covers no control of the studio's. */
 .toast-wrap { top:auto !important; bottom:var(--size-4) !important; }
+/* A failed action says why by its buttons (feedback.py) and outlines the fields it names until the next message */
+.studio-message p { color:var(--color-red-600, #dc2626); font-weight:600; margin:0; }
+.studio-flagged { box-shadow:inset 0 0 0 2px var(--color-red-500, #ef4444) !important; }
+.studio-flagged :is(input, textarea, .wrap) { border-color:var(--color-red-500, #ef4444) !important; }
 """
 
 
@@ -110,6 +114,7 @@ def _wire_page(app: StudioApp, session: Session, page: Page) -> None:
     """What crosses tabs: page load (re-attach to the run, inspect the data, estimate memory), Resume (the Train
     tab follows the resumed run), and the tabs that re-read the registry when opened."""
     from studio.ui import compare_tab, data_tab, model_tab, playground_tab, runs_tab, train_tab
+    from studio.ui.feedback import said_in
     from studio.ui.session import handler
 
     train, runs = page.train, page.runs
@@ -120,7 +125,8 @@ def _wire_page(app: StudioApp, session: Session, page: Page) -> None:
         page.train_page.select(handler(train_tab.start_plan, session, train, page.data.rows),
                                {session.base, session.num_labels, page.data.rows, train.gpus, *session.form.components},
                                train.plan, show_progress="hidden", api_visibility="private")  # fmt: skip
-    runs.resume.click(handler(runs_tab.resume_run, session), runs.selected, train.ref, api_name="resume")
+    runs.resume.click(**said_in(runs.message, handler(runs_tab.resume_run, session), train.ref), inputs=runs.selected,
+                      api_name="resume")  # fmt: skip
     # Named as clients have known this endpoint (the click that inspects is /inspect_data).
     app.load(handler(data_tab.inspect_data, session, page.data), page.data.inputs, page.data.outputs(session),
              show_progress="hidden", api_name="inspect_fn")  # fmt: skip

@@ -10,7 +10,7 @@ import gradio as gr
 
 from studio.errors import StudioError
 from studio.presets import names
-from studio.ui.feedback import guard
+from studio.ui.feedback import guard, said_in
 from studio.ui.formatting import axis_title, gigabytes, megabytes, number, percent, run_name, span
 from studio.ui.session import Session, handler
 
@@ -100,16 +100,22 @@ def _wire(session: Session, tab: CompareTab) -> None:
     listing = [tab.description, tab.points]
     shown = {"fn": lambda: gr.update(visible=True), "inputs": None, "outputs": tab.points, "api_visibility": "private",
              "show_progress": "hidden"}  # fmt: skip
+    # A failure is said in the grid's description line (a toast too), with no "Error" badge over the pickers;
     # the table shows once listed, by a step of its own: /grid_points gives clients the rows as it always has
-    tab.preview.click(handler(list_points, session), tab.grid, listing, api_name="grid_points").success(**shown)
-    tab.start.click(handler(start_grid, session), [tab.grid, tab.workers], tab.progress, api_name="grid_start")
+    said = tab.description
+    tab.preview.click(**said_in(said, handler(list_points, session), listing), inputs=tab.grid,
+                      api_name="grid_points").success(**shown)  # fmt: skip
+    tab.start.click(**said_in(said, handler(start_grid, session), tab.progress), inputs=[tab.grid, tab.workers],
+                    api_name="grid_start")  # fmt: skip
     tab.stop.click(handler(stop_grid, session), None, None, api_name="grid_stop")
     tab.timer.tick(handler(watch, session, tab), [tab.grid, tab.drawn], [tab.progress, tab.live, *tab.study, tab.drawn],
                    show_progress="hidden", api_name="grid_watch")  # fmt: skip
     tab.grid.change(handler(show_study, session, tab), tab.grid, tab.study, show_progress="hidden")
-    listed = tab.grid.change(handler(list_points, session), tab.grid, listing, show_progress="hidden")
+    listed = tab.grid.change(**said_in(said, handler(list_points, session), listing), inputs=tab.grid,
+                             show_progress="hidden")  # fmt: skip
     listed.success(**shown)  # never a stale list
-    tab.report.click(handler(write, session), tab.grid, tab.report_file, api_name="grid_report")
+    tab.report.click(**said_in(said, handler(write, session), tab.report_file), inputs=tab.grid,
+                     api_name="grid_report")  # fmt: skip
 
 
 def default_grid(grids: list[str]) -> str | None:
@@ -166,7 +172,11 @@ def start_grid(session: Session, name: str | None, per_gpu: float | None = 1) ->
 
 @guard
 def stop_grid(session: Session) -> None:
-    gr.Info(session.jobs.stop_sweep())
+    """Ask the grid to stop; with no grid running that is said as a notice, not an error."""
+    try:
+        gr.Info(session.jobs.stop_sweep())
+    except StudioError as e:
+        gr.Info(str(e)[:1].upper() + str(e)[1:])
 
 
 def watch(session: Session, tab: CompareTab, name: str | None, drawn: str) -> Any:

@@ -12,7 +12,7 @@ import gradio as gr
 
 from studio.datasource import SAMPLES
 from studio.errors import StudioError
-from studio.ui.feedback import guard
+from studio.ui.feedback import guard, said_in
 from studio.ui.form import ConfigForm, floats, joined
 from studio.ui.formatting import UPLOAD_TYPES, text_table
 from studio.ui.session import Session, handler
@@ -255,15 +255,17 @@ def _wire(session: Session, tab: DataTab) -> None:
                   outputs=tab.outputs(session), api_visibility="private",
                   show_progress_on=[tab.summary, tab.labels_plot, tab.lengths_plot, tab.preview])  # fmt: skip
     tab.sample.select(lambda name: (name, DETECT, DETECT), tab.sample, columns).then(**read).then(**follow)
-    tab.upload.upload(guard(lambda path: use_upload(session, path)), tab.upload, columns).success(**read).then(**follow)
+    # An upload that fails is said where the summary goes (and a toast): no "Error" badge over the column pickers
+    uploaded = guard(lambda path: use_upload(session, path))
+    tab.upload.upload(**said_in(tab.summary, uploaded, columns), inputs=tab.upload).success(**read).then(**follow)
     for typed in (tab.source.submit, tab.source.blur):
         typed(**read).then(**follow)
     tab.source.change(sample_of, tab.source, tab.sample, show_progress="hidden")  # a preset or run loaded too
     for slot in (tab.validation, tab.test):
-        slot.upload.upload(guard(lambda path: use_upload(session, path)), slot.upload,
-                           [slot.source, slot.text_column, slot.label_column])  # fmt: skip
-    tab.label_file_upload.upload(guard(lambda path: str(session.keep_upload(path))), tab.label_file_upload,
-                                 tab.label_file)  # fmt: skip
+        slot.upload.upload(**said_in(tab.summary, uploaded, [slot.source, slot.text_column, slot.label_column]),
+                           inputs=slot.upload)  # fmt: skip
+    tab.label_file_upload.upload(**said_in(tab.summary, guard(lambda path: str(session.keep_upload(path))),
+                                           tab.label_file), inputs=tab.label_file_upload)  # fmt: skip
     # The loading animation stays off the column pickers (outputs too: their choices): they stay free to change.
     tab.inspect.click(handler(inspect_data, session, tab), tab.inputs, tab.outputs(session), api_name="inspect_data",
                       show_progress_on=[tab.summary, tab.labels_plot, tab.lengths_plot, tab.preview])  # fmt: skip
@@ -326,8 +328,9 @@ def inspect_new(session: Session, tab: DataTab, values: dict[Any, Any]) -> Any:
 @guard
 def inspect_data(session: Session, tab: DataTab, values: dict[Any, Any]) -> dict[Any, Any]:
     """Load the source as a run would: summary, label and token-length plots, first rows, the column choices.
-    Data that cannot be read is said in the summary, in the CLI's words, and the plots and rows are cleared: the
-    fields it names stay in sight, free to change (a folded section that holds one opens)."""
+    Data that cannot be read is said in the summary, in the CLI's words (fields by their labels), and the plots
+    and rows are cleared: the fields it names stay in sight, free to change (a folded section that holds one
+    opens)."""
     from studio import plots
     from studio.dataview import overview
 
@@ -336,7 +339,7 @@ def inspect_data(session: Session, tab: DataTab, values: dict[Any, Any]) -> dict
         o = overview(config)
     except StudioError as e:
         named = [fold for fold, paths in tab.folds.items() if any(p in str(e) for p in paths)]
-        return {tab.summary: failed_md(str(e), [fold.label for fold in named]),
+        return {tab.summary: failed_md(session.form.words(str(e)), [fold.label for fold in named]),
                 tab.labels_plot: plots.empty("no data: see the message"), tab.lengths_plot: plots.empty(""),
                 tab.preview: None, tab.lengths: [], tab.rows: {},
                 **{fold: gr.update(open=True) for fold in named}}  # fmt: skip

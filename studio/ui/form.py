@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ import gradio as gr
 
 from studio.config import SECTIONS, RunConfig, field_help
 from studio.errors import ConfigError
+
+_PATH = re.compile(r"(?<![\w./-])(?:data|model|method|train)(?:\.[a-z_0-9]+)+(?![\w/-])")
+"""A dotted config path in a message (`train.learning_rate`, `data.balance.num_samples`)."""
 
 
 def _field(path: str) -> tuple[type, dataclasses.Field, Any]:
@@ -152,6 +156,31 @@ class ConfigForm:
             if b.path == path:
                 return b.components[0]
         raise KeyError(path)
+
+    def label(self, path: str) -> str | None:
+        """The page's name for the field at `path` (its component's label, capitalised); None when not shown."""
+        for b in self.bindings:
+            label = getattr(b.components[0], "label", None)
+            if b.path == path and label:
+                return label[:1].upper() + label[1:]
+        return None
+
+    def words(self, message: str) -> str:
+        """`message` in the page's words: config paths the form shows become their labels ("data.label_column:
+        ..." -> "Label column: ...", "data.balance.num_samples" -> "Balance (num samples)"). The CLI keeps
+        the paths: they are what it is typed with."""
+
+        def said(match: re.Match) -> str:
+            path = match.group(0)
+            for b in sorted(self.bindings, key=lambda b: -len(b.path)):
+                label = self.label(b.path)
+                if label and path == b.path:
+                    return label
+                if label and path.startswith(f"{b.path}."):
+                    return f"{label} ({path[len(b.path) + 1 :].replace('_', ' ')})"
+            return path
+
+        return _PATH.sub(said, message)
 
     def read(self, base: dict[str, Any] | None, values: dict[Any, Any]) -> RunConfig:
         """The config of `base` (a config dict, default: the initial one) with the form's values.

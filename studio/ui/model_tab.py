@@ -26,10 +26,13 @@ from studio.config import RunConfig
 from studio.errors import StudioError
 from studio.methods import ADAPTER_METHODS, METHODS
 from studio.presets import PRESETS_DIR, names
-from studio.ui.feedback import guard, import_engine_libraries
+from studio.ui.feedback import clears, guard, import_engine_libraries, marks, message_slot
 from studio.ui.form import ConfigForm, comma_list, joined
 from studio.ui.formatting import gigabytes, lr_find_md
 from studio.ui.session import Session, handler
+
+MEASURED = {"process_rss": "the process's memory (RSS)", "cuda_device": "GPU memory reserved by torch + CUDA context"}
+"""The probe's kinds of measurement (`studio.probe`) as the page says them."""
 
 
 @dataclass
@@ -54,6 +57,7 @@ class Presets:
     saved: gr.File
     command: gr.Code
     preset_file: gr.File
+    message: gr.Markdown
 
 
 @dataclass
@@ -101,6 +105,8 @@ class ModelTab:
     measure: gr.Button
     probe_text: gr.Markdown
     presets: Presets
+    message: gr.Markdown
+    """Why the last action of the tab failed (empty after a new try), by the preset buttons."""
 
     @property
     def estimate_outputs(self) -> list[Any]:
@@ -129,7 +135,7 @@ def build(session: Session) -> ModelTab:
             probe_text = gr.Markdown(elem_id="probe-text")
             presets = _presets(session)
     tab = ModelTab(model, method, max_length, advanced, adapter, lr_finder, device_line, memory_plot, memory_text,
-                   advice, measure, probe_text, presets)  # fmt: skip
+                   advice, measure, probe_text, presets, presets.message)  # fmt: skip
     _wire(session, tab)
     return tab
 
@@ -259,10 +265,11 @@ def _presets(session: Session) -> Presets:
             load = gr.Button("Load preset", size="sm")
             save = gr.Button("Save as preset YAML", size="sm")
             cli = gr.Button("CLI command", size="sm")
+        message = message_slot("model-message")
         saved = gr.File(label="Preset YAML", interactive=False, visible=False)
         command = gr.Code(language="shell", label="Run it from a terminal", visible=False, lines=3)
         preset_file = gr.File(label="Load a preset YAML", file_types=[".yaml", ".yml"], height=100)
-    return Presets(preset, load, save, cli, saved, command, preset_file)
+    return Presets(preset, load, save, cli, saved, command, preset_file, message)
 
 
 def _wire(session: Session, tab: ModelTab) -> None:
@@ -282,23 +289,30 @@ def _wire(session: Session, tab: ModelTab) -> None:
     advice = tab.advice
     advice.items.change(show_advice, advice.items, advice.buttons, show_progress="hidden")
     for i, button in enumerate(advice.buttons):
-        button.click(handler(apply_advice, session, tab, i), advice.items, [*form.components, tab.advanced],
-                     show_progress="hidden")  # fmt: skip
+        button.click(handler(apply_advice, session, tab, i), advice.items,
+                     [*form.components, tab.advanced, tab.message], show_progress="hidden")  # fmt: skip
     shown = form.component("data.max_length")  # the Data tab's, when it is built: one field, kept in step
     if shown is not tab.max_length:  # `input`: a person's moves only, so the two never set each other off
         tab.max_length.input(lambda v: v, tab.max_length, shown, show_progress="hidden")
         shown.input(lambda v: v, shown, tab.max_length, show_progress="hidden")
-    tab.measure.click(handler(measure_steps, session), page, tab.probe_text, api_name="probe")
+    said = tab.message  # every action below says a failure here, by the preset buttons, and outlines its field
+    for trigger in (tab.measure.click, tab.lr_finder.find.click, tab.lr_finder.apply.click, p.load.click,
+                    p.preset_file.upload, p.save.click, p.cli.click):  # fmt: skip
+        clears(trigger, said)
+    marks(said, session)
+    tab.measure.click(handler(measure_steps, session, tab), page, [tab.probe_text, said], api_name="probe")
     lr = tab.lr_finder
-    lr.find.click(handler(find_learning_rate, session, lr), {session.base, *form.components},
-                  [lr.text, lr.result, lr.plot, lr.suggested], api_name="lr_find")  # fmt: skip
-    lr.apply.click(apply_rate, lr.suggested, form.component("train.learning_rate"), api_name="apply_lr")
-    loaded = [session.base, session.base_preset, *form.components]
-    p.load.click(handler(load_named, session), p.preset, loaded, api_name="load_preset")
-    p.preset_file.upload(handler(load_file, session), p.preset_file, loaded)
-    p.save.click(handler(save_yaml, session), {session.base, *form.components}, p.saved, api_name="save_preset")
-    p.cli.click(handler(cli_command, session), {session.base, session.base_preset, *form.components}, p.command,
-                api_name="cli")  # fmt: skip
+    lr.find.click(handler(find_learning_rate, session, tab), {session.base, *form.components},
+                  [lr.text, lr.result, lr.plot, lr.suggested, said], api_name="lr_find")  # fmt: skip
+    lr.apply.click(handler(apply_rate, tab), lr.suggested, [form.component("train.learning_rate"), said],
+                   api_name="apply_lr")  # fmt: skip
+    loaded = [session.base, session.base_preset, *form.components, said]
+    p.load.click(handler(load_named, session, tab), p.preset, loaded, api_name="load_preset", show_progress_on=said)
+    p.preset_file.upload(handler(load_file, session, tab), p.preset_file, loaded, show_progress_on=said)
+    p.save.click(handler(save_yaml, session, tab), {session.base, *form.components}, [p.saved, said],
+                 api_name="save_preset")  # fmt: skip
+    p.cli.click(handler(cli_command, session, tab), {session.base, session.base_preset, *form.components},
+                [p.command, said], api_name="cli")  # fmt: skip
 
 
 # ---- handlers --------------------------------------------------------------------------------------------------
@@ -331,8 +345,8 @@ def estimate(session: Session, values: dict[Any, Any]) -> tuple[str, Any, str, l
         e, speed = planned_estimate(asked, num_labels, device, values.get(session.train_rows))
         config = speed.config  # what would train: the estimate is of that
     except StudioError as err:
-        return f"**{describe(device)}**", plots.empty("no estimate"), f"⚠️ {err}", []
-    text = _estimate_text(e, config) + _plan_text(speed)
+        return f"**{describe(device)}**", plots.empty("no estimate"), f"⚠️ {session.form.words(str(err))}", []
+    text = _estimate_text(e, config) + session.form.words(_plan_text(speed))  # the page's names for its fields
     items = [] if e.fits else [dataclasses.asdict(s) for s in suggestions(config, num_labels, device)]
     if not e.fits:
         text += _fit_text(items)
@@ -374,7 +388,7 @@ def apply_advice(session: Session, tab: ModelTab, index: int, items: list[dict[s
 
 
 @guard
-def measure_steps(session: Session, values: dict[Any, Any]) -> str:
+def measure_steps(session: Session, tab: ModelTab, values: dict[Any, Any]) -> dict[Any, Any]:
     """Train 3 real steps of what would train and compare the measured peak with the estimate."""
     from studio.speed_plan import planned_estimate
 
@@ -382,11 +396,12 @@ def measure_steps(session: Session, values: dict[Any, Any]) -> str:
     _, speed = planned_estimate(session.read(values), num_labels, train_rows=values.get(session.train_rows))
     r = session.jobs.probe(speed.config, num_labels)  # measure what would train
     largest = f" · largest batch from the measurement ~{r.largest_batch:,}" if r.largest_batch else ""
-    return (
-        f"**Measured** {r.measured_mb:,.0f} MB ({r.measured_kind.replace('_', ' ')}) in {r.steps} steps with "
+    return {tab.probe_text: (
+        f"**Measured** {r.measured_mb:,.0f} MB ({MEASURED.get(r.measured_kind, r.measured_kind)}) in {r.steps} "
+        "steps with "
         f"full-length batches vs **estimate** {r.estimate.total_mb:,.0f} MB ({r.error_pct:+.1f}%){largest} · "
         f"{r.seconds:.0f} s  \n{error_words(r.error_pct)}"
-    )
+    )}  # fmt: skip
 
 
 def error_words(pct: float) -> str:
@@ -402,24 +417,25 @@ def error_words(pct: float) -> str:
 
 
 @guard
-def find_learning_rate(session: Session, lr: LrFinder, values: dict[Any, Any]) -> dict[Any, Any]:
+def find_learning_rate(session: Session, tab: ModelTab, values: dict[Any, Any]) -> dict[Any, Any]:
     """The learning-rate range test of what the form would train (a short run with a rising rate, in the
     training slot): its curve and the suggested rate, which Apply puts in the learning-rate field."""
+    lr = tab.lr_finder
     r = session.jobs.lr_find(session.read(values))
     return {lr.result: gr.update(visible=True), lr.plot: r.figure(), lr.text: lr_find_md(r), lr.suggested: r.suggested}
 
 
 @guard
-def apply_rate(suggested: float | None) -> float:
-    """The suggested rate, for the learning-rate field."""
+def apply_rate(tab: ModelTab, suggested: float | None) -> tuple[float, str]:
+    """The suggested rate, for the learning-rate field (and an empty message)."""
     if not suggested:
         raise StudioError("find a learning rate first (the button beside the learning rate)")
     gr.Info(f"learning rate set to {suggested:.2g}")
-    return suggested
+    return suggested, ""  # the learning-rate field, the tab's message
 
 
 @guard
-def load_named(session: Session, name: str | None) -> dict[Any, Any]:
+def load_named(session: Session, tab: ModelTab, name: str | None) -> dict[Any, Any]:
     """The preset `name` of presets/ fills the form (and becomes the base the CLI command starts from)."""
     if not name:
         raise StudioError("pick a preset in the list first")
@@ -429,30 +445,34 @@ def load_named(session: Session, name: str | None) -> dict[Any, Any]:
 
 
 @guard
-def load_file(session: Session, path: str | None) -> dict[Any, Any]:
-    """An uploaded preset YAML fills the form."""
+def load_file(session: Session, tab: ModelTab, path: str | None) -> dict[Any, Any]:
+    """An uploaded preset YAML fills the form; a problem with it names the file as it was uploaded."""
     if not path:
-        return {}
-    config = RunConfig.from_yaml(path)
+        return gr.skip()
+    try:
+        config = RunConfig.from_yaml(path)
+    except StudioError as e:  # not Gradio's temporary copy (/tmp/gradio/<hash>/x.yaml): the file the user chose
+        e.args = (str(e).replace(str(path), Path(path).name),)  # keeps the field it names (a ConfigError's)
+        raise
     gr.Info(f"Loaded {Path(path).name}")
     return {session.base: config.to_dict(), session.base_preset: None, **session.form.updates(config)}
 
 
 @guard
-def save_yaml(session: Session, values: dict[Any, Any]) -> dict[str, Any]:
+def save_yaml(session: Session, tab: ModelTab, values: dict[Any, Any]) -> dict[Any, Any]:
     """The form as a preset YAML to download."""
     config = session.read(values)
     folder = Path(tempfile.mkdtemp(prefix="studio-preset-"))
     path = folder / f"{config.name}.yaml"
     config.to_yaml(path, header=f"{config.description or config.name}\nRun: python -m studio train {path.name}")
-    return gr.update(value=str(path), visible=True)
+    return {tab.presets.saved: gr.update(value=str(path), visible=True)}
 
 
 @guard
-def cli_command(session: Session, values: dict[Any, Any]) -> dict[str, Any]:
+def cli_command(session: Session, tab: ModelTab, values: dict[Any, Any]) -> dict[Any, Any]:
     """The form as a `python -m studio train` command line."""
     config = session.read(values)
-    return gr.update(value=command_for(config, values[session.base_preset]), visible=True)
+    return {tab.presets.command: gr.update(value=command_for(config, values[session.base_preset]), visible=True)}
 
 
 # ---- formatting ------------------------------------------------------------------------------------------------
@@ -493,11 +513,12 @@ def long_help_md() -> str:
 
 
 def _plan_text(speed: Any) -> str:
+    note = speed.note.replace("speed ", "Speed profile ", 1) if speed.note.startswith("speed ") else speed.note
     if not speed.choices:
-        return f"\n\n**{speed.note}**"
+        return f"\n\n**{note}**"
     rows = "\n".join(f"| `{c.field}` | {c.before} | **{c.after}** | {c.why} |" for c in speed.choices)
     return (
-        f"\n\n**{speed.note}**; it trains with these changes (set speed to as_set to train exactly the "
+        f"\n\n**{note}**; it trains with these changes (set speed to as_set to train exactly the "
         f"form):\n\n| setting | asked | trains with | why |\n|---|---|---|---|\n{rows}"
     )
 

@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import StudioError
-from studio.ui.feedback import guard
+from studio.ui.feedback import guard, said_in
 from studio.ui.formatting import UPLOAD_TYPES, clip, run_choices, text_table
 from studio.ui.session import Session, handler
 
@@ -121,13 +121,16 @@ def _wire(session: Session, tab: PlaygroundTab) -> None:
     # `input`: every pick in the page, also of the run A already shows (its value unchanged: no `change`)
     tab.run_a.input(handler(shown_for, session), tab.run_a, [tab.label_a, tab.bars_a], show_progress="hidden")
     inputs = [tab.run_a, tab.run_b, tab.text, tab.min_confidence]
-    gr.on([tab.predict.click, tab.text.submit], handler(predict_text, session), inputs,
-          [tab.label_a, tab.label_b, tab.verdict, tab.bars_a, tab.bars_b], api_name="predict")  # fmt: skip
-    tab.show.click(handler(show_mistakes, session), [tab.run_a, tab.split], [tab.mistakes, tab.mistake_texts],
-                   api_name="mistakes")  # fmt: skip
+    # A failure is said in the answer line (a toast too), with no "Error" badge over the pickers and answers
+    answers = [tab.label_a, tab.label_b, tab.verdict, tab.bars_a, tab.bars_b]
+    gr.on([tab.predict.click, tab.text.submit], **said_in(tab.verdict, handler(predict_text, session), answers),
+          inputs=inputs, api_name="predict")  # fmt: skip
+    tab.show.click(**said_in(tab.verdict, handler(show_mistakes, session), [tab.mistakes, tab.mistake_texts]),
+                   inputs=[tab.run_a, tab.split], api_name="mistakes")  # fmt: skip
     tab.mistakes.select(mistake_text, [tab.mistakes, tab.mistake_texts], tab.mistake_text)
-    tab.upload.upload(handler(label_file, session), [tab.run_a, tab.upload, tab.column, tab.min_confidence],
-                      tab.labelled, api_name="label_file")  # fmt: skip
+    tab.upload.upload(**said_in(tab.verdict, handler(label_file, session), tab.labelled),
+                      inputs=[tab.run_a, tab.upload, tab.column, tab.min_confidence],
+                      api_name="label_file")  # fmt: skip
 
 
 # ---- handlers --------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import gradio as gr
 
 from studio.config import RunConfig
 from studio.errors import StudioError
-from studio.ui.feedback import guard
+from studio.ui.feedback import clears, guard, message_slot, said_in
 from studio.ui.formatting import (
     count,
     file_eval_md,
@@ -85,6 +85,8 @@ class RunsTab:
     config_view: gr.Code
     export: Export
     file_eval: FileEval
+    message: gr.Markdown
+    """Why Open, Resume, Delete or the download could not (empty after a new try), under the run's buttons."""
 
     @property
     def listed(self) -> list[Any]:
@@ -124,6 +126,7 @@ def build(session: Session) -> RunsTab:
         open_btn = gr.Button("Open in studio", scale=1)
         resume = gr.Button(RESUME, scale=1, elem_id="resume", interactive=False)
         delete = gr.Button("Delete…", variant="stop", scale=1)
+    message = message_slot("runs-message")
     with gr.Row(visible=False) as confirm_row:
         confirm_text = gr.Markdown()
         confirm = gr.Button("Yes, delete it and its files", variant="stop")
@@ -132,7 +135,7 @@ def build(session: Session) -> RunsTab:
         details = gr.Markdown(elem_id="run-details")
         config_view = gr.Code(language="yaml", label="config.yaml", lines=12, max_lines=30)
     tab = RunsTab(refresh, table, compare, curve, overlay, pareto, selected, open_btn, resume, delete, confirm_row,
-                  confirm_text, confirm, cancel, details, config_view, _export(), _file_eval())  # fmt: skip
+                  confirm_text, confirm, cancel, details, config_view, _export(), _file_eval(), message)  # fmt: skip
     _wire(session, tab)
     return tab
 
@@ -181,23 +184,30 @@ def _wire(session: Session, tab: RunsTab) -> None:
         [tab.overlay, tab.pareto],
         show_progress="hidden",
     )
-    tab.selected.change(handler(show, session), tab.selected, [tab.details, tab.config_view], show_progress="hidden")
+    shown = [tab.details, tab.config_view]
+    tab.selected.change(**said_in(tab.details, handler(show, session), shown), inputs=tab.selected,
+                        show_progress="hidden")  # fmt: skip
     tab.selected.change(handler(separator_for, session), tab.selected, tab.file_eval.separator, show_progress="hidden")
     tab.selected.change(handler(actions_for, session), tab.selected, [tab.resume, tab.export.merge],
                         show_progress="hidden")  # fmt: skip
-    tab.open_btn.click(handler(open_run, session), tab.selected, [session.base, session.base_preset,
-                                                                  *session.form.components])  # fmt: skip
-    tab.delete.click(handler(ask_delete, session), tab.selected, [tab.confirm_row, tab.confirm_text])
+    said = tab.message  # a failure is said here, under the run's buttons: no "Error" badge over the form or pickers
+    e, f = tab.export, tab.file_eval
+    for trigger in (tab.open_btn.click, tab.resume.click, tab.delete.click, tab.confirm.click, e.download.click):
+        clears(trigger, said)
+    opened = [session.base, session.base_preset, *session.form.components]
+    tab.open_btn.click(**said_in(said, handler(open_run, session), opened), inputs=tab.selected, show_progress_on=said)
+    asked = [tab.confirm_row, tab.confirm_text]
+    tab.delete.click(**said_in(said, handler(ask_delete, session), asked), inputs=tab.selected)
     tab.cancel.click(lambda: gr.update(visible=False), None, tab.confirm_row)
-    tab.confirm.click(handler(do_delete, session, tab), [tab.selected, tab.compare], [tab.confirm_row, *tab.listed],
-                      api_name="delete_run")  # fmt: skip
-    f = tab.file_eval
-    f.run.click(handler(evaluate_on_file, session), [tab.selected, f.file, f.text_column, f.label_column, f.separator],
-                f.result, api_name="evaluate_file")  # fmt: skip
-    e = tab.export
-    e.download.click(handler(zip_run, session), tab.selected, e.zip_file)
-    e.merge.click(handler(merge_run, session), tab.selected, e.status)
-    e.push.click(handler(push_run, session), [tab.selected, e.repo, e.token, e.private, e.merged], e.status)
+    tab.confirm.click(**said_in(said, handler(do_delete, session, tab), [tab.confirm_row, *tab.listed]),
+                      inputs=[tab.selected, tab.compare], api_name="delete_run", show_progress_on=said)  # fmt: skip
+    f.run.click(**said_in(f.result, handler(evaluate_on_file, session), f.result),
+                inputs=[tab.selected, f.file, f.text_column, f.label_column, f.separator],
+                api_name="evaluate_file")  # fmt: skip
+    e.download.click(**said_in(said, handler(zip_run, session), e.zip_file), inputs=tab.selected)
+    e.merge.click(**said_in(e.status, handler(merge_run, session), e.status), inputs=tab.selected)
+    e.push.click(**said_in(e.status, handler(push_run, session), e.status),
+                 inputs=[tab.selected, e.repo, e.token, e.private, e.merged])  # fmt: skip
 
 
 # ---- handlers --------------------------------------------------------------------------------------------------

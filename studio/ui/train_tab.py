@@ -15,7 +15,7 @@ import gradio as gr
 from studio.errors import StudioError
 from studio.results import RunSummary
 from studio.runlog import ETA_MIN_STEPS, RunView
-from studio.ui.feedback import guard
+from studio.ui.feedback import clears, guard, marks, message_slot
 from studio.ui.formatting import duration, latest_eval_md, results_md, run_summary
 from studio.ui.session import Session, handler
 
@@ -55,6 +55,8 @@ class TrainTab:
     usage: gr.State
     """The hardware monitor's samples, newest last."""
     timer: gr.Timer
+    message: gr.Markdown
+    """Why Start or Stop could not (empty after a new try), under the buttons."""
 
 
 def build(session: Session) -> TrainTab:
@@ -71,6 +73,7 @@ def build(session: Session) -> TrainTab:
         start = gr.Button("▶ Start training", variant="primary", scale=1, elem_id="start")
         stop = gr.Button("■ Stop", variant="stop", scale=1, elem_id="stop", interactive=False)
     plan = gr.Markdown(elem_id="start-plan")
+    message = message_slot("train-message")
     status = gr.Markdown(
         "No run yet: press **Start training** (the Data and Model tabs set what it trains).", elem_id="run-status"
     )
@@ -93,7 +96,7 @@ def build(session: Session) -> TrainTab:
         name=name, gpus=gpus, start=start, stop=stop, plan=plan, status=status, progress=progress, loss_plot=loss_plot,
         metric_plot=metric_plot, lr_plot=lr_plot, usage_plot=usage_plot, log=log, results=results,
         confusion=confusion, reliability=reliability, ref=gr.State(None), seen=gr.State(""), redrawn=gr.State(None),
-        usage=gr.State([]), timer=gr.Timer(TICK_S),
+        usage=gr.State([]), timer=gr.Timer(TICK_S), message=message,
     )  # fmt: skip
     _wire(session, tab)
     return tab
@@ -104,9 +107,12 @@ def _wire(session: Session, tab: TrainTab) -> None:
     # Start and Stop follow the slot at once after a click (and on every tick: a run ends, another process trains).
     buttons = dict(fn=handler(controls, session, tab), outputs=[tab.start, tab.stop], show_progress="hidden",
                    api_visibility="private")  # fmt: skip
-    tab.start.click(handler(start_run, session, tab), {session.base, tab.gpus, *form.components}, [tab.ref, tab.seen],
-                    api_name="start").then(**buttons)  # fmt: skip
-    tab.stop.click(handler(stop_run, session), None, None, api_name="stop").then(**buttons)
+    for trigger in (tab.start.click, tab.stop.click):
+        clears(trigger, tab.message)
+    marks(tab.message, session)
+    tab.start.click(handler(start_run, session, tab), {session.base, tab.gpus, *form.components},
+                    [tab.ref, tab.seen, tab.message], api_name="start").then(**buttons)  # fmt: skip
+    tab.stop.click(handler(stop_run, session, tab), None, tab.message, api_name="stop").then(**buttons)
     # The endpoint's results, in this order: (status, progress, loss, metrics, lr, log, results, hardware, start,
     # stop) to a client, which does not see the states.
     outputs = [tab.ref, tab.seen, tab.status, tab.progress, tab.loss_plot, tab.metric_plot, tab.lr_plot, tab.log,
@@ -119,7 +125,7 @@ def _wire(session: Session, tab: TrainTab) -> None:
 
 # ---- handlers --------------------------------------------------------------------------------------------------
 @guard
-def start_run(session: Session, tab: TrainTab, values: dict[Any, Any]) -> tuple[str, str]:
+def start_run(session: Session, tab: TrainTab, values: dict[Any, Any]) -> tuple[str, str, str]:
     """Train the form's config in the app's job slot; the page follows the new run."""
     if not str(values[session.form.component("data.source")] or "").strip():
         raise StudioError("choose a dataset first: pick a shipped sample, a Hub id or upload a file in the Data tab")
@@ -128,12 +134,18 @@ def start_run(session: Session, tab: TrainTab, values: dict[Any, Any]) -> tuple[
     job = session.jobs.start(config, gpus=processes)
     where = f" on {processes} GPUs" if processes > 1 else ""
     gr.Info(f"Training {config.model.name} ({config.method.name}) on {config.data.source}{where}")
-    return job.key, ""
+    return job.key, "", ""  # the run this page follows, nothing drawn yet, no message
 
 
 @guard
-def stop_run(session: Session) -> None:
-    gr.Info(session.jobs.stop())
+def stop_run(session: Session, tab: TrainTab) -> Any:
+    """Ask the run to stop; with nothing training that is said as a notice, not an error."""
+    try:
+        said = session.jobs.stop()
+    except StudioError as e:  # nothing is training: information, there is nothing to fix
+        said = str(e)[:1].upper() + str(e)[1:]
+    gr.Info(said)
+    return gr.skip()
 
 
 def tick(session: Session, tab: TrainTab, current: str | None, drawn: str, samples: list, last: dict | None) -> dict:
@@ -284,7 +296,7 @@ def _summary(session: Session, current: str, view: RunView) -> RunSummary | None
 def _status_md(session: Session, current: str, view: RunView) -> str:
     run_id = session.jobs.run_id(current)
     title = f"**Run** `{run_id}`" if run_id else "**Run** (starting)"
-    state = view.status if not view.finished else f"{view.status} — {view.message}"
+    state = view.status if not view.finished else f"{view.status} — {session.form.words(f'{view.message}')}"
     warning = f"\n\n⚠ **{view.health.flag}**: this run {view.health.reason}" if view.health else ""
     advice = f": {view.health.advice}" if view.health and view.health.advice else ""
     return f"{title} · **{state}**{warning}{advice}"
