@@ -145,7 +145,7 @@ def test_inspect_data_and_estimate_memory(live):
     assert preview["headers"] == ["sentiment", "review"] and len(preview["data"]) == 20  # the label first
     device, plot, text = client.predict(api_name="/estimate", **form(app, "estimate"))
     assert "CPU only" in device and "GB estimated" in text and "Trainable parameters" in text
-    assert "speed fast: on a CPU the settings train as given" in text  # the profile says what it did
+    assert "Speed profile fast: on a CPU the settings train as given" in text  # the profile says what it did
     # A knob moves the estimate: a bigger batch needs more memory.
     bigger = client.predict(api_name="/estimate", **form(app, "estimate", train__batch_size=512))
     gb = [float(t.split(" GB")[0].split()[-1]) for t in (text, bigger[2])]

@@ -314,12 +314,13 @@ def plan_md(
 
     t = config.train
     split_rows = " / ".join(f"{rows[s]:,} {s}" for s in ("train", "validation", "test") if rows.get(s) is not None)
+    batch = t.batch_size * t.grad_accum * processes
     train_rows = rows.get("train") or guess_train_rows(config)
-    per_epoch = math.ceil(train_rows / (t.batch_size * t.grad_accum * processes))
-    steps = t.max_steps or math.ceil(per_epoch * t.epochs)
+    steps = t.max_steps or math.ceil(math.ceil(train_rows / batch) * t.epochs)
+    known = bool(t.max_steps or rows.get("train"))  # else a guess from the config: no step count to promise
     share = e.trainable_params / e.total_params if e.total_params else 0.0
     where = "fits" if e.fits else "**does not fit**"
-    if pace is None:
+    if pace is None or not known:
         time_line = "time: measured after the first steps"
     else:
         run_id, per_step, outside = pace
@@ -330,7 +331,8 @@ def plan_md(
         f"rows: {split_rows}" if split_rows else "rows: counted by **Inspect data** (Data tab)",
         f"{_count(e.trainable_params)} trainable parameters of {_count(e.total_params)} ({share:.1%}) · "
         f"peak memory ≈ {gigabytes(e.total_mb)} ({where} {e.device.name})",
-        f"{steps:,} steps of {t.batch_size * t.grad_accum * processes} · {time_line}",
+        (f"{steps:,} steps of {batch}" if known else f"batches of {batch}, steps counted once the data is inspected")
+        + f" · {time_line}",
     ])  # fmt: skip
 
 
