@@ -49,7 +49,7 @@ def test_a_labelled_file_is_evaluated_and_saved_beside_the_runs_own_results(trai
     again, _ = evaluate_file(registry, run_id, path)
     assert again.name == "holdout-2" and [e.name for e in evaluations(registry.run_dir(run_id))][-2:] == [
         "holdout", "holdout-2"]  # fmt: skip
-    assert main(["--runs-dir", str(registry.runs_dir), "show", run_id]) == 0
+    assert main(["--runs-dir", str(registry.runs_dir), "show", run_id, "--json"]) == 0  # the raw record
     shown = json.loads(capsys.readouterr().out)
     assert {e["name"] for e in shown["evaluations"]} >= {"holdout", "holdout-2"}
 
