@@ -71,6 +71,7 @@ from studio.datasource import (
     find_column,
     load_raw,
     load_split,
+    nested_error,
     preview,
 )
 from studio.errors import DataError
@@ -362,13 +363,10 @@ def _clean(name: str, split: Any, text_col: str, label_col: str, cfg: DataConfig
 def _refuse_nested(split: str, texts: list, labels: list, text_col: str, label_col: str) -> None:
     """Texts that are objects or lists, and labels that are objects, are refused: turned into strings they
     would train on JSON. (A list of labels is a multi-label row.)"""
-    from studio.datasource import nested_error
-
     for role, column, values, kinds in (("text", text_col, texts, (dict, list)), ("label", label_col, labels, dict)):
         bad = [i for i, v in enumerate(values) if isinstance(v, kinds)]
         if bad:
-            first = f"row {bad[0] + 1}: {json.dumps(values[bad[0]], ensure_ascii=False, default=str)[:60]}"
-            raise nested_error(role, column, f"the {split} split", len(bad), first)
+            raise nested_error(role, column, f"the {split} split", len(bad), f"row {bad[0] + 1}", values[bad[0]])
 
 
 def _no_label(value: Any, class_names: list[str] | None) -> bool:

@@ -340,7 +340,7 @@ def _decompressed(path: Path, raw: bytes, kind: str | None) -> bytes:
     return raw
 
 
-def _decoded(path: Path, suffix: str, raw: bytes) -> str:
+def _decoded(path: Path, raw: bytes) -> str:
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with its byte-order mark ("Unicode text" exports)
         return raw.decode("utf-16")
     try:
@@ -369,16 +369,16 @@ def _read_text_table(path: Path, suffix: str, raw: bytes, opts: ReadOptions) -> 
 
     if suffix in (".json", ".jsonl"):
         fast = _json_lines_fast(raw, opts) if raw[:4096].lstrip()[:1] == b"{" else None
-        return fast if fast is not None else _json_table(path.name, _decoded(path, suffix, raw), opts)
+        return fast if fast is not None else _json_table(path.name, _decoded(path, raw), opts)
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16: to UTF-8 for the CSV reader
-        raw = _decoded(path, suffix, raw).encode("utf-8")
+        raw = _decoded(path, raw).encode("utf-8")
     head = _head(path, raw)
     if suffix == ".txt" and opts.label_file:
         sep = None
     else:
         sep = opts.delimiter or ("\t" if suffix == ".tsv" else sniff_delimiter(head, prose=suffix == ".txt"))
     if sep is None and suffix == ".txt":  # no separator: one text per line
-        frame = {"text": _lines(_decoded(path, suffix, raw))}
+        frame = {"text": _lines(_decoded(path, raw))}
         if opts.label_file:
             frame["label"] = _label_lines(path, opts.label_file, len(frame["text"]))
         return pa.table(frame)
@@ -391,7 +391,9 @@ def _head(path: Path, raw: bytes) -> str:
     head = raw[:65536]
     if len(raw) > len(head):
         head = head[: head.rfind(b"\n") + 1] or head
-    text = _decoded(path, "", head) if len(raw) == len(head) else head.decode("utf-8-sig", errors="strict")
+    if head.endswith(b"\n") or len(raw) == len(head):
+        return _decoded(path, head)  # whole lines: a bad byte here is said as for a whole file
+    text = head.decode("utf-8-sig", errors="ignore")  # one 64 KB line cut mid-character; the reader checks it
     if not text.strip():
         raise DataError(f"data.source: {path.name} is empty (no rows)")
     return text
@@ -409,7 +411,7 @@ def _label_lines(path: Path, label_file: str, rows: int) -> list[str]:
     if not labels_path.is_file():
         raise DataError(f"data.label_file: file not found: {label_file}")
     raw = labels_path.read_bytes()
-    labels = _lines(_decoded(labels_path, ".txt", _decompressed(labels_path, raw, _content_kind(raw))))
+    labels = _lines(_decoded(labels_path, _decompressed(labels_path, raw, _content_kind(raw))))
     if len(labels) != rows:
         raise DataError(
             f"data.label_file: {labels_path.name} has {len(labels):,} lines but {path.name} has {rows:,} texts; "
@@ -535,15 +537,24 @@ def _json_lines_fast(raw: bytes, opts: ReadOptions) -> Any:
         table = pj.read_json(io.BytesIO(raw))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return None
+    return table if _as_careful(table, opts, absent_as_null=True) else None
+
+
+def _as_careful(table: Any, opts: ReadOptions, absent_as_null: bool) -> bool:
+    """Whether a table read at Arrow's speed is the one the careful path (`_json_table`) would give: the text
+    column plain (not an object or list), the label plain or a list. `absent_as_null`: the reader wrote a
+    missing key as null, so (when the columns are checked) a null text or label may hide one to refuse."""
+    import pyarrow as pa
+
     text = opts.text_column or find_column(table.column_names, TEXT_COLUMNS)
     label = opts.label_column or find_column(table.column_names, LABEL_COLUMNS)
     for column, allowed in ((text, _plain), (label, lambda t: _plain(t) or pa.types.is_list(t))):
         if column in table.column_names:
             if not allowed(table.schema.field(column).type):
-                return None
-            if opts.check_columns and table.column(column).null_count:
-                return None
-    return table
+                return False
+            if absent_as_null and opts.check_columns and table.column(column).null_count:
+                return False
+    return True
 
 
 def _plain(arrow_type: Any) -> bool:
@@ -564,14 +575,7 @@ def _json_fast_table(records: list[dict], opts: ReadOptions) -> Any:
         table = pa.Table.from_pylist(records)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
-    text = opts.text_column or find_column(table.column_names, TEXT_COLUMNS)
-    label = opts.label_column or find_column(table.column_names, LABEL_COLUMNS)
-    nested = (pa.types.is_struct, pa.types.is_list, pa.types.is_large_list, pa.types.is_map)
-    if text in table.column_names and any(is_(table.schema.field(text).type) for is_ in nested):
-        return None
-    if label in table.column_names and pa.types.is_struct(table.schema.field(label).type):
-        return None
-    return table
+    return table if _as_careful(table, opts, absent_as_null=False) else None
 
 
 def _json_column(name: str, key: str, values: list, role: str | None, where: Any) -> list:
@@ -585,9 +589,9 @@ def _json_column(name: str, key: str, values: list, role: str | None, where: Any
         return values
     objects = [i for i in nested if isinstance(values[i], dict)]
     if role == "text":
-        raise nested_error("text", key, name, len(nested), f"{where(nested[0])}: {_shown(values[nested[0]])}")
+        raise nested_error("text", key, name, len(nested), where(nested[0]), values[nested[0]])
     if role == "label" and objects:
-        raise nested_error("label", key, name, len(objects), f"{where(objects[0])}: {_shown(values[objects[0]])}")
+        raise nested_error("label", key, name, len(objects), where(objects[0]), values[objects[0]])
     if role == "label":
         return [v if isinstance(v, list) or v is None else [v] for v in values]
     if len(nested) < len([v for v in values if v is not None]):  # another column, mixed: keep it as JSON text
@@ -596,8 +600,10 @@ def _json_column(name: str, key: str, values: list, role: str | None, where: Any
     return values
 
 
-def nested_error(role: str, column: str, name: str, count: int, first: str) -> DataError:
-    """Texts that are objects or lists, or labels that are objects: refused, not turned into strings."""
+def nested_error(role: str, column: str, name: str, count: int, where: str, value: Any) -> DataError:
+    """Texts that are objects or lists, or labels that are objects: refused, not turned into strings. `where`
+    and `value`: the first such row ("line 7", "row 7") and its value."""
+    first = f"{where}: {json.dumps(value, ensure_ascii=False, default=str)[:60]}"
     what = "texts" if role == "text" else "labels"
     kind = "objects or lists" if role == "text" else "objects"
     return DataError(
@@ -605,10 +611,6 @@ def nested_error(role: str, column: str, name: str, count: int, first: str) -> D
         f"plain {'text' if role == 'text' else 'labels'} (the first at {first}); flatten "
         f"{'them into one string each' if role == 'text' else 'them: one label, or a list of labels per row'}"
     )
-
-
-def _shown(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)[:60]
 
 
 def _have(count: int) -> str:
