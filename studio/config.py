@@ -21,13 +21,14 @@ from pydantic.dataclasses import dataclass
 from studio.errors import ConfigError
 from studio.methods import METHODS, AdapterName, Method, MethodName
 
-CONFIG_VERSION = 4
+CONFIG_VERSION = 5
 """Bumped when a preset written by this version would not mean the same to an older one.
 2: `train.speed` (default fast); a version-1 config without it means exactly what it says (as_set).
 3: `data.task` (default auto: rows with several labels make a multi-label task); a config of format 1 or 2
 without it was single-label (rows with several labels dropped unless `multi_label: first`), and reads so.
 4: data intake: `data.validation_source` / `test_source` (separate files), `header`, `delimiter`, `label_file`,
-`merge_label_case`, `drop_duplicates`; an older config without them means what it meant."""
+`merge_label_case`, `drop_duplicates`; an older config without them means what it meant.
+5: `method.freeze_layers` (default 0: every weight trains, as before)."""
 
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -242,8 +243,21 @@ class MethodConfig:
         "(target_modules). auto = qv for LoRA, attention+ffn for IA3.",
     )
     target_modules: list[str] | None = _f(None, "Module names for placement=custom.")
+    freeze_layers: int = _f(
+        0,
+        "Full fine-tuning: keep the embeddings and the lowest N transformer layers frozen, so the backward pass "
+        "stops below the trained layers (faster, less memory). 0 trains every weight.",
+        ge=0,
+        le=1024,
+    )
 
     def __post_init__(self) -> None:
+        if self.freeze_layers and not self.spec.trains_every_weight:
+            raise ConfigError(
+                "method.freeze_layers",
+                f"only full fine-tuning freezes layers: {self.spec.label} already keeps the whole base frozen; "
+                "set it to 0 or choose method full",
+            )
         if self.placement == "custom" and not self.target_modules:
             raise ConfigError("method.target_modules", "placement 'custom' needs a non-empty list of module names")
         if self.target_modules and self.placement != "custom":
@@ -481,14 +495,14 @@ class RunConfig:
         d.pop("description", None)
         # Fields added since runs were first recorded drop out at the value that means the old behaviour, so
         # a registry's earlier runs keep their identity (a grid resumes across the upgrade).
-        for section, neutrals in (("train", _HASH_NEUTRAL), ("data", _DATA_HASH_NEUTRAL)):
+        for section, neutrals in (("train", _HASH_NEUTRAL), ("data", _DATA_HASH_NEUTRAL), ("method", _METHOD_NEUTRAL)):
             for key, neutral in neutrals.items():
                 if key in d[section] and d[section][key] == neutral:
                     d[section].pop(key)
         if d["data"].get("task") == "single_label" and d["data"].get("multi_label") in (None, "drop"):
             d["data"].pop("task")  # what formats 1-2 meant: single-label, multi-label rows dropped
             d["data"]["multi_label"] = "drop"
-        d["version"] = min(d.get("version", CONFIG_VERSION), 2)  # formats 3-4 add data fields only (neutral above)
+        d["version"] = min(d.get("version", CONFIG_VERSION), 2)  # formats 3-5 add fields only (neutral above)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -513,6 +527,7 @@ _DATA_HASH_NEUTRAL = {
     "merge_label_case": False,
     "drop_duplicates": False,
 }
+_METHOD_NEUTRAL = {"freeze_layers": 0}
 _ADAPTER = TypeAdapter(RunConfig)
 SECTIONS: dict[str, type] = {  # dotted section path -> its dataclass (the top level is "")
     "": RunConfig,

@@ -137,7 +137,8 @@ def estimate(config: RunConfig, num_labels: int = 2, device: Device | None = Non
         return sum(_peak(facts, ad, config, device, batch)[0].values()) / MB <= usable
 
     if ad is None:
-        trainable = total_params = facts.total_params
+        total_params = facts.total_params
+        trainable = total_params - _frozen_params(facts, config)
     else:
         rank = _rank(config.method)
         trainable, total_params = ad.per_rank * rank + ad.head, ad.base_and_head + ad.per_rank * rank
@@ -203,7 +204,7 @@ def _held(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
         weights += _quantized_bytes(q, sum(o for _, o in f.quantized), method) - q * w.frozen
     # trainable parameters as (count, bytes each): all in fp32 (models.py upcasts adapters and head)
     if ad is None:
-        trainable = [(f.total_params, w.weights)]
+        trainable = [(f.total_params - _frozen_params(f, config), w.weights)]
         adapters = 0.0
     else:
         n = ad.per_rank * _rank(method)
@@ -245,11 +246,22 @@ def _activations(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, w:
     transient = BACKWARD_TEMPORARIES * tokens * f.ffn_width * w.matmul
     if train.gradient_checkpointing:  # each layer keeps its input; one layer at a time is recomputed
         held = tokens * (f.layers * w.stream * f.hidden + edges + layer) + (casts if ad is None else casts_one_layer)
-    else:
-        held = tokens * (f.layers * layer + edges) + casts
+    else:  # layers that method.freeze_layers keeps frozen record nothing for a backward pass
+        held = tokens * ((f.layers - min(method.freeze_layers, f.layers)) * layer + edges) + casts
     eval_batch = train.eval_batch_size or 2 * batch
     # evaluation keeps nothing for a backward pass: about one layer's tensors at a time
     return held + transient, tokens * layer + casts_one_layer + transient, eval_batch * s * (layer + edges), layer
+
+
+def _frozen_params(f: _ModelFacts, config: RunConfig) -> int:
+    """Parameters `method.freeze_layers` keeps frozen in a full fine-tune, counted on the meta-device model
+    by the same rule training applies (models.frozen_lower)."""
+    if not config.method.freeze_layers:
+        return 0
+    from studio.models import frozen_lower
+
+    params = frozen_lower(f.model, f.hf_config, config.method.freeze_layers, f.new_modules, config.model.name)
+    return sum(p.numel() for p in params)
 
 
 def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: Device, batch: int) -> tuple:

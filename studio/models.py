@@ -209,11 +209,45 @@ def build_model(
         if method.quantized and family is not None and family.name == "deberta-v2":
             _query_in_autocast_dtype(model)  # one architecture's quirk under 4-bit layers: see its docstring
     else:
+        for p in frozen_lower(model, hf_config, method.freeze_layers, new_modules, mcfg.name):
+            p.requires_grad_(False)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
     if config.train.half_activations:
         _half_stream(model, precision.resolve(config.train.precision, precision.Compute.here()).autocast_dtype())
     return ModelBundle(model, tokenizer, family, source, int(trainable), int(total), notes)
+
+
+def frozen_lower(model: nn.Module, hf_config: Any, layers: int, keep: list[str] | tuple[str, ...], name: str) -> list:
+    """The parameters `method.freeze_layers` keeps frozen: the embeddings and the lowest `layers` transformer
+    layers, never the new head (`keep`). With nothing below them needing a gradient, autograd records no
+    backward pass for those layers at all, which is where the time goes (Howard & Ruder 2018 and most
+    "partial fine-tuning" recipes freeze from the bottom). Also used on the meta-device model of the memory
+    estimate, so both count the same parameters.
+
+    Raises:
+        ModelError: more layers than the model has.
+    """
+    if not layers:
+        return []
+    count = getattr(hf_config, "num_hidden_layers", None) or getattr(hf_config, "n_layer", None)
+    if not count or layers > count:
+        raise ModelError(
+            f"method.freeze_layers: {name} has {count or 'no countable'} transformer layers, so {layers} cannot be "
+            f"frozen; use at most {count or 0} ({count or 0} trains only the head)"
+        )
+    stack = next((n for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) == count), None)
+    if stack is None:
+        raise ModelError(f"method.freeze_layers: cannot find {name}'s stack of {count} layers; set it to 0")
+    lower = tuple(f"{stack}.{i}." for i in range(layers))
+    embeddings = {id(p) for p in model.get_input_embeddings().parameters()}
+
+    def frozen(n: str, p: nn.Parameter) -> bool:
+        if any(n == m or n.startswith(f"{m}.") for m in keep):
+            return False
+        return n.startswith(lower) or id(p) in embeddings or "embed" in n or n.endswith(("wpe.weight",))
+
+    return [p for n, p in model.named_parameters() if frozen(n, p)]
 
 
 def init_output_bias(model: nn.Module, new_modules: list[str], priors: list[float]) -> bool:

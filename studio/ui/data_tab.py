@@ -108,7 +108,9 @@ def build(session: Session) -> DataTab:
             with gr.Row():
                 labels_plot = gr.Plot(label="Labels per split", show_label=False)
                 lengths_plot = gr.Plot(label="Token lengths", show_label=False)
-    preview = gr.Dataframe(label="First rows (raw)", interactive=False, max_height=320, wrap=True, max_chars=160)
+    preview = gr.Dataframe(
+        label="First rows (raw)", interactive=False, max_height=320, wrap=True, max_chars=160, elem_id="data-preview"
+    )
     tab = DataTab(
         source=source, sample=sample, upload=upload, text_column=text_column, label_column=label_column,
         validation=validation, test=test, label_file=label_file, label_file_upload=label_file_upload, task=task,

@@ -44,6 +44,8 @@ class Adapter:
     rank: gr.Slider
     alpha: gr.Number
     dropout: gr.Slider
+    full: gr.Group
+    """Full fine-tuning's own setting (frozen lower layers)."""
 
 
 @dataclass
@@ -192,7 +194,11 @@ def _method_settings(form: ConfigForm) -> Adapter:
                 label="custom target modules",
                 info="Comma-separated names (placement: custom).",
             )
-    return Adapter(quantization, adapter, rank, alpha, dropout)
+    with gr.Group(visible=METHODS[initial].trains_every_weight) as full:
+        form.field("method.freeze_layers", gr.Number, minimum=0, precision=0, label="frozen lower layers",
+                   info="Keep the embeddings and this many bottom layers as they are: the backward pass stops "
+                        "there (faster, less memory). 0 trains every weight.")  # fmt: skip
+    return Adapter(quantization, adapter, rank, alpha, dropout, full)
 
 
 def _basics(form: ConfigForm) -> tuple[LrFinder, Any]:
@@ -274,7 +280,7 @@ def _presets(session: Session) -> Presets:
 
 def _wire(session: Session, tab: ModelTab) -> None:
     form, a, p = session.form, tab.adapter, tab.presets
-    tab.method.change(handler(show_for, a), tab.method, [a.quantization, a.adapter, a.rank, a.alpha, a.dropout],
+    tab.method.change(handler(show_for, a), tab.method, [a.quantization, a.adapter, a.rank, a.alpha, a.dropout, a.full],
                       show_progress="hidden")  # fmt: skip
     page = {session.base, session.num_labels, session.train_rows, *form.components}
     gr.on(
@@ -317,7 +323,8 @@ def _wire(session: Session, tab: ModelTab) -> None:
 
 # ---- handlers --------------------------------------------------------------------------------------------------
 def show_for(a: Adapter, name: str) -> dict[Any, Any]:
-    """Show the settings of method `name`: quantization for QLoRA, the adapter's for LoRA/QLoRA/IA3."""
+    """Show the settings of method `name`: quantization for QLoRA, the adapter's for LoRA/QLoRA/IA3, frozen
+    layers for full fine-tuning."""
     lora = METHODS[name].rank
     return {
         a.quantization: gr.update(visible=METHODS[name].quantized),
@@ -325,6 +332,7 @@ def show_for(a: Adapter, name: str) -> dict[Any, Any]:
         a.rank: gr.update(visible=lora),
         a.alpha: gr.update(visible=lora),
         a.dropout: gr.update(visible=lora),
+        a.full: gr.update(visible=METHODS[name].trains_every_weight),
     }
 
 
