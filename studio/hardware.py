@@ -54,20 +54,40 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value  # older pynvml returns bytes
 
 
+def _visible(nvml: Any) -> list[Any]:
+    """NVML handles of the GPUs this process may use, in the order CUDA numbers them. NVML sees every GPU of the
+    machine; CUDA_VISIBLE_DEVICES (indices or GPU-/MIG- UUIDs; empty or -1 for none) says which torch will see,
+    and a process started with it empty trains on the CPU, so the estimate and the speed plan must see a CPU too.
+    Like CUDA, the list ends at the first entry that names no device."""
+    count = nvml.nvmlDeviceGetCount()
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        return [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+    handles = []
+    for entry in (e.strip() for e in listed.split(",")):
+        try:
+            if entry.isdigit() and int(entry) < count:
+                handles.append(nvml.nvmlDeviceGetHandleByIndex(int(entry)))
+            elif entry.startswith(("GPU-", "MIG-")):
+                handles.append(nvml.nvmlDeviceGetHandleByUUID(entry))
+            else:
+                break
+        except nvml.NVMLError:
+            break
+    return handles
+
+
 def detect() -> Device:
-    """The first GPU when NVML sees one, else the CPU with the RAM available now."""
+    """The first GPU this process may use (NVML, filtered by CUDA_VISIBLE_DEVICES), else the CPU with the RAM
+    available now."""
     nvml = _nvml()
     if nvml is not None:
         try:
-            handle = nvml.nvmlDeviceGetHandleByIndex(0)
-            mem = nvml.nvmlDeviceGetMemoryInfo(handle)
-            return Device(
-                kind="cuda",
-                name=_text(nvml.nvmlDeviceGetName(handle)),
-                total_mb=mem.total / _MB,
-                free_mb=mem.free / _MB,
-                count=int(nvml.nvmlDeviceGetCount()),
-            )
+            visible = _visible(nvml)
+            if visible:
+                mem = nvml.nvmlDeviceGetMemoryInfo(visible[0])
+                name = _text(nvml.nvmlDeviceGetName(visible[0]))
+                return Device("cuda", name, mem.total / _MB, mem.free / _MB, len(visible))
         except nvml.NVMLError:
             pass
     ram = psutil.virtual_memory()
@@ -124,7 +144,8 @@ def usage() -> dict[str, Any]:
     nvml = _nvml()
     if nvml is not None:
         with contextlib.suppress(nvml.NVMLError):
-            out["gpu"] = [_gpu_usage(nvml, i) for i in range(nvml.nvmlDeviceGetCount())]
+            if gpus := [_gpu_usage(nvml, i, handle) for i, handle in enumerate(_visible(nvml))]:
+                out["gpu"] = gpus
     return out
 
 
@@ -134,16 +155,15 @@ def process_gpu_mb(index: int = 0) -> float | None:
     nvml = _nvml()
     if nvml is None:
         return None
-    with contextlib.suppress(nvml.NVMLError):
-        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    with contextlib.suppress(nvml.NVMLError, IndexError):
+        handle = _visible(nvml)[index]  # `index` as torch numbers the GPUs it sees
         for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
             if p.pid == os.getpid() and p.usedGpuMemory:
                 return p.usedGpuMemory / 2**20
     return None
 
 
-def _gpu_usage(nvml: Any, index: int) -> dict[str, Any]:
-    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+def _gpu_usage(nvml: Any, index: int, handle: Any) -> dict[str, Any]:
     mem = nvml.nvmlDeviceGetMemoryInfo(handle)
     return {
         "index": index,

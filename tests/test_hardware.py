@@ -37,6 +37,7 @@ def fake_pynvml(fail_init: bool = False) -> types.ModuleType:
     nvml.nvmlInit = init
     nvml.nvmlDeviceGetCount = lambda: 2
     nvml.nvmlDeviceGetHandleByIndex = lambda i: i
+    nvml.nvmlDeviceGetHandleByUUID = lambda u: {"GPU-aaaa": 0, "GPU-bbbb": 1}[u]
     nvml.nvmlDeviceGetName = lambda h: b"NVIDIA H100 80GB HBM3"
     nvml.nvmlDeviceGetMemoryInfo = lambda h: SimpleNamespace(total=80 * GIB, free=(79 - h) * GIB, used=(1 + h) * GIB)
     nvml.nvmlDeviceGetUtilizationRates = lambda h: SimpleNamespace(gpu=37 + h, memory=5)
@@ -61,6 +62,7 @@ def test_usage_always_reports_cpu_ram_and_this_process():
 
 def test_a_gpu_seen_through_nvml(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml())
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     device = detect()
     assert device == Device(kind="cuda", name="NVIDIA H100 80GB HBM3", total_mb=80 * 1024, free_mb=79 * 1024, count=2)
     assert describe(device) == "2 x NVIDIA H100 80GB HBM3 — 79.0 GB free of 80.0 GB on GPU 0"
@@ -72,6 +74,25 @@ def test_a_gpu_seen_through_nvml(monkeypatch):
         {"index": 0, "name": "NVIDIA H100 80GB HBM3", "util_pct": 37.0, "mem_used_mb": 1024, "mem_total_mb": 80 * 1024},
         {"index": 1, "name": "NVIDIA H100 80GB HBM3", "util_pct": 38.0, "mem_used_mb": 2048, "mem_total_mb": 80 * 1024},
     ]
+
+
+@pytest.mark.parametrize(
+    ("visible", "free_gb", "count"),
+    [("", None, 0), ("-1", None, 0), ("1", 78, 1), ("GPU-bbbb", 78, 1), ("1,0", 78, 2), ("0,7,1", 79, 1)],
+)
+def test_cuda_visible_devices_is_what_the_estimate_sees(monkeypatch, visible, free_gb, count):
+    """NVML lists every GPU of the machine; a process started with CUDA_VISIBLE_DEVICES empty trains on the CPU,
+    so the estimate and the speed plan must plan for the CPU (the quick demo, timed on a GPU host's CPU with it
+    empty, got the GPU's fast-profile batch). A list is read as CUDA reads it, up to the first unknown entry."""
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml())
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    device = detect()
+    assert device.count == count
+    if free_gb is None:
+        assert device.kind == "cpu" and "gpu" not in usage()
+    else:
+        assert device.kind == "cuda" and device.free_mb == free_gb * 1024
+        assert [g["index"] for g in usage()["gpu"]] == list(range(count))  # numbered as torch numbers them
 
 
 def test_nvml_failing_falls_back_to_the_cpu(monkeypatch):
