@@ -141,14 +141,67 @@ def is_adapter_weight(name: str) -> bool:
 
 # ---- the wrap ------------------------------------------------------------------------------------------
 def peft_config(model: nn.Module, method: MethodConfig, family: Family | None, new_modules: list[str]) -> Any:
-    """The peft config that places `method`'s adapters on `model` (and trains its head and new modules)."""
+    """The peft config that places `method`'s adapters on `model` (and trains its head and new modules); with
+    `method.freeze_layers` N, only on layers N and up (peft's `layers_to_transform`), so the backward pass stops
+    there as it does for a full fine-tune with frozen lower layers."""
     if method.adapter is None:
         raise ValueError(f"method {method.name} has no adapters to place")
     heads = head_modules(model, family, new_modules)
     config = ADAPTER_KINDS[method.adapter].config(method, family, explicit_targets(model, method, family, heads), heads)
     if method.adapter == "lora" and _has_conv1d(model):
         config.fan_in_fan_out = True  # GPT-2's Conv1D stores its weight transposed (peft would warn and set it)
+    if method.freeze_layers:
+        _above(config, model, method.freeze_layers)
     return config
+
+
+def _above(config: Any, model: nn.Module, frozen: int) -> None:
+    """Narrow `config`'s targets to modules of layer `frozen` and up, as lists of full names. (peft's
+    `layers_to_transform` does this only for list targets and ignores it for the regex ones this module builds.)"""
+    import re
+
+    stack, _ = layer_stack(model, model.config, frozen, "this model", most=-1)
+    below = re.compile(rf"{re.escape(stack)}\.(\d+)\.")
+
+    def kept(targets: Any) -> Any:
+        if targets is None:
+            return None
+
+        def hit(name: str) -> bool:
+            if isinstance(targets, str):
+                return re.fullmatch(targets, name) is not None
+            return any(name == t or name.endswith(f".{t}") for t in targets)
+
+        names = [n for n, _ in model.named_modules() if n and hit(n)]
+        return [n for n in names if not (m := below.match(n)) or int(m.group(1)) >= frozen]
+
+    config.target_modules = kept(config.target_modules)
+    if getattr(config, "feedforward_modules", None) is not None:  # IA3's: a subset of the targets
+        config.feedforward_modules = kept(config.feedforward_modules)
+
+
+def layer_stack(model: nn.Module, hf_config: Any, frozen: int, name: str, most: int | None) -> tuple[str, int]:
+    """(name of the model's stack of transformer layers, its length) for `method.freeze_layers` = `frozen`.
+    `most`: how many layers may be frozen relative to the count (None: all of them, -1: all but one, so that an
+    adapter has a layer to go in).
+
+    Raises:
+        ModelError: the model has fewer layers than that, or no stack of them can be found.
+    """
+    from torch import nn
+
+    count = getattr(hf_config, "num_hidden_layers", None) or getattr(hf_config, "n_layer", None) or 0
+    limit = count if most is None else count + most
+    if frozen > limit:
+        trains = "trains only the head" if most is None else "leaves one layer for the adapters"
+        raise ModelError(
+            f"method.freeze_layers: {name} has {count} transformer layers, so {frozen} cannot be frozen; "
+            f"use at most {max(limit, 0)} ({max(limit, 0)} {trains})"
+        )
+    stack = next((n for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) == count), None)
+    if stack is None:
+        raise ModelError(f"method.freeze_layers: cannot find the stack of {count} layers in {name}; set it to 0")
+    return stack, count
 
 
 def _has_conv1d(model: nn.Module) -> bool:

@@ -28,7 +28,7 @@ CONFIG_VERSION = 5
 without it was single-label (rows with several labels dropped unless `multi_label: first`), and reads so.
 4: data intake: `data.validation_source` / `test_source` (separate files), `header`, `delimiter`, `label_file`,
 `merge_label_case`, `drop_duplicates`; an older config without them means what it meant.
-5: `method.freeze_layers` (default 0: every weight trains, as before)."""
+5: `method.freeze_layers` (default 0: every layer trains, as before)."""
 
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -245,19 +245,14 @@ class MethodConfig:
     target_modules: list[str] | None = _f(None, "Module names for placement=custom.")
     freeze_layers: int = _f(
         0,
-        "Full fine-tuning: keep the embeddings and the lowest N transformer layers frozen, so the backward pass "
-        "stops below the trained layers (faster, less memory). 0 trains every weight.",
+        "Keep the embeddings and the lowest N transformer layers as they are: full fine-tuning freezes them, "
+        "LoRA/QLoRA/IA3 put no adapters there; the backward pass stops above them (faster, less memory). "
+        "0: every layer trains.",
         ge=0,
         le=1024,
     )
 
     def __post_init__(self) -> None:
-        if self.freeze_layers and not self.spec.trains_every_weight:
-            raise ConfigError(
-                "method.freeze_layers",
-                f"only full fine-tuning freezes layers: {self.spec.label} already keeps the whole base frozen; "
-                "set it to 0 or choose method full",
-            )
         if self.placement == "custom" and not self.target_modules:
             raise ConfigError("method.target_modules", "placement 'custom' needs a non-empty list of module names")
         if self.target_modules and self.placement != "custom":

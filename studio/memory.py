@@ -126,7 +126,7 @@ def estimate(config: RunConfig, num_labels: int = 2, device: Device | None = Non
     ad = None
     if adapter is not None:
         targets = tuple(config.method.target_modules or ()) or None
-        ad = _adapter_facts(facts, adapter, config.method.resolved_placement(), targets)
+        ad = _adapter_facts(facts, adapter, config.method.resolved_placement(), targets, config.method.freeze_layers)
     raw, phase = _peak(facts, ad, config, device, config.train.batch_size)
     parts = {k: v / MB for k, v in raw.items()}
     total = sum(parts.values())
@@ -611,13 +611,16 @@ def _quantized_layers(model: Any, family: Family | None, linears: dict[str, Any]
 
 
 @functools.lru_cache(maxsize=32)
-def _adapter_facts(f: _ModelFacts, adapter: str, placement: str, targets: tuple[str, ...] | None) -> _AdapterFacts:
-    """Place the adapters with the studio's own code (peft) on a meta copy at rank 1, and count."""
+def _adapter_facts(f: _ModelFacts, adapter: str, placement: str, targets: tuple[str, ...] | None,
+                   frozen: int = 0) -> _AdapterFacts:  # fmt: skip
+    """Place the adapters with the studio's own code (peft) on a meta copy at rank 1 (none in the `frozen`
+    lowest layers), and count."""
     from studio import adapters
 
     # The method named after the adapter type places its adapters on an unquantized base: the meta copy is
     # never quantized (its quantized layers are counted apart, `_quantized_layers`).
-    method = MethodConfig(name=adapter, r=1, placement=placement, target_modules=list(targets) if targets else None)
+    method = MethodConfig(name=adapter, r=1, placement=placement, target_modules=list(targets) if targets else None,
+                          freeze_layers=frozen)  # fmt: skip
     peft_model = adapters.wrap(copy.deepcopy(f.model), method, f.family, list(f.new_modules))
     kind = ADAPTER_KINDS[adapter]
     count = head = 0

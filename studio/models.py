@@ -219,33 +219,25 @@ def build_model(
 
 
 def frozen_lower(model: nn.Module, hf_config: Any, layers: int, keep: list[str] | tuple[str, ...], name: str) -> list:
-    """The parameters `method.freeze_layers` keeps frozen: the embeddings and the lowest `layers` transformer
-    layers, never the new head (`keep`). With nothing below them needing a gradient, autograd records no
-    backward pass for those layers at all, which is where the time goes (Howard & Ruder 2018 and most
-    "partial fine-tuning" recipes freeze from the bottom). Also used on the meta-device model of the memory
-    estimate, so both count the same parameters.
+    """The parameters `method.freeze_layers` keeps frozen in a full fine-tune: the embeddings and the lowest
+    `layers` transformer layers, never the new head (`keep`). With nothing below them needing a gradient,
+    autograd records no backward pass for those layers at all, which is where the time goes (most "partial
+    fine-tuning" recipes freeze from the bottom, e.g. Howard & Ruder 2018). Also used on the meta-device model
+    of the memory estimate, so both count the same parameters.
 
     Raises:
         ModelError: more layers than the model has.
     """
     if not layers:
         return []
-    count = getattr(hf_config, "num_hidden_layers", None) or getattr(hf_config, "n_layer", None)
-    if not count or layers > count:
-        raise ModelError(
-            f"method.freeze_layers: {name} has {count or 'no countable'} transformer layers, so {layers} cannot be "
-            f"frozen; use at most {count or 0} ({count or 0} trains only the head)"
-        )
-    stack = next((n for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) == count), None)
-    if stack is None:
-        raise ModelError(f"method.freeze_layers: cannot find {name}'s stack of {count} layers; set it to 0")
+    stack, _ = adapters.layer_stack(model, hf_config, layers, name, most=None)
     lower = tuple(f"{stack}.{i}." for i in range(layers))
     embeddings = {id(p) for p in model.get_input_embeddings().parameters()}
 
     def frozen(n: str, p: nn.Parameter) -> bool:
         if any(n == m or n.startswith(f"{m}.") for m in keep):
             return False
-        return n.startswith(lower) or id(p) in embeddings or "embed" in n or n.endswith(("wpe.weight",))
+        return n.startswith(lower) or id(p) in embeddings or "embed" in n or n.endswith("wpe.weight")
 
     return [p for n, p in model.named_parameters() if frozen(n, p)]
 

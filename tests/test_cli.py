@@ -21,7 +21,8 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 def trained(tiny_model_dir, runs_dir, capsys):
     code, out, err = run_cli(
         capsys, "--runs-dir", runs_dir, "train", "quick_demo", "--quiet", "--name", "cli",
-        "--set", f"model.name={tiny_model_dir('bert')}", "--set", "method.name=lora", "--set", "train.max_steps=2",
+        "--set", f"model.name={tiny_model_dir('bert')}",
+        "--set", "method.freeze_layers=0", "--set", "method.name=lora", "--set", "train.max_steps=2",
         "--set", "data.max_samples=200", "--set", "data.max_length=32",
     )  # fmt: skip
     assert code == 0, err
@@ -122,7 +123,8 @@ def skewed_csv(path) -> str:
 def inspect_args(tiny_model_dir, tmp_path, *more) -> list:
     return ["inspect", "quick_demo", "--set", f"data.source={skewed_csv(tmp_path / 'skewed.csv')}",
             "--set", "data.text_column=text", "--set", "data.label_column=label", "--set", "data.max_length=8",
-            "--set", f"model.name={tiny_model_dir('bert')}", *more]  # fmt: skip
+            "--set", f"model.name={tiny_model_dir('bert')}",
+            "--set", "method.freeze_layers=0", *more]  # fmt: skip
 
 
 @pytest.mark.parametrize("rich", [True, False])
@@ -234,7 +236,8 @@ def finished(tiny_model_dir, tmp_path_factory):
     for method in ("lora", "full"):
         code = main([
             "--runs-dir", str(runs), "train", "quick_demo", "--quiet", "--name", f"cli-{method}",
-            "--set", f"model.name={tiny_model_dir('bert')}", "--set", f"method.name={method}",
+            "--set", f"model.name={tiny_model_dir('bert')}",
+            "--set", "method.freeze_layers=0", "--set", f"method.name={method}",
             "--set", "train.max_steps=2", "--set", "data.max_samples=200", "--set", "data.max_length=32",
         ])  # fmt: skip
         assert code == 0
@@ -433,7 +436,8 @@ def test_estimate_prints_the_breakdown_and_the_verdict(capsys):
 
 
 def test_estimate_probe_and_suggestions(capsys, tiny_model_dir):
-    args = ["estimate", "quick_demo", "--set", f"model.name={tiny_model_dir('bert')}", "--set", "data.max_length=32",
+    args = ["estimate", "quick_demo", "--set", f"model.name={tiny_model_dir('bert')}",
+            "--set", "method.freeze_layers=0", "--set", "data.max_length=32",
             "--set", "train.batch_size=4", "--probe"]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -444,7 +448,8 @@ def test_lr_find_prints_the_suggestion_its_cost_and_writes_the_plot(tiny_model_d
     code, out, err = run_cli(
         capsys, "--runs-dir", runs_dir, "lr-find", "quick_demo", "--steps", "12", "--plot", tmp_path / "curve.html",
         "--json", tmp_path / "curve.json",
-        "--set", f"model.name={tiny_model_dir('bert')}", "--set", "data.max_samples=200", "--set", "data.max_length=32",
+        "--set", f"model.name={tiny_model_dir('bert')}",
+        "--set", "method.freeze_layers=0", "--set", "data.max_samples=200", "--set", "data.max_length=32",
         "--set", "train.batch_size=8",
     )  # fmt: skip
     assert code == 0, err
@@ -518,7 +523,8 @@ def test_train_prints_the_studio_lines_and_no_library_noise(tiny_model_dir, tmp_
 
     runs = tmp_path / "runs"
     command = [sys.executable, "-m", "studio", "--runs-dir", str(runs), "train", "quick_demo", "--name", "term",
-               "--set", f"model.name={tiny_model_dir('gpt2')}", "--set", "method.name=lora",
+               "--set", f"model.name={tiny_model_dir('gpt2')}",
+               "--set", "method.freeze_layers=0", "--set", "method.name=lora",
                "--set", "train.max_steps=4", "--set", "train.eval_strategy=steps", "--set", "train.eval_steps=2",
                "--set", "train.logging_steps=1", "--set", "train.gradient_checkpointing=true",
                "--set", "data.max_samples=120", "--set", "data.max_length=16"]  # fmt: skip

@@ -1,4 +1,5 @@
-"""`method.freeze_layers`: a full fine-tune that keeps the embeddings and the lowest layers frozen."""
+"""`method.freeze_layers`: the embeddings and the lowest layers kept as they are (full fine-tuning freezes them,
+LoRA / QLoRA / IA3 put no adapters there), counted alike by training and the memory estimate."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from studio.config import RunConfig
-from studio.errors import ConfigError, ModelError
+from studio.errors import ModelError
 from studio.hardware import Device
 from studio.memory import estimate
 from studio.models import build_model
@@ -51,13 +52,24 @@ def test_freezing_cuts_the_estimated_optimizer_state_and_peak(tiny_model_dir):
     assert est[0].parts["weights"] == est[2].parts["weights"]
 
 
-def test_an_adapter_method_or_too_many_layers_is_refused_in_words(tiny_model_dir):
-    with pytest.raises(ConfigError, match="only full fine-tuning freezes layers: LoRA already keeps"):
-        config(tiny_model_dir("bert"), method="lora")
+@pytest.mark.parametrize(("family", "method"), [("bert", "lora"), ("gpt2", "lora"), ("llama", "ia3"),
+                                                ("roberta", "qlora")])  # fmt: skip
+def test_adapters_go_only_above_the_frozen_layers(tiny_model_dir, family, method):
+    bundle = build_model(config(tiny_model_dir(family), method=method), ["neg", "pos"])
+    adapters = [n for n, p in bundle.model.named_parameters() if p.requires_grad and ("lora_" in n or "ia3_" in n)]
+    assert adapters and all(".1." in n for n in adapters), adapters  # layer 1 of 2 only
+    if method != "qlora":  # the estimate's meta copy is never quantized: it counts the same adapters
+        assert estimate(config(tiny_model_dir(family), method=method), device=CPU).trainable_params == (
+            bundle.trainable_params)  # fmt: skip
+
+
+def test_too_many_layers_are_refused_in_words(tiny_model_dir):
     with pytest.raises(ModelError, match="has 2 transformer layers, so 3 cannot be frozen; use at most 2"):
         build_model(config(tiny_model_dir("bert"), freeze=3), ["neg", "pos"])
     with pytest.raises(ModelError, match="so 3 cannot be frozen"):
         estimate(config(tiny_model_dir("bert"), freeze=3), device=CPU)
+    with pytest.raises(ModelError, match="so 2 cannot be frozen; use at most 1 .1 leaves one layer for the adapters"):
+        build_model(config(tiny_model_dir("bert"), method="lora", freeze=2), ["neg", "pos"])
 
 
 def test_freezing_nothing_keeps_every_earlier_run_identity(tiny_model_dir):

@@ -24,7 +24,9 @@ def test_preset_validates_and_builds(path, tiny_model_dir):
     assert RunConfig.from_yaml(path).to_dict() == RunConfig.from_dict(config.to_dict()).to_dict()
     choice = model_choice(config.model.name)
     family = choice.family if choice else "bert"
-    tiny = config.with_overrides([f"model.name={tiny_model_dir(family)}"])
+    # the tiny models have 2 layers: a preset's frozen lower layers (the quick demo's 3) become 1 of them
+    frozen = min(config.method.freeze_layers, 1)
+    tiny = config.with_overrides([f"model.name={tiny_model_dir(family)}", f"method.freeze_layers={frozen}"])
     bundle = build_model(tiny, ["a", "b"])
     assert bundle.trainable_params > 0
 

@@ -401,3 +401,113 @@ def test_a_failed_action_says_why_by_its_button_and_leaves_every_field_usable(pa
     assert page.locator(".studio-flagged").count() <= 1  # the learning rate's outline went with the next try
     assert page.locator("#stop").is_disabled()  # nothing is training: Stop cannot be pressed (the API's /stop says so)
     _no_error_badge(page)
+
+
+def test_the_newcomer_journey(page, shots):
+    """Issue 23's walk in one page, each fix asserted where a newcomer meets it: the sample inspected on load and
+    shown in its box, the preview's labels first and texts cut (2, 6); the basics beside the estimate, a batch
+    that cannot fit said as "over by" with ranked Apply buttons that fix it (5, 8); what Start will do, Start and
+    Stop by state, an ETA only once measured (3, 4); a reload mid-run, the run to its end; the Runs tab's
+    formatted table and its buttons by the run's state (6, 10); the playground's same-run hint (10); the CPU
+    grid's one empty state and readable run names (9); a bad input said by its button (1, 7)."""
+    # first load: the sample read and named; its first rows with the label first and long reviews cut
+    assert page.locator("#data-sample input").input_value().startswith("imdb-sample")
+    header = page.locator("#data-preview thead th").all_inner_texts()
+    assert header and header[0].strip().lower().startswith("sentiment"), header
+    cells = page.locator("#data-preview tbody td").all_inner_texts()
+    assert cells and max(len(c) for c in cells) <= 200, max(cells, key=len)
+    page.locator("#data-labels-plot .js-plotly-plot").wait_for()  # the charts drawn, not their placeholders
+    page.locator("#data-lengths-plot .js-plotly-plot").wait_for()
+    page.screenshot(path=shots / "journey-1-data.png", full_page=True)
+    # the Model tab: basics in sight; a batch no machine here holds, the advice to fix it, applied in one click
+    tab(page, "2 · Model & method")
+    page.get_by_text("GB estimated").first.wait_for()
+    for basic in ("#model-max-length", "#lr-find"):
+        assert page.locator(basic).is_visible(), basic
+    model = page.get_by_label("Model", exact=True)
+    original = model.input_value()
+    model.fill("bert-base")
+    model.press("Enter")
+    batch = page.get_by_label("batch size", exact=True)
+    batch.fill("4096")
+    batch.press("Tab")
+    page.get_by_text(re.compile(r"over by [\d.,]+ GB")).first.wait_for()
+    first = page.locator("#advice-0")
+    first.wait_for()
+    assert re.search(r"batch \d+", first.inner_text()), first.inner_text()  # the largest batch that fits first
+    page.screenshot(path=shots / "journey-2-memory-over.png", full_page=True)
+    first.click()
+    page.get_by_text("— fits").first.wait_for()
+    assert int(batch.input_value()) < 4096
+    page.screenshot(path=shots / "journey-2-memory-applied.png", full_page=True)
+    model.fill(original)  # back to the tiny model the app opened with, at its batch
+    model.press("Enter")
+    batch.fill("8")
+    batch.press("Tab")
+    # Train: the summary, the buttons by state, the ETA only once measured; a reload mid-run; the run's end
+    tab(page, "3 · Train")
+    page.locator("#start-plan").get_by_text("Start trains").wait_for()
+    wait_for_buttons(page, start=True, stop=False)
+    page.locator("#start").click()
+    run_id = started_run(page)
+    wait_for_buttons(page, start=False, stop=True)
+    wait_for_progress(page)
+    page.reload()
+    page.get_by_text("Fine-Tune Studio").first.wait_for()
+    tab(page, "3 · Train")
+    page.locator("#run-status").get_by_text(run_id).wait_for()
+    deadline = time.time() + 240  # a few steps more: slow when the machine is busy
+    while "ETA measured after" in page.locator("#run-progress").inner_text():
+        assert time.time() < deadline, page.locator("#run-progress").inner_text()
+        time.sleep(0.5)
+    assert re.search(r"ETA \d+[hms]", page.locator("#run-progress").inner_text())  # measured: a duration
+    page.locator("#stop").click()
+    page.locator("#run-status").get_by_text("stopped").wait_for(timeout=120_000)
+    page.locator("#run-results").get_by_role("heading", name="Test accuracy").wait_for()
+    wait_for_buttons(page, start=True, stop=False)
+    page.screenshot(path=shots / "journey-3-train-done.png", full_page=True)
+    # Runs: accuracy as a percentage; the picked run's buttons say what they can do for it
+    tab(page, "4 · Runs")
+    table = page.locator("#runs-table")
+    table.get_by_text(run_id).first.wait_for(state="attached")
+    deadline = time.time() + 60  # the table refreshes as the run's end is recorded
+    while not re.search(r"stopped.*\d+\.\d%", table.text_content()):  # accuracy as 80.2%, not 0.8019
+        assert time.time() < deadline, table.text_content()[:500]
+        time.sleep(0.5)
+    page.locator("#run-select input").click()
+    page.get_by_role("option", name=run_id).first.click()
+    page.locator("#run-details").get_by_role("heading", name="Test accuracy").wait_for()
+    page.get_by_text("Export: download, merge, push to the Hub").click()
+    page.locator("#resume").get_by_text("only an interrupted run (this one is stopped)").wait_for()
+    assert page.locator("#resume").is_disabled()  # nothing to resume: it says why
+    assert page.locator("#merge").is_enabled()  # a LoRA run that ended: its adapter can be merged
+    page.screenshot(path=shots / "journey-4-runs.png", full_page=True)
+    # Playground: the same run as A and B is a hint, and A still answers
+    tab(page, "5 · Playground")
+    for picker in ("#run-a", "#run-b"):
+        page.locator(f"{picker} input").click()
+        page.get_by_role("option", name=run_id).first.click()
+    page.locator("#play-text textarea").fill("What a wonderful, moving film.")
+    page.locator("#predict").click()
+    page.get_by_text("Run B is the same run as Run A").first.wait_for()
+    page.locator("#label-a").get_by_text(re.compile("positive|negative")).first.wait_for()
+    page.screenshot(path=shots / "journey-5-playground.png", full_page=True)
+    # Compare: the CPU grid, one empty state, runs named in words
+    tab(page, "6 · Compare (grids)")
+    page.locator("#grid-empty").get_by_text("Nothing to compare yet").wait_for()
+    assert "cpu_quick_methods" in page.locator("#grid-choice input").input_value()
+    page.get_by_role("button", name="List its runs").click()
+    page.get_by_text("memory estimate").first.wait_for(state="attached")  # the listing's table
+    page.get_by_text("done before").first.wait_for(state="attached")
+    assert "method.name=" not in page.locator("body").text_content()  # runs named in words, not override paths
+    page.screenshot(path=shots / "journey-6-compare.png", full_page=True)
+    # a bad input: said by its button in the page's words, nothing covered, no error badge
+    tab(page, "2 · Model & method")
+    rate = page.get_by_label("learning rate", exact=True)
+    rate.fill("-1")
+    rate.press("Tab")
+    tab(page, "3 · Train")
+    page.locator("#start").click()
+    page.locator("#train-message").get_by_text("Learning rate: Input should be greater than 0").wait_for()
+    _no_error_badge(page)
+    assert_not_covered(page, "#start")

@@ -52,7 +52,7 @@ CSS = """
 INTRO = (
     "# Fine-Tune Studio\nFine-tune a text classifier with full fine-tuning, LoRA, QLoRA or IA3. "
     "The defaults train **MiniLM-L6 on the shipped IMDb sample**: press *Start training* in the "
-    "**Train** tab for a real sentiment model in about 5 minutes on a 2-core CPU (longer when the machine is busy)."
+    "**Train** tab for a real sentiment model in about 3 minutes on a 2-core CPU (longer when the machine is busy)."
 )
 
 

@@ -106,8 +106,8 @@ def build(session: Session) -> DataTab:
         with gr.Column(scale=4):
             summary = gr.Markdown("Press **Inspect data** to load the source.", elem_id="data-summary")
             with gr.Row():
-                labels_plot = gr.Plot(label="Labels per split", show_label=False)
-                lengths_plot = gr.Plot(label="Token lengths", show_label=False)
+                labels_plot = gr.Plot(label="Labels per split", show_label=False, elem_id="data-labels-plot")
+                lengths_plot = gr.Plot(label="Token lengths", show_label=False, elem_id="data-lengths-plot")
     preview = gr.Dataframe(
         label="First rows (raw)", interactive=False, max_height=320, wrap=True, max_chars=160, elem_id="data-preview"
     )

@@ -44,8 +44,6 @@ class Adapter:
     rank: gr.Slider
     alpha: gr.Number
     dropout: gr.Slider
-    full: gr.Group
-    """Full fine-tuning's own setting (frozen lower layers)."""
 
 
 @dataclass
@@ -194,11 +192,10 @@ def _method_settings(form: ConfigForm) -> Adapter:
                 label="custom target modules",
                 info="Comma-separated names (placement: custom).",
             )
-    with gr.Group(visible=METHODS[initial].trains_every_weight) as full:
-        form.field("method.freeze_layers", gr.Number, minimum=0, precision=0, label="frozen lower layers",
-                   info="Keep the embeddings and this many bottom layers as they are: the backward pass stops "
-                        "there (faster, less memory). 0 trains every weight.")  # fmt: skip
-    return Adapter(quantization, adapter, rank, alpha, dropout, full)
+    form.field("method.freeze_layers", gr.Number, minimum=0, precision=0, label="frozen lower layers",
+               info="Keep the embeddings and this many bottom layers as they are (full: frozen; adapters: "
+                    "none there). The backward pass stops above them: faster, less memory. 0: all train.")  # fmt: skip
+    return Adapter(quantization, adapter, rank, alpha, dropout)
 
 
 def _basics(form: ConfigForm) -> tuple[LrFinder, Any]:
@@ -280,7 +277,7 @@ def _presets(session: Session) -> Presets:
 
 def _wire(session: Session, tab: ModelTab) -> None:
     form, a, p = session.form, tab.adapter, tab.presets
-    tab.method.change(handler(show_for, a), tab.method, [a.quantization, a.adapter, a.rank, a.alpha, a.dropout, a.full],
+    tab.method.change(handler(show_for, a), tab.method, [a.quantization, a.adapter, a.rank, a.alpha, a.dropout],
                       show_progress="hidden")  # fmt: skip
     page = {session.base, session.num_labels, session.train_rows, *form.components}
     gr.on(
@@ -323,8 +320,7 @@ def _wire(session: Session, tab: ModelTab) -> None:
 
 # ---- handlers --------------------------------------------------------------------------------------------------
 def show_for(a: Adapter, name: str) -> dict[Any, Any]:
-    """Show the settings of method `name`: quantization for QLoRA, the adapter's for LoRA/QLoRA/IA3, frozen
-    layers for full fine-tuning."""
+    """Show the settings of method `name`: quantization for QLoRA, the adapter's for LoRA/QLoRA/IA3."""
     lora = METHODS[name].rank
     return {
         a.quantization: gr.update(visible=METHODS[name].quantized),
@@ -332,7 +328,6 @@ def show_for(a: Adapter, name: str) -> dict[Any, Any]:
         a.rank: gr.update(visible=lora),
         a.alpha: gr.update(visible=lora),
         a.dropout: gr.update(visible=lora),
-        a.full: gr.update(visible=METHODS[name].trains_every_weight),
     }
 
 
