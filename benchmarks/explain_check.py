@@ -13,7 +13,9 @@ text, environment: CPU, torch, load average sampled during the run, date).
 
 speed: seconds per `Explainer.explain` of 128-token texts (test reviews cut at the run's max length, 128), median
 over --repeats passes of 5 texts after a warm-up, for each (n_steps, internal batch size) asked; on a CPU with
-torch's threads set to 2 (the 2-core target: <= 2 s), on `--device cuda` the model moved to the GPU (target
+torch's threads set to 2 (the 2-core target: <= 2 s; `cpu_seconds_median` is the process's CPU time per text, both
+threads together: on a shared, busy machine the wall time grows with the load, the CPU time much less; on 2 idle
+cores the wall time would be about half of it), on `--device cuda` the model moved to the GPU (target
 <= 100 ms on an H200). Prints one JSON line per setting and writes results/explain/speed_<device>.json. Without
 the run (a GPU machine that lacks the runs folder), all-MiniLM-L6-v2 with a fresh 2-label head is used: the
 time does not depend on the weights; the JSON says which.
@@ -227,19 +229,21 @@ def speed(args: argparse.Namespace) -> None:
             explainer = Explainer(predictor, n_steps=steps, internal_batch_size=batch)
             explainer.explain(texts[0])  # warm-up
             with LoadSampler(every=2.0) as load:
-                per_text, deltas = [], []
+                per_text, cpu, deltas = [], [], []
                 for _ in range(args.repeats):
                     for text in texts:
                         if args.device == "cuda":
                             torch.cuda.synchronize()
-                        started = time.perf_counter()
+                        started, cpu_started = time.perf_counter(), time.process_time()
                         e = explainer.explain(text)
                         per_text.append(time.perf_counter() - started)
+                        cpu.append(time.process_time() - cpu_started)
                         deltas.append(abs(e.delta))
             result = {"device": args.device, "model": what, "tokens": e.tokens, "n_steps": steps,
                       "internal_batch_size": batch, "texts": len(texts), "repeats": args.repeats,
                       "seconds_median": round(statistics.median(per_text), 4),
                       "seconds_p90": round(sorted(per_text)[int(0.9 * (len(per_text) - 1))], 4),
+                      "cpu_seconds_median": round(statistics.median(cpu), 4),
                       "abs_delta_median": round(statistics.median(deltas), 6)} | load.summary()  # fmt: skip
             print(json.dumps(result), flush=True)
             results.append(result)

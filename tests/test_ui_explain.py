@@ -64,7 +64,7 @@ def test_why_explains_a_picked_mistake_toward_its_answer_and_the_true_label(live
     row = wrong.iloc[0]
     shown, said = client.predict(a, row["text"], table, api_name="/explain_mistake")
     assert said == "" and shown.count('class="studio-explain"') == 2
-    assert f"Run A's answer · why <b>{row['predicted']}</b>" in shown
+    assert f"Run A&#x27;s answer · why <b>{row['predicted']}</b>" in shown  # the title escaped too
     assert f"the true label · why <b>{row['label']}</b>" in shown
 
 
