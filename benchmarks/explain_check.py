@@ -218,7 +218,7 @@ def speed(args: argparse.Namespace) -> None:
     from studio.explain import Explainer
 
     if args.device == "cpu":
-        torch.set_num_threads(2)
+        torch.set_num_threads(args.threads)
     predictor, what = speed_predictor(args)
     predictor.model.to(args.device)
     run = what.removeprefix("run ") if what.startswith("run ") else None
@@ -239,7 +239,8 @@ def speed(args: argparse.Namespace) -> None:
                         per_text.append(time.perf_counter() - started)
                         cpu.append(time.process_time() - cpu_started)
                         deltas.append(abs(e.delta))
-            result = {"device": args.device, "model": what, "tokens": e.tokens, "n_steps": steps,
+            result = {"device": args.device, "threads": torch.get_num_threads(), "model": what, "tokens": e.tokens,
+                      "n_steps": steps,
                       "internal_batch_size": batch, "texts": len(texts), "repeats": args.repeats,
                       "seconds_median": round(statistics.median(per_text), 4),
                       "seconds_p90": round(sorted(per_text)[int(0.9 * (len(per_text) - 1))], 4),
@@ -249,7 +250,7 @@ def speed(args: argparse.Namespace) -> None:
             results.append(result)
     OUT.mkdir(parents=True, exist_ok=True)
     out = {"results": results, "environment": environment(args.device)}
-    (OUT / f"speed_{args.device}.json").write_text(json.dumps(out, indent=2) + "\n")
+    (OUT / f"speed_{args.device}{args.tag}.json").write_text(json.dumps(out, indent=2) + "\n")
 
 
 def main() -> None:
@@ -263,6 +264,8 @@ def main() -> None:
     parser.add_argument("--batch-list", type=int, nargs="+", default=[32], help="speed: internal batch sizes")
     parser.add_argument("--repeats", type=int, default=3, help="speed: passes over the 5 texts")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=2, help="speed on a CPU: torch threads (default 2)")
+    parser.add_argument("--tag", default="", help="speed: suffix of the result file (speed_<device><tag>.json)")
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     deletion(args) if args.what == "deletion" else speed(args)
