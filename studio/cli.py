@@ -7,6 +7,7 @@
     python -m studio presets
     python -m studio lr-find quick_demo [--steps 100] [--methods full,lora] [--plot curve.html]
     python -m studio export RUN_ID [--out DIR] | merge RUN_ID | push RUN_ID OWNER/NAME [--merged] [--public]
+    python -m studio explain RUN_ID "a text" [--label L] [--html why.html]
 
 Bad input exits with status 2 and one line `error: <field or file>: <what to do>`; a run that fails while
 training exits with 1.
@@ -724,6 +725,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Integrated Gradients word scores for one text (studio/explain.py): printed strongest first, --html a page."""
+    from studio.explain import N_STEPS, Explainer, page, to_text
+    from studio.inference import Predictor
+    from studio.registry import Registry
+
+    registry = Registry(args.runs_dir)
+    registry.get(args.run_id)  # a clear error before loading any library
+    html_out = _html_path(args.html) if args.html else None
+    _quiet_libraries()
+    explainer = Explainer(Predictor.from_run(registry, args.run_id), n_steps=args.steps or N_STEPS)
+    labels = args.label or None
+    explanations = explainer.explain_labels(args.text, labels)
+    for e in explanations:
+        print(to_text(e, args.top))
+    if html_out is not None:
+        html_out.write_text(page(explanations, f"Why did {args.run_id} say that?"), encoding="utf-8")
+        print(f"saved: {html_out}")
+    return 0
+
+
+def _html_path(value: str) -> Path:
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise StudioError(f"--html: {path} is a folder; name a file in it, e.g. --html {path / 'explain.html'}")
+    if not path.parent.is_dir():
+        raise StudioError(f"--html: folder {path.parent} does not exist; create it or pick another file")
+    return path
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from studio.inference import Predictor
     from studio.registry import Registry
@@ -779,36 +810,6 @@ def _predict_file(args: argparse.Namespace, predictor: Any, source: Any, out: Pa
         return EXIT_FAILED
     print(f"{result.predicted:,} predictions written to {out}")
     return 0
-
-
-def cmd_explain(args: argparse.Namespace) -> int:
-    """Integrated Gradients word scores for one text (studio/explain.py): printed strongest first, --html a page."""
-    from studio.explain import N_STEPS, Explainer, page, to_text
-    from studio.inference import Predictor
-    from studio.registry import Registry
-
-    registry = Registry(args.runs_dir)
-    registry.get(args.run_id)  # a clear error before loading any library
-    html_out = _html_path(args.html) if args.html else None
-    _quiet_libraries()
-    explainer = Explainer(Predictor.from_run(registry, args.run_id), n_steps=args.steps or N_STEPS)
-    labels = args.label or None
-    explanations = explainer.explain_labels(args.text, labels)
-    for e in explanations:
-        print(to_text(e, args.top))
-    if html_out is not None:
-        html_out.write_text(page(explanations, f"Why did {args.run_id} say that?"), encoding="utf-8")
-        print(f"saved: {html_out}")
-    return 0
-
-
-def _html_path(value: str) -> Path:
-    path = Path(value).expanduser()
-    if path.is_dir():
-        raise StudioError(f"--html: {path} is a folder; name a file in it, e.g. --html {path / 'explain.html'}")
-    if not path.parent.is_dir():
-        raise StudioError(f"--html: folder {path.parent} does not exist; create it or pick another file")
-    return path
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
