@@ -7,6 +7,7 @@
     python -m studio presets
     python -m studio lr-find quick_demo [--steps 100] [--methods full,lora] [--plot curve.html]
     python -m studio export RUN_ID [--out DIR] | merge RUN_ID | push RUN_ID OWNER/NAME [--merged] [--public]
+    python -m studio explain RUN_ID "a text" [--label L] [--html why.html]
 
 Bad input exits with status 2 and one line `error: <field or file>: <what to do>`; a run that fails while
 training exits with 1.
@@ -724,6 +725,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Integrated Gradients word scores for one text (studio/explain.py): printed strongest first, --html a page."""
+    from studio.explain import N_STEPS, Explainer, page, to_text
+    from studio.inference import Predictor
+    from studio.registry import Registry
+
+    registry = Registry(args.runs_dir)
+    registry.get(args.run_id)  # a clear error before loading any library
+    html_out = _html_path(args.html) if args.html else None
+    _quiet_libraries()
+    explainer = Explainer(Predictor.from_run(registry, args.run_id), n_steps=args.steps or N_STEPS)
+    labels = args.label or None
+    explanations = explainer.explain_labels(args.text, labels)
+    for e in explanations:
+        print(to_text(e, args.top))
+    if html_out is not None:
+        html_out.write_text(page(explanations, f"Why did {args.run_id} say that?"), encoding="utf-8")
+        print(f"saved: {html_out}")
+    return 0
+
+
+def _html_path(value: str) -> Path:
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise StudioError(f"--html: {path} is a folder; name a file in it, e.g. --html {path / 'explain.html'}")
+    if not path.parent.is_dir():
+        raise StudioError(f"--html: folder {path.parent} does not exist; create it or pick another file")
+    return path
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from studio.inference import Predictor
     from studio.registry import Registry
@@ -934,6 +965,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multi-label runs: give every label whose probability reaches T, in [0, 1], instead of "
                         "each label's threshold tuned on validation (thresholds.json)")  # fmt: skip
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("explain", help="why a run gives a label: each word's Integrated Gradients score")
+    p.add_argument("run_id")
+    p.add_argument("text")
+    p.add_argument("--label", action="append", help="the label to explain (default: the predicted one; a multi-label "
+                   "run's labels given); repeat for several")  # fmt: skip
+    p.add_argument("--html", metavar="FILE", help="also write the text with its words shaded to an HTML page")
+    p.add_argument("--steps", type=int, help="integration steps (default 32: studio/explain.py N_STEPS)")
+    p.add_argument("--top", type=int, default=15, help="words to print, strongest first (default 15)")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("evaluate", help="evaluate a finished run on a labelled file (saved in the run folder)")
     p.add_argument("run_id")

@@ -27,6 +27,18 @@ EXAMPLES = [
 
 
 @dataclass
+class Why:
+    button: gr.Button
+    label: gr.Dropdown
+    """Which label to explain: PREDICTED (the run's answer; a multi-label run's every label given) or any label."""
+    shown: gr.HTML
+    """The text with its words shaded (studio/explain.py's `to_html`): run A's, and run B's beside it."""
+    mistake_button: gr.Button
+    mistake_shown: gr.HTML
+    """The picked mistake's words: why run A said what it said, and what spoke for the true label."""
+
+
+@dataclass
 class PlaygroundTab:
     run_a: gr.Dropdown
     run_b: gr.Dropdown
@@ -53,6 +65,8 @@ class PlaygroundTab:
     upload: gr.File
     column: gr.Textbox
     labelled: gr.File
+    why: Why | None = None
+    """The "Why?" parts: word attributions of the text (A and B side by side) and of a picked mistake."""
 
     @property
     def pickers(self) -> list[Any]:
@@ -74,6 +88,7 @@ def build(session: Session) -> PlaygroundTab:
     gr.Examples([[e] for e in EXAMPLES], inputs=[text], label="Examples (sentiment, then emotion)")
     with gr.Row():
         predict = gr.Button("Predict", variant="primary", elem_id="predict", scale=2)
+        why_button = gr.Button("Why?", elem_id="why", scale=1)
         min_confidence = gr.Slider(0, 0.99, value=0, step=0.01, scale=3, elem_id="min-confidence",
                                    label="Answer 'unsure' below this confidence (0 = always answer)",
                                    info="confidence: the top class's probability; for a multi-label run, its least "
@@ -88,6 +103,7 @@ def build(session: Session) -> PlaygroundTab:
                          visible=first_bars["visible"], elem_id="bars-a")  # fmt: skip
         label_b = gr.Label(label="Run B", num_top_classes=10, visible=False)
         bars_b = gr.Plot(label="Run B: labels", show_label=False, visible=False, elem_id="bars-b")
+    why = _why_parts(session, newest, why_button)
     with gr.Accordion("Mistakes on the validation / test split", open=False):
         with gr.Row():
             split = gr.Radio(["test", "validation"], value="test", label="Split")
@@ -98,6 +114,8 @@ def build(session: Session) -> PlaygroundTab:
         mistakes_table = gr.Dataframe(interactive=False, wrap=True, max_height=360, elem_id="mistakes")
         mistake_text = gr.Textbox(label="Whole text", placeholder="pick a row to read its whole text here", lines=3,
                                   max_lines=12, interactive=False, elem_id="mistake-text")  # fmt: skip
+        why.mistake_button = gr.Button("Why? Run A's words on this text", size="sm", elem_id="why-mistake")
+        why.mistake_shown = gr.HTML(elem_id="mistake-why")
     with gr.Accordion("Label a file", open=False):
         gr.Markdown(
             "Upload a CSV / TSV / JSONL / Parquet file with a text column (`text`, `review`, … or the "
@@ -111,9 +129,21 @@ def build(session: Session) -> PlaygroundTab:
             labelled = gr.File(label="Predictions (CSV)", interactive=False)
     tab = PlaygroundTab(run_a, run_b, refresh, text, predict, min_confidence, verdict, label_a, label_b, bars_a, bars_b,
                         split, show, mistakes_table, gr.State([]), mistake_text, upload, column,
-                        labelled)  # fmt: skip
+                        labelled, why)  # fmt: skip
     _wire(session, tab)
+    _wire_why(session, tab)
     return tab
+
+
+def _why_parts(session: Session, newest: str | None, button: gr.Button) -> Why:
+    """The label Why? explains and where the shaded text shows (the mistakes' parts come later)."""
+    with gr.Row():
+        label = gr.Dropdown(label="Explain which label", choices=why_choices(session, newest), value=PREDICTED,
+                            scale=1, elem_id="why-label", allow_custom_value=True)  # fmt: skip
+        gr.Markdown("**Why?** shades each word by its share of the label's probability (Integrated Gradients on "
+                    "the input embeddings): green for the label, red against it; run B's beside run A's.")  # fmt: skip
+    shown = gr.HTML(elem_id="why-html")
+    return Why(button, label, shown, None, None)  # type: ignore[arg-type]
 
 
 def _wire(session: Session, tab: PlaygroundTab) -> None:
@@ -282,3 +312,104 @@ def label_file(session: Session, a: str | None, path: str | None, text_column: s
     out = Path(tempfile.mkdtemp(prefix="studio-predictions-")) / f"{Path(path).name.split('.')[0]}-predictions.csv"
     frame.to_csv(out, index=False)
     return str(out)
+
+
+# ---- why did it say that -------------------------------------------------------------------------------------
+PREDICTED = "(predicted)"
+
+
+def _wire_why(session: Session, tab: PlaygroundTab) -> None:
+    why = tab.why
+    assert why is not None
+    tab.run_a.input(lambda a: gr.update(choices=why_choices(session, a), value=PREDICTED), tab.run_a, why.label,
+                    show_progress="hidden")  # fmt: skip
+    why.button.click(**said_in(tab.verdict, handler(explain_text, session), why.shown),
+                     inputs=[tab.run_a, tab.run_b, tab.text, why.label], api_name="explain")  # fmt: skip
+    mistake = said_in(tab.verdict, handler(explain_mistake, session), why.mistake_shown)
+    why.mistake_button.click(**mistake, inputs=[tab.run_a, tab.mistake_text, tab.mistakes], api_name="explain_mistake")
+
+
+def why_choices(session: Session, run_id: str | None) -> list[str]:
+    """PREDICTED, then the run's labels (read from its label map: no model loads)."""
+    from studio.models import read_label_map
+
+    if not run_id:
+        return [PREDICTED]
+    try:
+        return [PREDICTED, *read_label_map(session.registry.run_dir(run_id))]
+    except (OSError, ValueError, KeyError, StudioError):
+        return [PREDICTED]
+
+
+def side_by_side(parts: list[str]) -> str:
+    """HTML fragments in columns (one column: as it is)."""
+    if len(parts) == 1:
+        return parts[0]
+    cells = "".join(f'<div style="flex:1 1 0;min-width:18em">{p}</div>' for p in parts)
+    return f'<div style="display:flex;gap:1em;flex-wrap:wrap">{cells}</div>'
+
+
+@guard
+def explain_text(session: Session, a: str | None, b: str | None, value: str, label: str | None) -> str:
+    """Why run A (and run B, beside it) said what it said about the text: each word shaded by its Integrated
+    Gradients score toward the label picked (PREDICTED: each run's own answer)."""
+    from studio.explain import Explainer, to_html
+
+    if not a:
+        raise StudioError("pick a run first: choose a finished run in Run A (train one in the Train tab)")
+    if not (value or "").strip():
+        raise StudioError("type a text to explain first")
+    wanted = None if not label or label == PREDICTED else label
+    columns = []
+    for name, run_id in (("Run A", a), ("Run B", b)) if b and b != a else (("Run A", a),):
+        explainer = Explainer(session.predictors.get(run_id))
+        known = wanted in explainer.predictor.label_names or (wanted and name == "Run A")  # A: refused if unknown
+        labels = [wanted] if known else None  # run B without that label: its own answer
+        columns.append("".join(to_html(e, f"{name} ({run_id})") for e in explainer.explain_labels(value, labels)))
+    return side_by_side(columns)
+
+
+@guard
+def explain_mistake(session: Session, a: str | None, full_text: str, rows: Any) -> str:
+    """The picked mistake explained: why run A gave its answer, and what in the text spoke for the true label
+    (a multi-label run: each label it gave wrongly or left out, at most four)."""
+    from studio.explain import Explainer, to_html
+
+    if not a:
+        raise StudioError("pick a run first: choose a finished run in Run A")
+    if not (full_text or "").strip():
+        raise StudioError("show run A's mistakes and pick one in the table first")
+    row = _picked_row(rows, full_text) or {}
+    explainer = Explainer(session.predictors.get(a))
+    names = explainer.predictor.label_names
+    if "missing" in row:  # multi-label: the labels it got wrong
+        labels = [n for n in [*_names(row.get("extra")), *_names(row.get("missing"))] if n in names][:4] or None
+    else:
+        labels = [n for n in (row.get("predicted"), row.get("label")) if n in names] or None
+    explanations = explainer.explain_labels(full_text, labels)
+    return side_by_side([to_html(e, _mistake_title(e.label, row)) for e in explanations])
+
+
+def _mistake_title(label: str, row: dict[str, Any]) -> str:
+    if label in _names(row.get("extra")):
+        return f"{label}: given wrongly"
+    if label in _names(row.get("missing")):
+        return f"{label}: left out"
+    if label == row.get("label"):
+        return "the true label"
+    return "Run A's answer"
+
+
+def _names(cell: Any) -> list[str]:
+    return [n.strip() for n in str(cell or "").split(",") if n.strip()]
+
+
+def _picked_row(rows: Any, full_text: str) -> dict[str, Any] | None:
+    """The mistakes table's row of this text (its cell holds the text cut to a line), None when not found."""
+    if rows is None or not hasattr(rows, "columns") or "text" not in rows.columns:
+        return None
+    shown = clip(full_text)
+    for record in rows.to_dict("records"):
+        if record.get("text") == shown:
+            return record
+    return None
