@@ -208,7 +208,8 @@ def long_texts(predictor, runs_dir: str, run: str | None, n: int = 5) -> list[st
         from studio.data import load_raw
 
         split = next(iter(load_raw(DataConfig(source="imdb-sample")).values()))
-        texts = [str(t) for t in split.to_pandas()["text"].head(200)]
+        frame = split.to_pandas()  # the raw sample: its own column names (review, sentiment)
+        texts = [str(t) for t in frame["text" if "text" in frame else "review"].head(200)]
     return [t for t in texts if len(predictor.tokenizer(t)["input_ids"]) >= 128][:n]
 
 
