@@ -60,11 +60,6 @@ def page(browser_app):
         job.run.wait(60)
 
 
-@pytest.fixture
-def done(browser_app, tiny_model_dir) -> str:
-    return finished_run(browser_app[0], tiny_model_dir)
-
-
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> Path:
     folder = Path(os.environ.get("STUDIO_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
@@ -74,12 +69,6 @@ def shots(tmp_path_factory) -> Path:
 
 def tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
-
-
-def test_data_tab_inspects_on_load(page, shots):
-    page.get_by_text("240 rows").first.wait_for()  # hydrated, and the source was inspected on load
-    assert "2 labels" in page.locator("body").inner_text()
-    page.screenshot(path=shots / "1-data.png", full_page=True)
 
 
 def test_a_separate_test_file_in_the_data_tab(page, shots, tmp_path):
@@ -180,29 +169,6 @@ def assert_not_covered(page, selector: str) -> None:
     assert covered is None, f"{selector} is covered by {covered}"
 
 
-def test_train_tab_streams_then_stops_cleanly(page, shots):
-    tab(page, "3 · Train")
-    page.locator("#start-plan").get_by_text("Start trains").wait_for()  # what Start will do, beside it
-    plan = page.locator("#start-plan").inner_text()
-    assert "rows: 192 train / 24 validation / 24 test" in plan and "trainable parameters" in plan, plan
-    assert "peak memory" in plan and "time: measured after the first steps" in plan, plan
-    wait_for_buttons(page, start=True, stop=False)  # nothing to stop: Stop is off
-    page.screenshot(path=shots / "start_summary.png", full_page=False)
-    page.locator("#start").click()
-    page.locator("#run-status").get_by_text("training").wait_for()
-    wait_for_buttons(page, start=False, stop=True)  # a second Start is not offered while it trains
-    wait_for_progress(page)
-    assert_not_covered(page, "#stop")
-    assert_not_covered(page, "#start")
-    time.sleep(3)  # a few curve points
-    page.screenshot(path=shots / "3-train-running.png", full_page=True)
-    page.locator("#stop").click()
-    page.locator("#run-status").get_by_text("stopped").wait_for(timeout=120_000)
-    page.locator("#run-results").get_by_role("heading", name="Test accuracy").wait_for()
-    assert "stop requested" in page.locator("#run-log textarea").input_value()
-    page.screenshot(path=shots / "3-train-stopped.png", full_page=True)
-
-
 def wait_for_buttons(page, start: bool, stop: bool, timeout: float = 30) -> None:
     """Start and Stop enabled as given (the page sets them by the state of the training slot)."""
     deadline = time.time() + timeout
@@ -223,56 +189,6 @@ def started_run(page, timeout: float = 120) -> str:
             return run_id
         assert time.time() < deadline, "the run never showed"
         time.sleep(0.5)
-
-
-def test_a_reloaded_page_shows_the_run(page, shots):
-    tab(page, "3 · Train")
-    page.locator("#start").click()
-    run_id = started_run(page)
-    wait_for_progress(page)
-    page.reload()  # mid-run: the fresh page re-attaches to the run that goes on training
-    page.get_by_text("Fine-Tune Studio").first.wait_for()
-    tab(page, "3 · Train")
-    page.locator("#run-status").get_by_text(run_id).wait_for()
-    assert "training" in page.locator("#run-status").inner_text()
-    wait_for_buttons(page, start=False, stop=True)  # the re-attached page offers Stop, not Start
-    page.locator("#run-results").get_by_text("Validation at step").wait_for()
-    page.locator("#stop").click()
-    page.locator("#run-status").get_by_text("stopped").wait_for(timeout=120_000)
-    page.reload()  # after the end: the finished run and its results
-    page.get_by_text("Fine-Tune Studio").first.wait_for()
-    tab(page, "3 · Train")
-    page.locator("#run-status").get_by_text("stopped").wait_for()
-    assert run_id in page.locator("#run-status").inner_text()
-    wait_for_buttons(page, start=True, stop=False)
-    page.locator("#run-results").get_by_role("heading", name="Test accuracy").wait_for()
-
-
-def test_runs_tab_lists_and_shows_the_run(page, done, shots):
-    page.reload()  # the run made for this test is newer than the page
-    page.get_by_text("240 rows").first.wait_for()
-    tab(page, "4 · Runs")
-    table = page.locator("#runs-table")
-    table.get_by_text(done).first.wait_for(state="attached")  # Gradio's cells report "hidden" to playwright
-    page.locator("#run-select input").click()
-    page.get_by_role("option", name=done).first.click()
-    page.locator("#run-details").get_by_role("heading", name="Test accuracy").wait_for()
-    assert done in page.locator("#run-details").inner_text()
-    page.screenshot(path=shots / "4-runs.png", full_page=True)
-
-
-def test_playground_predicts(page, done, shots):
-    page.reload()
-    page.get_by_text("240 rows").first.wait_for()
-    tab(page, "5 · Playground")
-    page.locator("#predict").click()
-    page.get_by_text("pick a run first").first.wait_for()  # predicting with no run: a message
-    page.locator("#run-a input").click()
-    page.get_by_role("option", name=done).first.click()
-    page.locator("#play-text textarea").fill("What a wonderful, moving film.")
-    page.locator("#predict").click()
-    page.locator("#label-a").get_by_text(re.compile("positive|negative")).first.wait_for()  # 8 steps: either
-    page.screenshot(path=shots / "5-playground.png", full_page=True)
 
 
 def test_playground_shows_a_multi_label_runs_label_set_and_bars(page, tiny_model_dir, shots):
@@ -404,7 +320,8 @@ def test_a_failed_action_says_why_by_its_button_and_leaves_every_field_usable(pa
 
 
 def test_the_newcomer_journey(page, shots):
-    """Issue 23's walk in one page, each fix asserted where a newcomer meets it: the sample inspected on load and
+    """Issue 23's walk in one page (it replaced five separate browser tests of the same steps), each fix asserted
+    where a newcomer meets it: the sample inspected on load and
     shown in its box, the preview's labels first and texts cut (2, 6); the basics beside the estimate, a batch
     that cannot fit said as "over by" with ranked Apply buttons that fix it (5, 8); what Start will do, Start and
     Stop by state, an ETA only once measured (3, 4); a reload mid-run, the run to its end; the Runs tab's
@@ -446,16 +363,25 @@ def test_the_newcomer_journey(page, shots):
     batch.press("Tab")
     # Train: the summary, the buttons by state, the ETA only once measured; a reload mid-run; the run's end
     tab(page, "3 · Train")
-    page.locator("#start-plan").get_by_text("Start trains").wait_for()
-    wait_for_buttons(page, start=True, stop=False)
+    page.locator("#start-plan").get_by_text("Start trains").wait_for()  # what Start will do, beside it
+    plan = page.locator("#start-plan").inner_text()
+    assert "rows: 192 train / 24 validation / 24 test" in plan and "trainable parameters" in plan, plan
+    assert "peak memory" in plan and "time: measured after the first steps" in plan, plan
+    wait_for_buttons(page, start=True, stop=False)  # nothing to stop: Stop is off
+    page.screenshot(path=shots / "start_summary.png", full_page=False)
     page.locator("#start").click()
     run_id = started_run(page)
-    wait_for_buttons(page, start=False, stop=True)
+    wait_for_buttons(page, start=False, stop=True)  # a second Start is not offered while it trains
     wait_for_progress(page)
-    page.reload()
+    for button in ("#start", "#stop"):
+        assert_not_covered(page, button)
+    page.screenshot(path=shots / "3-train-running.png", full_page=True)
+    page.reload()  # mid-run: the fresh page re-attaches to the run that goes on training
     page.get_by_text("Fine-Tune Studio").first.wait_for()
     tab(page, "3 · Train")
     page.locator("#run-status").get_by_text(run_id).wait_for()
+    wait_for_buttons(page, start=False, stop=True)  # the re-attached page offers Stop, not Start
+    page.locator("#run-results").get_by_text("Validation at step").wait_for()
     deadline = time.time() + 240  # a few steps more: slow when the machine is busy
     while "ETA measured after" in page.locator("#run-progress").inner_text():
         assert time.time() < deadline, page.locator("#run-progress").inner_text()
@@ -464,8 +390,15 @@ def test_the_newcomer_journey(page, shots):
     page.locator("#stop").click()
     page.locator("#run-status").get_by_text("stopped").wait_for(timeout=120_000)
     page.locator("#run-results").get_by_role("heading", name="Test accuracy").wait_for()
+    assert "stop requested" in page.locator("#run-log textarea").input_value()
     wait_for_buttons(page, start=True, stop=False)
     page.screenshot(path=shots / "journey-3-train-done.png", full_page=True)
+    page.reload()  # after the end: the finished run and its results
+    page.get_by_text("Fine-Tune Studio").first.wait_for()
+    tab(page, "3 · Train")
+    page.locator("#run-status").get_by_text(run_id).wait_for()
+    assert "stopped" in page.locator("#run-status").inner_text()
+    page.locator("#run-results").get_by_role("heading", name="Test accuracy").wait_for()
     # Runs: accuracy as a percentage; the picked run's buttons say what they can do for it
     tab(page, "4 · Runs")
     table = page.locator("#runs-table")
