@@ -1,21 +1,24 @@
 """Does the label-issue finder find planted wrong labels, and does fixing them give back the accuracy they cost?
 
     python benchmarks/label_issues_check.py [--out benchmarks/results/label_issues] [--work build/label_issues]
-        [--repeats 3] [--crossfit-k 3] [--skip-crossfit] [--skip-retrain]
+        [--steps cheap,crossfit,retrain,run-encoder,repeats] [--repeats 3] [--crossfit-k 3]
 
 1. IMDb (the quick-demo recipe: MiniLM-L6, 2,000 training rows, 1 epoch, 128 tokens): 5% of the training rows'
    labels flipped at random (seed 0); validation and test stay clean (given as separate files, so every run is
    judged on the same test rows). GoEmotions: 4 emotions x 2,000 single-label comments (balance), 5% of train
    flipped to another of the 4, the same recipe.
 2. The cheap mode (`embeddings`: the base MiniLM's mean-pooled states + a 5-fold logistic regression) on both,
-   once each, and IMDb `--repeats` times in all (median cost, the extra passes last); the cross-fit mode (`--crossfit-k` trainings of the recipe) once, on IMDb.
+   once each, IMDb `--repeats` times in all (median cost); the cross-fit mode (`--crossfit-k` trainings) once, on
+   IMDb; the cheap mode again on the flipped run's own fine-tuned encoder (`--encoder run`).
    Scored: the share of the flipped rows in the finder's top 10% (the check: >= 50%), precision and recall of
    the rows cleanlab flags.
-3. Retraining on IMDb: the recipe on clean labels, on the flipped ones, and on the corrected copy (the flagged
-   rows of the cheap mode dropped, and relabelled), each once, test accuracy on the same clean test rows.
+3. Retraining on IMDb: the recipe on the flipped labels and on the corrected copy (the 10% lowest-scored rows of
+   the cross-fit pass dropped), once each, test accuracy on the same clean test rows. The clean-label figure is
+   the quick-demo preset's own (the same training, validation and test rows).
 
 Writes DIR/label_issues.json (summary + environment) and DIR/label_issues.csv (one line per finder pass and per
-training); both rewritten after each step, so a stopped run keeps what it measured.
+training); both rewritten after each step and kept across calls, so the steps can run one at a time on a busy
+machine.
 """
 
 from __future__ import annotations
@@ -109,8 +112,13 @@ def environment() -> dict:
 
 class Results:
     def __init__(self, out: Path):
+        """Results of earlier calls in `out` are kept (a step at a time on a busy machine)."""
         self.out, self.rows, self.summary = out, [], {"environment": environment()}
         out.mkdir(parents=True, exist_ok=True)
+        if (out / "label_issues.json").is_file():
+            self.summary = {**json.loads((out / "label_issues.json").read_text()), "environment": environment()}
+            with open(out / "label_issues.csv") as f:
+                self.rows = [{k: _value(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
     def add(self, row: dict) -> None:
         self.rows.append({**row, "load_average": [round(x, 2) for x in os.getloadavg()]})
@@ -125,27 +133,44 @@ class Results:
             writer.writerows(self.rows)
 
 
-def finder(res: Results, dataset: str, target: li.Target, flipped: np.ndarray, mode: str, k: int,
-           repeats: int) -> li.LabelIssueReport:  # fmt: skip
-    report = None
-    done = sum(1 for x in res.rows if x.get("dataset") == dataset and x.get("what") == f"finder {mode}")
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def finder(res: Results, dataset: str, target: li.Target, flipped: np.ndarray, what: str, k: int, repeats: int,
+           encoder: str = "base") -> li.LabelIssueReport | None:  # fmt: skip
+    mode, report = what.split("-")[0], None
+    done = sum(1 for x in res.rows if x.get("dataset") == dataset and x.get("what") == f"finder {what}")
     for r in range(done, done + repeats):
-        report = li.find(target, mode, k=k, progress=lambda m: print(f"  {dataset} {mode}: {m}", flush=True))
+        report = li.find(target, mode, k=k, encoder=encoder, progress=lambda m: print(f"  {dataset} {what}: {m}",
+                                                                                      flush=True))  # fmt: skip
         s = score(report, flipped)
-        res.add({"dataset": dataset, "what": f"finder {mode}", "k": k, "repeat": r, "seconds": round(report.seconds, 1),
+        res.add({"dataset": dataset, "what": f"finder {what}", "k": k, "repeat": r, "seconds": round(report.seconds, 1),
                  "parts_seconds": [round(x, 1) for x in report.fold_seconds], **s})  # fmt: skip
-        print(f"{dataset} {mode} k={k}: {s} in {report.seconds:.0f} s", flush=True)
-    runs = [x for x in res.rows if x.get("dataset") == dataset and x.get("what") == f"finder {mode}"]
-    res.summary.setdefault(dataset, {})[mode] = {
-        "k": k, "repeats": len(runs), "median_seconds": statistics.median(x["seconds"] for x in runs),
-        "median_encoding_seconds": statistics.median(x["parts_seconds"][0] for x in runs) if mode == "embeddings"
-        else None,
-        **{key: runs[-1][key] for key in score(report, flipped)},
-        "fold_seconds": report.fold_seconds, "encoder": report.encoder,
-        "check_top10_has_half_of_flipped": runs[-1]["top10_share_of_flipped"] >= 0.5,
-    }  # fmt: skip
-    res.save()
+        print(f"{dataset} {what} k={k}: {s} in {report.seconds:.0f} s", flush=True)
+    summarize(res)
     return report
+
+
+def summarize(res: Results) -> None:
+    """Per dataset and finder pass: the median cost over its repeats and its scores (the same every repeat)."""
+    passes = dict.fromkeys((x["dataset"], x["what"]) for x in res.rows if str(x["what"]).startswith("finder "))
+    for dataset, what in passes:
+        runs = [x for x in res.rows if (x["dataset"], x["what"]) == (dataset, what)]
+        last = runs[-1]
+        res.summary.setdefault(dataset, {})[what.removeprefix("finder ")] = {
+            "k": last["k"], "repeats": len(runs), "median_seconds": statistics.median(x["seconds"] for x in runs),
+            "median_parts_seconds": [statistics.median(x["parts_seconds"][i] for x in runs)
+                                     for i in range(len(last["parts_seconds"]))],
+            **{key: last[key] for key in ("rows", "flipped", "top10_rows", "top10_share_of_flipped", "top10_precision",
+                                          "flagged", "flagged_precision", "flagged_recall")},
+            "load_average_per_repeat": [x["load_average"] for x in runs],
+            "check_top10_has_half_of_flipped": last["top10_share_of_flipped"] >= 0.5,
+        }  # fmt: skip
+    res.save()
 
 
 def goemotions_config() -> RunConfig:
@@ -155,40 +180,48 @@ def goemotions_config() -> RunConfig:
     ])  # fmt: skip
 
 
+STEPS = ("cheap", "crossfit", "retrain", "run-encoder", "repeats")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "label_issues"))
     ap.add_argument("--work", default=str(ROOT / "build" / "label_issues"))
-    ap.add_argument("--repeats", type=int, default=3, help="passes of the cheap mode on IMDb (median cost)")
+    ap.add_argument("--steps", default=",".join(STEPS), help=f"which of {', '.join(STEPS)} (results kept across calls)")
+    ap.add_argument("--repeats", type=int, default=3, help="passes of the cheap mode on IMDb in all (median cost)")
     ap.add_argument("--crossfit-k", type=int, default=3)
-    ap.add_argument("--skip-crossfit", action="store_true")
-    ap.add_argument("--skip-retrain", action="store_true")
     args = ap.parse_args()
-    res, work = Results(Path(args.out)), Path(args.work)
+    steps, res, work = args.steps.split(","), Results(Path(args.out)), Path(args.work)
     quick = RunConfig.from_yaml(ROOT / "presets" / "quick_demo.yaml")
     clean, dirty, flipped = flipped_dataset(quick, work / "imdb")
     imdb = li.Target(dirty, "imdb-flipped", work / "imdb" / "finder")
-    report = finder(res, "imdb", imdb, flipped, "embeddings", 5, 1)
-    _, go_dirty, go_flipped = flipped_dataset(goemotions_config(), work / "goemotions")
-    finder(res, "goemotions", li.Target(go_dirty, "goemotions-flipped", work / "goemotions" / "finder"), go_flipped,
-           "embeddings", 5, 1)  # fmt: skip
-    if not args.skip_retrain:  # the measurements that matter most first; the repeats of the cheap mode last
-        retrain(res, imdb, report, clean, dirty, work)
-    if not args.skip_crossfit:
+    if "cheap" in steps:
+        finder(res, "imdb", imdb, flipped, "embeddings", 5, 1)
+        _, go_dirty, go_flipped = flipped_dataset(goemotions_config(), work / "goemotions")
+        go = li.Target(go_dirty, "goemotions-flipped", work / "goemotions" / "finder")
+        finder(res, "goemotions", go, go_flipped, "embeddings", 5, 1)
+    if "crossfit" in steps:
         finder(res, "imdb", imdb, flipped, "crossfit", args.crossfit_k, 1)
-    if args.repeats > 1:
-        finder(res, "imdb", imdb, flipped, "embeddings", 5, args.repeats - 1)
+    if "retrain" in steps:
+        retrain(res, imdb, dirty, work)
+    if "run-encoder" in steps:  # the cheap mode on the flipped run's own fine-tuned encoder
+        run_id = res.summary["imdb"]["retrain"]["5% flipped"]["run"]
+        finder(res, "imdb", li.target(run_id, work / "runs"), flipped, "embeddings-run", 5, 1, encoder="run")
+    summarize(res)
+    if "repeats" in steps:
+        done = sum(1 for x in res.rows if x.get("what") == "finder embeddings" and x.get("dataset") == "imdb")
+        finder(res, "imdb", imdb, flipped, "embeddings", 5, max(0, args.repeats - done))
 
 
-def retrain(res: Results, imdb: li.Target, report: li.LabelIssueReport, clean: RunConfig, dirty: RunConfig,
-            work: Path) -> None:  # fmt: skip
-    runs = work / "runs"
-    trained = {"clean labels": clean, "5% flipped": dirty}
-    for apply in ("drop", "relabel"):
-        copy = li.write_corrected(imdb, report, li.decisions_from(report, apply))
-        trained[f"corrected ({apply} flagged)"] = RunConfig.from_yaml(copy.config)
+def retrain(res: Results, imdb: li.Target, dirty: RunConfig, work: Path) -> None:
+    """The recipe on the flipped labels, and on the corrected copy: the 10% lowest-scored rows of the best pass
+    (cross-fit when it ran, else the cheap mode) dropped. Clean labels: the quick-demo runs (same rows, same test)."""
+    best = li.read(imdb.folder, "crossfit") or li.read(imdb.folder, "embeddings")
+    lowest = {i.row: "drop" for i in best.ranked[: len(best.ranked) // 10]}
+    copy = li.write_corrected(imdb, best, lowest)
+    trained = {"5% flipped": dirty, f"corrected (10% lowest of {best.mode} dropped)": RunConfig.from_yaml(copy.config)}
     for what, config in trained.items():
-        row = train(config, runs)
+        row = train(config, work / "runs")
         res.add({"dataset": "imdb", "what": f"train: {what}", **row})
         res.summary.setdefault("imdb", {}).setdefault("retrain", {})[what] = row
         res.save()

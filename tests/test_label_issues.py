@@ -4,6 +4,7 @@ a tiny model with planted flips, the corrected copy, the CLI, and bad inputs in 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,9 +15,9 @@ from studio.cli import main
 from studio.config import RunConfig
 from studio.registry import Registry
 
-POS = "good great lovely wonderful superb fine".split()
-NEG = "bad awful poor terrible dull boring".split()
-FILL = "the film was a movie it plot actors".split()
+POS = ["good", "great", "lovely", "wonderful", "superb", "fine"]
+NEG = ["bad", "awful", "poor", "terrible", "dull", "boring"]
+FILL = ["the", "film", "was", "a", "movie", "it", "plot", "actors"]
 
 
 def planted(path, n: int = 120, flips: int = 6, seed: int = 0) -> set[str]:
@@ -100,10 +101,10 @@ def test_embeddings_mode_finds_planted_flips_and_writes_a_corrected_copy(planted
     assert meta["rows"] == len(report.ranked) and meta["flagged"] == len(report.issues)
 
     source = target.config.data.source
-    before = open(source, "rb").read()
+    before = Path(source).read_bytes()
     first, second = report.issues[0], report.ranked[-1]
     copy = li.write_corrected(target, report, {first.row: "relabel", second.row: "drop"})
-    assert open(source, "rb").read() == before, "the user's data is never touched"
+    assert Path(source).read_bytes() == before, "the user's data is never touched"
     assert copy.folder.parent == target.folder and (copy.dropped, copy.relabelled) == (1, 1)
     data = li.training_rows(RunConfig.from_yaml(copy.config))
     assert len(data.splits["train"]) == len(report.ranked) - 1
