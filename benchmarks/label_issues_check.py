@@ -181,6 +181,7 @@ def goemotions_config() -> RunConfig:
 
 
 STEPS = ("cheap", "crossfit", "retrain", "run-encoder", "repeats")
+"""retrain-flipped / retrain-corrected: one of retrain's two trainings (to run them side by side)."""
 
 
 def main() -> None:
@@ -202,8 +203,8 @@ def main() -> None:
         finder(res, "goemotions", go, go_flipped, "embeddings", 5, 1)
     if "crossfit" in steps:
         finder(res, "imdb", imdb, flipped, "crossfit", args.crossfit_k, 1)
-    if "retrain" in steps:
-        retrain(res, imdb, dirty, work)
+    if "retrain" in steps or "retrain-flipped" in steps or "retrain-corrected" in steps:
+        retrain(res, imdb, dirty, work, [x.removeprefix("retrain-") for x in steps if x.startswith("retrain-")])
     if "run-encoder" in steps:  # the cheap mode on the flipped run's own fine-tuned encoder
         run_id = res.summary["imdb"]["retrain"]["5% flipped"]["run"]
         finder(res, "imdb", li.target(run_id, work / "runs"), flipped, "embeddings-run", 5, 1, encoder="run")
@@ -213,13 +214,16 @@ def main() -> None:
         finder(res, "imdb", imdb, flipped, "embeddings", 5, max(0, args.repeats - done))
 
 
-def retrain(res: Results, imdb: li.Target, dirty: RunConfig, work: Path) -> None:
+def retrain(res: Results, imdb: li.Target, dirty: RunConfig, work: Path, only: list[str]) -> None:
     """The recipe on the flipped labels, and on the corrected copy: the 10% lowest-scored rows of the best pass
     (cross-fit when it ran, else the cheap mode) dropped. Clean labels: the quick-demo runs (same rows, same test)."""
-    best = li.read(imdb.folder, "crossfit") or li.read(imdb.folder, "embeddings")
-    lowest = {i.row: "drop" for i in best.ranked[: len(best.ranked) // 10]}
-    copy = li.write_corrected(imdb, best, lowest)
-    trained = {"5% flipped": dirty, f"corrected (10% lowest of {best.mode} dropped)": RunConfig.from_yaml(copy.config)}
+    trained = {}
+    if not only or "flipped" in only:
+        trained["5% flipped"] = dirty
+    if not only or "corrected" in only:
+        best = li.read(imdb.folder, "crossfit") or li.read(imdb.folder, "embeddings")
+        copy = li.write_corrected(imdb, best, {i.row: "drop" for i in best.ranked[: len(best.ranked) // 10]})
+        trained[f"corrected (10% lowest of {best.mode} dropped)"] = RunConfig.from_yaml(copy.config)
     for what, config in trained.items():
         row = train(config, work / "runs")
         res.add({"dataset": "imdb", "what": f"train: {what}", **row})
