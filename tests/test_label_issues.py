@@ -204,3 +204,14 @@ def test_a_run_without_training_data_is_refused(tmp_path, tiny_model_dir):
         li.find(target)
     with pytest.raises(li.LabelIssueError, match="encoder 'run' needs a fully fine-tuned run"):
         li.encoder_source(target, "run")
+
+
+def test_the_run_encoder_is_a_full_fine_tunes_own_model(tmp_path, tiny_model_dir):
+    run_dir = tmp_path / "run"
+    (run_dir / "model").mkdir(parents=True)
+    (run_dir / "model" / "config.json").write_text("{}")
+    target = li.Target(config_for(tmp_path / "d.csv", tiny_model_dir("bert")), "r", run_dir / li.FOLDER, run_dir)
+    assert li.encoder_source(target, "run") == str(run_dir / "model")
+    assert li.encoder_source(target, "base") == str(tiny_model_dir("bert"))
+    with pytest.raises(li.LabelIssueError, match="encoder must be 'base' or 'run'"):
+        li.encoder_source(target, "other")
