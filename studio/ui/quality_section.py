@@ -53,7 +53,7 @@ def build() -> DataQuality:
         gr.Markdown("Every training row of the selected run gets an out-of-sample probability, and confident "
                     "learning (cleanlab) lists the rows whose given label those probabilities do not support. "
                     "**embeddings**: the base model's frozen states and a cross-validated logistic regression "
-                    "(one forward pass over the rows: about a third of a training's time); **crossfit**: k trainings "
+                    "(one forward pass over the rows: about a tenth of a training's time); **crossfit**: k trainings "
                     "of the run's recipe, each predicting the rows it did not see (on a CPU, about k-1 times a run's "
                     "time; better probabilities). A low score is a doubtful label. Nothing changes your data: marked "
                     "rows go into a new copy.")  # fmt: skip
