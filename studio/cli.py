@@ -5,6 +5,7 @@
     python -m studio inspect quick_demo [--no-tokens] [--json]
     python -m studio runs | show RUN_ID | predict RUN_ID "a text" | predict RUN_ID --file reviews.csv
     python -m studio presets
+    python -m studio label-issues PRESET_OR_RUN [--mode crossfit|embeddings] [--k 5] [--apply drop|relabel]
     python -m studio lr-find quick_demo [--steps 100] [--methods full,lora] [--plot curve.html]
     python -m studio export RUN_ID [--out DIR] | merge RUN_ID | push RUN_ID OWNER/NAME [--merged] [--public]
     python -m studio explain RUN_ID "a text" [--label L] [--html why.html]
@@ -812,6 +813,30 @@ def _predict_file(args: argparse.Namespace, predictor: Any, source: Any, out: Pa
     return 0
 
 
+def cmd_label_issues(args: argparse.Namespace) -> int:
+    """Rank a run's (or preset's) training rows by how likely their label is wrong; optionally correct a copy."""
+    from studio import label_issues as li
+
+    target = li.target(args.target, args.runs_dir)
+    if args.threshold is not None and not args.apply:
+        raise StudioError("--threshold picks the rows --apply changes; give --apply drop or --apply relabel too")
+    _quiet_libraries()
+    report = li.find(target, args.mode, k=args.k, encoder=args.encoder, progress=lambda m: print(m, flush=True))
+    print(f"{len(report.issues)} of {len(report.ranked)} training rows flagged ({report.mode}, k={report.k}, "
+          f"{report.seconds:.0f} s); report in {report.folder}")  # fmt: skip
+    for issue in report.ranked[: args.show]:
+        text = " ".join(issue.text.split())
+        print(f"  row {issue.row:>6}  {issue.score:.3f}  {issue.given} -> {issue.suggested}  {text[:70]}")
+    if args.out:
+        report.frame().to_csv(args.out, index=False)
+        print(f"every row, most suspicious first: {args.out}")
+    if args.apply:
+        copy = li.write_corrected(target, report, li.decisions_from(report, args.apply, args.threshold))
+        print(f"corrected copy ({copy.dropped} dropped, {copy.relabelled} relabelled): {copy.folder}\n"
+              f"train on it: python -m studio train {copy.config}")  # fmt: skip
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     for path in sorted(PRESETS_DIR.glob("*.yaml")):
         try:
@@ -1004,6 +1029,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merged", action="store_true", help="push the merged model instead of the adapter")
     p.add_argument("--public", action="store_true", help="make a new repo public (default: private)")
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("label-issues", help="rank training rows whose label is likely wrong (cleanlab); write a "
+                       "corrected copy")  # fmt: skip
+    p.add_argument("target", help="a run id (report in its folder) or a preset (report under <runs>/label_issues)")
+    p.add_argument("--mode", choices=["embeddings", "crossfit"], default="embeddings",
+                   help="embeddings: frozen encoder + cross-validated logistic regression (minutes); crossfit: "
+                        "k trainings of the run's recipe, each predicting its held-out fold")  # fmt: skip
+    p.add_argument("--k", type=int, default=5, help="folds (default 5)")
+    p.add_argument("--encoder", choices=["base", "run"], default="base",
+                   help="embeddings: the base model's hidden states, or a full fine-tune's own")  # fmt: skip
+    p.add_argument("--out", help="also write the ranked rows to this CSV")
+    p.add_argument("--show", type=int, default=10, help="rows to print (default 10)")
+    p.add_argument("--apply", choices=["drop", "relabel"], help="write a corrected copy: drop or relabel the flagged "
+                   "rows (or those under --threshold)")  # fmt: skip
+    p.add_argument("--threshold", type=float, help="with --apply: every row whose label quality is under this")
+    p.set_defaults(func=cmd_label_issues)
 
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)

@@ -10,6 +10,7 @@ import gradio as gr
 
 from studio.config import RunConfig
 from studio.errors import StudioError
+from studio.ui import quality_section
 from studio.ui.feedback import clears, guard, message_slot, said_in
 from studio.ui.formatting import (
     count,
@@ -22,6 +23,7 @@ from studio.ui.formatting import (
     run_summary,
     span,
 )
+from studio.ui.quality_section import DataQuality
 from studio.ui.session import Session, handler
 
 COLUMNS = ["run", "status", "flag", "model", "method", "dataset", "task", "accuracy", "F1 macro", "peak memory",
@@ -87,6 +89,8 @@ class RunsTab:
     file_eval: FileEval
     message: gr.Markdown
     """Why Open, Resume, Delete or the download could not (empty after a new try), under the run's buttons."""
+    quality: DataQuality
+    """Data quality: the selected run's training rows whose label looks wrong (studio/ui/quality_section.py)."""
 
     @property
     def listed(self) -> list[Any]:
@@ -135,7 +139,8 @@ def build(session: Session) -> RunsTab:
         details = gr.Markdown(elem_id="run-details")
         config_view = gr.Code(language="yaml", label="config.yaml", lines=12, max_lines=30)
     tab = RunsTab(refresh, table, compare, curve, overlay, pareto, selected, open_btn, resume, delete, confirm_row,
-                  confirm_text, confirm, cancel, details, config_view, _export(), _file_eval(), message)  # fmt: skip
+                  confirm_text, confirm, cancel, details, config_view, _export(), _file_eval(), message,
+                  quality_section.build())  # fmt: skip
     _wire(session, tab)
     return tab
 
@@ -205,6 +210,7 @@ def _wire(session: Session, tab: RunsTab) -> None:
                 inputs=[tab.selected, f.file, f.text_column, f.label_column, f.separator],
                 api_name="evaluate_file")  # fmt: skip
     e.download.click(**said_in(said, handler(zip_run, session), e.zip_file), inputs=tab.selected)
+    quality_section.wire(session, tab.quality, tab.selected)
     e.merge.click(**said_in(e.status, handler(merge_run, session), e.status), inputs=tab.selected)
     e.push.click(**said_in(e.status, handler(push_run, session), e.status),
                  inputs=[tab.selected, e.repo, e.token, e.private, e.merged])  # fmt: skip
