@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, opened, screenshots
 from gradio_client import Client
-from test_ui_browser import CHROMIUM
 from test_ui_live import finished_run, tiny_preset
 
 from studio.config import RunConfig
@@ -79,18 +79,10 @@ def test_why_with_no_run_or_no_text_says_what_to_do(live, tiny_model_dir):
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="needs Debian's chromium")
 def test_why_in_the_browser(live, tiny_model_dir, tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
     app, _ = live
     a = finished_run(app, tiny_model_dir)
-    shots = Path(os.environ.get("STUDIO_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(app.local_url)
-        page.get_by_text("240 rows").first.wait_for()
+    shots = screenshots(tmp_path_factory.mktemp("screenshots"))
+    with opened(app.local_url) as page:
         page.get_by_role("tab", name="5 · Playground").click()
         page.locator("#run-a input").click()
         page.get_by_role("option", name=a).first.click()
@@ -100,4 +92,3 @@ def test_why_in_the_browser(live, tiny_model_dir, tmp_path_factory):
         assert "wonderful" in page.locator("#why-html").inner_text()
         assert re.search(r"against (positive|negative)", page.locator("#why-html").inner_text())  # the legend
         page.screenshot(path=shots / "5-playground-why.png", full_page=True)
-        browser.close()

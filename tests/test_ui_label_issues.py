@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, opened, screenshots
 from gradio_client import Client
-from test_ui_browser import CHROMIUM
 from test_ui_live import finished_run, tiny_preset
 
 from studio.ui import CSS, build_app
@@ -56,17 +56,9 @@ def test_bad_inputs_are_said_in_the_section(live):
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"), reason="needs Debian's chromium")
 def test_in_the_browser(live, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     app, _, run_id = live
-    shots = Path(os.environ.get("STUDIO_SCREENSHOTS") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(app.local_url)
-        page.get_by_text("240 rows").first.wait_for()
+    shots = screenshots(tmp_path)
+    with opened(app.local_url) as page:
         page.get_by_role("tab", name="Runs").click()
         page.get_by_role("button", name="↻ Refresh").click()
         page.locator("#runs-table").get_by_text(run_id).first.wait_for(state="attached")
@@ -84,4 +76,3 @@ def test_in_the_browser(live, tmp_path):
         page.get_by_text("Corrected copy (").first.wait_for()
         page.locator("#label-issues").scroll_into_view_if_needed()
         page.screenshot(path=shots / "4-runs-data-quality.png", full_page=True)
-        browser.close()
