@@ -430,7 +430,7 @@ def test_estimate_prints_the_breakdown_and_the_verdict(capsys):
     assert main(["estimate", "quick_demo", "--set", "train.batch_size=32"]) == 0
     out = capsys.readouterr().out
     assert "Peak training memory" in out and "CPU RAM" in out and "activations" in out
-    assert "22,713,986 trainable" in out
+    assert "5,472,002 trainable of 22,713,986" in out  # the top 3 of 6 layers and the head (freeze_layers 3)
     assert main(["estimate", "quick_demo", "--set", "train.batch_size=0"]) == 2
     assert "train.batch_size" in capsys.readouterr().err
 
