@@ -366,7 +366,8 @@ def test_the_newcomer_journey(page, shots):
     page.locator("#start-plan").get_by_text("Start trains").wait_for()  # what Start will do, beside it
     plan = page.locator("#start-plan").inner_text()
     assert "rows: 192 train / 24 validation / 24 test" in plan and "trainable parameters" in plan, plan
-    assert "peak memory" in plan and "time: measured after the first steps" in plan, plan
+    assert "peak memory" in plan, plan  # the time: measured after the first steps, or from an earlier run here
+    assert "time: measured after the first steps" in plan or re.search(r"time ≈ .* a step in run ", plan), plan
     wait_for_buttons(page, start=True, stop=False)  # nothing to stop: Stop is off
     page.screenshot(path=shots / "start_summary.png", full_page=False)
     page.locator("#start").click()
