@@ -142,8 +142,8 @@ def is_adapter_weight(name: str) -> bool:
 # ---- the wrap ------------------------------------------------------------------------------------------
 def peft_config(model: nn.Module, method: MethodConfig, family: Family | None, new_modules: list[str]) -> Any:
     """The peft config that places `method`'s adapters on `model` (and trains its head and new modules); with
-    `method.freeze_layers` N, only on layers N and up (peft's `layers_to_transform`), so the backward pass stops
-    there as it does for a full fine-tune with frozen lower layers."""
+    `method.freeze_layers` N, only on layers N and up (`_above`), so the backward pass stops there as it does for
+    a full fine-tune with frozen lower layers."""
     if method.adapter is None:
         raise ValueError(f"method {method.name} has no adapters to place")
     heads = head_modules(model, family, new_modules)

@@ -258,10 +258,14 @@ def _frozen_params(f: _ModelFacts, config: RunConfig) -> int:
     by the same rule training applies (models.frozen_lower)."""
     if not config.method.freeze_layers:
         return 0
+    return _frozen_count(f, config.method.freeze_layers, config.model.name)
+
+
+@functools.lru_cache(maxsize=32)  # every batch the largest-batch search tries asks again; the count is the model's
+def _frozen_count(f: _ModelFacts, layers: int, name: str) -> int:
     from studio.models import frozen_lower
 
-    params = frozen_lower(f.model, f.hf_config, config.method.freeze_layers, f.new_modules, config.model.name)
-    return sum(p.numel() for p in params)
+    return sum(p.numel() for p in frozen_lower(f.model, f.hf_config, layers, f.new_modules, name))
 
 
 def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: Device, batch: int) -> tuple:
