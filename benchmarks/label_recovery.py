@@ -15,10 +15,10 @@ measurable on 318 test rows in one run per arm. Here:
   those 4 emotions, 236 of each, 944 in all), each at 5% (the issue's rate) and 20% of the
   training labels flipped at random (seeded); validation and test stay clean;
 - finder: the cross-fit mode (3 trainings of the recipe) and the cheap mode (embeddings), scored as before;
-- arms, each trained with seeds 42, 43 and 44 (the data files fixed, so the seed moves only the training):
-  clean labels, flipped labels, and three corrected copies from the cross-fit ranking written by the studio's own
-  `write_corrected`: the 10% lowest-scored rows relabelled to the suggestion, the same rows dropped, and every row
-  cleanlab flags dropped (what "apply to the flagged rows" does);
+- arms, each trained with seeds 42-49 (the data files fixed, so the seed moves only the training): clean labels,
+  flipped labels, and corrected copies from the cross-fit ranking written by the studio's own `write_corrected`:
+  the 10% lowest-scored rows relabelled to the suggestion or dropped, every row cleanlab flags relabelled or
+  dropped (what "apply to the flagged rows" does), and an oracle: exactly the flipped rows dropped;
 - recovery = (corrected - flipped) / (clean - flipped), on the mean test accuracy over the seeds.
 
 `find` and `train` write one JSON line per pass or training into W/rows-*.jsonl; `report` merges them. Each step
@@ -46,8 +46,9 @@ from studio.config import RunConfig  # noqa: E402
 
 CASES = {"imdb-5": ("imdb", 0.05), "imdb-20": ("imdb", 0.20), "goemotions-5": ("goemotions", 0.05),
          "goemotions-20": ("goemotions", 0.20)}  # fmt: skip
-SEEDS = (42, 43, 44)
-ARMS = ("clean", "flipped", "relabel-top10", "drop-top10", "drop-flagged")
+SEEDS = (42, 43, 44, 45, 46, 47, 48, 49)
+ARMS = ("clean", "flipped", "relabel-top10", "drop-top10", "drop-flagged", "relabel-flagged", "drop-oracle")
+"""drop-oracle: exactly the flipped rows dropped (what dropping could give with a perfect finder)."""
 FLIP_SEED = 0
 OVERRIDES: list[str] = []
 """--set KEY=VALUE on every training (e.g. a smoke test's train.max_steps=2)."""
@@ -119,7 +120,8 @@ def case_config(work: Path, case: str, which: str) -> RunConfig:
 
 
 def emit(work: Path, name: str, row: dict) -> None:
-    row = {**row, "load_average": [round(x, 2) for x in os.getloadavg()], "at": time.strftime("%H:%M:%S")}
+    load = [round(x, 2) for x in os.getloadavg()]
+    row = {**row, "overrides": OVERRIDES, "load_average": load, "at": time.strftime("%H:%M:%S")}
     with open(work / f"rows-{name}.jsonl", "a") as f:
         f.write(json.dumps(row, default=str) + "\n")
     print(row, flush=True)
@@ -128,6 +130,7 @@ def emit(work: Path, name: str, row: dict) -> None:
 def find(work: Path, case: str) -> None:
     from label_issues_check import score
 
+    (work / "environment.json").write_text(json.dumps(environment()))
     flipped = np.asarray(json.loads((work / case / "case.json").read_text())["flipped"])
     t = li.Target(case_config(work, case, "flipped"), f"{case}-flipped", work / case / "finder")
     for mode, k in (("crossfit", 3), ("embeddings", 5)):
@@ -135,7 +138,12 @@ def find(work: Path, case: str) -> None:
         emit(work, f"find-{case}", {"case": case, "what": f"finder {mode}", "k": k, "seconds": round(report.seconds, 1),
                                     "parts_seconds": [round(x, 1) for x in report.fold_seconds],
                                     **score(report, flipped)})  # fmt: skip
-    for arm in ARMS[2:]:  # the corrected copies, written once here (the train shards run side by side)
+    copies(work, case)
+
+
+def copies(work: Path, case: str) -> None:
+    """The corrected copies, written once before the train shards run side by side."""
+    for arm in ARMS[2:]:
         arm_config(work, case, arm)
 
 
@@ -146,6 +154,9 @@ def arm_config(work: Path, case: str, arm: str) -> RunConfig:
     report = li.read(t.folder, "crossfit")
     action, rows = arm.split("-")
     chosen = report.ranked[: len(report.ranked) // 10] if rows == "top10" else report.issues
+    if rows == "oracle":
+        flipped = set(json.loads((work / case / "case.json").read_text())["flipped"])
+        chosen = [i for i in report.ranked if i.row in flipped]
     marker = work / case / f"copy-{arm}.txt"  # one corrected copy per arm, shared by its seeds
     if not marker.is_file():
         copy = li.write_corrected(t, report, {i.row: action for i in chosen})
@@ -159,8 +170,7 @@ def train(work: Path, shard: int, shards: int) -> None:
 
     jobs = [(c, a, s) for c in CASES for a in ARMS for s in SEEDS][shard::shards]
     registry = Registry(work / f"runs-{shard}")
-    log = work / f"rows-train-{shard}.jsonl"
-    rows = map(json.loads, log.read_text().splitlines()) if log.is_file() else []
+    rows = [json.loads(line) for log in work.glob("rows-train-*.jsonl") for line in log.read_text().splitlines()]
     done = {(r["case"], r["arm"], r["seed"]) for r in rows}
     for case, arm, seed in (j for j in jobs if j not in done):  # an earlier call's trainings are kept
         config = arm_config(work, case, arm).with_overrides([f"seed={seed}"])
@@ -178,7 +188,8 @@ def report(work: Path, out: Path) -> None:
     rows = [json.loads(line) for f in sorted(work.glob("rows-*.jsonl")) for line in f.read_text().splitlines()]
     out.mkdir(parents=True, exist_ok=True)
     (out / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    summary: dict = {"environment": environment()}
+    known = work / "environment.json"  # written where the trainings ran (`find`); else this machine's
+    summary: dict = {"environment": json.loads(known.read_text()) if known.is_file() else environment()}
     for case in CASES:
         finders = {r["what"]: {k: r[k] for k in ("k", "seconds", "top10_share_of_flipped", "top10_precision",
                                                  "flagged", "flagged_precision", "flagged_recall")}
@@ -192,13 +203,45 @@ def report(work: Path, out: Path) -> None:
                              "stdev": statistics.stdev(acc) if len(acc) > 1 else None,
                              "train_rows": next(r["train_rows"] for r in rows
                                                 if (r.get("case"), r.get("arm")) == (case, arm))}  # fmt: skip
+        for a in arms.values():
+            a["stderr"] = (a["stdev"] or 0) / len(a["accuracy"]) ** 0.5
+        lost = None
         if "clean" in arms and "flipped" in arms:
-            lost = arms["clean"]["mean"] - arms["flipped"]["mean"]
+            c, f = arms["clean"], arms["flipped"]
+            lost = {"points": c["mean"] - f["mean"], "stderr": (c["stderr"] ** 2 + f["stderr"] ** 2) ** 0.5}
+            lost["measurable"] = lost["points"] > 2 * lost["stderr"]  # else "back" would divide noise by noise
             for a in arms.values():
-                a["recovered"] = (a["mean"] - arms["flipped"]["mean"]) / lost if lost > 0 else None
-        summary[case] = {"finder": finders, "arms": arms}
+                a["recovered"] = (a["mean"] - f["mean"]) / lost["points"] if lost["measurable"] else None
+        summary[case] = {"finder": finders, "arms": arms, "lost_to_flips": lost}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=1))
+    (out / "table.md").write_text(table(summary))
+    print(table(summary))
+
+
+def table(summary: dict) -> str:
+    """Markdown: per case, the finder passes, then each arm's mean test accuracy +- its standard error."""
+    lines = ["| case | finder | top 10% holds (of flipped) | precision in top 10% | flagged | flagged precision |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for case in CASES:
+        for what, f in summary[case]["finder"].items():
+            lines.append(f"| {case} | {what.removeprefix('finder ')} (k={f['k']}, {f['seconds']:.0f} s) | "
+                         f"{f['top10_share_of_flipped']:.0%} | {f['top10_precision']:.0%} | {f['flagged']} | "
+                         f"{f['flagged_precision']:.0%} |")  # fmt: skip
+    lines += ["", "| case | lost to flips | " + " | ".join(ARMS) + " |", "|---|---|" + "---|" * len(ARMS)]
+    for case in CASES:
+        cells = []
+        for arm in ARMS:
+            a = summary[case]["arms"].get(arm)
+            if a is None:
+                cells.append("")
+                continue
+            back = f", {a['recovered']:+.0%} back" if a.get("recovered") is not None and arm not in ARMS[:2] else ""
+            cells.append(f"{a['mean']:.1%} +- {a['stderr']:.1%} ({a['train_rows']} rows{back})")
+        lost = summary[case]["lost_to_flips"]
+        cost = "" if lost is None else f"{lost['points']:+.1%} +- {lost['stderr']:.1%}".replace("+-", "±")
+        cost += "" if lost is None or lost["measurable"] else " (not measurable)"
+        lines.append(f"| {case} | {cost} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def environment() -> dict:
@@ -214,7 +257,7 @@ def environment() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("step", choices=("prepare", "find", "train", "report"))
+    ap.add_argument("step", choices=("prepare", "find", "copies", "train", "report"))
     ap.add_argument("--work", default=str(ROOT / "build" / "label_recovery"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "label_recovery"))
     ap.add_argument("--imdb-test", help="the full IMDb test CSV (text,label,...; shared/data/imdb/build_full_imdb.py)")
@@ -232,6 +275,8 @@ def main() -> None:
         prepare(work, opt["imdb"], opt["go"], args.test_rows)
     elif args.step == "find":
         find(work, args.case)
+    elif args.step == "copies":
+        copies(work, args.case)
     elif args.step == "train":
         i, n = (int(x) for x in args.shard.split("/"))
         train(work, i, n)
