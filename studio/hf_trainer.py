@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -184,7 +185,7 @@ def training_arguments(
         # True would check every step's loss for NaN on the host: a GPU sync per step that stalls the queue of
         # kernels (the logged loss is then NaN when it is, which is what a user should see anyway).
         logging_nan_inf_filter=False,
-        torch_compile=t.torch_compile,
+        torch_compile=compile_cached(t.torch_compile),
         # every trainable weight takes part in every step (adapters, heads, the full model): telling DDP
         # saves it a walk of the autograd graph per step (transformers would assume unused ones)
         ddp_find_unused_parameters=False,
@@ -201,6 +202,17 @@ def checkpointing_args(on: bool) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
     prefix = "activation" if "activation_checkpointing" in names else "gradient"
     return {f"{prefix}_checkpointing": on, f"{prefix}_checkpointing_kwargs": {"use_reentrant": False} if on else None}
+
+
+def compile_cached(on: bool) -> bool:
+    """With torch.compile, inductor's caches (compiled graphs, autotuning) go under the studio's cache folder
+    unless TORCHINDUCTOR_CACHE_DIR says otherwise: they outlive /tmp's cleaning, so only the first run of a model
+    and shape pays the compile (torch's own caches, keyed by graph, inputs and versions; nothing written here)."""
+    if on:
+        from studio.gguf import cache_dir
+
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+    return on
 
 
 def pad_multiple(t: Any, precision: str, max_length: int) -> int | None:

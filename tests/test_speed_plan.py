@@ -4,6 +4,7 @@ nothing, that what trains is recorded beside what was asked, and that length-gro
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -227,3 +228,15 @@ def test_expandable_segments_are_on_for_the_run_that_asks_and_off_after_it(monke
     assert calls == ["expandable_segments:True"]
     recipe.release_device_memory(turned_on)
     assert calls == ["expandable_segments:True", "expandable_segments:False"]
+
+
+def test_compiled_runs_keep_inductors_cache_in_the_studios_cache_folder(monkeypatch, tmp_path):
+    from studio.hf_trainer import compile_cached
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path))
+    assert compile_cached(False) is False and "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+    assert compile_cached(True) is True and os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/elsewhere")  # a user's own setting wins
+    compile_cached(True)
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/elsewhere"
