@@ -164,11 +164,11 @@ def arm_config(work: Path, case: str, arm: str) -> RunConfig:
     return RunConfig.from_yaml(marker.read_text()).with_overrides([f"name={case}-{arm}", *OVERRIDES])
 
 
-def train(work: Path, shard: int, shards: int) -> None:
+def train(work: Path, shard: int, shards: int, cases: list[str], arms: list[str]) -> None:
     from studio.registry import Registry
     from studio.training import Run
 
-    jobs = [(c, a, s) for c in CASES for a in ARMS for s in SEEDS][shard::shards]
+    jobs = [(c, a, s) for c in cases for a in arms for s in SEEDS][shard::shards]
     registry = Registry(work / f"runs-{shard}")
     rows = [json.loads(line) for log in work.glob("rows-train-*.jsonl") for line in log.read_text().splitlines()]
     done = {(r["case"], r["arm"], r["seed"]) for r in rows}
@@ -265,6 +265,8 @@ def main() -> None:
     ap.add_argument("--test-rows", type=int, default=5000, help="IMDb test rows")
     ap.add_argument("--case", choices=tuple(CASES))
     ap.add_argument("--shard", default="0/1", help="i/n: every n-th training from the i-th")
+    ap.add_argument("--cases", help="train: only these cases (comma-separated)")
+    ap.add_argument("--arms", help="train: only these arms (comma-separated), e.g. clean")
     ap.add_argument("--set", action="append", default=[], help="KEY=VALUE override on every training")
     args = ap.parse_args()
     OVERRIDES.extend(args.set)
@@ -279,7 +281,8 @@ def main() -> None:
         copies(work, args.case)
     elif args.step == "train":
         i, n = (int(x) for x in args.shard.split("/"))
-        train(work, i, n)
+        train(work, i, n, args.cases.split(",") if args.cases else list(CASES),
+              args.arms.split(",") if args.arms else list(ARMS))  # fmt: skip
     else:
         report(work, Path(args.out))
 
