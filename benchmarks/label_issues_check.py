@@ -44,16 +44,22 @@ from studio.config import RunConfig  # noqa: E402
 FLIP_SHARE, FLIP_SEED = 0.05, 0
 
 
+def flip(labels: np.ndarray, classes: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the labels with `share` of the rows, drawn at random, moved to another class at random; those rows)."""
+    rng = np.random.default_rng(seed)
+    flipped = np.sort(rng.choice(len(labels), size=round(share * len(labels)), replace=False))
+    noisy = labels.copy()
+    for j in flipped:
+        noisy[j] = rng.choice([c for c in range(classes) if c != labels[j]])
+    return noisy, flipped
+
+
 def flipped_dataset(config: RunConfig, work: Path) -> tuple[RunConfig, RunConfig, np.ndarray]:
     """(config on clean labels, config on 5%-flipped labels, the flipped rows), both reading the same files."""
     data = li.training_rows(config)
     names, train = data.label_names, data.splits["train"]
     labels = np.asarray(train["label"], dtype=int)
-    rng = np.random.default_rng(FLIP_SEED)
-    flipped = np.sort(rng.choice(len(labels), size=round(FLIP_SHARE * len(labels)), replace=False))
-    noisy = labels.copy()
-    for j in flipped:
-        noisy[j] = rng.choice([c for c in range(len(names)) if c != labels[j]])
+    noisy, flipped = flip(labels, len(names), FLIP_SHARE, FLIP_SEED)
     work.mkdir(parents=True, exist_ok=True)
     files = {}
     for split in ("validation", "test"):

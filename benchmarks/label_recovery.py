@@ -78,17 +78,14 @@ def goemotions_test(folder: Path, names: list[str], exclude: set[str]) -> tuple[
 def prepare(work: Path, imdb_test: Path | None, goemotions: Path | None, test_rows: int) -> None:
     """Each case's folder: train-clean / train-flipped / validation / test parquet files and flipped.json."""
     import pandas as pd
+    from label_issues_check import flip
 
     for case, (dataset, share) in CASES.items():
         folder = work / case
         data = li.training_rows(base_config(dataset))
         names, train = data.label_names, data.splits["train"]
         labels = np.asarray(train["label"], dtype=int)
-        rng = np.random.default_rng(FLIP_SEED)
-        flipped = np.sort(rng.choice(len(labels), size=round(share * len(labels)), replace=False))
-        noisy = labels.copy()
-        for j in flipped:
-            noisy[j] = rng.choice([c for c in range(len(names)) if c != labels[j]])
+        noisy, flipped = flip(labels, len(names), share, FLIP_SEED)
         folder.mkdir(parents=True, exist_ok=True)
         texts = list(train["text"])
         li._write_rows(folder / "train-clean.parquet", texts, labels)
