@@ -9,15 +9,18 @@ published config; accuracy is not the point here), binary labels, 16,000 trainin
 validation each epoch + test, at IMDb's real token lengths cut at 256: the texts are the shipped IMDb sample's
 reviews drawn with replacement (tokenized with BERT's WordPiece: median ~230 tokens, 43% longer than 256),
 80/10/10 of 20,000. `--workload goemotions` is the shipped GoEmotions sample instead (its own splits, 43,410 /
-5,426 / 5,427 comments; rows with several labels dropped: 28 single labels), cut at 128 tokens. `--model`
-takes bert-base or the decoders issue 25 names (qwen2.5-1.5b, llama-3.2-1b: random weights from their real
-configs, GPT-2's tokenizer as a stand-in) or a local model folder (the tests' tiny models).
+5,426 / 5,427 comments; rows with several labels dropped: 36,308 training rows, 28 single labels; `--train N`
+caps the training split, stratified: a few thousand keep every label), cut at 128 tokens. `--model` takes
+bert-base, the decoders issue 25 names (qwen2.5-1.5b, llama-3.2-1b: random weights from their real configs,
+GPT-2's tokenizer as a stand-in) or a local model folder (the tests' tiny models). `--set KEY=VALUE` overrides
+every configuration's base (e.g. `train.max_steps=50` for a short look).
 
 How it measures: the parent builds the workload CSV and, in a child process of its own, the random-weight
 model folder once; then it starts one fresh process per configuration (this script with `--child NAME`) and
 times it from outside, so `wall_seconds` is truly cold end to end: interpreter start, imports, CUDA init,
 data preparation, tokenization, model load, training, evaluation, test, saving. Each row records its
-process id (`pid`); `import_seconds` is launch to the start of the run, `setup_seconds` launch to the first
+process id (`pid`); `import_seconds` is launch to the start of the run (interpreter, studio imports; torch
+loads lazily inside the run), `setup_seconds` launch to the first
 training step. Steady samples/s count training time only: the loss-log intervals that hold a validation pass
 or a checkpoint save are left out, and so is the first one (warm-up, compile). MFU is 6 x params x tokens/s
 against the GPU's dense bf16 peak. Ratios (`*_vs_first`) are to the first row of the same invocation (with
@@ -210,6 +213,7 @@ def base_overrides(args: argparse.Namespace, data: Path | None, folder: Path) ->
         data_part = ["data.source=goemotions", "data.text_column=text", "data.label_column=labels",
                      "data.splits=auto", "data.task=single_label", "data.multi_label=drop",
                      "data.max_length=128"]  # fmt: skip
+        data_part += [f"data.max_train_samples={args.train}"] if args.train else []
     else:
         data_part = [f"data.source={data}", "data.text_column=review", "data.label_column=sentiment"]
     return common + data_part + list(args.set or [])
@@ -217,7 +221,7 @@ def base_overrides(args: argparse.Namespace, data: Path | None, folder: Path) ->
 
 def child_args(args: argparse.Namespace) -> list[str]:
     """The options every child process gets from the parent's command line."""
-    out = ["--out", args.out, "--train", str(args.train), "--epochs", str(args.epochs), "--model", args.model,
+    out = ["--out", args.out, "--train", str(args.train or 0), "--epochs", str(args.epochs), "--model", args.model,
            "--workload", args.workload, "--profile", str(args.profile)]  # fmt: skip
     for item in args.set or []:
         out += ["--set", item]
@@ -310,7 +314,8 @@ def environment(spec: dict, args: argparse.Namespace) -> dict:
     return {"gpu": spec["gpu"], "driver": driver, "cuda": spec.get("cuda"), "torch": spec["torch"],
             "transformers": spec["transformers"], "python": platform.python_version(), "host_cpu": cpu,
             "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "train": args.train, "epochs": args.epochs, "model": args.model, "workload": args.workload,
+            "train": args.train or "36,308 (GoEmotions' train split, single-label rows)",
+            "epochs": args.epochs, "model": args.model, "workload": args.workload,
             "mean_tokens": round(spec["mean_tokens"], 1), "overrides": args.set or [],
             "peak_bf16_tflops": next((v for k, v in PEAK_BF16_TFLOPS.items() if k in spec["gpu"]), None),
             "one_process_per_configuration": True}  # fmt: skip
@@ -356,7 +361,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--only", help="comma-separated configuration names (default: all, in order)")
-    parser.add_argument("--train", type=int, default=16000, help="training reviews (the seed study: 16,000)")
+    parser.add_argument("--train", type=int, help="training rows: imdb 16,000 (the seed study's) unless given; "
+                        "goemotions all 36,308 unless given (a stratified cap)")  # fmt: skip
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--model", default="bert-base",
                         help="bert-base, qwen2.5-1.5b, llama-3.2-1b (random weights, real configs) "
@@ -380,6 +386,8 @@ def main() -> int:
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--launched", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.workload == "imdb" and not args.train:
+        args.train = 16000
     if args.prepare:
         return prepare(args, Path(args.work))
     if args.child:
@@ -418,9 +426,9 @@ def _write(out: Path, rows: list[dict], env: dict) -> None:
              "mfu_pct", "peak_memory_mb", "peak_memory_mb_vs_first", "peak_allocated_mb", "status",
              "choices"]  # fmt: skip
     header = (f"Training speed on {env['gpu']} (driver {env.get('driver')}), {env['date']}: {env['model']}, "
-              f"workload {env['workload']} ({env['train']} x {env['epochs']:g} epochs), torch {env['torch']}, "
-              f"transformers {env['transformers']}; every configuration in its own fresh process, wall seconds "
-              "cold; ratios to the first row.")  # fmt: skip
+              f"workload {env['workload']} ({env['train']} training rows x {env['epochs']:g} epochs), "
+              f"torch {env['torch']}, transformers {env['transformers']}; every configuration in its own fresh "
+              "process, wall seconds cold; ratios to the first row.")  # fmt: skip
     md = [header, "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     md += ["| " + " | ".join("" if r.get(k) is None else str(r[k]) for k in shown) + " |" for r in rows]
     (out / "train_speed.md").write_text("\n".join(md) + "\n")
