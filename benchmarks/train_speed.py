@@ -20,9 +20,9 @@ model folder once; then it starts one fresh process per configuration (this scri
 times it from outside, so `wall_seconds` is truly cold end to end: interpreter start, imports, CUDA init,
 data preparation, tokenization, model load, training, evaluation, test, saving. Each row records its
 process id (`pid`); `import_seconds` is launch to the start of the run (interpreter, studio imports; torch
-loads lazily inside the run), `setup_seconds` launch to the first
-training step. Steady samples/s count training time only: the loss-log intervals that hold a validation pass
-or a checkpoint save are left out, and so is the first one (warm-up, compile). MFU is 6 x params x tokens/s
+loads lazily inside the run), `setup_seconds` launch to the first training step. Steady samples/s count
+training time only: the loss-log intervals that hold a validation pass or a checkpoint save are left out, and
+so is the first one (warm-up, compile). MFU is 6 x params x tokens/s
 against the GPU's dense bf16 peak. Ratios (`*_vs_first`) are to the first row of the same invocation (with
 `--append`, to the first row of --out's table). Writes ``train_speed.csv``, ``train_speed.md`` (GPU and date
 in its header) and ``environment.json`` (GPU, driver, torch/transformers versions, host CPU, date, load

@@ -3,6 +3,7 @@ transformers 4 ran by default, so what published QLoRA recipes measured), reachi
 
 from __future__ import annotations
 
+import pytest
 import torch
 from test_training import tiny_config
 
@@ -12,8 +13,9 @@ from studio.registry import Registry
 from studio.training import Run
 
 
+@pytest.mark.parametrize("method", ["lora", "qlora"])  # qlora: through peft's prepare_model_for_kbit_training
 def test_the_setting_reaches_the_trainer_and_a_tiny_run_trains_through_the_adapters(
-    tiny_model_dir, runs_dir, monkeypatch
+    tiny_model_dir, runs_dir, monkeypatch, method
 ):
     built = []
     original = hf_trainer.build_trainer
@@ -24,7 +26,9 @@ def test_the_setting_reaches_the_trainer_and_a_tiny_run_trains_through_the_adapt
         return out
 
     monkeypatch.setattr(hf_trainer, "build_trainer", capture)
-    config = tiny_config(tiny_model_dir("bert"), max_steps=4, gradient_checkpointing=True, checkpointing_reentrant=True)
+    config = tiny_config(
+        tiny_model_dir("bert"), method, max_steps=4, gradient_checkpointing=True, checkpointing_reentrant=True
+    )
     result = Run(config, Registry(runs_dir)).execute()
     assert result.status == "completed", result.message
     (trainer,) = built
