@@ -81,7 +81,7 @@ def test_every_configuration_is_a_valid_override_and_the_seed_is_the_stock_recip
 
 
 @pytest.mark.slow
-def test_the_harness_runs_each_configuration_in_its_own_process(tiny_model_dir, tmp_path):
+def test_the_harness_runs_each_configuration_in_its_own_process(bench, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--out", str(out), "--train", "40",
                "--epochs", "1", "--model", str(tiny_model_dir("bert")), "--only", "lora-bf16,lora-bf16-fused",
@@ -89,14 +89,13 @@ def test_the_harness_runs_each_configuration_in_its_own_process(tiny_model_dir, 
                "--set", "train.eval_strategy=no"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    rows = bench._read(out / "train_speed.csv")
     assert [r["config"] for r in rows] == ["lora-bf16", "lora-bf16-fused"]
     assert all(r["status"] == "completed" for r in rows)
     pids = {r["pid"] for r in rows}
     assert len(pids) == 2 and os.getpid() not in pids
     for r in rows:  # timed from outside: the whole process, more than the run inside it
         assert r["wall_seconds"] >= r["run_seconds"] > 0 and r["samples_per_s"] > 0
-    assert (out / "train_speed.csv").read_text().count("\n") == 3
     env = json.loads((out / "environment.json").read_text())
     assert env["gpu"] == "cpu" and env["torch"] and env["date"] and env["one_process_per_configuration"]
     assert (out / "train_speed.md").read_text().startswith(f"Training speed on cpu (driver None), {env['date']}")
