@@ -21,14 +21,15 @@ from pydantic.dataclasses import dataclass
 from studio.errors import ConfigError
 from studio.methods import METHODS, AdapterName, Method, MethodName
 
-CONFIG_VERSION = 5
+CONFIG_VERSION = 6
 """Bumped when a preset written by this version would not mean the same to an older one.
 2: `train.speed` (default fast); a version-1 config without it means exactly what it says (as_set).
 3: `data.task` (default auto: rows with several labels make a multi-label task); a config of format 1 or 2
 without it was single-label (rows with several labels dropped unless `multi_label: first`), and reads so.
 4: data intake: `data.validation_source` / `test_source` (separate files), `header`, `delimiter`, `label_file`,
 `merge_label_case`, `drop_duplicates`; an older config without them means what it meant.
-5: `method.freeze_layers` (default 0: every layer trains, as before)."""
+5: `method.freeze_layers` (default 0: every layer trains, as before).
+6: `train.checkpointing_reentrant` (default false: the non-reentrant checkpointing the studio always used)."""
 
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -330,6 +331,11 @@ class TrainConfig:
         "auto", "Mixed precision; auto = bf16 on GPUs that have it, else fp16; fp32 on CPU."
     )
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward: less memory, ~30% slower.")
+    checkpointing_reentrant: bool = _f(
+        False,
+        "Gradient checkpointing through PyTorch's older reentrant path (peft's and older transformers' default, "
+        "which published QLoRA recipes ran) rather than the non-reentrant one: for reproducing such a recipe.",
+    )
     eval_strategy: Literal["epoch", "steps", "no"] = _f("epoch", "When to evaluate on the validation split.")
     eval_steps: int | None = _f(None, "Evaluate every N steps (eval_strategy: steps).", ge=1)
     logging_steps: int = _f(10, "Log the training loss every N steps.", ge=1)
@@ -506,6 +512,7 @@ _HASH_NEUTRAL = {
     "length_grouping": False,
     "torch_compile": False,
     "half_activations": False,
+    "checkpointing_reentrant": False,
     "expandable_segments": False,
     "checkpoint_steps": None,
     "stop_on_collapse": False,

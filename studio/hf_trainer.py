@@ -160,7 +160,7 @@ def training_arguments(
         label_smoothing_factor=t.label_smoothing,
         fp16=precision == "fp16",
         bf16=precision == "bf16",
-        **checkpointing_args(t.gradient_checkpointing),
+        **checkpointing_args(t.gradient_checkpointing, t.checkpointing_reentrant),
         eval_strategy=t.eval_strategy,
         eval_steps=t.eval_steps,
         # checkpoints: for load_best only the weights; with checkpoint_steps everything a resume needs (the
@@ -195,13 +195,16 @@ def training_arguments(
     )
 
 
-def checkpointing_args(on: bool) -> dict[str, Any]:
-    """transformers 5.2x renamed gradient_checkpointing to activation_checkpointing; older 5.x lack the new name."""
+def checkpointing_args(on: bool, reentrant: bool = False) -> dict[str, Any]:
+    """transformers 5.2x renamed gradient_checkpointing to activation_checkpointing; older 5.x lack the new name.
+    `reentrant`: PyTorch's older reentrant checkpoint (what peft and transformers 4 ran by default), named
+    explicitly, since the defaults moved (transformers 5: non-reentrant)."""
     from transformers import TrainingArguments
 
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
     prefix = "activation" if "activation_checkpointing" in names else "gradient"
-    return {f"{prefix}_checkpointing": on, f"{prefix}_checkpointing_kwargs": {"use_reentrant": False} if on else None}
+    kwargs = {"use_reentrant": reentrant} if on else None
+    return {f"{prefix}_checkpointing": on, f"{prefix}_checkpointing_kwargs": kwargs}
 
 
 def compile_cached(on: bool) -> bool:

@@ -200,7 +200,7 @@ def build_model(
         model = prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=config.train.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
+            gradient_checkpointing_kwargs={"use_reentrant": config.train.checkpointing_reentrant},
         )
     if method.adapter is not None:
         model = adapters.wrap(model, method, family, new_modules)
