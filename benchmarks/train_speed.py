@@ -22,8 +22,10 @@ data preparation, tokenization, model load, training, evaluation, test, saving. 
 process id (`pid`); `import_seconds` is launch to the start of the run (interpreter, studio imports; torch
 loads lazily inside the run), `setup_seconds` launch to the first training step. Steady samples/s count
 training time only: the loss-log intervals that hold a validation pass or a checkpoint save are left out, and
-so is the first one (warm-up, compile). MFU is 6 x params x tokens/s
-against the GPU's dense bf16 peak. Ratios (`*_vs_first`) are to the first row of the same invocation (with
+so is the first one (warm-up, compile). MFU against the GPU's dense bf16 peak, FLOPs counted two stated ways
+(benchmarks/flops.py): `mfu_pct` 6 x every parameter x real tokens/s (the older tables' convention), and
+`mfu_executed_pct` the matmul FLOPs a step must do (4 per frozen weight, 6 per trained one, attention's s^2).
+Ratios (`*_vs_first`) are to the first row of the same invocation (with
 `--append`, to the first row of --out's table). Writes ``train_speed.csv``, ``train_speed.md`` (GPU and date
 in its header) and ``environment.json`` (GPU, driver, torch/transformers versions, host CPU, date, load
 average) to --out.
@@ -41,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import gzip
 import json
 import os
@@ -57,6 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import flops  # noqa: E402
 from memory_validation import model_folder  # noqa: E402
 
 # Dense bf16 tensor-core peaks (no sparsity), TFLOP/s, for the MFU column.
@@ -187,12 +191,32 @@ def phase_seconds(events: list[dict], t0: float) -> dict[str, float]:
     return {k: round(b - a, 1) for k, a, b in marks if a is not None and b is not None}
 
 
-def mean_tokens(texts: list[str], tokenizer_dir: Path, max_length: int, sample: int = 2000) -> float:
-    """Mean real (unpadded) tokens per training text, truncated at max_length."""
+def real_lengths(texts: list[str], tokenizer_dir: Path, max_length: int, sample: int = 2000) -> list[int]:
+    """Real (unpadded) tokens of the first `sample` training texts, truncated at max_length."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    return statistics.mean(min(len(ids), max_length) for ids in tok(texts[:sample])["input_ids"])
+    return [min(len(ids), max_length) for ids in tok(texts[:sample])["input_ids"]]
+
+
+def base_shape(folder: Path) -> dict:
+    """The base model's shape for FLOP counting (benchmarks/flops.py), built on the meta device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder))
+    return dataclasses.asdict(flops.shape_of(model))
+
+
+def row_flops(spec: dict, total: int, trainable: int) -> dict[str, float]:
+    """Per real token, both conventions (benchmarks/flops.py): a run's adapters add their own weights to the
+    base's matmuls; a full fine-tune trains every matmul weight."""
+    base = spec["shape"]
+    adapters = trainable if trainable < base["matmul_params"] else 0
+    shape = flops.ModelShape(total, base["matmul_params"] + adapters, min(trainable, base["matmul_params"]),
+                             base["layers"], base["hidden"])  # fmt: skip
+    return {c: flops.flops_per_token(shape, spec["attention_length"], c) for c in ("6N", "executed")}
 
 
 def workload_texts(args: argparse.Namespace, data: Path | None) -> list[str]:
@@ -244,7 +268,10 @@ def prepare(args: argparse.Namespace, work: Path) -> int:
         base_overrides(args, data, folder)
     )
     cuda = torch.cuda.is_available()
-    spec.update(folder=str(folder), mean_tokens=mean_tokens(workload_texts(args, data), folder, base.data.max_length),
+    lengths = real_lengths(workload_texts(args, data), folder, base.data.max_length)
+    spec.update(mean_tokens=statistics.mean(lengths), attention_length=flops.attention_length(lengths),
+                shape=base_shape(folder))
+    spec.update(folder=str(folder),
                 gpu=torch.cuda.get_device_name(0) if cuda else "cpu", torch=torch.__version__,
                 transformers=transformers.__version__, cuda=torch.version.cuda)  # fmt: skip
     (work / "workload.json").write_text(json.dumps(spec, indent=2))
@@ -296,8 +323,10 @@ def completed_row(result, registry, launched: float, spec: dict) -> dict:
                tokens_per_s=rate and round(rate * tokens), peak_memory_mb=s.get("peak_device_mb")
                or s["peak_memory_mb"], peak_allocated_mb=s.get("peak_allocated_mb"),
                peak_reserved_mb=s.get("peak_reserved_mb"), trainable_params=s["trainable_params"])  # fmt: skip
-    if rate and peak:
-        row["mfu_pct"] = round(100 * 6 * s["total_params"] * rate * tokens / (peak * 1e12), 2)
+    if rate and peak:  # two stated conventions (benchmarks/flops.py): 6N as the older tables, and executed
+        per_token = row_flops(spec, s["total_params"], s["trainable_params"])
+        row["mfu_pct"] = round(flops.mfu(per_token["6N"], rate * tokens, peak), 2)
+        row["mfu_executed_pct"] = round(flops.mfu(per_token["executed"], rate * tokens, peak), 2)
     return row
 
 
@@ -423,7 +452,7 @@ def _write(out: Path, rows: list[dict], env: dict) -> None:
         w.writerows(rows)
     shown = ["config", "wall_seconds", "wall_seconds_vs_first", "import_seconds", "setup_seconds",
              "train_phase_seconds", "test_seconds", "samples_per_s", "samples_per_s_vs_first", "tokens_per_s",
-             "mfu_pct", "peak_memory_mb", "peak_memory_mb_vs_first", "peak_allocated_mb", "status",
+             "mfu_pct", "mfu_executed_pct", "peak_memory_mb", "peak_memory_mb_vs_first", "peak_allocated_mb", "status",
              "choices"]  # fmt: skip
     header = (f"Training speed on {env['gpu']} (driver {env.get('driver')}), {env['date']}: {env['model']}, "
               f"workload {env['workload']} ({env['train']} training rows x {env['epochs']:g} epochs), "
