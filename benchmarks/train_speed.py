@@ -107,6 +107,12 @@ CONFIGS: dict[str, list[str]] = {
     "fast-half": ["train.speed=fast", "train.half_activations=true"],
     "fast": ["train.speed=fast"],  # the studio's profiles, as a user gets them (studio/speed_plan.py)
     "frugal": ["train.speed=frugal"],
+    # issue 25's levers on top of fast: batches of similar lengths padded to 64-token buckets (4 shapes at 256),
+    # then torch.compile over those shapes; "-again" is the same in a new process, inductor's cache warm
+    # (hf_trainer.compile_cached keeps it under the studio's cache folder)
+    "fast-grouped": ["train.speed=fast", "train.length_grouping=true"],
+    "fast-grouped-compile": ["train.speed=fast", "train.length_grouping=true", "train.torch_compile=true"],
+    "fast-grouped-compile-again": ["train.speed=fast", "train.length_grouping=true", "train.torch_compile=true"],
 }  # fmt: skip
 
 
