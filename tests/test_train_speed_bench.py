@@ -99,3 +99,13 @@ def test_the_harness_runs_each_configuration_in_its_own_process(bench, tiny_mode
     env = json.loads((out / "environment.json").read_text())
     assert env["gpu"] == "cpu" and env["torch"] and env["date"] and env["one_process_per_configuration"]
     assert (out / "train_speed.md").read_text().startswith(f"Training speed on cpu (driver None), {env['date']}")
+
+
+def test_row_flops_counts_adapters_on_top_of_the_base_and_a_full_fine_tune_once(bench):
+    spec = {"shape": {"total_params": 110, "matmul_params": 85, "trainable_matmul_params": 85, "layers": 2,
+                      "hidden": 4}, "attention_length": 10.0}  # fmt: skip
+    attention = 12 * 2 * 10.0 * 4
+    lora = bench.row_flops(spec, total=111, trainable=1)  # 1 adapter weight beside the 85 frozen ones
+    assert lora["executed"] == 4 * 86 + 2 * 1 + attention and lora["6N"] == 6 * 111
+    full = bench.row_flops(spec, total=110, trainable=110)  # embeddings train too, but do no matmul
+    assert full["executed"] == 6 * 85 + attention
