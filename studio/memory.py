@@ -84,8 +84,14 @@ BACKWARD_TEMPORARIES = 2.0
 DEBERTA_SCORE_BYTES = 18.0
 """Bytes per attention score DeBERTa's disentangled attention keeps (eager attention: an fp32 softmax, the
 dropout mask and a 16-bit copy, and the content-to-position / position-to-content gathers); measured."""
-CPU_RUNTIME_MB = 600.0
-"""Python, torch, transformers and tokenizers themselves (resident ~520 MB after import)."""
+CPU_RUNTIME_MB = 650.0
+"""Python, torch, transformers, datasets and tokenizers themselves with the run's data and Trainer: a quick-demo
+process held 731-737 MB at its first training step, 87 MB of it the weights (benchmarks/results/cpu_memory)."""
+CPU_HEAP_RESERVE = 1.0
+"""On a CPU the process keeps about as much again as the activations a step holds: glibc's heap keeps what autograd
+frees for reuse, and RSS has no allocator to release it. With it, and gradients counted at the peak (allocated
+while freed activations are still resident), the estimate came within -3% to +7% of the measured peak RSS of the
+quick demo at 4 shapes and the 28-label GoEmotions preset, against -27% to -34% before (calibrated on them)."""
 SAFETY_MARGIN = 0.95
 """A config fits when its estimate stays under 95% of the free memory: room for what the estimate misses
 (other processes' allocations, allocator spikes), so "fits" and "largest batch" don't promise the last MB."""
@@ -180,6 +186,7 @@ class _Widths:
     frozen: int
     """The frozen float weights (16 bit with half_activations under adapters)."""
     mixed: bool
+    cpu: bool = False
 
 
 def _widths(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: Device) -> _Widths:
@@ -188,7 +195,7 @@ def _widths(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device:
     mixed = precision.resolve(train.precision, precision.Compute.of(device)).mixed
     e = 2 if mixed or wb == 2 else 4
     half = train.half_activations and mixed
-    return _Widths(wb, e, e if half else wb, e if half and ad is not None else wb, mixed)
+    return _Widths(wb, e, e if half else wb, e if half and ad is not None else wb, mixed, device.kind == "cpu")
 
 
 def _held(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: Device, w: _Widths) -> tuple:
@@ -227,7 +234,7 @@ def _activations(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, w:
     and head, and autocast's 16-bit copies of fp32 weights."""
     method, train, s = config.method, config.train, config.data.max_length
     tokens = batch * s
-    attn = config.model.attn_implementation or f.attn_implementation
+    attn = _effective_attention(config.model.attn_implementation or f.attn_implementation, f, w.cpu)
     layer = _layer_bytes(f, s, w.matmul, w.stream, w.mixed, attn, full=ad is None, quantized=method.quantized)
     adapter_inputs = 0.0  # LoRA keeps its layers' inputs (in 16 bit) and dropout masks; IA3 its scaled tensors
     if ad is not None and ad.keeps_inputs:
@@ -289,15 +296,28 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
     }
     phase = max(phases, key=lambda k: sum(phases[k]))
     grads, activations = phases[phase]
+    if device.kind == "cpu":  # RSS keeps the heap's high water: the backward pass's activations and the gradients
+        phase, grads, activations = "backward", gradients, backward
     rest = weights + adapters + grads + states + activations
     reserve = FRAGMENTATION * rest
     if ad is None and step_temp and phase != "optimizer step":  # (adapters' temporaries are a few MB)
         reserve += STEP_FRAGMENTATION * activations
     if train.gradient_checkpointing:  # recomputing allocates and frees a layer's tensors once per layer
         reserve += CHECKPOINT_FRAGMENTATION * batch * config.data.max_length * layer
-    overhead = CUDA_CONTEXT_MB * MB + reserve if device.kind == "cuda" else CPU_RUNTIME_MB * MB
+    overhead = (
+        CUDA_CONTEXT_MB * MB + reserve
+        if device.kind == "cuda"
+        else (CPU_RUNTIME_MB * MB + CPU_HEAP_RESERVE * activations)
+    )
     values = (weights, adapters, grads, states, activations, overhead)
     return dict(zip(PARTS, values, strict=True)), phase
+
+
+def _effective_attention(attn: str, f: _ModelFacts, cpu: bool) -> str:
+    """On a CPU, sdpa with attention dropout (BERT-family encoders train with it) runs PyTorch's math path, which
+    keeps the s x s probabilities like eager attention does: measured, the quick demo at 256 tokens peaked 428 MB
+    above the same tokens at 128 (benchmarks/results/cpu_memory)."""
+    return "eager" if cpu and attn == "sdpa" and f.attention_dropout else attn
 
 
 def _layer_bytes(f: _ModelFacts, s: int, e: int, rb: int, mixed: bool, attn: str, full: bool, quantized: bool) -> float:
@@ -460,6 +480,8 @@ class _ModelFacts:
     """... and the FFN's input (gated: gate and up)."""
     embedding_params: int
     composed_gelu: bool
+    attention_dropout: bool = False
+    """Dropout on the attention probabilities (BERT-family encoders)."""
     """The activation is transformers' GELU written in python ops (gelu_new: GPT-2), not a fused kernel."""
 
 
@@ -533,7 +555,9 @@ def _facts_for(name: str, revision: str | None, trust: bool, num_labels: int, st
         embedding_params=sum(m.weight.numel() for m in embeddings),
         composed_gelu=(getattr(c, "hidden_act", None) or getattr(c, "activation_function", None))
         in ("gelu_new", "gelu_fast"),
-    )
+        attention_dropout=any(float(getattr(c, k, 0.0) or 0.0) > 0
+                              for k in ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")),
+    )  # fmt: skip
 
 
 def _hf_config(mcfg: ModelConfig) -> tuple[Any, str | None]:
