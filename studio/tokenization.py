@@ -99,13 +99,37 @@ def _encode(split: Any, tokenizer: Any, max_length: int) -> Any:
     import pyarrow as pa
     from datasets import Dataset
 
-    ids = tokenizer(_column(split, "text"), truncation=True, max_length=max_length, return_attention_mask=False,
-                    return_token_type_ids=False, verbose=False)["input_ids"]  # fmt: skip
+    ids = encode_ids(tokenizer, _column(split, "text"), max_length)
     labels = split.with_format("arrow")["label"]
     if pa.types.is_list(labels.type):  # multi-label: a 0/1 float per label (binary cross-entropy's targets)
         labels = pa.array(multi_hot(labels.to_pylist(), split.features["label"].feature.num_classes).tolist(),
                           type=pa.list_(pa.float32()))  # fmt: skip
     return Dataset.from_dict({"input_ids": pa.array(ids, type=pa.list_(pa.int32())), "labels": labels})
+
+
+def encode_ids(tokenizer: Any, texts: list[str], max_length: int | None) -> list[list[int]]:
+    """Token ids of `texts` (special tokens added), truncated at `max_length` (None: not truncated): what
+    ``tokenizer(texts, truncation=True, max_length=...)["input_ids"]`` gives, faster.
+
+    A fast tokenizer's Rust backend is called directly, on a copy (the tokenizer's own backend keeps its
+    settings), with ``encode_batch_fast`` (no character offsets): transformers' call converts each row's
+    encoding in Python (0.7 s of 20,000 IMDb reviews on one core, which more cores do not shorten) and the
+    offsets cost the Rust part ~15%. Other tokenizers take the ordinary call.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if backend is None or not hasattr(backend, "encode_batch_fast"):
+        kwargs = {"truncation": True, "max_length": max_length} if max_length else {"truncation": False}
+        return tokenizer(texts, return_attention_mask=False, return_token_type_ids=False, verbose=False,
+                         **kwargs)["input_ids"]  # fmt: skip
+    from tokenizers import Tokenizer
+
+    copy = Tokenizer.from_str(backend.to_str())
+    copy.no_padding()
+    if max_length:
+        copy.enable_truncation(max_length, strategy="longest_first", direction=tokenizer.truncation_side)
+    else:
+        copy.no_truncation()
+    return [e.ids for e in copy.encode_batch_fast(texts, add_special_tokens=True)]
 
 
 def multi_hot(rows: list[list[int]], k: int) -> np.ndarray:
@@ -123,7 +147,7 @@ def token_lengths(texts: list[str], tokenizer: Any, sample: int = 2000, seed: in
         texts = random.Random(seed).sample(texts, sample)
     if not texts:
         return []
-    return [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
+    return [len(ids) for ids in encode_ids(tokenizer, texts, None)]
 
 
 def length_stats(lengths: list[int], max_length: int) -> dict[str, float]:

@@ -1,0 +1,97 @@
+"""Setup-time changes (benchmarks/setup_time.py): the direct tokenizer call gives transformers' ids, and the
+background tokenization gives what tokenizing in setup_model gives, or leaves the work to it."""
+
+from __future__ import annotations
+
+import queue
+
+import pytest
+
+from studio import distributed
+from studio.config import RunConfig
+from studio.tokenization import encode_ids
+from test_training import tiny_config
+
+TEXTS = ["A short one.", "", "Émile's café — naïve résumé! " * 40, "tabs\tand\nnew lines", "数字 123 and 😀 " * 30]
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "deberta-v2", "gpt2", "qwen2", "llama", "gemma3"])
+def test_encode_ids_are_transformers_ids(tiny_model_dir, family):
+    from studio.models import load_tokenizer
+
+    tokenizer = load_tokenizer(RunConfig().model, str(tiny_model_dir(family)), None)
+    for max_length in (16, 300, None):
+        kwargs = {"truncation": True, "max_length": max_length} if max_length else {"truncation": False}
+        expected = tokenizer(TEXTS, verbose=False, **kwargs)["input_ids"]
+        assert encode_ids(tokenizer, TEXTS, max_length) == expected
+    before = tokenizer.backend_tokenizer.truncation
+    encode_ids(tokenizer, TEXTS, 8)
+    assert tokenizer.backend_tokenizer.truncation == before  # the tokenizer's own settings are left alone
+
+
+def _recipe(config: RunConfig, cache_dir, world=None):
+    from studio.recipe import ClassifierRecipe
+
+    events: queue.Queue = queue.Queue()
+    return ClassifierRecipe(config, emit=events.put, stop_requested=lambda: False,
+                            world=world or distributed.world(), cache_dir=cache_dir)  # fmt: skip
+
+
+def _columns(tokenized) -> dict:
+    return {name: split.to_dict() for name, split in tokenized.items()}
+
+
+def test_background_tokenization_gives_the_same_splits(tiny_model_dir, tmp_path):
+    config = tiny_config(tiny_model_dir("bert"))
+    early = _recipe(config, tmp_path / "a")
+    early.setup_data()
+    assert early._early is not None  # a local model folder: tokenizing started with the data
+    early.plan_speed()
+    early.setup_model()
+    assert early._early is None
+
+    serial = _recipe(config, tmp_path / "b")
+    serial.setup_data()
+    serial._early = None  # as in a multi-process run: tokenized in setup_model
+    serial.plan_speed()
+    serial.setup_model()
+    assert _columns(early.tokenized) == _columns(serial.tokenized)
+
+
+def test_background_tokenization_is_left_to_setup_model_when_it_cannot_start(tiny_model_dir, tmp_path):
+    from studio.recipe import _EarlyTokens
+
+    config = tiny_config(tiny_model_dir("bert"))
+    recipe = _recipe(config, tmp_path)
+    recipe.setup_data()
+    recipe.cleanup(None)  # a run ending before its model loads waits for the background work
+    assert recipe._early is None
+    world = distributed.World(rank=0, local_rank=0, size=2)
+    assert _EarlyTokens.start(config, recipe.data, tmp_path, world) is None  # several processes: in order
+    hub = config.with_overrides(["model.name=someone/no-such-model"])
+    assert _EarlyTokens.start(hub, recipe.data, tmp_path, distributed.world()) is None  # no second network wait
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    (empty / "config.json").write_text("{}")
+    bad = config.with_overrides([f"model.name={empty}"])
+    assert _EarlyTokens.start(bad, recipe.data, tmp_path, distributed.world()) is None
+
+
+def test_a_failed_background_tokenization_is_redone_in_setup_model(tiny_model_dir, tmp_path, monkeypatch):
+    from studio.recipe import _EarlyTokens
+
+    config = tiny_config(tiny_model_dir("bert"))
+    recipe = _recipe(config, tmp_path)
+    recipe.setup_data()
+    recipe._early.result()
+
+    def fail():
+        raise RuntimeError("disk full")
+
+    broken = _EarlyTokens(fail)
+    broken.made_for = (config.model, config.data.max_length)
+    broken._thread.start()
+    recipe._early = broken
+    recipe.plan_speed()
+    recipe.setup_model()
+    assert len(recipe.tokenized["train"]) == len(recipe.data.splits["train"])
