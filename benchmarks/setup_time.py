@@ -14,7 +14,9 @@ Phases (seconds, from timestamps around the recipe's calls): imports (process st
 torch, transformers, studio), prepare (reading the CSV, splits, labels, reports: `data.prepare`), classes,
 plan (speed plan with its memory estimate), model (`build_model`: load, head, peft), tokenize
 (`data.tokenize` with its cache), stats (`data.dataset_stats`), record (registry row, folder), trainer
-(`build_trainer`), other (the rest: imports inside the phases, notes), total (process start to the first
+(`build_trainer`), tokenize_bg/stats_bg (the same two when they run in the background thread that
+overlaps plan and model: not on the critical path), tokens_wait (the main thread waiting for that thread in
+`setup_model`), other (the rest: imports inside the phases, notes), total (process start to the first
 step). Writes ``setup_time.csv`` (one row per repeat),
 ``setup_time.md`` (medians), ``environment.json`` (CPU, torch, load averages, date) and, with --profile, one
 extra profiled repeat's ``profile.txt`` (cProfile, top 60 by cumulative time). On a GPU the same phases
@@ -36,13 +38,15 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-PHASES = ("imports", "prepare", "classes", "plan", "model", "tokenize", "stats", "record", "trainer", "other", "total")
+PHASES = ("imports", "prepare", "classes", "plan", "model", "tokenize", "stats", "tokenize_bg", "stats_bg",
+          "tokens_wait", "record", "trainer", "other", "total")  # fmt: skip
 
 
 def child(args: argparse.Namespace) -> None:
@@ -56,11 +60,14 @@ def child(args: argparse.Namespace) -> None:
             t = time.time()
             try:
                 return original(*a, **k)
-            finally:
-                marks[key] = marks.get(key, 0.0) + time.time() - t
+            finally:  # work in the background thread (studio/recipe.py: _EarlyTokens) overlaps the others
+                where = key if threading.current_thread() is threading.main_thread() else f"{key}_bg"
+                marks[where] = marks.get(where, 0.0) + time.time() - t
 
         setattr(owner, name, wrapper)
 
+    if args.root:  # another checkout's studio (--baseline)
+        sys.path.insert(0, args.root)
     import studio.data as data
     import studio.recipe as recipe
     import studio.training as training
@@ -74,6 +81,10 @@ def child(args: argparse.Namespace) -> None:
     timed(recipe.ClassifierRecipe, "plan_speed", "plan")
     timed(recipe.ClassifierRecipe, "setup_trainer", "trainer")
     timed(training.Run, "_create_record", "record")
+    if hasattr(recipe, "_EarlyTokens"):
+        timed(recipe._EarlyTokens, "result", "tokens_wait")
+        if args.no_overlap:  # as in a multi-process run: tokenized in setup_model, after the model loads
+            recipe._EarlyTokens.start = classmethod(lambda cls, *a: None)
     import studio.models as models
 
     timed(models, "build_model", "model")
@@ -84,7 +95,8 @@ def child(args: argparse.Namespace) -> None:
         row["total"] = round(now - args.t0, 3)
         row["imports"] = round(marks["execute_at"] - args.t0, 3)
         row.pop("execute_at", None)
-        row["other"] = round(row["total"] - sum(v for k, v in row.items() if k != "total"), 3)
+        main = (v for k, v in row.items() if k != "total" and not k.endswith("_bg"))
+        row["other"] = round(row["total"] - sum(main), 3)
         row["tokenize_cache_hit"] = any(getattr(e, "text", "") == "tokenized data loaded from cache" for e in seen)
         print("SETUP " + json.dumps(row), flush=True)
         if args.profile_to:
@@ -132,10 +144,13 @@ def _dump(profiler, path: Path) -> None:
     path.write_text(buf.getvalue())
 
 
-def run_once(config: Path, runs: Path, profile_to: Path | None = None, as_h200: bool = False) -> dict:
+def run_once(config: Path, runs: Path, profile_to: Path | None = None, as_h200: bool = False,
+             root: Path | None = None, no_overlap: bool = False) -> dict:  # fmt: skip
     t0 = time.time()
     cmd = [sys.executable, __file__, "--child", "--config", str(config), "--runs", str(runs), "--t0", repr(t0)]
     cmd += ["--as-h200"] if as_h200 else []
+    cmd += ["--no-overlap"] if no_overlap else []
+    cmd += ["--root", str(root)] if root else []
     if profile_to:
         cmd += ["--profile-to", str(profile_to)]
     load_before = os.getloadavg()[0]
@@ -160,7 +175,15 @@ def main() -> int:
     parser.add_argument("--as-h200", action="store_true",
                         help="on a CPU machine: plan the speed profile as for an H200 (its estimate, LoRA, batch "
                              "128), so the CPU measures the model and Trainer the GPU run builds")  # fmt: skip
+    parser.add_argument("--baseline", type=Path,
+                        help="another checkout of the studio (e.g. `git worktree add /tmp/base <commit>`): each "
+                             "repeat times it too, just before this one: both see the same load")  # fmt: skip
+    parser.add_argument("--serial", action="store_true",
+                        help="each repeat also times this code with tokenization after the model load, not in "
+                             "the background (code `serial`): what the overlap alone buys")  # fmt: skip
+    parser.add_argument("--no-overlap", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--runs", help=argparse.SUPPRESS)
     parser.add_argument("--t0", type=float, help=argparse.SUPPRESS)
@@ -191,11 +214,16 @@ def main() -> int:
     if args.warm_cache:
         run_once(config_path, work / "runs-warm", as_h200=args.as_h200)  # fills the cache: not timed
     rows = []
+    codes = [("baseline", args.baseline)] if args.baseline else []
+    codes += [("serial", None)] if args.serial else []
+    codes += [("this", None)]
     for i in range(args.repeats):
-        runs = work / ("runs-warm" if args.warm_cache else f"runs-{i}")
-        row = {"repeat": i, **run_once(config_path, runs, as_h200=args.as_h200)}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        for code, root in codes:
+            runs = work / ("runs-warm" if args.warm_cache else f"runs-{code}-{i}")
+            row = {"code": code, "repeat": i, **run_once(config_path, runs, as_h200=args.as_h200, root=root,
+                                                         no_overlap=code == "serial")}  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     if args.profile:
         runs = work / ("runs-warm" if args.warm_cache else "runs-profile")
         run_once(config_path, runs, out / "profile.txt", args.as_h200)
@@ -212,14 +240,18 @@ def _write(out: Path, rows: list[dict], args: argparse.Namespace) -> None:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    md = ["| phase | median s | min s | max s |", "|---|---|---|---|"]
+    codes = list(dict.fromkeys(r["code"] for r in rows))
+    md = ["| phase | " + " | ".join(f"{c}: median s (min-max)" for c in codes) + " |", "|---|" + "---|" * len(codes)]
     for p in PHASES:
-        values = [r[p] for r in rows if r.get(p) is not None]
-        if values:
-            md.append(f"| {p} | {statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |")
+        cells = []
+        for c in codes:
+            values = [r[p] for r in rows if r["code"] == c and r.get(p) is not None]
+            cells.append(f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})" if values else "")
+        if any(cells):
+            md.append(f"| {p} | " + " | ".join(cells) + " |")
     loads = [r["load_1min_before"] for r in rows] + [r["load_1min_after"] for r in rows] or [os.getloadavg()[0]]
     cache = "warm (a second run of the same data)" if args.warm_cache else "cold (a fresh runs folder per repeat)"
-    md.append(f"\n{len(rows)} repeats, each a fresh process; tokenization cache {cache}; "
+    md.append(f"\n{args.repeats} repeats of each, each a fresh process; tokenization cache {cache}; "
               f"1-min load average {min(loads):.2f}-{max(loads):.2f} on {os.cpu_count()} CPUs.")  # fmt: skip
     (out / "setup_time.md").write_text("\n".join(md) + "\n")
     cpu = next((x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
@@ -227,8 +259,8 @@ def _write(out: Path, rows: list[dict], args: argparse.Namespace) -> None:
     env = {"cpu": cpu, "cpus": os.cpu_count(), "torch": torch.__version__, "transformers": transformers.__version__,
            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "train": args.train, "model": args.model,
-           "warm_cache": args.warm_cache, "as_h200": args.as_h200, "extra_overrides": args.set,
-           "load_averages": loads}  # fmt: skip
+           "warm_cache": args.warm_cache, "as_h200": args.as_h200, "baseline": str(args.baseline or ""),
+           "serial": args.serial, "extra_overrides": args.set, "load_averages": loads}  # fmt: skip
     (out / "environment.json").write_text(json.dumps(env, indent=2))
     print("\n".join(md))
 
