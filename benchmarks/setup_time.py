@@ -17,7 +17,9 @@ plan (speed plan with its memory estimate), model (`build_model`: load, head, pe
 (`build_trainer`), tokenize_bg/stats_bg (the same two when they run in the background thread that
 overlaps plan and model: not on the critical path), tokens_wait (the main thread waiting for that thread in
 `setup_model`), other (the rest: imports inside the phases, notes), total (process start to the first
-step). Writes ``setup_time.csv`` (one row per repeat),
+step), since_execute (total less imports: what train_speed.py's setup_seconds counts, in a process that has
+imported torch and studio already; here `imports` also holds torch and datasets, which the instrumenting
+imports). Writes ``setup_time.csv`` (one row per repeat),
 ``setup_time.md`` (medians), ``environment.json`` (CPU, torch, load averages, date) and, with --profile, one
 extra profiled repeat's ``profile.txt`` (cProfile, top 60 by cumulative time). On a GPU the same phases
 also pay CUDA's initialisation and the model's move to the device (inside model/trainer).
@@ -46,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 PHASES = ("imports", "prepare", "classes", "plan", "model", "tokenize", "stats", "tokenize_bg", "stats_bg",
-          "tokens_wait", "record", "trainer", "other", "total")  # fmt: skip
+          "tokens_wait", "record", "trainer", "other", "total", "since_execute")  # fmt: skip
 
 
 def child(args: argparse.Namespace) -> None:
@@ -97,6 +99,7 @@ def child(args: argparse.Namespace) -> None:
         row.pop("execute_at", None)
         main = (v for k, v in row.items() if k != "total" and not k.endswith("_bg"))
         row["other"] = round(row["total"] - sum(main), 3)
+        row["since_execute"] = round(row["total"] - row["imports"], 3)  # what train_speed's setup_seconds counts
         row["tokenize_cache_hit"] = any(getattr(e, "text", "") == "tokenized data loaded from cache" for e in seen)
         print("SETUP " + json.dumps(row), flush=True)
         if args.profile_to:

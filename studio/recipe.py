@@ -391,12 +391,19 @@ class ClassifierRecipe:
         self._expandable = False
 
 
+OVERLAP_MIN_CORES = 4
+"""Cores a process needs for `_EarlyTokens` to tokenize beside the plan and model load. On 2 cores shared with
+other work (benchmarks/results/setup_time/cpu-as-h200) the overlap measured no gain: the tokenizer's threads
+and the main thread's imports take turns on the same cores."""
+
+
 class _EarlyTokens:
     """Tokenization and the token-length statistics of a run's splits, in a background thread from the end of
     `setup_data`, while the speed plan and the model load: the Rust tokenizer releases the GIL, so on a machine
-    with cores to spare the seconds of tokenizing 20,000 reviews overlap the seconds of importing and loading
-    (benchmarks/setup_time.py). The tokenizer is loaded here first (its imports stay in this thread); any
-    failure, here or in the thread, leaves the work to `setup_model`, which reports it as it always did."""
+    with cores to spare (`OVERLAP_MIN_CORES`) the seconds of tokenizing 20,000 reviews overlap the seconds of
+    importing and loading (benchmarks/setup_time.py). The tokenizer is loaded here first (its imports stay in
+    this thread); any failure, here or in the thread, leaves the work to `setup_model`, which reports it as it
+    always did."""
 
     def __init__(self, work: Callable[[], tuple[Any, bool, dict]]):
         import threading
@@ -409,6 +416,8 @@ class _EarlyTokens:
     @classmethod
     def start(cls, config: RunConfig, prepared: PreparedData, cache_dir: Path, world: World) -> _EarlyTokens | None:
         if world.distributed:  # rank 0 fills the cache first (`distributed.main_first`): tokenize in order there
+            return None
+        if len(os.sched_getaffinity(0)) < OVERLAP_MIN_CORES:  # no core to spare: overlapping only contends
             return None
         try:
             from studio.data import dataset_stats, tokenize

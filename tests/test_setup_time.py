@@ -6,11 +6,11 @@ from __future__ import annotations
 import queue
 
 import pytest
+from test_training import tiny_config
 
 from studio import distributed
 from studio.config import RunConfig
 from studio.tokenization import encode_ids
-from test_training import tiny_config
 
 TEXTS = ["A short one.", "", "Émile's café — naïve résumé! " * 40, "tabs\tand\nnew lines", "数字 123 and 😀 " * 30]
 
@@ -41,7 +41,15 @@ def _columns(tokenized) -> dict:
     return {name: split.to_dict() for name, split in tokenized.items()}
 
 
-def test_background_tokenization_gives_the_same_splits(tiny_model_dir, tmp_path):
+@pytest.fixture
+def overlap(monkeypatch):
+    """Background tokenization whatever this machine's cores (it needs OVERLAP_MIN_CORES)."""
+    from studio import recipe
+
+    monkeypatch.setattr(recipe, "OVERLAP_MIN_CORES", 1)
+
+
+def test_background_tokenization_gives_the_same_splits(tiny_model_dir, tmp_path, overlap):
     config = tiny_config(tiny_model_dir("bert"))
     early = _recipe(config, tmp_path / "a")
     early.setup_data()
@@ -58,7 +66,9 @@ def test_background_tokenization_gives_the_same_splits(tiny_model_dir, tmp_path)
     assert _columns(early.tokenized) == _columns(serial.tokenized)
 
 
-def test_background_tokenization_is_left_to_setup_model_when_it_cannot_start(tiny_model_dir, tmp_path):
+def test_background_tokenization_is_left_to_setup_model_when_it_cannot_start(tiny_model_dir, tmp_path, overlap,
+                                                                            monkeypatch):  # fmt: skip
+    from studio import recipe as recipe_module
     from studio.recipe import _EarlyTokens
 
     config = tiny_config(tiny_model_dir("bert"))
@@ -75,9 +85,11 @@ def test_background_tokenization_is_left_to_setup_model_when_it_cannot_start(tin
     (empty / "config.json").write_text("{}")
     bad = config.with_overrides([f"model.name={empty}"])
     assert _EarlyTokens.start(bad, recipe.data, tmp_path, distributed.world()) is None
+    monkeypatch.setattr(recipe_module, "OVERLAP_MIN_CORES", 10_000)
+    assert _EarlyTokens.start(config, recipe.data, tmp_path, distributed.world()) is None  # no core to spare
 
 
-def test_a_failed_background_tokenization_is_redone_in_setup_model(tiny_model_dir, tmp_path, monkeypatch):
+def test_a_failed_background_tokenization_is_redone_in_setup_model(tiny_model_dir, tmp_path, overlap):
     from studio.recipe import _EarlyTokens
 
     config = tiny_config(tiny_model_dir("bert"))
