@@ -154,8 +154,9 @@ class ClassifierRecipe:
         if early is not None and early.made_for != (config.model, config.data.max_length):
             done = None  # the speed plan changed what tokenizes (it does not today): tokenize again
         if done is None:  # not started (several processes) or it failed: here, where a failure reads as usual
-            tokenized, hit = data.tokenize(prepared, bundle.tokenizer, config.data.max_length, self.cache_dir)
-            done = tokenized, hit, data.dataset_stats(prepared, bundle.tokenizer, config.data.max_length)
+            length, cache = config.data.max_length, self.cache_dir
+            tokenized, hit = data.tokenize(prepared, bundle.tokenizer, length, cache)
+            done = tokenized, hit, data.dataset_stats(prepared, bundle.tokenizer, length, cache)
         self.tokenized, hit, stats = done
         self.emit(Note("tokenized data loaded from cache" if hit else "data tokenized (and cached)"))
         self.emit(DataStats(stats, prepared.label_names, prepared.fingerprint))
@@ -397,6 +398,12 @@ other work (benchmarks/results/setup_time/cpu-as-h200) the overlap measured no g
 and the main thread's imports take turns on the same cores."""
 
 
+def _cores() -> int:
+    """CPU cores this process may use (macOS has no affinity call: all of them)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
 class _EarlyTokens:
     """Tokenization and the token-length statistics of a run's splits, in a background thread from the end of
     `setup_data`, while the speed plan and the model load: the Rust tokenizer releases the GIL, so on a machine
@@ -417,7 +424,7 @@ class _EarlyTokens:
     def start(cls, config: RunConfig, prepared: PreparedData, cache_dir: Path, world: World) -> _EarlyTokens | None:
         if world.distributed:  # rank 0 fills the cache first (`distributed.main_first`): tokenize in order there
             return None
-        if len(os.sched_getaffinity(0)) < OVERLAP_MIN_CORES:  # no core to spare: overlapping only contends
+        if _cores() < OVERLAP_MIN_CORES:  # no core to spare: overlapping only contends
             return None
         try:
             from studio.data import dataset_stats, tokenize
@@ -433,7 +440,7 @@ class _EarlyTokens:
 
         def work() -> tuple[Any, bool, dict]:
             tokenized, hit = tokenize(prepared, tokenizer, max_length, cache_dir)
-            return tokenized, hit, dataset_stats(prepared, tokenizer, max_length)
+            return tokenized, hit, dataset_stats(prepared, tokenizer, max_length, cache_dir)
 
         early = cls(work)
         early.made_for = (config.model, max_length)

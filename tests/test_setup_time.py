@@ -107,3 +107,30 @@ def test_a_failed_background_tokenization_is_redone_in_setup_model(tiny_model_di
     recipe.plan_speed()
     recipe.setup_model()
     assert len(recipe.tokenized["train"]) == len(recipe.data.splits["train"])
+
+
+def test_token_lengths_are_cached_with_the_data_and_tokenizer(tiny_model_dir, tmp_path, monkeypatch):
+    from studio import tokenization
+    from studio.models import load_tokenizer
+
+    config = tiny_config(tiny_model_dir("bert"))
+    recipe = _recipe(config, tmp_path)
+    recipe.setup_data()
+    recipe.cleanup(None)
+    tokenizer = load_tokenizer(config.model, str(tiny_model_dir("bert")), None)
+    uncached = tokenization.dataset_stats(recipe.data, tokenizer, 32)
+    first = tokenization.dataset_stats(recipe.data, tokenizer, 32, tmp_path / "cache")
+    assert first == uncached
+    (entry,) = (tmp_path / "cache" / "lengths").iterdir()
+
+    def no_tokenizing(*a, **k):
+        raise AssertionError("tokenized again")
+
+    monkeypatch.setattr(tokenization, "token_lengths", no_tokenizing)
+    assert tokenization.dataset_stats(recipe.data, tokenizer, 32, tmp_path / "cache") == uncached
+    entry.write_text("not json")  # a damaged entry is measured again
+    monkeypatch.undo()
+    assert tokenization.dataset_stats(recipe.data, tokenizer, 32, tmp_path / "cache") == uncached
+    other = load_tokenizer(config.model, str(tiny_model_dir("roberta")), None)
+    tokenization.dataset_stats(recipe.data, other, 32, tmp_path / "cache")
+    assert len(list((tmp_path / "cache" / "lengths").iterdir())) == 2  # another tokenizer: its own entry
