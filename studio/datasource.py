@@ -260,6 +260,7 @@ def _data_suffix(path: Path) -> str:
 def _read_file(path: Path, opts: ReadOptions) -> datasets.Dataset:
     import pyarrow as pa
     from datasets import Dataset
+    from datasets.fingerprint import generate_random_fingerprint
 
     suffix = _data_suffix(path)
     if suffix not in SUFFIXES:
@@ -280,7 +281,7 @@ def _read_file(path: Path, opts: ReadOptions) -> datasets.Dataset:
             _refuse_duplicate_columns(path, table.column_names)
         else:
             table = _read_text_table(path, suffix, _decompressed(path, raw, kind), opts)
-        dataset = Dataset(table)
+        dataset = Dataset(table, fingerprint=generate_random_fingerprint())  # not a hash of the table: data.py
     except DataError:
         raise
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:

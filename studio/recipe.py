@@ -68,6 +68,8 @@ class ClassifierRecipe:
         """Multi-label: the per-label decision thresholds tuned in `evaluate` (`multilabel.Thresholds`); `save`
         writes its thresholds.json."""
         self._expandable = False
+        self._early: _EarlyTokens | None = None
+        """The splits tokenizing in the background since `setup_data` (`setup_model` takes them)."""
 
     @property
     def num_labels(self) -> int:
@@ -86,6 +88,7 @@ class ClassifierRecipe:
         for note in prepared.report.get("notes", []):
             self.emit(Note(note))
         self._weigh_classes()
+        self._early = _EarlyTokens.start(self.config, prepared, self.cache_dir, self.world)
 
     def _weigh_classes(self) -> None:
         """Count the training split's labels, check `train.class_weights` against them (a ConfigError names an
@@ -146,9 +149,16 @@ class ClassifierRecipe:
         counts = {"trainable_params": bundle.trainable_params, "total_params": bundle.total_params}
         self.emit(Note(f"model: {bundle.total_params / 1e6:.1f}M parameters, {bundle.trainable_params / 1e6:.3f}M "
                        f"trainable ({pct:.2f}%)", counts))  # fmt: skip
-        self.tokenized, hit = data.tokenize(prepared, bundle.tokenizer, config.data.max_length, self.cache_dir)
+        early, self._early = self._early, None
+        done = early.result() if early is not None else None
+        if early is not None and early.made_for != (config.model, config.data.max_length):
+            done = None  # the speed plan changed what tokenizes (it does not today): tokenize again
+        if done is None:  # not started (several processes) or it failed: here, where a failure reads as usual
+            length, cache = config.data.max_length, self.cache_dir
+            tokenized, hit = data.tokenize(prepared, bundle.tokenizer, length, cache)
+            done = tokenized, hit, data.dataset_stats(prepared, bundle.tokenizer, length, cache)
+        self.tokenized, hit, stats = done
         self.emit(Note("tokenized data loaded from cache" if hit else "data tokenized (and cached)"))
-        stats = data.dataset_stats(prepared, bundle.tokenizer, config.data.max_length)
         self.emit(DataStats(stats, prepared.label_names, prepared.fingerprint))
 
     def disk_needed_mb(self) -> float:
@@ -372,11 +382,81 @@ class ClassifierRecipe:
         if run_dir is not None and self.world.writes:
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
             (run_dir / STOP_FILE).unlink(missing_ok=True)
+        if self._early is not None:  # the run ended before its model loaded: let the background work finish
+            self._early.result()
+            self._early = None
         self.trainer = self.bundle = self.tokenized = self.memory = None
         self.predictions = {}
         gc.collect()
         release_device_memory(self._expandable)
         self._expandable = False
+
+
+OVERLAP_MIN_CORES = 4
+"""Cores a process needs for `_EarlyTokens` to tokenize beside the plan and model load. On 2 cores shared with
+other work (benchmarks/results/setup_time/cpu-as-h200) the overlap measured no gain: the tokenizer's threads
+and the main thread's imports take turns on the same cores."""
+
+
+def _cores() -> int:
+    """CPU cores this process may use (macOS has no affinity call: all of them)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+class _EarlyTokens:
+    """Tokenization and the token-length statistics of a run's splits, in a background thread from the end of
+    `setup_data`, while the speed plan and the model load: the Rust tokenizer releases the GIL, so on a machine
+    with cores to spare (`OVERLAP_MIN_CORES`) the seconds of tokenizing 20,000 reviews overlap the seconds of
+    importing and loading (benchmarks/setup_time.py). The tokenizer is loaded here first (its imports stay in
+    this thread); any failure, here or in the thread, leaves the work to `setup_model`, which reports it as it
+    always did."""
+
+    def __init__(self, work: Callable[[], tuple[Any, bool, dict]]):
+        import threading
+
+        self._out: tuple[Any, bool, dict] | None = None
+        self.made_for: tuple[Any, int] | None = None
+        """(model config, max_length) it tokenizes for: `setup_model` takes its work only for the same."""
+        self._thread = threading.Thread(target=self._run, args=(work,), name="tokenize", daemon=True)
+
+    @classmethod
+    def start(cls, config: RunConfig, prepared: PreparedData, cache_dir: Path, world: World) -> _EarlyTokens | None:
+        if world.distributed:  # rank 0 fills the cache first (`distributed.main_first`): tokenize in order there
+            return None
+        if _cores() < OVERLAP_MIN_CORES:  # no core to spare: overlapping only contends
+            return None
+        try:
+            from studio.data import dataset_stats, tokenize
+            from studio.models import load_tokenizer, resolve_source
+
+            source = resolve_source(config.model)
+            if not Path(source).is_dir():  # a Hub id: no second wait on the network when it cannot be reached
+                return None
+            tokenizer = load_tokenizer(config.model, source, None)
+        except Exception:  # a bad model name or an unreadable tokenizer: build_model says so in its own words
+            return None
+        max_length = config.data.max_length
+
+        def work() -> tuple[Any, bool, dict]:
+            tokenized, hit = tokenize(prepared, tokenizer, max_length, cache_dir)
+            return tokenized, hit, dataset_stats(prepared, tokenizer, max_length, cache_dir)
+
+        early = cls(work)
+        early.made_for = (config.model, max_length)
+        early._thread.start()
+        return early
+
+    def _run(self, work: Callable[[], tuple[Any, bool, dict]]) -> None:
+        try:
+            self._out = work()
+        except Exception:  # redone in setup_model, where the error is reported
+            self._out = None
+
+    def result(self) -> tuple[Any, bool, dict] | None:
+        """(tokenized splits, whether from the cache, data stats) once done; None when it failed."""
+        self._thread.join()
+        return self._out
 
 
 def _data_report(prepared: PreparedData) -> dict[str, Any]:
