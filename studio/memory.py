@@ -87,11 +87,12 @@ dropout mask and a 16-bit copy, and the content-to-position / position-to-conten
 CPU_RUNTIME_MB = 650.0
 """Python, torch, transformers, datasets and tokenizers themselves with the run's data and Trainer: a quick-demo
 process held 731-737 MB at its first training step, 87 MB of it the weights (benchmarks/results/cpu_memory)."""
-CPU_HEAP_RESERVE = 1.0
-"""On a CPU the process keeps about as much again as the activations a step holds: glibc's heap keeps what autograd
-frees for reuse, and RSS has no allocator to release it. With it, and gradients counted at the peak (allocated
-while freed activations are still resident), the estimate came within -3% to +7% of the measured peak RSS of the
-quick demo at 4 shapes and the 28-label GoEmotions preset, against -27% to -34% before (calibrated on them)."""
+CPU_HEAP_RESERVE = 0.6
+"""On a CPU the process keeps part of what autograd frees (glibc's heap holds freed blocks for reuse; RSS has no
+allocator to release them to): this share of a step's activations beyond them. With it, and the gradients counted
+at the peak, the estimate came within -11% to +13% of the measured peak RSS on 2 cores (the quick demo at four
+shapes, the 28-label GoEmotions preset, SmolLM2 LoRA), against -14% to -34% before; calibrated on those six, so
+in-sample (benchmarks/cpu_memory.py, benchmarks/results/cpu_memory)."""
 SAFETY_MARGIN = 0.95
 """A config fits when its estimate stays under 95% of the free memory: room for what the estimate misses
 (other processes' allocations, allocator spikes), so "fits" and "largest batch" don't promise the last MB."""
@@ -167,6 +168,8 @@ PHASE_NOTES = {
     "backward end": "peak at the end of the backward pass: all gradients and one layer's activations",
     "optimizer step": "peak at the optimizer step: the gradients and AdamW's temporary copy of them",
     "evaluation": "peak in evaluation: its batch without a backward pass outweighs training's",
+    "cpu": "peak RSS: every activation of the forward pass and all the gradients (the process keeps the heap's high "
+    "water mark, so both count)",
 }
 
 
@@ -297,7 +300,7 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
     phase = max(phases, key=lambda k: sum(phases[k]))
     grads, activations = phases[phase]
     if device.kind == "cpu":  # RSS keeps the heap's high water: the backward pass's activations and the gradients
-        phase, grads, activations = "backward", gradients, backward
+        phase, grads, activations = "cpu", gradients, max(backward, evaluation)
     rest = weights + adapters + grads + states + activations
     reserve = FRAGMENTATION * rest
     if ad is None and step_temp and phase != "optimizer step":  # (adapters' temporaries are a few MB)
@@ -397,8 +400,15 @@ def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
              "batches are padded to their longest text)"]  # fmt: skip
     if mode != train.precision and train.precision != "auto":
         notes.append(f"train.precision {train.precision} runs as {mode} on the {device.kind.upper()}")
-    attn = config.model.attn_implementation or f.attn_implementation
-    notes.append(f"{attn} attention: the {s} x {s} attention scores are {'' if attn == 'eager' else 'not '}stored")
+    attn = _effective_attention(config.model.attn_implementation or f.attn_implementation, f, device.kind == "cpu")
+    notes.append(f"{attn} attention: the {s} x {s} attention scores are {'' if attn == 'eager' else 'not '}stored"
+                 + (" (on a CPU, sdpa with attention dropout keeps them)" if attn != config.model.attn_implementation
+                    and attn == "eager" and device.kind == "cpu" else ""))  # fmt: skip
+    if device.kind == "cpu":
+        notes.append(f"counts the training process's peak RSS: Python and its libraries with the data "
+                     f"(~{CPU_RUNTIME_MB:.0f} MB), the weights, gradients and optimizer states, the activations, and "
+                     f"{CPU_HEAP_RESERVE:.0%} of them again for what the heap keeps after autograd frees it; "
+                     "dataloader worker processes are not counted")  # fmt: skip
     if train.gradient_checkpointing:
         notes.append("gradient checkpointing: each layer keeps only its input; one layer at a time is recomputed")
     if method.quantized:

@@ -255,3 +255,41 @@ def test_the_estimate_names_the_modules_the_adapters_wrap(model, placement, targ
     assert estimate(config, device=H100).adapter_targets == targets
     full = RunConfig.from_dict({"model": {"name": model}, "method": {"name": "full"}})
     assert estimate(full, device=H100).adapter_targets == ()
+
+
+# ---- the CPU estimate (process RSS) --------------------------------------------------------------------------
+CPU = Device(kind="cpu", name="CPU", total_mb=32000, free_mb=16000, count=0)
+
+
+def test_on_a_cpu_encoders_keep_their_attention_scores_and_the_heap_keeps_part_of_what_autograd_frees():
+    full = {"name": "full"}
+    long = bert(method=full, data={"max_length": 256}, train={"batch_size": 16})
+    wide = bert(method=full, data={"max_length": 128}, train={"batch_size": 32})  # the same tokens a step
+    # CPU sdpa with attention dropout runs the math path, which keeps the s x s probabilities: longer texts cost
+    # more than their tokens (on the GPU the two are within the masks' difference)
+    assert parts(long, CPU)["activations"] > 1.1 * parts(wide, CPU)["activations"]
+    assert parts(long)["activations"] < 1.05 * parts(wide)["activations"]
+    e = estimate(long, device=CPU)
+    # RSS keeps the high water: the gradients count at the peak, and the heap's reserve sits in the overhead
+    assert e.parts["gradients"] == pytest.approx(e.parts["weights"])
+    reserve = memory.CPU_HEAP_RESERVE * e.parts["activations"]
+    assert e.parts["overhead"] == pytest.approx(memory.CPU_RUNTIME_MB + reserve)
+
+
+def test_the_cpu_estimate_is_within_15_percent_of_the_measured_peak_rss():
+    """benchmarks/cpu_memory.py's cases (the shipped CPU presets and the quick demo at other shapes, each trained in
+    its own process on 2 cores), recomputed: the estimate within 15% of the measured peak RSS."""
+    import json
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    import cpu_memory
+
+    measured = json.loads((root / "benchmarks" / "results" / "cpu_memory" / "cpu_memory.json").read_text())
+    assert {r["case"] for r in measured["cases"]} == set(cpu_memory.CASES)
+    for row in measured["cases"]:
+        labels = 28 if cpu_memory.CASES[row["case"]][0].startswith("goemotions") else 2
+        now = estimate(cpu_memory.config_of(row["case"]), labels, CPU).total_mb
+        assert abs(now - row["peak_rss_mb"]) <= 0.15 * row["peak_rss_mb"], (row["case"], now, row["peak_rss_mb"])

@@ -1,0 +1,122 @@
+"""The memory estimate on a CPU against the training process's measured peak RSS (issue 26, part 3).
+
+    python benchmarks/cpu_memory.py [--out benchmarks/results/cpu_memory] [--only qd-f3,smol]
+    python benchmarks/cpu_memory.py --child CASE --runs DIR     (one case; the parent runs each so)
+
+Each case is a shipped preset (with overrides: a few steps, one validation pass) trained in its own fresh process
+through the studio's own `Run`, its RSS sampled every 0.1 s by a thread in that process (the peak, and what it
+held at its first training step); the estimate is `studio.memory.estimate` for the same config on this CPU.
+Writes cpu_memory.json (every case, with the estimate's parts and the environment) and cpu_memory.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+STEPS = ["train.max_steps=12", "train.eval_steps=12"]
+CASES: dict[str, tuple[str, list[str]]] = {
+    "qd-f3": ("quick_demo", STEPS),  # the preset as shipped (lowest 3 layers frozen)
+    "qd-f0": ("quick_demo", STEPS + ["method.freeze_layers=0"]),
+    "qd-f0-b32": ("quick_demo", STEPS + ["method.freeze_layers=0", "train.batch_size=32"]),
+    "qd-f0-l256": ("quick_demo", STEPS + ["method.freeze_layers=0", "data.max_length=256"]),
+    "go-ml": ("goemotions_multilabel_cpu", STEPS),
+    "smol": ("smollm2_goemotions", ["train.max_steps=6", "train.eval_steps=6"]),
+}
+
+
+def config_of(case: str):
+    from studio.config import RunConfig
+    from studio.presets import resolve
+
+    preset, overrides = CASES[case]
+    return RunConfig.from_yaml(resolve(preset)).with_overrides(overrides)
+
+
+def child(case: str, runs: Path) -> dict:
+    """Train the case here, sampling this process's RSS; (peak, at the first step, the run's status)."""
+    import psutil
+
+    proc, t0, samples = psutil.Process(), time.time(), []
+
+    def poll() -> None:
+        while True:
+            samples.append((time.time() - t0, proc.memory_info().rss / 2**20))
+            time.sleep(0.1)
+
+    threading.Thread(target=poll, daemon=True).start()
+    from studio.registry import Registry
+    from studio.training import Run
+
+    result = Run(config_of(case), Registry(runs)).execute()
+    events = [json.loads(x) for x in (Registry(runs).run_dir(result.run_id) / "metrics.jsonl").read_text().splitlines()]
+    first = next(e["time"] - t0 for e in events if e.get("status") == "training")
+    return {"case": case, "status": result.status, "peak_rss_mb": round(max(r for _, r in samples)),
+            "rss_at_first_step_mb": round(max(r for t, r in samples if t <= first))}  # fmt: skip
+
+
+def estimated(case: str) -> dict:
+    from studio.hardware import detect
+    from studio.memory import estimate
+
+    config = config_of(case)
+    labels = 28 if CASES[case][0].startswith("goemotions") else 2
+    e = estimate(config, labels, detect())
+    return {"estimate_mb": round(e.total_mb), "parts_mb": {k: round(v) for k, v in e.parts.items()}}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu_memory"))
+    ap.add_argument("--only")
+    ap.add_argument("--child")
+    ap.add_argument("--runs")
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, Path(args.runs))))
+        return 0
+    out, rows = Path(args.out), []
+    out.mkdir(parents=True, exist_ok=True)
+    for case in args.only.split(",") if args.only else CASES:
+        with tempfile.TemporaryDirectory() as runs:
+            done = subprocess.run([sys.executable, __file__, "--child", case, "--runs", runs], capture_output=True,
+                                  text=True, check=True)  # fmt: skip
+        row = {**json.loads(done.stdout.strip().splitlines()[-1]), **estimated(case),
+               "load_average": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+        row["error_pct"] = round(100 * (row["estimate_mb"] - row["peak_rss_mb"]) / row["peak_rss_mb"], 1)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    write(out, rows)
+    return 0
+
+
+def write(out: Path, rows: list[dict]) -> None:
+    import torch
+
+    env = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
+           "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+           "python": platform.python_version()}  # fmt: skip
+    (out / "cpu_memory.json").write_text(json.dumps({"environment": env, "cases": rows}, indent=2) + "\n")
+    lines = ["| case | preset and overrides | peak RSS | at the first step | estimate | error |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        preset, overrides = CASES[r["case"]]
+        lines.append(f"| {r['case']} | {preset} {' '.join(o for o in overrides if 'steps' not in o)} | "
+                     f"{r['peak_rss_mb']:,} MB | {r['rss_at_first_step_mb']:,} MB | {r['estimate_mb']:,} MB | "
+                     f"{r['error_pct']:+.1f}% |")  # fmt: skip
+    (out / "cpu_memory.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
