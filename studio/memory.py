@@ -90,8 +90,8 @@ process held 731-737 MB at its first training step, 87 MB of it the weights (ben
 CPU_HEAP_RESERVE = 0.6
 """On a CPU the process keeps part of what autograd frees (glibc's heap holds freed blocks for reuse; RSS has no
 allocator to release them to): this share of a step's activations beyond them. With it, and the gradients counted
-at the peak, the estimate came within -11% to +13% of the measured peak RSS on 2 cores (the quick demo at four
-shapes, the 28-label GoEmotions preset, SmolLM2 LoRA), against -14% to -34% before; calibrated on those six, so
+at the peak, the estimate came within -10% to +15% of the measured peak RSS on 2 cores (the quick demo at four
+shapes, the 28-label GoEmotions preset, SmolLM2 LoRA), against -14% to -48% before; calibrated on those six, so
 in-sample (benchmarks/cpu_memory.py, benchmarks/results/cpu_memory)."""
 SAFETY_MARGIN = 0.95
 """A config fits when its estimate stays under 95% of the free memory: room for what the estimate misses
