@@ -3,21 +3,18 @@ estimator must stay within the issue's bounds on every committed row, so it cann
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 from pathlib import Path
 
 import pytest
+from bench_modules import load
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def validation():
-    spec = importlib.util.spec_from_file_location("memory_validation", ROOT / "benchmarks" / "memory_validation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("memory_validation")
 
 
 def test_every_case_was_measured(validation):
