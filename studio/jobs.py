@@ -37,6 +37,8 @@ class Job:
     started: float = field(default_factory=time.time)
     early: RunView = field(default_factory=RunView)
     """Events seen on the run's queue: the view before the run has a folder and a metrics.jsonl."""
+    drainer: threading.Thread | None = None
+    """The thread that mirrors the queue into `early` (it ends soon after the run)."""
 
     @property
     def run_id(self) -> str | None:
@@ -79,7 +81,8 @@ class Jobs:
             job = Job(uuid.uuid4().hex[:12], run)
             self._current = job
             run.start()
-            threading.Thread(target=self._drain, args=(job,), name=f"events-{job.key}", daemon=True).start()
+            job.drainer = threading.Thread(target=self._drain, args=(job,), name=f"events-{job.key}", daemon=True)
+            job.drainer.start()
             return job
 
     def probe(self, config: RunConfig, num_labels: int = 2) -> Any:
@@ -184,6 +187,8 @@ class Jobs:
         job = self._current
         run_id = _run_id(job, ref)
         if run_id is None:
+            if job.drainer is not None and not job.alive():  # the run ended: its last events are being mirrored
+                job.drainer.join(timeout=2.0)
             return job.early
         with self._lock:
             follower = self._followers.get(run_id)
