@@ -69,6 +69,7 @@ from studio.datasource import (
     columns,
     describe_source,
     find_column,
+    in_memory_fingerprint,
     load_raw,
     load_split,
     nested_error,
@@ -502,17 +503,6 @@ def _dataset(texts: list[str], labels: list, names: list[str], multi: bool = Fal
     table = pa.table({"text": pa.array(texts, pa.string()), "label": pa.array(labels, features.arrow_schema.field(
         "label").type)}, schema=features.arrow_schema)  # fmt: skip
     return Dataset(InMemoryTable(table), info=DatasetInfo(features=features), fingerprint=in_memory_fingerprint())
-
-
-def in_memory_fingerprint() -> str:
-    """A `datasets` fingerprint for a table built in memory. Without one, `Dataset(...)` hashes the whole table
-    by pickling it (0.4 s of the 1.2 s prepare of 20,000 IMDb reviews, in five such hashes). `datasets` only
-    names cache files by it, and in-memory datasets write none: a random one (what `datasets` itself falls back
-    to when a table cannot be hashed) serves. The studio's own identity of the data is
-    `PreparedData.fingerprint`, a hash of the texts and labels."""
-    from datasets.fingerprint import generate_random_fingerprint
-
-    return generate_random_fingerprint()
 
 
 def strata(split: Any) -> np.ndarray:

@@ -257,10 +257,20 @@ def _data_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
+def in_memory_fingerprint() -> str:
+    """A `datasets` fingerprint for a table built in memory. Without one, `Dataset(...)` hashes the whole table
+    by pickling it (0.4 s of the 1.2 s prepare of 20,000 IMDb reviews, in five such hashes). `datasets` only
+    names cache files by it, and in-memory datasets write none: a random one (what `datasets` itself falls back
+    to when a table cannot be hashed) serves. The studio's own identity of the data is
+    `data.PreparedData.fingerprint`, a hash of the texts and labels."""
+    from datasets.fingerprint import generate_random_fingerprint
+
+    return generate_random_fingerprint()
+
+
 def _read_file(path: Path, opts: ReadOptions) -> datasets.Dataset:
     import pyarrow as pa
     from datasets import Dataset
-    from datasets.fingerprint import generate_random_fingerprint
 
     suffix = _data_suffix(path)
     if suffix not in SUFFIXES:
@@ -281,7 +291,7 @@ def _read_file(path: Path, opts: ReadOptions) -> datasets.Dataset:
             _refuse_duplicate_columns(path, table.column_names)
         else:
             table = _read_text_table(path, suffix, _decompressed(path, raw, kind), opts)
-        dataset = Dataset(table, fingerprint=generate_random_fingerprint())  # not a hash of the table: data.py
+        dataset = Dataset(table, fingerprint=in_memory_fingerprint())
     except DataError:
         raise
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
