@@ -400,10 +400,10 @@ def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
              "batches are padded to their longest text)"]  # fmt: skip
     if mode != train.precision and train.precision != "auto":
         notes.append(f"train.precision {train.precision} runs as {mode} on the {device.kind.upper()}")
-    attn = _effective_attention(config.model.attn_implementation or f.attn_implementation, f, device.kind == "cpu")
-    notes.append(f"{attn} attention: the {s} x {s} attention scores are {'' if attn == 'eager' else 'not '}stored"
-                 + (" (on a CPU, sdpa with attention dropout keeps them)" if attn != config.model.attn_implementation
-                    and attn == "eager" and device.kind == "cpu" else ""))  # fmt: skip
+    chosen = config.model.attn_implementation or f.attn_implementation
+    attn = _effective_attention(chosen, f, device.kind == "cpu")
+    why = " (on a CPU, sdpa with attention dropout keeps them)" if attn != chosen else ""
+    notes.append(f"{attn} attention: the {s} x {s} attention scores are {'' if attn == 'eager' else 'not '}stored{why}")
     if device.kind == "cpu":
         notes.append(f"counts the training process's peak RSS: Python and its libraries with the data "
                      f"(~{CPU_RUNTIME_MB:.0f} MB), the weights, gradients and optimizer states, the activations, and "
