@@ -249,17 +249,23 @@ def regression_probs(features: np.ndarray, labels: np.ndarray, k: int, seed: int
 def fold_config(config: RunConfig, train: Path, held: Path, validation: Path | None, names: list[str],
                 fold: int) -> RunConfig:  # fmt: skip
     """The run's recipe on k-1 folds, predicting the held-out fold as its test split (files used whole, in order)."""
-    data = config.to_dict()
-    data["name"] = f"{config.name}-fold{fold}"[:64]
-    data["data"] = {
-        **data["data"], "source": str(train), "text_column": "text", "label_column": "label", "hub_config": None,
-        "label_names": names, "label_separator": None, "task": "single_label", "multi_label": None,
-        "splits": "auto", "max_samples": None, "max_train_samples": None, "balance": None, "header": None,
-        "delimiter": None, "label_file": None, "merge_label_case": False, "drop_duplicates": False,
-        "validation_source": None if validation is None else {"source": str(validation)},
-        "test_source": {"source": str(held)},
+    return _reading(config, f"{config.name}-fold{fold}", train, label_names=names, max_train_samples=None,
+                    validation_source=None if validation is None else {"source": str(validation)},
+                    test_source={"source": str(held)})  # fmt: skip
+
+
+def _reading(config: RunConfig, name: str, source: Path, **data: Any) -> RunConfig:
+    """`config`'s recipe renamed `name`, reading `source`'s text/label columns as they are (single-label, auto
+    splits, no sampling or reshaping), with `data`'s other settings."""
+    d = config.to_dict()
+    d["name"] = name[:64]
+    d["data"] = {
+        **d["data"], "source": str(source), "text_column": "text", "label_column": "label", "hub_config": None,
+        "label_separator": None, "task": "single_label", "multi_label": None, "splits": "auto", "max_samples": None,
+        "balance": None, "header": None, "delimiter": None, "label_file": None, "merge_label_case": False,
+        "drop_duplicates": False, **data,
     }  # fmt: skip
-    return RunConfig.from_dict(data)
+    return RunConfig.from_dict(d)
 
 
 def _write_rows(path: Path, texts: list[str], labels: np.ndarray) -> Path:
@@ -432,13 +438,5 @@ def write_corrected(t: Target, report: LabelIssueReport, decisions: dict[int, st
 
 def corrected_config(config: RunConfig, folder: Path, names: list[str]) -> RunConfig:
     """The run's recipe reading the corrected folder's own splits, as they are (classes in the run's order)."""
-    data = config.to_dict()
-    data["name"] = f"{config.name}-corrected"[:64]
-    data["data"] = {
-        **data["data"], "source": str(folder), "text_column": "text", "label_column": "label", "hub_config": None,
-        "label_names": None if all(n.isdigit() for n in names) else names, "label_separator": None,
-        "task": "single_label", "multi_label": None, "splits": "auto",
-        "max_samples": None, "balance": None, "header": None, "delimiter": None, "label_file": None,
-        "validation_source": None, "test_source": None, "merge_label_case": False, "drop_duplicates": False,
-    }  # fmt: skip
-    return RunConfig.from_dict(data)
+    return _reading(config, f"{config.name}-corrected", folder, validation_source=None, test_source=None,
+                    label_names=None if all(n.isdigit() for n in names) else names)  # fmt: skip
