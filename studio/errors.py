@@ -30,3 +30,7 @@ class ModelError(StudioError):
 
 class RunNotFoundError(StudioError):
     """No run with that id exists in the runs directory."""
+
+
+class RegistryUnavailableError(StudioError):
+    """The run registry's database cannot be reached or used (a wrong STUDIO_REGISTRY_URL, the server down)."""

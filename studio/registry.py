@@ -4,8 +4,10 @@ Layout of ``<runs_dir>/<run_id>/``: ``config.yaml`` (the exact RunConfig), ``met
 event log: one JSON object per event), ``log.txt``, then, when training ends, ``adapter/`` (peft) or
 ``model/`` (full fine-tuning) in safetensors, ``tokenizer/``, ``label_map.json`` and finally ``eval.json``.
 Artifacts are written under a temporary name and renamed, and ``eval.json`` is written last, so a folder
-either holds a finished run or is visibly unfinished. The SQLite file (WAL mode, one short connection per
-call, safe across threads and processes) indexes the folders; the folders are the truth.
+either holds a finished run or is visibly unfinished. A database indexes the folders; the folders are the
+truth. The database (studio/registry_db.py) is ``<runs_dir>/registry.sqlite`` on one machine (SQLite, WAL mode:
+every process using it must be on that machine), or the server ``STUDIO_REGISTRY_URL`` names (PostgreSQL) when
+several machines share the runs folder.
 """
 
 from __future__ import annotations
@@ -13,21 +15,23 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import re
 import secrets
 import shutil
 import socket
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection, Table, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from studio import registry_db
 from studio.config import RunConfig
 from studio.errors import RunNotFoundError, StudioError
+from studio.registry_db import run_ids, runs
 from studio.results import RunSummary
 
 log = logging.getLogger(__name__)
@@ -35,22 +39,7 @@ log = logging.getLogger(__name__)
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """What a run id may be: one plain folder name inside the runs directory (not hidden, no separators)."""
 STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
-_COLUMNS = (
-    "id", "name", "status", "created", "finished", "pid", "host", "model", "method", "dataset", "config_hash",
-    "seed", "accuracy", "f1_macro", "f1_weighted", "peak_memory_mb", "train_seconds", "trainable_params",
-    "total_params", "message", "flag",
-)  # fmt: skip
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, name TEXT, status TEXT NOT NULL, created REAL, finished REAL, pid INTEGER, host TEXT,
-    model TEXT, method TEXT, dataset TEXT, config_hash TEXT, seed INTEGER, accuracy REAL, f1_macro REAL,
-    f1_weighted REAL, peak_memory_mb REAL, train_seconds REAL, trainable_params INTEGER, total_params INTEGER,
-    message TEXT, flag TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_created ON runs(created);
-"""
-SCHEMA_VERSION = 2
-"""2: the `flag` column (`RunRecord.flag`), added to older files when they are opened."""
+_COLUMNS = tuple(runs.c.keys())
 
 
 @dataclass(frozen=True)
@@ -87,35 +76,19 @@ class Registry:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StudioError(f"runs directory {self.runs_dir} cannot be created: {e.strerror}") from None
-        self.db_path = self.runs_dir / "registry.sqlite"
-        self._create()
+        self.url = registry_db.registry_url(self.runs_dir)
+        """The database: `STUDIO_REGISTRY_URL`, else the SQLite file `db_path`. Opened (and migrated) on first use,
+        not here: ranks other than 0 of a multi-GPU run build a Registry for its paths and never open it."""
+        self.db_path = self.runs_dir / registry_db.SQLITE_FILE
 
-    def _create(self) -> None:
-        """The schema, in WAL mode (a property of the file: set once, it stays). Switching the journal mode
-        answers "database is locked" at once, without waiting, when another process opens the same new file
-        (the ranks of a multi-GPU run on a fresh runs folder did: tests/test_registry.py), so it is retried."""
-        for attempt in range(100):
-            try:
-                with self._connect() as db:
-                    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                        db.execute("PRAGMA journal_mode=WAL")
-                    db.executescript(_SCHEMA)
-                    _migrate(db)
-                return
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or attempt == 99:
-                    raise
-                time.sleep(0.05 + 0.05 * random.random())
+    @property
+    def db(self) -> registry_db.Database:
+        """The database, opened and brought up to date on first use (registry_db.database).
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-        try:
-            db.execute("PRAGMA busy_timeout=30000")
-            db.row_factory = sqlite3.Row
-            yield db
-        finally:
-            db.close()
+        Raises:
+            RegistryUnavailableError: it cannot be reached, or the URL is wrong.
+        """
+        return registry_db.database(self.url)
 
     # ---- writing -------------------------------------------------------------------------------------
     def check_room(self, need_mb: float) -> None:
@@ -161,26 +134,30 @@ class Registry:
             "host": socket.gethostname(), "model": trained.model.name, "method": _method_label(trained),
             "dataset": config.data.source, "config_hash": config.config_hash(), "seed": config.seed,
         }  # fmt: skip
-        try:
-            with self._connect() as db:
-                db.execute(f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                           tuple(row.values()))  # fmt: skip
-        except sqlite3.IntegrityError:
-            raise StudioError(f"run id {run_id} belongs to another run in {self.runs_dir}; pick another") from None
+        if not self.db.run(lambda conn: _insert_once(conn, runs, row, ("pid", "host", "created"))):
+            raise StudioError(f"run id {run_id} belongs to another run in {self.runs_dir}; pick another")
         return self.get(run_id)
 
     def new_id(self, name: str) -> str:
-        """A fresh run id for a run named `name` (`<YYYYMMDD-HHMMSS>-<name>-<4 hex>`), reserved: its folder is
-        made here, empty until `create` fills it, so no other run draws it meanwhile and a launcher can hand it
-        to the child process that creates the run. A taken id (another run of that name in the same second
-        drew the same digits) is drawn again."""
+        """A fresh run id for a run named `name` (`<YYYYMMDD-HHMMSS>-<name>-<4 hex>`), reserved: taken in the
+        database (a unique key: two writers, on two machines too, cannot both take it) and its folder made here,
+        empty until `create` fills it, so a launcher can hand it to the child process that creates the run. A
+        taken id (another run of that name in the same second drew the same digits) is drawn again."""
         while True:
             run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{secrets.token_hex(2)}"
-            try:
-                (self.runs_dir / run_id).mkdir()
-                return run_id
-            except FileExistsError:
-                continue
+            if self._take(run_id):
+                try:
+                    (self.runs_dir / run_id).mkdir()
+                    return run_id
+                except FileExistsError:  # a folder the database does not know (copied in, an older registry)
+                    pass
+            registry_db.STATS.redraws += 1
+
+    def _take(self, run_id: str) -> bool:
+        """Whether this call took `run_id` in the database (False: someone else holds it)."""
+        row = {"id": run_id, "token": os.urandom(8).hex(), "claimed": time.time(), "host": socket.gethostname(),
+               "pid": os.getpid()}  # fmt: skip
+        return self.db.run(lambda conn: _insert_once(conn, run_ids, row, ("token",)))
 
     def check_id(self, run_id: str) -> None:
         """Refuse `run_id` as the id of a new run: it must be a plain folder name (letters, digits, '.', '_',
@@ -193,13 +170,15 @@ class Registry:
             raise StudioError(f"run id {run_id!r} is not a valid folder name: use letters, digits, '.', '_' and '-', "
                               "starting with a letter or digit (at most 128 characters)")  # fmt: skip
         folder = self.runs_dir / run_id
-        with self._connect() as db:
-            taken = db.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
-        if taken or (folder / "config.yaml").exists() or (folder.exists() and not folder.is_dir()):
+        taken = self.db.run(lambda conn: conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first())
+        if taken is not None or (folder / "config.yaml").exists() or (folder.exists() and not folder.is_dir()):
             raise StudioError(f"run id {run_id} belongs to another run in {self.runs_dir}; pick another")
 
     def _claim(self, run_id: str) -> str:
+        """A chosen id: checked, and taken unless `new_id` reserved it (then it is the launcher's, for this run);
+        two runs creating the same chosen id at once are told apart by the `runs` row's unique key."""
         self.check_id(run_id)
+        self._take(run_id)
         (self.runs_dir / run_id).mkdir(exist_ok=True)
         return run_id
 
@@ -209,6 +188,8 @@ class Registry:
         with suppress(OSError):  # not empty, or gone: then it is not a reservation to give back
             if folder.parent == self.runs_dir and not any(folder.iterdir()):
                 folder.rmdir()
+                free = run_ids.c.id.not_in(select(runs.c.id))
+                self.db.run(lambda conn: conn.execute(delete(run_ids).where(run_ids.c.id == run_id, free)))
 
     def update(self, run_id: str, **fields: Any) -> None:
         unknown = set(fields) - set(_COLUMNS)
@@ -216,10 +197,9 @@ class Registry:
             raise ValueError(f"unknown registry columns: {sorted(unknown)}")
         if fields.get("status") not in (None, *STATUSES):
             raise ValueError(f"unknown status {fields['status']!r}")
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        with self._connect() as db:
-            cur = db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
-        if cur.rowcount == 0:
+        change = update(runs).where(runs.c.id == run_id).values(**fields)
+        matched = self.db.run(lambda conn: conn.execute(change).rowcount)
+        if matched == 0:
             raise RunNotFoundError(f"no run '{run_id}' in {self.runs_dir}")
 
     def delete(self, run_id: str) -> None:
@@ -232,8 +212,7 @@ class Registry:
             trash = folder.with_name(f".deleting-{run_id}")
             folder.rename(trash)
             shutil.rmtree(trash)
-        with self._connect() as db:
-            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        self.db.run(lambda conn: conn.execute(delete(runs).where(runs.c.id == run_id)))
 
     # ---- reading -------------------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
@@ -245,17 +224,16 @@ class Registry:
 
     def get(self, run_id: str) -> RunRecord:
         self.run_dir(run_id)
-        with self._connect() as db:
-            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self.db.run(lambda conn: conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first())
         if row is None:
             raise RunNotFoundError(f"no run '{run_id}' in {self.runs_dir}; `python -m studio runs` lists them")
-        return self._reconcile(RunRecord(**dict(row)))
+        return self._reconcile(RunRecord(**row))
 
     def list(self, status: str | None = None) -> list[RunRecord]:
         """Runs, newest first; `status` filters on what the folders say (after `_reconcile`), not the rows."""
-        with self._connect() as db:
-            rows = db.execute("SELECT * FROM runs ORDER BY created DESC").fetchall()
-        records = [self._reconcile(RunRecord(**dict(r))) for r in rows]
+        query = select(runs).order_by(runs.c.created.desc())
+        rows = self.db.run(lambda conn: conn.execute(query).mappings().all())
+        records = [self._reconcile(RunRecord(**r)) for r in rows]
         return [r for r in records if status is None or r.status == status]
 
     def task(self, run_id: str) -> str:
@@ -307,19 +285,13 @@ class Registry:
         return RunRecord(**{**record.__dict__, "status": "interrupted", "message": message})
 
 
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a registry written by an older studio to `SCHEMA_VERSION` (its rows stay; new columns are NULL).
-    Another process opening the same file may have added the column a moment ago: that is not an error."""
-    if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
-        return
-    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-    if "flag" not in columns:
-        try:
-            db.execute("ALTER TABLE runs ADD COLUMN flag TEXT")
-        except sqlite3.OperationalError as e:
-            if "duplicate column" not in str(e):
-                raise
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+def _insert_once(conn: Connection, table: Table, row: dict[str, Any], mine: tuple[str, ...]) -> bool:
+    """Insert `row` unless its key is taken; True when the row there is this one (its `mine` columns match):
+    inserted now, or by an attempt whose answer a dropped connection lost (so a retried call is idempotent)."""
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+    conn.execute(insert.values(**row).on_conflict_do_nothing(index_elements=["id"]))
+    there = conn.execute(select(*(table.c[c] for c in mine)).where(table.c.id == row["id"])).first()
+    return there is not None and tuple(there) == tuple(row[c] for c in mine)
 
 
 def _alive(record: RunRecord) -> bool:

@@ -11,6 +11,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.pop("STUDIO_REGISTRY_URL", None)  # registries are the tests' own (the `backend` fixture sets it)
 
 
 @pytest.fixture(autouse=True)
@@ -66,3 +67,37 @@ def bert_tokenizer():
 def cache_dir(tmp_path) -> Path:
     """An empty cache folder (tokenized datasets land in cache_dir/tokenized/)."""
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of its own for the session (tests/postgres.py); skipped where none can be started."""
+    import postgres as pg
+
+    reason = pg.missing()
+    if reason:
+        pytest.skip(reason)
+    server = pg.PostgresServer().start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def postgres_database(postgres, monkeypatch):
+    """A fresh database on the session's server, named by STUDIO_REGISTRY_URL for this test: its name."""
+    from studio import registry_db
+
+    name = postgres.new_database()
+    monkeypatch.setenv("STUDIO_REGISTRY_URL", postgres.url(name))
+    yield name
+    registry_db.close_all()
+    postgres.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, monkeypatch) -> str:
+    """Runs the test on each registry backend: SQLite in the runs folder, and PostgreSQL (a fresh database)."""
+    monkeypatch.delenv("STUDIO_REGISTRY_URL", raising=False)
+    if request.param == "postgresql":
+        request.getfixturevalue("postgres_database")
+    return request.param

@@ -1,4 +1,6 @@
-"""The run registry: rows and folders, statuses, interrupted runs, reopening, safe ids."""
+"""The run registry: rows and folders, statuses, interrupted runs, reopening, safe ids; on SQLite and on
+PostgreSQL (the `backend` fixture; a real server, tests/postgres.py). The database layer itself (migrations,
+concurrent writers on several processes, dropped connections, bad URLs) is in tests/test_registry_db.py."""
 
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ import pytest
 
 from studio.config import RunConfig
 from studio.errors import RunNotFoundError, StudioError
-from studio.registry import SCHEMA_VERSION, Registry
+from studio.registry import Registry
+from studio.registry_db import HEAD
 
 
-def test_create_lists_and_survives_reopening(runs_dir):
+def test_create_lists_and_survives_reopening(runs_dir, backend):
     registry = Registry(runs_dir)
     record = registry.create(RunConfig.from_dict({"name": "first", "method": {"name": "qlora"}}))
     folder = registry.run_dir(record.id)
@@ -27,13 +30,15 @@ def test_create_lists_and_survives_reopening(runs_dir):
     reopened = Registry(runs_dir)
     assert [r.id for r in reopened.list()] == [record.id]
     assert reopened.get(record.id).status == "completed" and reopened.get(record.id).accuracy == 0.9
-    with sqlite3.connect(runs_dir / "registry.sqlite") as db:
-        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert (runs_dir / "registry.sqlite").exists() == (backend == "sqlite")
+    if backend == "sqlite":
+        with sqlite3.connect(runs_dir / "registry.sqlite") as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_a_registry_from_before_the_flag_column_opens_and_keeps_its_rows(runs_dir):
-    """Registries written before `flag` existed (schema 1) get the column on opening; their rows read as not
-    checked (None), and a finished run records its flag."""
+    """Registries written before `flag` existed (schema 1, before Alembic) get the column on opening; their rows
+    read as not checked (None), and a finished run records its flag."""
     runs_dir.mkdir()
     old_columns = ("id TEXT PRIMARY KEY, name TEXT, status TEXT NOT NULL, created REAL, finished REAL, pid INTEGER, "
                    "host TEXT, model TEXT, method TEXT, dataset TEXT, config_hash TEXT, seed INTEGER, accuracy REAL, "
@@ -49,10 +54,11 @@ def test_a_registry_from_before_the_flag_column_opens_and_keeps_its_rows(runs_di
     registry.update("old", flag="collapsed")
     assert Registry(runs_dir).get("old").flag == "collapsed"  # opened again: nothing to migrate
     with sqlite3.connect(runs_dir / "registry.sqlite") as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
+        assert db.execute("SELECT id FROM run_ids").fetchall() == [("old",)]  # its id is taken
 
 
-def test_a_running_row_whose_process_is_gone_is_interrupted(runs_dir):
+def test_a_running_row_whose_process_is_gone_is_interrupted(runs_dir, backend):
     registry = Registry(runs_dir)
     record = registry.create(RunConfig())
     registry.update(record.id, pid=2**22 + 12345)  # no such process
@@ -60,7 +66,7 @@ def test_a_running_row_whose_process_is_gone_is_interrupted(runs_dir):
     assert registry.list(status="interrupted")[0].id == record.id
 
 
-def test_a_completed_row_without_its_finished_marker_is_not_listed_as_completed(runs_dir):
+def test_a_completed_row_without_its_finished_marker_is_not_listed_as_completed(runs_dir, backend):
     registry = Registry(runs_dir)
     record = registry.create(RunConfig())
     registry.update(record.id, status="completed", accuracy=0.9)  # but eval.json was never written (or is gone)
@@ -71,7 +77,7 @@ def test_a_completed_row_without_its_finished_marker_is_not_listed_as_completed(
     assert registry.get(record.id).status == "completed"
 
 
-def test_unknown_and_hostile_run_ids(runs_dir):
+def test_unknown_and_hostile_run_ids(runs_dir, backend):
     registry = Registry(runs_dir)
     with pytest.raises(RunNotFoundError, match="no run 'nope'.*studio runs"):
         registry.get("nope")
@@ -80,7 +86,7 @@ def test_unknown_and_hostile_run_ids(runs_dir):
             registry.get(bad)
 
 
-def test_delete_removes_folder_and_row_but_not_a_live_run(runs_dir):
+def test_delete_removes_folder_and_row_but_not_a_live_run(runs_dir, backend):
     registry = Registry(runs_dir)
     live = registry.create(RunConfig.from_dict({"name": "live"}))
     with pytest.raises(StudioError, match="still training"):
@@ -90,7 +96,7 @@ def test_delete_removes_folder_and_row_but_not_a_live_run(runs_dir):
     assert not registry.run_dir(live.id).exists() and registry.list() == []
 
 
-def test_concurrent_writers_and_readers(runs_dir):
+def test_concurrent_writers_and_readers(runs_dir, backend):
     registry = Registry(runs_dir)
     errors: list[BaseException] = []
 
@@ -144,7 +150,7 @@ def test_processes_opening_a_new_runs_folder_at_once(tmp_path):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_new_ids_are_reserved_and_a_taken_one_is_drawn_again(runs_dir, monkeypatch):
+def test_new_ids_are_reserved_and_a_taken_one_is_drawn_again(runs_dir, backend, monkeypatch):
     import secrets
 
     registry = Registry(runs_dir)
@@ -165,7 +171,7 @@ def test_new_ids_are_reserved_and_a_taken_one_is_drawn_again(runs_dir, monkeypat
     assert not registry.run_dir(spare).exists() and registry.run_dir(first).is_dir()
 
 
-def test_a_chosen_run_id_is_a_plain_folder_name(runs_dir):
+def test_a_chosen_run_id_is_a_plain_folder_name(runs_dir, backend):
     registry = Registry(runs_dir)
     for bad in ("", ".", "..", ".hidden", "a/b", "../x", "a b", "x" * 129):
         with pytest.raises(StudioError, match="is not a valid folder name"):
