@@ -16,6 +16,7 @@ import os
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.pool import NullPool
 
 from studio.errors import RegistryUnavailableError
 
@@ -134,7 +134,9 @@ class Database:
         )
 
 
-_open: dict[tuple[str, int], Database] = {}
+_open: OrderedDict[tuple[str, int], Database] = OrderedDict()
+_KEPT = 8
+"""Databases kept open per process (the least recently opened beyond it are closed: a test session opens many)."""
 _lock = threading.Lock()
 
 
@@ -176,6 +178,9 @@ def database(url: URL) -> Database:
                 raise db.unavailable(e) from None
             db.reached = True
             _open[key] = db
+            while len(_open) > _KEPT:
+                _open.popitem(last=False)[1].engine.dispose()
+        _open.move_to_end(key)
         return _open[key]
 
 
@@ -206,14 +211,17 @@ def _engine(url: URL) -> Engine:
         raise RegistryUnavailableError(f"{URL_VARIABLE}={where}: its database driver is not installed ({e}); "
                                        "for PostgreSQL use postgresql+psycopg://... (pip install "
                                        "'psycopg[binary]')") from None  # fmt: skip
-    # SQLite: one short connection per call, as safe across threads and processes as the file is. Transactions
-    # are begun here (pysqlite's own would not cover DDL); migrations take the write lock at once (IMMEDIATE).
-    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30, "check_same_thread": False})
+    # SQLite: pooled connections (closing the last one checkpoints the WAL file: 10 ms a call), used by one thread
+    # at a time. Transactions are begun here (pysqlite's own would not cover DDL); migrations take the write lock
+    # at once (IMMEDIATE). synchronous=NORMAL is what SQLite advises with WAL (a power cut may lose the last
+    # commits, never corrupt the file; the run folders are the truth).
+    engine = create_engine(url, pool_size=2, max_overflow=8, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - SQLAlchemy's hook
         dbapi_connection.isolation_level = None
         dbapi_connection.execute("PRAGMA busy_timeout=30000")
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:

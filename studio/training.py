@@ -125,12 +125,15 @@ class Run:
     def resuming(cls, registry: Registry, run_id: str) -> Run:
         """The run that continues interrupted run `run_id` from its last complete checkpoint, in its own folder
         and row, with the config it trained with; the Trainer restores the weights, optimizer, scheduler,
-        random states and the place in the data, so it ends where the uninterrupted run would have."""
+        random states and the place in the data, so it ends where the uninterrupted run would have. Only rank 0
+        of a multi-GPU resume reads the row (the others never open the registry: they follow its folder, and
+        end with it if rank 0 refuses)."""
         from studio.checkpoints import last_checkpoint
 
-        record = registry.get(run_id)
-        if record.status != "interrupted":
-            raise StudioError(f"run {run_id} is {record.status}: only an interrupted run can be resumed")
+        if distributed.world().writes:
+            record = registry.get(run_id)
+            if record.status != "interrupted":
+                raise StudioError(f"run {run_id} is {record.status}: only an interrupted run can be resumed")
         checkpoint = last_checkpoint(registry.run_dir(run_id))
         if checkpoint is None:
             raise StudioError(
@@ -142,28 +145,29 @@ class Run:
 
     def _create_record(self, disk_mb: float | None = None, collective: bool = True) -> None:
         """The run's registry row and folder, after checking the disk has `disk_mb` free. Across processes
-        rank 0 creates them and the others learn the id (or rank 0's error) from it; `collective=False` (a
-        crash on one rank, which the others do not share) creates them on rank 0 alone."""
+        rank 0 creates them and the others learn the row (or rank 0's error) from it through torch.distributed:
+        they never open the registry (a server database would see a connection per GPU of the cluster).
+        `collective=False` (a crash on one rank, which the others do not share) creates them on rank 0 alone."""
         if self.record is not None:
             return
-        run_id, error = None, None
+        record, error = None, None
         if self.world.writes:
             try:
                 if disk_mb is not None:
                     self.registry.check_room(disk_mb)
-                run_id = self._new_record()
+                record = self.registry.get(self._new_record())
             except StudioError as e:
                 if not (collective and self.world.distributed):
                     raise
                 error = str(e)
         if collective:
-            run_id, error = distributed.broadcast(self.world, (run_id, error))
+            record, error = distributed.broadcast(self.world, (record, error))
         if error:
             raise StudioError(error)
-        if run_id is None:  # a crash on a rank that does not write: nothing to record
+        if record is None:  # a crash on a rank that does not write: nothing to record
             return
-        self.record = self.registry.get(run_id)
-        self.dir = self.registry.run_dir(run_id)
+        self.record = record
+        self.dir = self.registry.run_dir(record.id)
         with self._log_lock:
             pending, self._pending = self._pending, []
             for event in pending:
