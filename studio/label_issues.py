@@ -125,7 +125,7 @@ def target(name: str, runs_dir: str | Path) -> Target:
 
     runs_dir = Path(runs_dir)
     run_dir = runs_dir / name
-    if run_dir.is_dir() and (runs_dir / "registry.sqlite").is_file():
+    if run_dir.is_dir() and Registry(runs_dir).exists:
         Registry(runs_dir).get(name)  # a folder without a row is refused in words
         if not (run_dir / "config.yaml").is_file():
             raise LabelIssueError(f"run {name} has no config.yaml: it never got as far as its training data; "

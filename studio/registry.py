@@ -82,6 +82,12 @@ class Registry:
         self.db_path = self.runs_dir / registry_db.SQLITE_FILE
 
     @property
+    def exists(self) -> bool:
+        """Whether the runs folder has a registry already (its SQLite file; a server database always has one),
+        without creating it."""
+        return self.url.get_backend_name() != "sqlite" or Path(str(self.url.database)).is_file()
+
+    @property
     def db(self) -> registry_db.Database:
         """The database, opened and brought up to date on first use (registry_db.database).
 
