@@ -5,8 +5,8 @@ of every batch and the gradients are averaged. The studio adds only what its own
 
 - rank 0 writes: the registry row, the run folder, metrics.jsonl, the saved model and eval.json; the other
   ranks train, evaluate and keep their events to themselves (`World.writes`);
-- the run id rank 0 created reaches the others (`broadcast`), who need the folder for the Trainer's
-  checkpoints;
+- the run's row rank 0 created reaches the others (`broadcast`), who need the folder for the Trainer's
+  checkpoints: they never open the registry (on a server database that would be a connection per GPU);
 - data preparation and tokenization run on rank 0 first, then on the others from its cache (`main_first`);
 - a stop (the UI's button, `python -m studio stop`, Ctrl-C) reaches every rank at the same step (`any_rank`),
   or the ranks would wait for each other for ever;

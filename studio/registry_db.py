@@ -206,11 +206,19 @@ def _engine(url: URL) -> Engine:
     where = url.render_as_string(hide_password=True)
     try:
         if url.get_backend_name() != "sqlite":
-            return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800)
+            connect = {"connect_timeout": 10} if url.get_backend_name() == "postgresql" else {}
+            return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800,
+                                 connect_args=connect)  # fmt: skip
     except (exc.NoSuchModuleError, ImportError) as e:
         raise RegistryUnavailableError(f"{URL_VARIABLE}={where}: its database driver is not installed ({e}); "
                                        "for PostgreSQL use postgresql+psycopg://... (pip install "
                                        "'psycopg[binary]')") from None  # fmt: skip
+    network = network_filesystem(Path(str(url.database)).parent)
+    if network:
+        log.warning("the run registry %s is on a network filesystem (%s): SQLite's WAL mode needs every process "
+                    "using it on one machine and does not work over a network filesystem; keep the runs folder's "
+                    "registry on a local disk, or set %s to a PostgreSQL database", url.database, network,
+                    URL_VARIABLE)  # fmt: skip
     # SQLite: pooled connections (closing the last one checkpoints the WAL file: 10 ms a call), used by one thread
     # at a time. Transactions are begun here (pysqlite's own would not cover DDL); migrations take the write lock
     # at once (IMMEDIATE). synchronous=NORMAL is what SQLite advises with WAL (a power cut may lose the last
@@ -229,6 +237,30 @@ def _engine(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "gpfs", "ceph", "glusterfs", "fuse.sshfs", "9p",
+                       "beegfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.juicefs", "afs", "panfs")  # fmt: skip
+
+
+def network_filesystem(folder: Path, mounts: str | None = None) -> str | None:
+    """The type of the network filesystem `folder` is on (the longest matching mount point in /proc/mounts),
+    or None on a local disk or where that cannot be told."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return None
+    best, kind = "", None
+    target = str(folder.resolve()) if folder.exists() else str(folder)
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+            best, kind = point, fields[2]
+    return kind if kind in NETWORK_FILESYSTEMS else None
 
 
 def _migrate(db: Database) -> None:

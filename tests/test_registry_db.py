@@ -212,3 +212,17 @@ def test_ranks_other_than_0_never_open_the_registry(runs_dir, monkeypatch):
     monkeypatch.setenv("RANK", "0")  # rank 0 does open it: the guard above is real
     with pytest.raises(AssertionError, match="opened the registry"):
         Run.resuming(_Closed(runs_dir), made.id)
+
+
+def test_a_sqlite_registry_on_a_network_filesystem_is_warned_about(runs_dir, monkeypatch, caplog):
+    mounts = ("/dev/sda1 / ext4 rw 0 0\nserver:/export /shared nfs4 rw 0 0\n"
+              "lustre@o2ib:/fs /lus lustre rw 0 0\ntmpfs /shared/tmp tmpfs rw 0 0\n")  # fmt: skip
+    assert registry_db.network_filesystem(Path("/shared/studio-runs"), mounts) == "nfs4"
+    assert registry_db.network_filesystem(Path("/lus/a/b"), mounts) == "lustre"
+    assert registry_db.network_filesystem(Path("/shared/tmp/runs"), mounts) is None  # the longest mount point
+    assert registry_db.network_filesystem(Path("/home/me/runs"), mounts) is None and mounts
+    assert registry_db.network_filesystem(Path("/sharedx"), mounts) is None
+    monkeypatch.setattr(registry_db, "network_filesystem", lambda folder: "nfs4")
+    Registry(runs_dir).list()
+    assert "on a network filesystem (nfs4): SQLite's WAL mode needs every process" in caplog.text
+    assert "STUDIO_REGISTRY_URL" in caplog.text
