@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -202,11 +203,19 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
+def application_name() -> str:
+    """How this process's connections show in the server's pg_stat_activity and logs: host, pid, and the rank in a
+    multi-GPU run (which should only ever be 0)."""
+    rank = f" rank {os.environ['RANK']}" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+    return f"studio {socket.gethostname()} pid {os.getpid()}{rank}"[:63]
+
+
 def _engine(url: URL) -> Engine:
     where = url.render_as_string(hide_password=True)
     try:
         if url.get_backend_name() != "sqlite":
-            connect = {"connect_timeout": 10} if url.get_backend_name() == "postgresql" else {}
+            connect = {"connect_timeout": 10, "application_name": application_name()}
+            connect = connect if url.get_backend_name() == "postgresql" else {}
             return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800,
                                  connect_args=connect)  # fmt: skip
     except (exc.NoSuchModuleError, ImportError) as e:

@@ -226,3 +226,29 @@ def test_a_sqlite_registry_on_a_network_filesystem_is_warned_about(runs_dir, mon
     Registry(runs_dir).list()
     assert "on a network filesystem (nfs4): SQLite's WAL mode needs every process" in caplog.text
     assert "STUDIO_REGISTRY_URL" in caplog.text
+
+
+@pytest.mark.slow  # two training processes (torchrun, gloo)
+def test_a_two_process_run_on_postgresql_connects_from_rank_0_only(tmp_path, tiny_model_dir, postgres,
+                                                                    postgres_database):  # fmt: skip
+    """`train --gpus 2` for real, the registry on PostgreSQL: the server's log of connections (each names its
+    process: `registry_db.application_name`) shows the launcher and rank 0, never rank 1."""
+    postgres.execute("ALTER SYSTEM SET log_connections = on")
+    postgres.execute("SELECT pg_reload_conf()")
+    config = RunConfig.from_dict({
+        "name": "ddp-pg", "data": {"source": "imdb-sample", "max_samples": 120, "max_length": 32},
+        "model": {"name": str(tiny_model_dir("bert"))}, "method": {"name": "lora", "r": 4},
+        "train": {"epochs": 1, "batch_size": 8, "grad_accum": 2, "logging_steps": 2},
+    })  # fmt: skip
+    config.to_yaml(tmp_path / "ddp.yaml")
+    runs = tmp_path / "runs"
+    done = subprocess.run([sys.executable, "-m", "studio", "--runs-dir", str(runs), "train", str(tmp_path / "ddp.yaml"),
+                           "--gpus", "2", "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=400,
+                          env={**os.environ, "STUDIO_DDP_ON_CPU": "1"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (record,) = Registry(runs).list()
+    assert record.status == "completed" and Registry(runs).summary(record.id).distributed.processes == 2
+    names = [line.split("application_name=", 1)[1] for line in (postgres.root / "log").read_text().splitlines()
+             if f"database={postgres_database} application_name=studio" in line]  # fmt: skip
+    assert any(name.endswith(" rank 0") for name in names), names
+    assert not any(" rank 1" in name for name in names), names
