@@ -194,7 +194,10 @@ def close_all() -> None:
 
 
 def _forget_after_fork() -> None:
-    """A forked child must not use, nor close, its parent's pooled connections (they share the sockets)."""
+    """A forked child must not use, nor close, its parent's pooled connections (they share the sockets), nor wait
+    on a lock another thread of the parent held at the fork."""
+    global _lock
+    _lock = threading.Lock()
     for db in _open.values():
         db.engine.dispose(close=False)
     _open.clear()
@@ -276,8 +279,14 @@ def _migrate(db: Database) -> None:
     """Bring the tables to `HEAD`, one process at a time (SQLite: the write lock; PostgreSQL: an advisory lock
     held by the transaction). SQLite files are switched to WAL once; switching answers "database is locked" at
     once, without waiting, when another process opens the same new file, so that is retried."""
-    if _version(db) == HEAD:
+    version = _version(db)
+    if version == HEAD:
         return
+    if version is not None and version not in _revisions():
+        raise RegistryUnavailableError(
+            f"the run registry {db.where} was last written by a newer studio (its tables are at revision {version}; "
+            f"this one knows up to {HEAD}): upgrade the studio on this machine (pip install -U fine-tune-studio)"
+        )
     for attempt in range(100):
         try:
             if db.sqlite:
@@ -291,6 +300,12 @@ def _migrate(db: Database) -> None:
             if not db.sqlite or "locked" not in str(e) or attempt == 99:
                 raise
             time.sleep(0.05 + 0.05 * random.random())
+
+
+def _revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {script.revision for script in ScriptDirectory(str(Path(__file__).parent / "migrations")).walk_revisions()}
 
 
 def _wal(engine: Engine) -> None:
