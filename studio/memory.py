@@ -199,8 +199,9 @@ class _Widths:
 
 def _widths(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: Device) -> _Widths:
     method, train = config.method, config.train
-    wb = f.weight_bytes if method.spec.base_weights == "checkpoint" else 4
     mixed = precision.resolve(train.precision, precision.Compute.of(device)).mixed
+    # a frozen 16-bit base stays 16-bit under autocast; an fp32 run loads it in fp32 (models.load_classifier)
+    wb = f.weight_bytes if method.spec.base_weights == "checkpoint" and mixed else 4
     e = 2 if mixed or wb == 2 else 4
     half = train.half_activations and mixed
     return _Widths(wb, e, e if half else wb, e if half and ad is not None else wb, mixed, device.kind == "cpu")
@@ -396,7 +397,8 @@ def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
 
     method, train, s = config.method, config.train, config.data.max_length
     mode = precision.resolve(train.precision, precision.Compute.of(device)).mode
-    stored_16bit = f.weight_bytes == 2 and method.spec.base_weights == "checkpoint"  # a frozen bf16 base
+    # a frozen bf16 base under autocast (an fp32 run loads it in fp32)
+    stored_16bit = f.weight_bytes == 2 and method.spec.base_weights == "checkpoint" and mode != "fp32"
     if mode != "fp32":
         dtype = f"{mode} autocast"
     else:
@@ -422,6 +424,8 @@ def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
                      "embeddings, norms and head in fp32")  # fmt: skip
     elif stored_16bit:
         notes.append("frozen weights stay in the checkpoint's 16-bit dtype; adapters and head train in fp32")
+    elif f.weight_bytes == 2 and method.spec.base_weights == "checkpoint":
+        notes.append("the checkpoint's 16-bit weights are loaded in fp32: the run computes in fp32")
     elif f.weight_bytes == 2:
         notes.append(
             "the checkpoint's 16-bit weights train as fp32 master weights (16-bit updates would round to nothing)"

@@ -426,7 +426,11 @@ def load_classifier(
     if quantize:
         keep_4bit_layout(model)
     trains_base = method.spec.base_weights == "fp32"
-    if not quantize and (model.dtype == torch.float16 or (model.dtype == torch.bfloat16 and trains_base)):
+    # Without a 16-bit autocast (train.precision fp32, or a CPU without bf16) a bf16 base would hand its bf16
+    # hidden states to the fp32 head and adapters: "expected mat1 and mat2 to have the same dtype" (seen with
+    # Llama-3.2-1B LoRA in fp32 on an H200, benchmarks/results/memory_heldout). fp32 means fp32 weights too.
+    fp32_run = precision.resolve(config.train.precision, precision.Compute.here(), method).autocast_dtype() is None
+    if not quantize and (model.dtype == torch.float16 or (model.dtype == torch.bfloat16 and (trains_base or fp32_run))):
         # transformers loads a checkpoint in its stored dtype. Weights stored in fp16 cannot be trained as they
         # are: AdamW's updates and eps underflow and the loss turns NaN within steps (seen with MiniLM saved in
         # fp16 on an H100). bf16 keeps fp32's range but has 8 bits of mantissa: an update of lr 2e-5 x a unit

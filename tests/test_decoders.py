@@ -41,34 +41,41 @@ def test_a_decoder_trains_in_8_bit_and_with_gradient_checkpointing(tiny_model_di
         assert grad_norms and all(np.isfinite(grad_norms)) and max(grad_norms) > 0, (method, grad_norms)
 
 
-def test_a_bf16_checkpoint_trains_fp32_master_weights(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("bf16_here", [True, False])
+def test_a_bf16_checkpoint_trains_fp32_master_weights(tiny_model_dir, tmp_path, monkeypatch, bf16_here):
     """Qwen, Llama and Gemma ship bf16 weights. Full fine-tuning must not update them in bf16 (an update of
-    lr x grad is far below bf16's spacing and rounds to nothing); under LoRA the frozen base stays bf16 (half
-    the memory) while the adapters and the head copy peft makes train in fp32. The estimate counts the same."""
+    lr x grad is far below bf16's spacing and rounds to nothing); under LoRA with a bf16 autocast the frozen base
+    stays bf16 (half the memory) while the adapters and the head copy peft makes train in fp32; in a run without
+    one (a CPU without bf16, train.precision fp32) the base is loaded in fp32, or its bf16 outputs would meet the
+    fp32 head. The estimate counts the same. Both machines are simulated: the rule must not depend on the host."""
     import shutil
 
     import torch
     from transformers import AutoModel
 
+    from studio import hardware
     from studio.hardware import Device
     from studio.memory import estimate
     from studio.models import build_model
 
+    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: bf16_here)
     folder = tmp_path / "llama-bf16"
     AutoModel.from_pretrained(tiny_model_dir("llama")).to(torch.bfloat16).save_pretrained(folder)
     for f in tiny_model_dir("llama").glob("*token*"):
         shutil.copy(f, folder)
+    train = {"precision": "bf16"}  # "auto" is fp32 on every CPU; bf16 autocasts only where the CPU has it
     dtypes = {}
     for method in ("full", "lora"):
-        bundle = build_model(tiny_config(folder, method), ["neg", "pos"])
+        bundle = build_model(tiny_config(folder, method, **train), ["neg", "pos"])
         params = dict(bundle.model.named_parameters())
         dtypes[method] = (
             {p.dtype for p in params.values() if p.requires_grad},
             {p.dtype for p in params.values() if not p.requires_grad},
         )
     assert dtypes["full"] == ({torch.float32}, set())
-    assert dtypes["lora"] == ({torch.float32}, {torch.bfloat16})
+    assert dtypes["lora"] == ({torch.float32}, {torch.bfloat16 if bf16_here else torch.float32})
 
     cpu = Device("cpu", "cpu", 24_000.0, 24_000.0, 0)
-    parts = {m: estimate(tiny_config(folder, m), device=cpu).parts for m in ("full", "lora")}
-    assert parts["full"]["weights"] == pytest.approx(2 * parts["lora"]["weights"], rel=0.01)
+    parts = {m: estimate(tiny_config(folder, m, **train), device=cpu).parts for m in ("full", "lora")}
+    ratio = 2 if bf16_here else 1
+    assert parts["full"]["weights"] == pytest.approx(ratio * parts["lora"]["weights"], rel=0.01)

@@ -118,3 +118,30 @@ def test_precision_imports_no_torch_at_import():
 
     code = "import sys, studio.precision, studio.methods; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_fp32_run_of_a_bf16_checkpoint_trains_and_is_estimated_in_fp32(tiny_model_dir, tmp_path):
+    """A bf16 checkpoint under LoRA with train.precision fp32 (or a CPU without bf16): its base is loaded in fp32,
+    not left bf16 beside the fp32 head (it failed: 'expected mat1 and mat2 to have the same dtype', Llama-3.2-1B
+    on an H200, benchmarks/results/memory_heldout), and the estimate counts fp32 weights."""
+    import torch
+    from test_training import tiny_config
+    from transformers import AutoModel
+
+    from studio.hardware import Device
+    from studio.memory import estimate
+    from studio.registry import Registry
+    from studio.training import Run
+
+    folder = tmp_path / "bf16-llama"
+    AutoModel.from_pretrained(tiny_model_dir("llama")).to(torch.bfloat16).save_pretrained(folder)
+    for f in tiny_model_dir("llama").glob("*token*"):
+        (folder / f.name).write_bytes(f.read_bytes())
+    config = tiny_config(folder, "lora", max_steps=2, precision="fp32")
+    result = Run(config, Registry(tmp_path / "runs")).execute()
+    assert result.status == "completed", result.message
+    gpu = Device(kind="cuda", name="NVIDIA H200", total_mb=143771, free_mb=140000, count=1)
+    as_fp32 = estimate(config, num_labels=2, device=gpu)
+    as_bf16 = estimate(config.with_overrides(["train.precision=bf16"]), num_labels=2, device=gpu)
+    assert as_fp32.parts["weights"] > 1.9 * as_bf16.parts["weights"]
+    assert any("loaded in fp32" in n for n in as_fp32.notes)
