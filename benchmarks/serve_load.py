@@ -1,7 +1,7 @@
 """Load test of the prediction service (`python -m studio serve`): concurrent clients on loopback, bounded in time.
 
     python benchmarks/serve_load.py --runs-dir RUNS --run RUN_ID --out benchmarks/results/serve_load \
-        [--clients 50] [--seconds 60] [--repeats 3] [--batching queue,lock] [--texts-per-request 1] [--onnx]
+        [--clients 50] [--seconds 60] [--repeats 3] [--batching queue,lock,queue:8] [--texts-per-request 1] [--onnx]
 
 For each repeat and each batching mode (interleaved: queue, lock, queue, lock, ...) it starts the service as a
 subprocess on a free loopback port, waits for GET /health to say ready, sends 20 warm-up requests, then runs
@@ -53,9 +53,13 @@ def test_texts(runs_dir: Path, run_id: str) -> list[str]:
 
 
 def start(args: argparse.Namespace, batching: str, port: int) -> subprocess.Popen:
+    """The service, as `studio serve` runs it; `batching` is a --batching mode, `queue:N` the queue with
+    --max-batch-texts N."""
+    mode, _, cap = batching.partition(":")
     cmd = [sys.executable, "-m", "studio", "--runs-dir", str(args.runs_dir), "serve", args.run, "--port", str(port),
-           "--batching", batching] + (["--onnx"] if args.onnx else []) + (["--int8"] if args.int8 else [])  # fmt: skip
-    log = open(Path(args.out) / f"server-{batching}.log", "a")  # noqa: SIM115 (the server's lifetime)
+           "--batching", mode] + (["--max-batch-texts", cap] if cap else [])  # fmt: skip
+    cmd += (["--onnx"] if args.onnx else []) + (["--int8"] if args.int8 else [])
+    log = open(Path(args.out) / f"server-{mode}{cap}.log", "a")  # noqa: SIM115 (the server's lifetime)
     return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -196,7 +200,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batching", default="queue,lock")
+    parser.add_argument("--batching", default="queue,lock", help="modes to compare, comma-separated: auto, queue, "
+                        "lock, or queue:N (the queue scoring at most N texts a call)")  # fmt: skip
     parser.add_argument("--texts-per-request", type=int, default=1)
     parser.add_argument("--onnx", action="store_true")
     parser.add_argument("--int8", action="store_true")

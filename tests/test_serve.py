@@ -14,6 +14,7 @@ import time
 
 import httpx
 import pytest
+import torch
 from test_multilabel import multi_label_config, multi_label_rows, write_rows
 from test_training import tiny_config
 
@@ -111,13 +112,14 @@ def assert_same(got: list[dict], want: list[dict]) -> None:
 
 
 # ---- routes -----------------------------------------------------------------------------------------------------
-def test_health_and_labels_describe_the_run(single_client, runs):
+def test_health_and_labels_describe_the_run(single_client, single, runs):
     registry, run_id, _ = runs
     health = single_client.get("/health").json()
     assert health == {"run_id": run_id, "model": health["model"], "method": "full", "task": "single_label",
-                      "backend": "torch", "batching": "queue", "ready": True, "labels": 2, "calibrated": True,
-                      "limits": {"max_texts": 4, "max_chars": 60, "max_body_bytes": 2000}}  # fmt: skip
-    assert health["model"].endswith("bert")
+                      "backend": "torch", "batching": serve.auto_batching(single[1]), "ready": True, "labels": 2,
+                      "calibrated": True, "limits": {"max_texts": 4, "max_chars": 60,
+                                                     "max_body_bytes": 2000}}  # fmt: skip
+    assert health["model"].endswith("bert") and health["batching"] == ("queue" if torch.cuda.is_available() else "lock")
     labels = single_client.get("/labels").json()
     assert labels == {"run_id": run_id, "task": "single_label", "labels": ["negative", "positive"]}
 
