@@ -170,11 +170,15 @@ def write(out: Path, rows: list[dict], args: argparse.Namespace, health: dict, e
              "| batching | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]  # fmt: skip
     for mode in dict.fromkeys(r["batching"] for r in rows):
         mine = [r for r in rows if r["batching"] == mode]
-        cells = [sum(r["errors"] for r in mine) if k == "errors" else statistics.median(r[k] for r in mine)
+        cells = [sum(r["errors"] for r in mine) if k == "errors" else round(statistics.median(r[k] for r in mine), 2)
                  for k in keys]  # fmt: skip
         lines.append(f"| {mode} | " + " | ".join(str(c) for c in cells) + " |")
     (out / "serve_load.md").write_text("\n".join(lines) + "\n")
-    env = {"cpu": _cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads":
+    import transformers
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    env = {"commit": commit.strip(), "transformers": transformers.__version__,
+           "cpu": _cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads":
            torch.get_num_threads(), "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC",
            time.gmtime()), "load_avg_1m_per_run": [r["load_avg_1m_median"] for r in rows], "health": health,
            "first_errors": errors, "note": "client and service share this machine's cores (loopback); the machine "

@@ -9,7 +9,7 @@
     python -m studio lr-find quick_demo [--steps 100] [--methods full,lora] [--plot curve.html]
     python -m studio export RUN_ID [--out DIR] | merge RUN_ID | push RUN_ID OWNER/NAME [--merged] [--public]
     python -m studio explain RUN_ID "a text" [--label L] [--html why.html]
-    python -m studio serve RUN_ID [--onnx [--int8]] [--host 127.0.0.1] [--port 8000] [--batching auto|queue|lock]
+    python -m studio serve RUN_ID [--onnx [--int8]] [--host 127.0.0.1] [--port 8000] [--batching queue|lock]
 
 Bad input exits with status 2 and one line `error: <field or file>: <what to do>`; a run that fails while
 training exits with 1.
@@ -1017,12 +1017,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--onnx", action="store_true", help="serve the run's ONNX export with onnxruntime")
     p.add_argument("--int8", action="store_true", help="with --onnx: its dynamically int8-quantized model")
-    p.add_argument("--batching", choices=["auto", "queue", "lock"], default="auto",
-                   help="queue: requests waiting while the model works are scored together in one call; lock: one "
-                        "request at a time; auto (default): the queue on a GPU, the lock on a CPU (measured: "
-                        "docs/serving.md)")  # fmt: skip
-    p.add_argument("--max-batch-texts", type=int, default=256, metavar="N",
-                   help="queue: texts scored in one call at most (default 256)")  # fmt: skip
+    p.add_argument("--batching", choices=["queue", "lock"], default="queue",
+                   help="queue (default): requests waiting while the model works are scored together, up to "
+                        "--max-batch-texts a call; lock: one request at a time (docs/serving.md)")  # fmt: skip
+    p.add_argument("--max-batch-texts", type=int, metavar="N",
+                   help="queue: texts scored in one call at most (default 4 on a CPU, 256 on a GPU)")  # fmt: skip
     p.add_argument("--max-texts", type=int, default=256, metavar="N", help="texts per request at most (default 256)")
     p.add_argument("--max-chars", type=int, default=20_000, metavar="N",
                    help="characters per text at most (default 20000)")  # fmt: skip

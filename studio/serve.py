@@ -12,13 +12,14 @@ its JSON, each field's type, the number of texts and each text's length; a bad o
 loads on a helper thread (`/health` says ready: false and `/predict` answers 503 meanwhile), and a load that
 fails stops the service with the error.
 
-One model serves every request. Concurrent requests never call it at once: `BatchQueue` gathers the requests that
-arrived while the model was busy into one call (requests with the same options; each gets its own rows back),
-`ModelLock` scores one request at a time. `auto` (the default) takes the lock for a model on the CPU and the queue
-for one on a GPU: with 50 concurrent clients on 2 CPU cores the lock served more texts per second (10.7 against
-7.8, medians of 3 x 60 s) with a lower p95 (benchmarks/results/serve_load), a CPU gaining little from batches
-(17 texts/s batched against 15 one at a time: benchmarks/results/inference_speed), where a GPU scores a batch
-of 256 in about the time of one text (5,386 texts/s against 8 ms each on the H100).
+One model serves every request. Concurrent requests never call it at once: `BatchQueue` (the default) gathers the
+requests that arrived while the model was busy into one call (requests with the same options; each gets its own
+rows back), up to a cap of texts per call; `ModelLock` scores one request at a time. The cap is 4 texts on a CPU
+and 256 on a GPU unless set (`Limits.max_batch_texts`): with 50 concurrent clients sending one review each on 2
+shared CPU cores (benchmarks/results/serve_load), the queue capped at 4 served 16.4 texts/s (median of 2 x 60 s)
+against the lock's 9.0, where uncapped (batches of ~50) it served 7.8 against the lock's 10.7; a GPU scores a
+batch of 256 in about the time of one text (5,386 texts/s against 8 ms a text on the H100:
+benchmarks/results/inference_speed).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ log = logging.getLogger("uvicorn.error.studio")
 """Beside uvicorn's own messages (its handler, its format)."""
 
 ROUTES = "POST /predict, GET /labels, GET /health"
-BATCHING = ("auto", "queue", "lock")
+BATCHING = ("queue", "lock")
+CPU_BATCH_TEXTS, GPU_BATCH_TEXTS = 4, 256
+"""The queue's default batch cap (texts per call of the model) on a CPU and on a GPU: see the module's doc."""
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,13 @@ class Limits:
     """Characters in one text (the model reads its first max_length tokens anyway)."""
     max_body_bytes: int = 2 * 1024 * 1024
     """Bytes in one request body (JSON)."""
-    max_batch_texts: int = 256
-    """BatchQueue: texts gathered into one call of the model at most."""
+    max_batch_texts: int | None = None
+    """BatchQueue: texts gathered into one call of the model at most (None: CPU_BATCH_TEXTS on a CPU,
+    GPU_BATCH_TEXTS on a GPU)."""
 
     def __post_init__(self) -> None:
         for name in ("max_texts", "max_chars", "max_body_bytes", "max_batch_texts"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise StudioError(f"--{name.replace('_', '-')}: {getattr(self, name)} is not a limit; give 1 or more")
 
 
@@ -189,14 +193,14 @@ class ModelLock:
         return None
 
 
-def auto_batching(predictor: Any) -> str:
-    """What `auto` means for this predictor: the queue for a model on a GPU, the lock otherwise."""
+def on_gpu(predictor: Any) -> bool:
+    """Whether the predictor's model sits on a GPU (a predictor without a torch model: its `device`, else no)."""
     model = getattr(predictor, "model", None)
     try:
         device = next(model.parameters()).device.type if model is not None else "cpu"
     except (AttributeError, StopIteration, TypeError):
         device = getattr(predictor, "device", "cpu")
-    return "queue" if str(device).startswith("cuda") else "lock"
+    return str(device).startswith("cuda")
 
 
 def _call(predictor: Any, texts: list[str], options: tuple[Any, ...]) -> list[Any]:
@@ -218,7 +222,8 @@ class BatchQueue:
     name = "queue"
 
     def __init__(self, predictor: Any, limits: Limits):
-        self.predictor, self.limit = predictor, limits.max_batch_texts
+        self.predictor = predictor
+        self.limit = limits.max_batch_texts or (GPU_BATCH_TEXTS if on_gpu(predictor) else CPU_BATCH_TEXTS)
         self._waiting: deque[_Waiting] = deque()
         self._arrived = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -283,7 +288,7 @@ class Service:
     """The state behind the routes: the run, the model once loaded (on a helper thread), and its scheduler."""
 
     def __init__(self, info: RunInfo, load: Callable[[], Any], limits: Limits | None = None,
-                 batching: str = "auto", on_failure: Callable[[BaseException], None] | None = None):  # fmt: skip
+                 batching: str = "queue", on_failure: Callable[[BaseException], None] | None = None):  # fmt: skip
         if batching not in BATCHING:
             raise StudioError(f"--batching: {batching!r} is not one of {', '.join(BATCHING)}")
         self.info, self.limits, self.batching = info, limits or Limits(), batching
@@ -312,8 +317,6 @@ class Service:
                 self.on_failure(e)
             return
         self.predictor = predictor
-        if self.batching == "auto":
-            self.batching = auto_batching(predictor)
         self.scheduler = SCHEDULERS[self.batching](predictor, self.limits)
         self._ready.set()
         log.info("ready: run %s (%s, %s) on %s, batching %s", self.info.run_id, self.info.model, self.info.method,
@@ -323,6 +326,8 @@ class Service:
         i = self.info
         out = {"run_id": i.run_id, "model": i.model, "method": i.method, "task": i.task, "backend": i.backend,
                "batching": self.batching, "ready": self.ready, "labels": len(i.labels)}  # fmt: skip
+        if self.batching == "queue" and self.scheduler is not None:
+            out["max_batch_texts"] = self.scheduler.limit
         if self.predictor is not None:
             out["calibrated"] = getattr(self.predictor, "temperature", None) is not None
         if self.error is not None:

@@ -116,10 +116,10 @@ def test_health_and_labels_describe_the_run(single_client, single, runs):
     registry, run_id, _ = runs
     health = single_client.get("/health").json()
     assert health == {"run_id": run_id, "model": health["model"], "method": "full", "task": "single_label",
-                      "backend": "torch", "batching": serve.auto_batching(single[1]), "ready": True, "labels": 2,
-                      "calibrated": True, "limits": {"max_texts": 4, "max_chars": 60,
-                                                     "max_body_bytes": 2000}}  # fmt: skip
-    assert health["model"].endswith("bert") and health["batching"] == ("queue" if torch.cuda.is_available() else "lock")
+                      "backend": "torch", "batching": "queue", "ready": True, "labels": 2,
+                      "calibrated": True, "limits": {"max_texts": 4, "max_chars": 60, "max_body_bytes": 2000},
+                      "max_batch_texts": 256 if torch.cuda.is_available() else serve.CPU_BATCH_TEXTS}  # fmt: skip
+    assert health["model"].endswith("bert")
     labels = single_client.get("/labels").json()
     assert labels == {"run_id": run_id, "task": "single_label", "labels": ["negative", "positive"]}
 
