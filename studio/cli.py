@@ -9,6 +9,7 @@
     python -m studio lr-find quick_demo [--steps 100] [--methods full,lora] [--plot curve.html]
     python -m studio export RUN_ID [--out DIR] | merge RUN_ID | push RUN_ID OWNER/NAME [--merged] [--public]
     python -m studio explain RUN_ID "a text" [--label L] [--html why.html]
+    python -m studio serve RUN_ID [--onnx [--int8]] [--host 127.0.0.1] [--port 8000] [--batching queue|lock]
 
 Bad input exits with status 2 and one line `error: <field or file>: <what to do>`; a run that fails while
 training exits with 1.
@@ -813,6 +814,25 @@ def _predict_file(args: argparse.Namespace, predictor: Any, source: Any, out: Pa
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """An HTTP JSON API predicting with the run (studio/serve.py) until Ctrl-C."""
+    from studio import serve
+    from studio.registry import Registry
+
+    registry = Registry(args.runs_dir)
+    backend = ("onnx-int8" if args.int8 else "onnx") if args.onnx else "torch"
+    info = serve.run_info(registry, args.run_id, backend)  # a clear error before loading any library
+    load = serve.loader(registry, args.run_id, onnx=args.onnx, int8=args.int8)
+    limits = serve.Limits(max_texts=args.max_texts, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes,
+                          max_batch_texts=args.max_batch_texts)  # fmt: skip
+    service = serve.Service(info, load, limits, batching=args.batching)
+    _quiet_libraries()
+    print(f"serving run {info.run_id} ({info.model}, {info.method}, {info.task}) on http://{args.host}:{args.port}: "
+          f"{serve.ROUTES}; the model loads now (GET /health says when it is ready)", flush=True)  # fmt: skip
+    serve.serve(service, args.host, args.port, access_log=args.access_log)
+    return 0
+
+
 def cmd_label_issues(args: argparse.Namespace) -> int:
     """Rank a run's (or preset's) training rows by how likely their label is wrong; optionally correct a copy."""
     from studio import label_issues as li
@@ -990,6 +1010,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multi-label runs: give every label whose probability reaches T, in [0, 1], instead of "
                         "each label's threshold tuned on validation (thresholds.json)")  # fmt: skip
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="serve a finished run as an HTTP JSON API: POST /predict, GET /labels, /health")
+    p.add_argument("run_id")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--onnx", action="store_true", help="serve the run's ONNX export with onnxruntime")
+    p.add_argument("--int8", action="store_true", help="with --onnx: its dynamically int8-quantized model")
+    p.add_argument("--batching", choices=["queue", "lock"], default="queue",
+                   help="queue (default): requests waiting while the model works are scored together, up to "
+                        "--max-batch-texts a call; lock: one request at a time (docs/serving.md)")  # fmt: skip
+    p.add_argument("--max-batch-texts", type=int, metavar="N",
+                   help="queue: texts scored in one call at most (default 4 on a CPU, 256 on a GPU)")  # fmt: skip
+    p.add_argument("--max-texts", type=int, default=256, metavar="N", help="texts per request at most (default 256)")
+    p.add_argument("--max-chars", type=int, default=20_000, metavar="N",
+                   help="characters per text at most (default 20000)")  # fmt: skip
+    p.add_argument("--max-body-bytes", type=int, default=2 * 1024 * 1024, metavar="N",
+                   help="bytes per request body at most (default 2 MiB)")  # fmt: skip
+    p.add_argument("--access-log", action="store_true", help="log every request (default: errors and start only)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("explain", help="why a run gives a label: each word's Integrated Gradients score")
     p.add_argument("run_id")
