@@ -425,12 +425,7 @@ def load_classifier(
         raise ModelError(f"model.name: could not load '{mcfg.name}' for classification: {reason}") from None
     if quantize:
         keep_4bit_layout(model)
-    trains_base = method.spec.base_weights == "fp32"
-    # Without a 16-bit autocast (train.precision fp32, or a CPU without bf16) a bf16 base would hand its bf16
-    # hidden states to the fp32 head and adapters: "expected mat1 and mat2 to have the same dtype" (seen with
-    # Llama-3.2-1B LoRA in fp32 on an H200, benchmarks/results/memory_heldout). fp32 means fp32 weights too.
-    fp32_run = precision.resolve(config.train.precision, precision.Compute.here(), method).autocast_dtype() is None
-    if not quantize and (model.dtype == torch.float16 or (model.dtype == torch.bfloat16 and (trains_base or fp32_run))):
+    if not quantize and _upcast_weights(model.dtype, config):
         # transformers loads a checkpoint in its stored dtype. Weights stored in fp16 cannot be trained as they
         # are: AdamW's updates and eps underflow and the loss turns NaN within steps (seen with MiniLM saved in
         # fp16 on an H100). bf16 keeps fp32's range but has 8 bits of mantissa: an update of lr 2e-5 x a unit
@@ -440,6 +435,18 @@ def load_classifier(
         model = model.float()
     new_modules = sorted({k.rsplit(".", 1)[0] for k in info.get("missing_keys", ())})
     return model, new_modules
+
+
+def _upcast_weights(dtype: torch.dtype, config: RunConfig) -> bool:
+    """Whether a checkpoint stored in `dtype` is loaded as fp32 (see load_classifier): fp16 always; bf16 when its
+    weights train, or when the run has no 16-bit autocast (train.precision fp32, or a CPU without bf16), where a
+    bf16 base would hand bf16 hidden states to the fp32 head and adapters ("expected mat1 and mat2 to have the
+    same dtype": Llama-3.2-1B LoRA in fp32 on an H200, benchmarks/results/memory_heldout)."""
+    method = config.method
+    if dtype == torch.float16:
+        return True
+    fp32_run = precision.resolve(config.train.precision, precision.Compute.here(), method).autocast_dtype() is None
+    return dtype == torch.bfloat16 and (method.spec.base_weights == "fp32" or fp32_run)
 
 
 def _prefers_safetensors(source: str) -> bool | None:
