@@ -16,6 +16,7 @@ full ``mlflow`` package, installed wherever the server runs.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -251,6 +252,32 @@ class Tracker:
                                    max_results=1)  # fmt: skip
         return found[0] if found else None
 
+    def _plots(self, registry: Registry, out: Path) -> bool:
+        """The run's figures (studio_plots.run_figures: labels per split, loss, validation metrics, confusion
+        matrix) in `out`: report.html (plotly once: opens offline) and a PNG each where plotly's exporter works
+        (kaleido and a Chrome). A failure to draw them is a note; the results and model are logged all the same."""
+        import html
+
+        import plotly.io as pio
+
+        from studio.study_plots import run_figures
+
+        try:
+            figures = run_figures(registry, self.studio_id)
+            out.mkdir(parents=True)
+            body = [f"<h1>{html.escape(self.studio_id)}</h1>"]
+            for i, (name, fig) in enumerate(figures.items()):
+                body += [f"<h2>{html.escape(name)}</h2>", fig.to_html(full_html=False, include_plotlyjs=i == 0)]
+            page = f"<!doctype html><html><head><meta charset='utf-8'></head><body>{''.join(body)}</body></html>"
+            (out / "report.html").write_text(page, encoding="utf-8")
+        except Exception as e:  # noqa: BLE001 - the plots are a bonus: the results and model still go
+            self.emit(Note(f"MLflow: the run's plots could not be drawn ({type(e).__name__}: {e}); logged without"))
+            return False
+        names = [out / f"{i + 1:02d}-{metric_key(n).lower().replace(' ', '-')}.png" for i, n in enumerate(figures)]
+        with contextlib.suppress(Exception):  # no kaleido or no Chrome here: the HTML holds the same figures
+            pio.write_images(list(figures.values()), [str(p) for p in names], width=1100, scale=1)
+        return True
+
     def _upload(self, registry: Registry) -> None:
         """The results (eval.json, config, logs, predictions), the plots and, unless `without_model`, the model
         (the run folder less its results: what `Predictor` loads, byte for byte)."""
@@ -259,20 +286,12 @@ class Tracker:
             if (self.run_dir / name).is_file():
                 self._client.log_artifact(run, str(self.run_dir / name), "results")
         with tempfile.TemporaryDirectory(prefix="studio-mlflow-") as tmp:
-            if _plots(registry, self.studio_id, Path(tmp) / "plots"):
+            if self._plots(registry, Path(tmp) / "plots"):
                 self._client.log_artifacts(run, str(Path(tmp) / "plots"), "plots")
             if self.with_model and any((self.run_dir / kind).is_dir() for kind in ("model", "adapter")):
                 model = Path(tmp) / "model"
                 shutil.copytree(self.run_dir, model, ignore=lambda _d, names: [n for n in names if n in NOT_MODEL])
                 self._client.log_artifacts(run, str(model), "model")
-
-
-def _plots(registry: Registry, run_id: str, out: Path) -> bool:
-    """The run's report (report.html with its figures, offline; their PNGs where an exporter works) in `out`."""
-    from studio.report import write_report
-
-    write_report(registry, out, run_ids=[run_id])
-    return any(out.iterdir())
 
 
 def _experiment(client: Any, name: str) -> str:

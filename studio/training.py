@@ -340,6 +340,7 @@ class Run:
         if self.tracker is not None:  # results, plots and model to MLflow; a failure there is a warning
             self.emit(Status("tracking", "logging results, plots and model to MLflow"))
             self.tracker.finish(status, summary, self.registry)
+            done.time = time.time()  # the log's last line: when the run ended, uploads included
         self.emit(done)
         self._result = RunResult(self.id, status, message, summary)  # type: ignore[arg-type]
         return self._result

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from pathlib import Path
 import pytest
 from test_training import tiny_config
 
+from studio import tracking
+from studio.events import TrainLog
 from studio.registry import Registry
 from studio.tracking import LINK_FILE, RUN_ID_TAG, MlflowLink, flat_params, metric_key, numbers, tracker_for
 from studio.training import Run
@@ -83,6 +86,7 @@ def mlflow_server(tmp_path_factory):
         out.close()
 
 
+@pytest.mark.slow  # the server takes 15-60 s to start on 2 busy cores
 def test_a_run_logs_params_metrics_results_plots_and_model(mlflow_server, tiny_model_dir, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
@@ -118,18 +122,25 @@ def test_a_run_logs_params_metrics_results_plots_and_model(mlflow_server, tiny_m
 
     logged = files()
     assert {"results/eval.json", "results/config.yaml", "results/log.txt", "plots/report.html"} <= logged
+    if shutil.which("chromium") or shutil.which("google-chrome"):  # plotly's PNG exporter needs a Chrome
+        assert {"plots/02-loss.png", "plots/04-test-confusion-matrix.png"} <= logged
     assert {"model/label_map.json", "model/config.yaml", "model/adapter/adapter_model.safetensors"} <= logged
     assert any(p.startswith("model/tokenizer/") for p in logged) and "results/predictions.parquet" in logged
     assert not any(p.startswith(("model/predictions", "model/metrics", "model/eval")) for p in logged)
     assert "logging to run" in (run_dir / "log.txt").read_text()
 
     # a resumed run (same id and folder) continues that MLflow run rather than starting another
+    monkeypatch.setattr(tracking.Tracker, "_plots", lambda *args: False)  # drawn above: this checks the run
     notes: list[str] = []
-    tracker = tracker_for(config, result.run_id, run_dir, lambda e: notes.append(getattr(e, "message", "")))
+    resumed = config.with_overrides(["train.mlflow=without_model"])
+    tracker = tracker_for(resumed, result.run_id, run_dir, lambda e: notes.append(getattr(e, "message", "")))
+    tracker.observe(TrainLog(9, 1.0, {"loss": 0.25}))
     tracker.finish("completed", summary, registry)
     assert tracker.failed is None and tracker.link.run_id == found.info.run_id
     assert any("continuing run" in n for n in notes)
-    assert len(client.search_runs([experiment.experiment_id], f"tags.`{RUN_ID_TAG}` = '{result.run_id}'")) == 1
+    (again,) = client.search_runs([experiment.experiment_id], f"tags.`{RUN_ID_TAG}` = '{result.run_id}'")
+    assert again.info.run_id == found.info.run_id and again.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(found.info.run_id, "train/loss")][-1] == 9
 
 
 def test_an_unreachable_server_leaves_a_warning_and_the_run_completes(tiny_model_dir, tmp_path, monkeypatch):
