@@ -27,6 +27,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -49,6 +50,8 @@ DEFAULT_EXPERIMENT = "fine-tune-studio"
 WAIT_ENV = "STUDIO_MLFLOW_WAIT_S"
 WAIT_S = 900.0
 """How long a finishing run waits for its uploads (the model's weights) before it ends without them."""
+CHECK_S = 10.0
+"""While a finishing run waits for its uploads, it asks the server for its health this often."""
 REACH_TIMEOUT_S = 5.0
 """A tracking server that does not answer its health check within this is taken as down."""
 LINK_FILE = "mlflow.json"
@@ -174,7 +177,13 @@ class Tracker:
         self._calls.put(lambda: self._client.set_terminated(self.link.run_id, _STATUS.get(status, "FINISHED")))
         self._calls.put(None)
         wait = float(os.environ.get(WAIT_ENV) or WAIT_S)
-        self._thread.join(wait)
+        deadline = time.monotonic() + wait
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            self._thread.join(min(CHECK_S, max(deadline - time.monotonic(), 0)))
+            if self._thread.is_alive() and self.failed is None and not reachable(self.uri):
+                # a server that went down mid-run: MLflow's client retries each call for minutes
+                self._fail("the tracking server stopped answering")
+                return
         if self._thread.is_alive():
             self._fail(f"still uploading after {wait:.0f} s ({WAIT_ENV} to wait longer); the run ends without it")
 
@@ -201,8 +210,6 @@ class Tracker:
             self._calls.put(lambda: self._send_metrics(values, step, stamp))
 
     def _send_metrics(self, values: dict[str, float], step: int, stamp: int | None) -> None:
-        import time
-
         from mlflow.entities import Metric
 
         ms = stamp or int(time.time() * 1000)
@@ -306,6 +313,14 @@ def _experiment(client: Any, name: str) -> str:
         if found is None:
             raise
         return str(found.experiment_id)
+
+
+def reachable(uri: str) -> bool:
+    try:
+        reach(uri)
+    except ConnectionError:
+        return False
+    return True
 
 
 def reach(uri: str) -> None:

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -175,3 +176,20 @@ def test_params_and_metric_names():
     assert found == {"test/accuracy": 0.5, "test/n": 3.0, "test/per_class/a b/f1": 1.0}
     assert metric_key("f1/très:bien") == "f1/très_bien" and metric_key("f1/../x") == "f1/_/x"
     assert metric_key("f1/") == "f1/_" and metric_key("a b/c.d") == "a b/c.d"
+
+
+def test_a_server_gone_mid_run_ends_the_wait_at_the_next_check(tmp_path, monkeypatch):
+    """MLflow's client retries a call for minutes; a finishing run asks the server's health every CHECK_S and
+    stops waiting, with the warning, once it does not answer."""
+    monkeypatch.setattr(tracking, "CHECK_S", 0.2)
+    notes: list[str] = []
+    tracker = tracking.Tracker(f"http://127.0.0.1:{free_port()}", "r", tmp_path, lambda e: notes.append(e.message))
+    release = threading.Event()
+    tracker._calls.put(lambda: release.wait(60))  # a call stuck in the client's retries
+    tracker._thread.start()
+    t0 = time.monotonic()
+    tracker.finish("completed", None, Registry(tmp_path / "runs"))
+    release.set()
+    assert time.monotonic() - t0 < 10 and tracker.failed == "the tracking server stopped answering"
+    assert notes == [f"warning: MLflow tracking at {tracker.uri} stopped (the tracking server stopped answering): "
+                     "this run goes on and logs locally only"]  # fmt: skip
