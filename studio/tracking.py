@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -145,6 +146,8 @@ class Tracker:
 
     def __init__(self, uri: str, run_id: str, run_dir: Path, emit: Callable[[Event], None], with_model: bool = True):
         self.uri, self.studio_id, self.run_dir, self.emit, self.with_model = uri, run_id, run_dir, emit, with_model
+        self.shown = without_login(uri)
+        """The URI as logs and mlflow.json show it: without a user and password it may carry."""
         self.link: MlflowLink | None = None
         self.failed: str | None = None
         """Why tracking stopped (the warning the run's log got); None while it works."""
@@ -200,7 +203,7 @@ class Tracker:
     def _fail(self, reason: str) -> None:
         if self.failed is None:
             self.failed = reason
-            message = f"MLflow tracking at {self.uri} stopped ({reason}): this run goes on and logs locally only"
+            message = f"MLflow tracking at {self.shown} stopped ({reason}): this run goes on and logs locally only"
             log.warning("run %s: %s", self.studio_id, message)
             self.emit(Note(f"warning: {message}"))
 
@@ -227,27 +230,27 @@ class Tracker:
         existing = self._existing(link)
         if existing is not None:
             client.update_run(existing.info.run_id, status="RUNNING")
-            self.link = MlflowLink(self.uri, existing.info.experiment_id, existing.info.run_id)
-            self.emit(Note(f"MLflow: continuing run {self.link.run_id} at {self.uri}"))
+            self.link = MlflowLink(self.shown, existing.info.experiment_id, existing.info.run_id)
+            self.emit(Note(f"MLflow: continuing run {self.link.run_id} at {self.shown}"))
         else:
             experiment = _experiment(client, os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT)
             tags = {RUN_ID_TAG: self.studio_id, "studio.folder": f"{socket.gethostname()}:{self.run_dir}",
                     "studio.model": config.model.name, "studio.method": config.method.name}  # fmt: skip
             run = client.create_run(experiment, run_name=self.studio_id, tags=tags)
-            self.link = MlflowLink(self.uri, experiment, run.info.run_id)
+            self.link = MlflowLink(self.shown, experiment, run.info.run_id)
             from mlflow.entities import Param
 
             params = [Param(k, v) for k, v in flat_params(config, self.studio_id).items()]
             for i in range(0, len(params), BATCH):
                 client.log_batch(self.link.run_id, params=params[i : i + BATCH], synchronous=True)
-            self.emit(Note(f"MLflow: logging to run {self.link.run_id} (experiment {experiment}) at {self.uri}"))
+            self.emit(Note(f"MLflow: logging to run {self.link.run_id} (experiment {experiment}) at {self.shown}"))
         self.link.write(self.run_dir)
 
     def _existing(self, link: MlflowLink | None) -> Any:
         """This studio run's MLflow run on this server, if it has one: the one its folder names, else the one
         tagged with its id."""
         client = self._client
-        if link is not None and link.tracking_uri == self.uri:
+        if link is not None and link.tracking_uri == self.shown:
             try:
                 return client.get_run(link.run_id)
             except Exception:  # noqa: BLE001 - deleted, or another server under the same address: look it up
@@ -315,6 +318,14 @@ def _experiment(client: Any, name: str) -> str:
         return str(found.experiment_id)
 
 
+def without_login(uri: str) -> str:
+    """`uri` less the ``user:password@`` an http(s) tracking URI may carry (kept out of logs and run folders)."""
+    parts = urllib.parse.urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def reachable(uri: str) -> bool:
     try:
         reach(uri)
@@ -328,8 +339,8 @@ def reach(uri: str) -> None:
     REACH_TIMEOUT_S (MLflow's client would retry for minutes); other URIs (a folder, databricks) pass."""
     if not uri.startswith(("http://", "https://")):
         return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=REACH_TIMEOUT_S):
+    try:  # /health asks for no login: the URI's user and password stay out of it
+        with urllib.request.urlopen(without_login(uri).rstrip("/") + "/health", timeout=REACH_TIMEOUT_S):
             return
     except urllib.error.HTTPError:  # it answered (behind a proxy or a login, /health may be refused)
         return

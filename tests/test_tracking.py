@@ -27,7 +27,16 @@ from test_training import tiny_config
 from studio import tracking
 from studio.events import TrainLog
 from studio.registry import Registry
-from studio.tracking import LINK_FILE, RUN_ID_TAG, MlflowLink, flat_params, metric_key, numbers, tracker_for
+from studio.tracking import (
+    LINK_FILE,
+    RUN_ID_TAG,
+    MlflowLink,
+    flat_params,
+    metric_key,
+    numbers,
+    tracker_for,
+    without_login,
+)
 from studio.training import Run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +155,7 @@ def test_a_run_logs_params_metrics_results_plots_and_model(mlflow_server, tiny_m
 
 def test_an_unreachable_server_leaves_a_warning_and_the_run_completes(tiny_model_dir, tmp_path, monkeypatch):
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url.replace("//", "//studio:SECRETpassword0005@"))
     registry = Registry(tmp_path / "runs")
     result = Run(tiny_config(tiny_model_dir("bert"), "lora", max_steps=4), registry).execute()
     assert result.status == "completed", result.message
@@ -155,6 +164,7 @@ def test_an_unreachable_server_leaves_a_warning_and_the_run_completes(tiny_model
     assert f"warning: MLflow tracking at {url} stopped (ConnectionError: the tracking server cannot be reached" in text
     assert "this run goes on and logs locally only" in text and not (run_dir / LINK_FILE).exists()
     assert (run_dir / "adapter").is_dir() and registry.summary(result.run_id).test.accuracy is not None
+    assert not any(b"SECRETpassword0005" in p.read_bytes() for p in run_dir.rglob("*") if p.is_file())
 
 
 def test_tracking_off_or_unset_logs_nothing(tiny_model_dir, tmp_path, monkeypatch):
@@ -176,6 +186,9 @@ def test_params_and_metric_names():
     assert found == {"test/accuracy": 0.5, "test/n": 3.0, "test/per_class/a b/f1": 1.0}
     assert metric_key("f1/très:bien") == "f1/très_bien" and metric_key("f1/../x") == "f1/_/x"
     assert metric_key("f1/") == "f1/_" and metric_key("a b/c.d") == "a b/c.d"
+    assert without_login("https://me:pw@mlflow.example.org:5000/x") == "https://mlflow.example.org:5000/x"
+    assert without_login("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert without_login("databricks") == "databricks"
 
 
 def test_a_server_gone_mid_run_ends_the_wait_at_the_next_check(tmp_path, monkeypatch):
