@@ -63,6 +63,8 @@ BATCH = 100
 """MLflow takes at most 100 parameters in one request."""
 NOT_MODEL = {"predictions.parquet", "metrics.jsonl", "log.txt", "eval.json", LINK_FILE, "checkpoints", "STOP"}
 """Files of a run folder that are results or logs, not the model a `Predictor` loads."""
+SUMMARY_NUMBERS = ("test", "validation", "efficiency", "memory", "calibration", "best_checkpoint_step")
+"""The parts of eval.json whose numbers become metrics at the end of a run."""
 RESULTS = ("eval.json", "config.yaml", "metrics.jsonl", "log.txt", "predictions.parquet")
 _STATUS = {"completed": "FINISHED", "stopped": "KILLED", "failed": "FAILED", "interrupted": "FAILED"}
 
@@ -174,8 +176,11 @@ class Tracker:
         """Log the results (eval.json's numbers and files), the plots and the model, end the MLflow run with
         the run's status, and wait for it all (at most STUDIO_MLFLOW_WAIT_S seconds, default 900)."""
         if summary is not None:
-            results = {k: v for k, v in summary.to_dict().items() if k in ("test", "validation", "efficiency")}
+            results = {k: v for k, v in summary.to_dict().items() if k in SUMMARY_NUMBERS}
             self._log_metrics(numbers("", results), self._step, None)
+            if summary.health is not None and summary.health.flag:  # not learning (studio/health.py): findable
+                flag = summary.health.flag
+                self._calls.put(lambda: self._client.set_tag(self.link.run_id, "studio.health", flag))
         self._calls.put(lambda: self._upload(registry))
         self._calls.put(lambda: self._client.set_terminated(self.link.run_id, _STATUS.get(status, "FINISHED")))
         self._calls.put(None)

@@ -123,6 +123,7 @@ def test_a_run_logs_params_metrics_results_plots_and_model(mlflow_server, tiny_m
     summary = registry.summary(result.run_id)
     assert found.data.metrics["test/accuracy"] == pytest.approx(summary.test.accuracy)
     assert found.data.metrics["efficiency/trainable_params"] == summary.efficiency.trainable_params
+    assert found.data.metrics.get("memory/measured_mb") == pytest.approx(summary.memory.measured_mb)
 
     def files(path: str = "") -> set[str]:
         out = set()
