@@ -178,7 +178,7 @@ class Run:
         if self.world.writes:  # rank 0 tracks the run, as it writes its log
             from studio.tracking import tracker_for
 
-            self.tracker = tracker_for(self.trained, run_id, self.dir, self.emit)
+            self.tracker = tracker_for(self.trained, record.id, self.dir, self.emit)
 
     def _record_early_failure(self) -> None:
         """Bad input found before the run had its row, in a run whose launcher chose its id: record it, so the
