@@ -352,6 +352,12 @@ class TrainConfig:
     report_to: list[Literal["tensorboard", "wandb"]] = _f(
         [], "Extra experiment trackers; a missing package or login falls back to local logs."
     )
+    mlflow: Literal["auto", "without_model", "off"] = _f(
+        "auto",
+        "Log the run to MLflow when MLFLOW_TRACKING_URI is set: its parameters, live metrics, test results, plots "
+        "and model folder (auto); the same less the model's weights (without_model); or never (off). A server "
+        "that cannot be reached leaves a warning in the run's log; the run goes on.",
+    )
     dataloader_workers: int = _f(0, "Worker processes feeding batches.", ge=0, le=64)
     speed: Literal["fast", "frugal", "as_set"] = _f(
         "fast",
@@ -494,6 +500,7 @@ class RunConfig:
         d = self.to_dict()
         d.pop("name", None)
         d.pop("description", None)
+        d["train"].pop("mlflow", None)  # where the run is tracked, not what trains
         # Fields added since runs were first recorded drop out at the value that means the old behaviour, so
         # a registry's earlier runs keep their identity (a grid resumes across the upgrade).
         for section, neutrals in (("train", _HASH_NEUTRAL), ("data", _DATA_HASH_NEUTRAL), ("method", _METHOD_NEUTRAL)):

@@ -59,7 +59,7 @@ def probe(config: RunConfig, num_labels: int = 2, steps: int = 3) -> ProbeResult
             f"data.source={data}", "data.splits=ratio", "data.split_ratios=[0.8, 0.1, 0.1]", "data.balance=null",
             "data.max_samples=null", "data.max_train_samples=null", "data.text_column=text", "data.label_column=label",
             f"train.max_steps={steps}", "train.eval_strategy=no", "train.early_stopping_patience=null",
-            "train.report_to=[]", f"train.eval_batch_size={config.train.batch_size}", "name=probe",
+            "train.report_to=[]", "train.mlflow=off", f"train.eval_batch_size={config.train.batch_size}", "name=probe",
         ])  # fmt: skip
         t0 = time.time()
         result = Run(probe_config, Registry(work / "runs")).execute()

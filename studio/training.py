@@ -33,6 +33,7 @@ from studio.results import RunSummary
 if TYPE_CHECKING:
     from studio.health import HealthMonitor
     from studio.recipe import ClassifierRecipe
+    from studio.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,8 @@ class Run:
         self._stop_file_checked = 0.0
         self.health: HealthMonitor | None = None
         """Judges the run's events once its labels are known (studio/health.py): flags a run not learning."""
+        self.tracker: Tracker | None = None
+        """Mirrors the run into MLflow once it has its folder, when MLFLOW_TRACKING_URI is set (studio/tracking.py)."""
 
     @property
     def id(self) -> str | None:
@@ -172,6 +175,10 @@ class Run:
             pending, self._pending = self._pending, []
             for event in pending:
                 self._append(event)
+        if self.world.writes:  # rank 0 tracks the run, as it writes its log
+            from studio.tracking import tracker_for
+
+            self.tracker = tracker_for(self.trained, record.id, self.dir, self.emit)
 
     def _record_early_failure(self) -> None:
         """Bad input found before the run had its row, in a run whose launcher chose its id: record it, so the
@@ -228,6 +235,8 @@ class Run:
                 self._pending.append(event)
             else:
                 self._append(event)
+        if self.tracker is not None:
+            self.tracker.observe(event)
         flagged = self.health.observe(event) if self.health is not None else None
         if flagged is not None:
             from studio.health import to_event
@@ -328,6 +337,10 @@ class Run:
             summary.status = status
             write_json_atomic(self.dir / "eval.json", summary.to_dict())  # written last: the run is complete
         self.registry.finish(self.id, status, message, summary)
+        if self.tracker is not None:  # results, plots and model to MLflow; a failure there is a warning
+            self.emit(Status("tracking", "logging results, plots and model to MLflow"))
+            self.tracker.finish(status, summary, self.registry)
+            done.time = time.time()  # the log's last line: when the run ended, uploads included
         self.emit(done)
         self._result = RunResult(self.id, status, message, summary)  # type: ignore[arg-type]
         return self._result

@@ -12,6 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("STUDIO_REGISTRY_URL", None)  # registries are the tests' own (the `backend` fixture sets it)
+os.environ.pop("MLFLOW_TRACKING_URI", None)  # runs log to MLflow only in the tests that start a server
 
 
 @pytest.fixture(autouse=True)
