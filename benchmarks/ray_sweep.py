@@ -1,6 +1,6 @@
 """A grid on a Ray cluster with a worker killed mid-run: runs completed, duplicated, lost; wall time.
 
-    python benchmarks/ray_sweep.py [--out benchmarks/results/ray_sweep/cpu] [--runs 8] [--repeats 1]
+    python benchmarks/ray_sweep.py [--out benchmarks/results/ray_sweep/cpu] [--runs 8] [--repeats 1] [--compare]
     python benchmarks/ray_sweep.py --gpu --out DIR     # on the 2-GPU machine, after `source benchmarks/gpu_env.sh`
 
 CPU (default): a local cluster on this machine (`ray.cluster_utils.Cluster`): a head with no CPU slot (it trains
@@ -9,6 +9,8 @@ random bert of tests/tiny.py, LoRA, 12 steps, a checkpoint every 3) goes through
 `python -m studio sweep GRID --ray ADDRESS`; once a run has a complete checkpoint, the Ray worker training it
 is SIGKILLed (its training process dies with it). Counted from the registry: runs completed, points with more than
 one row (duplicated), points without a completed run (lost), runs resumed from a checkpoint (their log.txt).
+--compare first runs the same grid with `sweep --workers 2` (two processes on this machine, no Ray) and on Ray
+with no kill, for the wall times.
 
 --gpu: the same on two GPUs of one host, the real MiniLM-L6 (`quick_demo` preset, full FT on the shipped IMDb
 sample, a checkpoint every 25 steps), 8 seeds:
@@ -163,9 +165,17 @@ def cpu_mode(args: argparse.Namespace, work: Path) -> list[dict]:
     from tiny import make_tiny_model
 
     grid = cpu_grid(make_tiny_model("bert", work / "bert"), args.runs)
-    cluster = start_cluster(cpu_nodes=2)
     rows = []
+    if args.compare:  # the same grid without Ray: two processes at a time on this machine (`sweep --workers 2`)
+        row = run_grid(grid, work / "local", slots=device_slots("none", 2))
+        rows.append({"mode": "sweep --workers 2 (this machine, no Ray)", "repeat": 0, **row})
+        print(rows[-1], flush=True)
+    cluster = start_cluster(cpu_nodes=2)
     try:
+        if args.compare:
+            row = run_grid(grid, work / "ray-whole", ray=RayPlacement(cluster.address))
+            rows.append({"mode": "ray, 2 CPU-slot workers", "repeat": 0, **row})
+            print(rows[-1], flush=True)
         for repeat in range(args.repeats):
             row = run_grid(grid, work / f"runs-{repeat}", ray=RayPlacement(cluster.address, max_retries=2), kill=True)
             rows.append({"mode": "ray, 2 CPU-slot workers, one killed", "repeat": repeat, **row})
@@ -226,6 +236,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ray_sweep" / "cpu"))
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--compare", action="store_true",
+                        help="CPU: also `sweep --workers 2` (no Ray) and Ray with no kill")  # fmt: skip
     parser.add_argument("--gpu", action="store_true", help="two GPUs: local sweep vs Ray (module docstring)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ray-bench-") as work:

@@ -273,9 +273,13 @@ def _finish(sweep: Sweep, sub: _Submitted, ref: Any) -> None:
     seconds = time.time() - sub.since
     try:
         outcome: RayOutcome = ray.get(ref)
-    except ray.exceptions.TaskCancelledError:
-        sweep.registry.release_id(sub.run_id)
-        sweep.record_end(sub.point, seconds, "stopped", "the grid was stopped before this run trained", None)
+    except ray.exceptions.TaskCancelledError:  # queued, or loading (its child ended): nothing kept, unless it had begun
+        record = _row(sweep.registry, sub.run_id)
+        if record is None:
+            sweep.registry.release_id(sub.run_id)
+            sweep.record_end(sub.point, seconds, "stopped", "the grid was stopped before this run trained", None)
+        else:
+            sweep.record_end(sub.point, seconds, record.status, record.message, record.id)
         return
     except ray.exceptions.RayTaskError as e:  # the task's own error (e.g. the runs folder is not shared)
         cause = getattr(e, "cause", None) or e
