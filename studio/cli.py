@@ -538,7 +538,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         elif kind == "retried":
             print(f"  {data['point']}: {data['how']}", flush=True)
         elif kind == "cluster":
-            print(f"Ray cluster at {data['address']}: {data['nodes']} nodes, {data['slots']} runs at a time; every "
+            nodes = f"{data['nodes']} node" + ("s" if data["nodes"] != 1 else "")
+            print(f"Ray cluster at {data['address']}: {nodes}, {data['slots']} runs at a time; every "
                   f"node must see the runs folder at {data['runs_dir']}", flush=True)  # fmt: skip
 
     sweep = Sweep(grid, registry, on_event=show, slots=slots, ray=ray)
