@@ -158,3 +158,10 @@ def test_bad_ray_options_are_said_in_one_line(args, words, runs_dir, capsys, tin
     assert main(["--runs-dir", str(runs_dir), "sweep", str(grid), *args]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and re.search(words, err), err
+
+
+def test_a_retry_that_resumes_launches_resume_not_train(tmp_path):
+    from studio.launch import Launch
+
+    launch = Launch(("--quiet",), tmp_path, "20260101-000000-g-0a1b", resume=True)
+    assert launch.studio_args() == ["--runs-dir", str(tmp_path), "resume", "20260101-000000-g-0a1b", "--quiet"]
