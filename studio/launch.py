@@ -1,8 +1,9 @@
 """Training in a child process: the one way the studio starts ``python -m studio train`` (or torchrun for N
 processes) and learns how it ended.
 
-Three places train in child processes: ``train --gpus N`` (torchrun, one process per GPU), the Train tab's
-"GPUs for this run" and a grid's runs placed one per GPU (`sweep.Sweep`). All go through `ChildRun`:
+Four places train in child processes: ``train --gpus N`` (torchrun, one process per GPU), the Train tab's
+"GPUs for this run", a grid's runs placed one per GPU (`sweep.Sweep`) and a grid's runs on a Ray cluster (each
+Ray task starts one, `ray_sweep.train_point`; a retry resumes it: ``resume ID``). All go through `ChildRun`:
 
 - the parent chooses the run id (`Registry.new_id`, which reserves its folder) and hands it to the child as
   ``train --run-id ID``; the child's rank 0 creates the row and folder under it. The parent knows its run
