@@ -169,17 +169,17 @@ def cpu_mode(args: argparse.Namespace, work: Path) -> list[dict]:
     if args.compare:  # the same grid without Ray: two processes at a time on this machine (`sweep --workers 2`)
         row = run_grid(grid, work / "local", slots=device_slots("none", 2))
         rows.append({"mode": "sweep --workers 2 (this machine, no Ray)", "repeat": 0, **row})
-        print(rows[-1], flush=True)
+        saved(args, rows)
     cluster = start_cluster(cpu_nodes=2)
     try:
         if args.compare:
             row = run_grid(grid, work / "ray-whole", ray=RayPlacement(cluster.address))
             rows.append({"mode": "ray, 2 CPU-slot workers", "repeat": 0, **row})
-            print(rows[-1], flush=True)
+            saved(args, rows)
         for repeat in range(args.repeats):
             row = run_grid(grid, work / f"runs-{repeat}", ray=RayPlacement(cluster.address, max_retries=2), kill=True)
             rows.append({"mode": "ray, 2 CPU-slot workers, one killed", "repeat": repeat, **row})
-            print(rows[-1], flush=True)
+            saved(args, rows)
     finally:
         cluster.shutdown()
     return rows
@@ -189,17 +189,23 @@ def gpu_mode(args: argparse.Namespace, work: Path) -> list[dict]:
     grid = gpu_grid(args.runs)
     rows = [{"mode": "sweep --gpus 0,1 (this machine, no Ray)", "repeat": 0,
              **run_grid(grid, work / "local", slots=device_slots("0,1", 1))}]  # fmt: skip
-    print(rows[-1], flush=True)
+    saved(args, rows)
     cluster = start_cluster(gpu_nodes=2)
     try:
         for name, kill in (("ray, 2 workers pinned to a GPU each", False), ("ray, the same, one worker killed", True)):
             placement = RayPlacement(cluster.address, max_retries=2)
             rows.append({"mode": name, "repeat": 0, **run_grid(grid, work / name.split(",")[-1].strip(),
                                                              ray=placement, kill=kill)})  # fmt: skip
-            print(rows[-1], flush=True)
+            saved(args, rows)
     finally:
         cluster.shutdown()
     return rows
+
+
+def saved(args: argparse.Namespace, rows: list[dict]) -> None:
+    """Print the last row and write every row so far (a run cut short by a time limit keeps what it measured)."""
+    print(rows[-1], flush=True)
+    write(Path(args.out), rows, environment(args))
 
 
 def environment(args: argparse.Namespace) -> dict:
@@ -228,7 +234,6 @@ def write(out: Path, rows: list[dict], env: dict) -> None:
                  r["wall_s"], f"{r['load_mean']}/{r['load_max']}"]  # fmt: skip
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     (out / "ray_sweep.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
 
 
 def main() -> None:
@@ -241,8 +246,8 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="two GPUs: local sweep vs Ray (module docstring)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ray-bench-") as work:
-        rows = gpu_mode(args, Path(work)) if args.gpu else cpu_mode(args, Path(work))
-    write(Path(args.out), rows, environment(args))
+        gpu_mode(args, Path(work)) if args.gpu else cpu_mode(args, Path(work))
+    print((Path(args.out) / "ray_sweep.md").read_text())
 
 
 if __name__ == "__main__":
