@@ -165,3 +165,22 @@ def test_a_retry_that_resumes_launches_resume_not_train(tmp_path):
 
     launch = Launch(("--quiet",), tmp_path, "20260101-000000-g-0a1b", resume=True)
     assert launch.studio_args() == ["--runs-dir", str(tmp_path), "resume", "20260101-000000-g-0a1b", "--quiet"]
+
+
+@pytest.mark.slow
+def test_stopping_a_grid_on_ray_stops_the_runs_training_and_cancels_the_queued_one(cluster, tiny_model_dir, runs_dir):
+    registry = Registry(runs_dir)
+    grid = killable_grid(tiny_model_dir("bert"), seeds=(1, 2, 3))
+    grid.base = grid.base.with_overrides(["train.max_steps=100000", "train.checkpoint_steps=null"])
+    sweep = Sweep(grid, registry, ray=RayPlacement(cluster.address)).start()
+    deadline = time.time() + 240
+    while time.time() < deadline and len(registry.list(status="running")) < 2:  # two train; the third waits
+        time.sleep(0.5)
+    assert len(registry.list(status="running")) == 2
+    sweep.stop()
+    state = sweep.wait(240)
+    assert state.finished and (state.done, state.failed) == (2, 0)
+    assert sorted(r.status for r in registry.list()) == ["stopped", "stopped"]  # evaluated and saved, as any Stop
+    assert sorted(p.name for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) == sorted(
+        r.id for r in registry.list()
+    )  # the queued run's reserved folder was given back
