@@ -518,25 +518,15 @@ def _write_plot(result: Any, path: Path) -> Path:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from studio.registry import Registry
-    from studio.sweep import Sweep, device_slots
+    from studio.sweep import Sweep
 
     grid = _grid(args)
-    points = grid.points()
     if args.dry_run:
-        from studio.speed_plan import planned_estimate
-
-        print(f"{grid.name}: {len(points)} runs")
-        for p in points:
-            balance = p.config.data.balance
-            try:
-                e, _ = planned_estimate(p.config, balance.num_labels if balance else 2)
-                memory = f"{e.total_mb / 1024:6.2f} GB {'fits' if e.fits else 'does NOT fit'}"
-            except StudioError as err:
-                memory = f"no estimate: {err}"
-            print(f"  {p.index + 1:>3}. {p.key}  [{memory}]")
+        _print_plan(grid)
         return 0
     _quiet_libraries()
     registry = Registry(args.runs_dir)
+    slots, ray, connected = _sweep_placement(args)
 
     def show(kind: str, data: dict) -> None:
         if kind == "skipped":
@@ -544,22 +534,66 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         elif kind == "start":
             print(f"run {data['index'] + 1}/{data['total']}: {data['point']}", flush=True)
         elif kind == "end":
-            print(f"  {data['status']}: {data['message']}" + (f"  [{data['point']}]" if slots else ""), flush=True)
+            many = slots or ray
+            print(f"  {data['status']}: {data['message']}" + (f"  [{data['point']}]" if many else ""), flush=True)
+        elif kind == "retried":
+            print(f"  {data['point']}: {data['how']}", flush=True)
+        elif kind == "cluster":
+            nodes = f"{data['nodes']} node" + ("s" if data["nodes"] != 1 else "")
+            print(f"Ray cluster at {data['address']}: {nodes}, {data['slots']} runs at a time; every "
+                  f"node must see the runs folder at {data['runs_dir']}", flush=True)  # fmt: skip
 
-    slots = device_slots(args.gpus, args.workers)
-    if slots:
-        where = ", ".join(f"GPU {g}" if g is not None else "CPU" for g in slots)
-        print(f"{len(slots)} runs at a time, each in its own process: {where}", flush=True)
-    sweep = Sweep(grid, registry, on_event=show, slots=slots)
+    sweep = Sweep(grid, registry, on_event=show, slots=slots, ray=ray)
     try:
         with _stop_signals(_interrupt):
             state = sweep.start().wait()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runs training stop cleanly (none is left an orphan)
         sweep.stop()
         state = sweep.wait()
+    finally:
+        if connected:
+            import ray as ray_api
+
+            ray_api.shutdown()
     print(f"{grid.name}: {state.done} run, {state.skipped} skipped (done before), {state.failed} failed "
           f"of {state.total}")  # fmt: skip
     return EXIT_FAILED if state.failed else 0
+
+
+def _print_plan(grid: Any) -> None:
+    """`sweep --dry-run`: the grid's runs and each one's memory estimate."""
+    from studio.speed_plan import planned_estimate
+
+    points = grid.points()
+    print(f"{grid.name}: {len(points)} runs")
+    for p in points:
+        balance = p.config.data.balance
+        try:
+            e, _ = planned_estimate(p.config, balance.num_labels if balance else 2)
+            memory = f"{e.total_mb / 1024:6.2f} GB {'fits' if e.fits else 'does NOT fit'}"
+        except StudioError as err:
+            memory = f"no estimate: {err}"
+        print(f"  {p.index + 1:>3}. {p.key}  [{memory}]")
+
+
+def _sweep_placement(args: argparse.Namespace) -> tuple[Any, Any, bool]:
+    """(the local slots, or the Ray placement, of `sweep`'s runs; whether Ray was connected here). The cluster is
+    joined now, so that a wrong address is said before anything runs."""
+    from studio.sweep import device_slots
+
+    if not args.ray:
+        slots = device_slots(args.gpus, args.workers)
+        if slots:
+            where = ", ".join(f"GPU {g}" if g is not None else "CPU" for g in slots)
+            print(f"{len(slots)} runs at a time, each in its own process: {where}", flush=True)
+        return slots, None, False
+    from studio.ray_sweep import RayPlacement, connect
+
+    if args.gpus != "auto":
+        raise StudioError("--gpus picks this machine's GPUs; on a Ray cluster Ray places each run on a free GPU "
+                          "(give each node its GPUs with `ray start --num-gpus N`)")  # fmt: skip
+    placement = RayPlacement(args.ray, args.workers, args.retries)
+    return None, placement, connect(placement)
 
 
 def _grid(args: argparse.Namespace) -> Any:
@@ -976,6 +1010,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "or none, runs train in this process), none, or indices like 0,1")  # fmt: skip
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="runs at a time per GPU (or on the CPU), each in its own process (default 1)")  # fmt: skip
+    p.add_argument("--ray", metavar="ADDRESS", default=os.environ.get("STUDIO_RAY_ADDRESS") or None,
+                   help="run the grid on a Ray cluster: its head's HOST:PORT, auto (the cluster this machine "
+                        "joined) or local (start one here); env STUDIO_RAY_ADDRESS. The runs folder must be the "
+                        "same path on every node")  # fmt: skip
+    p.add_argument("--retries", type=int, default=3, metavar="N",
+                   help="with --ray: how often a run whose worker died runs again (it resumes from its last "
+                        "checkpoint, train.checkpoint_steps); default 3")  # fmt: skip
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="an HTML + Markdown report (tables, plots) and a CSV of a grid or of runs")

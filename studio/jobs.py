@@ -113,13 +113,18 @@ class Jobs:
 
     def start_sweep(self, grid: Any, workers: int = 1) -> Any:
         """Run a grid (`studio.sweep.Sweep`) in the background, holding the slot: one run at a time here, or
-        one process per GPU on a machine with several, `workers` per GPU (`studio.sweep.device_slots`)."""
+        one process per GPU on a machine with several, `workers` per GPU (`studio.sweep.device_slots`); on the
+        Ray cluster STUDIO_RAY_ADDRESS names when it is set (`studio.ray_sweep`), joined here."""
+        from studio.ray_sweep import RayPlacement, connect
         from studio.sweep import Sweep, device_slots
 
-        slots = device_slots("auto", workers)  # bad input is refused before the slot is taken
+        ray = RayPlacement.from_env(workers)
+        slots = None if ray else device_slots("auto", workers)  # bad input is refused before the slot is taken
+        if ray:
+            connect(ray)  # an unreachable cluster too; it stays joined while the app runs
         with self._lock:
             self._refuse_if_busy()
-            self._sweep = Sweep(grid, self.registry, slots=slots).start()
+            self._sweep = Sweep(grid, self.registry, slots=slots, ray=ray).start()
             return self._sweep
 
     def sweep(self) -> Any:

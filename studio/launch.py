@@ -1,8 +1,9 @@
 """Training in a child process: the one way the studio starts ``python -m studio train`` (or torchrun for N
 processes) and learns how it ended.
 
-Three places train in child processes: ``train --gpus N`` (torchrun, one process per GPU), the Train tab's
-"GPUs for this run" and a grid's runs placed one per GPU (`sweep.Sweep`). All go through `ChildRun`:
+Four places train in child processes: ``train --gpus N`` (torchrun, one process per GPU), the Train tab's
+"GPUs for this run", a grid's runs placed one per GPU (`sweep.Sweep`) and a grid's runs on a Ray cluster (each
+Ray task starts one, `ray_sweep.train_point`; a retry resumes it: ``resume ID``). All go through `ChildRun`:
 
 - the parent chooses the run id (`Registry.new_id`, which reserves its folder) and hands it to the child as
   ``train --run-id ID``; the child's rank 0 creates the row and folder under it. The parent knows its run
@@ -19,6 +20,7 @@ Three places train in child processes: ``train --gpus N`` (torchrun, one process
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import signal
@@ -56,9 +58,13 @@ class Launch:
     """More than one: torchrun starts them on this machine (DDP), one per GPU."""
     gpu: str | None = None
     """CUDA_VISIBLE_DEVICES for the child (a grid's run pinned to one GPU); None: this process's."""
+    resume: bool = False
+    """Continue interrupted run `run_id` from its last checkpoint (``resume ID``) instead of training a new one."""
 
     def studio_args(self) -> list[str]:
         """The arguments of ``python -m studio`` in every process of the child."""
+        if self.resume:
+            return ["--runs-dir", str(self.runs_dir), "resume", self.run_id, *self.train_args]
         return ["--runs-dir", str(self.runs_dir), "train", *self.train_args, "--run-id", self.run_id]
 
     def command(self) -> list[str]:
@@ -88,15 +94,19 @@ class ChildRun:
     data_checked: the caller has already prepared the data. Otherwise a multi-process child's data is
         prepared here first: every rank would find bad data, and torchrun ends the others as soon as one
         exits, possibly before rank 0 has recorded why.
+    resume: the child continues interrupted run `run_id` from its last checkpoint (``resume ID``).
+    die_with_parent: the child is killed when this process dies (Linux), as a Ray task's child must be: Ray
+        retries the task elsewhere, and the run must not train twice.
     """
 
     def __init__(self, config: RunConfig, registry: Registry, *, processes: int = 1, gpu: str | None = None,
                  train_args: list[str] | None = None, run_id: str | None = None, console: bool = False,
-                 data_checked: bool = False):  # fmt: skip
+                 data_checked: bool = False, resume: bool = False, die_with_parent: bool = False):  # fmt: skip
         self.config, self.registry = config, registry
         self.processes, self.gpu = processes, gpu
         self.run_id = run_id
         """The id given to the child (reserved by `start` unless given here)."""
+        self.resume, self.die_with_parent = resume, die_with_parent
         self.events: queue.Queue[Event] = queue.Queue()
         self.launch: Launch | None = None
         self._train_args = train_args
@@ -127,13 +137,16 @@ class ChildRun:
         if self.run_id is None:
             self.run_id = self.registry.new_id(self.config.name)
         train_args = self._train_args
-        if train_args is None:
+        if self.resume:
+            train_args = train_args or ["--quiet"]
+        elif train_args is None:
             folder = self.registry.runs_dir / ".launch"
             folder.mkdir(exist_ok=True)
             self._config_file = folder / f"{self.run_id}.yaml"
             self.config.to_yaml(self._config_file)
             train_args = [str(self._config_file), "--quiet"]
-        self.launch = Launch(tuple(train_args), self.registry.runs_dir, self.run_id, self.processes, self.gpu)
+        self.launch = Launch(tuple(train_args), self.registry.runs_dir, self.run_id, self.processes, self.gpu,
+                             self.resume)  # fmt: skip
         where = f"{self.processes} processes (torchrun, one per GPU)" if self.processes > 1 else "a training process"
         self._emit(Status("launching", f"starting {where}"))
         self._thread = threading.Thread(target=self._supervise, name=f"child-{self.run_id}", daemon=True)
@@ -210,10 +223,13 @@ class ChildRun:
     def _popen(self, stderr: IO[bytes]) -> subprocess.Popen:
         assert self.launch is not None
         # Its own session: Ctrl-C in a terminal reaches the parent, which turns it into a clean stop.
+        tied = {}
+        if self.die_with_parent and sys.platform == "linux":
+            tied["preexec_fn"] = functools.partial(_die_with_parent, os.getpid())
         if self._console:
-            return subprocess.Popen(self.launch.command(), env=self.launch.env(), start_new_session=True)
+            return subprocess.Popen(self.launch.command(), env=self.launch.env(), start_new_session=True, **tied)
         return subprocess.Popen(self.launch.command(), env=self.launch.env(), cwd=PROJECT_DIR,
-                                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)  # fmt: skip
+                                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True, **tied)  # fmt: skip
 
     def _settle(self, code: int, tail: str) -> RunResult:
         """Make the run's row and log say how the child ended (module docstring), and return it."""
@@ -271,6 +287,18 @@ class ChildRun:
 
     def _emit(self, event: Event) -> None:
         self.events.put(event)
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child before it runs (Linux): SIGKILL it when the thread that started it ends, i.e. when the parent
+    process dies (`ChildRun` starts it from a thread that lives until the child has ended); at once if the parent
+    died before this was set."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _exit_description(code: int) -> str:

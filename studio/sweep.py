@@ -23,7 +23,8 @@ several GPUs, or `workers` > 1, each run is a separate process (`python -m studi
 pinned to one GPU with CUDA_VISIBLE_DEVICES, one per slot, under the run id the grid chose for it; every
 process writes to the same registry (SQLite in WAL mode, one folder per run), so the grid's bookkeeping is
 the registry's, as for a single process. A run that fails, even before training, ends with a row that says
-why.
+why. On a Ray cluster (`ray`: a `ray_sweep.RayPlacement`), each run is a Ray task that starts the same process
+on the node Ray picked, and Ray runs it again when its worker dies (`studio.ray_sweep`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -47,6 +48,9 @@ from studio.errors import ConfigError
 from studio.launch import ChildRun
 from studio.presets import GRIDS_DIR, resolve
 from studio.registry import Registry, RunRecord
+
+if TYPE_CHECKING:
+    from studio.ray_sweep import RayPlacement
 
 METRICS = ("accuracy", "f1_macro", "f1_weighted", "peak_memory_mb", "train_seconds", "trainable_params")
 
@@ -185,13 +189,15 @@ class SweepState:
 
 class Sweep:
     """Runs a grid's points (in this thread with `execute`, or in the background with `start`): one after
-    another in this process, or `slots` at a time in separate processes (see `device_slots`)."""
+    another in this process, `slots` at a time in separate processes (see `device_slots`), or as tasks on a
+    Ray cluster (`ray`, which then decides how many train at once)."""
 
     def __init__(self, grid: Grid, registry: Registry, on_event: Callable[[str, dict], None] | None = None,
-                 slots: list[str | None] | None = None):  # fmt: skip
+                 slots: list[str | None] | None = None, ray: RayPlacement | None = None):  # fmt: skip
         self.grid, self.registry = grid, registry
         self.points = grid.points()
         self.slots = slots
+        self.ray = ray
         self.state = SweepState(total=len(self.points), slots=len(slots) if slots else 1)
         self.on_event = on_event or (lambda kind, data: None)
         self._stop = threading.Event()
@@ -213,6 +219,11 @@ class Sweep:
         with self._lock:
             for child in self._children.values():  # each run evaluates and saves what it trained, then exits
                 child.stop()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether `stop()` was called."""
+        return self._stop.is_set()
 
     def wait(self, timeout: float | None = None) -> SweepState:
         if self._thread is not None:
@@ -239,25 +250,30 @@ class Sweep:
                 self.on_event("skipped", {"point": point.key, "run_id": done_before})
             else:
                 pending.append(point)
+        if self.ray is not None:
+            from studio.ray_sweep import execute
+
+            execute(self, pending, self.ray)
+            return
         if self.slots:
             self._execute_in_processes(pending, self.slots)
             return
         for point in pending:
             if self._stop.is_set():
                 break
-            self._begin(point)
+            self.record_start(point)
             t0 = time.time()
             self._run = Run(dataclasses.replace(point.config, description=point.key), self.registry)
             result = self._run.execute()
-            self._end(point, time.time() - t0, result.status, result.message, result.run_id)
+            self.record_end(point, time.time() - t0, result.status, result.message, result.run_id)
 
-    def _begin(self, point: Point) -> None:
+    def record_start(self, point: Point) -> None:
         with self._lock:
             self.state.current = point
             self.state.running[point.index] = point
         self.on_event("start", {"point": point.key, "index": point.index, "total": self.state.total})
 
-    def _end(self, point: Point, seconds: float, status: str, message: str | None, run_id: str | None) -> None:
+    def record_end(self, point: Point, seconds: float, status: str, message: str | None, run_id: str | None) -> None:
         with self._lock:
             self.state.running.pop(point.index, None)
             self.state.seconds.append(seconds)
@@ -291,17 +307,19 @@ class Sweep:
                 if self._stop.is_set():
                     return
                 self._children[point.index] = child.start()
-            self._begin(point)
+            self.record_start(point)
             result = child.wait()
             assert result is not None
             with self._lock:
                 self._children.pop(point.index, None)
             if result.run_id is None:  # stopped while the process was still starting up
-                self._end(point, time.time() - t0, "stopped", "the grid was stopped before this run trained", None)
+                self.record_end(
+                    point, time.time() - t0, "stopped", "the grid was stopped before this run trained", None
+                )
             else:
-                self._end(point, time.time() - t0, result.status, result.message, result.run_id)
+                self.record_end(point, time.time() - t0, result.status, result.message, result.run_id)
         except Exception as e:  # noqa: BLE001 - one point's trouble (e.g. a full disk) must not end the grid
-            self._end(point, time.time() - t0, "failed", f"{type(e).__name__}: {e}", None)
+            self.record_end(point, time.time() - t0, "failed", f"{type(e).__name__}: {e}", None)
         finally:
             free.put(slot)
 

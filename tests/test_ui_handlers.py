@@ -624,6 +624,35 @@ def test_the_compare_tab_waits_for_a_grid(runs_dir):
         compare_tab.list_points(session, None)
 
 
+def test_the_compare_tab_sends_grids_to_the_ray_cluster_named_by_the_environment(runs_dir, monkeypatch, tmp_path):
+    import shutil
+
+    from studio import ray_sweep
+    from studio.presets import GRIDS_DIR
+
+    grids = tmp_path / "grids"
+    grids.mkdir()
+    shutil.copy(GRIDS_DIR / "cpu_quick_methods.yaml", grids)
+    session = Session.create(runs_dir, grids_dir=grids)
+    monkeypatch.setenv("STUDIO_RAY_ADDRESS", "127.0.0.1:1")  # nothing listens there: said, nothing started
+    with pytest.raises(gr.Error, match="no Ray cluster at 127.0.0.1:1"):
+        compare_tab.start_grid(session, "cpu_quick_methods", 2)
+    assert session.jobs.sweep() is None and session.jobs.busy() is None
+
+    placed, said = [], []
+    monkeypatch.setattr(ray_sweep, "connect", lambda placement: False)
+    monkeypatch.setattr(ray_sweep, "execute", lambda sweep, pending, placement: placed.append((placement, pending)))
+    monkeypatch.setattr(gr, "Info", said.append)
+    monkeypatch.setenv("STUDIO_RAY_ADDRESS", "head:6379")
+    assert compare_tab.start_grid(session, "cpu_quick_methods", 2) == "starting ..."
+    sweep = session.jobs.sweep()
+    sweep.wait(30)
+    assert said == ["Grid cpu-quick-methods: 2 runs, on the Ray cluster at head:6379"]
+    ((placement, pending),) = placed
+    assert (placement.address, placement.workers, len(pending)) == ("head:6379", 2, 2)
+    assert "on Ray at head:6379" in compare_tab._progress_line(sweep)
+
+
 def test_shared_formatting():
     assert (duration(59.9), duration(725), duration(3720)) == ("0m59s", "12m05s", "1h02m")
     assert gigabytes(1536) == "1.50 GB"

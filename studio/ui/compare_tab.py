@@ -55,7 +55,8 @@ class CompareTab:
 def build(session: Session) -> CompareTab:
     gr.Markdown(
         "A **grid** is a base config plus axes (models, methods, ranks, label counts, seeds ...), run in the "
-        "background: one run at a time, one per GPU on a machine with several, or more per GPU when you ask. "
+        "background: one run at a time, one per GPU on a machine with several, or more per GPU when you ask (on a "
+        "Ray cluster when the app was started with `STUDIO_RAY_ADDRESS` set: see docs/multi_gpu.md). "
         "Runs already completed with the same config are skipped, so a stopped grid resumes where it was. Grids "
         "live in `presets/grids/`; the CLI runs the same: `python -m studio sweep NAME`."
     )
@@ -166,6 +167,8 @@ def start_grid(session: Session, name: str | None, per_gpu: float | None = 1) ->
     sweep = session.jobs.start_sweep(load_grid(session, name), workers=int(per_gpu if per_gpu is not None else 1))
     session.started_grid = (sweep, name)
     at_once = f"{sweep.state.slots} at a time, one process each" if sweep.state.slots > 1 else "one at a time"
+    if sweep.ray is not None:
+        at_once = f"on the Ray cluster at {sweep.ray.address}"
     gr.Info(f"Grid {sweep.grid.name}: {sweep.state.total} runs, {at_once}")
     return "starting ..."
 
@@ -200,6 +203,7 @@ def _progress_line(sweep: Any) -> str:
     finished = s.done + s.skipped + s.failed
     eta = f" · ETA {s.eta / 60:.0f} min" if s.eta is not None and not s.finished else ""
     at_once = f" · {s.slots} at a time" if s.slots > 1 else ""
+    at_once += f" · on Ray at {sweep.ray.address}" if getattr(sweep, "ray", None) is not None else ""
     where = "finished" if s.finished else f"run {min(finished + 1, s.total)}/{s.total}"
     return (
         f"**{sweep.grid.name}** · {where} · {s.done} trained, {s.skipped} done before, {s.failed} failed{at_once}{eta}"
