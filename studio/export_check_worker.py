@@ -5,14 +5,16 @@ Run as a script, in a process of its own: ``python export_check_worker.py JOB.js
 transformers, peft, torch, numpy, pandas and json, never the studio, so what it sees is what a user with plain
 transformers sees. JOB.json::
 
-    {"texts": "<a predictions.parquet>", "rows": 2000,
-     "exports": [{"folder": "...", "layout": "run" | "flat", "base_model": "<path or id>" | null,
-                  "max_length": 256, "out": "<file.npz>"}, ...]}
+    {"exports": [{"folder": "...", "layout": "run" | "flat", "base_model": "<path or id>" | null,
+                  "max_length": 256, "texts": "<the run's predictions.parquet>", "rows": 2000,
+                  "head_keys": ["classifier.weight", ...], "out": "<file.npz>"}, ...]}
 
-For each export it writes ``out`` (numpy .npz: ``logits``, ``probs``, ``probs_calibrated`` (when the export has a
-calibration.json), ``predicted`` (single-label: the class index; multi-label: 0/1 per label), ``id2label`` (the
-loaded model's labels, JSON)), or ``out + ".error"`` with the one line the load or scoring failed with. The loading
-and the post-processing follow the card's "How to use" and "Calibration" sections:
+For each export it scores the first ``rows`` test texts of ``texts`` and writes ``out`` (numpy .npz: ``logits``,
+``probs``, ``probs_calibrated`` (when the export has a calibration.json), ``predicted`` (single-label: the class
+index; multi-label: 0/1 per label), ``id2label`` (the loaded model's labels, JSON), ``head::<key>`` (each of
+``head_keys`` the loaded model has, as it loaded)), or ``out + ".error"`` with the
+one line the load or scoring failed with. The loading and the post-processing follow the card's "How to use",
+"Calibration" and "Thresholds" sections:
 
 - the tokenizer from the export (``tokenizer/`` in a zip's layout, else the folder itself);
 - a full model: ``AutoModelForSequenceClassification.from_pretrained(model folder)``;
@@ -131,6 +133,10 @@ def check_one(job: dict, texts: list[str]) -> None:
         result["predicted"] = (decided_on >= _thresholds(folder, names)).astype(np.int8)
     else:
         result["predicted"] = logits.argmax(axis=-1)
+    weights = model.state_dict()
+    for key in job.get("head_keys") or ():  # the head as loaded, for the parent to compare with the one trained
+        if key in weights:
+            result[f"head::{key}"] = weights[key].float().cpu().numpy()
     id2label = getattr(getattr(model, "config", None), "id2label", None) or {}
     labels = [str(id2label.get(i, id2label.get(str(i), ""))) for i in range(len(names))]
     result["id2label"] = np.asarray(json.dumps(labels))
@@ -138,18 +144,22 @@ def check_one(job: dict, texts: list[str]) -> None:
         np.savez(f, **result)
 
 
-def main(job_path: str) -> int:
+def _test_texts(path: str, rows: int) -> list[str]:
     import pandas as pd
+
+    frame = pd.read_parquet(path, columns=["split", "text"])
+    return [str(t) for t in frame[frame["split"] == "test"]["text"].tolist()[:rows]]
+
+
+def main(job_path: str) -> int:
     import torch
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
-    frame = pd.read_parquet(job["texts"], columns=["split", "text"])
-    texts = [str(t) for t in frame[frame["split"] == "test"]["text"].tolist()[: int(job["rows"])]]
     for export in job["exports"]:
         try:
-            check_one(export, texts)
+            check_one(export, _test_texts(export["texts"], int(export["rows"])))
         except Exception as e:  # noqa: BLE001 (any failure to load or score is the check's finding)
             line = (str(e).strip().splitlines() or [""])[0][:400]
             Path(export["out"] + ".error").write_text(f"{type(e).__name__}: {line}", encoding="utf-8")

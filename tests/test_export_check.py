@@ -125,11 +125,11 @@ def test_a_zip_whose_head_is_lost_is_refused_and_leaves_nothing(bert_runs, tmp_p
     with pytest.raises(ExportCheckError) as info:
         export.export_zip(registry, run_id, tmp_path / "out")
     message = str(info.value)
-    assert f"the zip of run {run_id} does not predict what the run predicted on its" in message
-    assert (
-        "probabilities differ by up to" in message and "tolerance 0.0001" in message and "It is not finished" in message
-    )
-    assert "classification head" in message  # what to do
+    # peft 0.21 refuses to load an adapter whose saved head its model lacks (older ones loaded a random head,
+    # which the probabilities would catch): either way the zip is refused, saying why and what to do
+    assert f"the zip of run {run_id} does not" in message and "not finished" in message
+    assert "classifier.weight" in message or "probabilities differ by up to" in message
+    assert "classification head" in message
     assert not list((tmp_path / "out").iterdir()), "no zip, no temporary zip, no unpacked folder is left"
     # the run's own files (hard-linked into the export) are untouched: the run still predicts as it did
     adapter = registry.run_dir(run_id) / "adapter" / "adapter_model.safetensors"
@@ -165,8 +165,11 @@ def test_a_qlora_merge_is_checked_at_the_stated_tolerance_and_a_broken_one_is_no
     run_id = get("qlora")
     real = export.verify_export
     monkeypatch.setattr(export, "verify_export", lambda t, *a, **k: (break_head(t.folder), real(t, *a, **k))[1])
-    with pytest.raises(ExportCheckError, match="the merged model of run .* does not predict what the run predicted"):
+    with pytest.raises(ExportCheckError, match="the merged model of run .* does not predict") as info:
         export.merge_adapter(registry, run_id)
+    assert "its classification head is not the one the run trained (classifier.bias, classifier.weight" in str(
+        info.value
+    )  # the sharp test: on a tiny model a random head's probabilities may stay within QLoRA's tolerance
     run_dir = registry.run_dir(run_id)
     assert not (run_dir / "merged").exists() and not list(run_dir.glob(".merged*")), "no half-finished merge is kept"
     monkeypatch.setattr(export, "verify_export", real)
@@ -177,7 +180,7 @@ def test_a_qlora_merge_is_checked_at_the_stated_tolerance_and_a_broken_one_is_no
     )
     assert 0 < check.max_prob_diff < QUANTIZED_TOLERANCE  # the base's quantization error: real, and small
     assert json.loads((merged.path / export.CHECK_FILE).read_text())["max_prob_diff"] == check.max_prob_diff
-    assert "tolerance 0.05 (the run's base was 4-bit" in (merged.path / "README.md").read_text()
+    assert "tolerance 0.1 (the run's base was 4-bit" in (merged.path / "README.md").read_text()
     assert export.merge_adapter(registry, run_id).check == check  # an existing merge: its record, not a new check
 
 
@@ -191,7 +194,7 @@ def test_push_uploads_nothing_when_the_check_fails(bert_runs, monkeypatch):
         export, "verify_export", lambda t, *a, **k: (break_head(t.folder, "score_x"), real(t, *a, **k))[1]
     )
     FakeHfApi.instances = []
-    with pytest.raises(ExportCheckError, match="the Hub upload of run .* does not predict"):
+    with pytest.raises(ExportCheckError, match=r"the Hub upload of run \S+ does not (load|predict)"):
         export.push_to_hub(registry, run_id, "alice/imdb-ia3", "hf_x", api_factory=FakeHfApi)
     assert not FakeHfApi.instances, "no client was even made: nothing left the machine"
     assert not list(registry.runs_dir.glob(".push-*"))
