@@ -289,9 +289,25 @@ def _merged_model(run: FinishedRun) -> Any:
     else:
         base.to(dtype=torch.float32)
     model = PeftModel.from_pretrained(base, run.dir / "adapter", is_trainable=False)
+    _unwrap_saved_modules(model)
     merged = model.merge_and_unload()
     merged.eval()
     return merged
+
+
+def _unwrap_saved_modules(model: Any) -> None:
+    """Put each module peft saved whole (the head, `modules_to_save`) in place of its wrapper, as the trained copy.
+
+    merge_and_unload does this itself, except that peft 0.21's IA3 unload fails on a head made of several layers
+    (RobertaClassificationHead: "object has no attribute 'weight'"); found by the export check's family x method
+    matrix. Done here for every method: the result is what merge_and_unload gives where it works."""
+    from peft.utils import ModulesToSaveWrapper
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, ModulesToSaveWrapper):
+            parent, _, child = name.rpartition(".")
+            active = module.active_adapters[0] if module.active_adapters else "default"
+            setattr(model.get_submodule(parent) if parent else model, child, module.modules_to_save[active])
 
 
 # ---- the Hugging Face Hub ------------------------------------------------------------------------------
