@@ -1,12 +1,13 @@
 """Check an export before it is called finished: a fresh process loads it as a user would and must predict what
 the run predicted.
 
-`check_exports` writes a job file and runs `studio/export_check_worker.py` with ``sys.executable`` in a new
-process (one process for any number of exports). The worker imports no studio code: it loads each export with
-plain transformers (and peft for an adapter) exactly as the model card's "How to use" shows, scores the run's
-saved test texts (``predictions.parquet``, up to `CHECK_ROWS` of them) in fp32, applies calibration.json and
-thresholds.json as the card's "Calibration" section says, and writes its logits, probabilities and labels. This
-side compares them with the run's own saved predictions:
+`check_exports` writes a job file and runs `studio/export_check_worker.py` with ``sys.executable`` in a new process
+(one process for any number of exports), where the studio cannot be imported (`_run_worker`; the worker also refuses
+to report if any ``studio`` module got loaded). The worker imports no studio code: it loads each export with plain
+transformers (and peft for an adapter) exactly as the model card's "How to use" shows, scores the run's saved test
+texts (``predictions.parquet``, up to `CHECK_ROWS` of them) in fp32, applies calibration.json and thresholds.json as
+the card's "Calibration" section says, and writes its logits, probabilities and labels. This side compares them with
+the run's own saved predictions:
 
 - the labels: the same on every row (a multi-label run: the same label set). A row may differ only where the
   run's own decision was a tie within the tolerance (its two most probable classes closer than twice the
@@ -206,11 +207,18 @@ def _trained_head(run: FinishedRun) -> dict[str, Any]:
 
 
 def _run_worker(job_file: Path) -> None:
+    """The worker in a new process that cannot import the studio: run by path from a temporary folder (runpy adds
+    no folder to sys.path), with any PYTHONPATH entry that holds the studio left out; other entries (packages
+    installed there) stay, as a user's environment keeps them."""
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error"}
-    env.pop("PYTHONPATH", None)  # nothing of the studio on the worker's path: it runs as a plain user would
+    paths = [p for p in env.pop("PYTHONPATH", "").split(os.pathsep) if p and not (Path(p) / "studio").is_dir()]
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+    code = (f"import runpy, sys; sys.argv = [{str(WORKER)!r}, {str(job_file)!r}]; "
+            f"runpy.run_path({str(WORKER)!r}, run_name='__main__')")  # fmt: skip
     try:
-        done = subprocess.run([sys.executable, "-I", str(WORKER), str(job_file)], capture_output=True, text=True,
-                              env=env, timeout=TIMEOUT_S, cwd=job_file.parent, check=False)  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                              timeout=TIMEOUT_S, cwd=job_file.parent, check=False)  # fmt: skip
     except subprocess.TimeoutExpired:
         raise ExportCheckError(f"the export check did not finish within {TIMEOUT_S} s; the export is not finished: "
                                "free the machine and export again") from None  # fmt: skip

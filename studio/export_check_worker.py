@@ -1,9 +1,10 @@
 """Load exported models the way their model card tells a user to, and score test texts: the fresh-process half of
 `studio.export_check`.
 
-Run as a script, in a process of its own: ``python export_check_worker.py JOB.json``. It imports only
-transformers, peft, torch, numpy, pandas and json, never the studio, so what it sees is what a user with plain
-transformers sees. JOB.json::
+Run as a script, in a process of its own: ``python export_check_worker.py JOB.json`` (the studio runs it by path
+through runpy, from a temporary folder, so no studio module is importable; it exits 3 if one was imported anyway).
+It imports only transformers, peft, torch, numpy, pandas and json, never the studio, so what it sees is what a user
+with plain transformers sees. JOB.json::
 
     {"exports": [{"folder": "...", "layout": "run" | "flat", "base_model": "<path or id>" | null,
                   "max_length": 256, "texts": "<the run's predictions.parquet>", "rows": 2000,
@@ -163,6 +164,10 @@ def main(job_path: str) -> int:
         except Exception as e:  # noqa: BLE001 (any failure to load or score is the check's finding)
             line = (str(e).strip().splitlines() or [""])[0][:400]
             Path(export["out"] + ".error").write_text(f"{type(e).__name__}: {line}", encoding="utf-8")
+    leaked = sorted(m for m in sys.modules if m == "studio" or m.startswith("studio."))
+    if leaked:  # the check is a user's view only if no studio code ran here
+        print(f"the export check imported studio modules ({', '.join(leaked)})", file=sys.stderr)
+        return 3
     return 0
 
 
