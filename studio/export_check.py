@@ -58,7 +58,8 @@ tiny models a random head differs by only 0.04-0.24, so a merge's head is also c
 (`HEAD_TOLERANCE`) and peft itself refuses an adapter whose saved head does not match its model."""
 HALF_TOLERANCE = 0.02
 """Allowed when the run scored its test split under bf16/fp16 autocast on a GPU and the check scores in fp32:
-bf16 keeps 8 bits of mantissa (~0.4% per rounding). benchmarks/export_check_gpu.py measures it on a GPU."""
+bf16 keeps 8 bits of mantissa (~0.4% per rounding). benchmarks/export_check_gpu.sh measures it on a GPU
+(provisional until it has)."""
 TIMEOUT_S = 1800
 """The checker process is stopped after this long (a hung load must not hang the export)."""
 
