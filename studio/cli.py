@@ -8,6 +8,7 @@
     python -m studio label-issues PRESET_OR_RUN [--mode crossfit|embeddings] [--k 5] [--apply drop|relabel]
     python -m studio lr-find quick_demo [--steps 100] [--methods full,lora] [--plot curve.html]
     python -m studio export RUN_ID [--out DIR] | merge RUN_ID | push RUN_ID OWNER/NAME [--merged] [--public]
+        (each checked in a fresh process before it is finished; --no-check skips it)
     python -m studio explain RUN_ID "a text" [--label L] [--html why.html]
 
 Bad input exits with status 2 and one line `error: <field or file>: <what to do>`; a run that fails while
