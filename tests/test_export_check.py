@@ -93,8 +93,8 @@ def test_every_family_and_method_exports_what_it_predicted(tiny_model_dir, tmp_p
     exact = measured[measured["tolerance"] == FP32_TOLERANCE]
     assert (exact["max_prob_diff"] < 1e-5).all(), exact  # fp32 on both sides: far inside 1e-4
     quantized = measured[measured["tolerance"] == QUANTIZED_TOLERANCE]
-    # the 4-bit base's quantization error is real (the merge is not the training-time model) and inside 0.1: up to
-    # ~0.03 for the tiny decoders on 6 rows (benchmarks/results/export_check/tiny.csv)
+    # the 4-bit base's quantization error is real (the export is not the training-time model) and inside 0.15: up
+    # to ~0.05 raw, ~0.11 calibrated for the tiny decoders (benchmarks/results/export_check/tiny.csv)
     assert len(quantized) == 2 * len(FAMILIES) and (quantized["max_prob_diff"] > 1e-6).all()
     assert (measured["rows"] > 0).all()
 
@@ -182,7 +182,7 @@ def test_a_qlora_merge_is_checked_at_the_stated_tolerance_and_a_broken_one_is_no
     )
     assert 0 < check.max_prob_diff < QUANTIZED_TOLERANCE  # the base's quantization error: real, and small
     assert json.loads((merged.path / export.CHECK_FILE).read_text())["max_prob_diff"] == check.max_prob_diff
-    assert "tolerance 0.1 (the run's base was 4-bit" in (merged.path / "README.md").read_text()
+    assert "tolerance 0.15 (the run's base was 4-bit" in (merged.path / "README.md").read_text()
     assert export.merge_adapter(registry, run_id).check == check  # an existing merge: its record, not a new check
 
 
