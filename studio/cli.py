@@ -8,6 +8,7 @@
     python -m studio label-issues PRESET_OR_RUN [--mode crossfit|embeddings] [--k 5] [--apply drop|relabel]
     python -m studio lr-find quick_demo [--steps 100] [--methods full,lora] [--plot curve.html]
     python -m studio export RUN_ID [--out DIR] | merge RUN_ID | push RUN_ID OWNER/NAME [--merged] [--public]
+        (each checked in a fresh process before it is finished; --no-check skips it)
     python -m studio explain RUN_ID "a text" [--label L] [--html why.html]
     python -m studio serve RUN_ID [--onnx [--int8]] [--host 127.0.0.1] [--port 8000] [--batching queue|lock]
 
@@ -905,7 +906,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from studio.export import export_zip
     from studio.registry import Registry
 
-    print(export_zip(Registry(args.runs_dir), args.run_id, Path(args.out) if args.out else None))
+    _quiet_libraries()
+    _say_exported(export_zip(Registry(args.runs_dir), args.run_id, Path(args.out) if args.out else None,
+                             check=not args.no_check))  # fmt: skip
     return 0
 
 
@@ -914,7 +917,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from studio.registry import Registry
 
     _quiet_libraries()
-    print(merge_adapter(Registry(args.runs_dir), args.run_id))
+    _say_exported(merge_adapter(Registry(args.runs_dir), args.run_id, check=not args.no_check))
     return 0
 
 
@@ -925,8 +928,22 @@ def cmd_push(args: argparse.Namespace) -> int:
     _quiet_libraries()
     token = os.environ.get("HF_TOKEN")
     registry = Registry(args.runs_dir)
-    print(push_to_hub(registry, args.run_id, args.repo_id, token, private=not args.public, merged=args.merged))
+    _say_exported(push_to_hub(registry, args.run_id, args.repo_id, token, private=not args.public, merged=args.merged,
+                              check=not args.no_check))  # fmt: skip
     return 0
+
+
+def _no_check_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the check (a fresh process loading the export with plain transformers must predict "
+                        "what the run predicted on its test texts); the card then says it was not checked")  # fmt: skip
+
+
+def _say_exported(exported: Any) -> None:
+    """The export's path or URL on stdout (for scripts), how it was checked on stderr (for the person)."""
+    where, said = exported.lines()
+    print(where)
+    print(said, file=sys.stderr)
 
 
 def _quiet_libraries() -> None:
@@ -1097,10 +1114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="zip a finished run with a model card (prints the zip's path)")
     p.add_argument("run_id")
     p.add_argument("--out", help="folder for <run_id>.zip (default: <runs-dir>/exports)")
+    _no_check_flag(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("merge", help="merge a LoRA/QLoRA/IA3 adapter into its base (prints <run>/merged)")
     p.add_argument("run_id")
+    _no_check_flag(p)
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("push", help="upload a finished run to the Hugging Face Hub (token: env HF_TOKEN)")
@@ -1108,6 +1127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repo_id", help="owner/name of the model repo (created if missing)")
     p.add_argument("--merged", action="store_true", help="push the merged model instead of the adapter")
     p.add_argument("--public", action="store_true", help="make a new repo public (default: private)")
+    _no_check_flag(p)
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("label-issues", help="rank training rows whose label is likely wrong (cleanlab); write a "

@@ -100,10 +100,15 @@ def model_card(registry: Registry, run_id: str, *, repo_id: str | None = None, m
     return card_text(finished_run(registry, run_id), repo_id, merged)
 
 
-def card_text(run: FinishedRun, repo_id: str | None, merged: bool) -> str:
+def card_text(run: FinishedRun, repo_id: str | None, merged: bool, check: list[str] | None = None) -> str:
+    """The card; `check` is its "Export check" section (`export_check.ExportCheck.card_section`), None for none."""
     if merged and run.kind == "model":
         raise StudioError(f"run {run.id} is a full fine-tune: its model/ folder is already a plain model")
-    return f"---\n{_front_matter(run, repo_id, merged)}---\n\n{_body(run, repo_id, merged)}"
+    body = _body(run, repo_id, merged)
+    if check:
+        head, sep, tail = body.partition("\n## Reproducibility\n")
+        body = head + "\n".join(["", "## Export check", "", *check, ""]) + sep + tail
+    return f"---\n{_front_matter(run, repo_id, merged)}---\n\n{body}"
 
 
 def _method_name(run: FinishedRun) -> str:
@@ -212,19 +217,28 @@ def _body(run: FinishedRun, repo_id: str | None, merged: bool) -> str:
 
 
 def _calibration_lines(run: FinishedRun) -> list[str]:
-    """The temperature and what it did to the test split's calibration (nothing for a run without one)."""
+    """The temperature, what it did to the test split's calibration, and (multi-label) the thresholds: how to
+    apply them exactly as the studio does (the export check applies them so)."""
     c = run.summary.calibration
-    if c is None:
-        return []
-    return [
+    multi = run.summary.test.multi_label
+    lines = [] if c is None else [
         "", "## Calibration", "",
-        f"Temperature scaling, fitted on {c.validation_rows:,} validation rows: **T = {c.temperature:.4f}** "
-        "(probabilities = softmax(logits / T); the predicted label is unchanged). It is saved in "
-        "`calibration.json`; the studio applies it, other code should divide the logits by it before the softmax.",
+        f"Temperature scaling, fitted on {c.validation_rows:,} validation rows: **T = {c.temperature:.4f}**"
+        + (" (one per label, in `calibration.json`'s `per_label`)" if c.per_label else "") + ". "
+        + ("Calibrated probabilities = sigmoid(logit / T) per label, with each label's own T where `per_label` "
+           "gives one" if multi else "Probabilities = softmax(logits / T); the predicted label is unchanged")
+        + ". It is saved in `calibration.json`; the studio applies it, other code should divide the logits by it "
+        "before the " + ("sigmoid." if multi else "softmax."),
         "",
         f"On the test split: expected calibration error (15 bins) {c.ece_before:.4f} -> {c.ece_after:.4f}, "
         f"Brier score {c.brier_before:.4f} -> {c.brier_after:.4f}.",
     ]  # fmt: skip
+    if multi:
+        lines += ["", "## Thresholds (multi-label)", "",
+                  "A text gets every label whose probability (calibrated, when `calibration.json` is present) is at or "
+                  "above that label's threshold: `thresholds.json`'s `per_label` value, else its `global_threshold`; "
+                  "0.5 for every label without the file."]  # fmt: skip
+    return lines
 
 
 _QLORA_MERGE_NOTE = (

@@ -190,11 +190,11 @@ def test_export_and_merge_carry_the_temperature(calibrated_run):
     from studio.model_card import model_card
 
     registry, run_id = calibrated_run
-    with zipfile.ZipFile(export_zip(registry, run_id)) as zf:
+    with zipfile.ZipFile(export_zip(registry, run_id, check=False)) as zf:
         saved = json.loads(zf.read(f"{run_id}/{CALIBRATION_FILE}"))
         assert "## Calibration" in zf.read(f"{run_id}/README.md").decode()
     assert saved["temperature"] == registry.summary(run_id).calibration.temperature and saved["per_label"] is None
-    merged = merge_adapter(registry, run_id)
+    merged = merge_adapter(registry, run_id, check=False).path
     assert json.loads((merged / CALIBRATION_FILE).read_text()) == saved
     assert "T = " in model_card(registry, run_id)
 

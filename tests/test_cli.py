@@ -268,25 +268,27 @@ def test_export_merge_push(finished, capsys, tmp_path, monkeypatch):
 
     runs, ids = finished
     run_id = ids["lora"]
-    code, out, err = run_cli(capsys, "--runs-dir", runs, "export", run_id)
+    code, out, err = run_cli(capsys, "--runs-dir", runs, "export", run_id, "--no-check")
     assert code == 0, err
     assert out.strip() == str(runs.resolve() / "exports" / f"{run_id}.zip")
-    code, out, _ = run_cli(capsys, "--runs-dir", runs, "export", run_id, "--out", tmp_path / "zips")
+    code, out, _ = run_cli(capsys, "--runs-dir", runs, "export", run_id, "--out", tmp_path / "zips", "--no-check")
     assert code == 0 and out.strip() == str(tmp_path / "zips" / f"{run_id}.zip") and (tmp_path / "zips").is_dir()
-    code, out, _ = run_cli(capsys, "--runs-dir", runs, "merge", run_id)
+    code, out, _ = run_cli(capsys, "--runs-dir", runs, "merge", run_id, "--no-check")
     assert code == 0 and out.strip() == str(runs.resolve() / run_id / "merged")
-    assert run_cli(capsys, "--runs-dir", runs, "merge", run_id)[1] == out  # a second merge finds the first
+    again = run_cli(capsys, "--runs-dir", runs, "merge", run_id, "--no-check")
+    assert again[1] == out  # a second merge finds the first
     monkeypatch.setattr(huggingface_hub, "HfApi", RecordingHfApi)
     monkeypatch.setenv("HF_TOKEN", "hf_cli_token")
     RecordingHfApi.calls = []
-    code, out, err = run_cli(capsys, "--runs-dir", runs, "push", run_id, "alice/imdb-tiny", "--merged", "--public")
+    argv = ("push", run_id, "alice/imdb-tiny", "--merged", "--public", "--no-check")
+    code, out, err = run_cli(capsys, "--runs-dir", runs, *argv)
     assert code == 0, err
     assert out.strip() == "https://huggingface.co/alice/imdb-tiny"
     init, create, upload = RecordingHfApi.calls
     assert init == ("init", "hf_cli_token") and create[2]["private"] is False
     assert "model.safetensors" in upload[2] and "README.md" in upload[2] and "adapter_config.json" not in upload[2]
     RecordingHfApi.calls = []
-    code, _, _ = run_cli(capsys, "--runs-dir", runs, "push", ids["full"], "alice/imdb-full")
+    code, _, _ = run_cli(capsys, "--runs-dir", runs, "push", ids["full"], "alice/imdb-full", "--no-check")
     assert code == 0 and RecordingHfApi.calls[1][2]["private"] is True
 
 

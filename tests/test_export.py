@@ -130,7 +130,7 @@ def test_base_model_id():
 def test_export_zip_holds_a_loadable_run_and_a_working_card(runs, tiny_model_dir, tmp_path):
     registry, get = runs
     run_id = get("lora")
-    path = export.export_zip(registry, run_id)
+    path = export.export_zip(registry, run_id, check=False).path
     assert path == registry.runs_dir / "exports" / f"{run_id}.zip"
     assert not list(path.parent.glob(".*tmp*")) and not (registry.run_dir(run_id) / "exports").exists()
     with zipfile.ZipFile(path) as zf:
@@ -158,7 +158,7 @@ def test_export_zip_holds_a_loadable_run_and_a_working_card(runs, tiny_model_dir
 def test_export_zip_of_a_full_fine_tune_to_a_chosen_folder(runs, tmp_path):
     registry, get = runs
     run_id = get("full")
-    path = export.export_zip(registry, run_id, tmp_path / "out")
+    path = export.export_zip(registry, run_id, tmp_path / "out", check=False).path
     assert path == tmp_path / "out" / f"{run_id}.zip"
     with zipfile.ZipFile(path) as zf:
         zf.extractall(tmp_path)
@@ -172,7 +172,7 @@ def test_export_rewrites_the_adapter_base_to_its_hub_id(runs, monkeypatch):
     for module in (export, card_module):  # the zip's adapter config and its card
         monkeypatch.setattr(module, "base_model_id", lambda cfg: "google-bert/bert-base-uncased")
     run_id = get("lora")
-    with zipfile.ZipFile(export.export_zip(registry, run_id)) as zf:
+    with zipfile.ZipFile(export.export_zip(registry, run_id, check=False)) as zf:
         adapter_cfg = json.loads(zf.read(f"{run_id}/adapter/adapter_config.json"))
     assert adapter_cfg["base_model_name_or_path"] == "google-bert/bert-base-uncased"
     saved = json.loads((registry.run_dir(run_id) / "adapter" / "adapter_config.json").read_text())
@@ -188,7 +188,7 @@ def test_export_refuses_links_out_of_the_run_folder(runs, tmp_path):
     link.symlink_to(secret)
     try:
         with pytest.raises(StudioError, match=r"tokenizer/extra.json is a link to .*outside the run folder"):
-            export.export_zip(registry, run_id, tmp_path / "out")
+            export.export_zip(registry, run_id, tmp_path / "out", check=False)
     finally:
         link.unlink()
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
@@ -201,7 +201,7 @@ def test_merged_model_gives_the_adapter_models_outputs(runs, tiny_model_dir, met
 
     registry, get = runs
     run_id = get(method)
-    folder = export.merge_adapter(registry, run_id)
+    folder = export.merge_adapter(registry, run_id, check=False).path
     assert folder == registry.run_dir(run_id) / "merged"
     assert {"config.json", "model.safetensors", "tokenizer.json", "label_map.json", "README.md"} <= {
         p.name for p in folder.iterdir()
@@ -231,7 +231,7 @@ def test_qlora_merges_into_the_unquantized_base(runs, tiny_model_dir):
 
     registry, get = runs
     run_id = get("qlora")
-    folder = export.merge_adapter(registry, run_id)
+    folder = export.merge_adapter(registry, run_id, check=False).path
     merged = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     assert not hasattr(merged.config, "quantization_config")
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -255,14 +255,14 @@ def test_qlora_merges_into_the_unquantized_base(runs, tiny_model_dir):
 def test_merge_returns_an_existing_merge_and_refuses_an_incomplete_one(runs):
     registry, get = runs
     run_id = get("lora")
-    folder = export.merge_adapter(registry, run_id)
+    folder = export.merge_adapter(registry, run_id, check=False).path
     stamp = (folder / "model.safetensors").stat().st_mtime_ns
-    assert export.merge_adapter(registry, run_id) == folder
+    assert export.merge_adapter(registry, run_id, check=False).path == folder
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # not rewritten
     (folder / "README.md").rename(folder / "README.bak")
     try:
         with pytest.raises(StudioError, match="exists but is incomplete.*README.md.*delete it"):
-            export.merge_adapter(registry, run_id)
+            export.merge_adapter(registry, run_id, check=False)
     finally:
         (folder / "README.bak").rename(folder / "README.md")
 
@@ -271,7 +271,7 @@ def test_merge_refuses_a_full_fine_tune(runs):
     registry, get = runs
     run_id = get("full")
     with pytest.raises(StudioError, match=f"run {run_id} is a full fine-tune: its model/ folder is already a plain"):
-        export.merge_adapter(registry, run_id)
+        export.merge_adapter(registry, run_id, check=False)
 
 
 # ---- runs that cannot be exported ----------------------------------------------------------------------
@@ -356,7 +356,7 @@ def _fresh_fake(tmp_path, monkeypatch):
 def test_push_uploads_the_adapter_in_the_hub_layout(runs, tiny_model_dir):
     registry, get = runs
     run_id = get("lora")
-    url = export.push_to_hub(registry, run_id, "alice/imdb-lora", "hf_secret", api_factory=FakeHfApi)
+    url = export.push_to_hub(registry, run_id, "alice/imdb-lora", "hf_secret", check=False, api_factory=FakeHfApi).url
     assert url == "https://huggingface.co/alice/imdb-lora"
     (api,) = FakeHfApi.instances
     assert api.token == "hf_secret"
@@ -377,7 +377,7 @@ def test_push_merged_public_with_the_token_from_the_environment(runs, monkeypatc
     registry, get = runs
     monkeypatch.setenv("HF_TOKEN", "hf_from_env")
     export.push_to_hub(registry, get("lora"), "alice/imdb-merged", None, private=False, merged=True,
-                       api_factory=FakeHfApi)  # fmt: skip
+                       check=False, api_factory=FakeHfApi)  # fmt: skip
     (api,) = FakeHfApi.instances
     assert api.token == "hf_from_env" and api.calls[0][2]["private"] is False
     assert "model.safetensors" in api.files and "config.json" in api.files
@@ -393,7 +393,7 @@ def test_push_merged_public_with_the_token_from_the_environment(runs, monkeypatc
 def test_push_refuses_malformed_repo_ids_before_any_call(runs, repo_id):
     registry, get = runs
     with pytest.raises(StudioError, match="must look like owner/name"):
-        export.push_to_hub(registry, get("lora"), repo_id, "hf_x", api_factory=FakeHfApi)
+        export.push_to_hub(registry, get("lora"), repo_id, "hf_x", check=False, api_factory=FakeHfApi)
     assert not FakeHfApi.instances
 
 
@@ -401,7 +401,7 @@ def test_push_refuses_malformed_repo_ids_before_any_call(runs, repo_id):
 def test_push_needs_a_token(runs, token):
     registry, get = runs
     with pytest.raises(StudioError, match=r"a Hugging Face token with write access is needed: paste one .* HF_TOKEN"):
-        export.push_to_hub(registry, get("lora"), "alice/imdb", token, api_factory=FakeHfApi)
+        export.push_to_hub(registry, get("lora"), "alice/imdb", token, check=False, api_factory=FakeHfApi)
     assert not FakeHfApi.instances
 
 
@@ -431,7 +431,7 @@ def test_hub_errors_become_one_readable_line(runs, error, words):
     registry, get = runs
     FakeHfApi.fail_with = error()
     with pytest.raises(StudioError) as info:
-        export.push_to_hub(registry, get("lora"), "alice/imdb", "hf_secret_token", api_factory=FakeHfApi)
+        export.push_to_hub(registry, get("lora"), "alice/imdb", "hf_secret_token", check=False, api_factory=FakeHfApi)
     message = str(info.value)
     assert words in message and "\n" not in message and "hf_secret_token" not in message
     assert info.value.__cause__ is None and info.value.__suppress_context__
@@ -442,4 +442,4 @@ def test_other_errors_are_not_disguised(runs):
     registry, get = runs
     FakeHfApi.fail_with = ValueError("a bug")
     with pytest.raises(ValueError, match="a bug"):
-        export.push_to_hub(registry, get("lora"), "alice/imdb", "hf_x", api_factory=FakeHfApi)
+        export.push_to_hub(registry, get("lora"), "alice/imdb", "hf_x", check=False, api_factory=FakeHfApi)

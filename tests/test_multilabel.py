@@ -301,7 +301,8 @@ def test_a_multi_label_run_trains_saves_and_predicts_what_it_measured(multi_labe
 
     from studio.export import export_zip
 
-    with zipfile.ZipFile(export_zip(registry, result.run_id)) as exported:  # the thresholds travel with the model
+    # the thresholds travel with the model (tests/test_export_check.py checks they apply as the card says)
+    with zipfile.ZipFile(export_zip(registry, result.run_id, check=False)) as exported:
         assert {f"{result.run_id}/{multilabel.THRESHOLDS_FILE}", f"{result.run_id}/calibration.json"} <= set(
             exported.namelist()
         )

@@ -209,7 +209,7 @@ def _wire(session: Session, tab: RunsTab) -> None:
     f.run.click(**said_in(f.result, handler(evaluate_on_file, session), f.result),
                 inputs=[tab.selected, f.file, f.text_column, f.label_column, f.separator],
                 api_name="evaluate_file")  # fmt: skip
-    e.download.click(**said_in(said, handler(zip_run, session), e.zip_file), inputs=tab.selected)
+    e.download.click(**said_in(said, handler(zip_run, session), [e.zip_file, e.status]), inputs=tab.selected)
     quality_section.wire(session, tab.quality, tab.selected)
     e.merge.click(**said_in(e.status, handler(merge_run, session), e.status), inputs=tab.selected)
     e.push.click(**said_in(e.status, handler(push_run, session), e.status),
@@ -373,12 +373,19 @@ def do_delete(session: Session, tab: RunsTab, run_id: str | None, chosen: list[s
 
 
 @guard
-def zip_run(session: Session, run_id: str | None) -> str:
+def zip_run(session: Session, run_id: str | None) -> tuple[str, str]:
+    """The zip (checked: a fresh process loaded it with plain transformers and predicted the run's test labels)
+    and the check's line for the export's status."""
     from studio.export import export_zip
 
     if not run_id:
         raise StudioError("pick a run first")
-    return str(export_zip(session.registry, run_id))
+    exported = export_zip(session.registry, run_id)
+    return str(exported.path), f"Zip {_checked(exported)}"
+
+
+def _checked(exported: Any) -> str:
+    return exported.check.line() if exported.check else "not checked"
 
 
 @guard
@@ -411,7 +418,8 @@ def merge_run(session: Session, run_id: str | None) -> str:
 
     if not run_id:
         raise StudioError("pick a run first")
-    return f"Merged model saved in `{merge_adapter(session.registry, run_id)}`"
+    merged = merge_adapter(session.registry, run_id)
+    return f"Merged model saved in `{merged.path}`; {_checked(merged)}"
 
 
 @guard
@@ -421,7 +429,7 @@ def push_run(session: Session, run_id: str | None, repo_id: str, hf_token: str, 
 
     if not run_id:
         raise StudioError("pick a run first")
-    url = push_to_hub(
+    pushed = push_to_hub(
         session.registry, run_id, repo_id.strip(), hf_token.strip() or None, private=is_private, merged=push_merged
     )
-    return f"Pushed to [{url}]({url})"
+    return f"Pushed to [{pushed.url}]({pushed.url}); {_checked(pushed)}"
