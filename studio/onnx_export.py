@@ -192,9 +192,18 @@ def export_graph(predictor: Predictor, path: Path) -> list[str]:
 
 def quantize_int8(fp32: Path, int8: Path) -> None:
     """Dynamic int8: weights of MatMul / Gemm quantized per output channel, activations at run time."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(fp32, int8, per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process (shape inference) is for static quantization
+    try:
+        quantize_dynamic(fp32, int8, per_channel=True, weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Gemm"])  # fmt: skip
+    finally:
+        root.setLevel(level)
 
 
 # ---- the check -------------------------------------------------------------------------------------------
