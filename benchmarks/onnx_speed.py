@@ -92,7 +92,6 @@ def prepare_bert_base(work: Path, reuse: bool) -> Path:
     from memory_validation import model_folder
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from studio.export import _write_folder
     from studio.inference import Predictor
     from studio.onnx_export import FP32_FILE, INT8_FILE, META_FILE, export_graph, quantize_int8
 
@@ -113,7 +112,7 @@ def prepare_bert_base(work: Path, reuse: bool) -> Path:
     names = export_graph(Predictor(net, tokenizer, ["negative", "positive"], MAX_LENGTH), onnx / FP32_FILE)
     quantize_int8(onnx / FP32_FILE, onnx / INT8_FILE)
     tokenizer.save_pretrained(onnx)
-    _write_folder(onnx, {"label_map.json": folder / "label_map.json"})
+    shutil.copyfile(folder / "label_map.json", onnx / "label_map.json")
     (onnx / META_FILE).write_text(json.dumps({"inputs": names, "max_length": MAX_LENGTH, "task": "single_label"}))
     return folder
 
@@ -190,14 +189,15 @@ def run_all(args: argparse.Namespace, folders: dict[str, Path]) -> list[dict]:
 
 def summary(rows: list[dict], prep: dict, env: dict) -> str:
     med = lambda m, e, k: statistics.median(r[k] for r in rows if r["model"] == m and r["engine"] == e)  # noqa: E731
-    lines = ["| model | engine | single-text p50 ms | p95 ms | texts/s (batch 32) | x torch |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| model | engine | single-text p50 ms | p95 ms | texts/s (batch 32) | x torch | processes |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for model in dict.fromkeys(r["model"] for r in rows):
         base = med(model, "torch", "texts_per_s")
         for engine in ENGINES:
             rate = med(model, engine, "texts_per_s")
             p50, p95 = med(model, engine, "p50_ms"), med(model, engine, "p95_ms")
-            lines.append(f"| {model} | {engine} | {p50:.1f} | {p95:.1f} | {rate:.1f} | {rate / base:.2f} |")
+            n = sum(1 for r in rows if r["model"] == model and r["engine"] == engine)
+            lines.append(f"| {model} | {engine} | {p50:.1f} | {p95:.1f} | {rate:.1f} | {rate / base:.2f} | {n} |")
     checks = prep["minilm"]["checks"]
     fp32, int8 = checks["fp32"], checks.get("int8", {})
     lines += ["", f"MiniLM-L6 run {prep['minilm']['run']}, its {fp32['texts']} test + probe texts: ONNX fp32 labels "
@@ -206,8 +206,8 @@ def summary(rows: list[dict], prep: dict, env: dict) -> str:
               f"torch {int8.get('accuracy_torch', 0):.2f}% (loss {int8.get('accuracy_loss', 0):.2f} points), "
               f"{int8.get('labels_differ')} labels differ.",
               f"Load average (1 min) over the runs: {env['loadavg_min']:.1f} to {env['loadavg_max']:.1f} on "
-              f"{env['cpus']} CPUs (a shared machine); medians over {env['repeats']} fresh processes "
-              "each."]  # fmt: skip
+              f"{env['cpus']} CPUs (a shared machine); each figure the median over its processes (a fresh one "
+              "per measurement)."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -223,8 +223,9 @@ def environment(rows: list[dict], args: argparse.Namespace) -> dict:
     loads = [r[k] for r in rows for k in ("loadavg_before", "loadavg_after")]
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu, "cpus": os.cpu_count(),
             "torch": torch.__version__, "transformers": transformers.__version__,
-            "onnxruntime": onnxruntime.__version__, "python": platform.python_version(), "repeats": args.repeats,
-            "max_length": MAX_LENGTH, "loadavg_min": min(loads), "loadavg_max": max(loads),
+            "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
+            "repeats": 1 + max(r["repeat"] for r in rows), "max_length": MAX_LENGTH,
+            "loadavg_min": min(loads), "loadavg_max": max(loads),
             "note": "a shared machine (other sessions ran alongside): the CSV has each load average"}  # fmt: skip
 
 
@@ -237,6 +238,7 @@ def main() -> None:
     p.add_argument("--texts", type=int, default=64, help="texts per throughput pass (bert-base: half)")
     p.add_argument("--work", default="/tmp/onnx_speed_work")
     p.add_argument("--reuse", action="store_true", help="keep the models an earlier invocation left in --work")
+    p.add_argument("--summarize", help="write the table from the JSON rows an earlier invocation printed (a log)")
     p.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -248,10 +250,20 @@ def main() -> None:
 
     quiet_libraries()
     work, out = Path(args.work), Path(args.out)
+    if args.summarize:  # the rows an interrupted invocation printed (one JSON object a line)
+        lines = Path(args.summarize).read_text().splitlines()
+        rows = [json.loads(ln) for ln in lines if ln.startswith('{"model"')]
+        run = Path(args.run) if args.run else newest_quick_demo(ROOT / "runs")
+        write(rows, args, prepare_minilm(run, work, reuse=True)[1], out)
+        return
     run = Path(args.run) if args.run else newest_quick_demo(ROOT / "runs")
     minilm, prep = prepare_minilm(run, work, args.reuse)
     folders = {"minilm-l6": minilm, "bert-base": prepare_bert_base(work, args.reuse)}
     rows = run_all(args, folders)
+    write(rows, args, prep, out)
+
+
+def write(rows: list[dict], args: argparse.Namespace, prep: dict, out: Path) -> None:
     env = environment(rows, args)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "onnx_speed.csv", "w", newline="") as f:

@@ -281,8 +281,6 @@ def export_onnx(registry: Registry, run_id: str, int8: bool = False, *, max_int8
         StudioError: the run cannot be exported (`exported_model_dir`), or a model failed its check (nothing is
         kept; the message gives the figures).
     """
-    from studio.export import _files, _write_folder
-
     model_dir = exported_model_dir(registry, run_id)
     run_dir = registry.run_dir(run_id)
     target = run_dir / ONNX_DIR
@@ -296,11 +294,9 @@ def export_onnx(registry: Registry, run_id: str, int8: bool = False, *, max_int8
         names = export_graph(reference, tmp / FP32_FILE)
         if int8:
             quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE)
-        tokenizer_dir = run_dir / "tokenizer"
-        _write_folder(tmp, {f.relative_to(tokenizer_dir).as_posix(): f for f in _files(tokenizer_dir, run_dir)})
-        for name in ("label_map.json", CALIBRATION_FILE, THRESHOLDS_FILE):
-            if (run_dir / name).exists():
-                _write_folder(tmp, {name: next(_files(run_dir / name, run_dir))})
+        files = [f for f in sorted((run_dir / "tokenizer").iterdir()) if not f.name.startswith(".")]
+        files += [run_dir / n for n in ("label_map.json", CALIBRATION_FILE, THRESHOLDS_FILE) if (run_dir / n).exists()]
+        copy_into(tmp, files, run_dir)
         meta = {"run_id": run_id, "source": model_dir.name, "inputs": names, "opset": OPSET,
                 "max_length": reference.max_length, "task": reference.task}  # fmt: skip
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")  # the predictor reads it
@@ -312,6 +308,20 @@ def export_onnx(registry: Registry, run_id: str, int8: bool = False, *, max_int8
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return _existing(target, int8)  # type: ignore[return-value]
+
+
+def copy_into(folder: Path, files: list[Path], run_dir: Path) -> None:
+    """Put `files` (of the run folder; links leading out of it are refused, as in export.py) in `folder`, hard
+    linked where the file system allows."""
+    for file in files:
+        real = file.resolve()
+        if not real.is_relative_to(run_dir.resolve()) or not real.is_file():
+            raise StudioError(f"{file.relative_to(run_dir)} is not a file inside the run folder (a link to {real}?); "
+                              "an export only takes files from inside the run folder")  # fmt: skip
+        try:
+            os.link(real, folder / file.name)
+        except OSError:
+            shutil.copyfile(real, folder / file.name)
 
 
 def _checks(reference: Predictor, folder: Path, run_dir: Path, int8: bool, max_int8_loss: float) -> list:

@@ -152,3 +152,18 @@ def test_cli_export_onnx(runs, capsys):
     assert "use it with --onnx" in capsys.readouterr().err
     assert main(["--runs-dir", str(registry.runs_dir), "export", run_id, "--onnx", "--out", "x"]) == EXIT_BAD_INPUT
     assert "leave --out out" in capsys.readouterr().err
+
+
+def test_a_link_out_of_the_run_folder_is_refused(runs, tmp_path):
+    registry, get = runs
+    run_id = get("distilbert")
+    outside = tmp_path / "vocab.txt"
+    outside.write_text("[PAD]\n")
+    link = registry.run_dir(run_id) / "tokenizer" / "extra_vocab.txt"
+    link.symlink_to(outside)
+    try:
+        with pytest.raises(StudioError, match="tokenizer/extra_vocab.txt is not a file inside the run folder"):
+            export_onnx(registry, run_id, rebuild=True)
+    finally:
+        link.unlink()
+    assert not list(registry.run_dir(run_id).glob(".onnx.tmp-*"))
