@@ -198,6 +198,12 @@ def summary(rows: list[dict], prep: dict, env: dict) -> str:
             p50, p95 = med(model, engine, "p50_ms"), med(model, engine, "p95_ms")
             n = sum(1 for r in rows if r["model"] == model and r["engine"] == engine)
             lines.append(f"| {model} | {engine} | {p50:.1f} | {p95:.1f} | {rate:.1f} | {rate / base:.2f} | {n} |")
+    for model in dict.fromkeys(r["model"] for r in rows):  # the same repeat's processes ran minutes apart at most
+        rate = {(r["engine"], r["repeat"]): r["texts_per_s"] for r in rows if r["model"] == model}
+        ratios = [
+            rate[("onnx-int8", k)] / rate[("torch", k)] for e, k in rate if e == "torch" and ("onnx-int8", k) in rate
+        ]
+        lines.append(f"{model}: ONNX int8 / torch texts/s, repeat by repeat: {', '.join(f'{x:.2f}' for x in ratios)}")
     checks = prep["minilm"]["checks"]
     fp32, int8 = checks["fp32"], checks.get("int8", {})
     lines += ["", f"MiniLM-L6 run {prep['minilm']['run']}, its {fp32['texts']} test + probe texts: ONNX fp32 labels "

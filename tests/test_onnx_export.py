@@ -167,3 +167,29 @@ def test_a_link_out_of_the_run_folder_is_refused(runs, tmp_path):
     finally:
         link.unlink()
     assert not list(registry.run_dir(run_id).glob(".onnx.tmp-*"))
+
+
+def test_multi_label_scoring_matches_torch(runs, tmp_path):
+    """Sigmoids, per-label temperatures and thresholds: a bert export read as a 3-label multi-label model."""
+    import shutil
+
+    from studio.multilabel import Thresholds
+    from studio.onnx_export import exported_model_dir
+
+    registry, get = runs
+    run_id = get("bert")
+    copy = shutil.copytree(export_onnx(registry, run_id).folder, tmp_path / "served")
+    labels = json.loads((copy / "label_map.json").read_text())
+    (copy / "label_map.json").write_text(json.dumps({**labels, "task": "multi_label"}))
+    onnx_predictor = OnnxPredictor.from_folder(copy)
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(exported_model_dir(registry, run_id)).eval()
+    names = onnx_predictor.label_names
+    temperature, cuts = np.array([0.5, 2.0]), Thresholds(per_label={names[0]: 0.49, names[1]: 0.51})
+    onnx_predictor.temperature, onnx_predictor.thresholds = temperature, cuts
+    torch_predictor = Predictor(model, onnx_predictor.tokenizer, names, 32, "", temperature, "multi_label", cuts)
+    want, got = torch_predictor.predict(TEXTS), onnx_predictor.predict(TEXTS)
+    assert onnx_predictor.multi_label and [p.labels for p in got] == [p.labels for p in want]
+    np.testing.assert_allclose(probs(got, names), probs(want, names), atol=PROB_TOLERANCE)
+    assert [p.score for p in got] == pytest.approx([p.score for p in want], abs=PROB_TOLERANCE)
