@@ -9,6 +9,7 @@
     python -m studio lr-find quick_demo [--steps 100] [--methods full,lora] [--plot curve.html]
     python -m studio export RUN_ID [--out DIR] | merge RUN_ID | push RUN_ID OWNER/NAME [--merged] [--public]
         (each checked in a fresh process before it is finished; --no-check skips it)
+    python -m studio export RUN_ID --onnx [--int8]
     python -m studio explain RUN_ID "a text" [--label L] [--html why.html]
     python -m studio serve RUN_ID [--onnx [--int8]] [--host 127.0.0.1] [--port 8000] [--batching queue|lock]
 
@@ -906,9 +907,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     from studio.export import export_zip
     from studio.registry import Registry
 
+    if args.onnx or args.int8:
+        return _export_onnx(args)
     _quiet_libraries()
     _say_exported(export_zip(Registry(args.runs_dir), args.run_id, Path(args.out) if args.out else None,
                              check=not args.no_check))  # fmt: skip
+    return 0
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    """export --onnx [--int8]: <run>/onnx/ (studio/onnx_export.py), its checks printed, then its folder."""
+    from studio.onnx_export import export_onnx
+    from studio.registry import Registry
+
+    if not args.onnx:
+        raise StudioError("--int8 quantizes the ONNX export: use it with --onnx (python -m studio export RUN_ID "
+                          "--onnx --int8)")  # fmt: skip
+    if args.out:
+        raise StudioError("--out names the zip's folder; the ONNX export goes to <run folder>/onnx: leave --out out")
+    _quiet_libraries()
+    done = export_onnx(Registry(args.runs_dir), args.run_id, int8=args.int8)
+    for check in done.checks:
+        print(f"checked {check.line()}", file=sys.stderr)
+    print(done.folder)
     return 0
 
 
@@ -1115,6 +1136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--out", help="folder for <run_id>.zip (default: <runs-dir>/exports)")
     _no_check_flag(p)
+    p.add_argument("--onnx", action="store_true", help="instead of a zip: an ONNX model checked against torch, in "
+                   "<run>/onnx (encoders; merge an adapter first)")  # fmt: skip
+    p.add_argument("--int8", action="store_true", help="with --onnx: also a dynamic int8 model (model.int8.onnx)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("merge", help="merge a LoRA/QLoRA/IA3 adapter into its base (prints <run>/merged)")
