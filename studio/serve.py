@@ -454,7 +454,7 @@ def loader(registry: Any, run_id: str, onnx: bool = False, int8: bool = False) -
         if e.name and e.name.startswith("studio"):
             raise StudioError("--onnx: ONNX serving needs the ONNX export (studio/onnx_export.py), which this "
                               "installation lacks; serve the torch model (without --onnx)") from None  # fmt: skip
-        raise StudioError(f"--onnx needs the package '{e.name}' (pip install onnxruntime optimum); or serve the "
+        raise StudioError(f"--onnx needs the package '{e.name}' (pip install onnx onnxruntime); or serve the "
                           "torch model (without --onnx)") from None  # fmt: skip
     return lambda: OnnxPredictor.from_run(registry, run_id, int8=int8)
 

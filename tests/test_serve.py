@@ -306,6 +306,26 @@ def test_the_command_builds_the_service_of_the_run(runs, monkeypatch, capsys):
     assert service.ready and isinstance(service.predictor, Predictor)
 
 
+def test_onnx_serves_the_run_s_checked_onnx_export_with_the_same_answers(runs, monkeypatch):
+    """--onnx: the run's ONNX export (made and checked against torch on first use, studio/onnx_export.py) behind
+    the same API; its answers equal the torch model's within the export check's 1e-4."""
+    from studio.onnx_export import OnnxPredictor
+
+    registry, run_id, _ = runs
+    served = {}
+    monkeypatch.setattr(serve, "serve", lambda service, host, port, access_log: served.update(locals()))
+    assert main(["--runs-dir", str(registry.runs_dir), "serve", run_id, "--onnx"]) == 0
+    service = served["service"]
+    with running(service) as client:
+        got = ready(client).post("/predict", json={"texts": TEXTS}).json()["predictions"]
+        assert client.get("/health").json()["backend"] == "onnx"
+    assert isinstance(service.predictor, OnnxPredictor)
+    want = direct(Predictor.from_run(registry, run_id), TEXTS)
+    assert [g["label"] for g in got] == [w["label"] for w in want]
+    for g, w in zip(got, want, strict=True):
+        assert g["probs"] == pytest.approx(w["probs"], abs=1e-4)
+
+
 def test_the_command_refuses_what_it_cannot_serve(runs, monkeypatch, capsys, tmp_path):
     registry, run_id, _ = runs
     base = ["--runs-dir", str(registry.runs_dir), "serve"]
