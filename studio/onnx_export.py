@@ -6,6 +6,9 @@ does: a model derived from the run, not a copy of it):
 - ``model.onnx``: the fp32 graph of the full fine-tune (``model/``) or of the merged adapter (``merged/``: run
   ``python -m studio merge RUN_ID`` first); inputs input_ids / attention_mask (/ token_type_ids), batch and
   sequence length dynamic; output the logits.
+  For bert, distilbert and (xlm-)roberta the graph is fused by onnxruntime's transformer optimizer
+  (`optimize_graph`: Attention, SkipLayerNormalization, BiasGelu, EmbedLayerNormalization; traced from eager
+  attention with a mask the optimizer recognizes); deberta-v2 keeps the plain graph (no fusion for it).
 - ``model.int8.onnx`` (``int8``): the same graph with onnxruntime's dynamic int8 quantization (weights int8 per
   output channel, activations quantized on the fly).
 - the tokenizer, label_map.json, calibration.json (the temperature) and thresholds.json (multi-label) of the run,
