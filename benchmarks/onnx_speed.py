@@ -7,7 +7,8 @@
   own folder is never written), exported with `export_onnx(..., int8=True)`: its checks give the fp32 parity and
   the int8 test accuracy against torch's.
 - bert-base: bert-base-uncased's architecture with random weights and a fresh 2-label head (speed does not depend
-  on the weights), exported by the same `export_graph` / `quantize_int8`.
+  on the weights), exported by the same `export_graph` / `optimize_graph` (fused attention) / `quantize_int8`.
+- `--models minilm-l6` (or bert-base): measure one of them only.
 
 Each (model, engine) is measured in its own fresh Python process, `--repeats` times, the engines interleaved
 (torch, fp32, int8, torch, ...) so that a change in the machine's load hits all alike; the table gives the median
