@@ -6,6 +6,9 @@ does: a model derived from the run, not a copy of it):
 - ``model.onnx``: the fp32 graph of the full fine-tune (``model/``) or of the merged adapter (``merged/``: run
   ``python -m studio merge RUN_ID`` first); inputs input_ids / attention_mask (/ token_type_ids), batch and
   sequence length dynamic; output the logits.
+  For bert, distilbert and (xlm-)roberta the graph is fused by onnxruntime's transformer optimizer
+  (`optimize_graph`: Attention, SkipLayerNormalization, BiasGelu, EmbedLayerNormalization; traced from eager
+  attention with a mask the optimizer recognizes); deberta-v2 keeps the plain graph (no fusion for it).
 - ``model.int8.onnx`` (``int8``): the same graph with onnxruntime's dynamic int8 quantization (weights int8 per
   output channel, activations quantized on the fly).
 - the tokenizer, label_map.json, calibration.json (the temperature) and thresholds.json (multi-label) of the run,
@@ -51,6 +54,9 @@ PROB_TOLERANCE = 1e-4
 """Largest difference allowed between a torch and an ONNX fp32 probability (measured: ~1e-7, docs/onnx.md)."""
 INT8_MAX_LOSS = 0.5
 """Most test accuracy (points) the int8 model may lose against the torch model."""
+OPTIMIZED_TYPES = ("bert", "distilbert", "roberta", "xlm-roberta")
+"""Model types whose graph onnxruntime's transformer optimizer fuses (as model_type "bert")."""
+FUSED_OPS = ("Attention", "EmbedLayerNormalization", "SkipLayerNormalization", "BiasGelu", "FastGelu", "Gelu")
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _PROBE_TEXTS = ("a wonderful, moving film", "dull and far too long", "", "I laughed a lot " * 40, "ok")
 """Scored too (a run without saved test texts is checked on these alone): empty and over-long texts."""
@@ -138,8 +144,9 @@ def _torch_predictor(registry: Registry, run_id: str, model_dir: Path) -> Predic
     run_dir = registry.run_dir(run_id)
     labels, task = read_label_map(run_dir), read_task(run_dir)
     config = RunConfig.from_yaml(run_dir / "config.yaml")
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True,
-                                                               dtype=torch.float32)  # fmt: skip
+    # eager attention: the graph the optimizer fuses (sdpa traces differently); the same computation
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True, dtype=torch.float32,
+                                                               attn_implementation="eager")  # fmt: skip
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
     tokenizer.padding_side = "right"
@@ -150,9 +157,11 @@ def _torch_predictor(registry: Registry, run_id: str, model_dir: Path) -> Predic
 
 # ---- the graph -------------------------------------------------------------------------------------------
 class _Logits:
-    """forward(*inputs) -> logits, the inputs by position (the exporter names them)."""
+    """forward(*inputs) -> logits, the inputs by position (the exporter names them). `fusable`: the 2-D attention
+    mask is turned into the additive 4-D mask here, in the form onnxruntime's attention fusion recognizes
+    (transformers 5 passes a 4-D mask through unchanged; its own mask graph does not fuse)."""
 
-    def __new__(cls, model: Any, names: list[str]) -> Any:
+    def __new__(cls, model: Any, names: list[str], fusable: bool = False) -> Any:
         import torch
 
         class Wrapped(torch.nn.Module):
@@ -161,15 +170,25 @@ class _Logits:
                 self.model = model
 
             def forward(self, *inputs: Any) -> Any:
-                return self.model(**dict(zip(names, inputs, strict=True))).logits
+                kwargs = dict(zip(names, inputs, strict=True))
+                if fusable:
+                    mask = kwargs["attention_mask"]  # a text of no tokens attends to all, as transformers does
+                    mask = torch.where(mask.sum(-1, keepdim=True) == 0, torch.ones_like(mask), mask)
+                    batch, length = mask.shape
+                    ones = mask.unsqueeze(1).unsqueeze(2).expand(batch, 1, length, length).to(torch.float32)
+                    inverted = 1.0 - ones
+                    kwargs["attention_mask"] = inverted.masked_fill(inverted.to(torch.bool),
+                                                                    torch.finfo(torch.float32).min)  # fmt: skip
+                return self.model(**kwargs).logits
 
         # eval() matters: the exporter restores the wrapper's training flag afterwards, and a new module is in
         # training mode: the model would be left with its dropout on
         return Wrapped().eval()
 
 
-def export_graph(predictor: Predictor, path: Path) -> list[str]:
+def export_graph(predictor: Predictor, path: Path, fusable: bool = False) -> list[str]:
     """Write `predictor.model` as an fp32 ONNX graph with dynamic batch and sequence axes; returns its inputs.
+    `fusable`: the attention mask is built as `optimize_graph` needs it (`_Logits`).
 
     The example batch has padding, so the traced attention mask handling is the general one (transformers
     skips the mask for a batch without padding, and a trace keeps only the branch it saw)."""
@@ -184,16 +203,51 @@ def export_graph(predictor: Predictor, path: Path) -> list[str]:
     axes = {k: {0: "batch", 1: "sequence"} for k in names}
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes
-        torch.onnx.export(_Logits(model, names), tuple(example[k] for k in names), str(path), dynamo=False,
+        torch.onnx.export(_Logits(model, names, fusable), tuple(example[k] for k in names), str(path), dynamo=False,
                           input_names=names, output_names=["logits"], opset_version=OPSET,
                           dynamic_axes={**axes, "logits": {0: "batch"}})  # fmt: skip
     return names
 
 
-def quantize_int8(fp32: Path, int8: Path) -> None:
-    """Dynamic int8: weights of MatMul / Gemm quantized per output channel, activations at run time."""
+def optimizer_settings(config: Any) -> tuple[str, int, int] | None:
+    """(model_type, heads, hidden size) for onnxruntime's transformer optimizer, None where it has no fusion for
+    the architecture (deberta-v2: its disentangled attention; exported as the plain graph)."""
+    if config.model_type not in OPTIMIZED_TYPES:
+        return None
+    heads = getattr(config, "num_attention_heads", None) or config.n_heads  # distilbert: n_heads / dim
+    return "bert", int(heads), int(getattr(config, "hidden_size", None) or config.dim)
+
+
+def optimize_graph(path: Path, settings: tuple[str, int, int]) -> dict[str, int]:
+    """Rewrite the graph at `path` with onnxruntime's transformer optimizer (fused Attention, EmbedLayerNorm,
+    SkipLayerNormalization, BiasGelu; what optimum's ORTOptimizer runs); returns the fused operators' counts."""
     import logging
 
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    model_type, heads, hidden = settings
+    quiet = logging.getLogger("onnxruntime.transformers")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:  # opt_level 0: the fusions only (onnxruntime's own graph optimizations run when a session loads it)
+        optimized = optimize_model(str(path), model_type=model_type, num_heads=heads, hidden_size=hidden,
+                                   opt_level=0)  # fmt: skip
+    finally:
+        quiet.setLevel(level)
+    optimized.save_model_to_file(str(path))
+    counts: dict[str, int] = {}
+    for node in optimized.model.graph.node:
+        if node.op_type in FUSED_OPS:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+def quantize_int8(fp32: Path, int8: Path) -> None:
+    """Dynamic int8: weights of MatMul / Gemm / fused Attention quantized per output channel, activations at run
+    time."""
+    import logging
+
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
@@ -201,7 +255,9 @@ def quantize_int8(fp32: Path, int8: Path) -> None:
     root.setLevel(logging.ERROR)  # its advice to pre-process (shape inference) is for static quantization
     try:
         quantize_dynamic(fp32, int8, per_channel=True, weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul", "Gemm"])  # fmt: skip
+                         op_types_to_quantize=["MatMul", "Gemm", "Attention"],
+                         # the fused (com.microsoft) operators' outputs have no inferred type: they are float
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})  # fmt: skip
     finally:
         root.setLevel(level)
 
@@ -291,14 +347,18 @@ def export_onnx(registry: Registry, run_id: str, int8: bool = False, *, max_int8
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        names = export_graph(reference, tmp / FP32_FILE)
+        settings = optimizer_settings(reference.model.config)
+        names = export_graph(reference, tmp / FP32_FILE, fusable=settings is not None)
+        fused = optimize_graph(tmp / FP32_FILE, settings) if settings else None
         if int8:
             quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE)
         files = [f for f in sorted((run_dir / "tokenizer").iterdir()) if not f.name.startswith(".")]
         files += [run_dir / n for n in ("label_map.json", CALIBRATION_FILE, THRESHOLDS_FILE) if (run_dir / n).exists()]
         copy_into(tmp, files, run_dir)
         meta = {"run_id": run_id, "source": model_dir.name, "inputs": names, "opset": OPSET,
-                "max_length": reference.max_length, "task": reference.task}  # fmt: skip
+                "max_length": reference.max_length, "task": reference.task, "optimized": settings is not None,
+                "fused_ops": fused if settings else f"none: onnxruntime's optimizer has no fusion for "
+                f"{reference.model.config.model_type}; the plain graph"}  # fmt: skip
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")  # the predictor reads it
         checks = _checks(reference, tmp, run_dir, int8, max_int8_loss)
         meta["checks"] = [asdict(c) for c in checks]
