@@ -102,3 +102,11 @@ def backend(request, monkeypatch) -> str:
     if request.param == "postgresql":
         request.getfixturevalue("postgres_database")
     return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files with a slow test first, each file's tests in their order: spread over workers file by file
+    (pytest-xdist's `--dist loadfile --no-loadscope-reorder`, as pyproject.toml asks), the long files start early
+    and the short ones fill the end, so no worker is left alone with a long file while the others wait."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # a stable sort: the order within a group is kept

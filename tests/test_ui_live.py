@@ -129,7 +129,7 @@ def tick_until(client: Client, predicate, timeout: float = 120) -> tuple:
         out = client.predict(api_name="/tick")
         if predicate(out):
             return out
-        time.sleep(0.5)
+        time.sleep(0.2)  # 0.5 s added 0.25 s on average to each wait (31 failing runs in the bad-input matrix)
     raise AssertionError(f"timed out; last status: {out[0]}")
 
 
@@ -346,7 +346,7 @@ def test_compare_tab_runs_a_grid_and_reports(tmp_path_factory, tiny_model_dir):
         while "finished" not in (line := (out := client.predict("tiny", api_name="/grid_watch"))[0]):
             assert time.time() < deadline, line
             live.append(str(out[1]))
-            time.sleep(0.5)
+            time.sleep(0.2)
         assert "4 trained, 0 done before, 0 failed" in line
         assert any("Current run" in plot for plot in live)  # the training run's curves showed meanwhile
         report = client.predict("tiny", api_name="/grid_report")[0]  # (the file, the description line)
