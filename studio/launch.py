@@ -223,9 +223,8 @@ class ChildRun:
     def _popen(self, stderr: IO[bytes]) -> subprocess.Popen:
         assert self.launch is not None
         # Its own session: Ctrl-C in a terminal reaches the parent, which turns it into a clean stop.
-        tied = {}
-        if self.die_with_parent and sys.platform == "linux":
-            tied["preexec_fn"] = functools.partial(_die_with_parent, os.getpid())
+        parent = os.getpid() if self.die_with_parent and sys.platform == "linux" else None
+        tied = {"preexec_fn": functools.partial(_child_setup, parent)}
         if self._console:
             return subprocess.Popen(self.launch.command(), env=self.launch.env(), start_new_session=True, **tied)
         return subprocess.Popen(self.launch.command(), env=self.launch.env(), cwd=PROJECT_DIR,
@@ -287,6 +286,16 @@ class ChildRun:
 
     def _emit(self, event: Event) -> None:
         self.events.put(event)
+
+
+def _child_setup(parent: int | None) -> None:
+    """In the child before it runs. Ctrl-C's signal as default again: a studio started where SIGINT is ignored (a
+    background job of a script: `python app.py &`) passes that on, Python then never turns SIGINT into
+    KeyboardInterrupt, and a Stop sent before the child's own handler is set was lost (the run trained on to the
+    end). With `parent`, the child also dies with it (`_die_with_parent`)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if parent is not None:
+        _die_with_parent(parent)
 
 
 def _die_with_parent(parent: int) -> None:

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from test_jobs import wait_for
 from test_training import tiny_config
 
@@ -120,7 +121,19 @@ def _text(path: Path) -> str:
     return path.read_text() if path.is_file() else ""
 
 
-def test_a_child_stopped_before_training_leaves_nothing(tiny_model_dir, runs_dir):
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_a_child_stopped_before_training_leaves_nothing(tiny_model_dir, runs_dir, sigint):
+    """Also when the launching process ignores SIGINT (a background job of a script passes that on): the child
+    gets Ctrl-C's signal as default again, so the stop sent before its own handler is set ends it."""
+    import signal
+
+    if sigint == "ignored":
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            test_a_child_stopped_before_training_leaves_nothing(tiny_model_dir, runs_dir, "default")
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return
     registry = Registry(runs_dir)
     child = ChildRun(tiny_config(tiny_model_dir("bert")), registry).start()
     assert child.request_stop() is None and child.stop_requested  # no run yet: the process is ended
