@@ -121,23 +121,21 @@ def _text(path: Path) -> str:
     return path.read_text() if path.is_file() else ""
 
 
-@pytest.mark.parametrize("sigint", ["default", "ignored"])
-def test_a_child_stopped_before_training_leaves_nothing(tiny_model_dir, runs_dir, sigint):
-    """Also when the launching process ignores SIGINT (a background job of a script passes that on): the child
-    gets Ctrl-C's signal as default again, so the stop sent before its own handler is set ends it."""
-    import signal
-
-    if sigint == "ignored":
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            test_a_child_stopped_before_training_leaves_nothing(tiny_model_dir, runs_dir, "default")
-        finally:
-            signal.signal(signal.SIGINT, previous)
-        return
-    registry = Registry(runs_dir)
-    child = ChildRun(tiny_config(tiny_model_dir("bert")), registry).start()
-    assert child.request_stop() is None and child.stop_requested  # no run yet: the process is ended
-    result = child.wait(120)
+@pytest.mark.parametrize("started", [False, True])
+def test_a_child_stopped_before_training_leaves_nothing(tiny_model_dir, runs_dir, started):
+    """Stopped at once (before the process starts, usually), or once its process has started: a SIGINT it gets
+    before it has its own handler. Its signal is Ctrl-C's default again even when the launching process ignores
+    SIGINT (a background job of a script passes that on): the stop was lost there and the run trained on."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN if started else signal.getsignal(signal.SIGINT))
+    try:
+        registry = Registry(runs_dir)
+        child = ChildRun(tiny_config(tiny_model_dir("bert")), registry).start()
+        if started:
+            wait_for(lambda: child.pid is not None, 60)
+        assert child.request_stop() is None and child.stop_requested  # no run yet: the process is ended
+        result = child.wait(120)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert (result.run_id, result.status) == (None, "stopped")
     assert registry.list() == [] and not Path(runs_dir / child.run_id).exists()  # the reserved id is given back
 
