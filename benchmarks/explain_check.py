@@ -29,7 +29,6 @@ import os
 import platform
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -40,31 +39,7 @@ SEED = 24
 KS = (1, 3, 5)
 
 
-class LoadSampler:
-    """os.getloadavg() every few seconds on a thread, while the measurement runs (the machine is shared)."""
-
-    def __init__(self, every: float = 5.0):
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
-
-    def _run(self, every: float) -> None:
-        while not self._stop.is_set():
-            self.samples.append(os.getloadavg()[0])
-            self._stop.wait(every)
-
-    def __enter__(self) -> LoadSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def summary(self) -> dict:
-        s = self.samples or [os.getloadavg()[0]]
-        return {"load_1min_median": round(statistics.median(s), 2), "load_1min_max": round(max(s), 2),
-                "load_samples": len(s)}  # fmt: skip
+from load_sampler import LoadSampler  # noqa: E402 - after the path set-up above
 
 
 def environment(device: str) -> dict:

@@ -29,7 +29,6 @@ import platform
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,26 +41,7 @@ FAMILIES = ["bert", "distilbert", "roberta", "deberta-v2", "gpt2", "qwen2", "lla
 METHODS = ["full", "lora", "qlora", "ia3"]
 
 
-class LoadSampler:
-    """os.getloadavg() every few seconds on a thread, while the measurement runs (the machine is shared)."""
-
-    def __init__(self, every: float = 5.0):
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
-
-    def _run(self, every: float) -> None:
-        while not self._stop.is_set():
-            self.samples.append(os.getloadavg()[0])
-            self._stop.wait(every)
-
-    def __enter__(self) -> LoadSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
+from load_sampler import LoadSampler  # noqa: E402 - after the path set-up above
 
 
 def environment(load: LoadSampler, seconds: float) -> dict:

@@ -65,25 +65,7 @@ def gpu_grid(runs: int) -> Grid:
     return grid
 
 
-class Load:
-    """Samples os.getloadavg() every 2 s while the runs train."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(2.0):
-            self.samples.append(os.getloadavg()[0])
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
+from load_sampler import LoadSampler  # noqa: E402 - after the path set-up above
 
 
 def killer(registry: Registry, killed: list[dict], stop: threading.Event) -> None:
@@ -127,7 +109,7 @@ def run_grid(grid: Grid, runs_dir: Path, *, ray: RayPlacement | None = None, slo
     thread = threading.Thread(target=killer, args=(registry, killed, stop), daemon=True)
     if kill:
         thread.start()
-    with Load() as load:
+    with LoadSampler(every=2.0) as load:
         t0 = time.time()
         state = sweep.execute()
         seconds = time.time() - t0
