@@ -180,7 +180,10 @@ def rank(texts: list[str], labels: np.ndarray, probs: np.ndarray, names: list[st
                               f"{len(names)} classes")  # fmt: skip
     probs = probs / probs.sum(axis=1, keepdims=True)
     scores = get_label_quality_scores(labels, probs, method="self_confidence")
-    flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate")
+    # n_jobs=1: cleanlab's default forks a multiprocessing pool, and a fork of a process with other threads (the
+    # app's server, a run's workers, a test runner's) can deadlock on a lock one of them held: seen under
+    # pytest-xdist, the forked worker waited forever. One process is fast enough for the rows a run trains on.
+    flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=1)
     suggested = probs.argmax(axis=1)
     order = np.argsort(scores, kind="stable")
     return [LabelIssue(int(i), str(texts[i]), names[labels[i]], names[suggested[i]], float(scores[i]),
