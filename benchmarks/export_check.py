@@ -88,7 +88,8 @@ def train(registry, model: str, method: str, steps: int, samples: int, max_lengt
     config = RunConfig.from_dict({
         "name": f"xcheck-{method}", "data": {"source": "imdb-sample", "max_samples": samples, "max_length": max_length},
         "model": {"name": model}, "method": {"name": method, "r": 8},
-        "train": {"max_steps": steps, "batch_size": 16, "learning_rate": lr, "eval_strategy": "no"},
+        "train": {"max_steps": steps, "batch_size": 16, "learning_rate": lr, "eval_strategy": "no",
+                  "speed": "as_set"},  # the method as named: on a GPU the fast profile turns QLoRA into LoRA
     })  # fmt: skip
     result = Run(config, registry).execute()
     assert result.status == "completed", result.message

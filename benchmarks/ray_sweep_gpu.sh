@@ -6,12 +6,13 @@
 #    .gpu-ray-a/part, .gpu-ray-b/part, .gpu-ray-c/part (~27 MB each; the dependencies go in .gpu-ray-a/deps),
 #    so each fits one call's 64 MiB carry beside the tree.
 # 2. On the GPU machine, four calls on one warm machine (each copies what it carried to /tmp/carried; the tree
-#    is ~18 MiB of each call's 64):
-#      carry [".gpu-ray-a"]:                 bash benchmarks/ray_sweep_gpu.sh stash
-#      carry [".gpu-ray-b"]:                 bash benchmarks/ray_sweep_gpu.sh stash
-#      carry [".gpu-ray-c", ".gpu-wheels"]:  bash benchmarks/ray_sweep_gpu.sh stash
-#      carry [".gpu-weights"]:               bash benchmarks/ray_sweep_gpu.sh run
-#    `run` joins the parts, installs Ray (pip, from the carried files only), sources gpu_env.sh and runs
+#    is ~26 MB of each call's 64 MiB):
+#      carry [".gpu-ray-a", ".gpu-sa"]:      bash benchmarks/ray_sweep_gpu.sh stash
+#      carry [".gpu-ray-b", ".gpu-wheels"]:  bash benchmarks/ray_sweep_gpu.sh stash
+#      carry [".gpu-ray-c", ".gpu-mini-b"]:  bash benchmarks/ray_sweep_gpu.sh stash
+#      carry [".gpu-mini-a"]:                bash benchmarks/ray_sweep_gpu.sh run
+#    `run` joins the parts, installs Ray (pip, from the carried files only), sources gpu_env.sh (the other wheels,
+#    MiniLM joined from its two parts) and runs
 #    python benchmarks/ray_sweep.py --gpu --out $OUT/ray_sweep/h200x2 (8 MiniLM runs: sweep --gpus 0,1, then Ray
 #    with two workers pinned to a GPU each, then Ray with one worker killed). About 5 minutes.
 set -euo pipefail
@@ -35,7 +36,7 @@ case "${1:-}" in
     ;;
   stash)
     mkdir -p /tmp/carried
-    for d in .gpu-ray-a .gpu-ray-b .gpu-ray-c .gpu-weights .gpu-wheels; do [ -d "$d" ] && cp -r "$d" /tmp/carried/; done
+    for d in .gpu-ray-a .gpu-ray-b .gpu-ray-c .gpu-weights .gpu-wheels .gpu-sa .gpu-mini-a .gpu-mini-b; do [ -d "$d" ] && cp -r "$d" /tmp/carried/; done
     ls /tmp/carried
     ;;
   run)
@@ -45,8 +46,6 @@ case "${1:-}" in
       cat $C/.gpu-ray-a/part $C/.gpu-ray-b/part $C/.gpu-ray-c/part > "/tmp/$(cat $C/.gpu-ray-a/name)"
       python3 -m pip install -q --no-index --find-links $C/.gpu-ray-a/deps "/tmp/$(cat $C/.gpu-ray-a/name)"
     fi
-    # gpu_env.sh copies .gpu-weights/.gpu-wheels from the repo root: point it at the stashed copies
-    for d in .gpu-weights .gpu-wheels; do [ -d "$d" ] || { [ -d "/tmp/carried/$d" ] && cp -r "/tmp/carried/$d" .; }; done
     set +u; source benchmarks/gpu_env.sh; set -u
     python3 benchmarks/ray_sweep.py --gpu --out "${OUT:-/tmp/out}/ray_sweep/h200x2"
     ;;
