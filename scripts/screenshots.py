@@ -19,6 +19,12 @@ line and label bars with their thresholds) as playground_multilabel.png (or --na
 
     python scripts/screenshots.py --playground RUNS_DIR [--text "Thank you so much, I love this!"]
 
+or the Compare tab running a grid on a Ray cluster (a local one: `ray start --head`, the app started with
+STUDIO_RAY_ADDRESS): the default CPU grid (cpu_quick_methods, 2 runs) while it runs and once it is done, as
+compare_ray_running.png and compare_ray_done.png:
+
+    python scripts/screenshots.py --ray
+
 Needs Chromium (Debian: apt install chromium) and playwright (pip). Takes ~5 minutes on 2 CPU cores.
 Prints the wall time of the training and its test accuracy as seen in the page.
 """
@@ -54,13 +60,18 @@ def main() -> int:
     )
     parser.add_argument("--text", default=MULTI_LABEL_TEXT, help="the text --playground predicts")
     parser.add_argument("--name", help="the PNG's file name (--results, --playground)")
+    parser.add_argument("--ray", action="store_true", help="only the Compare tab running a grid on a local Ray cluster")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = args.compare or args.results or args.playground or tempfile.mkdtemp(prefix="studio-screenshots-")
     env = {**os.environ, "STUDIO_RUNS_DIR": runs, "GRADIO_SERVER_PORT": str(args.port), "HF_HUB_OFFLINE": "1"}
+    if args.ray:
+        env["STUDIO_RAY_ADDRESS"] = start_ray()
     server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env)
     try:
+        if args.ray:
+            return shoot_ray(f"http://127.0.0.1:{args.port}", out, args.chromium)
         url = f"http://127.0.0.1:{args.port}"
         if args.compare:
             return shoot_compare(url, out, args.chromium, args.grid)
@@ -73,6 +84,8 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(30)
+        if args.ray:
+            subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
 
 
 def _open(p, url: str, chromium: str):
@@ -100,6 +113,34 @@ def shoot_compare(url: str, out: Path, chromium: str, grid: str) -> int:
         page.get_by_text("Accuracy vs training time").first.wait_for(timeout=120_000)
         time.sleep(4)
         page.screenshot(path=out / "compare.png", full_page=True)
+        browser.close()
+    return 0
+
+
+def start_ray(port: int = 6399) -> str:
+    """A one-machine Ray cluster on loopback, as `ray start --head` gives a user; its address."""
+    cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}", "--num-cpus=2",
+           "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+    return f"127.0.0.1:{port}"
+
+
+def shoot_ray(url: str, out: Path, chromium: str, grid: str = "cpu_quick_methods") -> int:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = _open(p, url, chromium)
+        page.get_by_role("tab", name="6 · Compare (grids)").click()
+        page.locator("#grid-choice input").click()
+        page.get_by_role("option", name=grid, exact=True).click()
+        page.locator("#grid-start").click()
+        page.get_by_text("on Ray at").first.wait_for(timeout=120_000)
+        time.sleep(75)  # its runs start on the cluster's workers and draw their first curves
+        page.screenshot(path=out / "compare_ray_running.png", full_page=True)
+        page.locator("#grid-progress").get_by_text("finished").wait_for(timeout=900_000)
+        time.sleep(5)
+        page.screenshot(path=out / "compare_ray_done.png", full_page=True)
+        print(page.locator("#grid-progress").inner_text())
         browser.close()
     return 0
 

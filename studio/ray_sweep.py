@@ -26,6 +26,7 @@ import dataclasses
 import os
 import shutil
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +158,7 @@ class _Submitted:
 
 def connect(placement: RayPlacement) -> bool:
     """Join the cluster (or start the local one); True when this call connected (`ray.shutdown` after)."""
+    token = _use_token_if_here()  # before Ray's import, which reads RAY_AUTH_MODE
     try:
         import ray
     except ImportError:
@@ -172,8 +174,35 @@ def connect(placement: RayPlacement) -> bool:
         ray.init(address=placement.address, **options)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise StudioError(f"no Ray cluster at {placement.address} ({reason}): start one with `ray start --head` and "
-                          "join nodes with `ray start --address HEAD:PORT`, or use --ray local") from None  # fmt: skip
+        hint = "" if token or placement.address == "local" else (
+            "; if the head has a token (~/.ray/auth_token: Ray enables token authentication when it finds one), "
+            "copy it to the same file here or set RAY_AUTH_TOKEN")  # fmt: skip
+        raise StudioError(
+            f"no Ray cluster at {placement.address} ({reason}): start one with `ray start --head` "
+            f"and join nodes with `ray start --address HEAD:PORT`, or use --ray local{hint}"
+        ) from None
+    return True
+
+
+def _use_token_if_here() -> bool:
+    """Send Ray's authentication token when this machine has one. `ray start --head` turns token authentication on
+    by itself when the head has ~/.ray/auth_token (which any local `ray.init()` writes), but `ray.init(address=...)`
+    sends the token only with RAY_AUTH_MODE=token, so the connection failed after 20 s of retries ("Could not find
+    any running Ray instance"). A cluster without authentication ignores a token (tests/test_ray_sweep.py). Ray
+    has no public call for "is a token here", so its three documented places are read here, before Ray's import
+    (or its config is read again, as Ray's own `ray.init()` does). An explicit RAY_AUTH_MODE is left as set."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None:
+        return mode.lower() == "token"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    if not os.environ.get("RAY_AUTH_TOKEN") and not (Path(path).is_file() and Path(path).read_text().strip()):
+        return False
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if "ray" in sys.modules:  # imported already: its cached config read the mode then (as Ray's own ray.init does)
+        with contextlib.suppress(ImportError, AttributeError):
+            from ray._raylet import Config
+
+            Config.initialize("")
     return True
 
 

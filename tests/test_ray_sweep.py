@@ -184,3 +184,42 @@ def test_stopping_a_grid_on_ray_stops_the_runs_training_and_cancels_the_queued_o
     assert sorted(p.name for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) == sorted(
         r.id for r in registry.list()
     )  # the queued run's reserved folder was given back
+
+
+@pytest.mark.parametrize("head_auth", ["token", "disabled"])
+def test_a_head_started_by_hand_is_joined_with_the_token_this_machine_has(head_auth, tmp_path):
+    """`ray start --head` where ~/.ray/auth_token exists turns token authentication on; `connect` sends the token
+    (Ray itself does not, for an explicit address), and a head without authentication ignores it."""
+    import socket
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text("a" * 32)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"HOME": str(home)}
+    head_env = env if head_auth == "token" else env | {"RAY_AUTH_MODE": "disabled"}
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}", "--num-cpus=1",
+         "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"],
+        env=head_env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        client = (
+            "import ray; from studio.ray_sweep import RayPlacement, connect; "
+            f"connect(RayPlacement('127.0.0.1:{port}')); print('CPU', ray.cluster_resources().get('CPU'))"
+        )
+        for _ in range(60):  # the head takes a few seconds to listen
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        out = subprocess.run([sys.executable, "-c", client], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "CPU 1.0" in out.stdout, out.stderr[-2000:]
+    finally:  # the whole head at once (on SIGTERM `ray start --block` takes ~30 s); its idle workers follow it
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait(60)
