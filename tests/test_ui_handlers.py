@@ -619,7 +619,8 @@ def test_results_say_the_calibration_and_what_a_confidence_threshold_buys():
 
 def test_the_compare_tab_waits_for_a_grid(runs_dir):
     session, compare = built(runs_dir, compare_tab)
-    assert compare_tab.watch(session, compare, None, "") == gr.skip()  # no grid ran: nothing to redraw
+    idle = compare_tab.watch(session, compare, None, "")  # no grid ran: nothing to redraw, Run on and Stop off
+    assert idle == {compare.start: gr.update(interactive=True), compare.stop: gr.update(interactive=False)}
     with pytest.raises(gr.Error, match="pick a grid first"):
         compare_tab.list_points(session, None)
 

@@ -67,7 +67,7 @@ def build(session: Session) -> CompareTab:
         workers = gr.Number(1, label="Runs at a time per GPU", precision=0, minimum=1, maximum=16, scale=1,
                             info="more than 1: each run in its own process; pays off for small models")  # fmt: skip
         start = gr.Button("▶ Run the grid", variant="primary", scale=1, elem_id="grid-start")
-        stop = gr.Button("■ Stop the grid", variant="stop", scale=1)
+        stop = gr.Button("■ Stop the grid", variant="stop", scale=1, interactive=False)
     description = gr.Markdown()
     points = gr.Dataframe(
         headers=POINT_COLUMNS, interactive=False, max_height=300, label="Runs of the grid", visible=False
@@ -109,7 +109,8 @@ def _wire(session: Session, tab: CompareTab) -> None:
     tab.start.click(**said_in(said, handler(start_grid, session), tab.progress), inputs=[tab.grid, tab.workers],
                     api_name="grid_start")  # fmt: skip
     tab.stop.click(handler(stop_grid, session), None, None, api_name="grid_stop")
-    tab.timer.tick(handler(watch, session, tab), [tab.grid, tab.drawn], [tab.progress, tab.live, *tab.study, tab.drawn],
+    tab.timer.tick(handler(watch, session, tab), [tab.grid, tab.drawn],
+                   [tab.progress, tab.live, *tab.study, tab.drawn, tab.start, tab.stop],
                    show_progress="hidden", api_name="grid_watch")  # fmt: skip
     tab.grid.change(handler(show_study, session, tab), tab.grid, tab.study, show_progress="hidden")
     listed = tab.grid.change(**said_in(said, handler(list_points, session), listing), inputs=tab.grid,
@@ -187,15 +188,23 @@ def watch(session: Session, tab: CompareTab, name: str | None, drawn: str) -> An
     ended (aggregating and redrawing every tick costs both sides), and only while the page shows that grid."""
     sweep = session.jobs.sweep()
     if sweep is None:
-        return gr.skip()
+        return buttons(session, tab)
     s = sweep.state
     current, view, live_id = _current(session, sweep)
     live = _live_curves(view, live_id) if view is not None and not s.finished else gr.update(visible=False)
-    out = {tab.progress: _progress_line(sweep) + current, tab.live: live}
+    out = {tab.progress: _progress_line(sweep) + current, tab.live: live, **buttons(session, tab)}
     signature = f"{name}/{s.done}/{s.skipped}/{s.failed}/{s.finished}"
     if session.grid_of(sweep) != name or signature == drawn:
         return out
     return {**out, **study_figures(session, tab, sweep.grid), tab.drawn: signature}
+
+
+def buttons(session: Session, tab: CompareTab) -> dict[Any, Any]:
+    """Run on while the app's training slot is free (no run, grid or measurement holds it); Stop on while this
+    app's grid runs (the one it can stop)."""
+    sweep = session.jobs.sweep()
+    running = sweep is not None and not sweep.state.finished
+    return {tab.start: gr.update(interactive=session.jobs.busy() is None), tab.stop: gr.update(interactive=running)}
 
 
 def _progress_line(sweep: Any) -> str:
