@@ -8,6 +8,7 @@ function returns `plots.empty(...)` when the rows lack what it draws, never rais
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -172,8 +173,12 @@ def efficiency(rows: list[dict], group: str, metric: str = "accuracy") -> go.Fig
     if not fig.data:
         return empty("Efficiency needs full fine-tuning and another method of the same model")
     fig.add_hline(y=1, line=dict(color="#37474F", dash="dot", width=1))
-    fig.update_yaxes(type="log", title_text="share of full fine-tuning (log)")
-    fig.update_layout(template="plotly_white", height=HEIGHT, barmode="group",
+    shown = [v for trace in fig.data for v in trace.y if v] + [1.0]
+    # decades only (plotly's log axis labels 2 and 5 between them too), and room above the tallest bar's label
+    span = [math.log10(min(shown)) - 0.35, math.log10(max(shown)) + 0.35]
+    fig.update_yaxes(type="log", title_text="share of full fine-tuning (log)", range=span, dtick=1, tickformat="~g")
+    fig.update_traces(cliponaxis=False)
+    fig.update_layout(template="plotly_white", height=HEIGHT, barmode="group", showlegend=True,  # one method too
                       title=dict(text="Efficiency vs full fine-tuning of the same model", x=0.01))  # fmt: skip
     return fig
 

@@ -240,6 +240,8 @@ def test_efficiency_is_each_method_as_a_share_of_full_fine_tuning_of_its_model()
     bars = {t.name: list(t.y) for t in fig.data}
     assert bars == {"a lora": pytest.approx([0.01, 0.5, 1.5, 1.05]), "b qlora": pytest.approx([0.01, 0.25, 2.0, 1.0])}
     assert fig.layout.yaxis.type == "log"
+    # decades from below the smallest bar to above the tallest, so each bar's label shows (log10 units)
+    assert fig.layout.yaxis.range == pytest.approx((-2.35, 0.651), abs=1e-3) and fig.layout.yaxis.dtick == 1
     assert study_plots.efficiency(rows[-1:], "setup").layout.annotations  # nothing to compare: a message
 
 
