@@ -279,9 +279,9 @@ def main() -> int:
                 result = Run(config, Registry(work / "runs")).execute()
             finally:
                 row["nvml_peak_mb"] = sampler.stop()
-            eff = result.summary.get("efficiency", {})
-            row.update(status=result.status, measured_allocated_mb=eff.get("peak_allocated_mb"),
-                       measured_reserved_mb=eff.get("peak_reserved_mb"), nvml_after_mb=process_gpu_mb(),
+            eff = result.summary.efficiency if result.summary is not None else None  # a typed RunSummary
+            row.update(status=result.status, measured_allocated_mb=eff.peak_allocated_mb if eff else None,
+                       measured_reserved_mb=eff.peak_reserved_mb if eff else None, nvml_after_mb=process_gpu_mb(),
                        error="" if result.status == "completed" else result.message[:300])  # fmt: skip
             measured = measured_mb(row)
             if measured:
