@@ -50,7 +50,7 @@ export PYTHONPYCACHEPREFIX=/tmp/pyc
 if [ ! -f /tmp/pyc/.compiled ]; then
   P=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   # what a run imports (the rest compiles on first import and is cached from then on)
-  timeout 300 python3 -m compileall -q -j 0 "$SITE" studio "$P"/{torch,transformers,peft,accelerate,sklearn,scipy} \
+  timeout 120 python3 -m compileall -q -j 0 "$SITE" studio "$P"/{torch,transformers,peft,accelerate,sklearn,scipy} \
     "$P"/{pandas,numpy,huggingface_hub,safetensors,tokenizers,pyarrow,sympy,networkx,triton,rich,pygments,jinja2} \
     >/dev/null 2>&1
   mkdir -p /tmp/pyc && touch /tmp/pyc/.compiled
