@@ -25,6 +25,19 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _freeze_long_lived():
+    """At each test file's start, what is alive then (the libraries the files imported, the session's fixtures)
+    leaves the garbage collector's scans (`gc.freeze`, as `studio.recipe.freeze_long_lived` does once per
+    process): every full collection (the Trainer runs one per training, the runs' cleanup another) otherwise
+    walks 0.6-0.7 million objects, 0.6 s on 2 cores. Collected first, so no garbage is frozen; each test's own
+    objects stay collectable as before."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_transformers():
     import datasets
