@@ -144,7 +144,9 @@ def _train(run: Any, registry: Any, quiet: bool) -> int:
     """Train `run` here, printing its events (rank 0 of a multi-GPU run; the others print only errors); the
     exit status."""
     from studio.console import RunPrinter
+    from studio.recipe import freeze_long_lived
 
+    freeze_long_lived()  # a process that exists to train this run
     printer = RunPrinter.for_stdout(quiet)
     with _stop_signals(lambda *_: run.stop()):  # Ctrl-C, SIGTERM: stop cleanly, keep what trained
         run.start()

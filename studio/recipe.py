@@ -396,11 +396,13 @@ _FROZEN = False
 
 
 def freeze_long_lived() -> None:
-    """Once per process, at its first run's start: move every object then alive (the imported libraries, some
+    """Once per process, before its run starts: move every object then alive (the imported libraries, some
     600,000 objects) out of the garbage collector's scans (`gc.freeze`). Each full `gc.collect` (the Trainer's at
     train start, `cleanup`'s at the end, Python's own now and then) otherwise walks them all: 0.5-0.7 s each on
     2 CPU cores, over a second of a small run. Collected first, so no garbage is frozen; objects frozen stay
-    reference-counted (only a cycle among them that dies later is kept), and the objects of runs are not frozen."""
+    reference-counted, but a cycle among them that dies later is never freed. So only a process that exists to
+    train calls it (the CLI's train and resume, which grids, Ray tasks and multi-GPU runs start), not the app,
+    whose Playground models must go when the user loads another."""
     global _FROZEN
     if not _FROZEN:
         gc.collect()

@@ -255,9 +255,8 @@ class Run:
     # ---- phases --------------------------------------------------------------------------------------
     def execute(self) -> RunResult:
         """Run every phase here; any failure ends the run as `failed` with a readable message."""
-        from studio.recipe import ClassifierRecipe, freeze_long_lived
+        from studio.recipe import ClassifierRecipe
 
-        freeze_long_lived()
         t0 = time.time()
         recipe = ClassifierRecipe(self.config, emit=self.emit, stop_requested=lambda: self.stop_requested,
                                   world=self.world, cache_dir=self.registry.runs_dir / ".cache")  # fmt: skip
