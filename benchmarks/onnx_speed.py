@@ -1,6 +1,6 @@
 """CPU speed of torch, ONNX fp32 and ONNX int8 (studio/onnx_export.py) for MiniLM-L6 and a bert-base-sized model.
 
-    python benchmarks/onnx_speed.py --out benchmarks/results/onnx_speed [--run RUNS_DIR/RUN_ID] [--repeats 3]
+    python benchmarks/onnx_speed.py --out benchmarks/results/onnx_speed [--run RUNS_DIR/RUN_ID] [--repeats 5]
 
 - minilm-l6: a finished quick-demo run (the real pretrained all-MiniLM-L6-v2, fully fine-tuned on the shipped
   IMDb sample; default: the newest completed `*quick-demo*` run in ./runs), copied to a scratch folder (the run's
@@ -14,9 +14,12 @@ Each (model, engine) is measured in its own fresh Python process, `--repeats` ti
 (torch, fp32, int8, torch, ...) so that a change in the machine's load hits all alike; the table gives the median
 over the repeats. Per process: single-text latency (`predict([text])` one real review at a time, after warm-up:
 p50 / p95 ms) and throughput (`predict(texts, batch_size=32)` over --texts reviews, 3 passes: the median texts/s).
-Texts are the shipped IMDb reviews, cut at max_length 128 tokens (the quick-demo run's). Threads: each library's
-default (torch: one per core; onnxruntime: one per physical core). `os.getloadavg()` is recorded around every
-process: the machine is shared, and its load is part of the result.
+Texts are the shipped IMDb reviews, cut at max_length 128 tokens (the quick-demo run's), each batch padded to its
+longest text by both engines. Threads: the same for both engines: torch's default (one per physical core), which
+`OnnxPredictor` gives onnxruntime's intra-op pool. `os.getloadavg()` is recorded around every process: the machine
+is shared, and its load is part of the result. Odd repeats run the engines in reverse order (int8, fp32, torch), so
+a load that rises or falls during a repeat does not always favour the same engine; the table gives each repeat's
+int8 / torch ratio beside the medians.
 
 Writes onnx_speed.csv (every process), onnx_speed.md (the medians) and environment.json to --out.
 """
@@ -179,7 +182,7 @@ def _threads(engine: str, predictor) -> str:
         import torch
 
         return f"torch {torch.get_num_threads()}"
-    return f"onnxruntime default ({predictor.model.get_session_options().intra_op_num_threads} = physical cores)"
+    return f"onnxruntime {predictor.model.get_session_options().intra_op_num_threads} (torch's count)"
 
 
 # ---- the table --------------------------------------------------------------------------------------------
@@ -188,7 +191,7 @@ def run_all(args: argparse.Namespace, folders: dict[str, Path]) -> list[dict]:
     sizes = {"minilm-l6": (args.single, args.texts), "bert-base": (max(10, args.single // 2), max(32, args.texts // 2))}
     for repeat in range(args.repeats):
         for model, folder in folders.items():
-            for engine in ENGINES:
+            for engine in ENGINES if repeat % 2 == 0 else ENGINES[::-1]:
                 n_single, n_texts = sizes[model]
                 cmd = [sys.executable, __file__, "--measure", str(folder), engine, str(n_single), str(n_texts)]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
@@ -215,7 +218,8 @@ def summary(rows: list[dict], prep: dict, env: dict) -> str:
         ratios = [
             rate[("onnx-int8", k)] / rate[("torch", k)] for e, k in rate if e == "torch" and ("onnx-int8", k) in rate
         ]
-        lines.append(f"{model}: ONNX int8 / torch texts/s, repeat by repeat: {', '.join(f'{x:.2f}' for x in ratios)}")
+        lines.append(f"{model}: ONNX int8 / torch texts/s, repeat by repeat: {', '.join(f'{x:.2f}' for x in ratios)} "
+                     f"(median {statistics.median(ratios):.2f})")  # fmt: skip
     checks = prep["minilm"]["checks"]
     fp32, int8 = checks["fp32"], checks.get("int8", {})
     lines += ["", f"MiniLM-L6 run {prep['minilm']['run']}, its {fp32['texts']} test + probe texts: ONNX fp32 labels "
@@ -251,7 +255,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="benchmarks/results/onnx_speed")
     p.add_argument("--run", help="a finished MiniLM quick-demo run folder (default: newest in ./runs)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--single", type=int, default=20, help="single-text calls per process (bert-base: half)")
     p.add_argument("--texts", type=int, default=64, help="texts per throughput pass (bert-base: half)")
     p.add_argument("--work", default="/tmp/onnx_speed_work")
