@@ -177,6 +177,29 @@ def measure(folder: Path, engine: str, n_single: int, n_texts: int) -> dict:
             "loadavg_before": load_before, "loadavg_after": os.getloadavg()[0]}  # fmt: skip
 
 
+def interleaved(folder: Path, n_texts: int, turns: int) -> dict:
+    """The three engines loaded in one process and run in turn, one batch of 32 texts each per turn (the order
+    rotating), `turns` times: each turn's int8 / torch and fp32 / torch ratios compare batches run seconds apart,
+    under the same load."""
+    load_before = os.getloadavg()[0]
+    predictors = {engine: load(folder, engine) for engine in ENGINES}
+    texts = reviews(n_texts)
+    batches = [texts[i : i + 32] for i in range(0, len(texts), 32)]
+    for predictor in predictors.values():
+        predictor.predict(batches[0], batch_size=32)
+    rates: dict[str, list[float]] = {engine: [] for engine in ENGINES}
+    for turn in range(turns):
+        batch = batches[turn % len(batches)]
+        for engine in ENGINES[turn % 3 :] + ENGINES[: turn % 3]:
+            t = time.perf_counter()
+            predictors[engine].predict(batch, batch_size=32)
+            rates[engine].append(len(batch) / (time.perf_counter() - t))
+    ratios = {e: [a / b for a, b in zip(rates[e], rates["torch"], strict=True)] for e in ENGINES[1:]}
+    return {"turns": turns, **{f"{e}_texts_per_s": statistics.median(rates[e]) for e in ENGINES},
+            **{f"{e}_x_torch": ratios[e] for e in ENGINES[1:]},
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg()[0]}  # fmt: skip
+
+
 def _threads(engine: str, predictor) -> str:
     if engine == "torch":
         import torch
@@ -199,6 +222,13 @@ def run_all(args: argparse.Namespace, folders: dict[str, Path]) -> list[dict]:
                        "batch_texts": n_texts, **json.loads(out.strip().splitlines()[-1])}  # fmt: skip
                 print(json.dumps(row), flush=True)
                 rows.append(row)
+            if args.turns:
+                cmd = [sys.executable, __file__, "--interleave", str(folder), str(sizes[model][1]), str(args.turns)]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+                row = {"model": model, "engine": "interleaved", "repeat": repeat,
+                       **json.loads(out.strip().splitlines()[-1])}  # fmt: skip
+                print(json.dumps(row), flush=True)
+                rows.append(row)
     return rows
 
 
@@ -214,12 +244,15 @@ def summary(rows: list[dict], prep: dict, env: dict) -> str:
             n = sum(1 for r in rows if r["model"] == model and r["engine"] == engine)
             lines.append(f"| {model} | {engine} | {p50:.1f} | {p95:.1f} | {rate:.1f} | {rate / base:.2f} | {n} |")
     for model in dict.fromkeys(r["model"] for r in rows):  # the same repeat's processes ran minutes apart at most
-        rate = {(r["engine"], r["repeat"]): r["texts_per_s"] for r in rows if r["model"] == model}
+        rate = {
+            (r["engine"], r["repeat"]): r["texts_per_s"] for r in rows if r["model"] == model and "texts_per_s" in r
+        }
         ratios = [
             rate[("onnx-int8", k)] / rate[("torch", k)] for e, k in rate if e == "torch" and ("onnx-int8", k) in rate
         ]
         lines.append(f"{model}: ONNX int8 / torch texts/s, repeat by repeat: {', '.join(f'{x:.2f}' for x in ratios)} "
                      f"(median {statistics.median(ratios):.2f})")  # fmt: skip
+    lines += _interleaved_lines(rows)
     checks = prep["minilm"]["checks"]
     fp32, int8 = checks["fp32"], checks.get("int8", {})
     lines += ["", f"MiniLM-L6 run {prep['minilm']['run']}, its {fp32['texts']} test + probe texts: ONNX fp32 labels "
@@ -231,6 +264,27 @@ def summary(rows: list[dict], prep: dict, env: dict) -> str:
               f"{env['cpus']} CPUs (a shared machine); each figure the median over its processes (a fresh one "
               "per measurement)."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _interleaved_lines(rows: list[dict]) -> list[str]:
+    """The in-process, turn-by-turn comparison: median texts/s and the median (interquartile range) of the per-turn
+    ratios to torch, over every turn of every repeat."""
+    import numpy as np
+
+    inter = [r for r in rows if r["engine"] == "interleaved"]
+    if not inter:
+        return []
+    lines = ["", "Engines in one process, one batch each in turn (the ratio taken batch by batch, same load):", "",
+             "| model | engine | texts/s (median batch) | x torch: median of per-batch ratios (q1-q3) | batches |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for model in dict.fromkeys(r["model"] for r in inter):
+        mine = [r for r in inter if r["model"] == model]
+        for engine in ENGINES:
+            rate = statistics.median(r[f"{engine}_texts_per_s"] for r in mine)
+            ratios = [x for r in mine for x in r.get(f"{engine}_x_torch", [1.0] * r["turns"])]
+            q1, q2, q3 = np.percentile(ratios, [25, 50, 75])
+            lines.append(f"| {model} | {engine} | {rate:.1f} | {q2:.2f} ({q1:.2f}-{q3:.2f}) | {len(ratios)} |")
+    return lines
 
 
 def environment(rows: list[dict], args: argparse.Namespace) -> dict:
@@ -262,9 +316,15 @@ def main() -> None:
     p.add_argument("--reuse", action="store_true", help="keep the models an earlier invocation left in --work")
     p.add_argument("--summarize", help="write the table from the JSON rows an earlier invocation printed (a log)")
     p.add_argument("--models", default="minilm-l6,bert-base", help="which of minilm-l6,bert-base to measure")
+    p.add_argument("--turns", type=int, default=12, help="turns per interleaved process (0: none)")
     p.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--interleave", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.interleave:
+        folder, n_texts, turns = args.interleave
+        print(json.dumps(interleaved(Path(folder), int(n_texts), int(turns))))
+        return
     if args.measure:
         folder, engine, n_single, n_texts = args.measure
         print(json.dumps(measure(Path(folder), engine, int(n_single), int(n_texts))))
@@ -293,12 +353,15 @@ def main() -> None:
 def write(rows: list[dict], args: argparse.Namespace, prep: dict, out: Path) -> None:
     env = environment(rows, args)
     out.mkdir(parents=True, exist_ok=True)
+    inter = [r for r in rows if r["engine"] == "interleaved"]
+    rows = [r for r in rows if r["engine"] != "interleaved"]
     with open(out / "onnx_speed.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    (out / "onnx_speed_interleaved.json").write_text(json.dumps(inter, indent=1))
     (out / "environment.json").write_text(json.dumps({**env, "minilm": prep}, indent=2))
-    (out / "onnx_speed.md").write_text(summary(rows, {"minilm": prep}, env))
+    (out / "onnx_speed.md").write_text(summary(rows + inter, {"minilm": prep}, env))
     print((out / "onnx_speed.md").read_text())
 
 

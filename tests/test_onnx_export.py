@@ -210,8 +210,9 @@ def test_the_graph_is_optimized_where_onnxruntime_can(runs, family, tmp_path):
     """bert: onnxruntime's transformer optimizer fused attention and BiasGelu, in both the fp32 and the int8 graph
     (the parity checks above passed on those), and the residual Add + LayerNormalization stay unfused, in the files
     and in the graph the session runs (SkipLayerNormalization was the slower); deberta-v2 keeps the plain graph and
-    says so."""
+    says so. The session uses as many threads as torch."""
     import onnx
+    import torch
 
     registry, get = runs
     done = export_onnx(registry, get(family), int8=True, max_int8_loss=100.0)
@@ -223,7 +224,8 @@ def test_the_graph_is_optimized_where_onnxruntime_can(runs, family, tmp_path):
         int8_ops = {n.op_type for n in onnx.load(str(done.int8)).graph.node}
         assert {"QAttention", "DynamicQuantizeLinear", "LayerNormalization"} <= int8_ops
         for graph in (done.fp32, done.int8):
-            inference_session(graph, optimized_to=tmp_path / "run.onnx")
+            session = inference_session(graph, optimized_to=tmp_path / "run.onnx")
+            assert session.get_session_options().intra_op_num_threads == torch.get_num_threads()  # same cores
             run_ops = {n.op_type for n in onnx.load(str(tmp_path / "run.onnx")).graph.node}
             assert "LayerNormalization" in run_ops and "SkipLayerNormalization" not in run_ops
         assert "SkipLayerNormalization" not in ops | int8_ops
