@@ -1,6 +1,6 @@
 """CPU speed of torch, ONNX fp32 and ONNX int8 (studio/onnx_export.py) for MiniLM-L6 and a bert-base-sized model.
 
-    python benchmarks/onnx_speed.py --out benchmarks/results/onnx_speed [--run RUNS_DIR/RUN_ID] [--repeats 3]
+    python benchmarks/onnx_speed.py --out benchmarks/results/onnx_speed [--run RUNS_DIR/RUN_ID] [--repeats 5]
 
 - minilm-l6: a finished quick-demo run (the real pretrained all-MiniLM-L6-v2, fully fine-tuned on the shipped
   IMDb sample; default: the newest completed `*quick-demo*` run in ./runs), copied to a scratch folder (the run's
@@ -14,9 +14,12 @@ Each (model, engine) is measured in its own fresh Python process, `--repeats` ti
 (torch, fp32, int8, torch, ...) so that a change in the machine's load hits all alike; the table gives the median
 over the repeats. Per process: single-text latency (`predict([text])` one real review at a time, after warm-up:
 p50 / p95 ms) and throughput (`predict(texts, batch_size=32)` over --texts reviews, 3 passes: the median texts/s).
-Texts are the shipped IMDb reviews, cut at max_length 128 tokens (the quick-demo run's). Threads: each library's
-default (torch: one per core; onnxruntime: one per physical core). `os.getloadavg()` is recorded around every
-process: the machine is shared, and its load is part of the result.
+Texts are the shipped IMDb reviews, cut at max_length 128 tokens (the quick-demo run's), each batch padded to its
+longest text by both engines. Threads: the same for both engines: torch's default (one per physical core), which
+`OnnxPredictor` gives onnxruntime's intra-op pool. `os.getloadavg()` is recorded around every process: the machine
+is shared, and its load is part of the result. Odd repeats run the engines in reverse order (int8, fp32, torch), so
+a load that rises or falls during a repeat does not always favour the same engine; the table gives each repeat's
+int8 / torch ratio beside the medians.
 
 Writes onnx_speed.csv (every process), onnx_speed.md (the medians) and environment.json to --out.
 """
@@ -174,12 +177,35 @@ def measure(folder: Path, engine: str, n_single: int, n_texts: int) -> dict:
             "loadavg_before": load_before, "loadavg_after": os.getloadavg()[0]}  # fmt: skip
 
 
+def interleaved(folder: Path, n_texts: int, turns: int) -> dict:
+    """The three engines loaded in one process and run in turn, one batch of 32 texts each per turn (the order
+    rotating), `turns` times: each turn's int8 / torch and fp32 / torch ratios compare batches run seconds apart,
+    under the same load."""
+    load_before = os.getloadavg()[0]
+    predictors = {engine: load(folder, engine) for engine in ENGINES}
+    texts = reviews(n_texts)
+    batches = [texts[i : i + 32] for i in range(0, len(texts), 32)]
+    for predictor in predictors.values():
+        predictor.predict(batches[0], batch_size=32)
+    rates: dict[str, list[float]] = {engine: [] for engine in ENGINES}
+    for turn in range(turns):
+        batch = batches[turn % len(batches)]
+        for engine in ENGINES[turn % 3 :] + ENGINES[: turn % 3]:
+            t = time.perf_counter()
+            predictors[engine].predict(batch, batch_size=32)
+            rates[engine].append(len(batch) / (time.perf_counter() - t))
+    ratios = {e: [a / b for a, b in zip(rates[e], rates["torch"], strict=True)] for e in ENGINES[1:]}
+    return {"turns": turns, **{f"{e}_texts_per_s": statistics.median(rates[e]) for e in ENGINES},
+            **{f"{e}_x_torch": ratios[e] for e in ENGINES[1:]},
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg()[0]}  # fmt: skip
+
+
 def _threads(engine: str, predictor) -> str:
     if engine == "torch":
         import torch
 
         return f"torch {torch.get_num_threads()}"
-    return f"onnxruntime default ({predictor.model.get_session_options().intra_op_num_threads} = physical cores)"
+    return f"onnxruntime {predictor.model.get_session_options().intra_op_num_threads} (torch's count)"
 
 
 # ---- the table --------------------------------------------------------------------------------------------
@@ -188,12 +214,19 @@ def run_all(args: argparse.Namespace, folders: dict[str, Path]) -> list[dict]:
     sizes = {"minilm-l6": (args.single, args.texts), "bert-base": (max(10, args.single // 2), max(32, args.texts // 2))}
     for repeat in range(args.repeats):
         for model, folder in folders.items():
-            for engine in ENGINES:
+            for engine in ENGINES if repeat % 2 == 0 else ENGINES[::-1]:
                 n_single, n_texts = sizes[model]
                 cmd = [sys.executable, __file__, "--measure", str(folder), engine, str(n_single), str(n_texts)]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
                 row = {"model": model, "engine": engine, "repeat": repeat, "single_texts": n_single,
                        "batch_texts": n_texts, **json.loads(out.strip().splitlines()[-1])}  # fmt: skip
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+            if args.turns:
+                cmd = [sys.executable, __file__, "--interleave", str(folder), str(sizes[model][1]), str(args.turns)]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+                row = {"model": model, "engine": "interleaved", "repeat": repeat,
+                       **json.loads(out.strip().splitlines()[-1])}  # fmt: skip
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     return rows
@@ -211,11 +244,15 @@ def summary(rows: list[dict], prep: dict, env: dict) -> str:
             n = sum(1 for r in rows if r["model"] == model and r["engine"] == engine)
             lines.append(f"| {model} | {engine} | {p50:.1f} | {p95:.1f} | {rate:.1f} | {rate / base:.2f} | {n} |")
     for model in dict.fromkeys(r["model"] for r in rows):  # the same repeat's processes ran minutes apart at most
-        rate = {(r["engine"], r["repeat"]): r["texts_per_s"] for r in rows if r["model"] == model}
+        rate = {
+            (r["engine"], r["repeat"]): r["texts_per_s"] for r in rows if r["model"] == model and "texts_per_s" in r
+        }
         ratios = [
             rate[("onnx-int8", k)] / rate[("torch", k)] for e, k in rate if e == "torch" and ("onnx-int8", k) in rate
         ]
-        lines.append(f"{model}: ONNX int8 / torch texts/s, repeat by repeat: {', '.join(f'{x:.2f}' for x in ratios)}")
+        lines.append(f"{model}: ONNX int8 / torch texts/s, repeat by repeat: {', '.join(f'{x:.2f}' for x in ratios)} "
+                     f"(median {statistics.median(ratios):.2f})")  # fmt: skip
+    lines += _interleaved_lines(rows)
     checks = prep["minilm"]["checks"]
     fp32, int8 = checks["fp32"], checks.get("int8", {})
     lines += ["", f"MiniLM-L6 run {prep['minilm']['run']}, its {fp32['texts']} test + probe texts: ONNX fp32 labels "
@@ -227,6 +264,27 @@ def summary(rows: list[dict], prep: dict, env: dict) -> str:
               f"{env['cpus']} CPUs (a shared machine); each figure the median over its processes (a fresh one "
               "per measurement)."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _interleaved_lines(rows: list[dict]) -> list[str]:
+    """The in-process, turn-by-turn comparison: median texts/s and the median (interquartile range) of the per-turn
+    ratios to torch, over every turn of every repeat."""
+    import numpy as np
+
+    inter = [r for r in rows if r["engine"] == "interleaved"]
+    if not inter:
+        return []
+    lines = ["", "Engines in one process, one batch each in turn (the ratio taken batch by batch, same load):", "",
+             "| model | engine | texts/s (median batch) | x torch: median of per-batch ratios (q1-q3) | batches |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for model in dict.fromkeys(r["model"] for r in inter):
+        mine = [r for r in inter if r["model"] == model]
+        for engine in ENGINES:
+            rate = statistics.median(r[f"{engine}_texts_per_s"] for r in mine)
+            ratios = [x for r in mine for x in r.get(f"{engine}_x_torch", [1.0] * r["turns"])]
+            q1, q2, q3 = np.percentile(ratios, [25, 50, 75])
+            lines.append(f"| {model} | {engine} | {rate:.1f} | {q2:.2f} ({q1:.2f}-{q3:.2f}) | {len(ratios)} |")
+    return lines
 
 
 def environment(rows: list[dict], args: argparse.Namespace) -> dict:
@@ -251,16 +309,22 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="benchmarks/results/onnx_speed")
     p.add_argument("--run", help="a finished MiniLM quick-demo run folder (default: newest in ./runs)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--single", type=int, default=20, help="single-text calls per process (bert-base: half)")
     p.add_argument("--texts", type=int, default=64, help="texts per throughput pass (bert-base: half)")
     p.add_argument("--work", default="/tmp/onnx_speed_work")
     p.add_argument("--reuse", action="store_true", help="keep the models an earlier invocation left in --work")
     p.add_argument("--summarize", help="write the table from the JSON rows an earlier invocation printed (a log)")
     p.add_argument("--models", default="minilm-l6,bert-base", help="which of minilm-l6,bert-base to measure")
+    p.add_argument("--turns", type=int, default=12, help="turns per interleaved process (0: none)")
     p.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--interleave", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.interleave:
+        folder, n_texts, turns = args.interleave
+        print(json.dumps(interleaved(Path(folder), int(n_texts), int(turns))))
+        return
     if args.measure:
         folder, engine, n_single, n_texts = args.measure
         print(json.dumps(measure(Path(folder), engine, int(n_single), int(n_texts))))
@@ -289,12 +353,15 @@ def main() -> None:
 def write(rows: list[dict], args: argparse.Namespace, prep: dict, out: Path) -> None:
     env = environment(rows, args)
     out.mkdir(parents=True, exist_ok=True)
+    inter = [r for r in rows if r["engine"] == "interleaved"]
+    rows = [r for r in rows if r["engine"] != "interleaved"]
     with open(out / "onnx_speed.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    (out / "onnx_speed_interleaved.json").write_text(json.dumps(inter, indent=1))
     (out / "environment.json").write_text(json.dumps({**env, "minilm": prep}, indent=2))
-    (out / "onnx_speed.md").write_text(summary(rows, {"minilm": prep}, env))
+    (out / "onnx_speed.md").write_text(summary(rows + inter, {"minilm": prep}, env))
     print((out / "onnx_speed.md").read_text())
 
 

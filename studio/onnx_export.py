@@ -7,7 +7,7 @@ does: a model derived from the run, not a copy of it):
   ``python -m studio merge RUN_ID`` first); inputs input_ids / attention_mask (/ token_type_ids), batch and
   sequence length dynamic; output the logits.
   For bert, distilbert and (xlm-)roberta the graph is fused by onnxruntime's transformer optimizer
-  (`optimize_graph`: Attention, SkipLayerNormalization, BiasGelu, EmbedLayerNormalization; traced from eager
+  (`optimize_graph`: Attention, BiasGelu, EmbedLayerNormalization; traced from eager
   attention with a mask the optimizer recognizes); deberta-v2 keeps the plain graph (no fusion for it).
 - ``model.int8.onnx`` (``int8``): the same graph with onnxruntime's dynamic int8 quantization (weights int8 per
   output channel, activations quantized on the fly).
@@ -56,6 +56,9 @@ INT8_MAX_LOSS = 0.5
 """Most test accuracy (points) the int8 model may lose against the torch model."""
 OPTIMIZED_TYPES = ("bert", "distilbert", "roberta", "xlm-roberta")
 """Model types whose graph onnxruntime's transformer optimizer fuses (as model_type "bert")."""
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+"""onnxruntime session-level fusions not applied (see `optimize_graph`): the residual Add + LayerNormalization would
+be fused back into the slower SkipLayerNormalization when a session loads the graph."""
 FUSED_OPS = ("Attention", "EmbedLayerNormalization", "SkipLayerNormalization", "BiasGelu", "FastGelu", "Gelu")
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _PROBE_TEXTS = ("a wonderful, moving film", "dull and far too long", "", "I laughed a lot " * 40, "ok")
@@ -220,18 +223,24 @@ def optimizer_settings(config: Any) -> tuple[str, int, int] | None:
 
 def optimize_graph(path: Path, settings: tuple[str, int, int]) -> dict[str, int]:
     """Rewrite the graph at `path` with onnxruntime's transformer optimizer (fused Attention, EmbedLayerNorm,
-    SkipLayerNormalization, BiasGelu; what optimum's ORTOptimizer runs); returns the fused operators' counts."""
+    BiasGelu; what optimum's ORTOptimizer runs, less SkipLayerNormalization: slower here); returns the fused
+    operators' counts."""
     import logging
 
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
     model_type, heads, hidden = settings
+    options = FusionOptions(model_type)
+    # residual Add + LayerNormalization stay two operators: onnxruntime 1.32's SkipLayerNormalization kernel took
+    # 12 ms where Add + LayerNormalization took 1.4 ms (32 x 128 x 384, 2 cores; docs/onnx.md, "Speed")
+    options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = False
     quiet = logging.getLogger("onnxruntime.transformers")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:  # opt_level 0: the fusions only (onnxruntime's own graph optimizations run when a session loads it)
         optimized = optimize_model(str(path), model_type=model_type, num_heads=heads, hidden_size=hidden,
-                                   opt_level=0)  # fmt: skip
+                                   opt_level=0, optimization_options=options)  # fmt: skip
     finally:
         quiet.setLevel(level)
     optimized.save_model_to_file(str(path))
@@ -433,7 +442,6 @@ class OnnxPredictor(Predictor):
     @classmethod
     def from_folder(cls, folder: Path, file: str = FP32_FILE, run_id: str = "") -> OnnxPredictor:
         """An export folder (``<run_dir>/onnx``, or one copied elsewhere): `file` is model.onnx or model.int8.onnx."""
-        import onnxruntime as ort
         from transformers import AutoTokenizer
 
         from studio import multilabel
@@ -448,9 +456,7 @@ class OnnxPredictor(Predictor):
         thresholds = multilabel.read(folder, labels) if task == "multi_label" else None
         tokenizer = AutoTokenizer.from_pretrained(folder)
         tokenizer.padding_side = "right"
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(str(folder / file), options, providers=["CPUExecutionProvider"])
+        session = inference_session(folder / file)
         max_length = int(meta.get("max_length") or tokenizer.model_max_length)
         return cls(session, tokenizer, labels, max_length, run_id, read_temperature(folder, labels), task, thresholds)
 
@@ -491,6 +497,22 @@ class OnnxPredictor(Predictor):
                 array[r, : len(encoded[key][i])] = encoded[key][i]
             out[key] = array
         return out
+
+
+def inference_session(path: Path, optimized_to: Path | None = None) -> Any:
+    """An onnxruntime CPU session on the graph at `path`: every graph optimization but DISABLED_OPTIMIZERS, as many
+    intra-op threads as torch uses (one per physical core by default in both: the same cores for both engines).
+    `optimized_to`: onnxruntime also writes the graph as optimized there (what the session runs)."""
+    import onnxruntime as ort
+    import torch
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = torch.get_num_threads()
+    if optimized_to is not None:
+        options.optimized_model_filepath = str(optimized_to)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(DISABLED_OPTIMIZERS))  # fmt: skip
 
 
 def _softmax(logits: Any) -> Any:
