@@ -36,6 +36,7 @@ from studio.ui.formatting import (
     duration,
     gigabytes,
     megabytes,
+    megabytes_column,
     percent,
     results_md,
     run_choices,
@@ -667,6 +668,9 @@ def test_every_table_says_numbers_the_same_way():
     assert (percent(0.8019), span(605), span(45.2), span(3725), count(22713986), megabytes(604.4)) == (
         "80.2%", "10 min 5 s", "45 s", "1 h 2 min", "22.7M", "604 MB")  # fmt: skip
     assert (percent(None), span(None), count(None), megabytes(None), megabytes(20480)) == ("", "", "", "", "20.0 GB")
+    # a column in one unit: never "1,740 MB" beside "2.1 GB"
+    assert megabytes_column([1740, 2150, None]) == ["1.7 GB", "2.1 GB", ""]
+    assert megabytes_column([604.4, 1740]) == ["604 MB", "1,740 MB"]
     long = "word " * 100
     assert len(clip(long)) == 120 and clip(long).endswith("…") and clip("short\ntext") == "short text"
     import pandas as pd

@@ -11,7 +11,7 @@ import gradio as gr
 from studio.errors import StudioError
 from studio.presets import names
 from studio.ui.feedback import guard, said_in
-from studio.ui.formatting import axis_title, gigabytes, megabytes, number, percent, run_name, span
+from studio.ui.formatting import axis_title, gigabytes, megabytes_column, number, percent, run_name, span
 from studio.ui.session import Session, handler
 
 POINT_COLUMNS = ["#", "run", "memory estimate", "fits", "done before"]
@@ -117,7 +117,7 @@ def _wire(session: Session, tab: CompareTab) -> None:
                              show_progress="hidden")  # fmt: skip
     listed.success(**shown)  # never a stale list
     tab.report.click(**said_in(said, handler(write, session), tab.report_file), inputs=tab.grid,
-                     api_name="grid_report")  # fmt: skip
+                     api_name="grid_report").success(**{**shown, "outputs": tab.report_file})  # fmt: skip
 
 
 def default_grid(grids: list[str]) -> str | None:
@@ -272,14 +272,15 @@ def study_figures(session: Session, tab: CompareTab, g: Any) -> dict[Any, Any]:
     metric = study_plots.headline_metric(session.registry, [r.id for r in runs])
     labels = [a for a in axes if a != "seed"]
     score = percent if metric == "accuracy" else number
+    memory = megabytes_column([r["peak_memory_mb_mean"] for r in rows])
     table_rows = [[*(str(r.get(a, "")) for a in labels), r["n"], r["note"], score(r[f"{metric}_mean"]),
-                   _spread(r[f"{metric}_std"], metric), megabytes(r["peak_memory_mb_mean"]),
-                   span(r["train_seconds_mean"])] for r in rows]  # fmt: skip
+                   _spread(r[f"{metric}_std"], metric), mb, span(r["train_seconds_mean"])]
+                  for r, mb in zip(rows, memory, strict=True)]  # fmt: skip
     headers = [*map(axis_title, labels), "n", "left out (did not learn)", study_plots.METRIC_NAMES[metric], "± std",
                "peak memory", "train time"]  # fmt: skip
     shown = gr.update(visible=True)
     return {**out, tab.table: gr.update(value=table_rows, headers=headers, visible=True), tab.report: shown,
-            tab.report_file: shown, tab.empty_note: hidden}  # fmt: skip
+            tab.report_file: hidden, tab.empty_note: hidden}  # the file box shows once written  # fmt: skip
 
 
 def _spread(std: float | None, metric: str) -> str:

@@ -60,11 +60,19 @@ def count(n: float | None) -> str:
     return f"{n:.0f}"
 
 
-def megabytes(mb: float | None) -> str:
-    """605 MB, or 2.4 GB from 2 GB on: memory in a table cell; "" when missing."""
+def megabytes(mb: float | None, in_gb: bool | None = None) -> str:
+    """605 MB, or 2.4 GB from 2 GB on (or as `in_gb` says: one unit for a whole column, `megabytes_column`): memory
+    in a table cell; "" when missing."""
     if mb is None or not math.isfinite(mb):
         return ""
-    return f"{mb / 1024:.1f} GB" if mb >= 2048 else f"{mb:,.0f} MB"
+    return f"{mb / 1024:.1f} GB" if (mb >= 2048 if in_gb is None else in_gb) else f"{mb:,.0f} MB"
+
+
+def megabytes_column(values: list[float | None]) -> list[str]:
+    """A table column of memory figures in one unit (GB when any reaches 2 GB), so "1,740 MB" never stands beside
+    "2.1 GB"."""
+    in_gb = any(v is not None and math.isfinite(v) and v >= 2048 for v in values)
+    return [megabytes(v, in_gb) for v in values]
 
 
 CELL_CHARS = 120

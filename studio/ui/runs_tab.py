@@ -15,7 +15,7 @@ from studio.ui.feedback import clears, guard, message_slot, said_in
 from studio.ui.formatting import (
     count,
     file_eval_md,
-    megabytes,
+    megabytes_column,
     number,
     percent,
     results_md,
@@ -221,13 +221,14 @@ def runs_table(session: Session) -> list[list]:
     """One row per run, newest first, under COLUMNS, its numbers as the page says them (80.2%, 605 MB, 10 min 5 s,
     22.7M)."""
     rows = []
-    for r in session.registry.list():
+    records = session.registry.list()
+    for r, memory in zip(records, megabytes_column([r.peak_memory_mb for r in records]), strict=True):
         # The estimate's error is in eval.json, written when a run ends: only finished runs have one.
         summary = session.registry.summary(r.id) if r.accuracy is not None else None
         error = summary.memory.error_pct if summary is not None else None
         rows.append([r.id, r.status, r.flag or "", r.model, r.method, r.dataset, _task(session, r.id),
                      percent(r.accuracy), number(r.f1_macro) if r.f1_macro is not None else "",
-                     megabytes(r.peak_memory_mb), "" if error is None else f"{error:+.1f}%", span(r.train_seconds),
+                     memory, "" if error is None else f"{error:+.1f}%", span(r.train_seconds),
                      count(r.trainable_params)])  # fmt: skip
     return rows
 
