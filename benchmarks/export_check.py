@@ -135,42 +135,40 @@ def write(rows: list[dict], env: dict, name: str, out: Path) -> None:
 def tiny(args: argparse.Namespace) -> None:
     from tiny import make_tiny_model
 
+    def plan(work: Path):
+        for family in args.families.split(","):
+            model = str(make_tiny_model(family, work / "models" / family))
+            yield from ((model, method, 1, 64, 16, 2e-2) for method in args.methods.split(","))
+
+    check_exports(plan, "tiny", Path(args.out))
+
+
+def real(args: argparse.Namespace) -> None:
+    import torch
+
+    def plan(work: Path):
+        for method in args.methods.split(","):
+            yield "minilm-l6", method, args.steps, 1000, 128, 5e-5 if method == "full" else 1e-3
+
+    check_exports(plan, f"real_{'cuda' if torch.cuda.is_available() else 'cpu'}", Path(args.out))
+
+
+def check_exports(plan, name: str, out: Path) -> None:
+    """Train each (model, method, steps, samples, max_length, learning rate) that `plan(work folder)` yields, check
+    every export of each run (`exports_of`), and write the table `name` to `out`."""
     from studio.registry import Registry
 
     work = Path(tempfile.mkdtemp(prefix="export-check-bench-"))
     registry, targets, kinds = Registry(work / "runs"), [], []
     started = time.perf_counter()
     with LoadSampler() as load:
-        for family in args.families.split(","):
-            model = make_tiny_model(family, work / "models" / family)
-            for method in args.methods.split(","):
-                run_id = train(registry, str(model), method, 1, 64, 16, 2e-2)
-                t, k = exports_of(registry, run_id, work / "unzipped", broken=method in ("full", "qlora"))
-                targets += t
-                kinds += k
-        rows = measured(targets, kinds)
-    write(rows, environment(load, time.perf_counter() - started), "tiny", Path(args.out))
-    shutil.rmtree(work, ignore_errors=True)
-
-
-def real(args: argparse.Namespace) -> None:
-    import torch
-
-    from studio.registry import Registry
-
-    work = Path(tempfile.mkdtemp(prefix="export-check-real-"))
-    registry, targets, kinds = Registry(work / "runs"), [], []
-    started = time.perf_counter()
-    with LoadSampler() as load:
-        for method in args.methods.split(","):
-            lr = 5e-5 if method == "full" else 1e-3
-            run_id = train(registry, "minilm-l6", method, args.steps, 1000, 128, lr)
+        for model, method, *recipe in plan(work):
+            run_id = train(registry, model, method, *recipe)
             t, k = exports_of(registry, run_id, work / "unzipped", broken=method in ("full", "qlora"))
             targets += t
             kinds += k
         rows = measured(targets, kinds)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    write(rows, environment(load, time.perf_counter() - started), f"real_{device}", Path(args.out))
+    write(rows, environment(load, time.perf_counter() - started), name, out)
     shutil.rmtree(work, ignore_errors=True)
 
 
