@@ -114,8 +114,24 @@ def config_for(case: dict, folder: Path, data: Path):
     return memory_validation.config_for(case, folder, data)
 
 
-def child(case_no: int, probe: bool, work: Path, out: Path) -> None:
-    """One case (or its probe), in this fresh process: appends one JSON row to `out`."""
+def _save_snapshot(snap: dict, folder: Path, case_no: int) -> dict:
+    """The allocator history as case{N}.pickle.gz and its peak breakdown as case{N}.md; the peaks for the row."""
+    import gzip
+    import pickle
+
+    from memory_peak import peak
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with gzip.open(folder / f"case{case_no}.pickle.gz", "wb") as f:
+        pickle.dump(snap, f)
+    p = peak(snap)
+    (folder / f"case{case_no}.md").write_text(f"# case {case_no}: {label(grid()[case_no])}\n\n" + "\n".join(p.lines()))
+    return {"trace_peak_allocated_mb": round(p.allocated_mb, 1), "trace_peak_reserved_mb": round(p.reserved_mb, 1)}
+
+
+def child(case_no: int, probe: bool, work: Path, out: Path, snapshot: Path | None = None) -> None:
+    """One case (or its probe), in this fresh process: appends one JSON row to `out`. `snapshot`: a folder for
+    the allocator's history of the run and what its peak holds (`_save_snapshot`)."""
     import torch
     from memory_validation import NvmlPeak, model_folder
 
@@ -144,11 +160,17 @@ def child(case_no: int, probe: bool, work: Path, out: Path) -> None:
             from studio.registry import Registry
             from studio.training import Run
 
+            recording = snapshot is not None and torch.cuda.is_available()
+            if recording:  # stacks of every allocation, to say what the peak holds (benchmarks/memory_peak.py)
+                torch.cuda.memory._record_memory_history(stacks="python", max_entries=2_000_000)
             sampler = NvmlPeak()
             try:
                 result = Run(config, Registry(tmp / "runs")).execute()
             finally:
                 row["nvml_peak_mb"] = sampler.stop()
+            if recording:
+                row.update(_save_snapshot(torch.cuda.memory._snapshot(), snapshot, case_no))
+                torch.cuda.memory._record_memory_history(enabled=None)
             eff = result.summary.efficiency if result.summary else None
             row.update(status=result.status, measured_mb=row["nvml_peak_mb"],
                        torch_peak_reserved_mb=getattr(eff, "peak_reserved_mb", None),
@@ -195,6 +217,7 @@ def parent(args: argparse.Namespace) -> None:
             if not running or sum(mb for _, mb in running) + need < budget:
                 jobs.pop(0)
                 cmd = [sys.executable, __file__, "--case", str(i), "--work", str(work), "--rows", str(rows)]
+                cmd += ["--snapshot", args.snapshot] if args.snapshot else []
                 running.append((subprocess.Popen(cmd + (["--probe"] if probe else [])), need))
                 continue
         time.sleep(0.5)
@@ -311,6 +334,7 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated case numbers")
     parser.add_argument("--jobs", type=int, default=4, help="cases side by side on the GPU (memory is per process)")
     parser.add_argument("--no-probe", action="store_true")
+    parser.add_argument("--snapshot", help="record each case's allocator history; its peak breakdown goes here")
     parser.add_argument("--report", nargs="?", const=str(RESULTS / "rows.jsonl"), help="recompute a rows.jsonl")
     parser.add_argument("--case", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
@@ -318,7 +342,7 @@ def main() -> int:
     parser.add_argument("--rows", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case is not None:
-        child(args.case, args.probe, Path(args.work), Path(args.rows))
+        child(args.case, args.probe, Path(args.work), Path(args.rows), Path(args.snapshot) if args.snapshot else None)
     elif args.report:
         print(report(Path(args.report)))
     elif args.out:

@@ -21,7 +21,7 @@ step), since_execute (total less imports: what train_speed.py's setup_seconds co
 imported torch and studio already; here `imports` also holds torch and datasets, which the instrumenting
 imports). Writes ``setup_time.csv`` (one row per repeat),
 ``setup_time.md`` (medians), ``environment.json`` (CPU, torch, load averages, date) and, with --profile, one
-extra profiled repeat's ``profile.txt`` (cProfile, top 60 by cumulative time). On a GPU the same phases
+extra profiled repeat's ``profile.txt`` (cProfile, top 150 by cumulative time). On a GPU the same phases
 also pay CUDA's initialisation and the model's move to the device (inside model/trainer).
 """
 
@@ -145,7 +145,7 @@ def _dump(profiler, path: Path) -> None:
 
     buf = io.StringIO()
     stats = pstats.Stats(profiler, stream=buf).sort_stats("cumulative")
-    stats.print_stats(60)
+    stats.print_stats(150)
     buf.write("\n\nby own (total) time\n")
     stats.sort_stats("tottime").print_stats(30)
     path.write_text(buf.getvalue())
