@@ -160,7 +160,7 @@ def training_arguments(
         label_smoothing_factor=t.label_smoothing,
         fp16=precision == "fp16",
         bf16=precision == "bf16",
-        **checkpointing_args(t.gradient_checkpointing, t.checkpointing_reentrant),
+        **checkpointing_args(t.gradient_checkpointing, config.reentrant_checkpointing),
         eval_strategy=t.eval_strategy,
         eval_steps=t.eval_steps,
         # checkpoints: for load_best only the weights; with checkpoint_steps everything a resume needs (the

@@ -173,6 +173,19 @@ def quantization_config(method: MethodConfig, family: Family | None, compute_dty
 
 
 # ---- the model -----------------------------------------------------------------------------------------
+def _prepare_quantized(model: Any, config: RunConfig, notes: list[str]) -> Any:
+    """peft's preparation of a quantized base for training (fp32 norms and head, checkpointing as configured:
+    `RunConfig.reentrant_checkpointing`, which an 8-bit base always takes; a note says so)."""
+    from peft import prepare_model_for_kbit_training
+
+    checkpointing, reentrant = config.train.gradient_checkpointing, config.reentrant_checkpointing
+    if checkpointing and reentrant and not config.train.checkpointing_reentrant:
+        notes.append("gradient checkpointing runs PyTorch's reentrant path over the 8-bit base: its layers keep "
+                     "their inputs out of the other path's reach, which would save no memory there")  # fmt: skip
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
+                                           gradient_checkpointing_kwargs={"use_reentrant": reentrant})  # fmt: skip
+
+
 def build_model(
     config: RunConfig, label_names: list[str], task: str = "single_label", priors: list[float] | None = None
 ) -> ModelBundle:
@@ -195,13 +208,7 @@ def build_model(
         notes.append("the head's output bias starts at each label's log-odds in train (what predicting the label "
                      "priors scores), so training moves the features from the first step")  # fmt: skip
     if method.quantized:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(
-            model,
-            use_gradient_checkpointing=config.train.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": config.train.checkpointing_reentrant},
-        )
+        model = _prepare_quantized(model, config, notes)
     if method.adapter is not None:
         model = adapters.wrap(model, method, family, new_modules)
         _upcast_trainable(model)
