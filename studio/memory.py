@@ -84,11 +84,16 @@ BACKWARD_TEMPORARIES = 2.0
 DEBERTA_SCORE_BYTES = 8.5
 """Bytes per s x s attention score DeBERTa's disentangled attention keeps (eager: an fp32 softmax, the dropout
 mask, a 16-bit copy, the gathers' position index)..."""
-DEBERTA_SPAN_BYTES = 4.5
+DEBERTA_SPAN_BYTES = 3.5
 """... and per head, token and relative distance (2 x att_span wide, 512 for v3: the 16-bit content-to-position and
-position-to-content scores, which the gathers keep). The two were fitted together on the calibration rows (all at
-256 tokens, where one constant of 18 bytes per score fitted) and the held-out set's length rows (128-2048 tokens,
-where that constant was +21% to +77% over); benchmarks/results/memory_heldout/README.md."""
+position-to-content scores, which the gathers keep)..."""
+DEBERTA_POSITION_COPIES = 2
+"""... and, per sequence rather than per token, the position keys and queries (heads x span x head dim), repeated
+for every sequence of the batch and kept by the bmm that reads them: it weighs most at short lengths (an H200
+allocator trace of DeBERTa-v3 LoRA 64 x 64 found 576 + 528 MB of them in 4.8 GB, which the estimate missed:
+benchmarks/results/memory_heldout/snapshots/). The two constants were refitted with this term on the calibration
+rows (all at 256 tokens) and the held-out set's length rows (128-2048 tokens): 8.5 and 3.5 bytes, from 8.5 and
+4.5 without it; benchmarks/results/memory_heldout/README.md."""
 CPU_RUNTIME_MB = 650.0
 """Python, torch, transformers, datasets and tokenizers themselves with the run's data and Trainer: a quick-demo
 process held 731-737 MB at its first training step, 87 MB of it the weights (benchmarks/results/cpu_memory)."""
@@ -345,6 +350,9 @@ def _layer_bytes(f: _ModelFacts, s: int, e: int, rb: int, mixed: bool, attn: str
     attention = e * 4 * h
     if f.relative_attention:
         attention += f.heads * (s * DEBERTA_SCORE_BYTES + f.relative_span * DEBERTA_SPAN_BYTES)
+        # per sequence, not per token: the position keys and queries, repeated for every sequence of the batch
+        # before their bmm (which keeps them): 2 x (heads x span x head_dim) each, spread over its s tokens
+        attention += DEBERTA_POSITION_COPIES * f.relative_span * h * e / s
     elif attn == "eager":  # the softmax's output (fp32 under autocast), the 16-bit copy the next matmul keeps
         attention += f.heads * s * ((4 + e if mixed else e) + (DROPOUT_MASK_BYTES if f.dropout else 0))
     fe = rb if quantized else e  # 4-bit layers return their input's dtype: the fp32 stream

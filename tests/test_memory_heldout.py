@@ -54,16 +54,21 @@ def test_every_case_ran_in_its_own_process_and_the_failure_is_named():
 
 def test_today_s_estimate_on_the_held_out_rows(heldout, rows):
     held = heldout.summary([r for r in rows if not r["probe"] and r["group"] == "heldout"])
-    assert held["cases"] == 45 and held["median_abs"] <= 4.5 and held["max_abs"] <= 36.0
-    assert held["fits_but_exceeded"] <= 12
+    assert held["cases"] == 45 and held["median_abs"] <= 4.3 and held["max_abs"] <= 36.0
+    assert held["fits_but_exceeded"] <= 11
 
 
 def test_deberta_s_attention_scales_with_length(heldout, rows):
     """The length rows: DeBERTa's disentangled attention at 128-2048 tokens (one per-score constant fitted at 256
-    tokens was +21% to +77% over at 512-2048); with the span term every length is within 7%."""
+    tokens was +21% to +77% over at 512-2048); with the span term and the per-sequence position copies every
+    length is within 5%. The held-out DeBERTa LoRA rows, which the fit did not see, include the short one the
+    allocator trace explained (64 x 64: -36% with one constant, -19% with the span term, now within 4%)."""
     deberta = [r for r in rows if r["group"] == "length" and r["model"] == "deberta-v3-base"]
     assert sorted({r["seq"] for r in deberta}) == [128, 512, 1024, 2048]
-    assert all(abs(r["error_now_pct"]) <= 7.0 for r in deberta), [(r["case"], r["error_now_pct"]) for r in deberta]
+    assert all(abs(r["error_now_pct"]) <= 5.0 for r in deberta), [(r["case"], r["error_now_pct"]) for r in deberta]
+    lora = [r for r in rows if r["group"] == "heldout" and r["model"] == "deberta-v3-base" and r["method"] == "lora"]
+    assert {r["seq"] for r in lora} >= {64, 512}
+    assert all(abs(r["error_now_pct"]) <= 4.0 for r in lora), [(r["case"], r["error_now_pct"]) for r in lora]
 
 
 def test_the_probe_measures_what_the_run_does(rows):
