@@ -94,6 +94,11 @@ allocator trace of DeBERTa-v3 LoRA 64 x 64 found 576 + 528 MB of them in 4.8 GB,
 benchmarks/results/memory_heldout/snapshots/). The two constants were refitted with this term on the calibration
 rows (all at 256 tokens) and the held-out set's length rows (128-2048 tokens): 8.5 and 3.5 bytes, from 8.5 and
 4.5 without it; benchmarks/results/memory_heldout/README.md."""
+SDPA_MASK_COPY = 1
+"""sdpa with a padding mask keeps, per layer, its own copy of the s x s mask in the matmul dtype (the memory-
+efficient kernel's attention bias, saved for its backward): s bytes x 2 per token and layer in bf16, 4 KB at
+2,048 tokens. An H200 allocator trace of SmolLM2 LoRA 6 x 2048 found one 48 MB block per layer
+(benchmarks/results/memory_heldout/snapshots/); it is what made long sequences under-estimated."""
 CPU_RUNTIME_MB = 650.0
 """Python, torch, transformers, datasets and tokenizers themselves with the run's data and Trainer: a quick-demo
 process held 731-737 MB at its first training step, 87 MB of it the weights (benchmarks/results/cpu_memory)."""
@@ -355,6 +360,8 @@ def _layer_bytes(f: _ModelFacts, s: int, e: int, rb: int, mixed: bool, attn: str
         attention += DEBERTA_POSITION_COPIES * f.relative_span * h * e / s
     elif attn == "eager":  # the softmax's output (fp32 under autocast), the 16-bit copy the next matmul keeps
         attention += f.heads * s * ((4 + e if mixed else e) + (DROPOUT_MASK_BYTES if f.dropout else 0))
+    elif SDPA_MASK_COPY:
+        attention += SDPA_MASK_COPY * e * s
     fe = rb if quantized else e  # 4-bit layers return their input's dtype: the fp32 stream
     if f.composed_gelu:  # x * 0.5 * (1 + tanh(c (x + 0.044715 x^3))) in python ops: pow's fp32 input (autocast
         act = (12 + fe) * i  # runs pow in fp32), tanh's output, and both factors of the last product
