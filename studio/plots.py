@@ -118,6 +118,11 @@ def _color(name: str, table: Mapping[str, str]) -> str:
     return table.get(str(name).lower()) or _EXTRA_COLORS[sum(map(ord, str(name))) % len(_EXTRA_COLORS)]
 
 
+def method_color(name: str) -> str:
+    """The colour of a method (or of any compared value, e.g. a grid's named setup): the same on every chart."""
+    return _color(name, METHOD_COLORS)
+
+
 def _mem_unit(largest_mb: float) -> tuple[str, float]:
     """("GB", 1024) once numbers pass 2048 MB (four-digit MB ticks read worse than 2.5 GB), else MB."""
     return ("GB", 1024.0) if largest_mb > 2048 else ("MB", 1.0)
@@ -475,15 +480,18 @@ def label_scores(per_class: Mapping[str, Any]) -> Figure:
                    showlegend=False)  # fmt: skip
 
 
-def runs_overlay(series: dict[str, list[tuple[float, float]]], metric: str, x_label: str = "step") -> Figure:
-    """One line per run of `metric` against `x_label`, to compare runs; ``series[run] = [(x, value), ...]``."""
+def runs_overlay(series: dict[str, list[tuple[float, float]]], metric: str, x_label: str = "step",
+                 colors: Mapping[str, str] | None = None) -> Figure:  # fmt: skip
+    """One line per run of `metric` against `x_label`, to compare runs; ``series[run] = [(x, value), ...]``;
+    `colors` fixes a line's colour by its name."""
     fig = go.Figure()
     hover = f"%{{fullData.name}}<br>{x_label} %{{x}}<br>{metric} %{{y:.4g}}<extra></extra>"
     for run, points in (series or {}).items():
         xs, ys = _xy(points)
         if xs:
             mode = "lines+markers" if len(xs) <= 30 else "lines"
-            fig.add_scatter(x=xs, y=ys, name=str(run), mode=mode, hovertemplate=hover)
+            line = dict(color=colors[run]) if colors and run in colors else None
+            fig.add_scatter(x=xs, y=ys, name=str(run), mode=mode, hovertemplate=hover, line=line)
     if not fig.data:
         return empty(f"No {metric} curves to compare")
     if metric == "accuracy" or metric.startswith(("f1", "precision", "recall")):  # 0..1 shares read as percents

@@ -16,7 +16,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from studio.plots import COSTS, HEIGHT, empty
+from studio.plots import COSTS, HEIGHT, empty, method_color
 
 METRIC_NAMES = {"accuracy": "accuracy", "f1_macro": "macro F1"}
 """What a study is scored by, in words: accuracy, or macro F1 when it has multi-label runs (`headline_metric`)."""
@@ -116,8 +116,11 @@ def method_comparison(rows: list[dict], group: str = "method", by: str | None = 
         means = [_mean(c, f"{metric}_mean") for c in cells.values()]
         stds = [sum(r.get(f"{metric}_std") or 0 for r in c) / len(c) for c in cells.values()]
         hover = "%{x}: %{y:.2%} (%{customdata} cells)<extra>" + str(value or "") + "</extra>"
+        # one model: each method's bar in its colour (as on the other charts); several: a colour per model
+        colors = None if by else [method_color(str(n)) for n in names]
         fig.add_bar(x=[str(n) for n in names], y=means, name=str(value or ""), hovertemplate=hover,
-                    error_y=dict(type="data", array=stds), customdata=[len(c) for c in cells.values()])  # fmt: skip
+                    error_y=dict(type="data", array=stds), customdata=[len(c) for c in cells.values()],
+                    marker_color=colors)  # fmt: skip
     low = min(min(t.y) for t in fig.data)
     name = METRIC_NAMES.get(metric, metric)
     fig.update_yaxes(tickformat=".0%", range=[max(0.0, low - 0.1), 1.0], title_text=name)
@@ -168,8 +171,8 @@ def efficiency(rows: list[dict], group: str, metric: str = "accuracy") -> go.Fig
             mine, theirs = _mean(members, f"{key}_mean"), _mean(reference, f"{key}_mean")
             ratios.append(mine / theirs if mine is not None and theirs else None)
         fig.add_bar(x=list(metrics.values()), y=ratios, name=value, text=[_ratio(v) for v in ratios],
-                    textposition="outside", hovertemplate="%{x}: %{y:.3g}x full fine-tuning<extra>" + value
-                    + "</extra>")  # fmt: skip
+                    textposition="outside", marker_color=method_color(value),
+                    hovertemplate="%{x}: %{y:.3g}x full fine-tuning<extra>" + value + "</extra>")  # fmt: skip
     if not fig.data:
         return empty("Efficiency needs full fine-tuning and another method of the same model")
     fig.add_hline(y=1, line=dict(color="#37474F", dash="dot", width=1))
@@ -194,8 +197,9 @@ def _ratio(value: float | None) -> str:
     return f"{value:.1%}" if value < 0.1 else f"{value:.2f}x"
 
 
-def curves(registry: Any, run_ids: dict[str, str], metric: str = "accuracy") -> go.Figure:
-    """Validation `metric` of runs overlaid, by epoch; `run_ids` maps a legend name to a run id."""
+def curves(registry: Any, run_ids: dict[str, str], metric: str = "accuracy", by_method: bool = False) -> go.Figure:
+    """Validation `metric` of runs overlaid, by epoch; `run_ids` maps a legend name to a run id. `by_method`:
+    the names are compared values (methods, setups), each drawn in its colour on every chart."""
     from studio.plots import runs_overlay
     from studio.runlog import LogFollower
 
@@ -203,7 +207,8 @@ def curves(registry: Any, run_ids: dict[str, str], metric: str = "accuracy") -> 
     for name, run_id in run_ids.items():
         view = LogFollower(registry.run_dir(run_id) / "metrics.jsonl").refresh()
         series[name] = [(e.get("epoch", e["step"]), e[metric]) for e in view.evals if metric in e]
-    return runs_overlay(series, f"validation {metric}", x_label="epoch")
+    colors = {name: method_color(name) for name in series} if by_method else None
+    return runs_overlay(series, f"validation {metric}", x_label="epoch", colors=colors)
 
 
 TITLES = {
@@ -260,7 +265,7 @@ def _hardest_cell_curves(registry: Any, rows: list[dict], axes: list[str], group
               if r["run_ids"] and all(r.get(a) == v for a, v in hardest.items())}  # fmt: skip
     if not chosen:
         return empty("No finished runs to draw curves of yet")
-    figure = curves(registry, chosen, metric)
+    figure = curves(registry, chosen, metric, by_method=True)
     if hardest:
         where = ", ".join(f"{v} {a.split('.')[-1].removeprefix('num_')}" for a, v in hardest.items())
         figure.update_layout(title_text=f"Validation {METRIC_NAMES.get(metric, metric)} by epoch ({where})")

@@ -186,6 +186,13 @@ def test_a_grid_report_has_every_figure_as_html_and_png(tiny_model_dir, runs_dir
     assert {t.name for t in figures["curves"].data} == {"full", "lora"}
     assert figures["curves"].layout.title.text == "Validation accuracy by epoch (80 samples, 3 labels)"
     assert [t.name for t in figures["efficiency"].data] == ["lora"]
+    # a method has one colour on every chart (the Pareto plots', the bars', the curves')
+    lora = study_plots.method_color("lora")
+    assert figures["efficiency"].data[0].marker.color == lora
+    assert {t.name: t.line.color for t in figures["curves"].data} == {"full": study_plots.method_color("full"),
+                                                                       "lora": lora}  # fmt: skip
+    assert {t.name: t.marker.color for t in figures["pareto_memory"].data}.get("lora") == lora
+    assert list(figures["methods"].data[0].marker.color) == [study_plots.method_color("full"), lora]
     paths = write_report(registry, tmp_path / "report", grid=grid)
     page, md = paths["html"].read_text(), paths["md"].read_text()
     for title in ("Efficiency vs full fine-tuning", "Accuracy vs training time", "Validation accuracy by epoch"):
