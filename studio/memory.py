@@ -64,6 +64,12 @@ CUDA_CONTEXT_MB = 760.0
 """The CUDA context and the kernels / cuBLAS workspace loaded by the first steps, outside torch's allocator:
 measured as NVML's process memory minus torch's reserved memory, 758-766 MB in every case on an H100
 (CUDA 13, torch 2.11; 612 MB right after CUDA initialises)."""
+CUBLAS_WORKSPACES_MB = 64.0
+"""Two cuBLAS workspaces of 32 MiB (torch's default on Hopper) that torch's allocator holds for the whole run: one
+for the forward pass's thread, made at its first matmul, and one for autograd's backward thread. In every H200
+allocator trace (benchmarks/results/memory_heldout/snapshots/) they were the only 32 MiB blocks, never freed;
+they are inside torch's reserve, so CUDA_CONTEXT_MB (NVML minus that reserve) leaves them out. Older GPUs get
+smaller workspaces: there this overcounts by up to ~48 MB."""
 FRAGMENTATION = 0.04
 """The caching allocator's reserve beyond what it has allocated, as a share of the allocations: 1-6% with
 adapters in the H100 measurements (calibrated) ..."""
@@ -324,7 +330,7 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
     if train.gradient_checkpointing:  # recomputing allocates and frees a layer's tensors once per layer
         reserve += CHECKPOINT_FRAGMENTATION * batch * config.data.max_length * layer
     overhead = (
-        CUDA_CONTEXT_MB * MB + reserve
+        (CUDA_CONTEXT_MB + CUBLAS_WORKSPACES_MB) * MB + reserve
         if device.kind == "cuda"
         else (CPU_RUNTIME_MB * MB + CPU_HEAP_RESERVE * activations)
     )

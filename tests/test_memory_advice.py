@@ -8,7 +8,7 @@ from studio.memory import estimate
 from studio.memory_advice import format_suggestions, suggestions
 
 SMALL = Device(kind="cuda", name="small GPU", total_mb=4096, free_mb=2500, count=1)
-MID = Device(kind="cuda", name="mid GPU", total_mb=6144, free_mb=4500, count=1)
+MID = Device(kind="cuda", name="mid GPU", total_mb=6144, free_mb=4600, count=1)
 
 
 def bert_base(**train) -> RunConfig:
