@@ -70,6 +70,11 @@ for the forward pass's thread, made at its first matmul, and one for autograd's 
 allocator trace (benchmarks/results/memory_heldout/snapshots/) they were the only 32 MiB blocks, never freed;
 they are inside torch's reserve, so CUDA_CONTEXT_MB (NVML minus that reserve) leaves them out. Older GPUs get
 smaller workspaces: there this overcounts by up to ~48 MB."""
+EAGER_BACKWARD_SCORES = 2
+"""Eager attention's backward pass holds two s x s tensors per head at once (a node's incoming and outgoing
+gradients: the cast's, the dropout's, the softmax's, fp32 under autocast) beside the saved activations: at 512
+tokens with small heads that is more than an FFN's temporaries (BACKWARD_TEMPORARIES), which the estimate counted
+alone (MiniLM IA3 eager 8 x 512 was -11% on the held-out set; -5% with it). By autograd's rules, not fitted."""
 FRAGMENTATION = 0.04
 """The caching allocator's reserve beyond what it has allocated, as a share of the allocations: 1-6% with
 adapters in the H100 measurements (calibrated) ..."""
@@ -276,6 +281,8 @@ def _activations(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, w:
     casts_one_layer = casts / f.layers
     # the backward pass of one FFN holds gradients of its i-wide tensors beside the saved activations
     transient = BACKWARD_TEMPORARIES * tokens * f.ffn_width * w.matmul
+    if attn == "eager" and not f.relative_attention:  # or its attention's, s x s per head, in fp32 under autocast
+        transient = max(transient, EAGER_BACKWARD_SCORES * tokens * f.heads * s * (4 if w.mixed else w.matmul))
     if train.gradient_checkpointing:  # each layer keeps its input; one layer at a time is recomputed
         held = tokens * (f.layers * w.stream * f.hidden + edges + layer) + (casts if ad is None else casts_one_layer)
     else:  # layers that method.freeze_layers keeps frozen record nothing for a backward pass
