@@ -45,6 +45,27 @@ def test_the_set_is_disjoint_from_the_calibration_and_spans_what_issue_26_names(
     assert {c["ckpt"] for c in held} == {True, False}
 
 
+def test_the_second_set_shares_no_configuration_with_what_the_estimate_was_fitted_or_checked_on(heldout):
+    """heldout2: measured after the first set's traces changed the estimate (that set is no longer wholly out of
+    sample), so none of its configurations may be in the calibration, the first set or the length rows."""
+    keys = ("model", "method", "batch", "seq", "ckpt", "optimizer", "placement", "r", "bits", "attn", "precision")
+    seen = [{k: c.get(k) for k in keys} for c in load("memory_validation").grid()]
+    cases = heldout.grid()
+    seen += [{k: c.get(k) for k in keys} for c in cases if c["group"] in ("heldout", "length")]
+    second = [c for c in cases if c["group"] == "heldout2"]
+    assert len(second) >= 40 and not [c for c in second if {k: c.get(k) for k in keys} in seen]
+    assert len({tuple(c.get(k) for k in keys) for c in second}) == len(second)  # no case twice
+    assert {c["model"] for c in second} == {c["model"] for c in cases if c["group"] == "heldout"}  # every family
+    assert {c["method"] for c in second} == {"full", "lora", "qlora", "ia3"}
+    assert {c["batch"] for c in second} >= {1, 256} and {c["seq"] for c in second} >= {64, 2048}
+    assert {c.get("bits", 4) for c in second if c["method"] == "qlora"} == {4, 8}
+    assert {c.get("precision") for c in second} >= {None, "fp32", "fp16"}
+    assert {c["ckpt"] for c in second} == {True, False}
+    assert {c.get("attn") for c in second} >= {None, "eager"}
+    (recheck,) = [c for c in cases if c["group"] == "recheck"]
+    assert recheck == {**cases[16], "group": "recheck"}  # the 8-bit checkpointing case, after its fix
+
+
 def test_every_case_ran_in_its_own_process_and_the_failure_is_named():
     raw = [json.loads(line) for line in ROWS.read_text().splitlines()]
     assert len({r["pid"] for r in raw}) == len(raw)
