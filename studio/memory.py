@@ -373,7 +373,7 @@ def _layer_bytes(f: _ModelFacts, s: int, e: int, rb: int, mixed: bool, attn: str
         attention += DEBERTA_POSITION_COPIES * f.relative_span * h * e / s
     elif attn == "eager":  # the softmax's output (fp32 under autocast), the 16-bit copy the next matmul keeps
         attention += f.heads * s * ((4 + e if mixed else e) + (DROPOUT_MASK_BYTES if f.dropout else 0))
-    elif SDPA_MASK_COPY:
+    elif attn == "sdpa":
         attention += SDPA_MASK_COPY * e * s
     fe = rb if quantized else e  # 4-bit layers return their input's dtype: the fp32 stream
     if f.composed_gelu:  # x * 0.5 * (1 + tanh(c (x + 0.044715 x^3))) in python ops: pow's fp32 input (autocast
