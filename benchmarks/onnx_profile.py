@@ -39,11 +39,11 @@ def profile(graph: Path, tokenizer_dir: Path, runs: int) -> dict:
     encoded = tokenizer(reviews(32), truncation=True, max_length=MAX_LENGTH, padding=True, return_tensors="np")
     with tempfile.TemporaryDirectory() as tmp:
         optimized = Path(tmp) / "optimized.onnx"
-        inference_session(graph, optimized_to=optimized)
+        as_served = inference_session(graph, optimized_to=optimized)
         ran_ops = collections.Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
         options = ort.SessionOptions()  # inference_session's settings, with the profiler on
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = inference_session(graph).get_session_options().intra_op_num_threads
+        options.intra_op_num_threads = as_served.get_session_options().intra_op_num_threads
         options.enable_profiling, options.profile_file_prefix = True, str(Path(tmp) / "profile")
         session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"],
                                        disabled_optimizers=list(DISABLED_OPTIMIZERS))  # fmt: skip

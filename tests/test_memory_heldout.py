@@ -26,12 +26,16 @@ def rows(heldout):
     return heldout.recompute(ROWS)
 
 
-def test_the_set_is_disjoint_from_the_calibration_and_spans_what_issue_26_names(heldout):
-    calibration = load("memory_validation").grid()
+def configuration(case: dict) -> tuple:
+    """What makes two cases the same measurement (the group aside)."""
     keys = ("model", "method", "batch", "seq", "ckpt", "optimizer", "placement", "r", "bits", "attn", "precision")
-    fitted = [{k: c.get(k) for k in keys} for c in calibration]
+    return tuple(case.get(k) for k in keys)
+
+
+def test_the_set_is_disjoint_from_the_calibration_and_spans_what_issue_26_names(heldout):
+    fitted = {configuration(c) for c in load("memory_validation").grid()}
     cases = heldout.grid()
-    assert not [c for c in cases if {k: c.get(k) for k in keys} in fitted]
+    assert not [c for c in cases if configuration(c) in fitted]
     held = [c for c in cases if c["group"] == "heldout"]
     assert len(held) >= 40
     assert {c["method"] for c in held} == {"full", "lora", "qlora", "ia3"}
@@ -48,13 +52,12 @@ def test_the_set_is_disjoint_from_the_calibration_and_spans_what_issue_26_names(
 def test_the_second_set_shares_no_configuration_with_what_the_estimate_was_fitted_or_checked_on(heldout):
     """heldout2: measured after the first set's traces changed the estimate (that set is no longer wholly out of
     sample), so none of its configurations may be in the calibration, the first set or the length rows."""
-    keys = ("model", "method", "batch", "seq", "ckpt", "optimizer", "placement", "r", "bits", "attn", "precision")
-    seen = [{k: c.get(k) for k in keys} for c in load("memory_validation").grid()]
     cases = heldout.grid()
-    seen += [{k: c.get(k) for k in keys} for c in cases if c["group"] in ("heldout", "length")]
+    seen = {configuration(c) for c in load("memory_validation").grid()}
+    seen |= {configuration(c) for c in cases if c["group"] in ("heldout", "length")}
     second = [c for c in cases if c["group"] == "heldout2"]
-    assert len(second) >= 40 and not [c for c in second if {k: c.get(k) for k in keys} in seen]
-    assert len({tuple(c.get(k) for k in keys) for c in second}) == len(second)  # no case twice
+    assert len(second) >= 40 and not [c for c in second if configuration(c) in seen]
+    assert len({configuration(c) for c in second}) == len(second)  # no case twice
     assert {c["model"] for c in second} == {c["model"] for c in cases if c["group"] == "heldout"}  # every family
     assert {c["method"] for c in second} == {"full", "lora", "qlora", "ia3"}
     assert {c["batch"] for c in second} >= {1, 256} and {c["seq"] for c in second} >= {64, 2048}
