@@ -59,7 +59,10 @@ OPTIMIZER_STATE_BYTES = {
 }
 """Bytes of state per trainable parameter; adamw_torch(_fused) keep two states in the parameter's dtype."""
 DROPOUT_MASK_BYTES = 1
-"""A dropout keeps a 1-byte mask of its input (two per layer: attention output and FFN output)."""
+"""A dropout keeps a 1-byte mask of its input (two per layer: attention output and FFN output) on a GPU, where
+it is one fused kernel. On a CPU it is not fused: it draws a noise tensor of its input's dtype (bernoulli, scaled)
+and multiplies, and the product keeps the noise, so there the mask weighs what its input does (`_mask_bytes`;
+counted with autograd's saved-tensor hooks on the CPU grid's LoRA run: benchmarks/results/cpu_memory)."""
 CUDA_CONTEXT_MB = 760.0
 """The CUDA context and the kernels / cuBLAS workspace loaded by the first steps, outside torch's allocator:
 measured as NVML's process memory minus torch's reserved memory, 758-766 MB in every case on an H100
@@ -112,13 +115,17 @@ efficient kernel's attention bias, saved for its backward): s bytes x 2 per toke
 (benchmarks/results/memory_heldout/snapshots/); it is what made long sequences under-estimated."""
 CPU_RUNTIME_MB = 650.0
 """Python, torch, transformers, datasets and tokenizers themselves with the run's data and Trainer: a quick-demo
-process held 731-737 MB at its first training step, 87 MB of it the weights (benchmarks/results/cpu_memory)."""
-CPU_HEAP_RESERVE = 0.6
+process held 684-752 MB at its first training step, 87 MB of it the weights (benchmarks/results/cpu_memory)."""
+CPU_RUN_GROWTH_MB = 210.0
+"""What a CPU process's RSS gains over a whole run beyond one step's high water mark, whatever the model: the heap
+fragments as steps, validation passes and checkpoints allocate and free (the quick demo peaked 1,267 MB after 12
+steps, 1,326 MB after its 125). Fitted with `CPU_HEAP_RESERVE` on whole runs."""
+CPU_HEAP_RESERVE = 0.21
 """On a CPU the process keeps part of what autograd frees (glibc's heap holds freed blocks for reuse; RSS has no
-allocator to release them to): this share of a step's activations beyond them. With it, and the gradients counted
-at the peak, the estimate came within -10% to +15% of the measured peak RSS on 2 cores (the quick demo at four
-shapes, the 28-label GoEmotions preset, SmolLM2 LoRA), against -14% to -48% before; calibrated on those six, so
-in-sample (benchmarks/cpu_memory.py, benchmarks/results/cpu_memory)."""
+allocator to release them to): this share of a step's activations beyond them. Fitted with `CPU_RUN_GROWTH_MB` on
+whole runs of the quick demo at four shapes and the 28-label GoEmotions preset (within 3.6%); on the cases held
+out of the fit, SmolLM2 LoRA and the CPU grid's two runs, within 8.6% (LoRA under: its adapters' temporaries
+churn the heap more); benchmarks/cpu_memory.py, benchmarks/results/cpu_memory."""
 SAFETY_MARGIN = 0.95
 """A config fits when its estimate stays under 95% of the free memory: room for what the estimate misses
 (other processes' allocations, allocator spikes), so "fits" and "largest batch" don't promise the last MB."""
@@ -265,16 +272,16 @@ def _activations(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, w:
     method, train, s = config.method, config.train, config.data.max_length
     tokens = batch * s
     attn = _effective_attention(config.model.attn_implementation or f.attn_implementation, f, w.cpu)
-    layer = _layer_bytes(f, s, w.matmul, w.stream, w.mixed, attn, full=ad is None, quantized=method.quantized)
+    layer = _layer_bytes(f, s, w, attn, full=ad is None, quantized=method.quantized)
     adapter_inputs = 0.0  # LoRA keeps its layers' inputs (in 16 bit) and dropout masks; IA3 its scaled tensors
     if ad is not None and ad.keeps_inputs:
-        adapter_inputs = ad.inputs * (w.matmul + (DROPOUT_MASK_BYTES if method.dropout > 0 else 0))
+        adapter_inputs = ad.inputs * (w.matmul + (_mask_bytes(w, w.matmul) if method.dropout > 0 else 0))
     elif ad is not None:
         adapter_inputs = ad.inputs * IA3_BYTES
     if method.quant_bits == 8:  # LLM.int8() layers keep their input, frozen or not
         adapter_inputs += sum(i for i, _ in f.quantized) * INT8_INPUT_BYTES
     layer += adapter_inputs / f.layers
-    edges = f.hidden * (4 + (DROPOUT_MASK_BYTES if f.dropout else 0) + (w.matmul if f.decoder else 0))
+    edges = f.hidden * (4 + (_mask_bytes(w, 4) if f.dropout else 0) + (w.matmul if f.decoder else 0))
     casts = 2 * f.matmul_params if w.mixed and w.frozen == 4 and not method.quantized else 0.0
     # Autocast caches the copies of trainable weights for the whole forward pass; frozen weights' copies are
     # kept by each matmul that used them, so checkpointing keeps one layer's.
@@ -339,7 +346,7 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
     overhead = (
         (CUDA_CONTEXT_MB + CUBLAS_WORKSPACES_MB) * MB + reserve
         if device.kind == "cuda"
-        else (CPU_RUNTIME_MB * MB + CPU_HEAP_RESERVE * activations)
+        else ((CPU_RUNTIME_MB + CPU_RUN_GROWTH_MB) * MB + CPU_HEAP_RESERVE * activations)
     )
     values = (weights, adapters, grads, states, activations, overhead)
     return dict(zip(PARTS, values, strict=True)), phase
@@ -352,14 +359,19 @@ def _effective_attention(attn: str, f: _ModelFacts, cpu: bool) -> str:
     return "eager" if cpu and attn == "sdpa" and f.attention_dropout else attn
 
 
-def _layer_bytes(f: _ModelFacts, s: int, e: int, rb: int, mixed: bool, attn: str, full: bool, quantized: bool) -> float:
+def _mask_bytes(w: _Widths, width: int) -> int:
+    """What a dropout keeps of an input `width` bytes wide: a 1-byte mask on a GPU, its noise on a CPU."""
+    return width if w.cpu else DROPOUT_MASK_BYTES
+
+
+def _layer_bytes(f: _ModelFacts, s: int, w: _Widths, attn: str, full: bool, quantized: bool) -> float:
     """Bytes one transformer layer keeps per token for the backward pass, tensor by tensor, by autograd's rules
     (checked against the H100 measurements): a matmul keeps its input only when its weight trains (full
     fine-tuning), so frozen layers keep nothing of their own; norms compute in fp32 and keep an fp32 input;
     sdpa keeps q, k, v and its output but not the s x s scores; the activation keeps its input (gated FFNs:
     also the act and up outputs for their product). With all of it 16-bit and a 4h GELU FFN, full
     fine-tuning gives Korthikanti et al.'s 34h (eq. 1 without its 5as scores term)."""
-    h, i = f.hidden, f.ffn_width
+    h, i, e, rb, mixed = f.hidden, f.ffn_width, w.matmul, w.stream, w.mixed
     norms = f.norms * h * (4 if mixed or rb == 4 or f.rms_norm else rb)
     if full and f.rms_norm:
         norms += f.norms * h * rb  # RMSNorm's weight multiplies apart: its gradient needs the normalised input
@@ -371,8 +383,13 @@ def _layer_bytes(f: _ModelFacts, s: int, e: int, rb: int, mixed: bool, attn: str
         # per sequence, not per token: the position keys and queries, repeated for every sequence of the batch
         # before their bmm (which keeps them): 2 x (heads x span x head_dim) each, spread over its s tokens
         attention += DEBERTA_POSITION_COPIES * f.relative_span * h * e / s
-    elif attn == "eager":  # the softmax's output (fp32 under autocast), the 16-bit copy the next matmul keeps
-        attention += f.heads * s * ((4 + e if mixed else e) + (DROPOUT_MASK_BYTES if f.dropout else 0))
+    elif attn == "eager":  # the softmax's output (fp32 under autocast) and what the next matmul keeps: its
+        # 16-bit copy under autocast, or (counted on a CPU, where autograd's saved tensors were counted) dropout's
+        # output; and dropout's mask. On a GPU in fp32 the one held-out row that has it measured 1.7% under
+        # without the dropout output, 4.5% over with it: left as measured until an allocator trace says
+        probs = 4 if mixed else e
+        kept = e if mixed or (f.attention_dropout and w.cpu) else 0
+        attention += f.heads * s * (probs + kept + (_mask_bytes(w, probs) if f.attention_dropout else 0))
     elif attn == "sdpa":
         attention += SDPA_MASK_COPY * e * s
     fe = rb if quantized else e  # 4-bit layers return their input's dtype: the fp32 stream
@@ -384,7 +401,7 @@ def _layer_bytes(f: _ModelFacts, s: int, e: int, rb: int, mixed: bool, attn: str
     if full:  # q/k/v (and gate/up) read one input; an fp32 stream under autocast is cast once per reader
         copies = (f.attention_inputs, f.ffn_inputs) if mixed and rb == 4 else (1, 1)
         inputs = e * h * sum(copies) + e * i  # the output projection reads sdpa's output, already kept
-    masks = 2 * h * DROPOUT_MASK_BYTES if f.dropout else 0
+    masks = 2 * h * _mask_bytes(w, e) if f.dropout else 0
     return norms + attention + act + inputs + masks
 
 
@@ -441,8 +458,9 @@ def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
     notes.append(f"{attn} attention: the {s} x {s} attention scores are {'' if attn == 'eager' else 'not '}stored{why}")
     if device.kind == "cpu":
         notes.append(f"counts the training process's peak RSS: Python and its libraries with the data "
-                     f"(~{CPU_RUNTIME_MB:.0f} MB), the weights, gradients and optimizer states, the activations, and "
-                     f"{CPU_HEAP_RESERVE:.0%} of them again for what the heap keeps after autograd frees it; "
+                     f"(~{CPU_RUNTIME_MB:.0f} MB), the weights, gradients and optimizer states, the activations, "
+                     f"{CPU_HEAP_RESERVE:.0%} of them again for what the heap keeps after autograd frees it, and "
+                     f"~{CPU_RUN_GROWTH_MB:.0f} MB the heap gains over a whole run; "
                      "dataloader worker processes are not counted")  # fmt: skip
     if train.gradient_checkpointing:
         notes.append("gradient checkpointing: each layer keeps only its input; one layer at a time is recomputed")
