@@ -65,25 +65,25 @@ def gpu_grid(runs: int) -> Grid:
     return grid
 
 
-from load_sampler import LoadSampler  # noqa: E402 - after the path set-up above
 
-
-def killer(registry: Registry, killed: list[dict], stop: threading.Event) -> None:
-    """SIGKILL the Ray worker (parent of the training process) of the first running run with a checkpoint."""
+def killer(registry: Registry, killed: list[dict], stop: threading.Event, last: str | None = None) -> None:
+    """SIGKILL the Ray worker (the parent of the training process) of the first running run with a complete
+    checkpoint, and record which (`last`: a checkpoint that is the run's final one, never killed after: the run is
+    ending, so a kill then might land after its end). The benchmark's and tests/test_ray_sweep.py's killer."""
     import psutil
 
     while not stop.is_set():
         for record in registry.list(status="running"):
             checkpoint = last_checkpoint(registry.run_dir(record.id))
-            if checkpoint is None or record.pid is None:
+            if checkpoint is None or checkpoint.name == last or record.pid is None:
                 continue
             try:
                 worker = psutil.Process(record.pid).parent()
                 if worker is None or "ray" not in " ".join(worker.cmdline()).lower():
-                    continue
+                    continue  # the task's Ray worker only, never a process of ours
             except psutil.Error:
                 continue
-            killed.append({"run_id": record.id, "checkpoint": checkpoint.name, "at": time.time()})
+            killed.append({"run_id": record.id, "checkpoint": checkpoint.name, "child": record.pid, "at": time.time()})
             os.kill(worker.pid, signal.SIGKILL)
             return
         time.sleep(0.2)
@@ -109,6 +109,8 @@ def run_grid(grid: Grid, runs_dir: Path, *, ray: RayPlacement | None = None, slo
     thread = threading.Thread(target=killer, args=(registry, killed, stop), daemon=True)
     if kill:
         thread.start()
+    from load_sampler import LoadSampler  # beside this script (tests load this file as a module)
+
     with LoadSampler(every=2.0) as load:
         t0 = time.time()
         state = sweep.execute()

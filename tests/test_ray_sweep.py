@@ -13,8 +13,8 @@ import time
 from collections import Counter
 
 import pytest
+from bench_modules import load
 
-from studio.checkpoints import last_checkpoint
 from studio.cli import main
 from studio.errors import StudioError
 from studio.registry import Registry
@@ -48,28 +48,6 @@ def cluster():
     c.shutdown()
 
 
-def kill_a_worker_after_a_checkpoint(registry: Registry, killed: list[dict], stop: threading.Event) -> None:
-    """SIGKILL the Ray worker (the parent of the training process) of the first run that has a complete
-    checkpoint and is still training; record which."""
-    import psutil
-
-    while not stop.is_set():
-        for record in registry.list(status="running"):
-            checkpoint = last_checkpoint(registry.run_dir(record.id))
-            if checkpoint is None or checkpoint.name == "checkpoint-12" or record.pid is None:
-                continue  # none yet, or the run's last (it is ending: a kill now might land after its end)
-            try:
-                worker = psutil.Process(record.pid).parent()
-                cmdline = " ".join(worker.cmdline())
-            except (psutil.Error, AttributeError):
-                continue
-            assert "ray" in cmdline.lower(), cmdline  # the task's worker, not the test
-            killed.append({"run_id": record.id, "checkpoint": checkpoint.name, "child": record.pid})
-            os.kill(worker.pid, signal.SIGKILL)
-            return
-        time.sleep(0.2)
-
-
 @pytest.mark.slow
 def test_a_grid_on_two_workers_survives_a_killed_worker(cluster, tiny_model_dir, runs_dir):
     registry = Registry(runs_dir)
@@ -79,7 +57,8 @@ def test_a_grid_on_two_workers_survives_a_killed_worker(cluster, tiny_model_dir,
                   ray=RayPlacement(cluster.address, workers=1, max_retries=2))  # fmt: skip
     killed: list[dict] = []
     stop = threading.Event()
-    killer = threading.Thread(target=kill_a_worker_after_a_checkpoint, args=(registry, killed, stop), daemon=True)
+    kill = load("ray_sweep").killer  # the benchmark's killer; never after the last checkpoint (12)
+    killer = threading.Thread(target=kill, args=(registry, killed, stop, "checkpoint-12"), daemon=True)
     killer.start()
     try:
         state = sweep.execute()
