@@ -1,7 +1,7 @@
 """Setup time of a training run: from process start to the Trainer's first step, phase by phase, cold.
 
     python benchmarks/setup_time.py --out benchmarks/results/setup_time/NAME [--repeats 3] [--train 16000]
-                                    [--model bert-base] [--warm-cache] [--profile]
+                                    [--model bert-base] [--warm-cache] [--warm-process] [--profile]
 
 The workload is benchmarks/train_speed.py's (bert-base's architecture with random weights saved to a folder,
 16,000 training + 2,000 validation + 2,000 test IMDb-like reviews at 256 tokens, `train.speed=fast`). Each
@@ -108,7 +108,6 @@ def child(args: argparse.Namespace) -> None:
             _dump(profiler, Path(args.profile_to))
         os._exit(0)
 
-    recipe.ClassifierRecipe.train = first_step
     if args.as_h200:  # the speed plan as on an H200 (LoRA, batch 128, bf16): what the GPU run loads and builds
         import studio.hardware as hardware
 
@@ -118,6 +117,12 @@ def child(args: argparse.Namespace) -> None:
     config = RunConfig.from_yaml(Path(studio.__file__).parents[1] / "presets" / spec["preset"]).with_overrides(
         spec["overrides"]
     )
+    if args.warm_process:  # as the app's second run: one untimed run of the same config first, in this process
+        recipe.ClassifierRecipe.train = _stop_warm_up
+        training.Run(config, Registry(Path(f"{args.runs}-warm-up"))).execute()  # ends at its first step
+        marks.clear()
+        args.t0 = time.time()  # the timed run starts here: nothing left to import
+    recipe.ClassifierRecipe.train = first_step
     run = training.Run(config, Registry(Path(args.runs)))
     seen: list = []
     emit = run.emit
@@ -139,6 +144,14 @@ def child(args: argparse.Namespace) -> None:
     sys.exit(1)
 
 
+class _WarmedUp(Exception):
+    """Ends the warm-up run at its first step (the run records it as failed; nothing else is kept of it)."""
+
+
+def _stop_warm_up(self, *a, **k):
+    raise _WarmedUp("warm-up done")
+
+
 def _dump(profiler, path: Path) -> None:
     import io
     import pstats
@@ -152,10 +165,11 @@ def _dump(profiler, path: Path) -> None:
 
 
 def run_once(config: Path, runs: Path, profile_to: Path | None = None, as_h200: bool = False,
-             root: Path | None = None, no_overlap: bool = False) -> dict:  # fmt: skip
+             root: Path | None = None, no_overlap: bool = False, warm_process: bool = False) -> dict:  # fmt: skip
     t0 = time.time()
     cmd = [sys.executable, __file__, "--child", "--config", str(config), "--runs", str(runs), "--t0", repr(t0)]
     cmd += ["--as-h200"] if as_h200 else []
+    cmd += ["--warm-process"] if warm_process else []
     cmd += ["--no-overlap"] if no_overlap else []
     cmd += ["--root", str(root)] if root else []
     if profile_to:
@@ -188,6 +202,10 @@ def main() -> int:
     parser.add_argument("--serial", action="store_true",
                         help="each repeat also times this code with tokenization after the model load, not in "
                              "the background (code `serial`): what the overlap alone buys")  # fmt: skip
+    parser.add_argument("--warm-process", action="store_true",
+                        help="each repeat also times a run in a process that has already set up one run of the "
+                             "same config (code `warm-process`: the app's second run; its tokenization cache "
+                             "still cold): what setup is once the libraries are imported")  # fmt: skip
     parser.add_argument("--no-overlap", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
@@ -224,12 +242,14 @@ def main() -> int:
     rows = []
     codes = [("baseline", args.baseline)] if args.baseline else []
     codes += [("serial", None)] if args.serial else []
+    codes += [("warm-process", None)] if args.warm_process else []
     codes += [("this", None)]
     for i in range(args.repeats):
         for code, root in codes:
             runs = work / ("runs-warm" if args.warm_cache else f"runs-{code}-{i}")
             row = {"code": code, "repeat": i, **run_once(config_path, runs, as_h200=args.as_h200, root=root,
-                                                         no_overlap=code == "serial")}  # fmt: skip
+                                                         no_overlap=code == "serial",
+                                                         warm_process=code == "warm-process")}  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.profile:
@@ -259,7 +279,8 @@ def _write(out: Path, rows: list[dict], args: argparse.Namespace) -> None:
             md.append(f"| {p} | " + " | ".join(cells) + " |")
     loads = [r["load_1min_before"] for r in rows] + [r["load_1min_after"] for r in rows] or [os.getloadavg()[0]]
     cache = "warm (a second run of the same data)" if args.warm_cache else "cold (a fresh runs folder per repeat)"
-    md.append(f"\n{args.repeats} repeats of each, each a fresh process; tokenization cache {cache}; "
+    warm = " (warm-process: after one untimed run of the same config in that process)" if args.warm_process else ""
+    md.append(f"\n{args.repeats} repeats of each, each a fresh process{warm}; tokenization cache {cache}; "
               f"1-min load average {min(loads):.2f}-{max(loads):.2f} on {os.cpu_count()} CPUs.")  # fmt: skip
     (out / "setup_time.md").write_text("\n".join(md) + "\n")
     cpu = next((x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
@@ -268,7 +289,8 @@ def _write(out: Path, rows: list[dict], args: argparse.Namespace) -> None:
            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "train": args.train, "model": args.model,
            "warm_cache": args.warm_cache, "as_h200": args.as_h200, "baseline": str(args.baseline or ""),
-           "serial": args.serial, "extra_overrides": args.set, "load_averages": loads}  # fmt: skip
+           "serial": args.serial, "warm_process": args.warm_process, "extra_overrides": args.set,
+           "load_averages": loads}  # fmt: skip
     (out / "environment.json").write_text(json.dumps(env, indent=2))
     print("\n".join(md))
 
