@@ -446,6 +446,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         print(f"Probe: {r.steps} real steps with full-length batches: measured peak {r.measured_mb:,.0f} MB "
               f"({r.measured_kind}) vs estimate {r.estimate.total_mb:,.0f} MB ({r.error_pct:+.1f}%){largest}; "
               f"{r.seconds:.0f} s")  # fmt: skip
+        if r.measured_kind == "process_rss":
+            print("  on a CPU a whole run's RSS grows ~5-15% past its first steps as the heap fragments: the estimate "
+                  "counts that growth, the probe's steps do not")  # fmt: skip
     return 0
 
 

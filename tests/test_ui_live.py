@@ -320,6 +320,7 @@ def test_probe_measures_beside_the_estimate(live):
     app, client = live
     text = client.predict(api_name="/probe", **form(app, "probe", train__batch_size=4))[0]  # (the text, a message)
     assert "Measured" in text and "the process's memory (RSS)" in text and "estimate" in text and "3 steps" in text
+    assert "this page's own included" in text  # on a CPU: what RSS holds, and the growth 3 steps do not show
     assert all(r.name != "probe" for r in app.studio.registry.list())  # the probe trains in a temp folder
 
 

@@ -31,6 +31,10 @@ from studio.ui.form import ConfigForm, comma_list, joined
 from studio.ui.formatting import gigabytes, lr_find_md
 from studio.ui.session import Session, handler
 
+CPU_PROBE_NOTE = (
+    " On a CPU this is the whole process's memory, this page's own included, and a whole run's grows ~5-15% past"
+    " its first steps as the heap fragments: the estimate counts that growth, 3 steps do not show it."
+)
 MEASURED = {"process_rss": "the process's memory (RSS)", "cuda_device": "GPU memory reserved by torch + CUDA context"}
 """The probe's kinds of measurement (`studio.probe`) as the page says them."""
 
@@ -403,7 +407,7 @@ def measure_steps(session: Session, tab: ModelTab, values: dict[Any, Any]) -> di
         f"**Measured** {r.measured_mb:,.0f} MB ({MEASURED.get(r.measured_kind, r.measured_kind)}) in {r.steps} "
         "steps with "
         f"full-length batches vs **estimate** {r.estimate.total_mb:,.0f} MB ({r.error_pct:+.1f}%){largest} · "
-        f"{r.seconds:.0f} s  \n{error_words(r.error_pct)}"
+        f"{r.seconds:.0f} s  \n{error_words(r.error_pct)}{CPU_PROBE_NOTE if r.measured_kind == 'process_rss' else ''}"
     )}  # fmt: skip
 
 
