@@ -447,8 +447,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
               f"({r.measured_kind}) vs estimate {r.estimate.total_mb:,.0f} MB ({r.error_pct:+.1f}%){largest}; "
               f"{r.seconds:.0f} s")  # fmt: skip
         if r.measured_kind == "process_rss":
-            print("  on a CPU a whole run's RSS grows ~5-15% past its first steps as the heap fragments: the estimate "
-                  "counts that growth, the probe's steps do not")  # fmt: skip
+            print("  on a CPU a whole run's RSS grows past its first steps as the heap fragments (3-16% more from 12 "
+                  "steps to the end, measured): the estimate counts that growth, the probe's steps do not")  # fmt: skip
     return 0
 
 
