@@ -412,7 +412,7 @@ def test_the_newcomer_journey(page, shots):
     page.get_by_role("option", name=run_id).first.click()
     page.locator("#run-details").get_by_role("heading", name="Test accuracy").wait_for()
     page.get_by_text("Export: download, merge, push to the Hub").click()
-    page.locator("#resume").get_by_text("only an interrupted run (this one is stopped)").wait_for()
+    page.locator("#resume").get_by_text("Resume: only interrupted runs").wait_for()
     assert page.locator("#resume").is_disabled()  # nothing to resume: it says why
     assert page.locator("#merge").is_enabled()  # a LoRA run that ended: its adapter can be merged
     page.screenshot(path=shots / "journey-4-runs.png", full_page=True)

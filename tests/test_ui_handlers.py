@@ -731,7 +731,7 @@ def test_resume_and_merge_are_offered_only_where_they_work(runs_dir):
     full = registry.create(RunConfig.from_dict({"name": "full", "method": {"name": "full"}})).id
     finish(registry, full)
     resume, merge = runs_tab.actions_for(session, full)
-    assert resume["interactive"] is False and "only an interrupted run (this one is completed)" in resume["value"]
+    assert resume["interactive"] is False and resume["value"] == "Resume: only interrupted runs"
     assert merge["interactive"] is False and "a full fine-tune is already a plain model" in merge["value"]
     lora = registry.create(RunConfig.from_dict({"name": "lora", "method": {"name": "lora"}})).id
     registry.update(lora, status="interrupted")

@@ -318,9 +318,10 @@ def actions_for(session: Session, run_id: str | None) -> tuple[Any, Any]:
         return gr.update(value=RESUME, interactive=False), gr.update(value=MERGE, interactive=False)
     record = session.registry.get(run_id)
     if record.status != "interrupted":
-        resume = gr.update(value=f"Resume: only an interrupted run (this one is {record.status})", interactive=False)
+        # short enough for the button (the run's status is in the table beside it)
+        resume = gr.update(value="Resume: only interrupted runs", interactive=False)
     elif last_checkpoint(session.registry.run_dir(run_id)) is None:
-        resume = gr.update(value="Resume: no checkpoint saved (train.checkpoint_steps)", interactive=False)
+        resume = gr.update(value="Resume: no checkpoint saved", interactive=False)
     else:
         resume = gr.update(value=RESUME, interactive=True)
     if record.method == "full":
