@@ -577,6 +577,10 @@ def pareto(points: list[dict], cost: str = "peak_memory_mb") -> Figure:
     low, high = min(p["accuracy"] for p in usable), max(p["accuracy"] for p in usable)
     pad = max(0.02, (high - low) * 0.15)  # accuracy lives in 0..1: never let autorange show -50% or 150%
     fig.update_yaxes(tickformat=".1%", range=[max(0.0, low - pad), min(1.0, high + pad) + 0.01])
+    cheap, dear = min(p[cost] for p in usable) / scale, max(p[cost] for p in usable) / scale
+    # runs of (nearly) one cost: a span of +-10% instead of autorange's, which ticked 1,486.5 MB for one run
+    room = max(0.1 * dear, 0.15 * (dear - cheap))
+    fig.update_xaxes(range=[max(0.0, cheap - room), dear + room])
     return _layout(fig, f"Accuracy vs {COSTS[cost]}", x_title=f"{COSTS[cost]} ({unit})", y_title="accuracy",
                    hovermode="closest")  # fmt: skip
 

@@ -328,6 +328,16 @@ def test_pareto_accuracy_axis_stays_within_0_and_100_percent():
     assert tuple(fig.layout.yaxis.range) == (0.0, 1.01)
 
 
+def test_pareto_cost_axis_gives_one_run_room_to_read():
+    """One run (or runs of nearly one cost): +-10% around it, not autorange's 1 MB span with half-MB ticks."""
+    fig = plots.pareto([{"run": "only", "accuracy": 0.81, "peak_memory_mb": 1487.0, "method": "full"}])
+    assert fig.layout.xaxis.range == pytest.approx((1487 * 0.9, 1487 * 1.1))
+    fig = plots.pareto([{"run": "a", "accuracy": 0.8, "peak_memory_mb": 100, "method": "lora"},
+                        {"run": "b", "accuracy": 0.9, "peak_memory_mb": 900, "method": "full"}])  # fmt: skip
+    low, high = fig.layout.xaxis.range
+    assert low == 0.0 and high == pytest.approx(900 + 0.15 * 800)  # never below 0 MB
+
+
 def test_live_curves_are_redrawn_within_their_share_of_the_time():
     from studio.plots import REDRAW_MAX_WAIT_S, REDRAW_SHARE, redraw_due
 
