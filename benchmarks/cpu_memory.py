@@ -78,14 +78,17 @@ def child(case: str, runs: Path) -> dict:
             "rss_at_first_step_mb": round(max(r for t, r in samples if t <= first))}  # fmt: skip
 
 
-def estimated(case: str) -> dict:
+def estimated(row: dict) -> dict:
+    """`row` (a measured case) with today's estimate for its config on this CPU and its error against the peak."""
     from studio.hardware import detect
     from studio.memory import estimate
 
-    config = config_of(case)
-    labels = 28 if CASES[case][0].startswith("goemotions") else 2
+    config = config_of(row["case"])
+    labels = 28 if CASES[row["case"]][0].startswith("goemotions") else 2
     e = estimate(config, labels, detect())
-    return {"estimate_mb": round(e.total_mb), "parts_mb": {k: round(v) for k, v in e.parts.items()}}
+    total = round(e.total_mb)  # the error of the figure the table shows
+    return {**row, "estimate_mb": total, "parts_mb": {k: round(v) for k, v in e.parts.items()},
+            "error_pct": round(100 * (total - row["peak_rss_mb"]) / row["peak_rss_mb"], 1)}  # fmt: skip
 
 
 def main() -> int:
@@ -103,18 +106,16 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.recompute:  # the measurements and their environment stay as measured
         measured = json.loads((out / "cpu_memory.json").read_text())
-        for row in measured["cases"]:
-            rows.append(row | estimated(row["case"]))
-            rows[-1]["error_pct"] = round(100 * (rows[-1]["estimate_mb"] - row["peak_rss_mb"]) / row["peak_rss_mb"], 1)
+        rows = [estimated(row) for row in measured["cases"]]
         write(out, rows, measured["environment"])
         return 0
     for case in args.only.split(",") if args.only else CASES:
         with tempfile.TemporaryDirectory() as runs:
             done = subprocess.run([sys.executable, __file__, "--child", case, "--runs", runs], capture_output=True,
                                   text=True, check=True)  # fmt: skip
-        row = {**json.loads(done.stdout.strip().splitlines()[-1]), **estimated(case),
-               "load_average": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
-        row["error_pct"] = round(100 * (row["estimate_mb"] - row["peak_rss_mb"]) / row["peak_rss_mb"], 1)
+        measured = {**json.loads(done.stdout.strip().splitlines()[-1]),
+                    "load_average": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+        row = estimated(measured)
         rows.append(row)
         print(json.dumps(row), flush=True)
     write(out, rows)
@@ -124,8 +125,10 @@ def main() -> int:
 def write(out: Path, rows: list[dict], env: dict | None = None) -> None:
     import torch
 
+    from studio.hardware import cpu_name
+
     env = env or {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
-                  "cpu": _cpu_name(), "torch": torch.__version__, "python": platform.python_version()}  # fmt: skip
+                  "cpu": cpu_name(), "torch": torch.__version__, "python": platform.python_version()}  # fmt: skip
     (out / "cpu_memory.json").write_text(json.dumps({"environment": env, "cases": rows}, indent=2) + "\n")
     lines = [
         "| case | set | preset and overrides | steps | peak RSS | at the first step | estimate | error |",
@@ -139,13 +142,6 @@ def write(out: Path, rows: list[dict], env: dict | None = None) -> None:
             f"{r['rss_at_first_step_mb']:,} MB | {r['estimate_mb']:,} MB | {r['error_pct']:+.1f}% |"
         )
     (out / "cpu_memory.md").write_text("\n".join(lines) + "\n")
-
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

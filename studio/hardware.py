@@ -91,7 +91,7 @@ def detect() -> Device:
         except nvml.NVMLError:
             pass
     ram = psutil.virtual_memory()
-    return Device(kind="cpu", name=_cpu_name(), total_mb=ram.total / _MB, free_mb=ram.available / _MB, count=0)
+    return Device(kind="cpu", name=cpu_name(), total_mb=ram.total / _MB, free_mb=ram.available / _MB, count=0)
 
 
 @functools.cache  # the precision of every run and estimate on a CPU asks; the CPU does not change
@@ -109,7 +109,8 @@ def cpu_has_bf16() -> bool:
 
 
 @functools.cache  # detect() runs on every knob change of the live estimate; the CPU's name does not change
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform says."""
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith("model name"):
