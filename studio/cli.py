@@ -429,7 +429,7 @@ def _rich_table(section: Section) -> Any:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from studio.memory import format_estimate
     from studio.memory_advice import format_suggestions, suggestions
-    from studio.probe import probe
+    from studio.probe import CPU_RUN_GROWTH, probe
     from studio.speed_plan import planned_estimate
 
     e, speed = planned_estimate(load_config(args.preset, args.set), args.labels)
@@ -447,8 +447,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
               f"({r.measured_kind}) vs estimate {r.estimate.total_mb:,.0f} MB ({r.error_pct:+.1f}%){largest}; "
               f"{r.seconds:.0f} s")  # fmt: skip
         if r.measured_kind == "process_rss":
-            print("  on a CPU a whole run's RSS grows past its first steps as the heap fragments (3-16% more from 12 "
-                  "steps to the end, measured): the estimate counts that growth, the probe's steps do not")  # fmt: skip
+            print(f"  on a CPU {CPU_RUN_GROWTH}")
     return 0
 
 

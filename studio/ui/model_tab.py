@@ -31,11 +31,6 @@ from studio.ui.form import ConfigForm, comma_list, joined
 from studio.ui.formatting import gigabytes, lr_find_md
 from studio.ui.session import Session, handler
 
-CPU_PROBE_NOTE = (
-    " On a CPU this is the whole process's memory, this page's own included, and a whole run's grows past its"
-    " first steps as the heap fragments (3-16% more from 12 steps to the end, measured): the estimate counts that"
-    " growth, 3 steps do not show it."
-)
 MEASURED = {"process_rss": "the process's memory (RSS)", "cuda_device": "GPU memory reserved by torch + CUDA context"}
 """The probe's kinds of measurement (`studio.probe`) as the page says them."""
 
@@ -398,17 +393,21 @@ def apply_advice(session: Session, tab: ModelTab, index: int, items: list[dict[s
 @guard
 def measure_steps(session: Session, tab: ModelTab, values: dict[Any, Any]) -> dict[Any, Any]:
     """Train 3 real steps of what would train and compare the measured peak with the estimate."""
+    from studio.probe import CPU_RUN_GROWTH
     from studio.speed_plan import planned_estimate
 
     num_labels = session.labels(values)
     _, speed = planned_estimate(session.read(values), num_labels, train_rows=values.get(session.train_rows))
     r = session.jobs.probe(speed.config, num_labels)  # measure what would train
     largest = f" · largest batch from the measurement ~{r.largest_batch:,}" if r.largest_batch else ""
+    cpu_note = ""
+    if r.measured_kind == "process_rss":
+        cpu_note = f" On a CPU this is the whole process's memory, this page's own included, and {CPU_RUN_GROWTH}."
     return {tab.probe_text: (
         f"**Measured** {r.measured_mb:,.0f} MB ({MEASURED.get(r.measured_kind, r.measured_kind)}) in {r.steps} "
         "steps with "
         f"full-length batches vs **estimate** {r.estimate.total_mb:,.0f} MB ({r.error_pct:+.1f}%){largest} · "
-        f"{r.seconds:.0f} s  \n{error_words(r.error_pct)}{CPU_PROBE_NOTE if r.measured_kind == 'process_rss' else ''}"
+        f"{r.seconds:.0f} s  \n{error_words(r.error_pct)}{cpu_note}"
     )}  # fmt: skip
 
 
