@@ -65,7 +65,6 @@ def gpu_grid(runs: int) -> Grid:
     return grid
 
 
-
 def killer(registry: Registry, killed: list[dict], stop: threading.Event, last: str | None = None) -> None:
     """SIGKILL the Ray worker (the parent of the training process) of the first running run with a complete
     checkpoint, and record which (`last`: a checkpoint that is the run's final one, never killed after: the run is
