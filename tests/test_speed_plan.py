@@ -201,13 +201,14 @@ def test_the_model_tab_shows_each_choice_of_the_plan(tiny_model_dir):
     assert "as_set" in text  # how to override: train exactly the form
 
 
-def test_grouped_batches_pad_to_a_few_shapes_never_past_max_length():
+def test_grouped_or_compiled_batches_pad_to_a_few_shapes_never_past_max_length():
     from studio.config import TrainConfig
     from studio.hf_trainer import LENGTH_BUCKET
     from studio.hf_trainer import pad_multiple as _pad_multiple
 
-    grouped, plain = TrainConfig(length_grouping=True), TrainConfig()
+    grouped, compiled, plain = TrainConfig(length_grouping=True), TrainConfig(torch_compile=True), TrainConfig()
     assert _pad_multiple(grouped, "bf16", 256) == LENGTH_BUCKET == 64
+    assert _pad_multiple(compiled, "bf16", 256) == _pad_multiple(compiled, "fp32", 256) == LENGTH_BUCKET
     assert _pad_multiple(grouped, "bf16", 510) == 8  # RoBERTa's 510 usable positions: 64 would pad to 512
     assert _pad_multiple(plain, "bf16", 256) == 8 and _pad_multiple(plain, "fp32", 256) is None
 
