@@ -10,7 +10,7 @@ from studio.architectures import CATALOGUE
 from studio.config import RunConfig
 from studio.errors import ModelError
 from studio.hardware import Device
-from studio.memory import PARTS, SAFETY_MARGIN, estimate, format_estimate
+from studio.memory import PARTS, estimate, format_estimate, usable_mb
 from studio.models import build_model
 
 LABELS = ["neg", "neu", "pos"]
@@ -194,7 +194,7 @@ def test_fits_and_largest_batch_on_a_small_gpu():
     def total_at(batch: int) -> float:
         return estimate(qlora.with_overrides([f"train.batch_size={batch}"]), device=small).total_mb
 
-    usable = small.free_mb * SAFETY_MARGIN  # a safety margin: the last 5% of free memory is not promised
+    usable = usable_mb(small)  # safety margins: the last 5% of free memory and 128 MB are not promised
     assert total_at(e.largest_batch) <= usable < total_at(e.largest_batch + 1)
 
 

@@ -14,6 +14,7 @@ from bench_modules import load
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = ROOT / "benchmarks" / "results" / "memory_heldout" / "rows.jsonl"
+ROWS2 = ROOT / "benchmarks" / "results" / "memory_heldout2" / "rows.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +78,34 @@ def test_every_case_ran_in_its_own_process_and_the_failure_is_named():
 
 
 def test_today_s_estimate_on_the_held_out_rows(heldout, rows):
+    """The one "fits" left wrong is case 16, measured before the reentrant-checkpointing fix: the second set's
+    recheck row measured the same config after it (+6.9%)."""
     held = heldout.summary([r for r in rows if not r["probe"] and r["group"] == "heldout"])
-    assert held["cases"] == 45 and held["median_abs"] <= 2.5 and held["max_abs"] <= 34.0
-    assert held["fits_but_exceeded"] <= 5
+    assert held["cases"] == 45 and held["median_abs"] <= 2.1 and held["max_abs"] <= 34.0
+    assert [r["case"] for r in rows if r["group"] == "heldout" and heldout.summary([r])["fits_but_exceeded"]] == [16]
+
+
+def test_the_second_held_out_set_meets_the_median_and_fits_goals(heldout):
+    """heldout2, measured blind (report_blind.md: median 2.2%, max 12.1%, 3 "fits" wrong). Since then the phases'
+    reuse term (fitted on the calibration rows) and the 128-MB allowance (set from both held-out sets) changed
+    the estimate, so these rows are no longer out of sample. Issue 26's max <= 8% is not met (9.3%: DeBERTa LoRA
+    with checkpointing, over; MiniLM IA3 32 x 256, -8.6%, under)."""
+    second = heldout.recompute(ROWS2)
+    s = heldout.summary([r for r in second if r["group"] == "heldout2"])
+    assert s["cases"] == 44 and s["median_abs"] <= 3.0 and s["fits_but_exceeded"] == 0
+    assert s["max_abs"] <= 9.4 and s["worst_under"] >= -8.6
+    (recheck,) = [r for r in second if r["group"] == "recheck"]
+    assert recheck["case"] == 112 and 0 <= recheck["error_now_pct"] <= 8.0  # case 16's config, after its fix
+
+
+def test_fits_is_never_wrong_on_a_calibration_row():
+    validation = load("memory_validation")
+    from studio.memory import SAFETY_MARGIN, SAFETY_MB
+
+    over = [
+        r["label"] for r in validation.recompute() if r["measured_mb"] > (r["estimate_mb"] + SAFETY_MB) / SAFETY_MARGIN
+    ]
+    assert not over
 
 
 def test_every_length_row_is_within_4_percent_and_none_said_fits_wrongly(heldout, rows):

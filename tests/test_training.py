@@ -245,12 +245,12 @@ def test_out_of_memory_mid_training_fails_with_the_estimate_and_a_fix_then_the_n
 
     from studio import failures, hardware
     from studio.hardware import Device
-    from studio.memory import SAFETY_MARGIN, estimate
+    from studio.memory import SAFETY_MARGIN, SAFETY_MB, estimate
 
     config = tiny_config(tiny_model_dir("bert"), "full", max_steps=4, batch_size=16)
     need = estimate(config, 2, hardware.detect()).total_mb
     need_at_2 = estimate(config.with_overrides(["train.batch_size=2"]), 2, hardware.detect()).total_mb
-    free = (need + need_at_2) / 2 / SAFETY_MARGIN  # batch 16 does not fit, a smaller one does
+    free = ((need + need_at_2) / 2 + SAFETY_MB) / SAFETY_MARGIN  # batch 16 does not fit, a smaller one does
     small = Device("cpu", "small", free, free, 0)
     monkeypatch.setattr(hardware, "detect", lambda: small)
     real_step, calls, models = Trainer.training_step, [], []
