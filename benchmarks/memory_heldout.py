@@ -162,6 +162,40 @@ def third_set() -> list[dict]:
         _c("gpt2-xl", "lora", 16, 128, ckpt=True, group=h), _c("gpt2-xl", "ia3", 2, 1024, group=h),
         _c("gpt2-xl", "full", 2, 128, group=h),
     ]  # fmt: skip
+    return cases + fourth_set()
+
+
+def fourth_set() -> list[dict]:
+    """A fourth held-out set (group heldout4), measured once after the third set's allocator trace added IA3's fp32
+    backward tensors (and the third showed a DeBERTa checkpointing change wrong, reverted unmeasured): none of its
+    configurations was measured before. The final, blind judge of issue 26's goals."""
+    h = "heldout4"
+    cases = [
+        _c("minilm-l6", "full", 8, 256, group=h), _c("minilm-l6", "ia3", 128, 64, group=h),
+        _c("minilm-l6", "lora", 64, 384, attn="eager", group=h), _c("minilm-l6", "qlora", 32, 512, bits=8, group=h),
+        _c("bert-base", "full", 3, 384, group=h), _c("bert-base", "ia3", 8, 512, attn="eager", group=h),
+        _c("bert-base", "lora", 24, 128, precision="fp16", group=h),
+        _c("bert-base", "qlora", 12, 256, ckpt=True, group=h),
+        _c("distilbert", "full", 8, 256, precision="fp16", group=h), _c("distilbert", "ia3", 64, 256, group=h),
+        _c("distilbert", "lora", 4, 512, ckpt=True, group=h), _c("distilbert", "qlora", 32, 384, group=h),
+        _c("roberta-base", "full", 1, 256, group=h), _c("roberta-base", "ia3", 32, 384, attn="eager", group=h),
+        _c("roberta-base", "lora", 64, 64, ckpt=True, group=h), _c("roberta-base", "full", 24, 128, ckpt=True, group=h),
+        _c("deberta-v3-base", "full", 1, 384, group=h), _c("deberta-v3-base", "ia3", 24, 256, group=h),
+        _c("deberta-v3-base", "lora", 8, 768, group=h), _c("deberta-v3-base", "qlora", 24, 512, ckpt=True, group=h),
+        _c("smollm2-135m", "full", 2, 2048, ckpt=True, group=h), _c("smollm2-135m", "ia3", 64, 256, group=h),
+        _c("smollm2-135m", "lora", 8, 1024, precision="fp32", group=h),
+        _c("smollm2-135m", "qlora", 64, 256, ckpt=True, bits=8, group=h),
+        _c("qwen2.5-1.5b", "lora", 16, 256, attn="eager", group=h), _c("qwen2.5-1.5b", "ia3", 32, 64, group=h),
+        _c("qwen2.5-1.5b", "qlora", 1, 2048, ckpt=True, bits=8, group=h),
+        _c("llama-3.2-1b", "full", 4, 128, group=h), _c("llama-3.2-1b", "ia3", 16, 512, ckpt=True, group=h),
+        _c("llama-3.2-1b", "lora", 2, 1024, group=h), _c("llama-3.2-1b", "qlora", 16, 256, precision="fp16", group=h),
+        _c("gemma-3-1b", "full", 2, 256, group=h), _c("gemma-3-1b", "ia3", 8, 512, group=h),
+        _c("gemma-3-1b", "qlora", 4, 2048, ckpt=True, group=h),
+        _c("gpt2-xl", "full", 1, 512, ckpt=True, group=h), _c("gpt2-xl", "ia3", 4, 256, ckpt=True, group=h),
+        _c("gpt2-xl", "lora", 8, 384, group=h),
+        _c("bert-base", "lora", 256, 128, group=h), _c("roberta-base", "qlora", 1, 512, group=h),
+        _c("minilm-l6", "full", 2, 512, precision="fp32", group=h),
+    ]  # fmt: skip
     return cases
 
 

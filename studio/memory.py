@@ -95,6 +95,12 @@ CHECKPOINT_FRAGMENTATION = 0.7
 IA3_BYTES = 4
 """Bytes per element of the tensors IA3 scales that it keeps: measured twice their 16-bit size (the product
 with the fp32 IA3 vector is promoted to fp32)."""
+IA3_BACKWARD_TENSORS = 3
+"""IA3 scales the FFN's inner activations in fp32 (peft casts them to its vector's dtype), so that layer's backward
+holds three fp32 tensors of the FFN's width at once: the incoming gradient cast to fp32, the input's gradient and
+the product summed into the vector's gradient. An H200 allocator trace of MiniLM IA3 32 x 256 found 284 MB of the
+backward thread's tensors alive at the peak against the 48 MB counted (benchmarks/results/memory_heldout3/
+peaks.md). By autograd's rules, not fitted."""
 INT8_INPUT_BYTES = 3
 """LLM.int8() (bitsandbytes MatMul8bitLt) keeps each input as fp16 and as int8: 3 bytes per element."""
 BACKWARD_TEMPORARIES = 2.0
@@ -304,6 +310,9 @@ def _activations(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, w:
     transient = BACKWARD_TEMPORARIES * tokens * f.ffn_width * w.matmul
     if attn == "eager" and not f.relative_attention:  # or its attention's, s x s per head, in fp32 under autocast
         transient = max(transient, EAGER_BACKWARD_SCORES * tokens * f.heads * s * (4 if w.mixed else w.matmul))
+    if ad is not None and not ad.keeps_inputs and not w.cpu:  # or IA3's FFN, its scaling in fp32 at the FFN's width
+        # (on a CPU, CPU_HEAP_RESERVE was fitted on whole runs with these transients in them)
+        transient = max(transient, IA3_BACKWARD_TENSORS * tokens * f.ffn_width * IA3_BYTES)
     if train.gradient_checkpointing:  # each layer keeps its input; one layer at a time is recomputed
         held = tokens * (f.layers * w.stream * f.hidden + edges + layer) + (casts if ad is None else casts_one_layer)
     else:  # layers that method.freeze_layers keeps frozen record nothing for a backward pass
@@ -358,7 +367,7 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
     if not train.gradient_checkpointing:  # (with it, CHECKPOINT_FRAGMENTATION below)
         reserve += PHASE_REUSE_MISS * min(backward, gradients + step_temp)
     if train.gradient_checkpointing:  # recomputing allocates and frees a layer's tensors once per layer
-        reserve += CHECKPOINT_FRAGMENTATION * batch * config.data.max_length * (layer - _scores(f, config))
+        reserve += CHECKPOINT_FRAGMENTATION * batch * config.data.max_length * layer
     overhead = (
         (CUDA_CONTEXT_MB + CUBLAS_WORKSPACES_MB) * MB + reserve
         if device.kind == "cuda"
@@ -366,13 +375,6 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
     )
     values = (weights, adapters, grads, states, activations, overhead)
     return dict(zip(PARTS, values, strict=True)), phase
-
-
-def _scores(f: _ModelFacts, config: RunConfig) -> float:
-    """DeBERTa's per-token score tensors in a layer: every layer's recompute asks for the same few sizes, which the
-    allocator's cached blocks fit exactly, so they leave no fragmented reserve behind."""
-    s = config.data.max_length
-    return f.heads * (s * DEBERTA_SCORE_BYTES + f.relative_span * DEBERTA_SPAN_BYTES) if f.relative_attention else 0.0
 
 
 def _effective_attention(attn: str, f: _ModelFacts, cpu: bool) -> str:
