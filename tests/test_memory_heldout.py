@@ -15,6 +15,8 @@ from bench_modules import load
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = ROOT / "benchmarks" / "results" / "memory_heldout" / "rows.jsonl"
 ROWS2 = ROOT / "benchmarks" / "results" / "memory_heldout2" / "rows.jsonl"
+ROWS3 = ROOT / "benchmarks" / "results" / "memory_heldout3" / "rows.jsonl"
+ROWS4 = ROOT / "benchmarks" / "results" / "memory_heldout4" / "rows.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -85,17 +87,50 @@ def test_today_s_estimate_on_the_held_out_rows(heldout, rows):
     assert [r["case"] for r in rows if r["group"] == "heldout" and heldout.summary([r])["fits_but_exceeded"]] == [16]
 
 
-def test_the_second_held_out_set_meets_the_median_and_fits_goals(heldout):
-    """heldout2, measured blind (report_blind.md: median 2.2%, max 12.1%, 3 "fits" wrong). Since then the phases'
-    reuse term (fitted on the calibration rows) and the 128-MB allowance (set from both held-out sets) changed
-    the estimate, so these rows are no longer out of sample. Issue 26's max <= 8% is not met (9.3%: DeBERTa LoRA
-    with checkpointing, over; MiniLM IA3 32 x 256, -8.6%, under)."""
-    second = heldout.recompute(ROWS2)
+def test_the_second_and_third_sets_with_today_s_estimate(heldout):
+    """heldout2 and heldout3, each measured blind (their report_blind.md: median 2.2% / 2.7%, max 12.1% / 13.2%,
+    "fits" wrong 3 / 1), then used: the phases' reuse term (fitted on the calibration rows), the 128-MB allowance
+    (set from the held-out rows) and IA3's fp32 backward tensors (an allocator trace of a heldout2 miss) changed
+    the estimate after them. Today's figures, which a change may only keep or improve: the largest, +9.3% and
+    +8.8%, are over-estimates of runs with checkpointing."""
+    second, third = heldout.recompute(ROWS2), heldout.recompute(ROWS3)
     s = heldout.summary([r for r in second if r["group"] == "heldout2"])
-    assert s["cases"] == 44 and s["median_abs"] <= 3.0 and s["fits_but_exceeded"] == 0
-    assert s["max_abs"] <= 9.4 and s["worst_under"] >= -8.6
+    assert s["cases"] == 44 and s["median_abs"] <= 1.8 and s["fits_but_exceeded"] == 0
+    assert s["max_abs"] <= 9.4 and s["worst_under"] >= -5.8
+    t = heldout.summary(third)
+    assert t["cases"] == 42 and t["median_abs"] <= 2.3 and t["fits_but_exceeded"] == 0
+    assert t["max_abs"] <= 8.9 and t["worst_under"] >= -7.3
     (recheck,) = [r for r in second if r["group"] == "recheck"]
     assert recheck["case"] == 112 and 0 <= recheck["error_now_pct"] <= 8.0  # case 16's config, after its fix
+
+
+def test_the_fourth_set_measured_once_meets_issue_26_s_goals(heldout):
+    """heldout4: measured once, after the last change to the estimate, 40 configurations none measured before:
+    median |error| <= 3%, max <= 8%, and no run that measured more than the free memory "fits" would have asked
+    (estimate + SAFETY_MB, over SAFETY_MARGIN). Measured: 1.7%, 6.4%, none."""
+    rows = heldout.recompute(ROWS4)
+    s = heldout.summary(rows)
+    assert s["cases"] == 40 and s["median_abs"] <= 3.0 and s["max_abs"] <= 8.0 and s["fits_but_exceeded"] == 0
+    raw = [json.loads(line) for line in ROWS4.read_text().splitlines()]
+    assert len({r["pid"] for r in raw}) == len(raw) == 40  # every case its own process, none failed
+    cases = [heldout.grid()[r["case"]] for r in rows]
+    assert {c["model"] for c in cases} == {c["model"] for c in heldout.grid() if c["group"] == "heldout"}
+    assert {c["method"] for c in cases} == {"full", "lora", "qlora", "ia3"} and {c["ckpt"] for c in cases} == {
+        True, False}  # fmt: skip
+    assert {c["batch"] for c in cases} >= {1, 256} and {c["seq"] for c in cases} >= {64, 2048}
+    assert {c.get("bits", 4) for c in cases if c["method"] == "qlora"} == {4, 8}
+    assert {c.get("precision") for c in cases} == {None, "fp32", "fp16"} and {c.get("attn") for c in cases} == {
+        None, "eager"}  # fmt: skip
+
+
+@pytest.mark.parametrize("group", ["heldout3", "heldout4"])
+def test_each_later_set_measures_only_configurations_never_measured_before(heldout, group):
+    cases = heldout.grid()
+    first = min(i for i, c in enumerate(cases) if c["group"] == group)
+    seen = {configuration(c) for c in load("memory_validation").grid()} | {configuration(c) for c in cases[:first]}
+    new = [c for c in cases if c["group"] == group]
+    assert len(new) >= 40 and not [c for c in new if configuration(c) in seen]
+    assert len({configuration(c) for c in new}) == len(new)
 
 
 def test_fits_is_never_wrong_on_a_calibration_row():
