@@ -18,7 +18,8 @@ through the studio's own Run; README, "Training speed"):
 - fused AdamW (one kernel for all parameters): +10%;
 - for adapter methods, the frozen base and the hidden states in bf16 (`train.half_activations`): no cast of
   every weight in every pass; 1,692 against 1,592 samples/s at batch 128;
-- torch.compile only when the run is long enough to pay its compile time back (COMPILE_MIN_TOKENS).
+- torch.compile only when the run is long enough to pay its compile time back (COMPILE_MIN_TOKENS), over batches
+  padded to 64-token buckets so it compiles a few shapes (hf_trainer.pad_multiple).
 
 Not chosen (yet): length-grouped batches (`train.length_grouping`). They pad less, but every batch then has
 another shape, and on the H100 the seed recipe trained 13% slower with them and peaked 18% higher (the
@@ -57,10 +58,12 @@ against 71.7% +- 1.1 (8 seeds each on an H200; benchmarks/results/label_recovery
 workload (16,000 rows x 3 epochs: 1,500 steps at 32) still grows to FAST_BATCH (375 steps)."""
 FRUGAL_BATCH = 32
 """Frugal's micro-batch: with the stream in 16 bit, 32 rows peaked at the seed recipe's 16 x fp32 (H100)."""
-COMPILE_MIN_TOKENS = 500e6
-"""Training tokens (rows x epochs x max_length) above which fast compiles the model: compiling bert-base's
-training step takes about a minute per padded shape, and saves ~40% of a step (benchmarks/results/train_speed/:
-~1,100 -> ~1,900 samples/s), so below ~30 minutes of training it costs more than it saves."""
+COMPILE_MIN_TOKENS = 100e6
+"""Training tokens (rows x epochs x max_length) above which fast compiles the model, twice the break-even measured
+for bert-base LoRA on an H200 (benchmarks/results/train_speed/h200_16000x3_compile*, each row its own process):
+compiled, batches pad to 64-token buckets and the steady rate rises 2,076 -> 2,752 samples/s (MFU 28.6 -> 37.9%),
+but compiling costs ~26 s in a fresh process with inductor's cache cold and ~8 s with it warm (tracing and
+loading), so it pays from ~56M tokens cold (~14M warm). Only bert-base was measured: hence the factor of two."""
 FAST_OPTIMIZERS = {"adamw_torch", "paged_adamw_8bit", "adamw_bnb_8bit", "paged_adamw_32bit"}
 FAST_WORKERS = 2
 """Dataloader workers: the collator pads in Python; two workers keep the next batches ready."""
