@@ -117,8 +117,6 @@ CONFIGS: dict[str, list[str]] = {
     # an IMDb batch nearly always reaches 256, so one training shape); cold cache, then warm in a new process
     "fast-compile": ["train.speed=fast", "train.torch_compile=true"],
     "fast-compile-again": ["train.speed=fast", "train.torch_compile=true"],
-    # fast as it was before LoRA's inputs stayed 16-bit in training (peft casting each to fp32 and autocast back)
-    "fast-peft-casts": ["train.speed=fast"],
 }  # fmt: skip
 
 
@@ -303,10 +301,6 @@ def child(args: argparse.Namespace, work: Path) -> int:
     )
     name = args.child
     config = base.with_overrides(CONFIGS[name] + [f"name=speed-{name}"])
-    if name == "fast-peft-casts":  # the code before models.lora_inputs_uncast: no config key says it
-        from studio import models
-
-        models.lora_inputs_uncast = lambda *_: contextlib.nullcontext()
     registry = Registry(work / f"runs-{name}")  # its own tokenization cache: each pays its own
     started = time.time()
     with profiled(Path(args.out) / f"profile-{name}.txt", args.profile):

@@ -11,7 +11,6 @@ warns as training would), `load_classifier` (export merges into the same base).
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import json
@@ -314,23 +313,6 @@ def _half_stream(model: nn.Module, dtype: torch.dtype | None) -> None:
     embeddings = model.get_input_embeddings()
     if embeddings is not None:
         embeddings.register_forward_hook(_to_autocast_dtype)
-
-
-def lora_inputs_uncast(model: nn.Module, config: RunConfig) -> contextlib.AbstractContextManager:
-    """While training with `train.half_activations` under autocast: LoRA layers take their 16-bit input as it is.
-
-    peft casts each adapted layer's input to the adapter's dtype (fp32) before its dropout and lora_A, and autocast
-    casts it straight back to 16 bit for lora_A's matmul: two casts of a full activation per adapted layer and pass,
-    and their backward (a torch.profiler summary of a fast step on an H200 spent 19% of its GPU time in casts,
-    benchmarks/results/train_speed/h200_16000x1_compile/). Left in 16 bit, the matmul sees what it saw, and the
-    dropout rounds once as before. peft's own switch (`peft.helpers.disable_input_dtype_casting`); only around
-    training, where autocast is on: after it, a model called outside autocast casts again."""
-    dtype = precision.resolve(config.train.precision, precision.Compute.here()).autocast_dtype()
-    if not (config.train.half_activations and dtype is not None and config.method.name in ("lora", "qlora")):
-        return contextlib.nullcontext()
-    from peft.helpers import disable_input_dtype_casting
-
-    return disable_input_dtype_casting(model)
 
 
 def _query_in_autocast_dtype(model: nn.Module) -> None:

@@ -181,13 +181,7 @@ class ClassifierRecipe:
         """Train (from `resume_from`, a checkpoint folder, when given); the Trainer's TrainOutput."""
         if resume_from is not None:
             self.emit(Note(f"resuming from {resume_from.name} (the last complete checkpoint)"))
-        from studio import models
-
-        assert self.bundle is not None
-        with (
-            tokenizers_serial(self.trained.train.dataloader_workers),
-            models.lora_inputs_uncast(self.bundle.model, self.trained),
-        ):
+        with tokenizers_serial(self.trained.train.dataloader_workers):
             return self.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     def evaluate(self, train_out: Any, run_id: str | None, run_dir: Path | None, t0: float) -> RunSummary:

@@ -251,43 +251,6 @@ def test_half_activations_keep_the_stream_and_frozen_weights_in_16_bit(tiny_mode
         assert layer_input_dtypes(False, "fp32") == {torch.float32}
 
 
-def test_lora_inputs_stay_16_bit_while_training_under_autocast_and_numbers_do_not_move(tiny_model_dir, monkeypatch):
-    """With half_activations under bf16 autocast, peft's cast of each LoRA input to fp32 (which autocast undoes
-    for lora_A's matmul) is off while training, and on again after; the loss and the adapters' gradients are
-    what they were with the casts (the dropout rounds once either way: dropout off here to compare exactly)."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    from studio import hardware
-    from studio.models import lora_inputs_uncast
-
-    monkeypatch.setattr(hardware, "cpu_has_bf16", lambda: True)
-    config = config_for(tiny_model_dir("bert"), "lora").with_overrides(
-        ["train.half_activations=true", "train.precision=bf16", "method.dropout=0"]
-    )
-    bundle = build_model(config, LABELS)
-    model = bundle.model
-    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-    enc = bundle.tokenizer(["a text", "another text here"], padding=True, return_tensors="pt")
-
-    def loss_and_grads() -> tuple:
-        model.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(**enc, labels=torch.tensor([0, 1])).loss
-        loss.backward()
-        return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
-
-    cast_loss, cast_grads = loss_and_grads()
-    with lora_inputs_uncast(model, config):
-        assert layers and not any(m.cast_input_dtype_enabled for m in layers)
-        loss, grads = loss_and_grads()
-    assert all(m.cast_input_dtype_enabled for m in layers)
-    assert loss == pytest.approx(cast_loss, rel=1e-3)
-    assert all(torch.allclose(g, c, rtol=2e-2, atol=1e-5) for g, c in zip(grads, cast_grads, strict=True))
-    fp32 = config.with_overrides(["train.precision=fp32"])  # no autocast: peft must keep casting
-    with lora_inputs_uncast(model, fp32):
-        assert all(m.cast_input_dtype_enabled for m in layers)
-
-
 @pytest.mark.parametrize("family", ["bert", "gpt2"])
 def test_qlora_trains_after_evaluating_on_cpus_with_avx512_bf16(tiny_model_dir, runs_dir, monkeypatch, family):
     """bitsandbytes repacks a 4-bit weight for its AVX512-BF16 CPU kernel on the first no-grad eval forward; a
