@@ -52,7 +52,7 @@ fi
 # install: so do we, into a cache of our own, once a machine.
 unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX=/tmp/pyc
-if [ ! -f /tmp/pyc/.compiled ]; then
+if [ ! -f /tmp/pyc/.compiled ] && [ -z "${GPU_ENV_NO_COMPILE:-}" ]; then  # (set it when setup is not timed)
   P=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   # what a run imports (the rest compiles on first import and is cached from then on)
   timeout 120 python3 -m compileall -q -j 0 "$SITE" studio "$P"/{torch,transformers,peft,accelerate,sklearn,scipy} \
