@@ -23,8 +23,8 @@ through the studio's own Run; README, "Training speed"):
 
 Not chosen (yet): length-grouped batches (`train.length_grouping`). They pad less, but every batch then has
 another shape, and on the H100 the seed recipe trained 13% slower with them and peaked 18% higher (the
-allocator keeps blocks of each shape); fast at batch 128 measured 8% slower. Grouped batches now pad to
-multiples of 64 tokens (hf_trainer.LENGTH_BUCKET: 4 shapes at 256), not measured yet.
+allocator keeps blocks of each shape); fast at batch 128 measured 8% slower, and on an H200 fast grouped into
+64-token buckets ran 896 against 1,324 samples/s (benchmarks/results/train_speed/h200_16000x1_levers).
 
 Frugal keeps the seed study's memory savers (4-bit base, checkpointing, paged 8-bit AdamW) and drops fp16's
 loss scaler (bf16 needs none). The seed recipe's time is a fixed cost per micro-batch (the GPU was idle 91%
