@@ -75,14 +75,15 @@ def test_labels_read_the_table():
 
 def test_the_leaner_method_is_what_the_memory_advice_and_the_out_of_memory_advice_offer(monkeypatch):
     """Batch 1, checkpointing, an 8-bit optimizer and 64 tokens leave one lever: the leaner method (QLoRA, 974 MB),
-    which fits 1,100 MB where LoRA (1,281 MB) and full fine-tuning (1,711 MB) do not."""
+    which fits 1,250 MB (within 95%, less 128 MB: 1,059 MB usable) where LoRA (1,281 MB) and full fine-tuning
+    (1,711 MB) do not."""
     import torch
 
     from studio import hardware
     from studio.failures import explain_failure
     from studio.memory_advice import suggestions
 
-    gpu = hardware.Device("cuda", "small GPU", 1100, 1100, 1)
+    gpu = hardware.Device("cuda", "small GPU", 1250, 1250, 1)
     lean = {"gradient_checkpointing": True, "batch_size": 1, "optimizer": "paged_adamw_8bit"}
     for name, spec in METHODS.items():
         config = RunConfig.from_dict({"model": {"name": "bert-base"}, "method": {"name": name}, "train": lean,
