@@ -4,7 +4,7 @@
 # `warm-process` rows first set up one untimed run of the same config in that process (the app's second run),
 # so they time setup without the libraries' imports (benchmarks/results/setup_time/import_floor/).
 #   bash benchmarks/issue25_warm_setup_gpu.sh      ($OUT/warm_setup.tgz: setup_time.md/.csv, environment.json)
-# About 3 minutes after the machine's start; runs after issue26_heldout2_gpu.sh in the same call too.
+# About 3 minutes after the machine's start; runs after issue26_heldout_gpu.sh in the same call too.
 set -u
 source benchmarks/gpu_env.sh
 R=/tmp/h200_warm_process; mkdir -p $R
