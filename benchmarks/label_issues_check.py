@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 
 from studio import label_issues as li  # noqa: E402
 from studio.config import RunConfig  # noqa: E402
+from studio.hardware import cpu_name  # noqa: E402
 
 FLIP_SHARE, FLIP_SEED = 0.05, 0
 
@@ -107,9 +108,7 @@ def train(config: RunConfig, runs: Path) -> dict:
 def environment() -> dict:
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu, "cores": os.cpu_count(),
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu_name(), "cores": os.cpu_count(),
             "torch": torch.__version__, "python": platform.python_version(),
             "cleanlab": __import__("cleanlab").__version__, "sklearn": __import__("sklearn").__version__,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from studio.config import RunConfig  # noqa: E402
 from studio.events import parse  # noqa: E402
+from studio.hardware import cpu_name  # noqa: E402
 from studio.registry import Registry  # noqa: E402
 from studio.tracking import LINK_FILE, Tracker  # noqa: E402
 
@@ -125,7 +126,7 @@ def main() -> None:
         "median_observe_us_per_event": round(statistics.median(r["observe_us_per_event"] for r in repeats), 2),
         "median_finish_s": round(statistics.median(r["finish_s"] for r in repeats), 2),
         "median_down_warning_s": round(statistics.median(downs), 3), "repeats": repeats, "down_s": downs,
-        "environment": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version(),
+        "environment": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
                         "torch": torch.__version__, "mlflow_client": mlflow.__version__,
                         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_after": os.getloadavg(),
                         "note": "shared machine: other jobs ran at the same time (see the load averages)"},
@@ -134,13 +135,6 @@ def main() -> None:
     (OUT / "result.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k not in ("repeats",)}, indent=1))
     shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return ""
 
 
 if __name__ == "__main__":

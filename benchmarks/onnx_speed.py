@@ -294,10 +294,10 @@ def environment(rows: list[dict], args: argparse.Namespace) -> dict:
     import torch
     import transformers
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())  # fmt: skip
+    from studio.hardware import cpu_name
+
     loads = [r[k] for r in rows for k in ("loadavg_before", "loadavg_after")]
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu, "cpus": os.cpu_count(),
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu_name(), "cpus": os.cpu_count(),
             "torch": torch.__version__, "transformers": transformers.__version__,
             "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
             "repeats": 1 + max(r["repeat"] for r in rows), "max_length": MAX_LENGTH,

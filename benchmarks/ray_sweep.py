@@ -46,6 +46,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from studio.checkpoints import last_checkpoint  # noqa: E402
+from studio.hardware import cpu_name  # noqa: E402
 from studio.ray_sweep import RayPlacement  # noqa: E402
 from studio.registry import Registry  # noqa: E402
 from studio.sweep import Grid, Sweep, device_slots  # noqa: E402
@@ -195,8 +196,7 @@ def environment(args: argparse.Namespace) -> dict:
     import ray
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = cpu_name()
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return {"cpu": cpu, "cores": os.cpu_count(), "gpus": gpus, "torch": torch.__version__, "ray": ray.__version__,
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -42,6 +42,7 @@ from sqlalchemy import event  # noqa: E402
 
 from studio import registry_db  # noqa: E402
 from studio.config import RunConfig  # noqa: E402
+from studio.hardware import cpu_name  # noqa: E402
 from studio.registry import Registry  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "registry_faults"
@@ -136,10 +137,8 @@ def environment() -> dict:
     import psycopg
     import sqlalchemy
 
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())  # fmt: skip
     version = sorted(os.listdir("/usr/lib/postgresql")) if os.path.isdir("/usr/lib/postgresql") else None
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "cpu_model": model,
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "cpu_model": cpu_name(),
             "cores": os.cpu_count(), "python": platform.python_version(), "sqlalchemy": sqlalchemy.__version__,
             "psycopg": psycopg.__version__, "postgresql": version, "sqlite": __import__("sqlite3").sqlite_version,
             "note": "PostgreSQL: tests/postgres.py, fsync off, 127.0.0.1; shared machine: see loadavg"}  # fmt: skip

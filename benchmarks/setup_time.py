@@ -35,7 +35,6 @@ import argparse  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -263,6 +262,8 @@ def _write(out: Path, rows: list[dict], args: argparse.Namespace) -> None:
     import torch
     import transformers
 
+    from studio.hardware import cpu_name
+
     fields = list(dict.fromkeys(k for r in rows for k in r))
     with open(out / "setup_time.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
@@ -283,8 +284,7 @@ def _write(out: Path, rows: list[dict], args: argparse.Namespace) -> None:
     md.append(f"\n{args.repeats} repeats of each, each a fresh process{warm}; tokenization cache {cache}; "
               f"1-min load average {min(loads):.2f}-{max(loads):.2f} on {os.cpu_count()} CPUs.")  # fmt: skip
     (out / "setup_time.md").write_text("\n".join(md) + "\n")
-    cpu = next((x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
-                if x.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = cpu_name()
     env = {"cpu": cpu, "cpus": os.cpu_count(), "torch": torch.__version__, "transformers": transformers.__version__,
            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "train": args.train, "model": args.model,

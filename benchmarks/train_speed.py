@@ -342,16 +342,14 @@ def completed_row(result, registry, launched: float, spec: dict) -> dict:
 
 def environment(spec: dict, args: argparse.Namespace) -> dict:
     """GPU, driver, libraries, host CPU, date: what the table's numbers depend on."""
+    from studio.hardware import cpu_name
+
     driver = None
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                 capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]  # fmt: skip
-    cpu = platform.processor()
-    with contextlib.suppress(OSError, StopIteration):
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
     return {"gpu": spec["gpu"], "driver": driver, "cuda": spec.get("cuda"), "torch": spec["torch"],
-            "transformers": spec["transformers"], "python": platform.python_version(), "host_cpu": cpu,
+            "transformers": spec["transformers"], "python": platform.python_version(), "host_cpu": cpu_name(),
             "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "train": args.train or "36,308 (GoEmotions' train split, single-label rows)",
             "epochs": args.epochs, "model": args.model, "workload": args.workload,
