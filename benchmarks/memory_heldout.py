@@ -50,7 +50,8 @@ def _c(model: str, method: str, batch: int, seq: int, ckpt: bool = False, group:
 
 
 def grid() -> list[dict]:
-    """The held-out cases (none is a configuration of memory_validation.grid()), then the length group."""
+    """The held-out cases (none is a configuration of memory_validation.grid()), the length group, then the later
+    held-out sets in the order they were measured (a case's index is its number in every committed rows.jsonl)."""
     cases = [
         _c("minilm-l6", "lora", 128, 64), _c("minilm-l6", "full", 256, 128),
         _c("minilm-l6", "ia3", 8, 512, attn="eager"), _c("minilm-l6", "qlora", 64, 256, bits=8),
@@ -86,7 +87,7 @@ def grid() -> list[dict]:
         cases += [_c(model, "lora", 6, n, group="length") for n in lengths]
     cases += [_c("bert-base", "lora", 6, n, group="length", attn="eager") for n in (128, 512)]
     cases += [_c("deberta-v3-base", "lora", 4, n, group="length", attn="eager") for n in (1024, 2048)]
-    return cases + second_set()
+    return cases + second_set() + third_set() + fourth_set()
 
 
 def second_set() -> list[dict]:
@@ -122,7 +123,7 @@ def second_set() -> list[dict]:
         _c("bert-base", "lora", 1, 64, group=h), _c("roberta-base", "lora", 256, 64, precision="fp16", group=h),
         _c("minilm-l6", "lora", 12, 512, r=64, placement="attention+ffn", precision="fp32", group=h),
     ]  # fmt: skip
-    return cases + [_c("distilbert", "qlora", 128, 256, ckpt=True, bits=8, group="recheck")] + third_set()
+    return cases + [_c("distilbert", "qlora", 128, 256, ckpt=True, bits=8, group="recheck")]
 
 
 def third_set() -> list[dict]:
@@ -162,7 +163,7 @@ def third_set() -> list[dict]:
         _c("gpt2-xl", "lora", 16, 128, ckpt=True, group=h), _c("gpt2-xl", "ia3", 2, 1024, group=h),
         _c("gpt2-xl", "full", 2, 128, group=h),
     ]  # fmt: skip
-    return cases + fourth_set()
+    return cases
 
 
 def fourth_set() -> list[dict]:

@@ -87,8 +87,9 @@ gradients and temporaries. The allocator caches each phase's blocks; the other p
 fit (an embedding's gradient, 94-1,002 MB, fits no activation block), so the reserve holds the larger phase and part
 of the smaller. Found on issue 26's second held-out set, where full fine-tunes whose two phases are of one size
 were under-estimated by 5-12% (DeBERTa-v3 full 2 x 512: -12.1%); fitted on the calibration rows only
-(benchmarks/results/memory_heldout2/README.md). It replaces a term of 15% of the activations under the foreach
-AdamW, which missed the phases' sizes."""
+(benchmarks/results/memory_heldout/README.md, "Issue 26's verdict"). Not with checkpointing, whose own term
+(CHECKPOINT_FRAGMENTATION) was calibrated with both phases in it. It replaces a term of 15% of the activations
+under the foreach AdamW, which missed the phases' sizes."""
 CHECKPOINT_FRAGMENTATION = 0.7
 """With gradient checkpointing the allocator also keeps this share of one layer's activations reserved
 (7-12% reserve in the measurements, against 1-6% without; calibrated)."""
@@ -142,8 +143,9 @@ misses (other processes' allocations, allocator spikes), so "fits" and "largest 
 SAFETY_MB = 128.0
 """... and a fixed allowance beside the 5%: small models' misses are a fixed size, not a share. Set from issue 26's
 held-out sets: beyond 5% of its measured peak, no measured row's estimate fell short by more than 76 MB (MiniLM
-IA3 32 x 256, -8.6%: 2,146 MB measured); with 128 MB, "fits" was wrong for none of the 89 held-out and 54
-calibration rows (benchmarks/results/memory_heldout2/README.md)."""
+IA3 32 x 256, -8.6%: 2,146 MB measured). With 128 MB, "fits" was wrong for no calibration row and no held-out row
+but one measured before the 8-bit checkpointing fix; the fourth held-out set, measured once after, had none
+(benchmarks/results/memory_heldout/README.md, "Issue 26's verdict")."""
 MAX_BATCH = 65536
 """The largest train.batch_size the config accepts."""
 
@@ -364,10 +366,10 @@ def _peak(f: _ModelFacts, ad: _AdapterFacts | None, config: RunConfig, device: D
     # the caching allocator keeps the larger of the backward pass's blocks and the optimizer step's, and part of
     # the smaller's: blocks of one phase's sizes serve the other's requests only in part (PHASE_REUSE_MISS)
     reserve = FRAGMENTATION * rest
-    if not train.gradient_checkpointing:  # (with it, CHECKPOINT_FRAGMENTATION below)
-        reserve += PHASE_REUSE_MISS * min(backward, gradients + step_temp)
     if train.gradient_checkpointing:  # recomputing allocates and frees a layer's tensors once per layer
         reserve += CHECKPOINT_FRAGMENTATION * batch * config.data.max_length * layer
+    else:
+        reserve += PHASE_REUSE_MISS * min(backward, gradients + step_temp)
     overhead = (
         (CUDA_CONTEXT_MB + CUBLAS_WORKSPACES_MB) * MB + reserve
         if device.kind == "cuda"
