@@ -69,6 +69,9 @@ PEAK_BF16_TFLOPS = {"H100 80GB HBM3": 989.0, "H100 PCIe": 756.0, "H200": 989.0, 
 # the preset as it is: QLoRA NF4 + double quant, fp16, checkpointing (reentrant, as the study's code ran it),
 # paged 8-bit AdamW, 16 x GA 2
 SEED = ["train.checkpointing_reentrant=true"]
+# LoRA on a bf16 base with the seed's checkpointing, the stream in 16 bit, fused AdamW, expandable segments
+LORA_CKPT = ["method.name=lora", "train.precision=auto", "train.half_activations=true", "train.dataloader_workers=2",
+             "train.optimizer=adamw_torch_fused", "train.expandable_segments=true"]
 CONFIGS: dict[str, list[str]] = {
     "seed": SEED,
     "seed-studio-ckpt": [],  # the seed recipe with the studio's non-reentrant checkpointing
@@ -107,6 +110,15 @@ CONFIGS: dict[str, list[str]] = {
     "fast-half": ["train.speed=fast", "train.half_activations=true"],
     "fast": ["train.speed=fast"],  # the studio's profiles, as a user gets them (studio/speed_plan.py)
     "frugal": ["train.speed=frugal"],
+    # frugal's candidates (issue 25 part 3): the seed's effective batch (32) and learning rate, checkpointing,
+    # the stream in 16 bit, expandable segments; a 4-bit base with paged 8-bit AdamW (frugal until 2026-12-01) or
+    # LoRA on a bf16 base with fused AdamW, through either checkpointing path
+    "frugal-reentrant": ["train.speed=frugal", "train.checkpointing_reentrant=true"],
+    "lora-ckpt-b16x2": LORA_CKPT,
+    "lora-ckpt-b32": LORA_CKPT + ["train.batch_size=32", "train.grad_accum=1"],
+    "lora-ckpt-b32-reentrant": LORA_CKPT + ["train.batch_size=32", "train.grad_accum=1",
+                                            "train.checkpointing_reentrant=true"],
+    "lora-ckpt-b64": LORA_CKPT + ["train.batch_size=64", "train.grad_accum=1", "train.learning_rate=2.83e-4"],
     # issue 25's levers on top of fast: batches of similar lengths padded to 64-token buckets (4 shapes at 256),
     # then torch.compile over those shapes; "-again" is the same in a new process, inductor's cache warm
     # (hf_trainer.compile_cached keeps it under the studio's cache folder)

@@ -28,11 +28,12 @@ allocator keeps blocks of each shape); fast at batch 128 measured 8% slower, and
 
 Frugal keeps the seed study's memory savers (4-bit base, checkpointing, paged 8-bit AdamW) and drops fp16's
 loss scaler (bf16 needs none). The seed recipe's time is a fixed cost per micro-batch (the GPU was idle 91%
-of it: ~2,150 kernel launches per micro-batch), so frugal's lever is a larger micro-batch in the same memory:
-the residual stream and frozen weights in 16 bit (`train.half_activations`; under QLoRA they were fp32) and
-expandable allocator segments make room for FRUGAL_BATCH rows. Measured on an H200 against the stock seed recipe,
-each row its own process (16,000 x 1 epoch): frugal 1.59x end to end at 0.90x its peak memory, fast 4.6x (10.6x
-steady); benchmarks/results/train_speed/README.md.
+of it: ~2,150 kernel launches per micro-batch), so frugal's levers are a larger micro-batch in the same memory
+(the residual stream and frozen weights in 16 bit, `train.half_activations`: under QLoRA they were fp32; and
+expandable allocator segments make room for FRUGAL_BATCH rows), PyTorch's reentrant checkpoint (fewer hooks than
+the other path, about the same peak), and, where a 16-bit base costs at most FRUGAL_SLACK more memory than the 4-bit one
+(encoders, whose embeddings stay 16-bit either way), no 4-bit layers at all. Measured on an H200 against the
+stock seed recipe, each row its own process: benchmarks/results/train_speed/README.md.
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ against 71.7% +- 1.1 (8 seeds each on an H200; benchmarks/results/label_recovery
 workload (16,000 rows x 3 epochs: 1,500 steps at 32) still grows to FAST_BATCH (375 steps)."""
 FRUGAL_BATCH = 32
 """Frugal's micro-batch: with the stream in 16 bit, 32 rows peaked at the seed recipe's 16 x fp32 (H100)."""
+FRUGAL_SLACK = 0.10
+"""How much more memory than the 4-bit recipe frugal lets LoRA on a 16-bit base take: 4-bit layers are dequantised
+in every pass, so a 16-bit base trains faster when its weights are a small part of the peak. Measured on an H200
+(benchmarks/results/train_speed/h200_frugal_8000x1: bert-base, IMDb at 256 tokens, 32-row micro-batches, both
+checkpointed through the reentrant path, each its own process): 419 against 270 samples/s at 1,612 against
+1,464 MB (+10%; estimated 1,670 and 1,540, +8.4%), where the stock seed recipe ran 126 samples/s at 1,624 MB. A
+decoder's weights are most of its peak (Qwen2.5-1.5B: +58% estimated, Llama-3.2-1B +43%), so it keeps the 4-bit
+base."""
 COMPILE_MIN_TOKENS = 100e6
 """Training tokens (rows x epochs x max_length) above which fast compiles the model, twice the break-even measured
 for bert-base LoRA on an H200 (benchmarks/results/train_speed/h200_16000x3_compile*, each row its own process):
@@ -239,9 +248,26 @@ def _frugal(config: RunConfig, device: Device, num_labels: int) -> Plan:
 
     from studio.memory import estimate
 
+    bnb = importlib.util.find_spec("bitsandbytes") is not None
+    changes = _frugal_savers(config, bnb)
+    mb = estimate(_settle(config, changes), num_labels, device).total_mb
+    sixteen = _frugal_sixteen_bit(config, changes, bnb)
+    if sixteen is not None:
+        mb16 = estimate(_settle(config, sixteen), num_labels, device).total_mb
+        if mb16 <= (1 + FRUGAL_SLACK) * mb:
+            changes, mb = sixteen, mb16
+    settled = _settle(config, changes)
+    note = f"speed frugal: estimated {mb:,.0f} MB" + (
+        "" if bnb else " (bitsandbytes missing: no 4-bit, no 8-bit AdamW)"
+    )
+    return Plan("frugal", settled, _choices(config, changes), note)
+
+
+def _frugal_savers(config: RunConfig, bnb: bool) -> dict[str, tuple[Any, str]]:
+    """The seed study's memory savers (a 4-bit base, checkpointing, paged 8-bit AdamW) and what makes them
+    faster in the same memory: the stream in 16 bit, a larger micro-batch, the reentrant checkpoint."""
     t, m = config.train, config.method
     changes: dict[str, tuple[Any, str]] = {}
-    bnb = importlib.util.find_spec("bitsandbytes") is not None
     if m.spec.quantized_variant and bnb:
         changes["method.name"] = (m.spec.quantized_variant, "the frozen base in 4-bit NF4")
     if t.precision != "auto":
@@ -253,6 +279,9 @@ def _frugal(config: RunConfig, device: Device, num_labels: int) -> Plan:
             changes["method.double_quant"] = (True, "quantization constants quantized too: ~0.4 bit/param less")
     if not t.gradient_checkpointing:
         changes["train.gradient_checkpointing"] = (True, "each layer keeps only its input")
+    if not t.checkpointing_reentrant:
+        changes["train.checkpointing_reentrant"] = (True, "PyTorch's reentrant checkpoint: 9-15% faster than the "
+                                                          "other path, peak within 3% (H200)")  # fmt: skip
     if bnb and t.optimizer not in ("paged_adamw_8bit",):
         changes["train.optimizer"] = ("paged_adamw_8bit", "8-bit states, paged to CPU RAM under pressure")
     if not t.half_activations:
@@ -269,12 +298,26 @@ def _frugal(config: RunConfig, device: Device, num_labels: int) -> Plan:
             changes["train.grad_accum"] = (grad_accum, "the effective batch kept by accumulation")
     if t.dataloader_workers < FAST_WORKERS:
         changes["train.dataloader_workers"] = (FAST_WORKERS, "batches are padded while the GPU trains")
-    settled = _settle(config, changes)
-    mb = estimate(settled, num_labels, device).total_mb
-    note = f"speed frugal: estimated {mb:,.0f} MB" + (
-        "" if bnb else " (bitsandbytes missing: no 4-bit, no 8-bit AdamW)"
-    )
-    return Plan("frugal", settled, _choices(config, changes), note)
+    return changes
+
+
+def _frugal_sixteen_bit(
+    config: RunConfig, savers: dict[str, tuple[Any, str]], bnb: bool
+) -> dict[str, tuple[Any, str]] | None:
+    """Frugal's savers with the adapters on a 16-bit base and fused AdamW (FRUGAL_SLACK); None when the
+    method has no 16-bit base or no 4-bit one is to be had."""
+    m = config.method
+    if m.adapter is None or not bnb or not (m.quantized or "method.name" in savers):
+        return None
+    trial = {k: v for k, v in savers.items() if k not in ("method.name", "method.compute_dtype", "method.double_quant")}
+    why = f"within {FRUGAL_SLACK:.0%} of a 4-bit base's memory, and 4-bit layers are dequantised in every pass"
+    if m.quantized:
+        trial["method.name"] = (m.spec.unquantized_variant, "a 16-bit base " + why)
+    if config.train.optimizer in FAST_OPTIMIZERS:
+        trial["train.optimizer"] = ("adamw_torch_fused", "one fused kernel: the adapters' AdamW states are small")
+    else:
+        trial.pop("train.optimizer", None)
+    return trial
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
