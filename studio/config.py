@@ -362,9 +362,9 @@ class TrainConfig:
     speed: Literal["fast", "frugal", "as_set"] = _f(
         "fast",
         "fast: on a GPU the studio picks the fastest settings that fit (bf16, a 16-bit base, a large batch, no "
-        "checkpointing, fused AdamW), each choice shown; frugal: the least memory at a useful speed "
-        "(4-bit base, checkpointing, paged 8-bit AdamW); as_set: exactly the settings given. On a CPU all "
-        "three train as set.",
+        "checkpointing, fused AdamW), each choice shown; frugal: near the least memory, as fast as "
+        "that allows (checkpointing; a 4-bit base and paged 8-bit AdamW where they save much); as_set: exactly "
+        "the settings given. On a CPU all three train as set.",
     )
     length_grouping: bool = _f(False, "Batch texts of similar token length together: less padding, same data.")
     torch_compile: bool = _f(False, "Compile the model with torch.compile (pays back on long runs only).")

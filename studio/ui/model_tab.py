@@ -201,8 +201,9 @@ def _method_settings(form: ConfigForm) -> Adapter:
 def _basics(form: ConfigForm) -> tuple[LrFinder, Any]:
     """What a first run needs: the speed profile, epochs, batch, learning rate (and its range test), max length."""
     form.field("train.speed", gr.Radio, label="speed profile",
-               info="fast: the fastest settings that fit the GPU (shown on the right); frugal: the least memory; "
-                    "as_set: exactly the form (on a CPU all three train as set)")  # fmt: skip
+               info="fast: the fastest settings that fit the GPU (shown on the right); frugal: near the least "
+                    "memory, as fast as that allows; as_set: exactly the form (on a CPU all three train as "
+                    "set)")  # fmt: skip
     with gr.Row():
         form.field("train.epochs", gr.Number, minimum=0.01, info="Passes over the training texts.")
         form.field("train.batch_size", gr.Number, minimum=1, label="batch size", info="Texts per step on the device.")
