@@ -464,6 +464,15 @@ def _largest_batch(fits_at: Callable[[int], bool]) -> int | None:
     return lo
 
 
+STRANDED_NOTE = (
+    "batches of varying length strand cached memory without train.expandable_segments (the speed profiles turn it "
+    "on): on IMDb's real lengths the seed recipe as set peaked 15-16% above this estimate, fast at batch 128 6-10% "
+    "(H100, H200; the estimate is calibrated on batches of one length)"
+)
+"""Measured in benchmarks/results/train_speed (train_speed.py's rows against today's estimate); with the segments on,
+the same workloads peaked up to 7% below it (h200_frugal_8000x1, h200_16000x1_expandable)."""
+
+
 def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
     from studio.models import check_max_length
 
@@ -508,6 +517,8 @@ def _notes(f: _ModelFacts, config: RunConfig, device: Device) -> list[str]:
     if train.optimizer.startswith("paged_") and device.kind == "cuda":
         notes.append("paged optimizer: its states live in CUDA unified memory, paged out to CPU RAM when the GPU "
                      "is full, so they are not counted in the GPU peak")  # fmt: skip
+    if device.kind == "cuda" and not train.expandable_segments:
+        notes.append(STRANDED_NOTE)
     if device.count > 1:
         notes.append(f"{device.count} GPUs: each holds all of this (data parallel); shown for GPU 0")
     try:
