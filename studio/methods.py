@@ -55,7 +55,7 @@ class Method:
     leaner: MethodName | None = None
     """The method offered when this one does not fit (fit.suggestions, the out-of-memory advice)."""
     quantized_variant: MethodName | None = None
-    """The same adapters on a 4-bit base: what speed frugal switches to."""
+    """The same adapters on a 4-bit base: what speed frugal switches to where it saves much (FRUGAL_SLACK)."""
     unquantized_variant: MethodName | None = None
     """The same adapters on a 16-bit base: what speed fast switches to where it fits."""
     safe_learning_rate: float | None = None
