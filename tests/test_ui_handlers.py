@@ -693,6 +693,18 @@ def test_the_runs_table_formats_its_numbers(runs_dir):
     row = dict(zip(runs_tab.COLUMNS, runs_tab.runs_table(session)[0], strict=True))
     assert (row["accuracy"], row["F1 macro"], row["peak memory"], row["train time"], row["trainable"]) == (
         "80.0%", "0.791", "604 MB", "10 min 5 s", "22.7M")  # fmt: skip
+    # what a newcomer compares comes before what describes the run: the table scrolls sideways past ~6 columns
+    assert runs_tab.COLUMNS[:5] == ["run", "status", "flag", "accuracy", "F1 macro"]
+
+
+def test_the_runs_table_names_a_local_model_by_its_folder(runs_dir, tmp_path):
+    session, _ = built(runs_dir, runs_tab)
+    folder = tmp_path / "models" / "my-bert"
+    for name, shown in [(str(folder), "my-bert"), ("./models/my-bert/", "my-bert"), ("minilm-l6", "minilm-l6"),
+                        ("org/some-model", "org/some-model")]:  # fmt: skip
+        run_id = session.registry.create(RunConfig.from_dict({"model": {"name": name}})).id
+        rows = {row[0]: dict(zip(runs_tab.COLUMNS, row, strict=True)) for row in runs_tab.runs_table(session)}
+        assert rows[run_id]["model"] == shown
 
 
 def a_run_with_predictions(registry: Registry) -> tuple[str, str]:
