@@ -34,10 +34,10 @@ Frugal keeps the seed study's memory savers (4-bit base, checkpointing, paged 8-
 loss scaler (bf16 needs none). The seed recipe's time is a fixed cost per micro-batch (the GPU was idle 91%
 of it: ~2,150 kernel launches per micro-batch), so frugal's levers are a larger micro-batch in the same memory
 (the residual stream and frozen weights in 16 bit, `train.half_activations`: under QLoRA they were fp32; and
-expandable allocator segments make room for FRUGAL_BATCH rows), PyTorch's reentrant checkpoint (fewer hooks than
-the other path, about the same peak), and, where a 16-bit base costs at most FRUGAL_SLACK more memory than the 4-bit one
-(encoders, whose embeddings stay 16-bit either way), no 4-bit layers at all. Measured on an H200 against the
-stock seed recipe, each row its own process: benchmarks/results/train_speed/README.md.
+expandable allocator segments make room for FRUGAL_BATCH rows), PyTorch's reentrant checkpoint (faster than the
+other path at about the same peak), and, where a 16-bit base costs at most FRUGAL_SLACK more memory than the
+4-bit one (encoders, whose embeddings stay 16-bit either way), no 4-bit layers at all. Measured on an H200 against
+the stock seed recipe, each row its own process: benchmarks/results/train_speed/README.md.
 """
 
 from __future__ import annotations
@@ -164,8 +164,8 @@ def _fast(config: RunConfig, device: Device, num_labels: int, train_rows: int) -
     if m.adapter is not None and not t.half_activations:
         changes["train.half_activations"] = (True, "frozen weights and hidden states in bf16: no per-pass casts")
     if not t.expandable_segments:
-        changes["train.expandable_segments"] = (True, "batches of varying length strand no memory: 8% less at the "
-                                                      "same speed (H200)")  # fmt: skip
+        changes["train.expandable_segments"] = (True, "batches of varying length strand no memory: a 7.5% lower "
+                                                      "peak at the same speed (H200)")  # fmt: skip
 
     asked = t.effective_batch_size
     samples = t.max_steps * asked if t.max_steps else train_rows * t.epochs
