@@ -301,7 +301,7 @@ def test_runs_tab_compares_opens_and_deletes(live, done):
     registry = app.studio.registry
     run_id = done
     table, compare, selected = client.predict([], None, api_name="/runs")  # what opening the tab does
-    assert run_id in [row[0] for row in table["data"]] and table["headers"][:4] == ["run", "status", "flag", "model"]
+    assert run_id in [row[0] for row in table["data"]] and table["headers"][:4] == ["run", "status", "flag", "accuracy"]
     overlay, pareto = client.predict([run_id], "training loss", api_name="/draw_compare")
     assert run_id in overlay["plot"] and "Accuracy vs peak memory" in pareto["plot"]
     details, config_text = client.predict(run_id, api_name="/show")
