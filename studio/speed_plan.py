@@ -259,13 +259,19 @@ def _frugal(config: RunConfig, device: Device, num_labels: int) -> Plan:
     changes = _frugal_savers(config, bnb)
     mb = estimate(_settle(config, changes), num_labels, device).total_mb
     sixteen = _frugal_sixteen_bit(config, changes, bnb)
+    base = ""  # which base, and the other's estimate, when both were weighed
     if sixteen is not None:
         mb16 = estimate(_settle(config, sixteen), num_labels, device).total_mb
         if mb16 <= (1 + FRUGAL_SLACK) * mb:
+            base = f"; a 16-bit base, within {FRUGAL_SLACK:.0%} of a 4-bit one's {mb:,.0f} MB and faster"
             changes, mb = sixteen, mb16
+        else:
+            base = f"; a 4-bit base: a 16-bit one would take {mb16:,.0f} MB"
     settled = _settle(config, changes)
-    note = f"speed frugal: estimated {mb:,.0f} MB" + (
-        "" if bnb else " (bitsandbytes missing: no 4-bit, no 8-bit AdamW)"
+    note = (
+        f"speed frugal: estimated {mb:,.0f} MB"
+        + base
+        + ("" if bnb else " (bitsandbytes missing: no 4-bit, no 8-bit AdamW)")
     )
     return Plan("frugal", settled, _choices(config, changes), note)
 

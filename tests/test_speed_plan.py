@@ -151,13 +151,15 @@ def test_frugal_drops_the_4bit_base_where_it_saves_little_and_keeps_it_where_the
     fields = {c.field: c for c in p.choices}
     assert fields["method.name"].before == "qlora" and "dequantised" in fields["method.name"].why
     assert "method.double_quant" not in fields and "method.compute_dtype" not in fields
+    assert p.note == f"speed frugal: estimated {sixteen:,.0f} MB; a 16-bit base, within 10% of a 4-bit one's " \
+                     f"{four:,.0f} MB and faster"  # fmt: skip
     # a decoder's weights are most of its peak: it keeps QLoRA's 4-bit base and paged 8-bit AdamW
     p, (four, sixteen) = frugal_of("qwen2.5-1.5b", "data.max_length=128", "method.placement=all-linear")
     assert sixteen > (1 + FRUGAL_SLACK) * four
     t, m = p.config.train, p.config.method
     assert (m.name, m.compute_dtype, t.optimizer, t.checkpointing_reentrant) == (
         "qlora", "auto", "paged_adamw_8bit", True)  # fmt: skip
-    assert p.note == f"speed frugal: estimated {four:,.0f} MB"
+    assert p.note == f"speed frugal: estimated {four:,.0f} MB; a 4-bit base: a 16-bit one would take {sixteen:,.0f} MB"
 
 
 def test_frugal_without_bitsandbytes_keeps_the_16bit_base(tiny_model_dir, monkeypatch):
