@@ -345,3 +345,8 @@ _BY_ALIAS = {c.alias: c for c in CATALOGUE}
 
 def model_choice(alias: str) -> ModelChoice | None:
     return _BY_ALIAS.get(alias)
+
+
+def names_a_folder(name: str) -> bool:
+    """Whether a model.name that is no catalogue alias can only be a folder: a Hub id is `name` or `org/name`."""
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1

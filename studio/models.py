@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from studio import adapters, gguf, precision
-from studio.architectures import Family, family_for, model_choice, supported_model_types
+from studio.architectures import Family, family_for, model_choice, names_a_folder, supported_model_types
 from studio.config import MethodConfig, ModelConfig, RunConfig
 from studio.errors import ModelError
 
@@ -66,7 +66,7 @@ def resolve_source(cfg: ModelConfig) -> str:
                 "save_pretrained, or use a Hub id"
             )
         return str(path)
-    if cfg.name.startswith(("/", "./", "../", "~")) or cfg.name.count("/") > 1:
+    if names_a_folder(cfg.name):
         raise ModelError(f"model.name: folder not found: {cfg.name}")
     return cfg.name
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from studio.architectures import names_a_folder
 from studio.config import RunConfig
 from studio.errors import StudioError
 from studio.ui import quality_section
@@ -237,7 +238,7 @@ def runs_table(session: Session) -> list[list]:
 def _model_name(model: str) -> str:
     """A local model folder by its own name (the whole path is in the run's details); catalogue names and Hub ids
     (org/name) as they are."""
-    if model.startswith(("/", "./", "../", "~")) or "\\" in model:
+    if names_a_folder(model) or "\\" in model:  # (a Windows path)
         return Path(model.replace("\\", "/")).name or model
     return model
 
