@@ -144,7 +144,7 @@ def training_arguments(
     evaluating = t.eval_strategy != "no"
     load_best = t.load_best_at_end and evaluating
     metric = "eval_loss" if t.metric_for_best == "loss" else f"eval_{t.metric_for_best}"
-    return TrainingArguments(
+    args = TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,
@@ -193,6 +193,22 @@ def training_arguments(
         disable_tqdm=True,  # its bars (training, every evaluation) nest badly; studio/console.py draws one line
         use_cpu=not torch.cuda.is_available(),
     )
+    agree_tf32()
+    return args
+
+
+def agree_tf32() -> None:
+    """Make PyTorch's two TF32 switches agree after transformers set one of them.
+
+    With torch_compile and bf16 on an Ampere or later GPU, TrainingArguments turns TF32 on through PyTorch's new
+    API only (`torch.backends.fp32_precision = "tf32"`). The legacy getters then refuse to answer ("you have used
+    mix of the legacy and new APIs"), and inductor's matmul autotuning (`TORCHINDUCTOR_MAX_AUTOTUNE_GEMM`, compile
+    mode max-autotune) calls one: the compile failed on an H200 (benchmarks/results/train_speed/h200_16000x1_mfu).
+    Re-stating the same choice through the legacy setter sets both, so every reader sees "tf32"."""
+    import torch
+
+    if getattr(torch.backends, "fp32_precision", None) == "tf32":
+        torch.set_float32_matmul_precision("high")  # "high" is TF32 for matmuls: what the new API said
 
 
 def checkpointing_args(on: bool, reentrant: bool = False) -> dict[str, Any]:

@@ -145,3 +145,18 @@ def test_an_fp32_run_of_a_bf16_checkpoint_trains_and_is_estimated_in_fp32(tiny_m
     as_bf16 = estimate(config.with_overrides(["train.precision=bf16"]), num_labels=2, device=gpu)
     assert as_fp32.parts["weights"] > 1.9 * as_bf16.parts["weights"]
     assert any("loaded in fp32" in n for n in as_fp32.notes)
+
+
+def test_tf32_set_by_transformers_new_api_is_readable_by_the_legacy_getters():
+    """transformers turns TF32 on through PyTorch's new API for compiled bf16 runs; inductor's matmul autotuning
+    then reads a legacy getter, which refused ("mix of the legacy and new APIs") until `agree_tf32` re-states it.
+    In a subprocess: the switches are process-wide and have no clean reset."""
+    import subprocess
+    import sys
+
+    code = ("import torch\nfrom studio.hf_trainer import agree_tf32\ntorch.backends.fp32_precision = 'tf32'\n"
+            "agree_tf32()\nprint(torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32, "
+            "torch.backends.cuda.matmul.fp32_precision)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["high", "True", "tf32"]
