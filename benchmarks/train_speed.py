@@ -129,6 +129,9 @@ CONFIGS: dict[str, list[str]] = {
     # an IMDb batch nearly always reaches 256, so one training shape); cold cache, then warm in a new process
     "fast-compile": ["train.speed=fast", "train.torch_compile=true"],
     "fast-compile-again": ["train.speed=fast", "train.torch_compile=true"],
+    # fast once a compiled run of the same model and shape has trained on this machine: the plan then compiles it
+    # too, inductor's cache warm (studio/compiled.py); run it after fast-compile, in one STUDIO_CACHE_DIR
+    "fast-after-compile": ["train.speed=fast"],
     # fast with PyTorch's expandable allocator segments: batches of varying length strand less memory
     "fast-expandable": ["train.speed=fast", "train.expandable_segments=true"],
 }  # fmt: skip

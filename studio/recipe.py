@@ -182,7 +182,13 @@ class ClassifierRecipe:
         if resume_from is not None:
             self.emit(Note(f"resuming from {resume_from.name} (the last complete checkpoint)"))
         with tokenizers_serial(self.trained.train.dataloader_workers):
-            return self.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            out = self.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        if self.trained.train.torch_compile:  # inductor's cache now holds this shape: the next run compiles warm
+            from studio import compiled
+            from studio.hardware import detect
+
+            compiled.remember(self.trained, detect())
+        return out
 
     def evaluate(self, train_out: Any, run_id: str | None, run_dir: Path | None, t0: float) -> RunSummary:
         """Test (and validation) metrics, efficiency, the memory estimate beside the measured peak, provenance."""

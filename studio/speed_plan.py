@@ -71,12 +71,18 @@ checkpointed through the reentrant path, each its own process): 419 against 270 
 1,464 MB (+10%; estimated 1,670 and 1,540, +8.4%), where the stock seed recipe ran 126 samples/s at 1,624 MB. A
 decoder's weights are most of its peak (Qwen2.5-1.5B: +58% estimated, Llama-3.2-1B +43%), so it keeps the 4-bit
 base."""
-COMPILE_MIN_TOKENS = 100e6
-"""Training tokens (rows x epochs x max_length) above which fast compiles the model, twice the break-even measured
-for bert-base LoRA on an H200 (benchmarks/results/train_speed/h200_16000x3_compile*, each row its own process):
-compiled, batches pad to 64-token buckets and the steady rate rises 2,076 -> 2,752 samples/s (MFU 28.6 -> 37.9%),
-but compiling costs ~26 s in a fresh process with inductor's cache cold and ~8 s with it warm (tracing and
-loading), so it pays from ~56M tokens cold (~14M warm). Only bert-base was measured: hence the factor of two."""
+COMPILE_MIN_TOKENS = 50e6
+"""Training tokens (rows x epochs x max_length) from which fast compiles a model and shape this machine has not
+compiled before: twice the break-even measured for bert-base LoRA at batch 128 on an H200, compiled per layer
+(benchmarks/results/train_speed/h200_16000x3_regional, 16,000 x 3, each row its own process): the steady rate
+rose 1,995 -> 2,474-2,548 samples/s, and compiling with inductor's cache cold cost ~11 s, so it pays from ~25M
+tokens. (The whole model compiled at once, before: +32% steady but ~37 s cold, break-even ~56M tokens.) Only
+bert-base was measured: hence the factor of two."""
+COMPILE_WARM_MIN_TOKENS = 10e6
+"""... and from which it compiles one it has (`studio.compiled`: inductor's cache warm). The same measurement:
+warm, the seed workload (12.3M tokens) took 42.5 s end to end against fast's 50.7 s uncompiled, the compile's
+tracing and loading hidden in the faster steps; 10M is a margin under that one measured point, not a fitted
+break-even."""
 FAST_OPTIMIZERS = {"adamw_torch", "paged_adamw_8bit", "adamw_bnb_8bit", "paged_adamw_32bit"}
 FAST_WORKERS = 2
 """Dataloader workers: the collator pads in Python; two workers keep the next batches ready."""
@@ -185,12 +191,26 @@ def _fast(config: RunConfig, device: Device, num_labels: int, train_rows: int) -
             fitted["train.eval_steps"] = (max(1, round(t.eval_steps * asked / new_effective)),
                                           "evaluations come as often per sample as asked")  # fmt: skip
     epochs_tokens = (t.max_steps * new_effective if t.max_steps else train_rows * t.epochs) * config.data.max_length
-    if not t.torch_compile and epochs_tokens >= COMPILE_MIN_TOKENS:
-        fitted["train.torch_compile"] = (True, f"{epochs_tokens / 1e6:.0f}M training tokens pay back compiling")
+    why_compile = _compile_reason(_settle(config, fitted), device, epochs_tokens)
+    if not t.torch_compile and why_compile:
+        fitted["train.torch_compile"] = (True, why_compile)
     settled = _settle(config, fitted)
     mb = estimate(settled, num_labels, device).total_mb
     note = f"speed fast: estimated {mb:,.0f} MB of this GPU's {device.free_mb:,.0f} MB free"
     return Plan("fast", settled, _choices(config, fitted), note)
+
+
+def _compile_reason(settled: RunConfig, device: Device, tokens: float) -> str | None:
+    """Why fast compiles this run (None: it does not): long enough to pay a cold compile back, or long enough for
+    a warm one where this machine compiled the same model and shape before."""
+    from studio.compiled import compiled_before
+
+    if tokens >= COMPILE_MIN_TOKENS:
+        return f"{tokens / 1e6:.0f}M training tokens pay back compiling"
+    if tokens >= COMPILE_WARM_MIN_TOKENS and compiled_before(settled, device):
+        return (f"this GPU compiled this model and shape before (inductor's cache is warm): {tokens / 1e6:.0f}M "
+                "training tokens pay it back")  # fmt: skip
+    return None
 
 
 def _scale_learning_rate(fitted: dict[str, tuple[Any, str]], rate: float, asked: int, effective: int,

@@ -100,10 +100,62 @@ def test_fast_keeps_enough_steps_in_a_short_run(tiny_model_dir):
     assert plan(quick.with_overrides(["train.max_steps=100"]), H100, 2, 16_000).config.train.batch_size == 16
 
 
-def test_fast_compiles_only_runs_long_enough_to_pay_it_back(tiny_model_dir):
-    long_run = seed_recipe(tiny_model_dir("bert")).with_overrides(["data.max_length=256", "train.epochs=20"])
-    assert plan(long_run, H100, 2, train_rows=200_000).config.train.torch_compile
-    assert not plan(long_run, H100, 2, train_rows=16_000).config.train.torch_compile
+def test_fast_compiles_runs_long_enough_to_pay_it_back_and_shorter_ones_once_the_cache_is_warm(
+    tiny_model_dir, tmp_path, monkeypatch
+):  # fmt: skip
+    from studio import compiled, gguf
+
+    monkeypatch.setenv(gguf.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    seed = seed_recipe(tiny_model_dir("bert")).with_overrides(["data.max_length=256"])
+    assert plan(seed.with_overrides(["train.epochs=20"]), H100, 2, train_rows=16_000).config.train.torch_compile
+    first = plan(seed, H100, 2, train_rows=16_000)  # the seed workload: 12.3M tokens, too few for a cold compile
+    assert not first.config.train.torch_compile
+    compiled.remember(first.config.with_overrides(["train.torch_compile=true"]), H100)  # what a compiled run does
+    again = plan(seed, H100, 2, train_rows=16_000)
+    assert again.config.train.torch_compile
+    assert "compiled this model and shape before" in {c.field: c for c in again.choices}["train.torch_compile"].why
+    # ... only for that shape and GPU, and not for a run too short even for a warm compile
+    assert not plan(seed.with_overrides(["data.max_length=128"]), H100, 2, 16_000).config.train.torch_compile
+    other_gpu = Device("cuda", "NVIDIA H200", 143771.0, 140000.0, 1)
+    assert not plan(seed, other_gpu, 2, train_rows=16_000).config.train.torch_compile
+    assert not plan(seed, H100, 2, train_rows=2_000).config.train.torch_compile
+
+
+def test_the_compile_record_survives_a_broken_file_and_compiles_per_layer(tmp_path, monkeypatch, tiny_model_dir):
+    from studio import compiled
+    from studio.hf_trainer import compile_cached
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.delenv("ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION", raising=False)
+    config = seed_recipe(tiny_model_dir("bert"))
+    compiled.record_path().parent.mkdir(parents=True)
+    compiled.record_path().write_text("{not json")
+    assert not compiled.compiled_before(config, H100)
+    compiled.remember(config, H100)
+    assert compiled.compiled_before(config, H100)
+    assert not compile_cached(False) and "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION" not in os.environ
+    assert compile_cached(True) and os.environ["ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION"] == "1"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")  # the user's choice stays
+
+
+def test_inductor_caches_go_to_the_studio_cache_unless_the_user_chose_a_folder(tmp_path, monkeypatch):
+    """torch sets TORCHINDUCTOR_CACHE_DIR to its /tmp default as soon as transformers imports a model class: that
+    value must not hide the studio's own folder (it did: compiled graphs were lost with /tmp)."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from studio import gguf
+    from studio.compiled import inductor_dir
+    from studio.hf_trainer import compile_cached
+
+    monkeypatch.setenv(gguf.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    monkeypatch.delenv("ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION", raising=False)
+    assert inductor_dir() == tmp_path / "cache" / "inductor"
+    compile_cached(True)
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "inductor")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    assert inductor_dir() == tmp_path / "cache" / "inductor"
 
 
 def test_frugal_takes_the_memory_savers_and_keeps_the_effective_batch(tiny_model_dir):
