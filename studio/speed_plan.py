@@ -18,8 +18,10 @@ through the studio's own Run; README, "Training speed"):
 - fused AdamW (one kernel for all parameters): +10%;
 - for adapter methods, the frozen base and the hidden states in bf16 (`train.half_activations`): no cast of
   every weight in every pass; 1,692 against 1,592 samples/s at batch 128;
-- torch.compile only when the run is long enough to pay its compile time back (COMPILE_MIN_TOKENS), over batches
-  padded to 64-token buckets so it compiles a few shapes (hf_trainer.pad_multiple);
+- torch.compile (per layer: hf_trainer.compile_cached) only when the run is long enough to pay its compile time
+  back (COMPILE_MIN_TOKENS cold; COMPILE_WARM_MIN_TOKENS where this GPU compiled the model and shape before, its
+  cache warm: studio/compiled.py), over batches padded to 64-token buckets so it compiles a few shapes
+  (hf_trainer.pad_multiple);
 - expandable allocator segments: without them batches of varying length strand cached blocks, and fast at batch
   128 on IMDb's lengths peaked at 12,066 MB instead of 11,160 at the same speed (1,979 and 1,887 against 1,967
   samples/s, each order once; benchmarks/results/train_speed/h200_16000x1_expandable). The memory estimate is
