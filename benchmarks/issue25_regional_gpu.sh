@@ -10,8 +10,10 @@
 #   bash benchmarks/issue25_regional_gpu.sh headline   ($OUT/headline.tgz) 16,000 x 3 in one fresh cache folder:
 #     the stock seed recipe; fast (a first run: not compiled); fast-compile (compiled per layer, inductor's cache
 #     cold: the studio records the shape); fast again (the plan now compiles it, the cache warm)
+#   bash benchmarks/issue25_regional_gpu.sh autotune   ($OUT/autotune.tgz) 16,000 x 1, compiled per layer: as the
+#     studio compiles, then with autotuned matmuls (TORCHINDUCTOR_MAX_AUTOTUNE_GEMM=1) cold and warm, for MFU
 set -u
-MODE=${1:?explore or headline}
+MODE=${1:?explore, headline or autotune}
 GPU_ENV_NO_COMPILE=1 source benchmarks/gpu_env.sh
 R=/tmp/h200_regional_$MODE; mkdir -p $R
 pack() { tar czf $OUT/$MODE.tgz --exclude='inductor-*' --exclude=cache -C /tmp h200_regional_$MODE; }
@@ -23,6 +25,15 @@ if [ "$MODE" = headline ]; then
     --train 16000 --epochs 3 --only seed,fast,fast-compile,fast-after-compile > $R/headline.log 2>&1
   cat $R/cache/inductor/compiled.json > $R/compiled.json 2>/dev/null; pack
   cut -d, -f1-3,8-10,13-16,20-21 $R/headline/train_speed.csv; tail -n 3 $R/headline.log; exit 0
+fi
+if [ "$MODE" = autotune ]; then
+  TORCHINDUCTOR_CACHE_DIR=$R/inductor-plain timeout 90 python3 benchmarks/train_speed.py --out $R/plain \
+    --train 16000 --epochs 1 --only fast-compile > $R/plain.log 2>&1; pack
+  TORCHINDUCTOR_MAX_AUTOTUNE_GEMM=1 TORCHINDUCTOR_CACHE_DIR=$R/inductor-autotune timeout ${LIMIT:-380} \
+    python3 benchmarks/train_speed.py --out $R/autotune --train 16000 --epochs 1 \
+    --only fast-compile,fast-compile-again > $R/autotune.log 2>&1
+  rm -rf $R/inductor-*; pack
+  for f in $R/*/train_speed.csv; do echo "$f"; cut -d, -f1-3,8-10,13-16,20-21 "$f"; done; tail -n 2 $R/*.log; exit 0
 fi
 timeout 80 python3 benchmarks/cuda_init_overlap.py --out $R/overlap --repeats 3 > $R/overlap.log 2>&1; pack
 TORCHINDUCTOR_CACHE_DIR=$R/inductor-whole timeout 210 python3 benchmarks/train_speed.py --out $R/whole \
