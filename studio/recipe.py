@@ -527,8 +527,17 @@ def configure_allocator(config: RunConfig) -> bool:
 
     if not (config.train.expandable_segments and torch.cuda.is_available()):
         return False
-    torch.cuda.memory._set_allocator_settings("expandable_segments:True")
+    _allocator_settings("expandable_segments:True")
     return True
+
+
+def _allocator_settings(text: str) -> None:
+    """torch's allocator settings for this process: through the call torch names since 2.11, where
+    `torch.cuda.memory._set_allocator_settings` warns that it is deprecated (a FutureWarning in every GPU run's
+    log); both are private, and the older one stays for torch versions without the newer."""
+    import torch
+
+    (getattr(torch._C, "_accelerator_setAllocatorSettings", None) or torch.cuda.memory._set_allocator_settings)(text)
 
 
 def release_device_memory(expandable: bool) -> None:
@@ -540,7 +549,7 @@ def release_device_memory(expandable: bool) -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         if expandable:
-            torch.cuda.memory._set_allocator_settings("expandable_segments:False")
+            _allocator_settings("expandable_segments:False")
 
 
 @contextlib.contextmanager

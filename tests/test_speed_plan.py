@@ -139,25 +139,6 @@ def test_the_compile_record_survives_a_broken_file_and_compiles_per_layer(tmp_pa
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")  # the user's choice stays
 
 
-def test_inductor_caches_go_to_the_studio_cache_unless_the_user_chose_a_folder(tmp_path, monkeypatch):
-    """torch sets TORCHINDUCTOR_CACHE_DIR to its /tmp default as soon as transformers imports a model class: that
-    value must not hide the studio's own folder (it did: compiled graphs were lost with /tmp)."""
-    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-
-    from studio import gguf
-    from studio.compiled import inductor_dir
-    from studio.hf_trainer import compile_cached
-
-    monkeypatch.setenv(gguf.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
-    monkeypatch.delenv("ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION", raising=False)
-    assert inductor_dir() == tmp_path / "cache" / "inductor"
-    compile_cached(True)
-    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "inductor")
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
-    assert inductor_dir() == tmp_path / "cache" / "inductor"
-
-
 def test_frugal_takes_the_memory_savers_and_keeps_the_effective_batch(tiny_model_dir):
     asked = tiny_config(tiny_model_dir("bert"), "lora").with_overrides(
         ["train.batch_size=64", "train.speed=frugal", "train.precision=fp16", "train.optimizer=adamw_torch"]
@@ -324,7 +305,7 @@ def test_expandable_segments_are_on_for_the_run_that_asks_and_off_after_it(monke
     from studio import recipe
 
     calls: list[str] = []
-    monkeypatch.setattr(torch.cuda.memory, "_set_allocator_settings", calls.append)
+    monkeypatch.setattr(torch._C, "_accelerator_setAllocatorSettings", calls.append)  # what torch names now
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     asked = RunConfig.from_dict({"train": {"expandable_segments": True}})
     assert recipe.configure_allocator(asked) is False and calls == []  # no GPU: nothing to set
@@ -337,12 +318,20 @@ def test_expandable_segments_are_on_for_the_run_that_asks_and_off_after_it(monke
 
 
 def test_compiled_runs_keep_inductors_cache_in_the_studios_cache_folder(monkeypatch, tmp_path):
+    """... also where torch has already set the variable to its /tmp default (it does as soon as transformers
+    imports a model class: compiled graphs were lost with /tmp until this was tested)."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
     from studio.hf_trainer import compile_cached
 
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.delenv("ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION", raising=False)
     monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path))
     assert compile_cached(False) is False and "TORCHINDUCTOR_CACHE_DIR" not in os.environ
     assert compile_cached(True) is True and os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    compile_cached(True)
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/elsewhere")  # a user's own setting wins
     compile_cached(True)
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/elsewhere"
