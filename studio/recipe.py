@@ -28,6 +28,7 @@ from studio.results import Calibration, DataReport, Efficiency, Layout, MemoryRe
 
 if TYPE_CHECKING:
     from studio.data import PreparedData
+    from studio.hardware import Device
     from studio.metrics import PeakMemory
     from studio.models import ModelBundle
     from studio.speed_plan import Plan
@@ -55,6 +56,8 @@ class ClassifierRecipe:
         self.train_counts: dict[str, int] = {}
         """Rows of each label in the training split (class weights and the imbalance note read them)."""
         self.plan: Plan | None = None
+        self.device: Device | None = None
+        """The device the plan was made for (`plan_speed`)."""
         self.bundle: ModelBundle | None = None
         self.tokenized: Any = None
         self.trainer: Any = None
@@ -118,7 +121,8 @@ class ClassifierRecipe:
         from studio.speed_plan import plan
 
         assert self.data is not None
-        self.plan = result = plan(self.config, detect(), self.num_labels, len(self.data.splits["train"]))
+        self.device = detect()
+        self.plan = result = plan(self.config, self.device, self.num_labels, len(self.data.splits["train"]))
         for line in result.lines():
             self.emit(Note(line if line == result.note else f"speed {result.profile}: {line}"))
         self.trained = result.config
@@ -183,11 +187,10 @@ class ClassifierRecipe:
             self.emit(Note(f"resuming from {resume_from.name} (the last complete checkpoint)"))
         with tokenizers_serial(self.trained.train.dataloader_workers):
             out = self.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        if self.trained.train.torch_compile:  # inductor's cache now holds this shape: the next run compiles warm
-            from studio import compiled
-            from studio.hardware import detect
+        if self.trained.train.torch_compile and self.device is not None:  # inductor's cache now holds this shape:
+            from studio import compiled  # the next run compiles warm
 
-            compiled.remember(self.trained, detect())
+            compiled.remember(self.trained, self.device)
         return out
 
     def evaluate(self, train_out: Any, run_id: str | None, run_dir: Path | None, t0: float) -> RunSummary:

@@ -193,10 +193,11 @@ def _fast(config: RunConfig, device: Device, num_labels: int, train_rows: int) -
             fitted["train.eval_steps"] = (max(1, round(t.eval_steps * asked / new_effective)),
                                           "evaluations come as often per sample as asked")  # fmt: skip
     epochs_tokens = (t.max_steps * new_effective if t.max_steps else train_rows * t.epochs) * config.data.max_length
-    why_compile = _compile_reason(_settle(config, fitted), device, epochs_tokens)
-    if not t.torch_compile and why_compile:
-        fitted["train.torch_compile"] = (True, why_compile)
     settled = _settle(config, fitted)
+    why_compile = None if t.torch_compile else _compile_reason(settled, device, epochs_tokens)
+    if why_compile:
+        fitted["train.torch_compile"] = (True, why_compile)
+        settled = _settle(config, fitted)
     mb = estimate(settled, num_labels, device).total_mb
     note = f"speed fast: estimated {mb:,.0f} MB of this GPU's {device.free_mb:,.0f} MB free"
     return Plan("fast", settled, _choices(config, fitted), note)
