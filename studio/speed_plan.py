@@ -280,17 +280,18 @@ def _frugal(config: RunConfig, device: Device, num_labels: int) -> Plan:
 
     bnb = importlib.util.find_spec("bitsandbytes") is not None
     changes = _frugal_savers(config, bnb)
-    mb = estimate(_settle(config, changes), num_labels, device).total_mb
+    settled = _settle(config, changes)
+    mb = estimate(settled, num_labels, device).total_mb
     sixteen = _frugal_sixteen_bit(config, changes, bnb)
     base = ""  # which base, and the other's estimate, when both were weighed
     if sixteen is not None:
-        mb16 = estimate(_settle(config, sixteen), num_labels, device).total_mb
+        settled16 = _settle(config, sixteen)
+        mb16 = estimate(settled16, num_labels, device).total_mb
         if mb16 <= (1 + FRUGAL_SLACK) * mb:
             base = f"; a 16-bit base, within {FRUGAL_SLACK:.0%} of a 4-bit one's {mb:,.0f} MB and faster"
-            changes, mb = sixteen, mb16
+            changes, settled, mb = sixteen, settled16, mb16
         else:
             base = f"; a 4-bit base: a 16-bit one would take {mb16:,.0f} MB"
-    settled = _settle(config, changes)
     note = (
         f"speed frugal: estimated {mb:,.0f} MB"
         + base
