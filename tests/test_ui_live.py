@@ -200,7 +200,9 @@ def test_ten_playground_clients_at_once_while_a_run_trains(live, done):
         assert "already training" in client.predict(api_name="/start", **form(app, "start"))
 
         def page(_: int) -> list[str]:
-            mine = Client(app.local_url, verbose=False)
+            # gradio_client fetches the app's API description with httpx's 5-s default: ten at once beside a training
+            # run on 2 cores took longer once in CI. That wait is the client's, not what this test checks.
+            mine = Client(app.local_url, verbose=False, httpx_kwargs={"timeout": 60})
             mine.predict(api_name="/playground_runs")
             return [mine.predict(done, None, t, 0, api_name="/predict")[0]["label"] for t in texts]
 
