@@ -22,6 +22,7 @@ from studio.onnx_export import (
     _torch_predictor,
     export_onnx,
     exported_model_dir,
+    first_token_only,
     inference_session,
 )
 from studio.registry import Registry
@@ -221,8 +222,12 @@ def test_the_graph_is_optimized_where_onnxruntime_can(runs, family, tmp_path):
     if family == "bert":
         assert meta["optimized"] and meta["fused_ops"]["Attention"] == 2 and meta["fused_ops"]["BiasGelu"] == 2
         assert {"Attention", "LayerNormalization", "BiasGelu"} <= ops and "Softmax" not in ops
+        # the last layer after its attention runs on token 0 alone (the classifier reads no other)
+        assert meta["first_token_only"] and {"FirstToken_0", "FirstToken_1"} <= {n.name for n in onnx.load(
+            str(done.fp32)).graph.node}  # fmt: skip
         int8_ops = {n.op_type for n in onnx.load(str(done.int8)).graph.node}
-        assert {"QAttention", "DynamicQuantizeLinear", "LayerNormalization"} <= int8_ops
+        assert {"QAttention", "DynamicQuantizeLinear", "LayerNormalization", "FastGelu"} <= int8_ops
+        assert "BiasGelu" not in int8_ops and meta["int8_fast_gelu"] == 2  # the int8 graph's GELU is the tanh one
         for graph in (done.fp32, done.int8):
             session = inference_session(graph, optimized_to=tmp_path / "run.onnx")
             assert session.get_session_options().intra_op_num_threads == torch.get_num_threads()  # same cores
@@ -231,4 +236,81 @@ def test_the_graph_is_optimized_where_onnxruntime_can(runs, family, tmp_path):
         assert "SkipLayerNormalization" not in ops | int8_ops
     else:
         assert not meta["optimized"] and "no fusion for deberta-v2" in meta["fused_ops"]
+        assert not meta["first_token_only"]
         assert "Attention" not in ops
+
+
+# ---- first_token_only on graphs made here -----------------------------------------------------------------
+HIDDEN, HEADS = 8, 2
+
+
+def last_layer(tmp_path, pooling: str):
+    """A fused Attention, its output projection and residual, LayerNorm, then `pooling` of the sequence axis:
+    token0 (Gather index 0, axis 1: a classifier on the first token), token1, mean (ReduceMean) or outside (an
+    input not from the layer added before the Gather). Returns the file and an input feed."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def const(name, *shape, dtype=np.float32):
+        return numpy_helper.from_array(rng.standard_normal(shape).astype(dtype), name)
+
+    inits = [const("qkv_w", HIDDEN, 3 * HIDDEN), const("qkv_b", 3 * HIDDEN), const("out_w", HIDDEN, HIDDEN),
+             const("ln_w", HIDDEN), const("ln_b", HIDDEN), const("cls_w", HIDDEN, 2),
+             numpy_helper.from_array(np.array(1 if pooling == "token1" else 0, dtype=np.int64), "index")]  # fmt: skip
+    nodes = [helper.make_node("Attention", ["x", "qkv_w", "qkv_b"], ["a"], domain="com.microsoft", num_heads=HEADS),
+             helper.make_node("MatMul", ["a", "out_w"], ["o"]), helper.make_node("Add", ["o", "x"], ["r"]),
+             helper.make_node("LayerNormalization", ["r", "ln_w", "ln_b"], ["h"], axis=-1)]  # fmt: skip
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", HIDDEN])]
+    if pooling == "outside":
+        inputs.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", HIDDEN]))
+        nodes.append(helper.make_node("Add", ["h", "y"], ["h2"]))
+    last = "h2" if pooling == "outside" else "h"
+    if pooling == "mean":
+        nodes.append(helper.make_node("ReduceMean", [last], ["pooled"], axes=[1], keepdims=0))
+    else:
+        nodes.append(helper.make_node("Gather", [last, "index"], ["pooled"], axis=1))
+    nodes.append(helper.make_node("MatMul", ["pooled", "cls_w"], ["logits"]))
+    graph = helper.make_graph(nodes, "last_layer", inputs,
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])], inits)  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    path = tmp_path / f"{pooling}.onnx"
+    onnx.save(model, str(path))
+    feed = {"x": rng.standard_normal((3, 5, HIDDEN)).astype(np.float32)}
+    if pooling == "outside":
+        feed["y"] = rng.standard_normal((3, 5, HIDDEN)).astype(np.float32)
+    return path, feed
+
+
+@pytest.mark.parametrize("pooling", ["token0", "token1", "mean", "outside"])
+def test_first_token_only_rewrites_only_a_classifier_on_token_0(tmp_path, pooling):
+    """The rewrite applies where the logits read token 0 through token-wise operators only, and then gives the same
+    logits; a classifier on another token, on the mean of all tokens, or an operator mixing in a tensor from
+    outside the layer leave the graph as it was."""
+    import onnx
+    import onnxruntime as ort
+
+    path, feed = last_layer(tmp_path, pooling)
+    before_bytes = path.read_bytes()
+    before = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], feed)[0]
+    rewritten = first_token_only(path)
+    assert rewritten == (pooling == "token0")
+    if not rewritten:
+        assert path.read_bytes() == before_bytes
+        return
+    assert sum(n.op_type == "Slice" for n in onnx.load(str(path)).graph.node) == 2
+    after = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], feed)[0]
+    np.testing.assert_allclose(after, before, atol=1e-6)
+
+
+def test_first_token_only_needs_a_fused_attention(tmp_path):
+    """A graph with no fused Attention (deberta-v2's plain graph) is left alone."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["logits"])], "plain",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])])  # fmt: skip
+    onnx.save(helper.make_model(graph), str(tmp_path / "plain.onnx"))
+    assert not first_token_only(tmp_path / "plain.onnx")
