@@ -252,7 +252,7 @@ def optimize_graph(path: Path, settings: tuple[str, int, int]) -> dict[str, int]
 
 
 TOKENWISE_OPS = ("MatMul", "Add", "Mul", "Div", "Sub", "LayerNormalization", "BiasGelu", "FastGelu", "Gelu", "Erf",
-                 "Relu", "Tanh", "Sqrt", "Pow", "Cast")
+                 "Relu", "Tanh", "Sqrt", "Pow", "Cast")  # fmt: skip
 """Operators that compute each token's vector from that token's alone (given constant weights): what may lie between
 the last fused Attention and the classifier's token-0 Gather for `first_token_only` to apply."""
 

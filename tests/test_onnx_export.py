@@ -272,9 +272,10 @@ def last_layer(tmp_path, pooling: str):
     else:
         nodes.append(helper.make_node("Gather", [last, "index"], ["pooled"], axis=1))
     nodes.append(helper.make_node("MatMul", ["pooled", "cls_w"], ["logits"]))
-    graph = helper.make_graph(nodes, "last_layer", inputs,
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])], inits)  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])
+    graph = helper.make_graph(nodes, "last_layer", inputs, [logits], inits)
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
     path = tmp_path / f"{pooling}.onnx"
     onnx.save(model, str(path))
     feed = {"x": rng.standard_normal((3, 5, HIDDEN)).astype(np.float32)}
