@@ -42,8 +42,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-ENGINES = ("torch", "onnx-fp32", "onnx-int8")
+ENGINES = ("torch", "torch-b32", "onnx-fp32", "onnx-int8")
+"""torch-b32: the torch predictor at 32 texts a forward pass (the studio's CPU batch until 2026-12-02, and a common
+choice): the ratios below are also taken against the better of torch's two batches."""
 MAX_LENGTH = 128
+STOCK_BATCH = 32
+
+
+def batch_of(engine: str) -> int:
+    """Texts per forward pass: the studio's CPU default (studio.inference.CPU_BATCH), 32 for torch-b32."""
+    from studio.inference import CPU_BATCH
+
+    return STOCK_BATCH if engine == "torch-b32" else CPU_BATCH
 
 
 def reviews(n: int, skip: int = 0) -> list[str]:
@@ -97,15 +107,7 @@ def prepare_bert_base(work: Path, reuse: bool) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from studio.inference import Predictor
-    from studio.onnx_export import (
-        FP32_FILE,
-        INT8_FILE,
-        META_FILE,
-        export_graph,
-        optimize_graph,
-        optimizer_settings,
-        quantize_int8,
-    )
+    from studio.onnx_export import META_FILE, build_graphs
 
     folder = work / "bert-base-run"
     if reuse and (folder / "onnx" / META_FILE).is_file():
@@ -122,19 +124,16 @@ def prepare_bert_base(work: Path, reuse: bool) -> Path:
     (folder / "label_map.json").write_text(json.dumps(labels))
     onnx = folder / "onnx"
     onnx.mkdir()
-    settings = optimizer_settings(net.config)
-    names = export_graph(Predictor(net, tokenizer, ["negative", "positive"], MAX_LENGTH), onnx / FP32_FILE, True)
-    optimize_graph(onnx / FP32_FILE, settings)
-    quantize_int8(onnx / FP32_FILE, onnx / INT8_FILE)
+    graphs = build_graphs(Predictor(net, tokenizer, ["negative", "positive"], MAX_LENGTH), onnx, int8=True)
     tokenizer.save_pretrained(onnx)
     shutil.copyfile(folder / "label_map.json", onnx / "label_map.json")
-    (onnx / META_FILE).write_text(json.dumps({"inputs": names, "max_length": MAX_LENGTH, "task": "single_label"}))
+    (onnx / META_FILE).write_text(json.dumps({**graphs, "max_length": MAX_LENGTH, "task": "single_label"}))
     return folder
 
 
 # ---- one measurement (child process) ----------------------------------------------------------------------
 def load(folder: Path, engine: str):
-    if engine == "torch":
+    if engine.startswith("torch"):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from studio.calibration import read_temperature
@@ -160,7 +159,7 @@ def measure(folder: Path, engine: str, n_single: int, n_texts: int) -> dict:
     singles, batch = reviews(n_single + 5, skip=1000), reviews(n_texts)
     for text in singles[:5]:
         predictor.predict([text])
-    predictor.predict(batch[:32], batch_size=32)
+    predictor.predict(batch[:32], batch_size=batch_of(engine))
     ms = []
     for text in singles[5:]:
         t = time.perf_counter()
@@ -169,7 +168,7 @@ def measure(folder: Path, engine: str, n_single: int, n_texts: int) -> dict:
     rates = []
     for _ in range(3):
         t = time.perf_counter()
-        predictor.predict(batch, batch_size=32)
+        predictor.predict(batch, batch_size=batch_of(engine))
         rates.append(len(batch) / (time.perf_counter() - t))
     threads = _threads(engine, predictor)
     return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
@@ -178,21 +177,21 @@ def measure(folder: Path, engine: str, n_single: int, n_texts: int) -> dict:
 
 
 def interleaved(folder: Path, n_texts: int, turns: int) -> dict:
-    """The three engines loaded in one process and run in turn, one batch of 32 texts each per turn (the order
-    rotating), `turns` times: each turn's int8 / torch and fp32 / torch ratios compare batches run seconds apart,
-    under the same load."""
+    """The engines loaded in one process and run in turn on the same 32 texts per turn (each at its batch_of; the
+    order rotating), `turns` times: each turn's ratios to torch compare passes run seconds apart, under the same
+    load."""
     load_before = os.getloadavg()[0]
     predictors = {engine: load(folder, engine) for engine in ENGINES}
     texts = reviews(n_texts)
     batches = [texts[i : i + 32] for i in range(0, len(texts), 32)]
-    for predictor in predictors.values():
-        predictor.predict(batches[0], batch_size=32)
+    for engine, predictor in predictors.items():
+        predictor.predict(batches[0], batch_size=batch_of(engine))
     rates: dict[str, list[float]] = {engine: [] for engine in ENGINES}
     for turn in range(turns):
         batch = batches[turn % len(batches)]
-        for engine in ENGINES[turn % 3 :] + ENGINES[: turn % 3]:
+        for engine in ENGINES[turn % len(ENGINES) :] + ENGINES[: turn % len(ENGINES)]:
             t = time.perf_counter()
-            predictors[engine].predict(batch, batch_size=32)
+            predictors[engine].predict(batch, batch_size=batch_of(engine))
             rates[engine].append(len(batch) / (time.perf_counter() - t))
     ratios = {e: [a / b for a, b in zip(rates[e], rates["torch"], strict=True)] for e in ENGINES[1:]}
     return {"turns": turns, **{f"{e}_texts_per_s": statistics.median(rates[e]) for e in ENGINES},
@@ -201,7 +200,7 @@ def interleaved(folder: Path, n_texts: int, turns: int) -> dict:
 
 
 def _threads(engine: str, predictor) -> str:
-    if engine == "torch":
+    if engine.startswith("torch"):
         import torch
 
         return f"torch {torch.get_num_threads()}"

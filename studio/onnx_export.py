@@ -470,22 +470,12 @@ def export_onnx(registry: Registry, run_id: str, int8: bool = False, *, max_int8
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        settings = optimizer_settings(reference.model.config)
-        names = export_graph(reference, tmp / FP32_FILE, fusable=settings is not None)
-        fused = optimize_graph(tmp / FP32_FILE, settings) if settings else None
-        first_token = bool(settings) and first_token_only(tmp / FP32_FILE)
-        if int8:
-            quantize_int8(tmp / FP32_FILE, tmp / INT8_FILE)
-            fast_gelus = fast_gelu(tmp / INT8_FILE)
+        graphs = build_graphs(reference, tmp, int8)
         files = [f for f in sorted((run_dir / "tokenizer").iterdir()) if not f.name.startswith(".")]
         files += [run_dir / n for n in ("label_map.json", CALIBRATION_FILE, THRESHOLDS_FILE) if (run_dir / n).exists()]
         copy_into(tmp, files, run_dir)
-        meta = {"run_id": run_id, "source": model_dir.name, "inputs": names, "opset": OPSET,
-                "max_length": reference.max_length, "task": reference.task, "optimized": settings is not None,
-                "fused_ops": fused if settings else f"none: onnxruntime's optimizer has no fusion for "
-                f"{reference.model.config.model_type}; the plain graph", "first_token_only": first_token}  # fmt: skip
-        if int8:
-            meta["int8_fast_gelu"] = fast_gelus
+        meta = {"run_id": run_id, "source": model_dir.name, "opset": OPSET, "max_length": reference.max_length,
+                "task": reference.task, **graphs}  # fmt: skip
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")  # the predictor reads it
         checks = _checks(reference, tmp, run_dir, int8, max_int8_loss)
         meta["checks"] = [asdict(c) for c in checks]
@@ -495,6 +485,25 @@ def export_onnx(registry: Registry, run_id: str, int8: bool = False, *, max_int8
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return _existing(target, int8)  # type: ignore[return-value]
+
+
+def build_graphs(predictor: Predictor, folder: Path, int8: bool) -> dict[str, Any]:
+    """model.onnx (and with `int8` model.int8.onnx) of `predictor.model` in `folder`: exported, fused where
+    onnxruntime can (`optimize_graph`), the last layer on token 0 alone where it applies (`first_token_only`),
+    quantized, the int8 graph's GELU the tanh one (`fast_gelu`). Returns what onnx.json records of it."""
+    settings = optimizer_settings(predictor.model.config)
+    names = export_graph(predictor, folder / FP32_FILE, fusable=settings is not None)
+    meta: dict[str, Any] = {"inputs": names, "optimized": settings is not None}
+    if settings:
+        meta["fused_ops"] = optimize_graph(folder / FP32_FILE, settings)
+    else:
+        model_type = predictor.model.config.model_type
+        meta["fused_ops"] = f"none: onnxruntime's optimizer has no fusion for {model_type}; the plain graph"
+    meta["first_token_only"] = bool(settings) and first_token_only(folder / FP32_FILE)
+    if int8:
+        quantize_int8(folder / FP32_FILE, folder / INT8_FILE)
+        meta["int8_fast_gelu"] = fast_gelu(folder / INT8_FILE)
+    return meta
 
 
 def copy_into(folder: Path, files: list[Path], run_dir: Path) -> None:
