@@ -7,13 +7,15 @@
   own folder is never written), exported with `export_onnx(..., int8=True)`: its checks give the fp32 parity and
   the int8 test accuracy against torch's.
 - bert-base: bert-base-uncased's architecture with random weights and a fresh 2-label head (speed does not depend
-  on the weights), exported by the same `export_graph` / `optimize_graph` (fused attention) / `quantize_int8`.
+  on the weights), its graphs built by the same `build_graphs` as `export_onnx`.
 - `--models minilm-l6` (or bert-base): measure one of them only.
 
 Each (model, engine) is measured in its own fresh Python process, `--repeats` times, the engines interleaved
 (torch, fp32, int8, torch, ...) so that a change in the machine's load hits all alike; the table gives the median
 over the repeats. Per process: single-text latency (`predict([text])` one real review at a time, after warm-up:
-p50 / p95 ms) and throughput (`predict(texts, batch_size=32)` over --texts reviews, 3 passes: the median texts/s).
+p50 / p95 ms) and throughput (`predict(texts)` over --texts reviews at the studio's CPU batch, 8 texts a pass, and
+for torch-b32 at 32; 3 passes: the median texts/s). A further process per repeat runs all engines in turn, batch by
+batch (`--turns`; OMP_WAIT_POLICY=PASSIVE, see IN_ONE_PROCESS).
 Texts are the shipped IMDb reviews, cut at max_length 128 tokens (the quick-demo run's), each batch padded to its
 longest text by both engines. Threads: the same for both engines: torch's default (one per physical core), which
 `OnnxPredictor` gives onnxruntime's intra-op pool. `os.getloadavg()` is recorded around every process: the machine
@@ -47,6 +49,11 @@ ENGINES = ("torch", "torch-b32", "onnx-fp32", "onnx-int8")
 choice): the ratios below are also taken against the better of torch's two batches."""
 MAX_LENGTH = 128
 STOCK_BATCH = 32
+IN_ONE_PROCESS = "PASSIVE"
+"""OMP_WAIT_POLICY of the process that runs the engines in turn: by default torch's idle OpenMP threads spin on
+the cores the next engine needs (measured: ONNX int8 ran at 107 texts/s after torch with ACTIVE, 229 with PASSIVE,
+214 with the default; torch itself 79, 72 and 74). Passive, each engine has the cores to itself, as it has in
+a process of its own."""
 
 
 def batch_of(engine: str) -> int:
@@ -223,7 +230,8 @@ def run_all(args: argparse.Namespace, folders: dict[str, Path]) -> list[dict]:
                 rows.append(row)
             if args.turns:
                 cmd = [sys.executable, __file__, "--interleave", str(folder), str(sizes[model][1]), str(args.turns)]
-                out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT,
+                                     env={**os.environ, "OMP_WAIT_POLICY": IN_ONE_PROCESS}).stdout  # fmt: skip
                 row = {"model": model, "engine": "interleaved", "repeat": repeat,
                        **json.loads(out.strip().splitlines()[-1])}  # fmt: skip
                 print(json.dumps(row), flush=True)
@@ -233,7 +241,7 @@ def run_all(args: argparse.Namespace, folders: dict[str, Path]) -> list[dict]:
 
 def summary(rows: list[dict], prep: dict, env: dict) -> str:
     med = lambda m, e, k: statistics.median(r[k] for r in rows if r["model"] == m and r["engine"] == e)  # noqa: E731
-    lines = ["| model | engine | single-text p50 ms | p95 ms | texts/s (batch 32) | x torch | processes |",
+    lines = ["| model | engine | single-text p50 ms | p95 ms | texts/s | x torch | processes |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for model in dict.fromkeys(r["model"] for r in rows):
         base = med(model, "torch", "texts_per_s")
@@ -251,6 +259,8 @@ def summary(rows: list[dict], prep: dict, env: dict) -> str:
         ]
         lines.append(f"{model}: ONNX int8 / torch texts/s, repeat by repeat: {', '.join(f'{x:.2f}' for x in ratios)} "
                      f"(median {statistics.median(ratios):.2f})")  # fmt: skip
+    lines.append(f"texts/s: {STOCK_BATCH} texts a pass for torch-b32, {batch_of('torch')} for the others (the "
+                 "studio's CPU batch)")  # fmt: skip
     lines += _interleaved_lines(rows)
     checks = prep["minilm"]["checks"]
     fp32, int8 = checks["fp32"], checks.get("int8", {})
@@ -273,7 +283,8 @@ def _interleaved_lines(rows: list[dict]) -> list[str]:
     inter = [r for r in rows if r["engine"] == "interleaved"]
     if not inter:
         return []
-    lines = ["", "Engines in one process, one batch each in turn (the ratio taken batch by batch, same load):", "",
+    lines = ["", f"Engines in one process, one batch each in turn (the ratio taken batch by batch, same load; "
+             f"OMP_WAIT_POLICY={IN_ONE_PROCESS}):", "",
              "| model | engine | texts/s (median batch) | x torch: median of per-batch ratios (q1-q3) | batches |",
              "|---|---|---|---|---|"]  # fmt: skip
     for model in dict.fromkeys(r["model"] for r in inter):
@@ -300,8 +311,17 @@ def environment(rows: list[dict], args: argparse.Namespace) -> dict:
             "torch": torch.__version__, "transformers": transformers.__version__,
             "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
             "repeats": 1 + max(r["repeat"] for r in rows), "max_length": MAX_LENGTH,
-            "loadavg_min": min(loads), "loadavg_max": max(loads),
+            "cpu_flags": _int8_flags(), "loadavg_min": min(loads), "loadavg_max": max(loads),
             "note": "a shared machine (other sessions ran alongside): the CSV has each load average"}  # fmt: skip
+
+
+def _int8_flags() -> list[str]:
+    """The CPU's int8 / bf16 matrix instructions (onnxruntime's int8 kernels use VNNI or AMX where present)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return sorted(flags & {"avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "amx_tile"})
 
 
 def main() -> None:
